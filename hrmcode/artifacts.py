@@ -1,0 +1,365 @@
+"""The artifact contract: one directory per step, ``manifest.json`` written last.
+
+Guarantees:
+- A directory with a ``manifest.json`` is a completed step. The manifest records the kind,
+  schema version, hrmcode version, creation time, command, resolved parameters, seed, every
+  input artifact (path, kind, sha256 of its manifest) and every output file (name, sha256,
+  bytes, record count for JSONL).
+- Non-resumable steps are staged in a hidden sibling directory and renamed into place only
+  when complete, so a failed step leaves nothing behind and never destroys an earlier
+  artifact at the same path. Resumable steps (synthesize, validate, train, eval) write in
+  place; their per-item logs let a rerun skip finished work.
+- ``load_artifact`` refuses a directory without a manifest, of the wrong kind, or of an
+  incompatible schema version, with a one-line error that says what to run.
+
+Workspace layout (default ``./hrmcode-artifacts``, ``--workspace`` or ``HRMCODE_HOME``)::
+
+    <root>/<step>/<name>/<version-id>/...   one version per run
+    <root>/<step>/<name>/LATEST             the newest version id (a text file)
+
+so ``hrmcode analyze swe-smith`` finds the newest fetched SWE-smith tasks by name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hrmcode import __version__
+from hrmcode.errors import ArtifactError
+from hrmcode.jsonl import count_lines, write_jsonl
+
+MANIFEST = "manifest.json"
+LATEST = "LATEST"
+
+# kind -> (step that writes it, schema version). A reader accepts the same major version.
+KINDS: dict[str, tuple[str, int]] = {
+    "tasks": ("fetch", 1),
+    "corpus": ("fetch", 1),
+    "analysis": ("analyze", 1),
+    "examples": ("synthesize", 1),
+    "validated-examples": ("validate", 1),
+    "model": ("train", 1),
+    "quantized-model": ("quantize", 1),
+    "eval-run": ("eval", 1),
+}
+
+# What to run to produce each kind, for error messages.
+PRODUCER_HINT = {
+    "tasks": "run `hrmcode fetch SOURCE` first",
+    "corpus": "run `hrmcode fetch code --from DIR` first",
+    "analysis": "run `hrmcode analyze TASKS` first",
+    "examples": "run `hrmcode synthesize --source NAME` first",
+    "validated-examples": "run `hrmcode validate EXAMPLES` first",
+    "model": "run `hrmcode train EXAMPLES` first",
+    "quantized-model": "run `hrmcode quantize CHECKPOINT` first",
+    "eval-run": "run `hrmcode eval BENCH` first",
+}
+
+
+def workspace_root(explicit: Path | str | None = None) -> Path:
+    """``--workspace``, else ``$HRMCODE_HOME``, else ``./hrmcode-artifacts``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("HRMCODE_HOME")
+    return Path(env) if env else Path("hrmcode-artifacts")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A completed step directory and its parsed manifest."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name") or self.path.name
+
+    @property
+    def params(self) -> dict:
+        return self.manifest.get("params", {})
+
+    @property
+    def stats(self) -> dict:
+        return self.manifest.get("stats", {})
+
+    def file(self, name: str) -> Path:
+        path = self.path / name
+        if not path.exists():
+            raise ArtifactError(
+                f"{self.path} has no {name}", f"the artifact is incomplete; {PRODUCER_HINT.get(self.kind, 'rerun its step')}"
+            )
+        return path
+
+    def manifest_sha256(self) -> str:
+        return sha256_file(self.path / MANIFEST)
+
+    def ref(self) -> dict:
+        """How a downstream manifest records this artifact as an input."""
+        return {"path": str(self.path), "kind": self.kind, "name": self.name, "manifest_sha256": self.manifest_sha256()}
+
+
+def read_manifest(path: Path) -> dict:
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(
+            f"{path} has no {MANIFEST}: it is not an hrmcode artifact, or its step did not finish",
+            "rerun the step that writes it",
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{manifest_path} is not valid JSON ({exc.msg})", "rerun the step that wrote it") from None
+    if not isinstance(manifest, dict) or "kind" not in manifest or "schema_version" not in manifest:
+        raise ArtifactError(f"{manifest_path} lacks kind/schema_version", "rerun the step that wrote it")
+    return manifest
+
+
+def _latest_dir(base: Path) -> Path | None:
+    pointer = base / LATEST
+    if pointer.is_file():
+        candidate = base / pointer.read_text(encoding="utf-8").strip()
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    return None
+
+
+def load_artifact(
+    ref: Path | str,
+    kinds: str | Sequence[str],
+    workspace: Path | str | None = None,
+) -> Artifact:
+    """Resolve ``ref`` (a directory, or a name in the workspace) to an artifact of one of ``kinds``.
+
+    A name is looked up as ``<workspace>/<step>/<name>/LATEST`` for each accepted kind's step.
+    """
+    accepted = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    path = Path(ref)
+    if not path.is_dir():
+        root = workspace_root(workspace)
+        found = None
+        for kind in accepted:
+            step = KINDS[kind][0]
+            found = _latest_dir(root / step / str(ref))
+            if found is not None:
+                break
+        if found is None:
+            hint = PRODUCER_HINT[accepted[0]]
+            raise ArtifactError(f"no artifact '{ref}': not a directory, and no {'/'.join(accepted)} of that name in {root}", hint)
+        path = found
+    manifest = read_manifest(path)
+    kind = manifest["kind"]
+    if kind not in accepted:
+        raise ArtifactError(
+            f"{path} is a '{kind}' artifact, expected {' or '.join(repr(k) for k in accepted)}",
+            PRODUCER_HINT[accepted[0]],
+        )
+    expected_version = KINDS[kind][1]
+    if int(manifest["schema_version"]) != expected_version:
+        raise ArtifactError(
+            f"{path} has schema_version {manifest['schema_version']}, this hrmcode ({__version__}) reads {expected_version}",
+            "regenerate it with this version",
+        )
+    return Artifact(path=path, manifest=manifest)
+
+
+def default_output_dir(step: str, name: str, workspace: Path | str | None, params: dict | None = None) -> Path:
+    """A fresh ``<workspace>/<step>/<name>/<version-id>`` path (not created)."""
+    base = workspace_root(workspace) / step / name
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    digest = hashlib.sha256(json.dumps(params or {}, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    candidate = base / f"{stamp}-{digest}"
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{stamp}-{digest}-{n}"
+    return candidate
+
+
+def output_location(
+    step: str, name: str, out: Path | str | None, workspace: Path | str | None, params: dict | None = None
+) -> tuple[Path, bool]:
+    """Where a step writes: ``-o DIR`` exactly, else a new workspace version.
+
+    Returns ``(directory, update_latest)``: only workspace versions move the LATEST pointer.
+    """
+    if out is not None:
+        return Path(out), False
+    return default_output_dir(step, name, workspace, params), True
+
+
+def latest_in_workspace(step: str, name: str, workspace: Path | str | None = None) -> Path | None:
+    """The newest completed version of ``<step>/<name>``, or None."""
+    return _latest_dir(workspace_root(workspace) / step / name)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class ArtifactWriter:
+    """Writes one step's directory; ``finish()`` writes the manifest last.
+
+    Use as a context manager: an exception before ``finish()`` removes the staging
+    directory of a non-resumable step, so no partial artifact is left behind.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path | str,
+        kind: str,
+        *,
+        name: str | None = None,
+        params: dict | None = None,
+        seed: int | None = None,
+        inputs: Iterable[Artifact] = (),
+        command: Sequence[str] | None = None,
+        resumable: bool = False,
+        update_latest: bool = True,
+    ):
+        if kind not in KINDS:
+            raise ValueError(f"unknown artifact kind {kind!r}")
+        self.out_dir = Path(out_dir)
+        self.kind = kind
+        self.name = name or self.out_dir.name
+        self.params = dict(params or {})
+        self.seed = seed
+        self.inputs = [a.ref() for a in inputs]
+        self.command = list(command) if command is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
+        self.resumable = resumable
+        self.update_latest = update_latest
+        self._outputs: dict[str, int | None] = {}
+        self._finished = False
+        if resumable:
+            self.stage = self.out_dir
+            self.stage.mkdir(parents=True, exist_ok=True)
+            # A rerun of a completed resumable step starts a new completion: drop the old marker.
+            (self.stage / MANIFEST).unlink(missing_ok=True)
+        else:
+            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+            self.stage = self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}"
+            if self.stage.exists():
+                shutil.rmtree(self.stage)
+            self.stage.mkdir()
+
+    # -- files ---------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        """Where to write output file ``name`` (inside the staging directory)."""
+        path = self.stage / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def add(self, name: str, records: int | None = None) -> Path:
+        """Register a file written by other means; JSONL record counts are computed if omitted."""
+        self._outputs[name] = records
+        return self.stage / name
+
+    def write_jsonl(self, name: str, records: Iterable[Any]) -> int:
+        count = write_jsonl(self.path(name), records)
+        self._outputs[name] = count
+        return count
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        path = self.path(name)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        self._outputs[name] = None
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.path(name)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        self._outputs[name] = None
+        return path
+
+    # -- completion ----------------------------------------------------------------------
+    def finish(self, stats: dict | None = None) -> Artifact:
+        outputs = []
+        for name in sorted(self._outputs):
+            path = self.stage / name
+            if not path.exists():
+                raise ArtifactError(f"output {name} was registered but not written", "this is a bug in hrmcode")
+            records = self._outputs[name]
+            if records is None and name.endswith(".jsonl"):
+                records = count_lines(path)
+            entry: dict[str, Any] = {"name": name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+            if records is not None:
+                entry["records"] = records
+            outputs.append(entry)
+        manifest = {
+            "kind": self.kind,
+            "schema_version": KINDS[self.kind][1],
+            "name": self.name,
+            "hrmcode_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": self.command,
+            "params": _jsonable(self.params),
+            "seed": self.seed,
+            "inputs": self.inputs,
+            "outputs": outputs,
+            "stats": _jsonable(stats or {}),
+        }
+        tmp = self.stage / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, self.stage / MANIFEST)
+        if not self.resumable:
+            self._swap_into_place()
+        self._finished = True
+        if self.update_latest:
+            pointer = self.out_dir.parent / LATEST
+            tmp_pointer = pointer.with_name(LATEST + ".tmp")
+            tmp_pointer.write_text(self.out_dir.name + "\n", encoding="utf-8")
+            os.replace(tmp_pointer, pointer)
+        return Artifact(path=self.out_dir, manifest=manifest)
+
+    def _swap_into_place(self) -> None:
+        if self.out_dir.exists():
+            trash = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
+            os.replace(self.out_dir, trash)
+            os.replace(self.stage, self.out_dir)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.stage, self.out_dir)
+
+    def abort(self) -> None:
+        if not self.resumable and self.stage.exists():
+            shutil.rmtree(self.stage, ignore_errors=True)
+
+    def __enter__(self) -> "ArtifactWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self._finished:
+            self.abort()

@@ -1,0 +1,23 @@
+"""Option types shared by several commands, so their names and help stay identical."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+OutOpt = Annotated[
+    Optional[Path],
+    typer.Option("--out", "-o", help="Write the artifact exactly here instead of a new version in the workspace."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same inputs, options and seed give the same bytes.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would be done (and how many records), write nothing.")]
+RedoOpt = Annotated[bool, typer.Option("--redo", help="Start over instead of resuming the finished items in --out.")]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel workers.")]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Take at most this many records (default: all).")]
+
+
+def examples_epilog(*lines: str) -> str:
+    """An 'Examples' epilog for ``--help``: one command per line."""
+    return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)

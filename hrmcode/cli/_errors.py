@@ -1,0 +1,74 @@
+"""Exception -> one-line message + exit code. ``HRMCODE_DEBUG=1`` prints the traceback too.
+
+Every error a user can cause is an ``HrmcodeError`` subclass carrying its own message and
+hint (what to run next); this table adds the prefix and exit code. Anything else is a bug:
+it gets a one-line summary and the debug hint, exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from hrmcode import errors
+from hrmcode.cli._output import out
+
+# Most specific first. (type, label, exit code)
+ERROR_TABLE: list[tuple[type[BaseException], str, int]] = [
+    (errors.UsageError, "usage", 2),
+    (errors.CheckpointError, "bad checkpoint", 1),
+    (errors.ArtifactError, "bad artifact", 1),
+    (errors.InputError, "bad input", 1),
+    (errors.SourceUnavailable, "source unavailable", 1),
+    (errors.ToolchainMissing, "missing tool", 1),
+    (errors.SandboxError, "sandbox", 1),
+    (errors.ThresholdNotMet, "quality gate failed", 1),
+    (errors.HrmcodeError, "error", 1),
+    (FileNotFoundError, "file not found", 1),
+    (PermissionError, "permission denied", 1),
+]
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("HRMCODE_DEBUG", "") not in ("", "0")
+
+
+def render(exc: BaseException) -> int:
+    """Print ``exc`` as one line on stderr and return its exit code."""
+    if debug_enabled():
+        traceback.print_exception(exc)
+    for exc_type, label, code in ERROR_TABLE:
+        if isinstance(exc, exc_type):
+            if isinstance(exc, OSError) and not isinstance(exc, errors.HrmcodeError):
+                text = f"{exc.filename or ''}: {exc.strerror or exc}".strip(": ")
+            else:
+                text = str(exc)
+            out.error(f"{label}: {text}")
+            return code
+    out.error(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}")
+    if not debug_enabled():
+        out.hint("this is a bug in hrmcode; rerun with HRMCODE_DEBUG=1 for the traceback and report it")
+    return 1
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a command so errors become one line + exit code instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            out.error("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the table decides
+            raise typer.Exit(render(exc)) from None
+
+    return wrapper

@@ -1,0 +1,114 @@
+"""The one output sink of the CLI.
+
+Data (results, tables, JSON) goes to stdout; logs, warnings, errors and progress go to
+stderr. Modes: ``human`` (rich tables), ``json`` (one JSON document on stdout, nothing else
+there), ``quiet`` (data only, no logs). Progress bars are drawn only in human mode when
+stderr is a terminal and neither ``--no-progress`` nor ``HRMCODE_NO_PROGRESS`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hrmcode import reporting
+
+
+class Output(reporting.Reporter):
+    def __init__(self) -> None:
+        self.mode = "human"
+        self.progress_enabled = True
+        self._configure_consoles()
+
+    def _configure_consoles(self) -> None:
+        no_color = bool(os.environ.get("NO_COLOR"))
+        self.stdout = Console(file=sys.stdout, no_color=no_color, soft_wrap=True, highlight=False)
+        self.stderr = Console(file=sys.stderr, no_color=no_color, soft_wrap=True, highlight=False)
+
+    def configure(self, *, json_mode: bool = False, quiet: bool = False, no_progress: bool = False) -> None:
+        self.mode = "json" if json_mode else "quiet" if quiet else "human"
+        self.progress_enabled = not no_progress and not os.environ.get("HRMCODE_NO_PROGRESS")
+        self._configure_consoles()  # pick up the current sys.stdout/sys.stderr (test runners swap them)
+
+    @property
+    def json(self) -> bool:
+        return self.mode == "json"
+
+    # -- stderr ----------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        if self.mode == "human":
+            self.stderr.print(message, markup=False)
+
+    def warn(self, message: str) -> None:
+        if self.mode != "quiet":
+            self.stderr.print(f"warning: {message}", markup=False, style="yellow")
+
+    def error(self, message: str) -> None:
+        self.stderr.print(f"error: {message}", markup=False, style="red")
+
+    def hint(self, message: str) -> None:
+        if self.mode == "human":
+            self.stderr.print(message, markup=False, style="dim")
+
+    # -- stdout ----------------------------------------------------------------------
+    def data(self, text: str) -> None:
+        """Plain data line(s) on stdout (not in json mode, where only ``result`` prints)."""
+        if not self.json:
+            self.stdout.print(text, markup=False)
+
+    def result(self, payload: Any, render: Callable[[], None] | None = None) -> None:
+        """The command's result: JSON in json mode, else ``render()`` (or a plain dump)."""
+        if self.json:
+            sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.flush()
+        elif render is not None:
+            render()
+        else:
+            self.stdout.print(json.dumps(payload, indent=2, ensure_ascii=False, default=str), markup=False)
+
+    def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if self.json:
+            return
+        table = Table(title=title, title_justify="left")
+        for i, column in enumerate(columns):
+            table.add_column(column, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+        self.stdout.print(table)
+
+    # -- progress --------------------------------------------------------------------
+    def _draw_progress(self) -> bool:
+        return self.mode == "human" and self.progress_enabled and sys.stderr.isatty()
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[reporting.Task]:
+        if not self._draw_progress():
+            yield reporting.Task()
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=self.stderr, transient=True,
+        ) as progress:
+            task_id = progress.add_task(description, total=total)
+
+            class _Bar(reporting.Task):
+                def advance(self, n: int = 1) -> None:
+                    progress.advance(task_id, n)
+
+                def set_total(self, new_total: int | None) -> None:
+                    progress.update(task_id, total=new_total)
+
+            yield _Bar()
+
+
+out = Output()
+reporting.set_reporter(out)

@@ -1,0 +1,121 @@
+"""JSON Lines reading and writing with errors that name the file and line.
+
+Writing is atomic (``<name>.tmp`` then rename) and byte-stable: the same records give the
+same bytes (UTF-8, no ASCII escaping, compact separators, key order as given).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from hrmcode.errors import InputError
+
+
+def dumps(record: Any) -> str:
+    """One JSON line for a dict or a pydantic model (no trailing newline)."""
+    if hasattr(record, "model_dump"):
+        record = record.model_dump(mode="json")
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def read_jsonl(path: Path | str) -> Iterator[dict]:
+    """Yield each non-blank line of ``path`` as a dict.
+
+    Raises ``InputError`` naming the file and 1-based line number for a line that is not a
+    JSON object, so a user can find and fix it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file", "check the path")
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})",
+                    "fix or remove that line",
+                ) from None
+            if not isinstance(record, dict):
+                raise InputError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}",
+                    "each line must be one object",
+                )
+            yield record
+
+
+def write_jsonl(path: Path | str, records: Iterable[Any]) -> int:
+    """Write records atomically; return how many were written."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(dumps(record))
+            fh.write("\n")
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def count_lines(path: Path | str) -> int:
+    """Number of non-blank lines (records) in a JSONL file."""
+    with Path(path).open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+class AppendLog:
+    """Per-item results appended as they finish, so that a rerun skips finished work.
+
+    Each line is flushed and fsynced. A torn last line (the process died mid-write) is
+    dropped when the log is reopened, so a crash never poisons a resume.
+    """
+
+    def __init__(self, path: Path | str, key: str = "id"):
+        self.path = Path(path)
+        self.key = key
+        self.records: dict[str, dict] = {}
+        if self.path.exists():
+            self._load()
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def _load(self) -> None:
+        good: list[str] = []
+        with self.path.open("r", encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # torn write from a crash
+                if isinstance(record, dict) and self.key in record:
+                    self.records[str(record[self.key])] = record
+                    good.append(line if line.endswith("\n") else line + "\n")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(good), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def done(self, item_id: str) -> bool:
+        return str(item_id) in self.records
+
+    def append(self, record: Any) -> None:
+        if hasattr(record, "model_dump"):
+            record = record.model_dump(mode="json")
+        self._fh.write(dumps(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.records[str(record[self.key])] = record
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "AppendLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,66 @@
+"""The sandbox protocol every execution in hrmcode goes through.
+
+``Sandbox.run(command, files, limits) -> ExecResult``: write ``files`` into a fresh private
+work directory, run ``command`` there under ``limits``, return what happened. Backends
+(``local`` = bubblewrap, ``docker``) live beside this module; see the package docstring for
+what each guarantees and what it does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one run. Units are in the names."""
+
+    timeout_s: float = 30.0  # wall clock; the whole process tree is killed when it passes
+    memory_mb: int = 2048  # address space per process (RLIMIT_AS) / container memory
+    processes: int = 256  # concurrent processes/threads of the sandbox uid (RLIMIT_NPROC / pids limit)
+    file_size_mb: int = 256  # largest file the command may write (RLIMIT_FSIZE)
+    output_bytes: int = 1 << 20  # stdout and stderr are each truncated to this
+    network: bool = False  # True only when a caller explicitly needs it
+    cpu_s: float | None = None  # CPU seconds (RLIMIT_CPU); default: timeout_s + 1
+
+
+@dataclass
+class ExecResult:
+    exit_code: int | None  # None when killed before it exited on its own
+    stdout: str
+    stderr: str
+    wall_s: float
+    timed_out: bool = False
+    memory_exceeded: bool = False
+    killed_signal: int | None = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    files: dict[str, str] = field(default_factory=dict)  # files asked back with `collect`
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Sandbox(Protocol):
+    name: str
+
+    def run(
+        self,
+        command: list[str] | str,
+        files: dict[str, str | bytes] | None = None,
+        limits: Limits | None = None,
+        *,
+        stdin: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        collect: list[str] | None = None,
+        worker: int = 0,
+    ) -> ExecResult:
+        """Run ``command`` (argv list, or a string run by ``/bin/sh -c``) in a fresh work dir
+        holding ``files``. ``worker`` picks the per-worker uid/cache so parallel runs do not
+        collide. ``collect`` names work-dir files to read back into ``ExecResult.files``."""
+        ...
