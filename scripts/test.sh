@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up everything (including the Docker engine and sandbox images) and run the whole test suite.
+# pytest's exit code 5 (no tests collected) is a failure here.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --docker || exit 1
+export PATH="$PWD/.venv/bin:$PATH"
+# The setup above installed and started a Docker engine (or failed): docker tests must now fail,
+# not skip, if it does not work.
+export HRMCODE_REQUIRE_DOCKER=1
+python -m pytest -q -p no:cacheprovider --durations=15 "$@"
+status=$?
+if [ "$status" = 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi
+exit "$status"
