@@ -27,6 +27,9 @@ def _isolated_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     monkeypatch.setenv("HRMCODE_HOME", str(workspace))
     monkeypatch.setenv("HRMCODE_NO_PROGRESS", "1")
     monkeypatch.delenv("HRMCODE_DEBUG", raising=False)
+    from hrmcode.cli._output import out
+
+    out.configure()  # a previous in-process CLI call may have left --json/--quiet mode set
     return workspace
 
 

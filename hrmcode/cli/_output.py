@@ -28,14 +28,16 @@ class Output(reporting.Reporter):
         self._configure_consoles()
 
     def _configure_consoles(self) -> None:
+        # No `file=`: rich then looks up sys.stdout/sys.stderr at every write, so swapped streams
+        # (test runners, redirections) are always the current ones, never a closed one.
         no_color = bool(os.environ.get("NO_COLOR"))
-        self.stdout = Console(file=sys.stdout, no_color=no_color, soft_wrap=True, highlight=False)
-        self.stderr = Console(file=sys.stderr, no_color=no_color, soft_wrap=True, highlight=False)
+        self.stdout = Console(no_color=no_color, soft_wrap=True, highlight=False)
+        self.stderr = Console(stderr=True, no_color=no_color, soft_wrap=True, highlight=False)
 
     def configure(self, *, json_mode: bool = False, quiet: bool = False, no_progress: bool = False) -> None:
         self.mode = "json" if json_mode else "quiet" if quiet else "human"
         self.progress_enabled = not no_progress and not os.environ.get("HRMCODE_NO_PROGRESS")
-        self._configure_consoles()  # pick up the current sys.stdout/sys.stderr (test runners swap them)
+        self._configure_consoles()
 
     @property
     def json(self) -> bool:

@@ -1,0 +1,248 @@
+"""Helpers shared by the source modules: the source description, record readers with line
+numbers, language detection by extension, and the two remote transports (git, Hugging Face).
+
+Guarantees: every reader error names the file and 1-based line (or parquet row) it came from;
+every remote failure becomes one ``SourceUnavailable`` line that names ``--from``. Nothing here
+writes an artifact; ``hrmcode.data.sources.fetch`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from hrmcode.errors import InputError, SourceUnavailable
+
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+
+# File extension -> language. ``.h`` counts as C++ (the polyglot and SWE-smith C++ repos use it).
+EXTENSION_LANGUAGE: dict[str, str] = {
+    ".py": "python", ".pyi": "python",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
+    ".ts": "typescript", ".tsx": "typescript",
+    ".cpp": "cpp", ".cc": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".hxx": "cpp", ".h": "cpp",
+    ".c": "c",
+    ".cs": "csharp",
+    ".php": "php",
+    ".rb": "ruby",
+    ".kt": "kotlin",
+    ".scala": "scala",
+    ".swift": "swift",
+}
+
+
+def language_of(path: str) -> str | None:
+    """The language a file's extension says, or None for non-code files."""
+    return EXTENSION_LANGUAGE.get(PurePosixPath(path).suffix.lower())
+
+
+@dataclass
+class FetchRequest:
+    """What the user asked for: ``--from`` paths (empty: use the remote) and the source's options."""
+
+    from_paths: list[str]
+    options: dict[str, Any]
+    workspace: Path | str | None = None
+
+
+@dataclass
+class Fetched:
+    """An opened source: a lazy stream of records plus where it came from.
+
+    ``records`` yields ``Task`` objects (tasks sources) or dicts (the ``code`` corpus).
+    ``stats`` may be filled while ``records`` is consumed (skips, decode failures).
+    """
+
+    records: Iterator[Any]
+    origin: str
+    revision: str | None = None
+    total: int | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One fetchable source. ``options`` maps each accepted option name to its default."""
+
+    name: str
+    summary: str
+    remote: str | None
+    open: Callable[[FetchRequest], contextlib.AbstractContextManager[Fetched]]
+    options: dict[str, Any] = field(default_factory=dict)
+    artifact_kind: str = "tasks"
+    needs_from: bool = False
+    many_from: bool = False
+
+
+# -- local readers -----------------------------------------------------------------------------
+
+def require_path(path: str | Path, what: str = "path") -> Path:
+    resolved = Path(path).expanduser()
+    if not resolved.exists():
+        raise InputError(f"--from {path}: no such {what}", "check the path")
+    return resolved
+
+
+def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a .jsonl or .jsonl.gz file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(
+                        f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})", "fix or remove that line"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise InputError(
+                        f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}",
+                        "each line must be one object",
+                    )
+                yield lineno, record
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})", "is it a UTF-8 JSONL file?") from None
+
+
+def iter_parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[tuple[int, dict]]:
+    """``(row number, dict)`` for each row of a parquet file, read one batch at a time."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise InputError(f"{path}: not a readable parquet file ({' '.join(str(exc).split())[:160]})", "check the file") from None
+    row = 0
+    for batch in parquet.iter_batches(batch_size=batch_size):
+        for record in batch.to_pylist():
+            row += 1
+            yield row, record
+
+
+def iter_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """``(where, record)`` for a .jsonl/.jsonl.gz/.json-lines or .parquet file; ``where`` is ``file:line``."""
+    if path.suffix == ".parquet":
+        for row, record in iter_parquet_rows(path):
+            yield f"{path}:row {row}", record
+    else:
+        for lineno, record in iter_jsonl_lines(path):
+            yield f"{path}:{lineno}", record
+
+
+def data_files(path: Path, patterns: tuple[str, ...] = ("*.jsonl", "*.jsonl.gz", "*.parquet")) -> list[Path]:
+    """The data files ``--from`` names: the file itself, or the matching files in a directory (sorted)."""
+    if path.is_file():
+        return [path]
+    found = sorted({p for pattern in patterns for p in path.rglob(pattern) if p.is_file()})
+    if not found:
+        raise InputError(f"--from {path}: no {'/'.join(patterns)} files in that directory", "point --from at a data file")
+    return found
+
+
+# -- git -----------------------------------------------------------------------------------------
+
+def looks_like_git_url(text: str) -> bool:
+    return "://" in text or text.startswith("git@") or text.endswith(".git")
+
+
+@contextlib.contextmanager
+def shallow_clone(url: str, timeout_s: float = 600) -> Iterator[tuple[Path, str]]:
+    """``git clone --depth 1`` into a temporary directory; yields ``(checkout, commit sha)``.
+
+    The directory is removed afterwards. Failure (no git, unreachable host, no such repo) is one
+    ``SourceUnavailable`` line naming ``--from DIR``.
+    """
+    git = shutil.which("git")
+    if git is None:
+        raise SourceUnavailable(f"cannot clone {url}: git is not installed", "install git, or pass --from DIR with a local copy")
+    tmp = Path(tempfile.mkdtemp(prefix="hrmcode-clone-"))
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    try:
+        checkout = tmp / "repo"
+        try:
+            done = subprocess.run(
+                [git, "clone", "--quiet", "--depth", "1", url, str(checkout)],
+                capture_output=True, text=True, timeout=timeout_s, env=env,
+            )
+        except subprocess.TimeoutExpired:
+            raise SourceUnavailable(f"cannot clone {url}: no answer in {timeout_s:.0f} s", "pass --from DIR with a local copy") from None
+        if done.returncode != 0:
+            lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+            reason = lines[-1] if lines else f"git exited with {done.returncode}"
+            raise SourceUnavailable(f"cannot clone {url}: {reason}", "pass --from DIR with a local copy")
+        head = subprocess.run([git, "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, env=env)
+        yield checkout, head.stdout.strip()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def git_commit_of(path: Path) -> str | None:
+    """The HEAD commit when ``path`` is the top of a git checkout (for the manifest), else None."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    top = subprocess.run([git, "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != path.resolve():
+        return None  # not a checkout of its own (maybe a folder inside an unrelated repository)
+    done = subprocess.run([git, "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+# -- Hugging Face hub ----------------------------------------------------------------------------
+
+def hf_endpoint() -> str:
+    """``$HF_ENDPOINT`` (read at call time, so a mirror or a test can redirect it) or huggingface.co."""
+    return os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT
+
+
+def _unavailable(dataset: str, exc: BaseException) -> SourceUnavailable:
+    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return SourceUnavailable(
+        f"cannot reach Hugging Face dataset {dataset} at {hf_endpoint()}: {reason}",
+        "pass --from PATH with a local copy of its files",
+    )
+
+
+class HubDataset:
+    """Read-only access to one dataset repository on the hub (listing, revision, file download)."""
+
+    def __init__(self, dataset: str):
+        self.dataset = dataset
+        try:
+            from huggingface_hub import HfApi
+        except ImportError as exc:
+            raise SourceUnavailable(
+                f"cannot fetch {dataset}: huggingface_hub is not installed", "pip install huggingface-hub, or pass --from PATH"
+            ) from exc
+        self.api = HfApi(endpoint=hf_endpoint())
+        try:
+            info = self.api.dataset_info(dataset, timeout=30)
+            self.revision: str | None = getattr(info, "sha", None)
+            self.files = sorted(self.api.list_repo_files(dataset, repo_type="dataset", revision=self.revision))
+        except Exception as exc:  # noqa: BLE001 - transport and HTTP errors all mean "not reachable"
+            raise _unavailable(dataset, exc) from None
+
+    def download(self, filename: str) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return Path(hf_hub_download(
+                self.dataset, filename, repo_type="dataset", revision=self.revision, endpoint=hf_endpoint(),
+            ))
+        except Exception as exc:  # noqa: BLE001
+            raise _unavailable(self.dataset, exc) from None

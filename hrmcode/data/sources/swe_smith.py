@@ -1,0 +1,199 @@
+"""SWE-smith task instances: a Hugging Face dataset (default ``SWE-bench/SWE-smith``, ``--split train``,
+parquet files read one at a time so ``--limit`` stops early) or a local JSONL/parquet (``--from``).
+
+Both published schemas are read: the first release's 9 fields (with ``base_commit`` and
+``created_at``) and the later 7 (``instance_id, patch, FAIL_TO_PASS, PASS_TO_PASS, image_name, repo,
+problem_statement``). ``FAIL_TO_PASS``/``PASS_TO_PASS`` may be lists or JSON strings.
+
+Each task: kind ``repo-patch``; ``solution.patch`` = the gold fix = the REVERSE of the dataset's
+bug-introducing ``patch`` (which stays in ``metadata.patch``); ``tests.fail_to_pass`` /
+``pass_to_pass``; ``language`` from the changed files' extensions (most changed files; ties by
+first seen; ``unknown`` when no code file is touched); ``prompt`` = ``problem_statement``, or, when
+that is empty (most rows of the first release), a prompt built from the failing test names
+(``metadata.prompt_source`` says which). ``files`` is empty: the repository lives in the
+instance's Docker image (``metadata.image_name``) at branch ``instance_id`` of ``metadata.repo``.
+A record whose patch cannot be reversed (binary diff) is skipped and counted in the stats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hrmcode.data.schema import Solution, Task, Tests
+from hrmcode.data.sources._common import (
+    Fetched,
+    FetchRequest,
+    HubDataset,
+    SourceSpec,
+    data_files,
+    iter_jsonl_lines,
+    iter_parquet_rows,
+    iter_records,
+    language_of,
+    require_path,
+)
+from hrmcode.data.sources.diffs import PatchError, changed_files, reverse_patch
+from hrmcode.errors import InputError, UsageError
+from hrmcode.reporting import reporter
+
+DEFAULT_DATASET = "SWE-bench/SWE-smith"
+REQUIRED = ("instance_id", "repo", "patch", "FAIL_TO_PASS", "PASS_TO_PASS")
+SCHEMA_9 = ("instance_id", "repo", "patch", "FAIL_TO_PASS", "PASS_TO_PASS", "created_at", "image_name",
+            "base_commit", "problem_statement")
+# SWE-smith profile defaults (swesmith/profiles): informational test commands per language.
+TEST_COMMANDS = {
+    "python": "pytest --disable-warnings --color=no --tb=no --verbose",
+    "go": "go test -v ./...",
+    "rust": "cargo test --verbose",
+}
+
+
+def test_list(value: Any, field: str, where: str) -> list[str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except json.JSONDecodeError:
+            raise InputError(f"{where}: {field} is neither a list nor a JSON list", "check the record") from None
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: {field} must be a list of test names", "check the record")
+    return list(value)
+
+
+def primary_language(paths: list[str]) -> tuple[str, list[str]]:
+    counts = Counter(lang for lang in (language_of(p) for p in paths) if lang)
+    if not counts:
+        return "unknown", ["unknown"]
+    ordered = [lang for lang, _ in counts.most_common()]
+    return ordered[0], sorted(counts)
+
+
+def fallback_prompt(instance_id: str, fail_to_pass: list[str]) -> str:
+    shown = fail_to_pass[:20]
+    more = f"\n... and {len(fail_to_pass) - len(shown)} more" if len(fail_to_pass) > len(shown) else ""
+    tests = "\n".join(f"- {name}" for name in shown) or "- (no test names given)"
+    return (
+        f"The repository has a bug ({instance_id}). These tests fail and must pass after your fix, "
+        f"without breaking the tests that pass now:\n{tests}{more}\n"
+    )
+
+
+def to_task(record: dict, where: str) -> Task:
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: expected an object", "each record must be one SWE-smith instance")
+    missing = [key for key in REQUIRED if key not in record]
+    if missing:
+        raise InputError(
+            f"{where}: not a SWE-smith instance: missing {', '.join(missing)}",
+            "expected fields " + ", ".join(SCHEMA_9) + " (base_commit/created_at optional)",
+        )
+    instance_id, patch = record["instance_id"], record["patch"]
+    if not isinstance(instance_id, str) or not instance_id or not isinstance(patch, str) or not patch.strip():
+        raise InputError(f"{where}: instance_id and patch must be non-empty strings", "check the record")
+    fail_to_pass = test_list(record["FAIL_TO_PASS"], "FAIL_TO_PASS", where)
+    pass_to_pass = test_list(record["PASS_TO_PASS"], "PASS_TO_PASS", where)
+    paths = changed_files(patch)
+    fix = reverse_patch(patch)  # PatchError -> skipped by the caller
+    language, languages = primary_language(paths)
+    statement = record.get("problem_statement") or ""
+    prompt_source = "problem_statement" if statement.strip() else "fail_to_pass"
+    metadata = {key: value for key, value in record.items()}
+    metadata.update({
+        "schema": "9-field" if "base_commit" in record or "created_at" in record else "7-field",
+        "prompt_source": prompt_source,
+        "changed_files": paths,
+    })
+    return Task(
+        id=f"swe-smith/{instance_id}",
+        source="swe-smith",
+        language=language,
+        languages=languages,
+        kind="repo-patch",
+        title=instance_id,
+        prompt=statement if prompt_source == "problem_statement" else fallback_prompt(instance_id, fail_to_pass),
+        solution=Solution(patch=fix),
+        tests=Tests(fail_to_pass=fail_to_pass, pass_to_pass=pass_to_pass, command=TEST_COMMANDS.get(language)),
+        metadata=metadata,
+    )
+
+
+def _convert(rows: Iterator[tuple[str, dict]], stats: dict) -> Iterator[Task]:
+    for where, record in rows:
+        try:
+            task = to_task(record, where)
+        except PatchError as exc:
+            stats["skipped_irreversible_patch"] = stats.get("skipped_irreversible_patch", 0) + 1
+            reporter().warn(f"{where}: skipped, its patch cannot be reversed ({exc})")
+            continue
+        stats["prompt_from_tests"] = stats.get("prompt_from_tests", 0) + (task.metadata["prompt_source"] != "problem_statement")
+        yield task
+
+
+def hub_split_files(files: list[str], split: str) -> list[str]:
+    """The parquet/JSONL files of ``split`` in a hub dataset listing (``data/<split>-*.parquet`` etc.)."""
+    chosen = []
+    for name in files:
+        if not name.endswith((".parquet", ".jsonl", ".jsonl.gz")):
+            continue
+        parts = name.split("/")
+        base = parts[-1]
+        if split in parts[:-1] or base.startswith((f"{split}-", f"{split}.", f"{split}_")):
+            chosen.append(name)
+    return sorted(chosen)
+
+
+def hub_rows(hub: HubDataset, split: str) -> tuple[Iterator[tuple[str, dict]], list[str]]:
+    names = hub_split_files(hub.files, split)
+    if not names:
+        raise UsageError(f"dataset {hub.dataset} has no files for split '{split}'", "check --split")
+
+    def rows() -> Iterator[tuple[str, dict]]:
+        for name in names:
+            path = hub.download(name)
+            if name.endswith(".parquet"):
+                for row, record in iter_parquet_rows(path):
+                    yield f"{hub.dataset}/{name}:row {row}", record
+            else:
+                for lineno, record in iter_jsonl_lines(path):
+                    yield f"{hub.dataset}/{name}:{lineno}", record
+
+    return rows(), names
+
+
+def local_rows(from_path: str) -> tuple[Iterator[tuple[str, dict]], list[Path]]:
+    files = data_files(require_path(from_path))
+
+    def rows() -> Iterator[tuple[str, dict]]:
+        for path in files:
+            yield from iter_records(path)
+
+    return rows(), files
+
+
+@contextlib.contextmanager
+def _open(request: FetchRequest) -> Iterator[Fetched]:
+    stats: dict[str, Any] = {}
+    if request.from_paths:
+        rows, _ = local_rows(request.from_paths[0])
+        yield Fetched(records=_convert(rows, stats), origin=request.from_paths[0], stats=stats)
+        return
+    dataset = request.options["dataset"] or DEFAULT_DATASET
+    hub = HubDataset(dataset)
+    rows, names = hub_rows(hub, request.options["split"])
+    stats.update({"dataset": dataset, "split": request.options["split"], "files": names})
+    yield Fetched(records=_convert(rows, stats), origin=f"hf:{dataset}", revision=hub.revision, stats=stats)
+
+
+SPEC = SourceSpec(
+    name="swe-smith",
+    summary="SWE-smith bug-fix task instances (HF SWE-bench/SWE-smith or --from JSONL/parquet)",
+    remote=f"hf:{DEFAULT_DATASET}",
+    open=_open,
+    options={"dataset": None, "split": "train"},
+)
