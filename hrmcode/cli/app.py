@@ -56,9 +56,9 @@ def _global_options(
 
 
 def _register() -> None:
-    from hrmcode.cli import env, version
+    from hrmcode.cli import analyze, env, eval, fetch, quantize, sandbox, serve, synthesize, train, validate, version
 
-    for module in (version, env):
+    for module in (version, env, fetch, analyze, synthesize, validate, train, quantize, eval, serve, sandbox):
         module.register(app)
 
 

@@ -1,0 +1,111 @@
+"""Running untrusted code: one protocol (``Sandbox.run``), two backends, six toolchains.
+
+``get_sandbox("local"|"docker", unsafe_no_sandbox=False)`` returns a backend;
+``backend_status()`` says which backends work here; ``run_many(jobs, n_workers)`` runs jobs in
+parallel, each with its own worker id (and so its own uid and caches); ``toolchains.run_tests``
+builds and tests an exercise tree in one language.
+
+What each backend guarantees:
+
+- ``local`` (bubblewrap, the default): no network (a new, empty network namespace); the command
+  sees only ``/usr``, a few toolchain ``/etc`` entries, the toolchains read-only under
+  ``/opt/hrmcode``, its private ``/work`` and ``/tmp`` — not ``/root``, ``/home``, the project
+  checkout or ``/etc/shadow``; it runs as an unprivileged uid with no capabilities and
+  ``no_new_privs`` (setuid binaries cannot raise it); rlimits on address space, CPU time, processes,
+  file size and open files; a wall-clock timeout that kills every process of the run (PID
+  namespace: nothing, not even a double-forked daemon, outlives it); writes capped in total by
+  ``Limits.disk_mb`` when hrmcode runs as root. Details and the weaker non-root mode: ``local.py``.
+- ``docker``: the same run inside a fresh container of an image hrmcode builds from its own
+  Dockerfiles, ``network_mode=none``, memory and pids limits, a non-root user, all capabilities
+  dropped, labelled ``hrmcode.sandbox=1`` and always removed (``hrmcode sandbox clean`` removes
+  leftovers of a crash). Details: ``docker_backend.py``.
+- ``unsafe`` (only with ``unsafe_no_sandbox=True`` when bwrap is missing): a plain subprocess with
+  rlimits and a timeout on its process group. It isolates nothing.
+
+Not guaranteed by any backend: defence against kernel or container-runtime exploits, exact
+memory accounting across processes (local), identical timings under load, or that a test suite
+is itself correct.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from hrmcode.errors import ToolchainMissing, UsageError
+from hrmcode.reporting import reporter
+from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
+
+__all__ = ["ExecResult", "Limits", "Sandbox", "get_sandbox", "backend_status", "run_many", "BACKENDS"]
+
+BACKENDS = ("local", "docker")
+T = TypeVar("T")
+
+
+def get_sandbox(backend: str = "local", unsafe_no_sandbox: bool = False) -> Sandbox:
+    """The backend named ``backend``. Missing bwrap is a ``ToolchainMissing`` unless
+    ``unsafe_no_sandbox``, which falls back to a plain subprocess and says so on stderr."""
+    if backend == "local":
+        from hrmcode.sandbox import local
+
+        if local.bwrap_path() is None:
+            if not unsafe_no_sandbox:
+                raise ToolchainMissing(
+                    "bubblewrap (bwrap) is not installed; refusing to run untrusted code without a sandbox",
+                    "apt-get install bubblewrap (or scripts/setup-toolchains.sh); --unsafe-no-sandbox runs it unisolated",
+                )
+            reporter().warn("UNSAFE: bubblewrap is missing and --unsafe-no-sandbox was given: code runs with NO "
+                            "isolation, as your user, with network access")
+            return local.UnsafeSandbox()
+        return local.BubblewrapSandbox()
+    if backend == "docker":
+        from hrmcode.sandbox import docker_backend
+
+        return docker_backend.DockerSandbox()
+    raise UsageError(f"unknown sandbox backend {backend!r}", f"choose one of: {', '.join(BACKENDS)}")
+
+
+def backend_status() -> dict[str, str]:
+    """One line per backend: ``ok (...)`` or ``unavailable: <why>``. Read-only, bounded probes."""
+    from hrmcode.environment import tool_version
+    from hrmcode.sandbox import docker_backend, local
+
+    status: dict[str, str] = {}
+    if local.bwrap_path() is None:
+        status["local"] = "unavailable: bwrap not installed (apt-get install bubblewrap)"
+    else:
+        version = (tool_version(["bwrap", "--version"]) or "bubblewrap").strip()
+        mode = "root, per-worker uids" if local.is_root() else "user namespace"
+        status["local"] = f"ok ({version}, {mode})"
+    status["docker"] = docker_backend.status_line()
+    return status
+
+
+def run_many(jobs: Iterable[Callable[[int], T]], n_workers: int = 1,
+             on_done: Callable[[int, T], None] | None = None) -> list[T]:
+    """Run ``job(worker)`` for every job on ``n_workers`` threads; results in input order.
+
+    Each running job holds a distinct worker id in ``range(n_workers)``, so sandboxes started
+    with ``worker=`` never share a uid or a per-worker cache. ``on_done(index, result)`` is
+    called as each job finishes (for progress and resumable logs)."""
+    job_list = list(jobs)
+    free: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for worker in range(max(1, n_workers)):
+        free.put(worker)
+
+    def call(index: int) -> T:
+        worker = free.get()
+        try:
+            result = job_list[index](worker)
+        finally:
+            free.put(worker)
+        if on_done is not None:
+            on_done(index, result)
+        return result
+
+    if n_workers <= 1:
+        return [call(i) for i in range(len(job_list))]
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        return list(pool.map(call, range(len(job_list))))

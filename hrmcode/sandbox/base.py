@@ -23,6 +23,7 @@ class Limits:
     output_bytes: int = 1 << 20  # stdout and stderr are each truncated to this
     network: bool = False  # True only when a caller explicitly needs it
     cpu_s: float | None = None  # CPU seconds (RLIMIT_CPU); default: timeout_s + 1
+    disk_mb: int = 2048  # everything the run writes in total (work dir, /tmp, build caches)
 
 
 @dataclass
@@ -37,13 +38,17 @@ class ExecResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     files: dict[str, str] = field(default_factory=dict)  # files asked back with `collect`
+    binary: dict[str, bytes] = field(default_factory=dict, repr=False)  # files asked back with `collect_binary`
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready: everything but ``binary`` (whose sizes are listed instead)."""
+        record = asdict(self)
+        record["binary"] = {name: len(data) for name, data in self.binary.items()}
+        return record
 
 
 class Sandbox(Protocol):
@@ -59,8 +64,11 @@ class Sandbox(Protocol):
         env: dict[str, str] | None = None,
         collect: list[str] | None = None,
         worker: int = 0,
+        collect_binary: list[str] | None = None,
     ) -> ExecResult:
         """Run ``command`` (argv list, or a string run by ``/bin/sh -c``) in a fresh work dir
         holding ``files``. ``worker`` picks the per-worker uid/cache so parallel runs do not
-        collide. ``collect`` names work-dir files to read back into ``ExecResult.files``."""
+        collide. ``collect`` names work-dir files to read back into ``ExecResult.files`` (text,
+        truncated to ``Limits.output_bytes``); ``collect_binary`` into ``ExecResult.binary`` (bytes,
+        up to ``Limits.file_size_mb``)."""
         ...

@@ -1,0 +1,274 @@
+"""Serving speed of one model in fp32 / bf16 / int8 / int4, measured over HTTP, side by side.
+
+    python benchmarks/serve_speed.py                       # random-init 27m HRM, all four variants
+    python benchmarks/serve_speed.py --checkpoint runs/a   # a trained model artifact instead
+    python benchmarks/serve_speed.py --config tiny --requests 2 --new-tokens 16   # quick check
+
+For each variant a fresh subprocess loads the model (the quantized ones from the artifact that
+``hrmcode quantize`` wrote, with no access to the float weights), serves it with
+``hrmcode.serve`` on 127.0.0.1, and streams ``--requests`` greedy completions after one
+warm-up request. Reported per variant:
+
+- first token: median time from sending the request to the first streamed text (prefill + 1 token)
+- tokens/s: median of (completion tokens - 1) / (time from first to last token), i.e. decode speed
+- peak RSS: the subprocess's maximum resident set (model + torch + server + client)
+- held-out loss and its change vs fp32, on the same held-out examples (in-process, not over HTTP)
+
+Without ``--checkpoint`` the model is randomly initialised (seeded) and the tokenizer is trained
+on Python's standard-library sources, which also provide the held-out examples (function
+signature + docstring -> body). Loss deltas of a random-init model say how much quantization
+perturbs the logits, not how much quality a trained model loses. Targets (int8): first token
+< 50 ms, >= 200 tokens/s, RSS < 300 MB, loss increase <= 1 % (int8) and <= 5 % (int4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VARIANTS = ("fp32", "bf16", "int8", "int4")
+STDLIB_MODULES = ("json.decoder", "json.encoder", "textwrap", "string", "shlex", "fnmatch", "difflib", "heapq",
+                  "bisect", "calendar", "csv", "argparse", "glob", "posixpath", "ipaddress", "fractions", "statistics",
+                  "pprint", "gettext", "tokenize", "base64", "colorsys", "configparser", "ftplib", "html.parser")
+
+
+# -- setup (parent process) ------------------------------------------------------------------
+def stdlib_sources() -> list[str]:
+    import importlib
+
+    return [inspect.getsource(importlib.import_module(name)) for name in STDLIB_MODULES]
+
+
+def stdlib_examples(sources: list[str], count: int) -> list[dict]:
+    """(signature + docstring) -> body pairs from the standard library, as Example records."""
+    records = []
+    for source in sources:
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.FunctionDef) or not node.body or ast.get_docstring(node) is None:
+                continue
+            doc, body = node.body[0], node.body[1:]
+            if not body or node.end_lineno - node.lineno > 25:
+                continue
+            prompt = "\n".join(lines[node.lineno - 1: doc.end_lineno])
+            target = "\n".join(lines[body[0].lineno - 1: node.end_lineno]) + "\n"
+            i = len(records)
+            records.append({"id": f"bench-{i}", "task_id": f"bench-{i}", "source": "stdlib", "level": "solve",
+                            "input": {"text": prompt, "context": {}}, "target": target, "language": "python",
+                            "stage": 1, "split": "heldout",
+                            "provenance": {"inputs": [], "rule": "bench/stdlib-function", "model_written": False}})
+            if len(records) == count:
+                return records
+    return records
+
+
+def random_model(workdir: Path, config_name: str, seed: int, heldout: list[dict]) -> Path:
+    import torch
+
+    from hrmcode.artifacts import ArtifactWriter
+    from hrmcode.data.tokenizer import CodeTokenizer
+    from hrmcode.model import build_model, count_parameters, preset
+    from hrmcode.model.checkpoint import save_checkpoint
+
+    with ArtifactWriter(workdir / "examples", "examples", update_latest=False) as writer:
+        writer.write_jsonl("examples.jsonl", heldout)
+        examples = writer.finish()
+    tokenizer = CodeTokenizer.train(stdlib_sources(), vocab_size=4096)
+    torch.manual_seed(seed)
+    model = build_model(preset(config_name, vocab_size=tokenizer.vocab_size))
+    print(f"random-init {config_name} HRM: {count_parameters(model)['total']:,} parameters, "
+          f"vocab {tokenizer.vocab_size}", file=sys.stderr)
+    with ArtifactWriter(workdir / "model", "model", inputs=[examples], update_latest=False) as writer:
+        for name in save_checkpoint(writer.stage, model, tokenizer):
+            writer.add(name)
+        writer.finish()
+    return workdir / "model"
+
+
+def heldout_loss(path: Path, dtype, examples: list, limit: int) -> float:
+    from hrmcode.model.checkpoint import load_checkpoint
+    from hrmcode.quantize.measure import encode_examples, heldout_loss as loss
+
+    loaded = load_checkpoint(path, dtype=dtype)
+    return loss(loaded.model, encode_examples(loaded.tokenizer, examples, loaded.config.max_seq_len)[:limit])
+
+
+def bf16_size(path: Path, workdir: Path) -> int:
+    """Bytes of the checkpoint's tensors saved in bf16 (what a bf16 checkpoint takes on disk)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    target = workdir / "bf16.safetensors"
+    save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(path / "model.safetensors")).items()}, str(target))
+    return target.stat().st_size
+
+
+# -- one variant (worker subprocess) ---------------------------------------------------------
+def worker(variant: str, path: str, prompts: list[str], new_tokens: int, requests: int) -> dict:
+    import httpx
+    import torch
+
+    from hrmcode.model.checkpoint import load_checkpoint
+    from hrmcode.quantize import load_quantized
+    from hrmcode.serve.app import ServeSettings, create_app
+    from hrmcode.serve.model_engine import ModelEngine
+    from hrmcode.serve.server import background_server
+
+    started = time.perf_counter()
+    if variant in ("fp32", "bf16"):
+        loaded = load_checkpoint(path, dtype=torch.bfloat16 if variant == "bf16" else None)
+    else:
+        loaded = load_quantized(path)
+    load_s = time.perf_counter() - started
+    engine = ModelEngine(loaded, model_id="bench")
+    settings = ServeSettings(max_tokens_cap=max(new_tokens, 16))
+    first_token, speeds = [], []
+    with background_server(create_app(engine, settings)) as url, httpx.Client(timeout=600) as client:
+        for i in range(requests + 1):  # the first request warms up and is not counted
+            body = {"model": "bench", "prompt": prompts[i % len(prompts)], "max_tokens": new_tokens,
+                    "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+            sent = time.perf_counter()
+            first = last = None
+            tokens = 0
+            with client.stream("POST", f"{url}/v1/completions", json=body) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    if chunk.get("usage"):
+                        tokens = chunk["usage"]["completion_tokens"]
+                    if any(c.get("text") for c in chunk["choices"]):
+                        now = time.perf_counter()
+                        first = first or now
+                        last = now
+            if i == 0 or first is None:
+                continue
+            first_token.append(first - sent)
+            if tokens > 1 and last > first:
+                speeds.append((tokens - 1) / (last - first))
+    return {"variant": variant, "load_s": load_s, "first_token_ms": statistics.median(first_token) * 1000,
+            "tokens_per_s": statistics.median(speeds) if speeds else None,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set. Not ``getrusage``: Linux carries ru_maxrss over ``execve``, so a
+    worker forked from a big parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_worker(args, variant: str, path: Path, prompts: list[str]) -> dict:
+    command = [sys.executable, __file__, "--worker", variant, "--worker-path", str(path),
+               "--new-tokens", str(args.new_tokens), "--requests", str(args.requests)]
+    env = dict(os.environ, BENCH_PROMPTS=json.dumps(prompts))
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{variant} worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="27m", help="model preset for the random-init model (default 27m)")
+    parser.add_argument("--checkpoint", help="a trained model artifact to use instead of a random-init model")
+    parser.add_argument("--heldout", help="held-out examples (artifact or JSONL); default: the model's, or stdlib")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of fp32,bf16,int8,int4")
+    parser.add_argument("--requests", type=int, default=5, help="timed requests per variant (after 1 warm-up)")
+    parser.add_argument("--new-tokens", type=int, default=64, help="tokens generated per request")
+    parser.add_argument("--heldout-limit", type=int, default=32, help="held-out examples scored for loss")
+    parser.add_argument("--threads", type=int, help="torch threads in the workers (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-path", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        result = worker(args.worker, args.worker_path, json.loads(os.environ["BENCH_PROMPTS"]), args.new_tokens,
+                        args.requests)
+        print(json.dumps(result))
+        return
+
+    import torch
+
+    from hrmcode.quantize import QuantSpec, find_heldout, quantize_checkpoint
+
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants: {sorted(unknown)}")
+    workdir = Path(tempfile.mkdtemp(prefix="hrmcode-serve-bench-"))
+    if args.checkpoint:
+        model_path, what = Path(args.checkpoint), f"trained checkpoint {args.checkpoint}"
+        heldout_ref = args.heldout
+    else:
+        examples = stdlib_examples(stdlib_sources(), 64)
+        model_path = random_model(workdir, args.config, args.seed, examples)
+        what = f"random-init {args.config} HRM (seed {args.seed})"
+        heldout_ref = args.heldout or str(workdir / "examples")
+    from hrmcode.artifacts import load_artifact
+
+    model_artifact = load_artifact(model_path, "model")
+    heldout_examples, _, heldout_where = find_heldout(model_artifact, heldout_ref)
+    prompts = ["<|solve|><|user|>" + e.input.text + "<|assistant|>" for e in heldout_examples[:8]]
+
+    rows = {}
+    losses = {"fp32": heldout_loss(model_path, None, heldout_examples, args.heldout_limit)}
+    sizes = {"fp32": (model_path / "model.safetensors").stat().st_size}
+    paths = {"fp32": model_path, "bf16": model_path}
+    if "bf16" in variants:
+        losses["bf16"] = heldout_loss(model_path, torch.bfloat16, heldout_examples, args.heldout_limit)
+        sizes["bf16"] = bf16_size(model_path, workdir)
+    for weights in ("int8", "int4"):
+        if weights in variants:
+            result = quantize_checkpoint(model_path, QuantSpec(weights=weights), out=workdir / weights,
+                                         heldout=heldout_ref, limit=args.heldout_limit, exact_match_limit=0,
+                                         latency_tokens=4)
+            paths[weights] = result.artifact.path
+            losses[weights] = result.report["after"]["heldout_loss"]
+            sizes[weights] = result.report["after"]["size_bytes"]
+    for variant in variants:
+        print(f"measuring {variant} ...", file=sys.stderr)
+        rows[variant] = run_worker(args, variant, paths[variant], prompts)
+
+    print(f"\nmodel: {what}; held-out: {heldout_where} ({args.heldout_limit} max); "
+          f"{args.requests} requests x {args.new_tokens} tokens, greedy, streamed over HTTP; "
+          f"torch {torch.__version__}, {os.cpu_count()} CPUs\n")
+    header = ["variant", "size MB", "load s", "first token ms", "tokens/s", "peak RSS MB", "held-out loss",
+              "loss vs fp32"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for variant in variants:
+        r = rows[variant]
+        delta = (losses[variant] - losses["fp32"]) / losses["fp32"] * 100
+        speed = "n/a" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:.1f}"
+        print(f"| {variant} | {sizes[variant] / 1e6:.1f} | {r['load_s']:.2f} | {r['first_token_ms']:.1f} | {speed} | "
+              f"{r['peak_rss_mb']:.0f} | {losses[variant]:.4f} | {delta:+.3f}% |")
+    if "int8" in rows:
+        r = rows["int8"]
+        checks = [("int8 first token < 50 ms", r["first_token_ms"] < 50),
+                  ("int8 >= 200 tokens/s", (r["tokens_per_s"] or 0) >= 200),
+                  ("int8 peak RSS < 300 MB", r["peak_rss_mb"] < 300),
+                  ("int8 loss increase <= 1 %", (losses["int8"] - losses["fp32"]) / losses["fp32"] <= 0.01)]
+        if "int4" in rows:
+            checks.append(("int4 loss increase <= 5 %", (losses["int4"] - losses["fp32"]) / losses["fp32"] <= 0.05))
+        print("\n" + "\n".join(f"{'met    ' if ok else 'NOT MET'}  {name}" for name, ok in checks))
+
+
+if __name__ == "__main__":
+    main()

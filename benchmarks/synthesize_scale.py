@@ -1,0 +1,132 @@
+"""Scale check: 52,000 SWE-smith-format tasks through fetch + analyze + synthesize + validate (no execution).
+
+The tasks are made by varying real-format fixtures: the genuine SWE-smith instance in
+``../shared/swe-smith-sample`` (when present) and bug patches produced by hrmcode's own procedural
+transforms on the minipkg fixture. Each copy gets its own repository name, file path and renamed
+identifiers in its patch, problem statement and test names, so no two tasks are identical.
+
+Prints one table: per phase wall seconds, tasks/s and the peak resident memory of this process
+and its workers. Target: analyze + synthesize + validate <= 60 s and <= 4 GB on a 2-core machine.
+
+    python benchmarks/synthesize_scale.py [--tasks 52000] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hrmcode.data.bugs import bug_patch  # noqa: E402
+from hrmcode.data.bugs.transforms import candidate_bugs  # noqa: E402
+
+MINIPKG = REPO / "tests" / "synth" / "fixtures" / "minipkg" / "minipkg" / "textstats.py"
+SHARED = Path(os.environ.get("HRMCODE_SHARED", REPO.parent / "shared"))
+
+
+def base_instances() -> list[dict]:
+    bases: list[dict] = []
+    sample = SHARED / "swe-smith-sample" / "instances.jsonl"
+    if sample.is_file():
+        bases.extend(json.loads(line) for line in sample.read_text().splitlines() if line.strip())
+    source = MINIPKG.read_text()
+    tree = ast.parse(source)
+    for function in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
+        for site, bugged in candidate_bugs(source, function):
+            bases.append({
+                "instance_id": f"local__minipkg.0123abcd.func_pm_{site.kind}__{len(bases):08d}",
+                "repo": "swesmith/local__minipkg.0123abcd",
+                "patch": bug_patch("minipkg/textstats.py", source, bugged),
+                "FAIL_TO_PASS": [f"tests/test_textstats.py::test_{function.name}"],
+                "PASS_TO_PASS": ["tests/test_textstats.py::test_mean_empty", "tests/test_textstats.py::test_clamp_inside"],
+                "image_name": "",
+                "problem_statement": f"{function.name} gives a wrong result after the last change.",
+            })
+    return bases
+
+
+WORD = re.compile(r"\b(value|values|total|result|best|word|counts|sums|start|size|key|keyarr|indexer)\b")
+
+
+def vary(base: dict, i: int) -> dict:
+    owner, repo = f"org{i % 613}", f"proj{i % 977}"
+    suffix = f"_{i}"
+    rename = lambda text: WORD.sub(lambda m: m.group(1) + suffix, text)  # noqa: E731
+    patch = rename(base["patch"])
+    patch = re.sub(r"(?m)^(diff --git a/|--- a/|\+\+\+ b/)(\S+)", lambda m: f"{m.group(1)}pkg{i % 89}/{m.group(2)}", patch)
+    patch = patch.replace(" b/", f" b/pkg{i % 89}/", 1) if patch.startswith("diff --git") else patch
+    commit = f"{i:08x}"
+    kind = base["instance_id"].rsplit(".", 1)[1].split("__")[0]
+    return {
+        "instance_id": f"{owner}__{repo}.{commit}.{kind}__{i:08x}",
+        "repo": f"swesmith/{owner}__{repo}.{commit}",
+        "patch": patch,
+        "FAIL_TO_PASS": [f"pkg{i % 89}/{t}{suffix}" for t in base["FAIL_TO_PASS"]],
+        "PASS_TO_PASS": [f"pkg{i % 89}/{t}{suffix}" for t in base["PASS_TO_PASS"]],
+        "image_name": f"swesmith.x86_64.{owner}__{repo}.{commit}",
+        "problem_statement": rename(base.get("problem_statement") or "") + f"\n\n(seen in {owner}/{repo} build {i})",
+    }
+
+
+def peak_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=52_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+
+    from hrmcode.data.analyze import analyze
+    from hrmcode.data.sources import fetch
+    from hrmcode.data.synthesize import synthesize
+    from hrmcode.data.validate import validate
+
+    with tempfile.TemporaryDirectory(prefix="hrmcode-scale-") as tmp:
+        workspace = Path(tmp) / "ws"
+        os.environ["HRMCODE_HOME"] = str(workspace)
+        bases = base_instances()
+        source = Path(tmp) / "instances.jsonl"
+        with source.open("w") as fh:
+            for i in range(args.tasks):
+                fh.write(json.dumps(vary(bases[i % len(bases)], i)) + "\n")
+        rows = []
+
+        def phase(name: str, fn, count_key=None):
+            start = time.perf_counter()
+            value = fn()
+            seconds = time.perf_counter() - start
+            rows.append((name, seconds, peak_mb(), value))
+            return value
+
+        phase("fetch (normalise)", lambda: fetch("swe-smith", from_path=source).records)
+        phase("analyze", lambda: analyze("swe-smith")[1]["tasks"])
+        synth = phase("synthesize", lambda: synthesize("swe-smith", jobs=args.jobs))
+        report = phase("validate (no exec)", lambda: validate("swe-smith", exec_checks=False, jobs=args.jobs).report)
+
+        print(f"{args.tasks} SWE-smith-format tasks from {len(bases)} fixtures, -j {args.jobs}, {os.cpu_count()} CPUs")
+        print(f"examples: {synth.stats['examples']} {synth.stats['by_level']}; "
+              f"accepted {report['accepted']}, rejected {report['rejected']} {report['gates']}")
+        print(f"{'phase':<22}{'seconds':>10}{'tasks/s':>12}{'peak MB':>10}")
+        for name, seconds, mb, _ in rows:
+            print(f"{name:<22}{seconds:>10.1f}{args.tasks / seconds:>12.0f}{mb:>10.0f}")
+        pipeline = sum(r[1] for r in rows[1:])
+        print(f"{'analyze+synth+validate':<22}{pipeline:>10.1f}{args.tasks / pipeline:>12.0f}{max(r[2] for r in rows):>10.0f}"
+              f"   target <= 60 s, <= 4096 MB: {'met' if pipeline <= 60 and max(r[2] for r in rows) <= 4096 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

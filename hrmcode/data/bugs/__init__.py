@@ -1,0 +1,296 @@
+"""Offline SWE-smith: bug-fix tasks made from any local git repository (``--source repo:PATH``).
+
+Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``gather`` steps):
+
+1. Read the repository's tracked files at HEAD (``git ls-files``; text files only). Candidate
+   functions are those of tracked ``*.py`` files that are not tests (``test_*.py``,
+   ``*_test.py``, ``tests/``, ``conftest.py``).
+2. Candidate bugs: every site of every transform in ``transforms`` over every candidate function,
+   shuffled with ``seed``; the first ``max_bugs`` are tried.
+3. Run the test command on the clean tree once (the reference run), then on each bugged tree, in
+   the sandbox (``hrmcode.sandbox``, no network), and parse per-test ``PASSED``/``FAILED``/
+   ``ERROR`` lines as SWE-smith's pytest parser does (``-rA`` is added to pytest commands).
+4. Keep a bug only when at least one test goes from passing to failing (FAIL_TO_PASS) and at least
+   one keeps passing (PASS_TO_PASS), and the run did not time out.
+5. Emit SWE-smith task instances (the 9-field schema: ``instance_id`` =
+   ``<owner>__<repo>.<commit8>.func_pm_<type>__<hash8>``, ``repo``, ``patch`` = the bug-introducing
+   diff, FAIL_TO_PASS, PASS_TO_PASS, ``created_at`` = the commit's date (so reruns give the same
+   bytes), ``image_name`` = "" (no Docker image: the tree is run from the host's files),
+   ``base_commit`` = HEAD, ``problem_statement`` = "" (no LM writes issues here, so the prompt is
+   built from the failing tests, as for the first SWE-smith release's rows without one)),
+   normalised by the ``swe-smith`` source into a ``tasks`` artifact whose tasks also carry the
+   bugged files (``files``/``editable``) so edit examples can show whole files. ``instances.jsonl``
+   is kept beside ``tasks.jsonl``.
+
+Not guaranteed: that every candidate is tried within a time budget (each costs one test run);
+that test ids are stable across runs of flaky suites.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import random
+import re
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
+from hrmcode.data.bugs.transforms import candidate_bugs
+from hrmcode.data.synthesize.diffs import FileDiff, apply_file_diff, diff_texts, parse_unified_diff
+from hrmcode.errors import InputError, ToolchainMissing, UsageError
+from hrmcode.reporting import reporter
+
+STATUS = re.compile(r"^(?:(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b|"
+                    r"(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+::\S+))")
+MAX_FILE_BYTES = 1 << 20
+
+
+def parse_pytest_log(log: str) -> dict[str, str]:
+    """``{test id: status}`` from verbose (``id STATUS``) and ``-rA`` summary (``STATUS id``) lines."""
+    results: dict[str, str] = {}
+    for line in log.splitlines():
+        match = STATUS.match(line.strip())
+        if not match:
+            continue
+        test, status = (match.group(1), match.group(2)) if match.group(1) else (match.group(4), match.group(3))
+        test = test.split(" - ", 1)[0]
+        # a test that errors in teardown after passing is reported twice; the failure wins
+        if results.get(test) in ("FAILED", "ERROR") and status == "PASSED":
+            continue
+        results[test] = status
+    return results
+
+
+def _git(repo: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise ToolchainMissing("git is not installed", "apt-get install git") from None
+    if done.returncode != 0:
+        raise InputError(f"{repo}: git {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}",
+                         "repo:PATH must be a git repository with at least one commit")
+    return done.stdout
+
+
+def is_test_path(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    name = parts[-1]
+    return (name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
+            or any(p in ("tests", "test", "testing") for p in parts[:-1]))
+
+
+@dataclass
+class RepoInfo:
+    path: Path
+    owner: str
+    name: str
+    commit: str
+    created_at: str
+    files: dict[str, str]
+
+    @property
+    def repo_name(self) -> str:
+        return f"{self.owner}__{self.name}.{self.commit[:8]}"
+
+
+def read_repo(path: str | Path) -> RepoInfo:
+    repo = Path(path).expanduser().resolve()
+    if not repo.is_dir():
+        raise InputError(f"repo:{path}: no such directory", "give the path of a local git repository")
+    if not (repo / ".git").exists():
+        raise InputError(f"repo:{path} is not a git repository", "run `git init && git add -A && git commit` there first")
+    commit = _git(repo, "rev-parse", "HEAD").strip()
+    created = _git(repo, "log", "-1", "--format=%cI").strip()
+    owner, name = "local", repo.name
+    try:
+        url = _git(repo, "remote", "get-url", "origin").strip()
+        match = re.search(r"[:/]([^/:]+)/([^/]+?)(?:\.git)?$", url)
+        if match:
+            owner, name = match.group(1), match.group(2)
+    except InputError:
+        pass  # no remote: a local-only repository
+    files: dict[str, str] = {}
+    for rel in _git(repo, "ls-files", "-z").split("\0"):
+        if not rel:
+            continue
+        full = repo / rel
+        if not full.is_file() or full.stat().st_size > MAX_FILE_BYTES:
+            continue
+        try:
+            files[rel] = full.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # binary files are not needed to run Python tests here
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    return RepoInfo(repo, re.sub(r"[^A-Za-z0-9_.-]", "_", owner), clean, commit, created, files)
+
+
+@dataclass
+class Candidate:
+    path: str
+    function: str
+    kind: str
+    bugged: str  # the whole bugged file
+
+
+def candidates(info: RepoInfo, seed: int) -> list[Candidate]:
+    found: list[Candidate] = []
+    for path in sorted(info.files):
+        if not path.endswith(".py") or is_test_path(path):
+            continue
+        source = info.files[path]
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for site, bugged in candidate_bugs(source, node):
+                    found.append(Candidate(path, node.name, site.kind, bugged))
+    unique = {c.bugged: c for c in found}  # two sites giving the same text are one bug
+    ordered = sorted(unique.values(), key=lambda c: (c.path, c.function, c.kind, c.bugged))
+    random.Random(seed).shuffle(ordered)
+    return ordered
+
+
+def bug_patch(path: str, before: str, after: str) -> str:
+    """A git-style unified diff of one file (the bug-introducing ``patch``)."""
+    diff: FileDiff = diff_texts(path, path, before, after)
+    lines = [f"diff --git a/{path} b/{path}\n", f"--- a/{path}\n", f"+++ b/{path}\n"]
+    for hunk in diff.hunks:
+        lines.append(f"@@ -{hunk.old_start},{hunk.old_len} +{hunk.new_start},{hunk.new_len} @@\n")
+        for tag, text in hunk.lines:
+            lines.append(tag + text + ("" if text.endswith("\n") else "\n\\ No newline at end of file\n"))
+    return "".join(lines)
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def pytest_command(test_cmd: str) -> str:
+    if "pytest" in test_cmd and not re.search(r"(^|\s)-r\w*A", test_cmd):
+        return f"{test_cmd} -rA"
+    return test_cmd
+
+
+@dataclass
+class BugResult:
+    artifact: Artifact | None
+    stats: dict = field(default_factory=dict)
+
+
+def _run_suite(sandbox, files: dict[str, str], command: str, timeout_s: float):
+    from hrmcode.sandbox.base import Limits
+
+    result = sandbox.run(["/bin/sh", "-c", command], files, Limits(timeout_s=timeout_s, memory_mb=4096))
+    return result, parse_pytest_log(result.stdout + "\n" + result.stderr)
+
+
+def repo_tasks(
+    path: str,
+    *,
+    test_cmd: str | None,
+    seed: int = 0,
+    max_bugs: int = 50,
+    timeout_s: float = 120.0,
+    workspace: Path | str | None = None,
+    out: Path | str | None = None,
+    dry_run: bool = False,
+    sandbox=None,
+) -> BugResult:
+    """Inject, validate and gather bugs of the repository at ``path`` into a ``tasks`` artifact."""
+    if not test_cmd:
+        raise UsageError("--source repo:PATH needs --test-cmd", "e.g. --test-cmd 'python -m pytest tests'")
+    info = read_repo(path)
+    pool = candidates(info, seed)
+    tried = pool[:max_bugs]
+    stats: dict = {"repo": str(info.path), "commit": info.commit, "candidates": len(pool), "tried": len(tried),
+                   "by_type_tried": dict(sorted(Counter(c.kind for c in tried).items()))}
+    if dry_run:
+        return BugResult(None, stats)
+    if not tried:
+        raise InputError(f"repo:{path} has no Python function a bug can be injected into",
+                         "repo:PATH needs non-test Python code")
+    if sandbox is None:
+        from hrmcode.sandbox import get_sandbox
+
+        sandbox = get_sandbox()
+    command = pytest_command(test_cmd)
+    reference, ref_status = _run_suite(sandbox, info.files, command, timeout_s)
+    passing = {t for t, s in ref_status.items() if s == "PASSED"}
+    if not passing:
+        tail = (reference.stdout + reference.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise InputError(f"the reference run of `{command}` reports no passing test ({tail[0][:160]})",
+                         "check --test-cmd; it must run pytest so that per-test PASSED/FAILED lines can be read")
+    stats["reference_tests"] = len(ref_status)
+    stats["reference_passing"] = len(passing)
+    instances: list[dict] = []
+    rejected: Counter = Counter()
+    with reporter().task("validate bugs", total=len(tried)) as bar:
+        for candidate in tried:
+            files = {**info.files, candidate.path: candidate.bugged}
+            result, status = _run_suite(sandbox, files, command, timeout_s)
+            bar.advance()
+            if result.timed_out:
+                rejected["timed_out"] += 1
+                continue
+            fail_to_pass = sorted(t for t in passing if status.get(t) in ("FAILED", "ERROR"))
+            pass_to_pass = sorted(t for t in passing if status.get(t) == "PASSED")
+            if not fail_to_pass:
+                rejected["no_test_broke"] += 1
+                continue
+            if not pass_to_pass:
+                rejected["no_test_kept_passing"] += 1
+                continue
+            patch = bug_patch(candidate.path, info.files[candidate.path], candidate.bugged)
+            instances.append({
+                "instance_id": f"{info.repo_name}.func_pm_{candidate.kind}__{short_hash(patch)}",
+                "repo": info.repo_name,
+                "patch": patch,
+                "FAIL_TO_PASS": fail_to_pass,
+                "PASS_TO_PASS": pass_to_pass,
+                "created_at": info.created_at,
+                "image_name": "",
+                "base_commit": info.commit,
+                "problem_statement": "",
+            })
+    stats["kept"] = len(instances)
+    stats["rejected"] = dict(sorted(rejected.items()))
+    stats["by_type_kept"] = dict(sorted(Counter(i["instance_id"].split(".func_pm_")[1].split("__")[0]
+                                                for i in instances).items()))
+    if not instances:
+        raise InputError(f"none of the {len(tried)} candidate bugs in repo:{path} broke a test while others kept passing",
+                         "raise --max-bugs, or check that --test-cmd runs the tests of the code")
+    artifact = _write_tasks(info, instances, command, stats, seed, workspace, out)
+    return BugResult(artifact, stats)
+
+
+def _write_tasks(info: RepoInfo, instances: list[dict], command: str, stats: dict, seed: int,
+                 workspace: Path | str | None, out: Path | str | None) -> Artifact:
+    from hrmcode.data.sources.swe_smith import to_task
+
+    name = f"repo-{info.name}"
+    params = {"source": "swe-smith", "repo": str(info.path), "commit": info.commit, "test_cmd": command, "seed": seed}
+    out_dir, update_latest = output_location("fetch", name, out, workspace, params)
+    tasks = []
+    for instance in sorted(instances, key=lambda i: i["instance_id"]):
+        task = to_task(instance, instance["instance_id"])
+        changed = [p for p in task.metadata.get("changed_files", []) if p in info.files]
+        bugged = {}
+        for diff in parse_unified_diff(instance["patch"]):
+            if diff.path in changed:
+                bugged[diff.path] = apply_file_diff(info.files[diff.path], diff)
+        tests = task.tests.model_copy(update={"command": command})
+        tasks.append(task.model_copy(update={"files": bugged, "editable": sorted(bugged), "tests": tests}))
+    by_language = Counter(t.language for t in tasks)
+    with ArtifactWriter(out_dir, "tasks", name=name, params=params, seed=seed, update_latest=update_latest) as writer:
+        writer.write_jsonl("instances.jsonl", sorted(instances, key=lambda i: i["instance_id"]))
+        writer.write_jsonl("tasks.jsonl", tasks)
+        artifact = writer.finish({**stats, "source": "swe-smith", "origin": f"repo:{info.path}",
+                                  "records": len(tasks), "languages": dict(by_language)})
+    reporter().log(f"{len(tasks)} bug tasks from {info.path} -> {artifact.path}")
+    return artifact
+

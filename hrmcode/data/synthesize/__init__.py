@@ -1,0 +1,112 @@
+"""``hrmcode synthesize``: tasks -> training examples at five levels (plan, edit, tool, coord, solve).
+
+One module per level holds its rules (``plan``, ``edit``, ``tool``, ``coord``, ``solve``);
+``context`` turns a task into the fix they read; ``pipeline`` runs them resumably and in
+parallel. ``synthesize()`` is the one library entry point the CLI calls.
+
+Sources: a ``tasks`` artifact by name (the newest fetched version, e.g. ``swe-smith``) or path,
+or ``repo:PATH`` (bugs injected into a local git repository, see ``hrmcode.data.bugs``). The
+analysis of those tasks is taken from the workspace (the newest ``analysis`` artifact whose
+input is exactly this tasks artifact), else ``--analysis``, else ``analyze`` is run in-process
+and its artifact written to the workspace. Guarantees are those of ``pipeline``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hrmcode.artifacts import Artifact, load_artifact, read_manifest, workspace_root
+from hrmcode.data.examples import LEVELS
+from hrmcode.data.synthesize.pipeline import SynthesisResult, run_synthesis
+from hrmcode.errors import ArtifactError
+from hrmcode.reporting import reporter
+
+__all__ = ["synthesize", "SynthesisResult", "find_analysis", "load_profiles"]
+
+REPO_PREFIX = "repo:"
+
+
+def find_analysis(tasks: Artifact, workspace: Path | str | None = None) -> Artifact | None:
+    """The newest analysis artifact in the workspace made from exactly ``tasks`` (by manifest sha256)."""
+    root = workspace_root(workspace) / "analyze"
+    if not root.is_dir():
+        return None
+    wanted = tasks.manifest_sha256()
+    found: list[tuple[str, Path]] = []
+    for manifest_path in root.glob("*/*/manifest.json"):
+        try:
+            manifest = read_manifest(manifest_path.parent)
+        except ArtifactError:
+            continue
+        if manifest.get("kind") != "analysis":
+            continue
+        if any(entry.get("manifest_sha256") == wanted for entry in manifest.get("inputs", [])):
+            found.append((manifest.get("created", ""), manifest_path.parent))
+    if not found:
+        return None
+    return load_artifact(max(found)[1], "analysis")
+
+
+def _run_analysis(tasks: Artifact, workspace: Path | str | None) -> Artifact:
+    from hrmcode.data.analyze import analyze
+
+    reporter().log(f"no analysis of {tasks.path} in the workspace: running analyze")
+    artifact, _summary = analyze(tasks.path, workspace=workspace)
+    return artifact
+
+
+def load_profiles(analysis: Artifact) -> dict[str, dict]:
+    """task id -> its analysis row (plain Python values)."""
+    import polars as pl
+
+    frame = pl.read_parquet(analysis.file("analysis.parquet"))
+    key = "task_id" if "task_id" in frame.columns else "id"
+    if key not in frame.columns:
+        raise ArtifactError(f"{analysis.path}/analysis.parquet has no id column", "rerun `hrmcode analyze`")
+    return {row[key]: row for row in frame.to_dicts()}
+
+
+def synthesize(
+    source: str,
+    *,
+    out: Path | str | None = None,
+    workspace: Path | str | None = None,
+    analysis: str | Path | None = None,
+    seed: int = 0,
+    heldout_fraction: float = 0.1,
+    levels: tuple[str, ...] = LEVELS,
+    jobs: int = 1,
+    redo: bool = False,
+    limit: int | None = None,
+    dry_run: bool = False,
+    test_cmd: str | None = None,
+    max_bugs: int = 50,
+    bug_timeout_s: float = 120.0,
+) -> SynthesisResult:
+    extra: dict = {}
+    if source.startswith(REPO_PREFIX):
+        from hrmcode.data.bugs import repo_tasks
+
+        result = repo_tasks(source[len(REPO_PREFIX):], test_cmd=test_cmd, seed=seed, max_bugs=max_bugs,
+                            timeout_s=bug_timeout_s, workspace=workspace, dry_run=dry_run)
+        if result.artifact is None:
+            return SynthesisResult(None, {"bugs": result.stats}, dry_run=True)
+        tasks = result.artifact
+        extra = {"repo": source[len(REPO_PREFIX):], "test_cmd": test_cmd}
+    else:
+        tasks = load_artifact(source, "tasks", workspace)
+    name = tasks.name
+    if analysis is not None:
+        analysis_artifact = load_artifact(analysis, "analysis", workspace)
+    else:
+        analysis_artifact = find_analysis(tasks, workspace)
+        if analysis_artifact is None:
+            if dry_run:
+                return SynthesisResult(None, {"tasks": str(tasks.path), "analysis": "would run analyze first"}, dry_run=True)
+            analysis_artifact = _run_analysis(tasks, workspace)
+    profiles = load_profiles(analysis_artifact)
+    return run_synthesis(
+        tasks, analysis_artifact, profiles, out=out, workspace=workspace, seed=seed,
+        heldout_fraction=heldout_fraction, levels=tuple(levels), jobs=jobs, redo=redo, limit=limit,
+        dry_run=dry_run, name=name, extra_params=extra,
+    )

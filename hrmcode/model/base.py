@@ -1,0 +1,95 @@
+"""What the HRM and the transformer share: embeddings, LM head, masks, the LM loss and its output.
+
+Label convention (as in Hugging Face causal LMs): ``labels`` is aligned with ``input_ids``
+and shifted inside the model, so position ``t`` predicts ``labels[:, t + 1]``; ``-100`` is
+ignored. ``out.loss`` is ``out.loss_sum / out.loss_count``; the trainer uses the sum and
+count to normalise over a whole global batch (gradient accumulation, DDP) exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrmcode.model.config import ModelConfig
+from hrmcode.model.layers import AttnMask, KVCache, Rotary, build_attention_mask, init_linear, trunc_normal_
+
+IGNORE = -100
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    loss_sum: torch.Tensor | None = None  # what loss averages, before dividing
+    loss_count: int = 0  # tokens (LM loss) or sequences (ACT training loss)
+    metrics: dict[str, float] = field(default_factory=dict)
+    trace: list[dict] | None = None  # ACT training: per-segment halting/Q values, when asked for
+
+
+def shifted_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-position cross entropy [B, T-1] (0 where ignored), the valid mask, and argmax == label."""
+    logits = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    valid = targets != IGNORE
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="none")
+    correct = (logits.argmax(-1) == targets) & valid
+    return ce.view(targets.shape), valid, correct
+
+
+class CausalLM(nn.Module):
+    """Token embedding (scaled by sqrt(hidden), as in the HRM), LM head, rotary, masks."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        trunc_normal_(self.embed.weight, 1.0 / math.sqrt(config.hidden_size))
+        self.embed_scale = math.sqrt(config.hidden_size)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        init_linear(self.lm_head)
+        self.rotary = Rotary(config.head_dim, config.rope_theta)
+
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embed(input_ids) * self.embed_scale
+
+    def attention_context(
+        self,
+        input_ids: torch.Tensor,
+        prefix_lens: torch.Tensor | None,
+        prefix_mask: torch.Tensor | None,
+        doc_ids: torch.Tensor | None,
+        cache: KVCache | None,
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], AttnMask]:
+        batch, length = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if past + length > self.config.max_seq_len:
+            raise ValueError(f"sequence of {past + length} tokens exceeds max_seq_len {self.config.max_seq_len}")
+        if not self.config.prefix_bidirectional:
+            prefix_lens = prefix_mask = None
+        if isinstance(prefix_lens, (list, tuple)):
+            prefix_lens = torch.tensor(prefix_lens, dtype=torch.long)
+        mask = build_attention_mask(batch, length, past, input_ids.device, prefix_lens=prefix_lens,
+                                    prefix_mask=prefix_mask, doc_ids=doc_ids)
+        return self.rotary(past, length, input_ids.device), mask
+
+    def loss_units(self, labels: torch.Tensor) -> int:
+        """What ``loss_count`` will be for ``labels`` in the current mode (tokens, here)."""
+        return int((labels[:, 1:] != IGNORE).sum())
+
+    def lm_output(self, logits: torch.Tensor, labels: torch.Tensor | None) -> ModelOutput:
+        if labels is None:
+            return ModelOutput(logits=logits)
+        ce, valid, correct = shifted_token_loss(logits, labels)
+        count = int(valid.sum())
+        loss_sum = ce.sum()
+        denom = max(count, 1)
+        return ModelOutput(
+            logits=logits, loss=loss_sum / denom, loss_sum=loss_sum, loss_count=count,
+            metrics={"lm_loss": float(loss_sum.detach()) / denom, "token_acc": float(correct.sum()) / denom},
+        )

@@ -1,0 +1,156 @@
+"""Checkpoint directories: ``model.safetensors`` + ``config.json`` + ``tokenizer.json``
+(+ ``hyperparameters.json``, and ``training_state.pt`` for resuming).
+
+Guarantees: ``save_checkpoint`` writes each file to a temporary name and renames it, the
+weights last but one and ``training_state.pt`` last, so a directory whose
+``training_state.pt`` exists is complete; the same weights give the same safetensors bytes;
+``load_checkpoint`` raises a one-line ``CheckpointError`` naming the missing or unreadable
+file, and refuses weights that do not match the config (strict loading).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from hrmcode.data.tokenizer import CodeTokenizer
+from hrmcode.errors import ArtifactError, CheckpointError, HrmcodeError
+from hrmcode.model.config import ModelConfig
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+HYPERPARAMETERS = "hyperparameters.json"
+TRAINING_STATE = "training_state.pt"
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: CodeTokenizer
+    config: ModelConfig
+    path: Path
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model inside DDP and/or ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    directory: Path | str,
+    model: torch.nn.Module,
+    tokenizer: CodeTokenizer,
+    hyperparameters: dict | None = None,
+    training_state: dict | None = None,
+) -> list[str]:
+    """Write a checkpoint into ``directory``; return the file names written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
+    written = [CONFIG, TOKENIZER]
+    _write_json(directory / CONFIG, model.config.to_dict())
+    tokenizer.save(directory / TOKENIZER)
+    if hyperparameters is not None:
+        _write_json(directory / HYPERPARAMETERS, hyperparameters)
+        written.append(HYPERPARAMETERS)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = directory / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, directory / WEIGHTS)
+    written.append(WEIGHTS)
+    if training_state is not None:
+        tmp = directory / (TRAINING_STATE + ".tmp")
+        torch.save(training_state, tmp)
+        os.replace(tmp, directory / TRAINING_STATE)
+        written.append(TRAINING_STATE)
+    return written
+
+
+def read_config(directory: Path) -> ModelConfig:
+    path = directory / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{directory} has no {CONFIG}", "pass a model artifact or a checkpoints/step-* directory")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})", "the checkpoint is corrupt; retrain or copy it again") from None
+    try:
+        return ModelConfig.from_dict(data)
+    except HrmcodeError as exc:
+        raise CheckpointError(f"{path}: {exc.message}", "the checkpoint was written by another hrmcode version") from None
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent} has no {path.name}", "the checkpoint is incomplete; retrain or copy it again")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not readable safetensors ({' '.join(str(exc).split())[:120]})",
+                              "the checkpoint is corrupt; retrain or copy it again") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "shape mismatch"
+        raise CheckpointError(f"{path} does not match {CONFIG} ({first[:160]})", "the checkpoint is corrupt") from None
+
+
+def load_checkpoint(path: Path | str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
+    """Build the model from ``config.json``, load the weights and tokenizer; eval mode."""
+    from hrmcode.model import build_model
+
+    directory = Path(path)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such checkpoint directory", "pass a model artifact or a checkpoints/step-* directory")
+    config = read_config(directory)
+    if not (directory / TOKENIZER).is_file():
+        raise CheckpointError(f"{directory} has no {TOKENIZER}", "the checkpoint is incomplete; retrain or copy it again")
+    tokenizer = CodeTokenizer.load(directory / TOKENIZER)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise CheckpointError(f"{directory}: tokenizer has {tokenizer.vocab_size} tokens, the model {config.vocab_size}",
+                              "the tokenizer.json belongs to another model")
+    model = build_model(config)
+    load_weights(model, directory / WEIGHTS)
+    model.to(device=device)
+    if dtype is not None:
+        model.to(dtype=dtype)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, config=config, path=directory)
+
+
+def load_any(ref: Path | str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
+    """A model or quantized-model artifact (path or workspace name), or a bare checkpoint directory."""
+    from hrmcode.artifacts import MANIFEST, load_artifact
+
+    path = Path(ref)
+    if path.is_dir() and not (path / MANIFEST).is_file():
+        return load_checkpoint(path, device=device, dtype=dtype)
+    try:
+        artifact = load_artifact(ref, ("model", "quantized-model"))
+    except ArtifactError as exc:
+        raise CheckpointError(exc.message, exc.hint) from None
+    if artifact.kind == "quantized-model":
+        from hrmcode.quantize import load_quantized
+
+        return load_quantized(artifact.path)
+    return load_checkpoint(artifact.path, device=device, dtype=dtype)

@@ -1,0 +1,151 @@
+"""Model configuration: one dataclass for both architectures, serialised to ``config.json``.
+
+``preset("tiny" | "27m", arch="hrm" | "transformer")`` gives the shipped sizes. A transformer
+preset has ``n_layers = h_layers + l_layers``, so it has the same parameters as the HRM of
+that preset (minus the HRM's 2-output Q head in ``act`` mode); the HRM spends
+``segments x h_cycles x (l_cycles + 1)`` module calls per token where the transformer spends one.
+
+Guarantees: ``validate()`` rejects inconsistent settings with a one-line ``UsageError``;
+``from_dict(to_dict(c)) == c``; unknown keys in a ``config.json`` are refused, not ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from hrmcode.errors import UsageError
+
+ARCHS = ("hrm", "transformer")
+MODES = ("fixed", "act")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "hrm"
+    vocab_size: int = 512
+    hidden_size: int = 64
+    num_heads: int = 2
+    expansion: float = 4.0
+    h_layers: int = 2
+    l_layers: int = 2
+    n_layers: int = 4  # transformer only
+    h_cycles: int = 2
+    l_cycles: int = 2
+    max_seq_len: int = 256
+    mode: str = "fixed"  # hrm only: fixed (HRM-Text) | act (HRM paper)
+    halt_max_steps: int = 2  # act: most segments per sequence in training
+    halt_exploration_prob: float = 0.1  # act: chance that a sequence gets a random minimum of segments
+    bp_steps: int = 2  # gradient flows through the last bp_steps module calls of a segment (2 = HRM's 1-step)
+    inference_segments: int | None = None  # segments at eval/inference; None = halt_max_steps (act) or 1 (fixed)
+    prefix_bidirectional: bool = False  # PrefixLM: the prompt attends to itself both ways
+    rope_theta: float = 10000.0
+    rms_eps: float = 1e-5
+    q_loss_weight: float = 0.5  # act: weight of the Q-halt/Q-continue losses
+    mlp_multiple: int = 256  # SwiGLU inner size is rounded up to this (HRM: 256)
+
+    # -- derived -----------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        inner = round(self.expansion * self.hidden_size * 2 / 3)
+        return int(math.ceil(inner / self.mlp_multiple) * self.mlp_multiple)
+
+    @property
+    def calls_per_segment(self) -> int:
+        return self.h_cycles * (self.l_cycles + 1)
+
+    @property
+    def segments(self) -> int:
+        """Segments run at evaluation/inference (fixed compute per token)."""
+        if self.arch != "hrm":
+            return 1
+        if self.inference_segments is not None:
+            return self.inference_segments
+        return self.halt_max_steps if self.mode == "act" else 1
+
+    def layer_applications_per_token(self) -> int:
+        """Transformer blocks applied per token at inference (the compute unit of both archs)."""
+        if self.arch == "transformer":
+            return self.n_layers
+        per_segment = self.h_cycles * (self.l_cycles * self.l_layers + self.h_layers)
+        return self.segments * per_segment
+
+    # -- (de)serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown model config key(s): {', '.join(unknown)}", f"known keys: {', '.join(sorted(known))}")
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        config = dataclasses.replace(self, **changes)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        def bad(message: str, hint: str = "fix the model config") -> None:
+            raise UsageError(message, hint)
+
+        if self.arch not in ARCHS:
+            bad(f"unknown arch {self.arch!r}", f"use one of {', '.join(ARCHS)}")
+        if self.mode not in MODES:
+            bad(f"unknown mode {self.mode!r}", f"use one of {', '.join(MODES)}")
+        for name in ("vocab_size", "hidden_size", "num_heads", "h_layers", "l_layers", "n_layers", "h_cycles",
+                     "l_cycles", "max_seq_len", "halt_max_steps", "bp_steps", "mlp_multiple"):
+            if int(getattr(self, name)) < 1:
+                bad(f"model config {name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size % self.num_heads:
+            bad(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.head_dim % 2:
+            bad(f"head size {self.head_dim} must be even for rotary embeddings")
+        if not 0.0 <= self.halt_exploration_prob <= 1.0:
+            bad(f"halt_exploration_prob must be in [0, 1], got {self.halt_exploration_prob}")
+        if self.arch == "hrm" and not 2 <= self.bp_steps <= self.calls_per_segment:
+            bad(f"bp_steps must be in [2, {self.calls_per_segment}] (the last H call and at least one L call), "
+                f"got {self.bp_steps}")
+        if self.inference_segments is not None and self.inference_segments < 1:
+            bad(f"inference_segments must be >= 1, got {self.inference_segments}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU tests and the pipeline demo: seconds per hundred steps.
+    "tiny": dict(hidden_size=64, num_heads=2, expansion=4.0, h_layers=2, l_layers=2, h_cycles=2, l_cycles=2,
+                 max_seq_len=256, halt_max_steps=2, mlp_multiple=64),
+    # The HRM paper's size: 8 blocks of 3,407,872 parameters (27.3M) plus the embeddings.
+    # halt_max_steps is 4, not the paper's 16: inference runs every segment, and 16 would mean
+    # 384 block applications per generated token.
+    "27m": dict(hidden_size=512, num_heads=8, expansion=4.0, h_layers=4, l_layers=4, h_cycles=2, l_cycles=2,
+                max_seq_len=1024, halt_max_steps=4, mlp_multiple=256),
+}
+
+
+def preset(name: str, arch: str = "hrm", **overrides: Any) -> ModelConfig:
+    """A shipped size for ``arch``; ``overrides`` replace single fields (e.g. ``vocab_size``)."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown model preset {name!r}", f"use one of {', '.join(PRESETS)} or a config file")
+    values = dict(PRESETS[name], arch=arch)
+    values["n_layers"] = values["h_layers"] + values["l_layers"]
+    values.update(overrides)
+    return ModelConfig.from_dict(values)
+
+
+def count_parameters(model: Any) -> dict[str, int]:
+    """Trainable parameters: total, in the token embedding + LM head, and the rest."""
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    embedding = sum(
+        p.numel() for name, p in model.named_parameters() if p.requires_grad and name.split(".")[0] in ("embed", "lm_head")
+    )
+    return {"total": total, "embedding": embedding, "non_embedding": total - embedding}

@@ -1,0 +1,145 @@
+"""Text generation for one prompt: greedy or sampled, with stop sequences and a KV cache.
+
+Guarantees: greedy decoding (``temperature == 0``) and seeded sampling are deterministic;
+cached and uncached generation compute the same logits up to float rounding (the cache keeps
+one key/value set per recurrent module call, see ``hrmcode.model.layers.KVCache``), so they
+give the same tokens. The prompt is the PrefixLM prefix when the model was built with
+``prefix_bidirectional``. Runs under ``torch.no_grad()`` (not ``inference_mode``, which
+breaks quantized int4 weights) and in eval mode, restoring the model's mode afterwards.
+
+Not guaranteed: batching several prompts (one prompt per call), contexts longer than the
+model's ``max_seq_len`` (a longer prompt is refused; generation stops there with
+``finish_reason == "length"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from hrmcode.errors import InputError
+from hrmcode.model.layers import KVCache
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int = 0
+    use_cache: bool = True
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (stop sequence, EOS or should_stop) or "length"
+
+
+def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generator) -> int:
+    if cfg.temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.double().cpu() / cfg.temperature, dim=-1)
+    if cfg.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+        sorted_probs[before >= cfg.top_p] = 0.0  # keep the smallest head whose mass reaches top_p
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def next_tokens(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: GenerationConfig) -> Iterator[int]:
+    """Token ids one at a time; each forward pass runs only when the next token is asked for."""
+    device = next(model.parameters()).device
+    max_len = model.config.max_seq_len
+    generator = torch.Generator().manual_seed(cfg.seed)
+    ids = list(prompt_ids)
+    prefix = torch.tensor([len(ids)], device=device)
+    cache = KVCache() if cfg.use_cache else None
+    logits = model(torch.tensor([ids], device=device), prefix_lens=prefix, cache=cache).logits[0, -1]
+    while True:
+        token = _pick(logits, cfg, generator)
+        yield token
+        ids.append(token)
+        if len(ids) >= max_len:
+            return
+        if cache is not None:
+            logits = model(torch.tensor([[token]], device=device), cache=cache).logits[0, -1]
+        else:
+            logits = model(torch.tensor([ids], device=device), prefix_lens=prefix).logits[0, -1]
+
+
+class _Run:
+    """One generation: yields text pieces, leaves the ``GenerationResult`` in ``.result``."""
+
+    def __init__(self, model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig,
+                 should_stop: Callable[[], bool] | None):
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        self.prompt_ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        self.should_stop = should_stop or (lambda: False)
+        self.result: GenerationResult | None = None
+        if not self.prompt_ids:
+            raise InputError("the prompt is empty", "give at least one token of prompt")
+        limit = model.config.max_seq_len
+        if len(self.prompt_ids) >= limit:
+            raise InputError(f"the prompt has {len(self.prompt_ids)} tokens, the model's context is {limit}",
+                             "shorten the prompt")
+
+    def pieces(self) -> Iterator[str]:
+        cfg, tok = self.cfg, self.tokenizer
+        hold = max((len(s) for s in cfg.stop if s), default=1) - 1  # a stop may still be forming in the tail
+        generated: list[int] = []
+        emitted = 0
+        text = ""
+        finish = "length"
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                stream = next_tokens(self.model, self.prompt_ids, cfg) if cfg.max_new_tokens > 0 else iter(())
+                for token in stream:
+                    if token == tok.eos_id:
+                        finish = "stop"
+                        break
+                    generated.append(token)
+                    text = tok.decode(generated)
+                    cut = min((i for i in (text.find(s) for s in cfg.stop if s) if i >= 0), default=-1)
+                    if cut >= 0:
+                        text, finish = text[:cut], "stop"
+                        break
+                    safe = len(text.rstrip("\ufffd")) - hold  # never split a multi-byte character
+                    if safe > emitted:
+                        yield text[emitted:safe]
+                        emitted = safe
+                    if len(generated) >= cfg.max_new_tokens:
+                        break
+                    if self.should_stop():
+                        finish = "stop"
+                        break
+        finally:
+            self.model.train(was_training)
+        if len(text) > emitted:
+            yield text[emitted:]
+        self.result = GenerationResult(text=text, token_ids=generated, prompt_tokens=len(self.prompt_ids),
+                                       completion_tokens=len(generated), finish_reason=finish)
+
+
+def generate(model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig | None = None) -> GenerationResult:
+    """Generate a completion of ``prompt`` (text, encoded as is, or token ids such as ``tok.encode_prompt(...)``)."""
+    run = _Run(model, tokenizer, prompt, cfg or GenerationConfig(), None)
+    for _ in run.pieces():
+        pass
+    return run.result
+
+
+def stream_generate(model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> Iterator[str]:
+    """Text pieces as they are produced; stops early when ``should_stop()`` returns True."""
+    run = _Run(model, tokenizer, prompt, cfg or GenerationConfig(), should_stop)
+    yield from run.pieces()

@@ -1,0 +1,230 @@
+"""The Hierarchical Reasoning Model for next-token generation.
+
+Two stacks of blocks, L (fast) and H (slow), each with its own state over all positions.
+One segment runs ``h_cycles`` times: ``l_cycles`` L updates ``z_L = L(z_L, z_H + x)``, then one
+H update ``z_H = H(z_H, z_L)`` (input injection by addition; x = token embeddings). The
+states start from two fixed random vectors (``H_init``/``L_init`` buffers, as in the HRM).
+Logits are ``lm_head(z_H)``. Attention is causal (optionally PrefixLM), so every module call
+can keep its own KV cache and generation is exact.
+
+Credit assignment: only the last ``bp_steps`` module calls of the last segment run with
+gradient (``bp_steps=2`` is the HRM paper's one-step gradient: the final L and H updates);
+earlier calls run under ``torch.no_grad()`` and so are absent from the autograd graph.
+
+Training modes (``config.mode``):
+
+- ``fixed`` (HRM-Text): ``config.segments`` segments per forward, fixed compute per token.
+- ``act`` (HRM paper): deep supervision inside one forward. Each segment starts from the
+  previous segment's detached state and is supervised (LM loss per sequence, averaged over
+  its target tokens). A Q head on the mean of ``z_H`` predicts (halt, continue) per sequence;
+  a sequence halts after ``halt_max_steps`` segments, or when ``q_halt > q_continue`` once it
+  has run its exploration minimum (with probability ``halt_exploration_prob`` a random
+  minimum in [2, halt_max_steps]). Q targets are the paper's: q_halt vs "every target token
+  of the sequence is predicted exactly", q_continue vs ``sigmoid`` of the next segment's
+  q_halt (at the last step) or max(q_halt, q_continue), taken without gradient. The paper
+  gets "next segment" from an extra forward; here it is the following loop iteration (the
+  same computation on the same detached state), plus one extra no-grad segment at the end.
+  Loss = sum over segments and still-running sequences of
+  ``lm + q_loss_weight * (bce_halt + bce_continue)``, divided by the number of sequences.
+  Unlike the paper, the carry does not persist across optimizer steps: a batch is finished
+  (all its sequences halted) within one forward, which keeps resuming and DDP exact.
+
+At evaluation and inference every sequence runs ``config.segments`` segments (the paper's
+evaluation runs all of them too), so per-token compute is known in advance.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrmcode.model.base import IGNORE, CausalLM, ModelOutput, shifted_token_loss
+from hrmcode.model.config import ModelConfig
+from hrmcode.model.layers import AttnMask, KVCache, Stack, init_linear, trunc_normal_
+
+
+def q_halt_target(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """1.0 for a sequence whose every target token is the argmax prediction, else 0.0 ([B])."""
+    _, valid, correct = shifted_token_loss(logits, labels)
+    return (correct.sum(-1) == valid.sum(-1)).float()
+
+
+def q_continue_target(next_q_halt: torch.Tensor, next_q_continue: torch.Tensor, is_last: bool) -> torch.Tensor:
+    """The paper's bootstrapped target for q_continue (logits of the next segment, no gradient)."""
+    next_value = next_q_halt if is_last else torch.maximum(next_q_halt, next_q_continue)
+    return torch.sigmoid(next_value)
+
+
+class HRM(CausalLM):
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        args = (config.hidden_size, config.num_heads, config.mlp_hidden, config.rms_eps)
+        self.L = Stack(config.l_layers, *args)
+        self.H = Stack(config.h_layers, *args)
+        for module in (*self.L.modules(), *self.H.modules()):
+            if isinstance(module, nn.Linear):
+                init_linear(module)
+        self.register_buffer("H_init", trunc_normal_(torch.empty(config.hidden_size), 1.0))
+        self.register_buffer("L_init", trunc_normal_(torch.empty(config.hidden_size), 1.0))
+        if config.mode == "act":
+            self.q_head = nn.Linear(config.hidden_size, 2)
+            with torch.no_grad():  # Q ~ 0 at the start: halting is learned, not random
+                self.q_head.weight.zero_()
+                self.q_head.bias.fill_(-5.0)
+
+    # -- recurrence --------------------------------------------------------------------
+    def segment(
+        self,
+        z_h: torch.Tensor,
+        z_l: torch.Tensor,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: AttnMask,
+        cache: KVCache | None,
+        index: int,
+        grad_calls: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One segment; only its last ``grad_calls`` module calls are recorded for autograd."""
+        calls = self.config.calls_per_segment
+        call = 0
+        grad_allowed = torch.is_grad_enabled()
+        for _ in range(self.config.h_cycles):
+            for _ in range(self.config.l_cycles):
+                with torch.set_grad_enabled(grad_allowed and call >= calls - grad_calls):
+                    z_l = self.L(z_l, z_h + x, rope, mask, cache, ("L", index, call))
+                call += 1
+            with torch.set_grad_enabled(grad_allowed and call >= calls - grad_calls):
+                z_h = self.H(z_h, z_l, rope, mask, cache, ("H", index, call))
+            call += 1
+        return z_h, z_l
+
+    def initial_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.H_init.to(x.dtype).expand_as(x), self.L_init.to(x.dtype).expand_as(x)
+
+    def q_logits(self, z_h: torch.Tensor) -> torch.Tensor:
+        """[B, 2] (halt, continue) from the mean of z_H over positions, in fp32."""
+        return self.q_head(z_h.mean(dim=1)).float()
+
+    def loss_units(self, labels: torch.Tensor) -> int:
+        if self.training and self.config.mode == "act":
+            return int(labels.shape[0])
+        return super().loss_units(labels)
+
+    # -- forward -----------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        prefix_lens: torch.Tensor | None = None,
+        *,
+        prefix_mask: torch.Tensor | None = None,
+        doc_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        trace: bool = False,
+    ) -> ModelOutput:
+        rope, mask = self.attention_context(input_ids, prefix_lens, prefix_mask, doc_ids, cache)
+        x = self.embed_tokens(input_ids)
+        z_h, z_l = self.initial_state(x)
+        if self.training and self.config.mode == "act" and labels is not None:
+            if cache is not None:
+                raise ValueError("ACT training does not use a KV cache")
+            return self._act_train(z_h, z_l, x, rope, mask, labels, trace)
+        segments = self.config.segments
+        for index in range(segments):
+            grad_calls = self.config.bp_steps if index == segments - 1 else 0
+            z_h, z_l = self.segment(z_h, z_l, x, rope, mask, cache, index, grad_calls)
+        if cache is not None:
+            cache.length += input_ids.shape[1]
+        return self.lm_output(self.lm_head(z_h), labels)
+
+    def _act_train(
+        self,
+        z_h: torch.Tensor,
+        z_l: torch.Tensor,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: AttnMask,
+        labels: torch.Tensor,
+        trace: bool,
+    ) -> ModelOutput:
+        cfg = self.config
+        batch = x.shape[0]
+        device = x.device
+        max_steps = cfg.halt_max_steps
+        explore = torch.rand(batch, device=device) < cfg.halt_exploration_prob
+        min_steps = torch.where(explore, torch.randint(2, max_steps + 1, (batch,), device=device), 0)
+        halted = torch.zeros(batch, dtype=torch.bool, device=device)
+        steps = torch.zeros(batch, dtype=torch.long, device=device)
+        final_ce = torch.zeros(batch, device=device)
+        final_correct = torch.zeros(batch, device=device)
+        final_q_right = torch.zeros(batch, device=device)
+        tokens_right = torch.zeros((), device=device)
+        total = torch.zeros((), device=device)
+        halt_loss_sum = torch.zeros((), device=device)
+        continue_loss_sum = torch.zeros((), device=device)
+        records: list[dict] = []
+        pending: tuple[torch.Tensor, torch.Tensor, bool] | None = None  # (q_continue, was_active, is_last)
+        n_valid = (labels[:, 1:] != IGNORE).sum(-1)
+
+        def settle(next_q: torch.Tensor) -> torch.Tensor:
+            """q_continue loss of the previous segment, now that the next segment's Q is known."""
+            q_continue, was_active, is_last = pending
+            target = q_continue_target(next_q[:, 0].detach(), next_q[:, 1].detach(), is_last)
+            if trace:
+                records[-1]["target_continue"] = target
+            bce = F.binary_cross_entropy_with_logits(q_continue, target, reduction="none")
+            return (bce * was_active).sum()
+
+        logits = None
+        for step in range(1, max_steps + 1):
+            z_h, z_l = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step - 1, cfg.bp_steps)
+            logits = self.lm_head(z_h)
+            q = self.q_logits(z_h)
+            if pending is not None:
+                loss_c = settle(q)
+                continue_loss_sum = continue_loss_sum + loss_c.detach()
+                total = total + cfg.q_loss_weight * loss_c
+            active = (~halted).float()
+            ce, valid, correct = shifted_token_loss(logits, labels)
+            ce_row = ce.sum(-1) / n_valid.clamp(min=1)
+            exact = (correct.sum(-1) == valid.sum(-1)).float()
+            loss_h = (F.binary_cross_entropy_with_logits(q[:, 0], exact, reduction="none") * active).sum()
+            total = total + (ce_row * active).sum() + cfg.q_loss_weight * loss_h
+            halt_loss_sum = halt_loss_sum + loss_h.detach()
+
+            is_last = step >= max_steps
+            wants_halt = (q[:, 0] > q[:, 1]) if max_steps > 1 else torch.zeros_like(halted)
+            halt_now = (~halted) & (torch.full_like(halted, is_last) | (wants_halt & (step >= min_steps)))
+            newly = halt_now.float()
+            final_ce = final_ce + ce_row.detach() * newly
+            final_correct = final_correct + exact * newly
+            final_q_right = final_q_right + ((q[:, 0] > 0).float() == exact).float() * newly
+            tokens_right = tokens_right + (correct.sum(-1).float() * newly).sum()
+            steps = steps + (~halted).long()
+            if trace:
+                records.append({"step": step, "active": ~halted, "q_halt": q[:, 0].detach(), "q_continue": q[:, 1].detach(),
+                                "target_halt": exact, "halted": halt_now | halted, "min_steps": min_steps})
+            halted = halted | halt_now
+            pending = (q[:, 1], active, is_last)
+            if bool(halted.all()):
+                with torch.no_grad():
+                    next_h, _ = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step, 0)
+                    next_q = self.q_logits(next_h)
+                loss_c = settle(next_q)
+                continue_loss_sum = continue_loss_sum + loss_c.detach()
+                total = total + cfg.q_loss_weight * loss_c
+                break
+
+        n_tokens = max(int(n_valid.sum()), 1)
+        metrics = {
+            "lm_loss": float(final_ce.mean()),
+            "token_acc": float(tokens_right) / n_tokens,
+            "exact": float(final_correct.mean()),
+            "act_steps": float(steps.float().mean()),
+            "q_halt_acc": float(final_q_right.mean()),
+            "q_halt_loss": float(halt_loss_sum) / batch,
+            "q_continue_loss": float(continue_loss_sum) / batch,
+        }
+        return ModelOutput(logits=logits, loss=total / batch, loss_sum=total, loss_count=batch, metrics=metrics,
+                           trace=records if trace else None)

@@ -1,0 +1,212 @@
+"""Building blocks shared by the HRM and the transformer baseline.
+
+A block is the HRM paper's: self-attention then a SwiGLU MLP, each followed by a
+parameterless RMSNorm of the residual sum (post-norm, computed in fp32). Attention is
+``torch.nn.functional.scaled_dot_product_attention`` with rotary embeddings; every projection
+is a plain ``nn.Linear`` without bias, so quantization can swap them.
+
+Attention masks: causal, optionally restricted to one document of a packed row
+(``doc_ids``) and optionally bidirectional over a prompt prefix (PrefixLM). ``KVCache``
+holds one key/value pair per (recurrent call, layer); decoding with it gives the same
+result as recomputing the whole sequence, because no earlier position ever attends to a
+later one (the prefix is attended bidirectionally only within itself).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    dtype = x.dtype
+    x = x.float()
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return x.to(dtype)
+
+
+def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """Normal(0, std) truncated at +-2 std (the HRM's init, without its variance correction)."""
+    return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2 * std, b=2 * std)
+
+
+def init_linear(layer: nn.Linear) -> None:
+    """LeCun normal: std 1/sqrt(fan_in)."""
+    trunc_normal_(layer.weight, 1.0 / math.sqrt(layer.in_features))
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+class Rotary:
+    """Rotary embeddings (rotate-half), computed in fp32 on the fly.
+
+    Not an ``nn.Module`` with buffers on purpose: ``model.to(torch.bfloat16)`` must not round
+    the frequencies.
+    """
+
+    def __init__(self, head_dim: int, theta: float):
+        self.inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+
+    def __call__(self, start: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(start, start + length, dtype=torch.float64)
+        freqs = torch.outer(positions, self.inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().float().to(device), emb.sin().float().to(device)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [B, H, T, D]; cos/sin: [T, D]."""
+    dtype = x.dtype
+    x = x.float()
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return (x * cos + rotated * sin).to(dtype)
+
+
+@dataclass
+class AttnMask:
+    """What SDPA gets: a boolean mask [B, 1, Tq, Tk] (True = may attend), or the causal flag."""
+
+    mask: torch.Tensor | None
+    is_causal: bool
+
+
+def build_attention_mask(
+    batch: int,
+    length: int,
+    past: int,
+    device: torch.device,
+    *,
+    prefix_lens: torch.Tensor | None = None,
+    prefix_mask: torch.Tensor | None = None,
+    doc_ids: torch.Tensor | None = None,
+) -> AttnMask:
+    """The mask for ``length`` new positions after ``past`` cached ones.
+
+    ``prefix_lens`` [B]: the first n positions of each row attend to each other both ways.
+    ``prefix_mask`` [B, T] with ``doc_ids`` [B, T] (packed training rows, ``past == 0``): the
+    marked positions of one document attend to each other both ways.
+    ``doc_ids`` [B, T]: attention stays inside a document.
+    """
+    if prefix_lens is None and prefix_mask is None and doc_ids is None:
+        if past == 0:
+            return AttnMask(None, True)
+        if length == 1:
+            return AttnMask(None, False)  # one new token sees everything cached, and itself
+    if (prefix_mask is not None or doc_ids is not None) and past:
+        raise ValueError("prefix_mask/doc_ids describe packed training rows and cannot be used with a KV cache")
+    q_pos = torch.arange(past, past + length, device=device)
+    k_pos = torch.arange(past + length, device=device)
+    allowed = (k_pos[None, :] <= q_pos[:, None]).unsqueeze(0).expand(batch, -1, -1)
+    if prefix_lens is not None:
+        limit = prefix_lens.to(device).view(batch, 1, 1)
+        allowed = allowed | ((q_pos.view(1, -1, 1) < limit) & (k_pos.view(1, 1, -1) < limit))
+    if prefix_mask is not None:
+        allowed = allowed | (prefix_mask[:, :, None] & prefix_mask[:, None, :])
+    if doc_ids is not None:
+        allowed = allowed & (doc_ids[:, :, None] == doc_ids[:, None, :])
+    return AttnMask(allowed.unsqueeze(1), False)
+
+
+class LayerKV:
+    """Keys and values of one attention layer in one recurrent call, [B, H, T, D]."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat((self.k, k), dim=2)
+            self.v = torch.cat((self.v, v), dim=2)
+        return self.k, self.v
+
+
+class KVCache:
+    """One ``LayerKV`` per (recurrent call, layer) key; ``length`` = positions already cached."""
+
+    def __init__(self) -> None:
+        self.slots: dict[tuple, LayerKV] = {}
+        self.length = 0
+
+    def slot(self, key: tuple) -> LayerKV:
+        if key not in self.slots:
+            self.slots[key] = LayerKV()
+        return self.slots[key]
+
+
+class Attention(nn.Module):
+    def __init__(self, hidden: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = hidden // heads
+        self.qkv = nn.Linear(hidden, 3 * hidden, bias=False)
+        self.o = nn.Linear(hidden, hidden, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: AttnMask, kv: LayerKV | None
+    ) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        qkv = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        cos, sin = rope
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv is not None:
+            k, v = kv.update(k, v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.mask, is_causal=mask.is_causal)
+        return self.o(out.transpose(1, 2).reshape(batch, length, hidden))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, hidden: int, inner: int):
+        super().__init__()
+        self.gate_up = nn.Linear(hidden, 2 * inner, bias=False)
+        self.down = nn.Linear(inner, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Post-norm: ``h = norm(h + attn(h)); h = norm(h + mlp(h))`` (the HRM paper's block)."""
+
+    def __init__(self, hidden: int, heads: int, inner: int, eps: float):
+        super().__init__()
+        self.attn = Attention(hidden, heads)
+        self.mlp = SwiGLU(hidden, inner)
+        self.eps = eps
+
+    def forward(
+        self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: AttnMask, kv: LayerKV | None
+    ) -> torch.Tensor:
+        h = rms_norm(h + self.attn(h, rope, mask, kv), self.eps)
+        return rms_norm(h + self.mlp(h), self.eps)
+
+
+class Stack(nn.Module):
+    """Blocks applied in order; ``forward(z, injection)`` adds the injection first (HRM input injection)."""
+
+    def __init__(self, layers: int, hidden: int, heads: int, inner: int, eps: float):
+        super().__init__()
+        self.layers = nn.ModuleList(Block(hidden, heads, inner, eps) for _ in range(layers))
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        injection: torch.Tensor | None,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: AttnMask,
+        cache: KVCache | None,
+        key: tuple,
+    ) -> torch.Tensor:
+        h = z if injection is None else z + injection
+        for i, layer in enumerate(self.layers):
+            h = layer(h, rope, mask, None if cache is None else cache.slot((*key, i)))
+        return h

@@ -1,0 +1,39 @@
+"""The baseline: a plain decoder-only transformer built from the same blocks as the HRM.
+
+With ``n_layers = h_layers + l_layers`` it has the HRM's parameters (minus the ACT Q head)
+and spends one pass through its blocks per token, where the HRM spends
+``segments x h_cycles x (l_cycles + 1)`` module calls.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hrmcode.model.base import CausalLM, ModelOutput
+from hrmcode.model.config import ModelConfig
+from hrmcode.model.layers import KVCache, Stack, init_linear
+
+
+class Transformer(CausalLM):
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.blocks = Stack(config.n_layers, config.hidden_size, config.num_heads, config.mlp_hidden, config.rms_eps)
+        for module in self.blocks.modules():
+            if isinstance(module, torch.nn.Linear):
+                init_linear(module)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        prefix_lens: torch.Tensor | None = None,
+        *,
+        prefix_mask: torch.Tensor | None = None,
+        doc_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> ModelOutput:
+        rope, mask = self.attention_context(input_ids, prefix_lens, prefix_mask, doc_ids, cache)
+        h = self.blocks(self.embed_tokens(input_ids), None, rope, mask, cache, ("blocks",))
+        if cache is not None:
+            cache.length += input_ids.shape[1]
+        return self.lm_output(self.lm_head(h), labels)

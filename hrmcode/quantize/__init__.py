@@ -1,0 +1,286 @@
+"""``hrmcode quantize``: a checkpoint -> a ``quantized-model`` artifact, and loading one back.
+
+The artifact holds ``model.safetensors`` (quantized weights, scales, and the float tensors that
+stay float: embeddings, norms), ``quantization.json`` (backend, spec, per-layer map, source
+checkpoint), ``config.json``, ``tokenizer.json`` and the manifest (written last, with the
+before/after report in ``stats``).
+
+Guarantees:
+- ``load_quantized`` needs only the artifact: the model is built with its parameters on the
+  meta device and the quantized tensors are loaded into it, never the float weights.
+- The "after" numbers are measured on the model reloaded from the files just written, so they
+  describe what ``load_quantized``/``hrmcode serve`` will run, not the in-memory model.
+- The held-out examples come from ``--heldout`` or from the examples artifact named in the
+  model artifact's manifest (its ``heldout`` split); none found is an error, not a silent skip.
+- ``--fail-over-loss PCT`` raises ``ThresholdNotMet`` after the artifact is written.
+- The same checkpoint, spec and examples give the same ``model.safetensors`` bytes.
+Not guaranteed: speed-ups. On CPU only bf16 activations with int8 or int4 (group 128) weights
+use fused kernels; other combinations dequantize on the fly and are slower than float.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from hrmcode.artifacts import MANIFEST, Artifact, ArtifactWriter, load_artifact, output_location
+from hrmcode.data.examples import Example, parse_example
+from hrmcode.errors import ArtifactError, CheckpointError, InputError, ThresholdNotMet
+from hrmcode.jsonl import read_jsonl
+from hrmcode.quantize import measure
+from hrmcode.quantize.backend import QuantSpec, get_backend
+from hrmcode.reporting import reporter
+
+WEIGHTS = "model.safetensors"
+QUANT_MAP = "quantization.json"
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+EXAMPLE_FILES = {"validated-examples": "accepted.jsonl", "examples": "examples.jsonl"}
+
+
+@dataclass
+class QuantizeResult:
+    artifact: Artifact
+    report: dict
+
+
+@contextlib.contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Build modules whose parameters live on the meta device (no memory, no init cost kept).
+
+    Unlike ``with torch.device("meta")`` this leaves every other tensor a module makes (rotary
+    tables, buffers) on the CPU, so models that compute such tensors in ``__init__`` still work.
+    Not thread-safe: it swaps ``nn.Module.register_parameter`` for the duration.
+    """
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+        if param is not None and param.device.type != "meta":
+            param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register(module, name, param)
+
+    torch.nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register
+
+
+# -- loading -------------------------------------------------------------------------------
+def _read_quant_map(directory: Path) -> dict:
+    path = directory / QUANT_MAP
+    if not path.is_file():
+        raise CheckpointError(f"{directory} has no {QUANT_MAP}", "rerun `hrmcode quantize CHECKPOINT`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        QuantSpec.from_dict(data["spec"])
+        missing = [key for key in ("backend", "layers") if key not in data]
+        if missing:
+            raise KeyError(missing[0])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a valid quantization map ({type(exc).__name__}: {exc})",
+                              "rerun `hrmcode quantize CHECKPOINT`") from None
+    return data
+
+
+def load_quantized_dir(directory: Path | str, device: str | torch.device = "cpu"):
+    """Load a quantized model from a directory with the artifact's files (manifest not required)."""
+    from hrmcode.data.tokenizer import CodeTokenizer
+    from hrmcode.model import build_model
+    from hrmcode.model.checkpoint import LoadedModel, read_config
+
+    directory = Path(directory)
+    qmap = _read_quant_map(directory)
+    spec = QuantSpec.from_dict(qmap["spec"])
+    backend = get_backend(qmap["backend"])
+    backend.check(spec, loading=True)
+    config = read_config(directory)
+    tokenizer = CodeTokenizer.load(directory / TOKENIZER)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{directory} has no {WEIGHTS}", "the artifact is incomplete; rerun `hrmcode quantize`")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is not readable safetensors ({' '.join(str(exc).split())[:120]})",
+                              "the artifact is corrupt; rerun `hrmcode quantize`") from None
+    with parameters_on_meta():
+        skeleton = build_model(config)
+    model = backend.restore(skeleton, state, {"layers": qmap["layers"], "library": qmap.get("library")}, spec,
+                            str(device))
+    return LoadedModel(model=model, tokenizer=tokenizer, config=config, path=directory)
+
+
+def load_quantized(path: Path | str, device: str | torch.device = "cpu"):
+    """A ``quantized-model`` artifact (directory or workspace name) -> ``LoadedModel``."""
+    artifact = load_artifact(path, "quantized-model")
+    return load_quantized_dir(artifact.path, device=device)
+
+
+# -- the step ------------------------------------------------------------------------------
+def _resolve_checkpoint(ref: Path | str) -> tuple[Path, Artifact | None]:
+    path = Path(ref)
+    if path.is_dir() and not (path / MANIFEST).is_file():
+        return path, None  # a bare checkpoints/step-* directory
+    artifact = load_artifact(ref, "model")
+    return artifact.path, artifact
+
+
+def _examples_from_artifact(artifact: Artifact, heldout_only: bool) -> list[Example]:
+    data = artifact.file(EXAMPLE_FILES[artifact.kind])
+    examples = [parse_example(r, f"{data}:{i}") for i, r in enumerate(read_jsonl(data), 1)]
+    return [e for e in examples if e.split == "heldout"] if heldout_only else examples
+
+
+def find_heldout(model_artifact: Artifact | None, heldout: Path | str | None) -> tuple[list[Example], Artifact | None, str]:
+    """(examples, their artifact if any, a description) for the held-out measurements."""
+    if heldout is not None:
+        path = Path(heldout)
+        if path.is_file():
+            records = [parse_example(r, f"{path}:{i}") for i, r in enumerate(read_jsonl(path), 1)]
+            return records, None, str(path)
+        artifact = load_artifact(heldout, tuple(EXAMPLE_FILES))
+        examples = _examples_from_artifact(artifact, heldout_only=True)
+        if not examples:
+            raise InputError(f"{artifact.path} has no examples with split 'heldout'",
+                             "pass a JSONL file of held-out examples to --heldout")
+        return examples, artifact, f"{artifact.path} (heldout split)"
+    if model_artifact is not None:
+        for ref in model_artifact.manifest.get("inputs", []):
+            if ref.get("kind") in EXAMPLE_FILES:
+                try:
+                    artifact = load_artifact(ref["path"], ref["kind"])
+                except ArtifactError as exc:
+                    raise InputError(f"the model's training data is gone: {exc.message}",
+                                     "pass held-out examples with --heldout") from None
+                examples = _examples_from_artifact(artifact, heldout_only=True)
+                if examples:
+                    return examples, artifact, f"{artifact.path} (heldout split)"
+    where = model_artifact.path if model_artifact is not None else "a bare checkpoint directory"
+    raise InputError(f"no held-out examples found for {where}",
+                     "pass --heldout EXAMPLES (an examples/validated-examples artifact or a JSONL file)")
+
+
+def _measure(label: str, loaded, encoded, em_encoded, latency_tokens: int) -> dict:
+    reporter().log(f"measuring the {label} model on {len(encoded)} held-out examples ...")
+    loss = measure.heldout_loss(loaded.model, encoded)
+    em = measure.exact_match(loaded.model, loaded.tokenizer, em_encoded)
+    latency = measure.latency_per_token(loaded.model, loaded.tokenizer, encoded, new_tokens=latency_tokens)
+    return {"heldout_loss": loss, "exact_match": em,
+            "ms_per_token": None if latency is None else latency * 1000.0}
+
+
+def quantize_checkpoint(
+    checkpoint: Path | str,
+    spec: QuantSpec,
+    *,
+    out: Path | str | None = None,
+    workspace: Path | str | None = None,
+    name: str | None = None,
+    heldout: Path | str | None = None,
+    limit: int = 64,
+    exact_match_limit: int = 16,
+    calibration_examples: int = 32,
+    latency_tokens: int = 32,
+    fail_over_loss: float | None = None,
+    backend_name: str = "quanto",
+) -> QuantizeResult:
+    """Quantize ``checkpoint`` into a new ``quantized-model`` artifact and report before/after."""
+    from hrmcode.model.checkpoint import load_checkpoint
+
+    source_dir, model_artifact = _resolve_checkpoint(checkpoint)
+    backend = get_backend(backend_name)
+    backend.check(spec)  # e.g. builds quanto's int4 extension now, before any long work
+    original = load_checkpoint(source_dir, device="cpu")
+    examples, examples_artifact, examples_where = find_heldout(model_artifact, heldout)
+    encoded_all = measure.encode_examples(original.tokenizer, examples, original.config.max_seq_len)
+    if not encoded_all:
+        raise InputError(f"none of the {len(examples)} held-out examples from {examples_where} fits the model's "
+                         f"context of {original.config.max_seq_len} tokens", "pass shorter examples with --heldout")
+    encoded = encoded_all[:limit]
+    em_encoded = encoded[:exact_match_limit]
+    calibration: list[measure.Encoded] = []
+    calibration_overlaps = False
+    if spec.activations != "none":
+        calibration = encoded_all[limit:limit + calibration_examples]
+        if not calibration:  # every held-out example is measured: calibrate on the first ones anyway, and say so
+            calibration, calibration_overlaps = encoded[:calibration_examples], True
+            reporter().warn("calibrating on examples that are also measured (pass --limit lower or more examples)")
+
+    base_name = name or (model_artifact.name if model_artifact else source_dir.name)
+    params = {"checkpoint": str(source_dir), "backend": backend.name, **spec.to_dict(), "heldout": examples_where,
+              "limit": limit, "exact_match_limit": exact_match_limit, "calibration_examples": len(calibration),
+              "latency_tokens": latency_tokens, "fail_over_loss": fail_over_loss}
+    out_dir, update_latest = output_location("quantize", f"{base_name}-{spec.weights}", out, workspace, params)
+    inputs = [a for a in (model_artifact, examples_artifact) if a is not None]
+
+    before = _measure("original", original, encoded, em_encoded, latency_tokens)
+    before["size_bytes"] = (source_dir / WEIGHTS).stat().st_size
+
+    model = original.model.to(spec.torch_dtype)
+    reporter().log(f"quantizing: weights {spec.weights}, activations {spec.activations}, dtype {spec.dtype} ...")
+    started = time.perf_counter()
+    backend.quantize(model, spec, (lambda m: measure.forward_examples(m, calibration)) if calibration else None)
+    state, qmap = backend.serialize(model)
+    quantize_seconds = time.perf_counter() - started
+    del model, original
+
+    with ArtifactWriter(out_dir, "quantized-model", name=f"{base_name}-{spec.weights}", params=params, inputs=inputs,
+                        update_latest=update_latest) as writer:
+        # One metadata key only: safetensors writes a metadata map in hash order, so two keys may swap places
+        # between runs and the same weights would not give the same bytes.
+        save_file(state, str(writer.path(WEIGHTS)), metadata={"format": "pt"})
+        writer.add(WEIGHTS)
+        del state
+        writer.write_json(QUANT_MAP, {"backend": backend.name, "library": qmap.get("library"), "spec": spec.to_dict(),
+                                      "source": {"path": str(source_dir),
+                                                 "manifest_sha256": model_artifact.manifest_sha256()
+                                                 if model_artifact else None},
+                                      "layers": qmap["layers"]})
+        shutil.copyfile(source_dir / CONFIG, writer.path(CONFIG))
+        writer.add(CONFIG)
+        shutil.copyfile(source_dir / TOKENIZER, writer.path(TOKENIZER))
+        writer.add(TOKENIZER)
+        reloaded = load_quantized_dir(writer.stage)
+        after = _measure("quantized", reloaded, encoded, em_encoded, latency_tokens)
+        after["size_bytes"] = writer.path(WEIGHTS).stat().st_size
+        loss_increase_pct = _increase_pct(before["heldout_loss"], after["heldout_loss"])
+        report = {
+            "before": before, "after": after,
+            "loss_increase_pct": loss_increase_pct,
+            "size_ratio": after["size_bytes"] / before["size_bytes"],
+            "examples_measured": len(encoded), "examples_exact_match": len(em_encoded),
+            "calibration_examples": len(calibration), "calibration_overlaps_measurement": calibration_overlaps,
+            "quantized_layers": len(qmap["layers"]), "quantize_seconds": quantize_seconds,
+            "heldout": examples_where,
+        }
+        artifact = writer.finish(report)
+    result = QuantizeResult(artifact=artifact, report=report)
+    if fail_over_loss is not None and loss_increase_pct > fail_over_loss:
+        error = ThresholdNotMet(
+            f"held-out loss rose {loss_increase_pct:.2f}%, over --fail-over-loss {fail_over_loss}% "
+            f"(the artifact was written to {artifact.path})",
+            "try --weights int8, a smaller --group-size, or --dtype float32",
+        )
+        error.result = result  # the caller still shows what was measured
+        raise error
+    return result
+
+
+def _increase_pct(before: float, after: float) -> float:
+    if before == 0:
+        return 0.0 if after == 0 else float("inf")
+    return (after - before) / before * 100.0
+
+
+__all__ = ["QuantSpec", "QuantizeResult", "find_heldout", "load_quantized", "load_quantized_dir",
+           "parameters_on_meta", "quantize_checkpoint"]

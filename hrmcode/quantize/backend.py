@@ -1,0 +1,95 @@
+"""The small interface a quantization backend implements, and the spec it is given.
+
+``hrmcode quantize`` talks to a backend only through ``QuantBackend``, so optimum-quanto
+(``quanto_backend.py``, the default) can be swapped for another library (torchao, ...) without
+touching the step, the artifact layout or ``load_quantized``.
+
+A backend guarantees:
+- ``quantize`` replaces the model's ``nn.Linear`` layers (minus ``spec.exclude``) in place and
+  freezes them; ``calibrate`` (when activations are quantized) is called once inside the
+  backend's calibration context to run representative forward passes.
+- ``serialize`` returns a flat ``{name: tensor}`` state dict that ``safetensors`` can store and a
+  JSON-able map; ``restore`` rebuilds the quantized model from exactly those two on a model built
+  on the ``meta`` device, so loading never needs the original float weights.
+It does not guarantee bit-identical outputs across backends or library versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import torch
+
+from hrmcode.errors import UsageError
+
+WEIGHT_TYPES = ("int8", "int4", "float8")
+ACTIVATION_TYPES = ("none", "int8")
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """What to quantize and how; recorded verbatim in ``quantization.json``."""
+
+    weights: str = "int8"
+    activations: str = "none"
+    dtype: str = "bfloat16"
+    group_size: int = 128
+    exclude: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHT_TYPES:
+            raise UsageError(f"unknown weight type '{self.weights}'", f"use one of: {', '.join(WEIGHT_TYPES)}")
+        if self.activations not in ACTIVATION_TYPES:
+            raise UsageError(
+                f"unknown activation type '{self.activations}'", f"use one of: {', '.join(ACTIVATION_TYPES)}"
+            )
+        if self.dtype not in DTYPES:
+            raise UsageError(f"unknown dtype '{self.dtype}'", f"use one of: {', '.join(DTYPES)}")
+        if self.group_size < 32 or self.group_size % 32:
+            raise UsageError(f"--group-size {self.group_size} is not a positive multiple of 32", "use 32, 64, 128 ...")
+        if self.group_size != 128 and self.weights != "int4":
+            raise UsageError("--group-size only applies to --weights int4", "drop --group-size")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["exclude"] = list(self.exclude)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QuantSpec":
+        return cls(**{**data, "exclude": tuple(data.get("exclude", ()))})
+
+
+class QuantBackend(Protocol):
+    name: str
+
+    def check(self, spec: QuantSpec, *, loading: bool = False) -> None:
+        """Raise ``ToolchainMissing``/``UsageError`` when ``spec`` cannot work here (before any work is done)."""
+
+    def quantize(
+        self, model: torch.nn.Module, spec: QuantSpec, calibrate: Callable[[torch.nn.Module], None] | None
+    ) -> torch.nn.Module:
+        """Quantize and freeze ``model`` (already cast to ``spec.torch_dtype``) in place; return it."""
+
+    def serialize(self, model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
+        """The flat state dict to store as safetensors, and the JSON-able quantization map."""
+
+    def restore(
+        self, meta_model: torch.nn.Module, state: dict[str, torch.Tensor], qmap: dict, spec: QuantSpec, device: str
+    ) -> torch.nn.Module:
+        """Rebuild the quantized model from ``serialize``'s output onto a model built on the meta device."""
+
+
+def get_backend(name: str) -> QuantBackend:
+    if name == "quanto":
+        from hrmcode.quantize.quanto_backend import QuantoBackend
+
+        return QuantoBackend()
+    raise UsageError(f"unknown quantization backend '{name}'", "use: quanto")

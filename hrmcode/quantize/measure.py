@@ -1,0 +1,95 @@
+"""Held-out measurements used to compare a checkpoint with its quantized version.
+
+- ``heldout_loss``: token-weighted LM loss on the targets (prompt tokens are not scored), with
+  the training template (``CodeTokenizer.encode_example``), sequences cut to the context.
+- ``exact_match``: greedy generation from each prompt; a hit when the generated text equals the
+  target (surrounding whitespace ignored).
+- ``latency_per_token``: wall time of greedy generation divided by the tokens generated, on the
+  same prompts, after one warm-up run.
+All run under ``torch.no_grad()`` (``inference_mode`` breaks quantized int4 weights). Numbers
+are comparable between two models only when measured on the same examples in one process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from hrmcode.data.examples import Example
+from hrmcode.model.generate import GenerationConfig, generate
+from hrmcode.reporting import reporter
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[int]
+    prompt_len: int
+    target: str
+
+
+def encode_examples(tokenizer, examples: list[Example], max_seq_len: int) -> list[Encoded]:
+    """Examples whose prompt fits the context (with room for at least one target token)."""
+    encoded = []
+    for ex in examples:
+        ids, prompt_len = tokenizer.encode_example(ex.input.text, ex.target, ex.level)
+        if prompt_len >= max_seq_len - 1:
+            continue
+        encoded.append(Encoded(ids[:max_seq_len], prompt_len, ex.target))
+    return encoded
+
+
+def forward_examples(model: torch.nn.Module, encoded: list[Encoded]) -> None:
+    """One forward pass per example (for activation calibration)."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for item in encoded:
+            model(torch.tensor([item.ids], device=device), prefix_lens=torch.tensor([item.prompt_len], device=device))
+
+
+def heldout_loss(model: torch.nn.Module, encoded: list[Encoded]) -> float:
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad(), reporter().task("held-out loss", total=len(encoded)) as task:
+        for item in encoded:
+            ids = torch.tensor([item.ids], device=device)
+            labels = ids.clone()
+            labels[:, : item.prompt_len] = IGNORE
+            out = model(ids, labels=labels, prefix_lens=torch.tensor([item.prompt_len], device=device))
+            total += float(out.loss_sum)
+            count += int(out.loss_count)
+            task.advance()
+    return total / count if count else float("nan")
+
+
+def exact_match(model: torch.nn.Module, tokenizer, encoded: list[Encoded], slack_tokens: int = 8) -> float:
+    hits = 0
+    with reporter().task("exact match", total=len(encoded)) as task:
+        for item in encoded:
+            target_len = len(item.ids) - item.prompt_len
+            cfg = GenerationConfig(max_new_tokens=target_len + slack_tokens, temperature=0.0)
+            result = generate(model, tokenizer, item.ids[: item.prompt_len], cfg)
+            hits += result.text.strip() == item.target.strip()
+            task.advance()
+    return hits / len(encoded) if encoded else float("nan")
+
+
+def latency_per_token(model: torch.nn.Module, tokenizer, encoded: list[Encoded], new_tokens: int = 32,
+                      prompts: int = 4) -> float | None:
+    """Seconds per generated token (greedy, KV cache); None when nothing was generated."""
+    chosen = encoded[:prompts]
+    if not chosen:
+        return None
+    cfg = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
+    generate(model, tokenizer, chosen[0].ids[: chosen[0].prompt_len], cfg)  # warm-up: allocations, lazy kernels
+    tokens, elapsed = 0, 0.0
+    for item in chosen:
+        start = time.perf_counter()
+        result = generate(model, tokenizer, item.ids[: item.prompt_len], cfg)
+        elapsed += time.perf_counter() - start
+        tokens += result.completion_tokens
+    return elapsed / tokens if tokens else None

@@ -1,0 +1,318 @@
+"""The ``docker`` backend: one fresh container per run, from an image hrmcode builds itself.
+
+Images: ``hrmcode-base:bookworm`` is ``debian:bookworm-slim`` pulled from a registry when one is
+reachable, else a ``debootstrap --variant=minbase bookworm`` tree imported with ``docker import``
+(needs root and debootstrap); ``hrmcode-sandbox:<hash of the Dockerfile dir>`` is built on top from
+``hrmcode/sandbox/docker/Dockerfile`` with every toolchain (apt, PyPI and npm only). ``build_images``
+does both; ``DockerSandbox`` builds them on first use.
+
+Each run: ``network_mode="none"`` (unless ``Limits.network``), memory limit = memory+swap limit
+(an OOM kill sets ``memory_exceeded``), pids limit, a non-root uid (one per worker when hrmcode
+runs as root), every capability dropped, ``no-new-privileges``, a read-only root filesystem;
+writable are only ``/work`` and ``/cache/go`` (host directories: a size-capped tmpfs per run when
+hrmcode is root, shared with the local backend's code, so files go in and results come out without
+``docker cp``) and ``/tmp`` (a size-capped tmpfs). The Go cache is an overlay over a read-only seed
+built once by this backend. Output is streamed with the same caps as the local backend and never
+stored by Docker (log driver ``none``). Containers are labelled ``hrmcode.sandbox=1`` and removed in
+a ``finally``; ``clean()`` removes any a crash left behind.
+
+Not guaranteed: isolation beyond what Docker and the kernel give; a remote engine (``DOCKER_HOST``
+on another machine) is not supported, because work dirs are bind-mounted from this host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from hrmcode.errors import SandboxError, ToolchainMissing
+from hrmcode.reporting import reporter
+from hrmcode.sandbox import _fs, hostpaths, local
+from hrmcode.sandbox._proc import Finished, _Capped
+from hrmcode.sandbox.base import ExecResult, Limits
+
+LABEL = "hrmcode.sandbox"
+BASE_IMAGE = "hrmcode-base:bookworm"
+DOCKERFILE_DIR = Path(__file__).resolve().parent / "docker"
+DEBIAN_MIRROR = os.environ.get("HRMCODE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+CONTAINER_UID_NON_ROOT = 1000
+ENV = {
+    "PATH": "/opt/go/bin:/node_modules/.bin:/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp", "TMPDIR": "/tmp", "USER": "sandbox", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "HRMCODE_SANDBOX": "docker",
+    "GOROOT": "/opt/go", "GOCACHE": "/cache/go", "GOPATH": "/tmp/go", "GOPROXY": "off", "GOTOOLCHAIN": "local",
+    "GOFLAGS": "-buildvcs=false", "CGO_ENABLED": "0", "GOTELEMETRY": "off",
+    "CARGO_HOME": "/tmp/cargo-home", "CARGO_TARGET_DIR": "/tmp/target", "CARGO_INCREMENTAL": "0",
+    "CARGO_TERM_COLOR": "never", "NO_COLOR": "1", "FORCE_COLOR": "0",
+}
+
+
+def image_tag() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(DOCKERFILE_DIR.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"hrmcode-sandbox:{digest.hexdigest()[:12]}"
+
+
+def _client(timeout: int = 10):
+    try:
+        import docker
+    except ImportError:
+        raise ToolchainMissing("the docker Python SDK is not installed", "pip install docker==7.1.0") from None
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means the same thing
+        raise ToolchainMissing(f"no Docker engine reachable ({type(exc).__name__})",
+                               "scripts/setup-toolchains.sh --docker installs and starts one") from None
+    return client
+
+
+def unavailable_reason() -> str | None:
+    """Why the docker backend cannot run here, or None when an engine answers."""
+    try:
+        _client(timeout=5)
+    except ToolchainMissing as exc:
+        return exc.message
+    return None
+
+
+def status_line() -> str:
+    reason = unavailable_reason()
+    if reason is not None:
+        return f"unavailable: {reason}"
+    client = _client(timeout=5)
+    version = client.version().get("Version", "?")
+    images = [tag for tag in (BASE_IMAGE, image_tag()) if _has_image(client, tag)]
+    state = "image built" if image_tag() in images else "image not built yet (hrmcode sandbox build)"
+    return f"ok (engine {version}, {state})"
+
+
+def _has_image(client, tag: str) -> bool:
+    import docker
+
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _base_from_registry(client) -> bool:
+    try:
+        image = client.images.pull("debian", tag="bookworm-slim")
+    except Exception as exc:  # noqa: BLE001 - unreachable registry, DNS, auth: all mean "use debootstrap"
+        reporter().log(f"registry unreachable ({type(exc).__name__}); building the base image with debootstrap")
+        return False
+    image.tag(*BASE_IMAGE.split(":"))
+    return True
+
+
+def _base_from_debootstrap(client) -> None:
+    if shutil.which("debootstrap") is None:
+        raise ToolchainMissing("no registry reachable and debootstrap is not installed",
+                               "apt-get install debootstrap (scripts/setup-toolchains.sh --docker)")
+    if os.geteuid() != 0:
+        raise SandboxError("building the base image with debootstrap needs root", "run `sudo hrmcode sandbox build`")
+    with tempfile.TemporaryDirectory(prefix="hrmcode-debootstrap-") as tmp:
+        rootfs, tarball = Path(tmp) / "rootfs", Path(tmp) / "rootfs.tar"
+        reporter().log(f"debootstrap --variant=minbase bookworm from {DEBIAN_MIRROR} (a few minutes)")
+        proc = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), DEBIAN_MIRROR],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SandboxError(f"debootstrap failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}",
+                               f"check that {DEBIAN_MIRROR} is reachable (HRMCODE_DEBIAN_MIRROR)")
+        # Equivalent of `tar -C DIR -c . | docker import - hrmcode-base:bookworm`.
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
+        repository, tag = BASE_IMAGE.split(":")
+        client.api.import_image_from_file(str(tarball), repository=repository, tag=tag)
+
+
+def _extra_ca_certificates() -> str:
+    """PEM certificates for the image build: $HRMCODE_DOCKER_CA_FILE, else the host's CA bundle
+    (so builds work behind the same TLS-intercepting proxy as the host), else none."""
+    for candidate in (os.environ.get("HRMCODE_DOCKER_CA_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).read_text(encoding="utf-8", errors="replace")
+    return ""
+
+
+def build_images(rebuild: bool = False) -> dict[str, str]:
+    """Make sure the base and sandbox images exist; returns {tag: how it was obtained}."""
+    client = _client(timeout=600)
+    done: dict[str, str] = {}
+    if rebuild or not _has_image(client, BASE_IMAGE):
+        if _base_from_registry(client):
+            done[BASE_IMAGE] = "pulled debian:bookworm-slim"
+        else:
+            _base_from_debootstrap(client)
+            done[BASE_IMAGE] = "debootstrap + docker import"
+    else:
+        done[BASE_IMAGE] = "present"
+    tag = image_tag()
+    if rebuild or not _has_image(client, tag):
+        reporter().log(f"building {tag} from {DOCKERFILE_DIR} (apt, PyPI, npm; several minutes)")
+        try:
+            with tempfile.TemporaryDirectory(prefix="hrmcode-docker-context-") as context:
+                shutil.copytree(DOCKERFILE_DIR, context, dirs_exist_ok=True)
+                (Path(context) / "extra-ca.crt").write_text(_extra_ca_certificates())
+                _, logs = client.images.build(path=context, tag=tag, rm=True, forcerm=True, pull=False)
+            for chunk in logs:
+                line = (chunk.get("stream") or "").strip()
+                if line:
+                    reporter().log(line)
+        except Exception as exc:  # noqa: BLE001 - BuildError and APIError carry the reason
+            raise SandboxError(f"docker build of {tag} failed: {' '.join(str(exc).split())[:300]}",
+                               "check network access to the Debian mirror, PyPI and npm") from None
+        done[tag] = "built"
+    else:
+        done[tag] = "present"
+    return done
+
+
+def labelled_containers() -> list[str]:
+    """Names of containers (any state) carrying hrmcode's label."""
+    client = _client()
+    return [c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})]
+
+
+def clean() -> list[str]:
+    """Remove every labelled container (leftovers of a crash); returns their names."""
+    client = _client()
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+        container.remove(force=True)
+        removed.append(container.name)
+    return removed
+
+
+class DockerSandbox:
+    name = "docker"
+
+    def __init__(self) -> None:
+        self.client = _client()
+        self.image = image_tag()
+        if not _has_image(self.client, self.image):
+            build_images()
+        self._image_id = self.client.images.get(self.image).id
+
+    def describe(self) -> str:
+        return f"docker ({self.image})"
+
+    def go_seed_path(self) -> Path:
+        return hostpaths.cache_root() / "toolchains" / "go-seed" / f"docker-{self._image_id.split(':')[-1][:16]}"
+
+    def compiler_id(self) -> str:
+        return f"docker-{self._image_id}"
+
+    def run(
+        self,
+        command: list[str] | str,
+        files: dict[str, str | bytes] | None = None,
+        limits: Limits | None = None,
+        *,
+        stdin: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        collect: list[str] | None = None,
+        worker: int = 0,
+        collect_binary: list[str] | None = None,
+    ) -> ExecResult:
+        limits = limits or Limits()
+        argv = local._as_argv(command)
+        root = os.geteuid() == 0
+        with contextlib.ExitStack() as stack:
+            uid = stack.enter_context(local.uid_slot(worker)) if root else os.getuid()
+            run = stack.enter_context(local.run_dir(limits, uid, self.go_seed_path()))
+            owner = uid if root else None
+            _fs.write_tree(run.work, files or {}, owner, owner)
+            if stdin is not None:
+                _fs.write_tree(run.root, {"stdin": stdin}, owner, owner)
+                argv = ["/bin/sh", "-c", 'exec "$@" < /.hrmcode/stdin', "sh", *argv]
+            finished, oom = self._run_container(argv, run, limits, uid, {**ENV, **(env or {})}, stdin is not None)
+            result = local.interpret(finished, limits, signal_offset=True)
+            result.memory_exceeded = result.memory_exceeded or oom
+            local.collect_files(result, run.work, collect, collect_binary, limits)
+        return result
+
+    def _run_container(self, argv, run, limits: Limits, uid: int, env: dict[str, str],
+                       has_stdin: bool) -> tuple[Finished, bool]:
+        from docker.types import LogConfig, Mount, Ulimit
+
+        cpu = int(limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1)
+        mounts = [Mount("/work", str(run.work), type="bind"), Mount("/cache/go", str(run.gocache), type="bind")]
+        if has_stdin:
+            mounts.append(Mount("/.hrmcode/stdin", str(run.root / "stdin"), type="bind", read_only=True))
+        container = self.client.containers.create(
+            self.image, command=argv, user=f"{uid}:{uid}", working_dir="/work", environment=env,
+            network_mode="bridge" if limits.network else "none", mem_limit=f"{limits.memory_mb}m",
+            memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.processes, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], read_only=True, mounts=mounts,
+            tmpfs={"/tmp": f"size={limits.disk_mb}m,exec,mode=1777"},
+            ulimits=[Ulimit(name="cpu", soft=cpu, hard=cpu + 1),
+                     Ulimit(name="fsize", soft=limits.file_size_mb << 20, hard=limits.file_size_mb << 20),
+                     Ulimit(name="nofile", soft=local.NOFILE, hard=local.NOFILE), Ulimit(name="core", soft=0, hard=0)],
+            labels={LABEL: "1", "hrmcode.worker": str(uid)}, log_config=LogConfig(type="none"),
+            hostname="sandbox", init=True,
+        )
+        try:
+            return self._supervise(container, limits)
+        finally:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+
+    def _supervise(self, container, limits: Limits) -> tuple[Finished, bool]:
+        caps = {1: _Capped(limits.output_bytes), 2: _Capped(limits.output_bytes)}
+        sock = container.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})
+        raw = getattr(sock, "_sock", sock)
+        start = time.monotonic()
+        container.start()
+        timed_out = threading.Event()
+
+        def on_deadline() -> None:
+            timed_out.set()
+            with contextlib.suppress(Exception):
+                container.kill()
+
+        timer = threading.Timer(limits.timeout_s, on_deadline)
+        timer.start()
+        try:
+            _read_frames(raw, caps)
+            status = container.wait(timeout=max(limits.timeout_s + 30, 60))
+        finally:
+            timer.cancel()
+            with contextlib.suppress(Exception):
+                raw.close()
+        wall = time.monotonic() - start
+        container.reload()
+        oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+        code = int(status.get("StatusCode", -1))
+        out, err = caps[1], caps[2]
+        return Finished(code, out.value(), err.value(), out.truncated, err.truncated, wall, timed_out.is_set()), oom
+
+
+def _read_frames(sock, caps) -> None:
+    """Docker's multiplexed attach stream: 8-byte header (stream id, size) then the payload."""
+    buffer = b""
+    while True:
+        try:
+            data = sock.recv(1 << 16)
+        except OSError:
+            return
+        if not data:
+            return
+        buffer += data
+        while len(buffer) >= 8:
+            stream, size = buffer[0], int.from_bytes(buffer[4:8], "big")
+            if len(buffer) < 8 + size:
+                break
+            payload, buffer = buffer[8:8 + size], buffer[8 + size:]
+            if stream in caps:
+                caps[stream].add(payload)

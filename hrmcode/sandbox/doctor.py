@@ -1,0 +1,91 @@
+"""``hrmcode sandbox doctor``: is every backend and toolchain usable here, and if not, what installs it.
+
+Every check is read-only except ``smoke=True``, which runs one tiny program per toolchain in the
+local sandbox (and so builds the one-time caches if they are missing). Each row is
+``{"component", "status": "ok"|"missing"|"failed", "detail", "fix"}``; ``fix`` is the command to run.
+"""
+
+from __future__ import annotations
+
+from hrmcode.sandbox import backend_status, hostpaths, local, toolchains
+
+SETUP = "scripts/setup-toolchains.sh"
+
+# One tiny passing exercise per language: the smoke test of each route.
+SMOKE = {
+    "python": {"hello.py": "def hello():\n    return 'hi'\n",
+               "hello_test.py": "from hello import hello\n\ndef test_hello():\n    assert hello() == 'hi'\n"},
+    "go": {"go.mod": "module hello\n\ngo 1.21\n", "hello.go": "package hello\n\nfunc Hello() string { return \"hi\" }\n",
+           "hello_test.go": "package hello\n\nimport \"testing\"\n\nfunc TestHello(t *testing.T) {\n"
+                            "\tif Hello() != \"hi\" {\n\t\tt.Fatal(Hello())\n\t}\n}\n"},
+    "rust": {"Cargo.toml": "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+             "src/lib.rs": "pub fn hello() -> &'static str { \"hi\" }\n",
+             "tests/hello.rs": "#[test]\n#[ignore]\nfn hello() { assert_eq!(hello::hello(), \"hi\"); }\n"},
+    "java": {"src/main/java/Hello.java": "public class Hello { public static String hello() { return \"hi\"; } }\n",
+             "src/test/java/HelloTest.java": "import org.junit.jupiter.api.Disabled;\nimport org.junit.jupiter.api.Test;\n"
+                                             "import static org.assertj.core.api.Assertions.assertThat;\n"
+                                             "public class HelloTest {\n  @Disabled(\"Remove to run test\")\n  @Test\n"
+                                             "  public void hello() { assertThat(Hello.hello()).isEqualTo(\"hi\"); }\n}\n"},
+    "javascript": {"package.json": '{"name": "hello", "private": true, "type": "module"}\n',
+                   "babel.config.js": "module.exports = { presets: ['@exercism/babel-preset-javascript'] };\n",
+                   "hello.js": "export const hello = () => 'hi';\n",
+                   "hello.spec.js": "import { hello } from './hello';\n\nxtest('hello', () => { expect(hello()).toBe('hi'); });\n"},
+    "cpp": {"hello.h": "#pragma once\n#include <string>\nstd::string hello();\n",
+            "hello.cpp": "#include \"hello.h\"\nstd::string hello() { return \"hi\"; }\n",
+            # No Catch2 header ships with hrmcode, so the smoke test brings its own main.
+            "hello_test.cpp": "#include \"hello.h\"\nint main() { return hello() == \"hi\" ? 0 : 1; }\n"},
+}
+
+
+def _row(component: str, ok: bool, detail: str, fix: str = "") -> dict:
+    return {"component": component, "status": "ok" if ok else "missing", "detail": detail, "fix": "" if ok else fix}
+
+
+def diagnose(smoke: bool = False) -> list[dict]:
+    rows: list[dict] = []
+    for backend, line in backend_status().items():
+        fix = "apt-get install bubblewrap" if backend == "local" else f"{SETUP} --docker"
+        rows.append(_row(f"backend {backend}", line.startswith("ok"), line, fix))
+    versions = {
+        "python": hostpaths.python_toolchain() and f"{hostpaths.python_toolchain().prefix} + pytest",
+        "go": hostpaths.go_version(),
+        "rust": hostpaths.rust_sysroot() and str(hostpaths.rust_sysroot()),
+        "java": hostpaths.which("javac"),
+        "javascript": hostpaths.which("node") and str(hostpaths.node_modules_dir()),
+        "cpp": hostpaths.which("g++"),
+    }
+    for language in toolchains.LANGUAGES:
+        missing = toolchains.missing_toolchain(language)
+        if missing is None:
+            rows.append(_row(f"toolchain {language}", True, str(versions[language])))
+        else:
+            rows.append(_row(f"toolchain {language}", False, missing[0], missing[1]))
+    seed = local.go_seed_path()
+    rows.append(_row("cache go seed", seed is not None and (seed / ".complete").exists(),
+                     str(seed) if seed else "no Go", "built on first Go run, or: hrmcode sandbox doctor --smoke"))
+    if smoke and local.bwrap_path() is not None:
+        rows += smoke_test()
+    return rows
+
+
+def smoke_test(sandbox=None) -> list[dict]:
+    """Run one tiny exercise per available toolchain through ``run_tests`` (strict mode)."""
+    from hrmcode.errors import HrmcodeError
+    from hrmcode.sandbox import get_sandbox
+
+    sandbox = sandbox or get_sandbox("local")
+    rows = []
+    for language, files in SMOKE.items():
+        if toolchains.missing_toolchain(language) is not None:
+            continue
+        try:
+            run = toolchains.run_tests(language, files, sandbox=sandbox)
+        except HrmcodeError as exc:
+            rows.append({"component": f"smoke {language}", "status": "failed", "detail": exc.message,
+                         "fix": exc.hint or ""})
+            continue
+        detail = f"{run.result.wall_s:.1f}s" if run.passed else run.result.stdout.strip()[-200:]
+        rows.append({"component": f"smoke {language}", "status": "ok" if run.passed else "failed",
+                     "detail": detail, "fix": "" if run.passed else "rerun with HRMCODE_DEBUG=1; see the detail"})
+    return rows
+

