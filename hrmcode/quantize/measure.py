@@ -4,21 +4,22 @@
   the training template (``CodeTokenizer.encode_example``), sequences cut to the context.
 - ``exact_match``: greedy generation from each prompt; a hit when the generated text equals the
   target (surrounding whitespace ignored).
-- ``latency_per_token``: wall time of greedy generation divided by the tokens generated, on the
-  same prompts, after one warm-up run.
+- ``latency``: time to the first token (prefill + 1 token) and per further token (decode, KV
+  cache), medians over a few held-out prompts after one warm-up run.
 All run under ``torch.no_grad()`` (``inference_mode`` breaks quantized int4 weights). Numbers
 are comparable between two models only when measured on the same examples in one process.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 
 import torch
 
 from hrmcode.data.examples import Example
-from hrmcode.model.generate import GenerationConfig, generate
+from hrmcode.model.generate import GenerationConfig, generate, next_tokens
 from hrmcode.reporting import reporter
 
 IGNORE = -100
@@ -78,18 +79,30 @@ def exact_match(model: torch.nn.Module, tokenizer, encoded: list[Encoded], slack
     return hits / len(encoded) if encoded else float("nan")
 
 
-def latency_per_token(model: torch.nn.Module, tokenizer, encoded: list[Encoded], new_tokens: int = 32,
-                      prompts: int = 4) -> float | None:
-    """Seconds per generated token (greedy, KV cache); None when nothing was generated."""
+def latency(model: torch.nn.Module, encoded: list[Encoded], new_tokens: int = 32, prompts: int = 4
+            ) -> tuple[float, float] | None:
+    """(first-token seconds, seconds per further token): medians over the first ``prompts`` prompts.
+
+    Greedy decoding with the KV cache through ``next_tokens``, which does not stop at EOS, so
+    every prompt times exactly ``new_tokens`` tokens. One warm-up run first. None without prompts.
+    """
     chosen = encoded[:prompts]
-    if not chosen:
+    if not chosen or new_tokens < 2:
         return None
     cfg = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
-    generate(model, tokenizer, chosen[0].ids[: chosen[0].prompt_len], cfg)  # warm-up: allocations, lazy kernels
-    tokens, elapsed = 0, 0.0
-    for item in chosen:
-        start = time.perf_counter()
-        result = generate(model, tokenizer, item.ids[: item.prompt_len], cfg)
-        elapsed += time.perf_counter() - start
-        tokens += result.completion_tokens
-    return elapsed / tokens if tokens else None
+    first, per_token = [], []
+    model.eval()
+    with torch.no_grad():
+        for item in [chosen[0], *chosen]:  # the first run warms up allocations and lazy kernels
+            prompt = item.ids[: item.prompt_len]
+            room = min(new_tokens, model.config.max_seq_len - len(prompt))
+            tokens = next_tokens(model, prompt, cfg)
+            start = time.perf_counter()
+            next(tokens)
+            after_first = time.perf_counter()
+            for _ in range(room - 1):
+                next(tokens)
+            end = time.perf_counter()
+            first.append(after_first - start)
+            per_token.append((end - after_first) / max(room - 1, 1))
+    return statistics.median(first[1:]), statistics.median(per_token[1:])

@@ -26,7 +26,9 @@ SMOKE = {
                                              "import static org.assertj.core.api.Assertions.assertThat;\n"
                                              "public class HelloTest {\n  @Disabled(\"Remove to run test\")\n  @Test\n"
                                              "  public void hello() { assertThat(Hello.hello()).isEqualTo(\"hi\"); }\n}\n"},
-    "javascript": {"package.json": '{"name": "hello", "private": true, "type": "module"}\n',
+    # Laid out as Exercism's exercises are: CommonJS package.json and babel.config.js, ES-module
+    # sources and specs (Babel transforms them).
+    "javascript": {"package.json": '{"name": "hello", "private": true}\n',
                    "babel.config.js": "module.exports = { presets: ['@exercism/babel-preset-javascript'] };\n",
                    "hello.js": "export const hello = () => 'hi';\n",
                    "hello.spec.js": "import { hello } from './hello';\n\nxtest('hello', () => { expect(hello()).toBe('hi'); });\n"},
@@ -60,12 +62,12 @@ def diagnose(smoke: bool = False) -> list[dict]:
             rows.append(_row(f"toolchain {language}", True, str(versions[language])))
         else:
             rows.append(_row(f"toolchain {language}", False, missing[0], missing[1]))
+    smoke_rows = smoke_test() if smoke and local.bwrap_path() is not None else []
+    # After the smoke run, which builds the seed when it is missing.
     seed = local.go_seed_path()
     rows.append(_row("cache go seed", seed is not None and (seed / ".complete").exists(),
                      str(seed) if seed else "no Go", "built on first Go run, or: hrmcode sandbox doctor --smoke"))
-    if smoke and local.bwrap_path() is not None:
-        rows += smoke_test()
-    return rows
+    return rows + smoke_rows
 
 
 def smoke_test(sandbox=None) -> list[dict]:

@@ -72,9 +72,17 @@ def bwrap_path() -> str | None:
 
 
 def go_seed_path() -> Path | None:
-    """Where the read-only Go build-cache seed for the host's Go lives (built or not)."""
-    version = hostpaths.go_version()
-    return None if version is None else hostpaths.cache_root() / "toolchains" / "go-seed" / version
+    """Where the read-only Go build-cache seed for the host's Go installation lives (built or not).
+
+    One seed per installation, not per version: the cache records facts about GOROOT's files, and a
+    seed built from another install of the same version (a second virtualenv sharing this cache)
+    makes ``go test`` fail with "package testing is not in std"."""
+    root, version = hostpaths.go_root(), hostpaths.go_version()
+    if root is None or version is None:
+        return None
+    src = (root / "src").stat()
+    install = hashlib.sha256(f"{root.resolve()}\0{src.st_ino}\0{src.st_mtime_ns}".encode()).hexdigest()[:12]
+    return hostpaths.cache_root() / "toolchains" / "go-seed" / f"{version}-{install}"
 
 
 def ready_seed(seed: Path | None) -> Path | None:
@@ -160,18 +168,33 @@ def _seccomp_file() -> Path | None:
     return path
 
 
+UID_LOCK_DIR = Path("/run/hrmcode-sandbox")
+
+
+def uid_lock_dir() -> Path:
+    """Host-wide, not per cache root: two hrmcode installs (or $HRMCODE_CACHE values) on one host
+    draw from the same uids."""
+    try:
+        UID_LOCK_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return UID_LOCK_DIR
+    except OSError:  # no writable /run: the cache root is the best shared place left
+        fallback = hostpaths.cache_root() / "locks"
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
+
+
 @contextlib.contextmanager
 def uid_slot(worker: int) -> Iterator[int]:
     """A uid no other hrmcode sandbox is using now: ``base + worker`` if free, else the next free one.
 
-    RLIMIT_NPROC counts every process of a uid, so two sandboxes sharing one would starve each
-    other; the flock makes slots exclusive across processes on this host."""
-    locks = hostpaths.cache_root() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
+    RLIMIT_NPROC counts every process of a uid, and a run ends by killing every process of its uid,
+    so two sandboxes sharing one would starve or kill each other; the flock makes uids exclusive
+    across every process on this host, whatever cache root each uses."""
+    locks = uid_lock_dir()
     order = [(worker + i) % UID_SLOTS for i in range(UID_SLOTS)]
     for blocking in (False, True):
         for slot in order if not blocking else order[:1]:
-            fd = os.open(locks / f"uid-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(locks / f"uid-{uid_base() + slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:

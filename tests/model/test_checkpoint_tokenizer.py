@@ -78,8 +78,8 @@ def test_load_any_dispatches_on_the_manifest_kind(tmp_path, tok, monkeypatch):
     with ArtifactWriter(quant, "quantized-model", update_latest=False) as writer:
         writer.write_json("quantization.json", {"weights": "qint8"})
         writer.finish({})
-    monkeypatch.setattr(hrmcode.quantize, "load_quantized", lambda p: ("quantized", p), raising=False)
-    assert load_any(quant) == ("quantized", quant)
+    monkeypatch.setattr(hrmcode.quantize, "load_quantized", lambda p, device: ("quantized", p, device), raising=False)
+    assert load_any(quant) == ("quantized", quant, "cpu")
     with pytest.raises(CheckpointError, match="no artifact"):
         load_any(tmp_path / "nowhere")
 

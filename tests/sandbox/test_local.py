@@ -72,6 +72,16 @@ def test_parallel_workers_get_distinct_uids(local_sandbox):
         assert len(uids) >= 2 and all(uid >= local.uid_base() for uid in uids)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids exist only when hrmcode runs as root")
+def test_uid_slots_are_exclusive_across_cache_roots(tmp_path, monkeypatch):
+    # Two installs with different $HRMCODE_CACHE must not share a uid: a run ends by killing its uid.
+    monkeypatch.setenv("HRMCODE_CACHE", str(tmp_path / "first"))
+    with local.uid_slot(0) as first:
+        monkeypatch.setenv("HRMCODE_CACHE", str(tmp_path / "second"))
+        with local.uid_slot(0) as second:
+            assert first != second
+
+
 def test_run_many_keeps_input_order():
     seen = []
     results = run_many([lambda w, i=i: i * 10 for i in range(5)], n_workers=3, on_done=lambda i, r: seen.append(i))
