@@ -40,13 +40,14 @@ step "validate: schema, duplicates, contamination with HumanEval, execution"
 hrmcode validate repo-demo-repo
 
 step "train: the tiny HRM, pretraining on the corpus then fine-tuning on the accepted examples"
-hrmcode train repo-demo-repo --config tiny --pretrain stdlib --pretrain-steps 40 --max-steps 80 --name demo
+hrmcode train repo-demo-repo --config tiny --seq-len 512 --batch-size 4 --pretrain stdlib --pretrain-steps 20 \
+    --max-steps 50 --eval-generate 2 --name demo
 
 step "quantize: int8 weights, with the held-out loss before and after"
-hrmcode quantize demo --weights int8 --name demo-int8
+hrmcode quantize demo --weights int8 --name demo-int8 --limit 8 --exact-match-limit 2
 
 step "eval: HumanEval with the quantized model (a tiny model scores ~0: this proves the harness, not the model)"
-hrmcode eval humaneval --model "checkpoint:$HRMCODE_HOME/quantize/demo-int8/$(cat "$HRMCODE_HOME/quantize/demo-int8/LATEST")" --limit 8 --max-tokens 64
+hrmcode eval humaneval --model checkpoint:demo-int8 --limit 4 --max-tokens 32
 
 step "serve: the OpenAI-compatible API, one request, then stop"
 python "$here/serve_smoke.py" demo-int8

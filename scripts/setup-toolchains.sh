@@ -42,8 +42,16 @@ if [ "$with_apt" = 1 ]; then
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "apt: installing ${missing[*]}"
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # dpkg's chatter goes to a log, shown only on failure; no prompts (needrestart asks otherwise).
+    apt_log="$(mktemp /tmp/hrmcode-apt.XXXXXX.log)"
+    if ! { $sudo_cmd apt-get update -qq &&
+           $sudo_cmd env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
+             apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1 </dev/null; then
+      tail -n 30 "$apt_log" >&2
+      echo "apt-get install failed (full log: $apt_log)" >&2
+      exit 1
+    fi
+    rm -f "$apt_log"
   else
     echo "apt: all packages present"
   fi

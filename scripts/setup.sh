@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     if ! dpkg -s bubblewrap git >/dev/null 2>&1; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap git >/dev/null
+        DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq bubblewrap git >/dev/null </dev/null
     fi
 fi
 
@@ -18,7 +18,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from the machine's local wheel dir.
-.venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v -e '^WARNING: Location' -e '^$' || true
+# (Only grep's "nothing left to print" is ignored: a failing pip install fails the script.)
+.venv/bin/pip install -q -e '.[dev]' 2>&1 | { grep -v -e '^WARNING: Location' -e '^$' || true; }
 .venv/bin/python -c 'import hrmcode, torch; print(f"hrmcode {hrmcode.__version__}, torch {torch.__version__}")'
 
 if [ -f scripts/setup-toolchains.sh ]; then

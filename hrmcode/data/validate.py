@@ -135,7 +135,7 @@ def completeness(example: dict) -> dict[str, bool]:
 
 
 _TEMPLATE: tuple[np.ndarray, np.ndarray] | None = None
-SIGNATURE_ROWS = 8192  # sampled shingles permuted at once (a 4 MiB block)
+SIGNATURE_ROWS = 32768  # sampled shingles permuted at once, per permutation (a 256 KiB block)
 
 
 def _permutations() -> tuple[np.ndarray, np.ndarray]:
@@ -175,17 +175,21 @@ def signatures(hashes: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         order = np.argsort(row_owner, kind="stable")
         rows, row_owner = rows[order], row_owner[order]
     a, b = _permutations()
-    result = np.full((texts, NUM_PERM), np.iinfo(np.uint64).max, dtype=np.uint64)
+    result = np.full((NUM_PERM, texts), np.iinfo(np.uint64).max, dtype=np.uint64)
     firsts = np.searchsorted(row_owner, np.arange(texts))  # every text has at least one row
+    permuted = np.empty(min(SIGNATURE_ROWS, len(rows)), dtype=np.uint64)
+    # one permutation at a time over a block of rows: contiguous arrays that stay in cache
     for lo in range(0, len(rows), SIGNATURE_ROWS):
         hi = min(lo + SIGNATURE_ROWS, len(rows))
-        with np.errstate(over="ignore"):
-            permuted = rows[lo:hi, None] * a + b
+        block, out = rows[lo:hi], permuted[:hi - lo]
         first_text, last_text = int(row_owner[lo]), int(row_owner[hi - 1])
         segments = np.maximum(firsts[first_text:last_text + 1], lo) - lo
-        block = np.minimum.reduceat(permuted, segments, axis=0)
-        np.minimum(result[first_text:last_text + 1], block, out=result[first_text:last_text + 1])
-    return result
+        for k in range(NUM_PERM):
+            np.multiply(block, a[k], out=out)
+            np.add(out, b[k], out=out)
+            current = result[k, first_text:last_text + 1]
+            np.minimum(current, np.minimum.reduceat(out, segments), out=current)
+    return np.ascontiguousarray(result.T)
 
 
 # The schema in the form ``synthesize`` writes it: a record of exactly these keys and types
@@ -196,6 +200,7 @@ _EXAMPLE_KEYS = frozenset(("id", "task_id", "source", "level", "input", "target"
 _INPUT_KEYS = frozenset(("text", "context"))
 _PROVENANCE_KEYS = frozenset(("inputs", "rule", "model_written"))
 _SPLITS = ("train", "heldout")
+SUMMARY_KEYS = ("id", "task_id", "level", "language", "stage", "split", "source")
 
 
 def _is_canonical(record) -> bool:
@@ -231,10 +236,13 @@ def _init_worker(index: ContaminationIndex) -> None:
 
 
 BATCH_CHARS = 1 << 21  # text hashed per numpy pass (bounds the worker's arrays to ~100 MiB)
+PART_FILES = (".npy", ".scores", ".json")  # written in this order; the last one marks a finished chunk
 
 
 def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) -> int:
-    """Score every example of one byte range; write ``<part>.jsonl`` and ``<part>.npy``.
+    """Score every example of one byte range into ``<part>.npy`` (MinHash signatures, target and
+    input per example), ``<part>.scores`` (each example's ``scores.jsonl`` line up to the fields
+    the decision adds) and ``<part>.json`` (what the decision reads).
 
     Per example in Python: JSON, schema, completeness and the exact-duplicate key. Window
     hashing, contamination and MinHash run over batches of examples (``_hash_batch``)."""
@@ -248,7 +256,6 @@ def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) ->
         if not line.strip():
             continue
         lineno = first_line + offset
-        entry: dict = {"line": lineno}
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -257,13 +264,13 @@ def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) ->
             example = checked_example(record, where=f"{path}:{lineno}")
         except InputError as exc:
             given_id = record.get("id", f"line-{lineno}") if isinstance(record, dict) else f"line-{lineno}"
-            entry.update({"id": str(given_id), "schema_error": exc.message})
-            entries.append(entry)
+            entries.append({"line": lineno, "id": str(given_id), "schema_error": exc.message})
             continue
         checks = completeness(example)
         text, target = example["input"]["text"], example["target"]
-        entry.update({
-            "id": example["id"], "task_id": example["task_id"], "level": example["level"],
+        valid.append((len(entries), text, target))
+        entries.append({
+            "line": lineno, "id": example["id"], "task_id": example["task_id"], "level": example["level"],
             "language": example["language"], "stage": example["stage"], "split": example["split"],
             "source": example["source"],
             "exact": hashlib.sha256(f"{example['level']}\0{text}\0{target}".encode()).hexdigest()[:32],
@@ -271,8 +278,6 @@ def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) ->
             "completeness": round(sum(checks.values()) / len(checks), 4),
             "contamination": None,
         })
-        valid.append((len(entries), text, target))
-        entries.append(entry)
     sigs = np.zeros((2 * len(entries), NUM_PERM), dtype=np.uint64)  # [target, input] per entry; zeros for schema errors
     batch: list[tuple[int, str, str]] = []
     size = 0
@@ -284,14 +289,28 @@ def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) ->
             batch, size = [], 0
     if batch:
         _hash_batch(batch, entries, sigs)
-    tmp = part + ".npy.tmp"
-    with open(tmp, "wb") as fh:
-        np.save(fh, sigs)
-    os.replace(tmp, part + ".npy")
-    tmp = part + ".jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("".join(json.dumps(e) + "\n" for e in entries))
-    os.replace(tmp, part + ".jsonl")
+    prefixes: list[str] = []
+    decisions: list[dict] = []
+    for entry in entries:
+        exact = entry.pop("exact", None)
+        prefixes.append(dumps(entry)[:-1])  # the closing brace comes after the decision's fields
+        if "schema_error" in entry:
+            decisions.append({"id": entry["id"], "schema_error": entry["schema_error"]})
+            continue
+        decision = {k: entry[k] for k in SUMMARY_KEYS}
+        decision.update({"exact": exact, "failed": sorted(k for k, ok in entry["checks"].items() if not ok),
+                         "completeness": entry["completeness"], "contamination": entry["contamination"]})
+        decisions.append(decision)
+    outputs = {".scores": "".join(line + "\n" for line in prefixes), ".json": json.dumps(decisions)}
+    for suffix in PART_FILES:
+        tmp = part + suffix + ".tmp"
+        if suffix == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, sigs)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(outputs[suffix])
+        os.replace(tmp, part + suffix)
     return len(entries)
 
 
@@ -434,10 +453,6 @@ def _prepare(out_dir: Path, params: dict, redo: bool) -> None:
     params_file.write_text(json.dumps(params, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _balance(entries: list[dict], key: str) -> dict[str, int]:
-    return dict(sorted(Counter(str(e.get(key)) for e in entries).items()))
-
-
 def validate(
     examples: str | Path,
     *,
@@ -466,6 +481,10 @@ def validate(
     if dry_run:
         return ValidationResult(None, {"examples": source.stats.get("examples"), "chunks": len(chunks), "params": params},
                                 dry_run=True)
+    try:
+        near_duplicates = NearDuplicates(dedup_threshold)
+    except ValueError as exc:
+        raise UsageError(f"--dedup-threshold {dedup_threshold} cannot be indexed: {exc}", "use 0.9 or lower") from None
     index = build_index(workspace, contamination_threshold)
     reporter().log(f"contamination index: {len(index)} benchmark items from {', '.join(index.origins)}")
     out_dir, update_latest = output_location("validate", source.name, out, workspace, params)
@@ -473,7 +492,8 @@ def validate(
     writer = ArtifactWriter(out_dir, "validated-examples", name=source.name, params=params, inputs=[source],
                             resumable=True, update_latest=update_latest)
     names = [f"{i:06d}" for i in range(len(chunks))]
-    todo = [(n, c) for n, c in zip(names, chunks) if not (out_dir / PARTS / f"{n}.jsonl").exists()]
+    todo = [(n, c) for n, c in zip(names, chunks)
+            if not all((out_dir / PARTS / f"{n}{suffix}").exists() for suffix in PART_FILES)]
     _permutations()  # computed once here; forked workers inherit it
     with reporter().task("score", total=len(chunks)) as bar:
         bar.advance(len(chunks) - len(todo))
@@ -487,7 +507,7 @@ def validate(
             for a in args:
                 _score_chunk(*a)
                 bar.advance()
-    report = _decide(writer, out_dir, names, chunks, path, source, min_score, dedup_threshold, allow_contaminated,
+    report = _decide(writer, out_dir, names, chunks, path, source, min_score, near_duplicates, allow_contaminated,
                      exec_checks, exec_timeout_s, index)
     writer.write_json("report.json", report)
     artifact = writer.finish(report)
@@ -495,13 +515,12 @@ def validate(
 
 
 def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, path: Path, source: Artifact,
-            min_score: float, dedup_threshold: float, allow_contaminated: bool, exec_checks: bool,
+            min_score: float, near_duplicates: "NearDuplicates", allow_contaminated: bool, exec_checks: bool,
             exec_timeout_s: float, index: ContaminationIndex) -> dict:
-    near_duplicates = NearDuplicates(dedup_threshold)
+    """The sequential pass, in input order: duplicates, thresholds, execution, and the output files."""
     seen_exact: dict[str, str] = {}
     gates: Counter = Counter()
-    all_entries: list[dict] = []
-    accepted_entries: list[dict] = []
+    balance = {key: {"all": Counter(), "accepted": Counter()} for key in ("language", "level", "stage", "split")}
     checker = None
     exec_log = None
     if exec_checks:
@@ -516,36 +535,41 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
                 open(str(rejected_path) + ".tmp", "w", encoding="utf-8") as rej, \
                 open(str(scores_path) + ".tmp", "w", encoding="utf-8") as sco:
             for name, (start, end, _first) in zip(names, chunks):
-                entries = [json.loads(line) for line in (out_dir / PARTS / f"{name}.jsonl").open(encoding="utf-8")]
-                sigs = np.load(out_dir / PARTS / f"{name}.npy")
+                part = out_dir / PARTS / name
+                with open(f"{part}.json", encoding="utf-8") as fh:
+                    entries = json.load(fh)
+                with open(f"{part}.scores", encoding="utf-8", newline="") as fh:
+                    prefixes = fh.read().split("\n")
+                near_duplicates.load_chunk(np.load(f"{part}.npy"))
                 examples_fh.seek(start)
                 lines = [line for line in examples_fh.read(end - start).split(b"\n") if line.strip()]
-                for i, (entry, line) in enumerate(zip(entries, lines)):
+                for i, (entry, line, prefix) in enumerate(zip(entries, lines, prefixes)):
                     reasons: list[str] = []
                     flags: list[str] = []
-                    target_sig, input_sig = sigs[2 * i], sigs[2 * i + 1]
+                    decided: dict = {}  # the fields scores.jsonl adds after the prefix
                     if "schema_error" in entry:
                         reasons.append(f"schema: {entry['schema_error']}")
                         gates["schema"] += 1
                     else:
-                        failed = sorted(k for k, ok in entry["checks"].items() if not ok)
+                        failed = entry["failed"]
                         if failed:
                             gates["incomplete"] += 1
-                        overlap = entry["contamination"]["overlap"] if entry["contamination"] else 0.0
+                        contamination = entry["contamination"]
+                        overlap = contamination["overlap"] if contamination else 0.0
                         # with --allow-contaminated the overlap is a flag, not a penalty
                         score = round(entry["completeness"] * (1.0 if allow_contaminated else 1.0 - overlap), 4)
-                        entry["score"] = score
+                        decided["score"] = score
                         duplicate_of = seen_exact.get(entry["exact"])
                         if duplicate_of is not None:
                             reasons.append(f"exact duplicate of {duplicate_of}")
                             gates["exact_duplicate"] += 1
                         else:
-                            near = near_duplicates.query(entry["level"], target_sig, input_sig)
+                            near = near_duplicates.query(entry["level"], i)
                             if near is not None:
                                 reasons.append(f"near duplicate of {near[0]} (jaccard {near[1]:.2f})")
                                 gates["near_duplicate"] += 1
-                        if entry["contamination"] and overlap >= index.threshold:
-                            text = (f"contaminated: {overlap:.0%} of {entry['contamination']['item']} "
+                        if contamination and overlap >= index.threshold:
+                            text = (f"contaminated: {overlap:.0%} of {contamination['item']} "
                                     f"appears in the prompt or target")
                             gates["contaminated"] += 1
                             (flags if allow_contaminated else reasons).append(text)
@@ -555,30 +579,28 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
                             reasons.append(f"score {score:.2f} below --min-score {min_score:.2f}")
                             gates["low_score"] += 1
                         if not reasons and checker is not None and entry["level"] in ("edit", "solve"):
-                            example = json.loads(line)
-                            verdict, detail = checker.check(example)
-                            entry["exec"] = {"verdict": verdict, "detail": detail}
+                            verdict, detail = checker.check(json.loads(line))
+                            decided["exec"] = {"verdict": verdict, "detail": detail}
                             gates[f"exec_{verdict}"] += 1
                             if verdict == "failed":
                                 reasons.append(f"execution: {detail}")
                         if not reasons:
                             seen_exact[entry["exact"]] = entry["id"]
-                            near_duplicates.insert(entry["level"], entry["id"], target_sig, input_sig)
+                            near_duplicates.insert(entry["level"], entry["id"], i)
                         else:
                             seen_exact.setdefault(entry["exact"], entry["id"])
-                    entry["reasons"] = reasons
-                    entry["flags"] = flags
-                    entry["accepted"] = not reasons
-                    summary = {k: entry.get(k) for k in ("id", "task_id", "level", "language", "stage", "split", "source")}
-                    all_entries.append(summary)
+                    decided.update({"reasons": reasons, "flags": flags, "accepted": not reasons})
+                    for key, counter in balance.items():
+                        counter["all"][str(entry.get(key))] += 1
                     if reasons:
                         rej.write(dumps({"id": entry["id"], "reasons": reasons, "example": json.loads(line)}) + "\n")
                         counts["rejected"] += 1
                     else:
                         acc.write(line + b"\n")
-                        accepted_entries.append(summary)
+                        for key, counter in balance.items():
+                            counter["accepted"][str(entry.get(key))] += 1
                         counts["accepted"] += 1
-                    sco.write(dumps({k: v for k, v in entry.items() if k not in ("exact", "offset")}) + "\n")
+                    sco.write(prefix + _decided_json(decided) + "\n")
         for target in (accepted_path, rejected_path, scores_path):
             os.replace(str(target) + ".tmp", target)
     finally:
@@ -594,81 +616,151 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
         "rejected": counts["rejected"],
         "acceptance_rate": round(counts["accepted"] / total, 4) if total else 0.0,
         "gates": dict(sorted(gates.items())),
-        "balance": {
-            key: {"all": _balance(all_entries, key), "accepted": _balance(accepted_entries, key)}
-            for key in ("language", "level", "stage", "split")
-        },
+        "balance": {key: {which: dict(sorted(counter.items())) for which, counter in sides.items()}
+                    for key, sides in balance.items()},
         "contamination_index": {"items": len(index), "origins": index.origins, "threshold": index.threshold},
     }
 
 
-class NearDuplicates:
-    """The kept examples' signatures, looked up as datasketch's ``MinHashLSH`` would (one index per
-    level over the target signature: ``b`` bands of ``r`` rows with datasketch's optimal
-    parameters for the threshold; a kept example is a candidate when one whole band is equal),
-    then filtered on the estimated Jaccard of target AND input. Comparisons run over all
-    candidates at once with numpy instead of one MinHash object per candidate.
+def _decided_json(decided: dict) -> str:
+    """``dumps(decided)`` without its opening brace, after a comma: the rest of a scores line.
+    The usual case (accepted, nothing to say) is formatted directly, as ``dumps`` would."""
+    if len(decided) == 4 and decided["accepted"] and not decided["flags"]:
+        return f',"score":{float.__repr__(decided["score"])},"reasons":[],"flags":[],"accepted":true}}'
+    return "," + dumps(decided)[1:]
 
-    Same answers as ``MinHashLSH`` keyed by example id: a re-inserted id keeps its old bands and
-    is compared with its newest signatures; the best match is the highest similarity, ties to
-    the smallest id."""
+
+class NearDuplicates:
+    """The kept examples' MinHash signatures, answering "which kept example of this level is a
+    near duplicate" exactly as datasketch's ``MinHashLSH`` keyed by example id would.
+
+    Candidates are what ``MinHashLSH(threshold, num_perm=64)`` returns for the target signature:
+    kept examples of the level sharing one whole band (``b`` bands of ``r`` rows, datasketch's
+    optimal parameters for the threshold). A candidate is a near duplicate when the estimated
+    Jaccard of its target AND of its input reach the threshold; the answer is the highest
+    similarity (the smaller of the two), ties to the smallest id. A re-inserted id keeps its
+    old bands and is compared with its newest signatures, as in ``MinHashLSH`` plus a dict.
+
+    Speed: when the threshold allows at most ``k`` < 16 differing positions out of 64, the input
+    signature is cut into ``k + 1`` blocks; a kept example whose input reaches the threshold
+    shares at least one whole block with the query (pigeonhole). Only kept examples found
+    through a shared input block are then checked for a shared target band and compared: the
+    same answer, from a handful of candidates where the target bands alone can return
+    thousands (many examples of a level share the shape of their target). Lower thresholds
+    enumerate the target bands' buckets instead."""
+
+    MAX_BLOCKS = 16
 
     def __init__(self, threshold: float):
+        from datasketch import MinHashLSH
+
+        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)  # raises ValueError below 2 bands
         self.threshold = threshold
-        self.bands: tuple[int, int] | None = None  # (b, r), from datasketch on the first insert
-        self.tables: dict[str, list[dict[bytes, list[int]]]] = {}
+        self.b, self.r = lsh.b, lsh.r
+        agreeing = next(k for k in range(NUM_PERM + 1) if k / NUM_PERM >= threshold)
+        blocks = NUM_PERM - agreeing + 1
+        self.blocks = blocks if blocks <= self.MAX_BLOCKS else 0
+        self.block_width = NUM_PERM // blocks
+        # odd multipliers folding a block into one 64-bit key (equal blocks, equal keys)
+        self.mix = np.random.default_rng(0).integers(1, 2**63, self.block_width, dtype=np.uint64) | np.uint64(1)
+        self.levels: set[str] = set()
+        self.block_tables: dict[str, list[dict[int, list[int]]]] = {}  # with blocks: level -> block -> slots
+        self.band_tables: dict[str, list[dict[bytes, set[int]]]] = {}  # without: level -> band -> slots
+        self.level_of: list[str] = []  # per slot: the level of its last insert
+        self.reinserted: dict[int, list[tuple[str, bytes]]] = {}  # slot -> (level, target bands) of every insert
         self.slots: dict[str, int] = {}
         self.ids: list[str] = []
         self.targets = np.zeros((1024, NUM_PERM), dtype=np.uint64)
         self.inputs = np.zeros((1024, NUM_PERM), dtype=np.uint64)
+        self._chunk_targets = self._chunk_inputs = np.zeros((0, NUM_PERM), dtype=np.uint64)
+        self._bands = b""
+        self._block_keys: list[list[int]] = []
 
-    def _keys(self, target_sig: np.ndarray) -> list[bytes]:
-        assert self.bands is not None
-        b, r = self.bands
-        raw = target_sig.tobytes()
-        width = r * target_sig.itemsize
-        return [raw[k * width:(k + 1) * width] for k in range(b)]
+    def load_chunk(self, sigs: np.ndarray) -> None:
+        """The signatures of the chunk that the next ``query``/``insert`` indices refer to
+        (rows target, input, target, input, ... as ``_score_chunk`` writes them)."""
+        self._chunk_targets = np.ascontiguousarray(sigs[0::2])
+        self._chunk_inputs = np.ascontiguousarray(sigs[1::2])
+        self._bands = np.ascontiguousarray(self._chunk_targets[:, :self.b * self.r]).tobytes()
+        if self.blocks:
+            width = self.block_width
+            cut = self._chunk_inputs[:, :self.blocks * width].reshape(len(sigs) // 2, self.blocks, width)
+            with np.errstate(over="ignore"):
+                self._block_keys = (cut * self.mix).sum(axis=2, dtype=np.uint64).tolist()
 
-    def query(self, level: str, target_sig: np.ndarray, input_sig: np.ndarray) -> tuple[str, float] | None:
-        """(id, similarity) of the best kept near duplicate in ``level``, or None."""
-        tables = self.tables.get(level)
-        if tables is None:
+    def _target_bands(self, i: int) -> bytes:
+        size = self.b * self.r * 8
+        return self._bands[i * size:(i + 1) * size]
+
+    def _share_band(self, bands: bytes, other: bytes) -> bool:
+        size = self.r * 8
+        return any(bands[k * size:(k + 1) * size] == other[k * size:(k + 1) * size] for k in range(self.b))
+
+    def _in_bucket(self, slot: int, level: str, bands: bytes) -> bool:
+        """Whether ``MinHashLSH`` of ``level`` returns ``slot`` for a query with these target bands."""
+        inserts = self.reinserted.get(slot)
+        if inserts is None:
+            inserts = [(self.level_of[slot], self.targets[slot, :self.b * self.r].tobytes())]
+        return any(lv == level and self._share_band(bands, old) for lv, old in inserts)
+
+    def query(self, level: str, i: int) -> tuple[str, float] | None:
+        """(id, similarity) of the best kept near duplicate of chunk example ``i`` in ``level``, or None."""
+        if level not in self.levels:
             return None
-        found = [hit for hit in (table.get(key) for table, key in zip(tables, self._keys(target_sig))) if hit]
-        if not found:
-            return None
-        if len(found) == 1:
-            slots = np.array(found[0], dtype=np.int64)
+        bands = self._target_bands(i)
+        if self.blocks:
+            found: set[int] = set()
+            for table, key in zip(self.block_tables[level], self._block_keys[i]):
+                hit = table.get(key)
+                if hit:
+                    found.update(hit)
+            candidates = [slot for slot in found if self._in_bucket(slot, level, bands)]
         else:
-            slots = np.unique(np.concatenate([np.array(hit, dtype=np.int64) for hit in found]))
-        target_j = (self.targets[slots] == target_sig).mean(axis=1)
-        close = target_j >= self.threshold
-        if not close.any():
+            size = self.r * 8
+            buckets = [table.get(bands[k * size:(k + 1) * size]) for k, table in enumerate(self.band_tables[level])]
+            candidates = list(set().union(*(bucket for bucket in buckets if bucket)))
+        if not candidates:
             return None
-        slots, target_j = slots[close], target_j[close]
-        input_j = (self.inputs[slots] == input_sig).mean(axis=1)
-        close = input_j >= self.threshold
+        slots = np.array(candidates, dtype=np.int64)
+        target_j = (self.targets[slots] == self._chunk_targets[i]).mean(axis=1)
+        input_j = (self.inputs[slots] == self._chunk_inputs[i]).mean(axis=1)
+        close = (target_j >= self.threshold) & (input_j >= self.threshold)
         if not close.any():
             return None
         similarity = np.minimum(target_j[close], input_j[close])
-        return min(((self.ids[slot], float(sim)) for slot, sim in zip(slots[close].tolist(), similarity.tolist())),
+        return min(((self.ids[slot], sim) for slot, sim in zip(slots[close].tolist(), similarity.tolist())),
                    key=lambda pair: (-pair[1], pair[0]))
 
-    def insert(self, level: str, key: str, target_sig: np.ndarray, input_sig: np.ndarray) -> None:
-        if self.bands is None:
-            from datasketch import MinHashLSH
-
-            lsh = MinHashLSH(threshold=self.threshold, num_perm=NUM_PERM)
-            self.bands = (lsh.b, lsh.r)
+    def insert(self, level: str, key: str, i: int) -> None:
+        """Keep chunk example ``i`` under id ``key``."""
         slot = self.slots.get(key)
         if slot is None:
             slot = self.slots[key] = len(self.ids)
             self.ids.append(key)
+            self.level_of.append(level)
             if slot == len(self.targets):
                 self.targets = np.concatenate([self.targets, np.zeros_like(self.targets)])
                 self.inputs = np.concatenate([self.inputs, np.zeros_like(self.inputs)])
-        self.targets[slot] = target_sig
-        self.inputs[slot] = input_sig
-        tables = self.tables.setdefault(level, [{} for _ in range(self.bands[0])])
-        for table, band in zip(tables, self._keys(target_sig)):
-            table.setdefault(band, []).append(slot)
+        else:
+            if slot not in self.reinserted:
+                self.reinserted[slot] = [(self.level_of[slot], self.targets[slot, :self.b * self.r].tobytes())]
+            self.reinserted[slot].append((level, self._target_bands(i)))
+            self.level_of[slot] = level
+        self.targets[slot] = self._chunk_targets[i]
+        self.inputs[slot] = self._chunk_inputs[i]
+        bands = self._target_bands(i)
+        if level not in self.levels:
+            self.levels.add(level)
+            self.block_tables[level] = [{} for _ in range(self.blocks)]
+            self.band_tables[level] = [{} for _ in range(0 if self.blocks else self.b)]
+        if self.blocks:
+            for table, block in zip(self.block_tables[level], self._block_keys[i]):
+                hit = table.get(block)
+                if hit is None:
+                    table[block] = [slot]
+                else:
+                    hit.append(slot)
+        else:
+            size = self.r * 8
+            for k, table in enumerate(self.band_tables[level]):
+                table.setdefault(bands[k * size:(k + 1) * size], set()).add(slot)

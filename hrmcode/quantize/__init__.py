@@ -286,11 +286,11 @@ def quantize_checkpoint(
             calibration, calibration_overlaps = encoded[:calibration_examples], True
             reporter().warn("calibrating on examples that are also measured (pass --limit lower or more examples)")
 
-    base_name = name or (model_artifact.name if model_artifact else source_dir.name)
+    artifact_name = name or f"{model_artifact.name if model_artifact else source_dir.name}-{spec.weights}"
     params = {"checkpoint": str(source_dir), "backend": backend.name, **spec.to_dict(), "heldout": examples_where,
               "limit": limit, "exact_match_limit": exact_match_limit, "calibration_examples": len(calibration),
               "latency_tokens": latency_tokens, "fail_over_loss": fail_over_loss}
-    out_dir, update_latest = output_location("quantize", f"{base_name}-{spec.weights}", out, workspace, params)
+    out_dir, update_latest = output_location("quantize", artifact_name, out, workspace, params)
     inputs = [a for a in (model_artifact, examples_artifact) if a is not None]
 
     before = _measure("original", original, encoded, em_encoded, latency_tokens)
@@ -304,7 +304,7 @@ def quantize_checkpoint(
     quantize_seconds = time.perf_counter() - started
     del model, original
 
-    with ArtifactWriter(out_dir, "quantized-model", name=f"{base_name}-{spec.weights}", params=params, inputs=inputs,
+    with ArtifactWriter(out_dir, "quantized-model", name=artifact_name, params=params, inputs=inputs,
                         update_latest=update_latest) as writer:
         # One metadata key only: safetensors writes a metadata map in hash order, so two keys may swap places
         # between runs and the same weights would not give the same bytes.

@@ -170,9 +170,9 @@ class QuantoBackend:
             if not entry.get("output_quantized", True):
                 module.disable_output_quantization()
         model = model.to_empty(device="cpu")
-        # safetensors hands out tensors at arbitrary offsets of the file; torch's int8pack/int4 CPU
-        # kernels assume aligned memory and crash (SIGSEGV) otherwise, so every tensor gets its own copy.
-        state = {k: v.clone() for k, v in state.items()}
+        # Tensors mapped from a safetensors file sit at arbitrary offsets; torch's int8pack/int4 CPU kernels
+        # assume aligned memory and crash (SIGSEGV) otherwise, so unaligned ones get their own copy.
+        state = {k: v.clone() if v.data_ptr() % 64 else v for k, v in state.items()}
         buffers = {k[len(BUFFER_PREFIX):]: v for k, v in state.items() if k.startswith(BUFFER_PREFIX)}
         weights = {k: v for k, v in state.items() if not k.startswith(BUFFER_PREFIX)}
         result = model.load_state_dict(weights, strict=False)

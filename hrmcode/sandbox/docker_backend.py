@@ -13,8 +13,9 @@ writable are only ``/work`` and ``/cache/go`` (host directories: a size-capped t
 hrmcode is root, shared with the local backend's code, so files go in and results come out without
 ``docker cp``) and ``/tmp`` (a size-capped tmpfs). The Go cache is an overlay over a read-only seed
 built once by this backend. Output is streamed with the same caps as the local backend and never
-stored by Docker (log driver ``none``). Containers are labelled ``hrmcode.sandbox=1`` and removed in
-a ``finally``; ``clean()`` removes any a crash left behind.
+stored by Docker (log driver ``none``). Containers are labelled ``hrmcode.sandbox=1`` and with the pid
+of the hrmcode process that made them, and removed in a ``finally``; ``clean()`` removes those a
+crash left behind (their process is gone), never another live process's running sandbox.
 
 Not guaranteed: isolation beyond what Docker and the kernel give; a remote engine (``DOCKER_HOST``
 on another machine) is not supported, because work dirs are bind-mounted from this host.
@@ -39,6 +40,7 @@ from hrmcode.sandbox._proc import Finished, _Capped
 from hrmcode.sandbox.base import ExecResult, Limits
 
 LABEL = "hrmcode.sandbox"
+OWNER_LABEL = "hrmcode.pid"  # the hrmcode process that created the container
 BASE_IMAGE = "hrmcode-base:bookworm"
 DOCKERFILE_DIR = Path(__file__).resolve().parent / "docker"
 DEBIAN_MIRROR = os.environ.get("HRMCODE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -178,17 +180,22 @@ def build_images(rebuild: bool = False) -> dict[str, str]:
     return done
 
 
-def labelled_containers() -> list[str]:
-    """Names of containers (any state) carrying hrmcode's label."""
+def labelled_containers(owner_pid: int | None = None) -> list[str]:
+    """Names of containers (any state) carrying hrmcode's label; only those ``owner_pid`` created if given."""
     client = _client()
-    return [c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})]
+    labels = [f"{LABEL}=1"] + ([f"{OWNER_LABEL}={owner_pid}"] if owner_pid is not None else [])
+    return [c.name for c in client.containers.list(all=True, filters={"label": labels})]
 
 
 def clean() -> list[str]:
-    """Remove every labelled container (leftovers of a crash); returns their names."""
+    """Remove labelled containers whose hrmcode process is gone (leftovers of a crash); returns
+    their names. Containers of live hrmcode processes (other runs on this host) are left alone."""
     client = _client()
     removed = []
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+        owner = container.labels.get(OWNER_LABEL, "")
+        if owner.isdigit() and Path(f"/proc/{owner}").exists():
+            continue
         container.remove(force=True)
         removed.append(container.name)
     return removed
@@ -259,7 +266,8 @@ class DockerSandbox:
             ulimits=[Ulimit(name="cpu", soft=cpu, hard=cpu + 1),
                      Ulimit(name="fsize", soft=limits.file_size_mb << 20, hard=limits.file_size_mb << 20),
                      Ulimit(name="nofile", soft=local.NOFILE, hard=local.NOFILE), Ulimit(name="core", soft=0, hard=0)],
-            labels={LABEL: "1", "hrmcode.worker": str(uid)}, log_config=LogConfig(type="none"),
+            labels={LABEL: "1", OWNER_LABEL: str(os.getpid()), "hrmcode.worker": str(uid)},
+            log_config=LogConfig(type="none"),
             hostname="sandbox", init=True,
         )
         try:

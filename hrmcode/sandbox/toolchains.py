@@ -8,8 +8,9 @@ Modes (polyglot.md §3-4):
 
 - ``strict`` (default): every test runs. Rust ``--include-ignored``; Java ``@Disabled`` removed
   with or without arguments; JavaScript ``xtest``/``xit`` become ``test``/``it`` (Exercism's
-  intentional ``test.skip`` stays); C++ compiled with ``EXERCISM_RUN_ALL_TESTS``; Go and Python
-  have nothing skipped. Routes are the fastest faithful ones: pytest; ``go test -count=1``; cargo
+  intentional ``test.skip`` stays) and jest's per-test timeout is 60 s instead of 5 s (slow
+  machines fail correct answers otherwise); C++ compiled with ``EXERCISM_RUN_ALL_TESTS``; Go and
+  Python have nothing skipped. Routes are the fastest faithful ones: pytest; ``go test -count=1``; cargo
   against Debian's crate registry (offline); jest from a shared ``node_modules``; g++ linking a
   prebuilt Catch2 main object; one ``javac`` + the JUnit console launcher + AssertJ.
   Not un-skipped in either mode (as in Aider's harness): Go's ``bonus`` build tag and Rust's
@@ -89,6 +90,7 @@ DEFAULT_LIMITS = {
 }
 CATCH_MAIN = ".hrmcode-catch-main.o"
 JS_HEAP_MB = 2048  # V8 old-space cap per isolate: the JavaScript route's real memory limit
+JS_TEST_TIMEOUT_MS = 60_000  # jest's per-test timeout in strict mode (jest's default, kept by aider-compat: 5 s)
 CXX_FLAGS = "-Wall -Wextra -Wpedantic -Werror"
 # Std packages compiled into the Go cache seed: those Exercism's Go track and typical answers use.
 GO_SEED_PACKAGES = (
@@ -321,7 +323,11 @@ def _javascript(files, mode, limits):
     heap = JS_HEAP_MB
     # Aider runs `npm run test` = `jest ./*`; --ci: no snapshot writing; -i: one process (the
     # sandbox's CPU budget is per run, jest's workers would only contend).
-    return f"NODE_OPTIONS=--max-old-space-size={heap} jest --ci -i --colors=false ./*", {}
+    # Strict mode raises jest's 5 s per-test timeout: under load it fails correct references that
+    # start many workers (parallel-letter-frequency's 50 worker_threads); the run's own timeout
+    # still bounds the whole run. aider-compat keeps jest's default, as Aider's harness does.
+    per_test = f" --testTimeout={JS_TEST_TIMEOUT_MS}" if mode == "strict" else ""
+    return f"NODE_OPTIONS=--max-old-space-size={heap} jest --ci -i --colors=false{per_test} ./*", {}
 
 
 def _cmake_libs(cmake: str) -> list[str]:

@@ -157,10 +157,15 @@ def test_cli_errors(cli, tiny, tmp_path):
     assert wrong_kind.exit_code == 1 and "expected 'model'" in wrong_kind.stderr
 
 
-def test_corrupt_quantized_weights_are_a_checkpoint_error(int8, tmp_path, cli):
+def test_corrupt_quantized_weights_are_a_checkpoint_error(int8, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(int8.artifact.path, copy)
-    (copy / "model.safetensors").write_bytes(b"not safetensors")
+    weights = copy / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match="not readable safetensors.*cut short"):
+        load_quantized(copy)
+    weights.write_bytes(b"not safetensors")
     with pytest.raises(InputError, match="not readable safetensors"):
         load_quantized(copy)
 

@@ -37,6 +37,11 @@ def local_sandbox():
     return _local_or_skip()
 
 
+@pytest.fixture
+def docker_sandbox():
+    return _docker_or_skip()
+
+
 @pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
 def sandbox(request):
     """Each hostile test runs once per backend."""

@@ -23,7 +23,7 @@ def survivors(sandbox, uid: int | None) -> list[str]:
     if sandbox.name == "docker":
         from hrmcode.sandbox import docker_backend
 
-        return docker_backend.labelled_containers()
+        return docker_backend.labelled_containers(owner_pid=os.getpid())  # other processes' runs may be live
     if uid is None:
         return []
     found = []

@@ -41,6 +41,13 @@ def test_javascript_strict_unskips_xtest_and_xit_but_keeps_test_skip():
     assert n == 1 and "xit('c'" in compat["a.spec.js"]
 
 
+def test_jest_per_test_timeout_is_raised_in_strict_mode_only():
+    strict, _ = toolchains._javascript({}, "strict", toolchains.DEFAULT_LIMITS["javascript"])
+    compat, _ = toolchains._javascript({}, "aider-compat", toolchains.DEFAULT_LIMITS["javascript"])
+    assert f"--testTimeout={toolchains.JS_TEST_TIMEOUT_MS}" in strict and toolchains.JS_TEST_TIMEOUT_MS > 5000
+    assert "--testTimeout" not in compat
+
+
 def test_cmake_libraries_are_read_from_the_build_file():
     cmake = "find_package(Boost 1.58 REQUIRED COMPONENTS date_time)\nfind_package(Threads REQUIRED)\n"
     assert toolchains._cmake_libs(cmake) == ["-lboost_date_time", "-pthread"]
@@ -67,6 +74,16 @@ def test_python_route_passes_and_fails(local_sandbox):
     broken = {**files, "m.py": "def f():\n    return 2\n"}
     run = run_tests("python", broken, sandbox=local_sandbox)
     assert not run.passed and "assert 2 == 1" in run.result.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+def test_every_language_passes_its_smoke_exercise_in_docker(docker_sandbox):
+    from hrmcode.sandbox import doctor
+
+    rows = doctor.smoke_test(docker_sandbox)
+    assert [row["component"] for row in rows] == [f"smoke {language}" for language in toolchains.LANGUAGES]
+    assert [row for row in rows if row["status"] != "ok"] == []
 
 
 def _polyglot(shared_dir, language, slug):
