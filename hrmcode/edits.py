@@ -177,15 +177,28 @@ def _find_filename(lines: list[str], index: int) -> str | None:
     return None
 
 
+def _marker(line: str) -> str | None:
+    """``HEAD``, ``DIVIDER`` or ``UPDATED`` when ``line`` is that SEARCH/REPLACE marker, else None."""
+    first = line[:1]  # each marker starts with its own character; most lines are dismissed here
+    if first == "<":
+        return HEAD if _HEAD_RE.match(line.rstrip("\r\n")) else None
+    if first == "=":
+        return DIVIDER if _DIVIDER_RE.match(line.rstrip("\r\n")) else None
+    if first == ">":
+        return UPDATED if _UPDATED_RE.match(line.rstrip("\r\n")) else None
+    return None
+
+
 def _parse_search_replace(reply: str, valid: list[str]) -> list[Edit]:
     lines = reply.splitlines(keepends=True)
+    marks = [_marker(line) for line in lines]
     edits: list[Edit] = []
     current: str | None = None
     i = 0
     while i < len(lines):
-        if not _HEAD_RE.match(lines[i].rstrip("\r\n")):
-            stray = lines[i].rstrip("\r\n")
-            if _DIVIDER_RE.match(stray) or _UPDATED_RE.match(stray):
+        if marks[i] is not HEAD:
+            if marks[i] is not None:
+                stray = lines[i].rstrip("\r\n")
                 raise MalformedEdit(f"line {i + 1}: '{stray.strip()}' without a '{HEAD}' line before it")
             i += 1
             continue
@@ -196,25 +209,21 @@ def _parse_search_replace(reply: str, valid: list[str]) -> list[Edit]:
                 f"the opening fence (one of: {', '.join(valid)})"
             )
         path = resolve_path(name, valid)
-        search: list[str] = []
         j = i + 1
-        while j < len(lines) and not _DIVIDER_RE.match(lines[j].rstrip("\r\n")):
-            if _HEAD_RE.match(lines[j].rstrip("\r\n")) or _UPDATED_RE.match(lines[j].rstrip("\r\n")):
+        while j < len(lines) and marks[j] is not DIVIDER:
+            if marks[j] is not None:
                 raise MalformedEdit(f"line {j + 1}: expected '{DIVIDER}' to end the SEARCH section of the block for {path}")
-            search.append(lines[j])
             j += 1
         if j == len(lines):
             raise MalformedEdit(f"the SEARCH/REPLACE block for {path} has no '{DIVIDER}' line")
-        replace: list[str] = []
         k = j + 1
-        while k < len(lines) and not _UPDATED_RE.match(lines[k].rstrip("\r\n")):
-            if _HEAD_RE.match(lines[k].rstrip("\r\n")) or _DIVIDER_RE.match(lines[k].rstrip("\r\n")):
+        while k < len(lines) and marks[k] is not UPDATED:
+            if marks[k] is not None:
                 raise MalformedEdit(f"line {k + 1}: expected '{UPDATED}' to end the block for {path}")
-            replace.append(lines[k])
             k += 1
         if k == len(lines):
             raise MalformedEdit(f"the SEARCH/REPLACE block for {path} has no '{UPDATED}' line")
-        edits.append(Edit(path=path, fmt="diff", before="".join(search), after="".join(replace)))
+        edits.append(Edit(path=path, fmt="diff", before="".join(lines[i + 1:j]), after="".join(lines[j + 1:k])))
         current = name
         i = k + 1
     return edits
@@ -310,14 +319,24 @@ def _lines(text: str) -> list[str]:
     return text.splitlines(keepends=True)
 
 
-def _find(haystack: list[str], needle: list[str], key=lambda s: s) -> int:
+def _find(haystack: list[str], needle: list[str], key=None) -> int:
+    """Index of the first run of ``haystack`` equal to ``needle`` (compared through ``key``), or -1."""
     if not needle:
         return -1
-    wanted = [key(x) for x in needle]
-    keyed = [key(x) for x in haystack]
-    for start in range(len(haystack) - len(needle) + 1):
-        if keyed[start:start + len(needle)] == wanted:
+    if key is not None:
+        needle = [key(x) for x in needle]
+        haystack = [key(x) for x in haystack]
+    n = len(needle)
+    first, last_start = needle[0], len(haystack) - n
+    start = 0
+    while start <= last_start:
+        try:
+            start = haystack.index(first, start, last_start + 1)  # candidates by their first line, at C speed
+        except ValueError:
+            return -1
+        if haystack[start:start + n] == needle:
             return start
+        start += 1
     return -1
 
 
@@ -361,7 +380,7 @@ def _replace_block(content: str, before: str, after: str) -> str | None:
     if len(part) > 2 and not part[0].strip():
         attempts.append(part[1:])
     for candidate in attempts:
-        for key in (lambda s: s, lambda s: s.rstrip()):
+        for key in (None, str.rstrip):
             at = _find(whole, candidate, key)
             if at >= 0:
                 return "".join(whole[:at] + replace + whole[at + len(candidate):])
@@ -482,8 +501,13 @@ def reflection(failures: list[str], total: int) -> str:
 
 # -- rendering ---------------------------------------------------------------------------------
 
+_FENCE_RUN = re.compile(r"^\s*(`{3,})", re.M)
+
+
 def _fence_for(text: str) -> str:
-    longest = max((len(m.group(0)) for m in re.finditer(r"^\s*(`{3,})", text, re.M)), default=0)
+    if "```" not in text:  # no run of backticks to outgrow (the usual case, decided at C speed)
+        return "```"
+    longest = max((len(m.group(0)) for m in _FENCE_RUN.finditer(text)), default=0)
     return "`" * max(3, longest + 1)
 
 
@@ -550,18 +574,43 @@ def _udiff_hunk_lines(a: list[str], b: list[str], context: int) -> list[list[str
     return hunks
 
 
+def _search_replace_blocks(before: str | None, after: str, context: int | None) -> list[tuple[str, str]]:
+    """(search, replace) texts of the SEARCH/REPLACE blocks turning ``before`` into ``after``: the
+    changed regions with ``context`` lines, or one block replacing everything (``context=None``)."""
+    if context is None:
+        return [(before or "", after)]
+    a = _lines(before) if before is not None else []
+    if not a:
+        return [("", after)]
+    b = _lines(after)
+    return [("".join(a[lo:hi]), "".join(b[lo_b:hi_b])) for lo, hi, lo_b, hi_b in _regions(a, b, context)]
+
+
+def _has_marker(text: str) -> bool:
+    if "<<<<<" not in text and "=====" not in text and ">>>>>" not in text:
+        return False
+    return any(_marker(line) for line in text.splitlines(keepends=True))
+
+
+def _parsed_blocks(path: str, blocks: list[tuple[str, str]]) -> list[Edit] | None:
+    """What ``parse_edits`` returns for the ``render_search_replace`` blocks of ``path``, when that
+    is certain without parsing: the path line reads back as ``path`` (it is then in the valid
+    paths) and no line of a block reads as a marker. None otherwise (parse the text then)."""
+    if _strip_filename(path) != path or any(_has_marker(text) for block in blocks for text in block):
+        return None
+    return [Edit(path=path, fmt="diff", before=_norm(search), after=_norm(replace)) for search, replace in blocks]
+
+
 def _render_file(path: str, before: str | None, after: str, fmt: str, context: int) -> str:
     if fmt == "whole":
         return render_whole(path, after)
+    if fmt == "diff":
+        return "".join(render_search_replace(path, s, r) for s, r in _search_replace_blocks(before, after, context))
     if before is None:
-        return render_search_replace(path, "", after) if fmt == "diff" else render_udiff(path, "", after)
+        return render_udiff(path, "", after)
     a, b = _lines(before), _lines(after)
     if not a:
-        return render_search_replace(path, "", after) if fmt == "diff" else render_udiff(path, "", after)
-    if fmt == "diff":
-        return "".join(
-            render_search_replace(path, "".join(a[lo:hi]), "".join(b[lo_b:hi_b])) for lo, hi, lo_b, hi_b in _regions(a, b, context)
-        )
+        return render_udiff(path, "", after)
     return _udiff_text(path, _udiff_hunk_lines(a, b, context))
 
 
@@ -572,6 +621,8 @@ def render_edits(before_files: Mapping[str, str], after_files: Mapping[str, str]
     by parsing and applying it; context is widened until the check passes (a diff that is still
     ambiguous falls back to replacing the whole file). Raises ``ValueError`` for a deleted file
     or a file whose text no format can carry (e.g. a line ``=======`` in a SEARCH/REPLACE block).
+    SEARCH/REPLACE blocks whose parse is certain (``_parsed_blocks``) are applied without
+    re-parsing their text; the check that they apply to give the new file is always made.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown edit format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -590,15 +641,15 @@ def render_edits(before_files: Mapping[str, str], after_files: Mapping[str, str]
         start = {path: before} if before is not None else {}
         # widening context until the round trip holds; the last try replaces the whole file
         for context in (1, 3, 8, 32, None):
-            if context is None:
-                if fmt == "diff":
-                    text = render_search_replace(path, before or "", after)
-                else:
-                    text = _render_file(path, before, after, fmt, 1 << 30)
+            edits = None
+            if fmt == "diff":
+                blocks = _search_replace_blocks(before, after, context)
+                text = "".join(render_search_replace(path, s, r) for s, r in blocks)
+                edits = _parsed_blocks(path, blocks)
             else:
-                text = _render_file(path, before, after, fmt, context)
+                text = _render_file(path, before, after, fmt, 1 << 30 if context is None else context)
             try:
-                got = apply_edits(start, parse_edits(text, fmt, valid))
+                got = apply_edits(start, edits if edits is not None else parse_edits(text, fmt, valid))
             except MalformedEdit:
                 continue
             if got == target:

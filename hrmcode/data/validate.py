@@ -495,20 +495,29 @@ def validate(
     todo = [(n, c) for n, c in zip(names, chunks)
             if not all((out_dir / PARTS / f"{n}{suffix}").exists() for suffix in PART_FILES)]
     _permutations()  # computed once here; forked workers inherit it
-    with reporter().task("score", total=len(chunks)) as bar:
-        bar.advance(len(chunks) - len(todo))
-        args = [(str(path), c[0], c[1], c[2], str(out_dir / PARTS / n)) for n, c in todo]
-        if jobs > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(index,)) as pool:
-                for _ in pool.map(_score_chunk, *zip(*args)):
-                    bar.advance()
-        else:
-            _init_worker(index)
-            for a in args:
-                _score_chunk(*a)
+    args = {n: (str(path), c[0], c[1], c[2], str(out_dir / PARTS / n)) for n, c in todo}
+    pool = None
+    if jobs > 1 and len(todo) > 1:
+        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(index,))
+    else:
+        _init_worker(index)
+    try:
+        with reporter().task("validate", total=len(chunks)) as bar:
+            # workers score chunks ahead while the decision pass follows them in input order
+            pending = {n: pool.submit(_score_chunk, *a) for n, a in args.items()} if pool is not None else {}
+
+            def scored(name: str) -> None:
+                if name in pending:
+                    pending.pop(name).result()
+                elif name in args:
+                    _score_chunk(*args[name])
                 bar.advance()
-    report = _decide(writer, out_dir, names, chunks, path, source, min_score, near_duplicates, allow_contaminated,
-                     exec_checks, exec_timeout_s, index)
+
+            report = _decide(writer, out_dir, names, chunks, path, source, min_score, near_duplicates,
+                             allow_contaminated, exec_checks, exec_timeout_s, index, scored)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     writer.write_json("report.json", report)
     artifact = writer.finish(report)
     return ValidationResult(artifact, report)
@@ -516,8 +525,9 @@ def validate(
 
 def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, path: Path, source: Artifact,
             min_score: float, near_duplicates: "NearDuplicates", allow_contaminated: bool, exec_checks: bool,
-            exec_timeout_s: float, index: ContaminationIndex) -> dict:
-    """The sequential pass, in input order: duplicates, thresholds, execution, and the output files."""
+            exec_timeout_s: float, index: ContaminationIndex, scored=lambda name: None) -> dict:
+    """The sequential pass, in input order: duplicates, thresholds, execution, and the output files.
+    ``scored(name)`` returns once chunk ``name``'s part files exist."""
     seen_exact: dict[str, str] = {}
     gates: Counter = Counter()
     balance = {key: {"all": Counter(), "accepted": Counter()} for key in ("language", "level", "stage", "split")}
@@ -535,6 +545,7 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
                 open(str(rejected_path) + ".tmp", "w", encoding="utf-8") as rej, \
                 open(str(scores_path) + ".tmp", "w", encoding="utf-8") as sco:
             for name, (start, end, _first) in zip(names, chunks):
+                scored(name)
                 part = out_dir / PARTS / name
                 with open(f"{part}.json", encoding="utf-8") as fh:
                     entries = json.load(fh)

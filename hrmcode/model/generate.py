@@ -131,9 +131,6 @@ class GenerationRun:
                                        completion_tokens=len(generated), finish_reason=finish)
 
 
-_Run = GenerationRun  # the name hrmcode/serve/model_engine.py imports
-
-
 def generate(model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig | None = None) -> GenerationResult:
     """Generate a completion of ``prompt`` (text, encoded as is, or token ids such as ``tok.encode_prompt(...)``)."""
     run = GenerationRun(model, tokenizer, prompt, cfg or GenerationConfig(), None)

@@ -58,8 +58,8 @@ class _SkipInitOnMeta(TorchFunctionMode):
     """Make in-place ops (``normal_``, ``uniform_``, ``zero_`` ...) on meta tensors no-ops.
 
     There is nothing to initialise on the meta device, and torch routes some of them (``normal_``)
-    through ``torch._refs``, whose first use imports torch._dynamo and sympy: ~80 MB of resident
-    memory and ~2 s, for nothing.
+    through its Python references (``torch._refs``), whose first use imports torch._dynamo and
+    sympy: ~80 MB of resident memory and ~2 s, for nothing.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -78,7 +78,8 @@ def parameters_on_meta() -> Iterator[None]:
 
     Unlike ``with torch.device("meta")`` this leaves every other tensor a module makes (rotary
     tables, buffers) on the CPU, so models that compute such tensors in ``__init__`` still work.
-    Not thread-safe: it swaps ``nn.Module.register_parameter`` for the duration.
+    Initialisers are skipped (see ``_SkipInitOnMeta``). Not thread-safe: it swaps
+    ``nn.Module.register_parameter`` for the duration.
     """
     register = torch.nn.Module.register_parameter
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hrmcode.data.tokenizer import CodeTokenizer
 from hrmcode.errors import InputError
-from hrmcode.model.generate import GenerationConfig, _Run
+from hrmcode.model.generate import GenerationConfig, GenerationRun
 from hrmcode.serve.engine import Completion, SamplingParams
 
 # OpenAI roles -> the tokenizer's role tokens; "developer" is OpenAI's newer name for "system".
@@ -61,7 +61,7 @@ class ModelEngine:
         return len(ids)
 
     def stream(self, prompt: str, params: SamplingParams, should_stop: Callable[[], bool]) -> Iterator[str | Completion]:
-        run = _Run(self.model, self.tokenizer, prompt, self._config(params), should_stop)
+        run = GenerationRun(self.model, self.tokenizer, prompt, self._config(params), should_stop)
         yield from run.pieces()
         result = run.result
         yield Completion(result.text, result.prompt_tokens, result.completion_tokens, result.finish_reason)
