@@ -6,6 +6,7 @@ same bytes (UTF-8, no ASCII escaping, compact separators, key order as given).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -22,32 +23,42 @@ def dumps(record: Any) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-def read_jsonl(path: Path | str) -> Iterator[dict]:
-    """Yield each non-blank line of ``path`` as a dict.
+def read_jsonl_numbered(path: Path | str) -> Iterator[tuple[int, dict]]:
+    """Yield ``(1-based line number, dict)`` for each non-blank line of a .jsonl or .jsonl.gz file.
 
-    Raises ``InputError`` naming the file and 1-based line number for a line that is not a
-    JSON object, so a user can find and fix it.
+    Raises ``InputError`` naming the file and line number for a line that is not a JSON
+    object, so a user can find and fix it.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file", "check the path")
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})",
-                    "fix or remove that line",
-                ) from None
-            if not isinstance(record, dict):
-                raise InputError(
-                    f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}",
-                    "each line must be one object",
-                )
-            yield record
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(
+                        f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})",
+                        "fix or remove that line",
+                    ) from None
+                if not isinstance(record, dict):
+                    raise InputError(
+                        f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}",
+                        "each line must be one object",
+                    )
+                yield lineno, record
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})", "is it a UTF-8 JSONL file?") from None
+
+
+def read_jsonl(path: Path | str) -> Iterator[dict]:
+    """Yield each non-blank line of ``path`` as a dict (see ``read_jsonl_numbered``)."""
+    for _, record in read_jsonl_numbered(path):
+        yield record
 
 
 def write_jsonl(path: Path | str, records: Iterable[Any]) -> int:

@@ -173,7 +173,6 @@ def fetch(
                 stats = _stats(source, froms, fetched, count, languages)
                 artifact = writer.finish(stats)
         stats = _stats(source, froms, fetched, count, languages)
-    reporter().log(f"{'would fetch' if dry_run else 'fetched'} {count} records from {fetched.origin}")
     return FetchResult(
         source=source, records=count, languages=stats["languages"], origin=fetched.origin,
         revision=fetched.revision, dry_run=dry_run, artifact=artifact, stats=stats,

@@ -9,8 +9,6 @@ writes an artifact; ``hrmcode.data.sources.fetch`` does.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import json
 import os
 import shutil
 import subprocess
@@ -21,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from hrmcode.errors import InputError, SourceUnavailable
+from hrmcode.jsonl import read_jsonl_numbered
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
@@ -97,26 +96,7 @@ def require_path(path: str | Path, what: str = "path") -> Path:
 
 def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line of a .jsonl or .jsonl.gz file."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})", "fix or remove that line"
-                    ) from None
-                if not isinstance(record, dict):
-                    raise InputError(
-                        f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}",
-                        "each line must be one object",
-                    )
-                yield lineno, record
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})", "is it a UTF-8 JSONL file?") from None
+    return read_jsonl_numbered(path)
 
 
 def iter_parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[tuple[int, dict]]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,18 +176,25 @@ def local_rows(from_path: str) -> tuple[Iterator[tuple[str, dict]], list[Path]]:
     return rows(), files
 
 
-@contextlib.contextmanager
-def _open(request: FetchRequest) -> Iterator[Fetched]:
+def open_rows(
+    request: FetchRequest, default_dataset: str, split: str, convert: Callable[[Iterator, dict], Iterator]
+) -> Iterator[Fetched]:
+    """Rows from ``--from`` when given, else from the Hugging Face dataset, through ``convert``."""
     stats: dict[str, Any] = {}
     if request.from_paths:
         rows, _ = local_rows(request.from_paths[0])
-        yield Fetched(records=_convert(rows, stats), origin=request.from_paths[0], stats=stats)
+        yield Fetched(records=convert(rows, stats), origin=request.from_paths[0], stats=stats)
         return
-    dataset = request.options["dataset"] or DEFAULT_DATASET
+    dataset = request.options["dataset"] or default_dataset
     hub = HubDataset(dataset)
-    rows, names = hub_rows(hub, request.options["split"])
-    stats.update({"dataset": dataset, "split": request.options["split"], "files": names})
-    yield Fetched(records=_convert(rows, stats), origin=f"hf:{dataset}", revision=hub.revision, stats=stats)
+    rows, names = hub_rows(hub, split)
+    stats.update({"dataset": dataset, "split": split, "files": names})
+    yield Fetched(records=convert(rows, stats), origin=f"hf:{dataset}", revision=hub.revision, stats=stats)
+
+
+@contextlib.contextmanager
+def _open(request: FetchRequest) -> Iterator[Fetched]:
+    yield from open_rows(request, DEFAULT_DATASET, request.options["split"], _convert)
 
 
 SPEC = SourceSpec(

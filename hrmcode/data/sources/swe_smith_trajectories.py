@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from hrmcode.data.schema import Solution, Task, Tests
-from hrmcode.data.sources._common import Fetched, FetchRequest, HubDataset, SourceSpec, language_of
+from hrmcode.data.sources._common import Fetched, FetchRequest, SourceSpec, language_of
 from hrmcode.data.sources.diffs import PatchError, changed_files
-from hrmcode.data.sources.swe_smith import hub_rows, local_rows
+from hrmcode.data.sources.swe_smith import open_rows
 from hrmcode.errors import InputError, UsageError
 
 DEFAULT_DATASET = "SWE-bench/SWE-smith-trajectories"
@@ -117,16 +117,7 @@ def _open(request: FetchRequest) -> Iterator[Fetched]:
     split = request.options["split"]
     if split not in SPLITS:
         raise UsageError(f"unknown trajectories split '{split}'", f"choose from {', '.join(SPLITS)}")
-    stats: dict[str, Any] = {}
-    if request.from_paths:
-        rows, _ = local_rows(request.from_paths[0])
-        yield Fetched(records=_convert(rows, stats), origin=request.from_paths[0], stats=stats)
-        return
-    dataset = request.options["dataset"] or DEFAULT_DATASET
-    hub = HubDataset(dataset)
-    rows, names = hub_rows(hub, split)
-    stats.update({"dataset": dataset, "split": split, "files": names})
-    yield Fetched(records=_convert(rows, stats), origin=f"hf:{dataset}", revision=hub.revision, stats=stats)
+    yield from open_rows(request, DEFAULT_DATASET, split, _convert)
 
 
 SPEC = SourceSpec(
