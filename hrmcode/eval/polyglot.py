@@ -24,7 +24,8 @@ time) is reported together with ``test_seconds_per_case``. Also: percent of case
 malformed responses, syntax/indentation errors (test-output lines starting with them), lazy
 comments, test timeouts, tokens, a per-language table, the six exercises whose stubs already pass
 (flagged; ``score_without_stub_passing`` leaves them out), and which selected exercises' references
-cannot pass offline here (``KNOWN_UNAVAILABLE``).
+cannot pass here (``unavailable_reason``: missing offline dependencies, or a reference that must
+change a file the protocol keeps read-only).
 
 Not reproduced: Aider's exact system prompts (the format instructions here are hrmcode's own,
 shorter, with examples produced by the same renderer the parser is tested against), its
@@ -123,6 +124,20 @@ def count_lazy_comments(reply: str) -> int:
 def exercise_name(task: Task) -> str:
     """``<lang>/<slug>``: how the toolchain lists name exercises."""
     return task.id.split("/", 1)[1]
+
+
+# References that pass when applied whole (the sandbox sweep) but cannot be given as an answer:
+# their Cargo-example.toml adds a crate, and the protocol keeps Cargo.toml read-only as Aider does.
+PROTOCOL_UNAVAILABLE = {
+    "rust/grep": "reference needs crate thiserror from its Cargo-example.toml; Cargo.toml is read-only to answers",
+}
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why the reference of exercise ``lang/slug`` cannot pass here, or None."""
+    from hrmcode.sandbox.toolchains import KNOWN_UNAVAILABLE
+
+    return KNOWN_UNAVAILABLE.get(name) or PROTOCOL_UNAVAILABLE.get(name)
 
 
 def select(tasks: Sequence[Task], languages: str | None, exercises: str | None) -> list[Task]:
@@ -250,7 +265,7 @@ class Polyglot:
                 break
             errors = "\n".join(output.splitlines()[:FEEDBACK_LINES])
             message = errors + TEST_FAILURES.format(file_list=file_list)
-        from hrmcode.sandbox.toolchains import KNOWN_UNAVAILABLE, STUBS_THAT_PASS
+        from hrmcode.sandbox.toolchains import STUBS_THAT_PASS
 
         name = exercise_name(task)
         return {
@@ -262,7 +277,7 @@ class Polyglot:
             "model_s": round(state["model_s"], 4), "test_s": round(state["test_s"], 4),
             "prompt_tokens": state["prompt_tokens"], "completion_tokens": state["completion_tokens"],
             "model_turns": state["turns"], "ignored_edits": sorted(set(state["ignored_edits"])),
-            "stub_passes": name in STUBS_THAT_PASS, "known_unavailable": KNOWN_UNAVAILABLE.get(name),
+            "stub_passes": name in STUBS_THAT_PASS, "known_unavailable": unavailable_reason(name),
             "last_test_output": last_output[-2000:], "chat": state["history"],
         }
 
@@ -271,7 +286,7 @@ class Polyglot:
 
     # -- metrics -------------------------------------------------------------------------------
     def summarize(self, records: Sequence[dict], tasks: Sequence[Task]) -> dict:
-        from hrmcode.sandbox.toolchains import KNOWN_UNAVAILABLE, STUBS_THAT_PASS
+        from hrmcode.sandbox.toolchains import STUBS_THAT_PASS
 
         cases = len(tasks)
         completed = len(records)
@@ -302,7 +317,8 @@ class Polyglot:
         rest = [r for r in records if r["id"] not in free]
         summary["stub_passing"] = free
         summary["score_without_stub_passing"] = percent(sum(1 for r in rest if r["passed"]), cases - len(free))
-        summary["known_unavailable"] = {t.id: KNOWN_UNAVAILABLE[exercise_name(t)] for t in tasks if exercise_name(t) in KNOWN_UNAVAILABLE}
+        summary["known_unavailable"] = {t.id: unavailable_reason(exercise_name(t)) for t in tasks
+                                        if unavailable_reason(exercise_name(t))}
         summary["failed"] = sorted(r["id"] for r in records if not r["passed"])
         languages: dict[str, dict[str, Any]] = {}
         for task in tasks:
