@@ -98,21 +98,24 @@ def batch_window_hashes(texts: list[str], window: int = WINDOW) -> tuple[np.ndar
     counts = np.maximum(lengths - window + 1, 0)
     bounds = np.zeros(len(datas) + 1, dtype=np.int64)
     np.cumsum(counts, out=bounds[1:])
-    total = int(bounds[-1])
-    if total == 0:
+    n = int(lengths.sum())
+    if bounds[-1] == 0:
         return np.empty(0, dtype=np.uint64), bounds
-    data = b"".join(datas)
-    n = len(data)
-    codes = np.frombuffer(data, dtype=np.uint8).astype(np.uint64) + np.uint64(1)
+    codes = np.frombuffer(b"".join(datas), dtype=np.uint8).astype(np.uint64)
+    codes += np.uint64(1)
     fwd, inv = _POWERS.get(n + 1)
-    offsets = np.zeros(len(datas), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=offsets[1:])
-    starts = np.arange(total, dtype=np.int64) + np.repeat(offsets - bounds[:-1], counts)
     with np.errstate(over="ignore"):
+        np.multiply(codes, fwd[:n], out=codes)
         prefix = np.empty(n + 1, dtype=np.uint64)
         prefix[0] = 0
-        np.cumsum(codes * fwd[:n], dtype=np.uint64, out=prefix[1:])
-        return (prefix[starts + window] - prefix[starts]) * inv[starts], bounds
+        np.cumsum(codes, dtype=np.uint64, out=prefix[1:])
+        every = prefix[window:] - prefix[:-window]  # the window starting at each position
+        every *= inv[:n - window + 1]
+    # each text contributes its first `count` starts; the rest would run into the next text
+    runs = np.empty(2 * len(datas), dtype=np.int64)
+    runs[0::2], runs[1::2] = counts, lengths - counts
+    inside = np.repeat(np.tile(np.array([True, False]), len(datas)), runs)[:n - window + 1]
+    return every[inside], bounds
 
 
 @dataclass(frozen=True)

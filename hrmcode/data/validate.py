@@ -11,9 +11,10 @@ Gates, in order, each with its score in ``scores.jsonl`` and its reason in ``rej
 3. exact duplicates: same level, input text and target as an earlier example (hard gate).
 4. near duplicates: MinHash (``datasketch``, 64 permutations, shingles = the 50-character
    windows of whitespace-normalised text that the contamination check hashes anyway, sampled by
-   content: those whose hash is divisible by 8) with LSH per level; an example whose
-   target AND input both reach ``dedup_threshold`` estimated Jaccard with an earlier kept
-   example is rejected (hard gate). Earlier = input order, so the result is deterministic.
+   content: those whose hash is divisible by 8) with datasketch's LSH banding per level (see
+   ``NearDuplicates``); an example whose target AND input both reach ``dedup_threshold``
+   estimated Jaccard with an earlier kept example is rejected (hard gate). Earlier = input
+   order, so the result is deterministic.
 5. contamination: overlap with HumanEval (always) and the polyglot / LiveCodeBench / HumanEval
    tasks fetched into the workspace (``hrmcode.data.contamination``); at or above the threshold
    the example is flagged and rejected, or kept with the flag under ``allow_contaminated``.
@@ -30,9 +31,17 @@ records byte-for-byte as they were in ``examples.jsonl``; ``rejected.jsonl`` eac
 with its reasons; ``report.json`` the gate counts and the balance by language / level / stage /
 split (of all examples and of the accepted ones).
 
+How it runs: examples are scored in chunks of ``CHUNK_EXAMPLES`` lines by a process pool
+(``jobs``): JSON, schema, completeness and the exact-duplicate key per example; window hashing,
+contamination and MinHash over whole batches of examples with numpy. The decision pass (gates
+3-6, the output files) is sequential in input order and follows the workers chunk by chunk, so
+the two overlap. The schema is checked in Python for records in the canonical form that
+``synthesize`` writes and by pydantic for any other record (same verdicts, see
+``checked_example``). The output bytes do not depend on ``jobs``.
+
 Resumable: per-chunk scores are kept in ``parts/`` and execution results in ``exec.jsonl``;
-a rerun with the same ``--out`` skips both (``--redo`` starts over). The duplicate pass is
-sequential over all examples and is always redone (it is cheap).
+a rerun with the same ``--out`` skips both (``--redo`` starts over). The decision pass is
+always redone (it is cheap next to scoring).
 """
 
 from __future__ import annotations
@@ -148,24 +157,18 @@ def _permutations() -> tuple[np.ndarray, np.ndarray]:
     return _TEMPLATE
 
 
-def signature(hashes: np.ndarray) -> np.ndarray:
-    """MinHash signature of a text's shingles, given as its 64-bit window hashes: datasketch's
-    ``affine64`` permutations (seed 1) applied to the hashes that are divisible by ``SAMPLE``
-    (content-defined sampling: the same passage gives the same shingles wherever it sits). The
-    hashes are already mixed, so datasketch's own input hashing is not applied again; signatures
-    are compared band by band as datasketch's ``MinHashLSH`` does (see ``NearDuplicates``)."""
-    return signatures(hashes, np.array([0, len(hashes)], dtype=np.int64))[0]
-
-
 def signatures(hashes: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """``signature`` of each text at once, text ``i``'s window hashes being
-    ``hashes[bounds[i]:bounds[i + 1]]``; one row per text. A text with no sampled shingle uses its
-    first window hash, a text with no window the hash 0."""
+    """MinHash signature of each text, one row per text, text ``i``'s shingles given as its 64-bit
+    window hashes ``hashes[bounds[i]:bounds[i + 1]]``: datasketch's ``affine64`` permutations
+    (seed 1) applied to the hashes divisible by ``SAMPLE`` (content-defined sampling: the same
+    passage gives the same shingles wherever it sits). The hashes are already mixed, so
+    datasketch's own input hashing is not applied again; signatures are compared band by band as
+    datasketch's ``MinHashLSH`` does (see ``NearDuplicates``). A text with no sampled shingle uses
+    its first window hash, a text with no window the hash 0."""
     texts = len(bounds) - 1
     counts = np.diff(bounds)
-    owner = np.repeat(np.arange(texts, dtype=np.int64), counts)
-    sampled = hashes % np.uint64(SAMPLE) == 0
-    rows, row_owner = hashes[sampled], owner[sampled]
+    sampled = np.flatnonzero(hashes % np.uint64(SAMPLE) == 0)
+    rows, row_owner = hashes[sampled], np.searchsorted(bounds, sampled, side="right") - 1
     lacking = np.flatnonzero(np.bincount(row_owner, minlength=texts) == 0)
     if len(lacking):
         first = hashes[np.minimum(bounds[lacking], max(len(hashes) - 1, 0))] if len(hashes) else np.zeros(len(lacking), np.uint64)
@@ -326,11 +329,11 @@ def _hash_batch(batch: list[tuple[int, str, str]], entries: list[dict], sigs: np
     if not len(_INDEX):
         return
     # every STRIDE-th window of each text, as ContaminationIndex.best samples one text
-    counts = np.diff(bounds)
-    text = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    local = np.arange(len(hashes), dtype=np.int64) - np.repeat(bounds[:-1], counts)
-    sampled = local % STRIDE == 0
-    items, overlaps = _INDEX.best_of_batch(hashes[sampled], text[sampled] // 2, len(batch))
+    samples = (np.diff(bounds) + STRIDE - 1) // STRIDE
+    before = np.cumsum(samples) - samples
+    positions = np.repeat(bounds[:-1] - STRIDE * before, samples) + STRIDE * np.arange(int(samples.sum()))
+    example = np.repeat(np.arange(len(samples), dtype=np.int64) // 2, samples)
+    items, overlaps = _INDEX.best_of_batch(hashes[positions], example, len(batch))
     for (index, _, _), item, overlap in zip(batch, items.tolist(), overlaps.tolist()):
         if item >= 0:
             entries[index]["contamination"] = {"item": _INDEX.items[item].key, "overlap": round(overlap, 4)}
@@ -530,7 +533,8 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
     ``scored(name)`` returns once chunk ``name``'s part files exist."""
     seen_exact: dict[str, str] = {}
     gates: Counter = Counter()
-    balance = {key: {"all": Counter(), "accepted": Counter()} for key in ("language", "level", "stage", "split")}
+    balance_keys = ("language", "level", "stage", "split")
+    every, kept = Counter(), Counter()  # (language, level, stage, split) -> examples
     checker = None
     exec_log = None
     if exec_checks:
@@ -601,15 +605,14 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
                         else:
                             seen_exact.setdefault(entry["exact"], entry["id"])
                     decided.update({"reasons": reasons, "flags": flags, "accepted": not reasons})
-                    for key, counter in balance.items():
-                        counter["all"][str(entry.get(key))] += 1
+                    group = tuple(entry.get(key) for key in balance_keys)
+                    every[group] += 1
                     if reasons:
                         rej.write(dumps({"id": entry["id"], "reasons": reasons, "example": json.loads(line)}) + "\n")
                         counts["rejected"] += 1
                     else:
                         acc.write(line + b"\n")
-                        for key, counter in balance.items():
-                            counter["accepted"][str(entry.get(key))] += 1
+                        kept[group] += 1
                         counts["accepted"] += 1
                     sco.write(prefix + _decided_json(decided) + "\n")
         for target in (accepted_path, rejected_path, scores_path):
@@ -627,10 +630,18 @@ def _decide(writer: ArtifactWriter, out_dir: Path, names: list[str], chunks, pat
         "rejected": counts["rejected"],
         "acceptance_rate": round(counts["accepted"] / total, 4) if total else 0.0,
         "gates": dict(sorted(gates.items())),
-        "balance": {key: {which: dict(sorted(counter.items())) for which, counter in sides.items()}
-                    for key, sides in balance.items()},
+        "balance": {key: {"all": _balance(every, k), "accepted": _balance(kept, k)}
+                    for k, key in enumerate(balance_keys)},
         "contamination_index": {"items": len(index), "origins": index.origins, "threshold": index.threshold},
     }
+
+
+def _balance(groups: Counter, k: int) -> dict[str, int]:
+    """Examples per value of the ``k``-th grouping key (values as strings, sorted)."""
+    counts: Counter = Counter()
+    for group, n in groups.items():
+        counts[str(group[k])] += n
+    return dict(sorted(counts.items()))
 
 
 def _decided_json(decided: dict) -> str:
@@ -652,13 +663,13 @@ class NearDuplicates:
     similarity (the smaller of the two), ties to the smallest id. A re-inserted id keeps its
     old bands and is compared with its newest signatures, as in ``MinHashLSH`` plus a dict.
 
-    Speed: when the threshold allows at most ``k`` < 16 differing positions out of 64, the input
-    signature is cut into ``k + 1`` blocks; a kept example whose input reaches the threshold
-    shares at least one whole block with the query (pigeonhole). Only kept examples found
-    through a shared input block are then checked for a shared target band and compared: the
-    same answer, from a handful of candidates where the target bands alone can return
-    thousands (many examples of a level share the shape of their target). Lower thresholds
-    enumerate the target bands' buckets instead."""
+    Speed: when the threshold allows at most ``k`` <= 14 differing positions out of 64, the input
+    signature is cut into ``k + 2`` blocks; a kept example whose input reaches the threshold
+    shares at least two whole blocks with the query (pigeonhole: ``k`` differences spoil at
+    most ``k`` blocks). Only kept examples found in two of the query's input-block buckets are
+    then checked for a shared target band and compared: the same answer, from a handful of
+    candidates where the target bands alone can return thousands (many examples of a level
+    share the shape of their target). Lower thresholds enumerate the target bands' buckets."""
 
     MAX_BLOCKS = 16
 
@@ -669,7 +680,7 @@ class NearDuplicates:
         self.threshold = threshold
         self.b, self.r = lsh.b, lsh.r
         agreeing = next(k for k in range(NUM_PERM + 1) if k / NUM_PERM >= threshold)
-        blocks = NUM_PERM - agreeing + 1
+        blocks = NUM_PERM - agreeing + 2
         self.blocks = blocks if blocks <= self.MAX_BLOCKS else 0
         self.block_width = NUM_PERM // blocks
         # odd multipliers folding a block into one 64-bit key (equal blocks, equal keys)
@@ -720,12 +731,15 @@ class NearDuplicates:
             return None
         bands = self._target_bands(i)
         if self.blocks:
-            found: set[int] = set()
-            for table, key in zip(self.block_tables[level], self._block_keys[i]):
-                hit = table.get(key)
-                if hit:
-                    found.update(hit)
-            candidates = [slot for slot in found if self._in_bucket(slot, level, bands)]
+            hits = [hit for hit in (table.get(key) for table, key in zip(self.block_tables[level], self._block_keys[i]))
+                    if hit]
+            if len(hits) < 2:
+                return None
+            shared: dict[int, int] = {}  # slot -> input blocks it shares with the query
+            for hit in hits:
+                for slot in hit:
+                    shared[slot] = shared.get(slot, 0) + 1
+            candidates = [slot for slot, n in shared.items() if n >= 2 and self._in_bucket(slot, level, bands)]
         else:
             size = self.r * 8
             buckets = [table.get(bands[k * size:(k + 1) * size]) for k, table in enumerate(self.band_tables[level])]
@@ -765,12 +779,15 @@ class NearDuplicates:
             self.block_tables[level] = [{} for _ in range(self.blocks)]
             self.band_tables[level] = [{} for _ in range(0 if self.blocks else self.b)]
         if self.blocks:
-            for table, block in zip(self.block_tables[level], self._block_keys[i]):
-                hit = table.get(block)
-                if hit is None:
-                    table[block] = [slot]
-                else:
-                    hit.append(slot)
+            # the newest input must be findable wherever the id is a candidate: every level it was kept in
+            inserts = self.reinserted.get(slot)
+            for lv in {lv for lv, _ in inserts} if inserts else (level,):
+                for table, block in zip(self.block_tables[lv], self._block_keys[i]):
+                    hit = table.get(block)
+                    if hit is None:
+                        table[block] = [slot]
+                    else:
+                        hit.append(slot)
         else:
             size = self.r * 8
             for k, table in enumerate(self.band_tables[level]):
