@@ -142,7 +142,9 @@ def register(app: typer.Typer) -> None:
         k: Annotated[str, typer.Option("--k", help="pass@k values to report, comma-separated (default 1,10; each needs n >= k).")] = "1,10",
         timeout: TimeoutOpt = 3.0,
         isolate: Annotated[bool, typer.Option("--isolate", help="One sandbox per program instead of one per batch (slower).")] = False,
-        batch: Annotated[int, typer.Option("--batch", min=1, help="Tasks whose programs share one sandbox launch (default 16).")] = 16,
+        batch: Annotated[Optional[int], typer.Option(
+            "--batch", min=1,
+            help="Tasks whose programs share one sandbox launch (default: tasks / (2 x --jobs), at most 64).")] = None,
         limit: LimitOpt = None, out_dir: OutOpt = None, redo: RedoOpt = False, jobs: JobsOpt = 1,
         fail_under: FailUnderOpt = None, seed: SeedOpt = 0, temperature: TemperatureOpt = 0.0, max_tokens: MaxTokensOpt = 2048,
         top_p: TopPOpt = 1.0, request_timeout: RequestTimeoutOpt = 600.0, retries: RetriesOpt = 6,

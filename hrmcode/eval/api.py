@@ -9,6 +9,7 @@ into an ``eval-run`` artifact. ``--fail-under`` is enforced by the caller with
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,11 @@ def _parse_ks(ks: str | list[int]) -> list[int]:
     return values
 
 
+MAX_AUTO_BATCH = 64  # tasks per sandbox launch when --batch is not given
+
+
 def eval_humaneval(config: EvalConfig, *, n: int = 1, ks: str | list[int] = "1,10", timeout_s: float = 3.0,
-                   isolate: bool = False, batch: int = 16) -> RunResult:
+                   isolate: bool = False, batch: int | None = None) -> RunResult:
     from hrmcode.eval.humaneval import HumanEval, builtin_tasks
 
     if n < 1:
@@ -94,6 +98,9 @@ def eval_humaneval(config: EvalConfig, *, n: int = 1, ks: str | list[int] = "1,1
     tasks, artifact = load_tasks("humaneval", config.tasks, config.workspace, builtin=builtin_tasks)
     backend = config.backend()
     tasks = _limit(_only_sampled(tasks, backend), config.limit)
+    if batch is None:
+        # Two batches per worker: few sandbox launches, while a slow batch cannot hold up the run.
+        batch = max(1, min(MAX_AUTO_BATCH, math.ceil(len(tasks) / (2 * config.jobs))))
     bench = HumanEval(backend, config.get_sandbox(), n=n, ks=_parse_ks(ks), timeout_s=timeout_s, isolate=isolate)
     params = config.params("humaneval", n=n, ks=bench.ks, timeout_s=timeout_s, isolate=isolate, batch=batch)
     return run_benchmark(bench, tasks, _options(config, params, artifact, batch))
