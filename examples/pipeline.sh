@@ -22,7 +22,9 @@ step() { echo >&2; echo "== $*" >&2; }
 demo="$HRMCODE_HOME/demo-repo"
 rm -rf "$demo" && cp -r "$here/demo-repo" "$demo"
 git -C "$demo" init -q && git -C "$demo" add -A
-git -C "$demo" -c user.name=hrmcode -c user.email=hrmcode@localhost commit -qm "demo repository"
+# A fixed author and date give the same commit id, so the same task ids and train/held-out split every run.
+GIT_AUTHOR_DATE=2026-01-01T00:00:00Z GIT_COMMITTER_DATE=2026-01-01T00:00:00Z \
+    git -C "$demo" -c user.name=hrmcode -c user.email=hrmcode@localhost commit -qm "demo repository"
 
 stdlib="$(python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"
 
