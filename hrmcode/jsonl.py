@@ -23,6 +23,25 @@ def dumps(record: Any) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
+def loads_line(line: str | bytes, path: Path | str, lineno: int, hint: str = "fix or remove that line") -> Any:
+    """Parse one JSON line; a bad one is an ``InputError`` naming ``path:lineno``."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})", hint) from None
+
+
+def iter_chunk_lines(
+    raw: bytes, first_line: int, path: Path | str, hint: str = "fix or remove that line"
+) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of a byte range of a JSONL file starting at
+    line ``first_line`` (how parallel workers read their share of a big file)."""
+    for offset, line in enumerate(raw.split(b"\n")):
+        if line.strip():
+            lineno = first_line + offset
+            yield lineno, loads_line(line, path, lineno, hint)
+
+
 def read_jsonl_numbered(path: Path | str) -> Iterator[tuple[int, dict]]:
     """Yield ``(1-based line number, dict)`` for each non-blank line of a .jsonl or .jsonl.gz file.
 
@@ -38,13 +57,7 @@ def read_jsonl_numbered(path: Path | str) -> Iterator[tuple[int, dict]]:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})",
-                        "fix or remove that line",
-                    ) from None
+                record = loads_line(line, path, lineno)
                 if not isinstance(record, dict):
                     raise InputError(
                         f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}",

@@ -63,7 +63,7 @@ from hrmcode.data.examples import LEVELS, parse_example
 from hrmcode.data.synthesize.pipeline import line_chunks
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import InputError, UsageError
-from hrmcode.jsonl import AppendLog, dumps
+from hrmcode.jsonl import AppendLog, dumps, iter_chunk_lines
 from hrmcode.reporting import reporter
 
 NUM_PERM = 64
@@ -255,14 +255,7 @@ def _score_chunk(path: str, start: int, end: int, first_line: int, part: str) ->
         raw = fh.read(end - start)
     entries: list[dict] = []
     valid: list[tuple[int, str, str]] = []  # (entry index, input text, target) of schema-valid examples
-    for offset, line in enumerate(raw.split(b"\n")):
-        if not line.strip():
-            continue
-        lineno = first_line + offset
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg})", "fix or remove that line") from None
+    for lineno, record in iter_chunk_lines(raw, first_line, path):
         try:
             example = checked_example(record, where=f"{path}:{lineno}")
         except InputError as exc:

@@ -41,7 +41,7 @@ from hrmcode.data.synthesize.solve import solve_examples
 from hrmcode.data.synthesize.tool import tool_examples
 from hrmcode.edits import MalformedEdit
 from hrmcode.errors import InputError, UsageError
-from hrmcode.jsonl import AppendLog, dumps
+from hrmcode.jsonl import AppendLog, dumps, iter_chunk_lines
 from hrmcode.reporting import reporter
 
 CHUNK_TASKS = 256
@@ -126,14 +126,7 @@ def _run_chunk(tasks_path: str, start: int, end: int, first_line: int, part_path
     count = 0
     tmp = part_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as out:
-        for offset, line in enumerate(raw.split(b"\n")):
-            if not line.strip():
-                continue
-            lineno = first_line + offset
-            try:
-                task = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{tasks_path}:{lineno}: malformed JSON ({exc.msg})", "fix the line or refetch") from None
+        for lineno, task in iter_chunk_lines(raw, first_line, tasks_path, "fix the line or refetch"):
             if not isinstance(task, dict) or not isinstance(task.get("id"), str):
                 raise InputError(f"{tasks_path}:{lineno}: not a task record (no id)", "refetch the tasks")
             ids.append(task["id"])
