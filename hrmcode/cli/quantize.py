@@ -14,7 +14,8 @@ from hrmcode.errors import ThresholdNotMet
 EPILOG = examples_epilog(
     "hrmcode quantize toy-examples",
     "hrmcode quantize runs/a --weights int4 --group-size 64 -o runs/a-int4",
-    "hrmcode quantize runs/a --weights int8 --activations int8 --dtype float32",
+    "hrmcode quantize runs/a --activations none          # int8 weight-only, bf16 activations",
+    "hrmcode quantize runs/a --backend quanto --weights float8",
     "hrmcode quantize runs/a --heldout my-examples --fail-over-loss 1",
 )
 
@@ -43,21 +44,28 @@ def _render(result) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("quantize", epilog=EPILOG,
-                 help="Quantize a checkpoint's weights (optimum-quanto) into a `quantized-model` artifact and "
-                      "report size, held-out loss, exact match and CPU latency before and after.")
+                 help="Quantize a checkpoint's weights into a `quantized-model` artifact and report size, "
+                      "held-out loss, exact match and CPU latency before and after. The default, int8 weights "
+                      "with dynamic int8 activations, is the fast CPU path of `hrmcode serve`.")
     @handle_errors
     def quantize_command(
         checkpoint: Annotated[str, typer.Argument(
             help="A model artifact (directory or workspace name) or a bare checkpoints/step-* directory.")],
         weights: Annotated[str, typer.Option(
-            "--weights", help="Weight type: int8, int4 (grouped, needs a C++ compiler once) or float8.")] = "int8",
+            "--weights", help="Weight type: int8, int4 (grouped) or float8 (quanto backend).")] = "int8",
         group_size: Annotated[int, typer.Option(
-            "--group-size", help="int4 only: input channels per scale group; reduced by 32 (not below 32) until "
-                                 "it divides a layer's inputs. 128 uses the fast CPU kernel.")] = 128,
-        dtype: Annotated[str, typer.Option(
-            "--dtype", help="Activation dtype: bfloat16 (the fast path on CPU) or float32.")] = "bfloat16",
-        activations: Annotated[str, typer.Option(
-            "--activations", help="none, or int8 (calibrated on held-out examples that are not measured).")] = "none",
+            "--group-size", help="int4 only: input channels per scale group (32, 64, 128 or 256); smaller where "
+                                 "a layer's width needs it.")] = 128,
+        activations: Annotated[Optional[str], typer.Option(
+            "--activations", help="dynamic (int8, quantized per call; default for int8 weights), none (weight-only; "
+                                  "default otherwise), or int8 (calibrated on held-out examples that are not "
+                                  "measured; quanto backend).", show_default=False)] = None,
+        dtype: Annotated[Optional[str], typer.Option(
+            "--dtype", help="Activation dtype: float32 (default with dynamic activations) or bfloat16 (default "
+                            "otherwise).", show_default=False)] = None,
+        backend: Annotated[str, typer.Option(
+            "--backend", help="auto (torch unless the spec needs quanto), torch (PyTorch's CPU kernels) or quanto "
+                              "(optimum-quanto).")] = "auto",
         exclude: Annotated[Optional[list[str]], typer.Option(
             "--exclude", help="Keep layers matching this glob in float (repeatable), e.g. 'lm_head'.")] = None,
         heldout: Annotated[Optional[str], typer.Option(
@@ -85,7 +93,8 @@ def register(app: typer.Typer) -> None:
         try:
             result = quantize_checkpoint(checkpoint, spec, out=out_dir, name=name, heldout=heldout, limit=limit,
                                          exact_match_limit=exact_match_limit, calibration_examples=calibration,
-                                         latency_tokens=latency_tokens, fail_over_loss=fail_over_loss)
+                                         latency_tokens=latency_tokens, fail_over_loss=fail_over_loss,
+                                         backend_name=backend)
         except ThresholdNotMet as exc:
             failed = exc.result  # written and measured: show the report, then exit 1
             out.result(_payload(failed), lambda: _render(failed))

@@ -53,7 +53,7 @@ class CausalLM(nn.Module):
         self.embed_scale = math.sqrt(config.hidden_size)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         init_linear(self.lm_head)
-        self.rotary = Rotary(config.head_dim, config.rope_theta)
+        self.rotary = Rotary(config.head_dim, config.rope_theta, config.max_seq_len)
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.embed(input_ids) * self.embed_scale

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrmcode.model import kernels
+
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     dtype = x.dtype
@@ -42,20 +44,31 @@ def init_linear(layer: nn.Linear) -> None:
 
 
 class Rotary:
-    """Rotary embeddings (rotate-half), computed in fp32 on the fly.
+    """Rotary embeddings (rotate-half): a float32 cos/sin table for every position up to ``max_len``.
 
-    Not an ``nn.Module`` with buffers on purpose: ``model.to(torch.bfloat16)`` must not round
-    the frequencies.
+    Computed once, in float64 then rounded to float32, on first use (so building a model on the
+    meta device costs nothing). Not an ``nn.Module`` with buffers on purpose: ``model.to(torch.bfloat16)``
+    must not round the frequencies.
     """
 
-    def __init__(self, head_dim: int, theta: float):
+    def __init__(self, head_dim: int, theta: float, max_len: int):
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+        self.max_len = max_len
+        self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def table(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin), each [max_len, head_dim] float32 on ``device``."""
+        device = torch.device(device)
+        tables = self._tables.get(device)
+        if tables is None:
+            freqs = torch.outer(torch.arange(self.max_len, dtype=torch.float64), self.inv_freq)
+            emb = torch.cat((freqs, freqs), dim=-1)
+            tables = self._tables[device] = (emb.cos().float().to(device), emb.sin().float().to(device))
+        return tables
 
     def __call__(self, start: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = torch.arange(start, start + length, dtype=torch.float64)
-        freqs = torch.outer(positions, self.inv_freq)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().float().to(device), emb.sin().float().to(device)
+        cos, sin = self.table(device)
+        return cos[start:start + length], sin[start:start + length]
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -113,32 +126,78 @@ def build_attention_mask(
 
 
 class LayerKV:
-    """Keys and values of one attention layer in one recurrent call, [B, H, T, D]."""
+    """Keys and values of one attention layer in one recurrent call.
+
+    Held in buffers [B, H, capacity, D] that grow geometrically, so appending a position copies
+    only that position; ``keys``/``values`` are views of the first ``length`` positions.
+    """
+
+    GROWTH_STEP = 64
 
     def __init__(self) -> None:
-        self.k: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
+        self.k_buffer: torch.Tensor | None = None
+        self.v_buffer: torch.Tensor | None = None
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return 0 if self.k_buffer is None else self.k_buffer.shape[2]
+
+    @property
+    def keys(self) -> torch.Tensor | None:
+        return None if self.k_buffer is None else self.k_buffer[:, :, : self.length]
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        return None if self.v_buffer is None else self.v_buffer[:, :, : self.length]
+
+    def reserve(self, extra: int, like: torch.Tensor) -> None:
+        """Room for ``extra`` more positions of tensors shaped like ``like`` ([B, H, *, D])."""
+        needed = self.length + extra
+        if needed <= self.capacity:
+            return
+        step = self.GROWTH_STEP
+        capacity = -(-max(needed, 2 * self.capacity) // step) * step
+        batch, heads, _, dim = like.shape
+        k = like.new_empty(batch, heads, capacity, dim)
+        v = like.new_empty(batch, heads, capacity, dim)
+        if self.length:
+            k[:, :, : self.length] = self.keys
+            v[:, :, : self.length] = self.values
+        self.k_buffer, self.v_buffer = k, v
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.k is None:
-            self.k, self.v = k, v
-        else:
-            self.k = torch.cat((self.k, k), dim=2)
-            self.v = torch.cat((self.v, v), dim=2)
-        return self.k, self.v
+        self.reserve(k.shape[2], k)
+        end = self.length + k.shape[2]
+        self.k_buffer[:, :, self.length: end] = k
+        self.v_buffer[:, :, self.length: end] = v
+        self.length = end
+        return self.keys, self.values
 
 
 class KVCache:
-    """One ``LayerKV`` per (recurrent call, layer) key; ``length`` = positions already cached."""
+    """One ``LayerKV`` per (recurrent call, layer) key; ``length`` = positions already cached.
+
+    Also holds the decode kernels' scratch buffers, so concurrent generations (one cache each)
+    never share memory.
+    """
 
     def __init__(self) -> None:
         self.slots: dict[tuple, LayerKV] = {}
         self.length = 0
+        self._scratch: dict[str, torch.Tensor] = {}
 
     def slot(self, key: tuple) -> LayerKV:
         if key not in self.slots:
             self.slots[key] = LayerKV()
         return self.slots[key]
+
+    def scratch(self, name: str, size: int, like: torch.Tensor) -> torch.Tensor:
+        """A reusable 1-D buffer of at least ``size`` elements, with ``like``'s dtype and device."""
+        buffer = self._scratch.get(name)
+        if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype:
+            buffer = self._scratch[name] = like.new_empty(max(size, 2 * (0 if buffer is None else buffer.numel())))
+        return buffer
 
 
 class Attention(nn.Module):
@@ -154,9 +213,9 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         batch, length, hidden = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
         cos, sin = rope
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = apply_rotary(qkv[:2], cos, sin).unbind(0)
+        v = qkv[2]
         if kv is not None:
             k, v = kv.update(k, v)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.mask, is_causal=mask.is_causal)
@@ -191,7 +250,12 @@ class Block(nn.Module):
 
 
 class Stack(nn.Module):
-    """Blocks applied in order; ``forward(z, injection)`` adds the injection first (HRM input injection)."""
+    """Blocks applied in order; ``forward(z, injection)`` adds the injection first (HRM input injection).
+
+    Decoding one token of one sequence in float32 against a KV cache runs through the fused C
+    kernels of ``hrmcode.model.kernels`` when they are available: the same math in 4 calls per
+    block around its 4 matmuls, instead of ~35 PyTorch ops.
+    """
 
     def __init__(self, layers: int, hidden: int, heads: int, inner: int, eps: float):
         super().__init__()
@@ -207,6 +271,40 @@ class Stack(nn.Module):
         key: tuple,
     ) -> torch.Tensor:
         h = z if injection is None else z + injection
+        if cache is not None and mask.mask is None and not mask.is_causal:  # one new position, sees all cached
+            fused = kernels.load() if kernels.usable(h, self.layers[0].attn.head_dim) else None
+            if fused is not None:
+                return self._decode(fused, h.clone() if injection is None else h, rope, cache, key)
         for i, layer in enumerate(self.layers):
             h = layer(h, rope, mask, None if cache is None else cache.slot((*key, i)))
+        return h
+
+    def _decode(self, fused: kernels.Kernels, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                cache: KVCache, key: tuple) -> torch.Tensor:
+        """``forward`` for one position ([1, 1, hidden], float32), updating ``h`` in place."""
+        cos, sin = (t.contiguous() for t in rope)
+        first = self.layers[0]
+        heads, head_dim = first.attn.heads, first.attn.head_dim
+        hidden = heads * head_dim
+        attn_out = cache.scratch("attn", hidden, h)[:hidden].view(1, 1, hidden)
+        h_ptr, attn_ptr = h.data_ptr(), attn_out.data_ptr()
+        kv_shape = h.new_empty(1, heads, 0, head_dim)
+        for i, layer in enumerate(self.layers):
+            kv = cache.slot((*key, i))
+            kv.reserve(1, kv_shape)
+            scores = cache.scratch("scores", kv.capacity, h)
+            qkv = layer.attn.qkv(h)
+            fused.rope_attend(qkv.data_ptr(), kv.k_buffer.data_ptr(), kv.v_buffer.data_ptr(), kv.capacity, kv.length,
+                              cos.data_ptr(), sin.data_ptr(), heads, head_dim, attn_ptr, scores.data_ptr())
+            kv.length += 1
+            # Every tensor handed to C is held by a name until the call returns: a temporary would be
+            # freed first, and free() may write into it.
+            attended = layer.attn.o(attn_out)
+            fused.add_rms_norm(h_ptr, attended.data_ptr(), hidden, layer.eps)
+            gate_up = layer.mlp.gate_up(h)
+            inner = gate_up.shape[-1] // 2
+            gated = cache.scratch("gated", inner, h)[:inner].view(1, 1, inner)
+            fused.silu_mul(gate_up.data_ptr(), gated.data_ptr(), inner)
+            mixed = layer.mlp.down(gated)
+            fused.add_rms_norm(h_ptr, mixed.data_ptr(), hidden, layer.eps)
         return h

@@ -14,8 +14,9 @@ Guarantees:
   model artifact's manifest (its ``heldout`` split); none found is an error, not a silent skip.
 - ``--fail-over-loss PCT`` raises ``ThresholdNotMet`` after the artifact is written.
 - The same checkpoint, spec and examples give the same ``model.safetensors`` bytes.
-Not guaranteed: speed-ups. On CPU only bf16 activations with int8 or int4 (group 128) weights
-use fused kernels; other combinations dequantize on the fly and are slower than float.
+Not guaranteed: speed-ups everywhere. The default (``torch`` backend, int8 weights with
+dynamic int8 activations on fbgemm) is the fast CPU path; weight-only int8/int4 use PyTorch's
+bf16 kernels; quanto's other combinations dequantize on the fly and are slower than float.
 """
 
 from __future__ import annotations
@@ -263,14 +264,14 @@ def quantize_checkpoint(
     calibration_examples: int = 32,
     latency_tokens: int = 32,
     fail_over_loss: float | None = None,
-    backend_name: str = "quanto",
+    backend_name: str = "auto",
 ) -> QuantizeResult:
     """Quantize ``checkpoint`` into a new ``quantized-model`` artifact and report before/after."""
     from hrmcode.model.checkpoint import load_checkpoint
 
     source_dir, model_artifact = _resolve_checkpoint(checkpoint)
-    backend = get_backend(backend_name)
-    backend.check(spec)  # e.g. builds quanto's int4 extension now, before any long work
+    backend = get_backend(backend_name, spec)
+    backend.check(spec)  # refuses what it cannot do (or builds quanto's int4 extension) before any long work
     original = load_checkpoint(source_dir, device="cpu")
     examples, examples_artifact, examples_where = find_heldout(model_artifact, heldout)
     encoded_all = measure.encode_examples(original.tokenizer, examples, original.config.max_seq_len)

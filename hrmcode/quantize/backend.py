@@ -1,8 +1,10 @@
 """The small interface a quantization backend implements, and the spec it is given.
 
-``hrmcode quantize`` talks to a backend only through ``QuantBackend``, so optimum-quanto
-(``quanto_backend.py``, the default) can be swapped for another library (torchao, ...) without
-touching the step, the artifact layout or ``load_quantized``.
+``hrmcode quantize`` talks to a backend only through ``QuantBackend``, so backends can be
+swapped without touching the step, the artifact layout or ``load_quantized``. Two exist:
+``torch`` (PyTorch's own CPU kernels, ``torch_backend.py``: int8 with dynamic or no activation
+quantization, int4) and ``quanto`` (optimum-quanto, ``quanto_backend.py``: also float8 weights
+and calibrated int8 activations). ``auto`` picks ``torch`` whenever it can do the spec.
 
 A backend guarantees:
 - ``quantize`` replaces the model's ``nn.Linear`` layers (minus ``spec.exclude``) in place and
@@ -25,21 +27,32 @@ import torch
 from hrmcode.errors import UsageError
 
 WEIGHT_TYPES = ("int8", "int4", "float8")
-ACTIVATION_TYPES = ("none", "int8")
+# none: weight-only; dynamic: int8, quantized per call (no calibration); int8: static scales from calibration
+ACTIVATION_TYPES = ("none", "dynamic", "int8")
+BACKENDS = ("auto", "torch", "quanto")
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """What to quantize and how; recorded verbatim in ``quantization.json``."""
+    """What to quantize and how; recorded, resolved, in ``quantization.json``.
+
+    Unset ``activations`` means ``dynamic`` for int8 weights (the fast CPU path) and ``none``
+    otherwise; unset ``dtype`` means float32 with dynamic activations (what fbgemm takes) and
+    bfloat16 otherwise (what the int8/int4 weight-only CPU kernels take).
+    """
 
     weights: str = "int8"
-    activations: str = "none"
-    dtype: str = "bfloat16"
+    activations: str | None = None
+    dtype: str | None = None
     group_size: int = 128
     exclude: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        if self.activations is None:
+            object.__setattr__(self, "activations", "dynamic" if self.weights == "int8" else "none")
+        if self.dtype is None:
+            object.__setattr__(self, "dtype", "float32" if self.activations == "dynamic" else "bfloat16")
         if self.weights not in WEIGHT_TYPES:
             raise UsageError(f"unknown weight type '{self.weights}'", f"use one of: {', '.join(WEIGHT_TYPES)}")
         if self.activations not in ACTIVATION_TYPES:
@@ -87,9 +100,16 @@ class QuantBackend(Protocol):
         """Rebuild the quantized model from ``serialize``'s output onto a model built on the meta device."""
 
 
-def get_backend(name: str) -> QuantBackend:
+def get_backend(name: str, spec: QuantSpec | None = None) -> QuantBackend:
+    """The backend called ``name``; ``auto`` is ``torch`` unless ``spec`` needs ``quanto``."""
+    if name == "auto":
+        name = "quanto" if spec is not None and (spec.weights == "float8" or spec.activations == "int8") else "torch"
+    if name == "torch":
+        from hrmcode.quantize.torch_backend import TorchBackend
+
+        return TorchBackend()
     if name == "quanto":
         from hrmcode.quantize.quanto_backend import QuantoBackend
 
         return QuantoBackend()
-    raise UsageError(f"unknown quantization backend '{name}'", "use: quanto")
+    raise UsageError(f"unknown quantization backend '{name}'", f"use one of: {', '.join(BACKENDS)}")

@@ -27,7 +27,7 @@ from fnmatch import fnmatch
 
 import torch
 
-from hrmcode.errors import CheckpointError, ToolchainMissing
+from hrmcode.errors import CheckpointError, ToolchainMissing, UsageError
 from hrmcode.quantize.backend import QuantSpec
 from hrmcode.reporting import reporter
 
@@ -105,6 +105,9 @@ class QuantoBackend:
     name = "quanto"
 
     def check(self, spec: QuantSpec, *, loading: bool = False) -> None:
+        if spec.activations == "dynamic":
+            raise UsageError("the quanto backend does not quantize activations dynamically",
+                             "pass --activations none (weight-only) or int8 (calibrated), or use --backend torch")
         if spec.weights == "int4":
             ensure_int4_extension()
 

@@ -16,6 +16,7 @@ from hrmcode.model.checkpoint import load_any
 from hrmcode.model.generate import GenerationConfig, generate
 from hrmcode.quantize import QuantSpec, load_quantized, quantize_checkpoint
 from hrmcode.quantize.quanto_backend import QuantoBackend, _group_size
+from hrmcode.quantize.torch_backend import DynamicInt8Linear, Int4Linear, Int8Linear, TorchBackend, int4_group_size
 from hrmcode.serve.app import ServeSettings
 from hrmcode.serve.server import background_server, checkpoint_app
 from tests.quantize.tiny import make_tiny_model
@@ -30,7 +31,14 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def int8(tiny, tmp_path_factory):
+    """The default spec: int8 weights, dynamic int8 activations, torch backend."""
     return quantize_checkpoint(tiny, QuantSpec(weights="int8"), out=tmp_path_factory.mktemp("q") / "int8", **FAST)
+
+
+@pytest.fixture(scope="module")
+def quanto_int8(tiny, tmp_path_factory):
+    return quantize_checkpoint(tiny, QuantSpec(weights="int8", activations="none"),
+                               out=tmp_path_factory.mktemp("q") / "quanto-int8", backend_name="quanto", **FAST)
 
 
 def test_int8_artifact_reloads_without_the_float_weights_and_generates(int8, tiny, tmp_path):
@@ -45,7 +53,9 @@ def test_int8_artifact_reloads_without_the_float_weights_and_generates(int8, tin
     copy = tmp_path / "moved"
     shutil.copytree(artifact.path, copy)  # nothing points back at the float checkpoint
     loaded = load_quantized(copy)
-    assert type(loaded.model.lm_head).__name__ == "QLinear"
+    assert isinstance(loaded.model.lm_head, DynamicInt8Linear)
+    qmap = json.loads((copy / "quantization.json").read_text())
+    assert qmap["backend"] == "torch" and qmap["spec"]["activations"] == "dynamic" and qmap["spec"]["dtype"] == "float32"
     assert not any(p.device.type == "meta" for p in loaded.model.parameters())
     result = generate(loaded.model, loaded.tokenizer, "def add(", GenerationConfig(max_new_tokens=8))
     assert result.completion_tokens >= 1
@@ -58,8 +68,70 @@ def test_int8_artifact_reloads_without_the_float_weights_and_generates(int8, tin
     assert ((got - ref).norm() / ref.norm()).item() < 0.05
 
 
-def test_load_any_dispatches_to_quantized(int8):
-    assert type(load_any(int8.artifact.path).model.lm_head).__name__ == "QLinear"
+def test_load_any_dispatches_to_quantized(int8, quanto_int8):
+    assert isinstance(load_any(int8.artifact.path).model.lm_head, DynamicInt8Linear)
+    assert type(load_any(quanto_int8.artifact.path).model.lm_head).__name__ == "QLinear"
+
+
+@pytest.mark.parametrize("spec,layer", [
+    (QuantSpec(weights="int8", activations="none"), Int8Linear),
+    (QuantSpec(weights="int4", group_size=32), Int4Linear),
+    (QuantSpec(weights="int4"), Int4Linear),
+])
+def test_torch_backend_weight_only_specs(tiny, tmp_path, spec, layer):
+    result = quantize_checkpoint(tiny, spec, out=tmp_path / "q", **FAST)
+    qmap = json.loads((result.artifact.path / "quantization.json").read_text())
+    assert qmap["backend"] == "torch" and qmap["spec"]["dtype"] == "bfloat16"
+    original = load_any(tiny).model
+    for name, entry in qmap["layers"].items():
+        if spec.weights == "int4":
+            assert entry["group_size"] == int4_group_size(original.get_submodule(name).in_features, spec.group_size)
+    loaded = load_quantized(result.artifact.path)
+    assert isinstance(loaded.model.L.layers[0].mlp.down, layer)
+    assert abs(result.report["loss_increase_pct"]) < (2.0 if spec.weights == "int8" else 10.0)
+    assert result.report["after"]["size_bytes"] < result.report["before"]["size_bytes"] * (0.6 if spec.weights == "int8"
+                                                                                         else 0.45)
+    assert generate(loaded.model, loaded.tokenizer, "def add(", GenerationConfig(max_new_tokens=6)).completion_tokens
+
+
+def test_torch_backend_restores_exactly_what_it_quantized():
+    torch.manual_seed(0)
+
+    def build():
+        return torch.nn.Sequential(torch.nn.Linear(64, 96, bias=False), torch.nn.SiLU(),
+                                   torch.nn.Linear(96, 32, bias=False))
+
+    for spec, dtype in ((QuantSpec(), torch.float32), (QuantSpec(activations="none"), torch.bfloat16),
+                        (QuantSpec(weights="int4", group_size=32), torch.bfloat16)):
+        model = build().to(dtype).eval()
+        backend = TorchBackend()
+        backend.quantize(model, spec, None)
+        x = torch.randn(3, 64, dtype=dtype)
+        with torch.no_grad():
+            expected = model(x)
+        state, qmap = backend.serialize(model)
+        restored = backend.restore(build().to("meta"), state, json.loads(json.dumps(qmap)), spec, "cpu")
+        with torch.no_grad():
+            assert torch.equal(restored(x), expected), spec
+
+
+def test_torch_backend_refuses_what_it_cannot_do():
+    backend = TorchBackend()
+    with pytest.raises(UsageError, match="--backend quanto"):
+        backend.check(QuantSpec(weights="float8"))
+    with pytest.raises(UsageError, match="--backend quanto"):
+        backend.check(QuantSpec(weights="int8", activations="int8", dtype="float32"))
+    with pytest.raises(UsageError, match="needs --weights int8 and --dtype float32"):
+        backend.check(QuantSpec(weights="int8", activations="dynamic", dtype="bfloat16"))
+    with pytest.raises(UsageError, match="does not quantize activations dynamically"):
+        QuantoBackend().check(QuantSpec())
+
+
+def test_spec_defaults_resolve():
+    assert (QuantSpec().activations, QuantSpec().dtype) == ("dynamic", "float32")
+    assert (QuantSpec(weights="int4").activations, QuantSpec(weights="int4").dtype) == ("none", "bfloat16")
+    assert QuantSpec(activations="none").dtype == "bfloat16"
+    assert QuantSpec.from_dict(QuantSpec(weights="int4").to_dict()) == QuantSpec(weights="int4")
 
 
 def test_same_inputs_give_the_same_bytes(tiny, int8, tmp_path):
@@ -100,7 +172,7 @@ def test_safetensors_offsets_do_not_crash_int8pack(tmp_path):
     """Tensors loaded from a file sit at unaligned offsets; bf16 int8pack must still work after restore."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(256, 384), torch.nn.Linear(384, 50, bias=False)).to(torch.bfloat16)
-    spec = QuantSpec(weights="int8")
+    spec = QuantSpec(weights="int8", activations="none")
     backend = QuantoBackend()
     backend.quantize(model, spec, None)
     state, qmap = backend.serialize(model)
@@ -172,9 +244,9 @@ def test_corrupt_quantized_weights_are_a_checkpoint_error(int8, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("group_size", [128, 32])
-def test_int4_quantize_reload_generate(tiny, tmp_path, group_size):
+def test_quanto_int4_quantize_reload_generate(tiny, tmp_path, group_size):
     result = quantize_checkpoint(tiny, QuantSpec(weights="int4", group_size=group_size), out=tmp_path / "int4",
-                                 **FAST)
+                                 backend_name="quanto", **FAST)
     qmap = json.loads((result.artifact.path / "quantization.json").read_text())
     original = load_any(tiny).model
     for name, entry in qmap["layers"].items():

@@ -1,0 +1,144 @@
+"""Fused C kernels for decoding one token at a time on the CPU, built on first use.
+
+A batch-1 decode step of a small model is dominated by per-op overhead: the 27M HRM applies
+24 blocks per token, and each block is ~35 PyTorch ops around its 4 matmuls. ``kernels.c``
+does each block's rotary + KV-cache write + attention, residual + RMSNorm, and SwiGLU gate in
+three calls, leaving the matmuls to PyTorch (or to a quantized kernel).
+
+Guarantees:
+- Same math as ``hrmcode.model.layers`` (float32 only): the results differ from the PyTorch
+  ops by float rounding (summation order), not by formula. ``tests/model/test_decode.py``
+  checks logits and greedy tokens against the generic path.
+- Built with the system C compiler (``$CC``, else ``cc``; ``-O3 -march=native``) into
+  ``$HRMCODE_CACHE/kernels`` (default ``~/.cache/hrmcode/kernels``), keyed by the source, the
+  compiler and this CPU's flags, written under a temporary name and renamed, so concurrent
+  first uses are safe. Later uses only load the library.
+- With no compiler, a failed build, or ``HRMCODE_KERNELS=0``, ``load()`` returns None and the
+  models use their generic PyTorch path: slower, never different in kind. A failed build is
+  reported once on stderr.
+Not guaranteed: bit-identical outputs with the generic path, or any speed-up on batches,
+bfloat16 models, or prefill (those always take the generic path).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("kernels.c")
+ABI_VERSION = 1
+MAX_HEAD_DIM = 512  # the C kernels' per-head scratch size
+
+_lock = threading.Lock()
+_loaded: "Kernels | None | bool" = False  # False: not tried yet
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("HRMCODE_CACHE")
+    return Path(root) / "kernels" if root else Path.home() / ".cache" / "hrmcode" / "kernels"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CC", "cc"))
+
+
+def _library_path(compiler: str) -> Path:
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256("\0".join((SOURCE.read_text(), compiler, version, _cpu_flags(), platform.machine())).encode())
+    return cache_dir() / f"hrmcode-kernels-{key.hexdigest()[:16]}.so"
+
+
+def _build(compiler: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        command = [compiler, "-O3", "-march=native", "-fPIC", "-shared", "-o", tmp, str(SOURCE), "-lm"]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(" ".join(done.stderr.split())[:300] or f"{compiler} exited {done.returncode}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Kernels:
+    """The loaded library, with argument types declared once (ctypes calls are then ~1 us)."""
+
+    def __init__(self, path: Path):
+        lib = ctypes.CDLL(str(path))
+        if lib.hrm_kernels_version() != ABI_VERSION:
+            raise RuntimeError(f"{path} implements kernel ABI {lib.hrm_kernels_version()}, expected {ABI_VERSION}")
+        ptr, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+        self.rope_attend = lib.hrm_rope_attend
+        self.rope_attend.argtypes = [ptr, ptr, ptr, i64, i64, ptr, ptr, i32, i32, ptr, ptr]
+        self.rope_attend.restype = None
+        self.add_rms_norm = lib.hrm_add_rms_norm
+        self.add_rms_norm.argtypes = [ptr, ptr, i32, f32]
+        self.add_rms_norm.restype = None
+        self.silu_mul = lib.hrm_silu_mul
+        self.silu_mul.argtypes = [ptr, ptr, i32]
+        self.silu_mul.restype = None
+        self.path = path
+
+
+def load() -> Kernels | None:
+    """The kernels, building them the first time; None when they cannot be had here."""
+    global _loaded
+    if _loaded is not False:
+        return _loaded
+    with _lock:
+        if _loaded is not False:
+            return _loaded
+        _loaded = _load()
+        return _loaded
+
+
+def _load() -> Kernels | None:
+    if os.environ.get("HRMCODE_KERNELS", "1") == "0":
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        return None  # documented fallback; nothing to report on every run
+    try:
+        path = _library_path(compiler)
+        if not path.is_file():
+            _build(compiler, path)
+        return Kernels(path)
+    except (OSError, RuntimeError, AttributeError) as exc:
+        print(f"hrmcode: decode kernels unavailable, using the PyTorch path ({exc})", file=sys.stderr)
+        return None
+
+
+def reset() -> None:
+    """Forget the loaded state (tests switch ``HRMCODE_KERNELS`` and the cache directory)."""
+    global _loaded
+    with _lock:
+        _loaded = False
+
+
+def usable(h: torch.Tensor, head_dim: int) -> bool:
+    """Whether a decode step on ``h`` ([1, 1, hidden]) can use the kernels."""
+    return (h.dtype == torch.float32 and h.device.type == "cpu" and h.shape[0] == 1 and h.shape[1] == 1
+            and head_dim <= MAX_HEAD_DIM and not torch.is_grad_enabled())

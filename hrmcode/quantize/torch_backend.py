@@ -1,0 +1,253 @@
+"""PyTorch's own CPU kernels behind ``QuantBackend`` (the default backend).
+
+Three layer types replace ``nn.Linear``:
+
+- ``DynamicInt8Linear`` (``--weights int8 --activations dynamic``, the default): int8 weights,
+  symmetric per output channel; each call quantizes its float32 input to uint8 (per tensor,
+  asymmetric) and multiplies in int8 with fbgemm (``quantized::linear_dynamic``, VNNI on x86).
+  The fastest path on CPU for both prefill and decode, and the one ``hrmcode serve`` is tuned for.
+- ``Int8Linear`` (``--activations none``): int8 weights, per output channel, bfloat16
+  activations, ``torch._weight_int8pack_mm`` (the kernel optimum-quanto uses for the same spec).
+- ``Int4Linear`` (``--weights int4``): 4-bit weights, asymmetric per group of input features
+  (``--group-size`` 32/64/128/256; smaller where the layer's width needs it), bfloat16
+  activations, ``torch._weight_int4pack_mm_for_cpu`` (TinyGemm). No C++ extension is built.
+
+Guarantees: quantizing is deterministic (the same weights give the same bytes); a restored model
+computes exactly what the quantized one did; tensors are stored unpacked (int8, or two int4 per
+byte) and packed for the kernel at load, so files do not depend on the CPU.
+Not guaranteed: GPU speed. On a non-CPU device the layers dequantize their weights on the fly
+(correct, slow); ``DynamicInt8Linear`` runs on the CPU only. ``float8`` weights and statically
+calibrated int8 activations are the ``quanto`` backend's (``--backend quanto``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from fnmatch import fnmatch
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrmcode.errors import CheckpointError, UsageError
+from hrmcode.quantize.backend import QuantSpec
+
+INT4_GROUP_SIZES = (256, 128, 64, 32)  # what TinyGemm accepts
+_INT4_INNER_K_TILES = 2
+
+
+def _linear_names(model: nn.Module, exclude: tuple[str, ...]) -> list[str]:
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and not any(fnmatch(name, pattern) for pattern in exclude)]
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    owner, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(owner) if owner else model, attr, module)
+
+
+def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel: (int8 [N, K], float32 scale [N]) with w ~ q * scale."""
+    weight = weight.detach().float()
+    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    return torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def int4_group_size(in_features: int, requested: int) -> int | None:
+    """The largest TinyGemm group size <= ``requested`` that divides ``in_features``, if any."""
+    return next((g for g in INT4_GROUP_SIZES if g <= requested and in_features % g == 0), None)
+
+
+class DynamicInt8Linear(nn.Module):
+    """int8 weights x per-call int8 activations (fbgemm); float32 in and out."""
+
+    def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        self.out_features, self.in_features = weight_int8.shape
+        with warnings.catch_warnings():  # torch 2.13 flags quantized tensor creation as deprecated; the op is not
+            warnings.simplefilter("ignore")
+            quantized = torch._make_per_channel_quantized_tensor(
+                weight_int8, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0)
+        self.packed = torch.ops.quantized.linear_prepack(quantized, None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(x, self.packed, False)
+
+    def unpacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        quantized, _bias = torch.ops.quantized.linear_unpack(self.packed)
+        return quantized.int_repr(), quantized.q_per_channel_scales().float()
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 x dynamic int8"
+
+
+class Int8Linear(nn.Module):
+    """int8 weights (per output channel) x bfloat16 activations."""
+
+    def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype):
+        super().__init__()
+        self.out_features, self.in_features = weight_int8.shape
+        self.register_buffer("weight_int8", weight_int8.contiguous())
+        self.register_buffer("scale", scale.to(dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dtype == torch.bfloat16:
+            flat = torch._weight_int8pack_mm(x.reshape(-1, self.in_features), self.weight_int8, self.scale)
+            return flat.view(*x.shape[:-1], self.out_features)
+        return F.linear(x, self.weight_int8.to(x.dtype)) * self.scale.to(x.dtype)
+
+    def unpacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.weight_int8, self.scale.float()
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 x {self.scale.dtype}"
+
+
+class Int4Linear(nn.Module):
+    """4-bit weights, asymmetric per group: w = (q - 8) * scale + zero; bfloat16 activations."""
+
+    def __init__(self, nibbles: torch.Tensor, scales_and_zeros: torch.Tensor, group_size: int):
+        super().__init__()
+        self.out_features, half = nibbles.shape
+        self.in_features = 2 * half
+        self.group_size = group_size
+        # [N, K/2] uint8: element 2i in the high nibble, 2i+1 in the low one (what the file stores)
+        self.register_buffer("nibbles", nibbles.contiguous())
+        self.register_buffer("scales_and_zeros", scales_and_zeros.contiguous())
+        self.register_buffer("packed", torch._convert_weight_to_int4pack_for_cpu(self.codes(), _INT4_INNER_K_TILES),
+                             persistent=False)
+
+    @classmethod
+    def quantize(cls, weight: torch.Tensor, group_size: int, dtype: torch.dtype) -> "Int4Linear":
+        n, k = weight.shape
+        groups = weight.detach().float().view(n, k // group_size, group_size)
+        low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+        scale = ((high - low) / 15.0).clamp(min=1e-12)
+        codes = torch.round((groups - low) / scale).clamp(0, 15).to(torch.uint8).view(n, k)
+        zero = low + 8.0 * scale  # TinyGemm's zero point: w = (q - 8) * scale + zero = q * scale + low
+        scales_and_zeros = torch.cat((scale, zero), -1).view(n, k // group_size, 2).transpose(0, 1).to(dtype)
+        return cls((codes[:, 0::2] << 4) | codes[:, 1::2], scales_and_zeros, group_size)
+
+    def codes(self) -> torch.Tensor:
+        """[N, K] int32 in 0..15."""
+        return torch.stack((self.nibbles >> 4, self.nibbles & 15), -1).view(self.out_features, -1).to(torch.int32)
+
+    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        scale, zero = self.scales_and_zeros.float().transpose(0, 1).unbind(-1)  # [N, K/g] each
+        groups = self.codes().float().view(self.out_features, -1, self.group_size)
+        return ((groups - 8.0) * scale[..., None] + zero[..., None]).view(self.out_features, -1).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dtype == torch.bfloat16:
+            flat = torch._weight_int4pack_mm_for_cpu(x.reshape(-1, self.in_features), self.packed, self.group_size,
+                                                     self.scales_and_zeros)
+            return flat.view(*x.shape[:-1], self.out_features)
+        return F.linear(x, self.dequantized(x.dtype))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int4 group {self.group_size}"
+
+
+class TorchBackend:
+    name = "torch"
+
+    def check(self, spec: QuantSpec, *, loading: bool = False) -> None:
+        if spec.weights == "float8" or spec.activations == "int8":
+            raise UsageError(f"the torch backend does not do --weights {spec.weights} --activations {spec.activations}",
+                             "use --backend quanto for float8 weights or calibrated int8 activations")
+        if spec.activations == "dynamic" and (spec.weights != "int8" or spec.dtype != "float32"):
+            raise UsageError("--activations dynamic needs --weights int8 and --dtype float32",
+                             "drop --dtype, or use --activations none")
+        if spec.activations == "none" and spec.dtype != "bfloat16":
+            raise UsageError(f"--weights {spec.weights} --activations none runs with --dtype bfloat16 on this backend",
+                             "drop --dtype, or use --backend quanto")
+        if spec.activations == "dynamic" and "quantized::linear_dynamic" not in _registered_ops():
+            raise UsageError("this PyTorch build has no fbgemm (quantized::linear_dynamic)",
+                             "use --activations none")
+
+    def quantize(
+        self, model: nn.Module, spec: QuantSpec, calibrate: Callable[[nn.Module], None] | None
+    ) -> nn.Module:
+        names = _linear_names(model, spec.exclude)
+        if not names:
+            raise CheckpointError("the model has no nn.Linear layer left to quantize", "check --exclude")
+        for name in names:
+            linear = model.get_submodule(name)
+            if linear.bias is not None:
+                raise CheckpointError(f"layer {name} has a bias, which the torch backend does not quantize",
+                                      f"add --exclude {name} or use --backend quanto")
+            layer = self._quantized(linear.weight, spec)
+            if layer is not None:
+                _replace(model, name, layer)
+        return model
+
+    def _quantized(self, weight: torch.Tensor, spec: QuantSpec) -> nn.Module | None:
+        if spec.weights == "int4":
+            group = int4_group_size(weight.shape[1], spec.group_size)
+            if group is None or weight.shape[0] % 16:
+                return None  # stays in float: TinyGemm cannot take this shape
+            return Int4Linear.quantize(weight, group, spec.torch_dtype)
+        codes, scale = int8_per_channel(weight)
+        if spec.activations == "dynamic":
+            return DynamicInt8Linear(codes, scale)
+        return Int8Linear(codes, scale, spec.torch_dtype)
+
+    def serialize(self, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
+        state: dict[str, torch.Tensor] = {}
+        layers: dict[str, dict] = {}
+        quantized = {name: m for name, m in model.named_modules() if isinstance(m, (DynamicInt8Linear, Int8Linear, Int4Linear))}
+        for name, module in quantized.items():
+            if isinstance(module, Int4Linear):
+                layers[name] = {"weights": "int4", "activations": "none", "group_size": module.group_size}
+            else:
+                codes, scale = module.unpacked()
+                state[f"{name}.weight_int8"] = codes.contiguous()
+                state[f"{name}.scale"] = scale.contiguous()
+                dynamic = isinstance(module, DynamicInt8Linear)
+                layers[name] = {"weights": "int8", "activations": "dynamic" if dynamic else "none", "group_size": None}
+        for name, tensor in model.state_dict().items():
+            if name not in state:
+                state[name] = tensor.detach().contiguous()
+        return state, {"library": f"torch {torch.__version__.split('+')[0]}", "layers": layers}
+
+    def restore(
+        self, meta_model: nn.Module, state: dict[str, torch.Tensor], qmap: dict, spec: QuantSpec, device: str
+    ) -> nn.Module:
+        layers: dict[str, dict] = qmap.get("layers", {})
+        model = meta_model.to(spec.torch_dtype)
+        on_cpu = torch.device(device).type == "cpu"
+        for name, entry in layers.items():
+            try:
+                linear = model.get_submodule(name)
+                if entry["weights"] == "int4":
+                    layer = Int4Linear(state.pop(f"{name}.nibbles"), state.pop(f"{name}.scales_and_zeros"),
+                                       int(entry["group_size"]))
+                else:
+                    codes, scale = state.pop(f"{name}.weight_int8"), state.pop(f"{name}.scale")
+                    if entry["activations"] == "dynamic" and on_cpu:
+                        layer = DynamicInt8Linear(codes, scale)
+                    else:
+                        layer = Int8Linear(codes, scale, spec.torch_dtype)
+            except (AttributeError, KeyError) as exc:
+                raise CheckpointError(f"the quantized weights and map disagree on layer '{name}' ({exc})",
+                                      "the artifact is corrupt; rerun `hrmcode quantize`") from None
+            if (linear.out_features, linear.in_features) != (layer.out_features, layer.in_features):
+                raise CheckpointError(f"layer '{name}' is {layer.out_features}x{layer.in_features} in the weights and "
+                                      f"{linear.out_features}x{linear.in_features} in config.json",
+                                      "the weights and config.json do not belong together; rerun `hrmcode quantize`")
+            _replace(model, name, layer)
+        # The float tensors (embeddings, unquantized layers) are still on the meta device: take them from the file
+        # as they are (assign), never allocating a float copy of the quantized layers.
+        result = model.load_state_dict(state, strict=False, assign=True)
+        left = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+        if left or result.unexpected_keys:
+            what = left[:3] if left else result.unexpected_keys[:3]
+            label = "lacks" if left else "has unexpected"
+            raise CheckpointError(f"the quantized weights {label} tensors {', '.join(what)}",
+                                  "the weights and config.json do not belong together; rerun `hrmcode quantize`")
+        return model.to(device).eval()
+
+
+def _registered_ops() -> set[str]:
+    return {str(name) for name in torch._C._dispatch_get_all_op_names()}
