@@ -1,8 +1,14 @@
-"""Serving speed of one model in fp32 / bf16 / int8 / int4, measured over HTTP, side by side.
+"""Serving speed of one model in fp32 / bf16 / int8 / int8-wo / int4, measured over HTTP, side by side.
 
-    python benchmarks/serve_speed.py                       # random-init 27m HRM, all four variants
+    python benchmarks/serve_speed.py                       # random-init 27m HRM, the default variants
+    python benchmarks/serve_speed.py --threads 1,2         # each variant with 1 and with 2 torch threads
     python benchmarks/serve_speed.py --checkpoint runs/a   # a trained model artifact instead
     python benchmarks/serve_speed.py --config tiny --requests 2 --new-tokens 16   # quick check
+
+Variants: ``fp32`` and ``bf16`` (the float checkpoint), ``int8`` (what ``hrmcode quantize`` makes by
+default: int8 weights x dynamic int8 activations, torch backend), ``int8-wo`` (int8 weight-only,
+bf16 activations, torch backend), ``int4`` (int4 weight-only, group 128, torch backend) and
+``quanto-int8`` (int8 weight-only through optimum-quanto, not run unless named).
 
 For each variant a fresh subprocess loads the model (the quantized ones from the artifact that
 ``hrmcode quantize`` wrote, with no access to the float weights), serves it with
@@ -36,13 +42,21 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("fp32", "bf16", "int8", "int4")
+VARIANTS = ("fp32", "bf16", "int8", "int8-wo", "int4", "quanto-int8")
+DEFAULT_VARIANTS = ("fp32", "bf16", "int8", "int8-wo", "int4")
 STDLIB_MODULES = ("json.decoder", "json.encoder", "textwrap", "string", "shlex", "fnmatch", "difflib", "heapq",
                   "bisect", "calendar", "csv", "argparse", "glob", "posixpath", "ipaddress", "fractions", "statistics",
                   "pprint", "gettext", "tokenize", "base64", "colorsys", "configparser", "ftplib", "html.parser")
 
 
 # -- setup (parent process) ------------------------------------------------------------------
+def quantized_variants() -> dict:
+    from hrmcode.quantize import QuantSpec
+
+    return {"int8": (QuantSpec(), "auto"), "int8-wo": (QuantSpec(activations="none"), "torch"),
+            "int4": (QuantSpec(weights="int4"), "torch"), "quanto-int8": (QuantSpec(activations="none"), "quanto")}
+
+
 def stdlib_sources() -> list[str]:
     import importlib
 
@@ -160,7 +174,7 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
             prompt_lengths.append(prompt_tokens)
             if tokens > 1 and last > first:
                 speeds.append((tokens - 1) / (last - first))
-    return {"variant": variant, "load_s": load_s, "first_token_ms": statistics.median(first_token) * 1000,
+    return {"variant": variant, "threads": torch.get_num_threads(), "load_s": load_s, "first_token_ms": statistics.median(first_token) * 1000,
             "tokens_per_s": statistics.median(speeds) if speeds else None,
             "prompt_tokens": statistics.median(prompt_lengths),
             "peak_rss_mb": peak_rss_mb()}
@@ -175,12 +189,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_worker(args, variant: str, path: Path, prompts: list[str]) -> dict:
+def run_worker(args, variant: str, path: Path, prompts: list[str], threads: int | None) -> dict:
     command = [sys.executable, __file__, "--worker", variant, "--worker-path", str(path),
                "--new-tokens", str(args.new_tokens), "--requests", str(args.requests)]
     env = dict(os.environ, BENCH_PROMPTS=json.dumps(prompts))
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{variant} worker failed:\n{done.stderr[-3000:]}")
@@ -192,13 +206,14 @@ def main() -> None:
     parser.add_argument("--config", default="27m", help="model preset for the random-init model (default 27m)")
     parser.add_argument("--checkpoint", help="a trained model artifact to use instead of a random-init model")
     parser.add_argument("--heldout", help="held-out examples (artifact or JSONL); default: the model's, or stdlib")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of fp32,bf16,int8,int4")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--requests", type=int, default=5, help="timed requests per variant (after 1 warm-up)")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens generated per request")
     parser.add_argument("--heldout-limit", type=int, default=16, help="held-out examples scored for loss")
     parser.add_argument("--prompt-tokens", type=int, default=32,
                         help="prompt length for the timed requests (held-out prompts cut to this many tokens)")
-    parser.add_argument("--threads", type=int, help="torch threads in the workers (default: torch's choice)")
+    parser.add_argument("--threads", help="torch threads in the workers, or a comma-separated list to measure each "
+                                          "variant at each (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-path", help=argparse.SUPPRESS)
@@ -221,7 +236,7 @@ def main() -> None:
 def measure(args, variants: list[str], workdir: Path) -> None:
     import torch
 
-    from hrmcode.quantize import QuantSpec, find_heldout, quantize_checkpoint
+    from hrmcode.quantize import find_heldout, quantize_checkpoint
 
     if args.checkpoint:
         model_path, what = Path(args.checkpoint), f"trained checkpoint {args.checkpoint}"
@@ -241,6 +256,7 @@ def measure(args, variants: list[str], workdir: Path) -> None:
     prompts = [tokenizer.decode(tokenizer.encode_prompt(e.input.text, e.level)[: args.prompt_tokens],
                                 skip_special_tokens=False) for e in heldout_examples[:8]]
 
+    quantized = quantized_variants()
     rows = {}
     losses = {}
     sizes = {"fp32": (model_path / "model.safetensors").stat().st_size}
@@ -248,44 +264,50 @@ def measure(args, variants: list[str], workdir: Path) -> None:
     if "bf16" in variants:
         losses["bf16"] = heldout_loss(model_path, torch.bfloat16, heldout_examples, args.heldout_limit)
         sizes["bf16"] = bf16_size(model_path, workdir)
-    for weights in ("int8", "int4"):
-        if weights in variants:
-            result = quantize_checkpoint(model_path, QuantSpec(weights=weights), out=workdir / weights,
-                                         heldout=heldout_ref, limit=args.heldout_limit, exact_match_limit=0,
-                                         latency_tokens=2)
-            paths[weights] = result.artifact.path
+    for variant, (spec, backend) in quantized.items():
+        if variant in variants:
+            result = quantize_checkpoint(model_path, spec, out=workdir / variant, heldout=heldout_ref,
+                                         limit=args.heldout_limit, exact_match_limit=0, latency_tokens=2,
+                                         backend_name=backend)
+            paths[variant] = result.artifact.path
             losses["fp32"] = result.report["before"]["heldout_loss"]  # the same examples, the same function
-            losses[weights] = result.report["after"]["heldout_loss"]
-            sizes[weights] = result.report["after"]["size_bytes"]
+            losses[variant] = result.report["after"]["heldout_loss"]
+            sizes[variant] = result.report["after"]["size_bytes"]
     if "fp32" not in losses:
         losses["fp32"] = heldout_loss(model_path, None, heldout_examples, args.heldout_limit)
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else [None]
     for variant in variants:
-        print(f"measuring {variant} ...", file=sys.stderr)
-        rows[variant] = run_worker(args, variant, paths[variant], prompts)
+        for count in threads:
+            print(f"measuring {variant}" + (f" with {count} threads" if count else "") + " ...", file=sys.stderr)
+            rows[(variant, count)] = run_worker(args, variant, paths[variant], prompts, count)
 
     prompt_tokens = statistics.median(r["prompt_tokens"] for r in rows.values())
     print(f"\nmodel: {what}; held-out: {heldout_where} ({args.heldout_limit} max); "
           f"{args.requests} requests x {args.new_tokens} tokens after ~{prompt_tokens:.0f} prompt tokens, greedy, "
           f"streamed over HTTP; "
           f"torch {torch.__version__}, {os.cpu_count()} CPUs\n")
-    header = ["variant", "size MB", "load s", "first token ms", "tokens/s", "peak RSS MB", "held-out loss",
+    header = ["variant", "threads", "size MB", "load s", "first token ms", "tokens/s", "peak RSS MB", "held-out loss",
               "loss vs fp32"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for variant in variants:
-        r = rows[variant]
+    for (variant, count), r in rows.items():
         delta = (losses[variant] - losses["fp32"]) / losses["fp32"] * 100
         speed = "n/a" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:.1f}"
-        print(f"| {variant} | {sizes[variant] / 1e6:.1f} | {r['load_s']:.2f} | {r['first_token_ms']:.1f} | {speed} | "
-              f"{r['peak_rss_mb']:.0f} | {losses[variant]:.4f} | {delta:+.3f}% |")
-    if "int8" in rows:
-        r = rows["int8"]
-        checks = [("int8 first token < 50 ms", r["first_token_ms"] < 50),
-                  ("int8 >= 200 tokens/s", (r["tokens_per_s"] or 0) >= 200),
-                  ("int8 peak RSS < 300 MB", r["peak_rss_mb"] < 300),
-                  ("int8 loss increase <= 1 %", (losses["int8"] - losses["fp32"]) / losses["fp32"] <= 0.01)]
-        if "int4" in rows:
-            checks.append(("int4 loss increase <= 5 %", (losses["int4"] - losses["fp32"]) / losses["fp32"] <= 0.05))
+        print(f"| {variant} | {r['threads']} | {sizes[variant] / 1e6:.1f} | {r['load_s']:.2f} | "
+              f"{r['first_token_ms']:.1f} | {speed} | {r['peak_rss_mb']:.0f} | {losses[variant]:.4f} | {delta:+.3f}% |")
+    checks = []
+    for (variant, count), r in rows.items():
+        if variant != "int8":
+            continue
+        label = f"int8 ({r['threads']} threads)"
+        checks += [(f"{label} first token < 50 ms", r["first_token_ms"] < 50),
+                   (f"{label} >= 200 tokens/s", (r["tokens_per_s"] or 0) >= 200),
+                   (f"{label} peak RSS < 300 MB", r["peak_rss_mb"] < 300)]
+    if "int8" in losses:
+        checks.append(("int8 loss increase <= 1 %", (losses["int8"] - losses["fp32"]) / losses["fp32"] <= 0.01))
+    if "int4" in losses:
+        checks.append(("int4 loss increase <= 5 %", (losses["int4"] - losses["fp32"]) / losses["fp32"] <= 0.05))
+    if checks:
         print("\n" + "\n".join(f"{'met    ' if ok else 'NOT MET'}  {name}" for name, ok in checks))
 
 

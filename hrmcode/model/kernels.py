@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("kernels.c")
-ABI_VERSION = 1
+ABI_VERSION = 4
 MAX_HEAD_DIM = 512  # the C kernels' per-head scratch size
 
 _lock = threading.Lock()
@@ -83,6 +83,19 @@ def _build(compiler: str, target: Path) -> None:
             os.unlink(tmp)
 
 
+class Q8Linear(ctypes.Structure):
+    """``hrm_q8_linear``: one int8 linear layer's tensors, by address."""
+
+    _fields_ = [("weight", ctypes.c_void_p), ("scale", ctypes.c_void_p), ("rowsum", ctypes.c_void_p),
+                ("out_features", ctypes.c_int32), ("in_features", ctypes.c_int32)]
+
+
+class Q8Block(ctypes.Structure):
+    """``hrm_q8_block``: the four projections of one block."""
+
+    _fields_ = [("qkv", Q8Linear), ("o", Q8Linear), ("gate_up", Q8Linear), ("down", Q8Linear)]
+
+
 class Kernels:
     """The loaded library, with argument types declared once (ctypes calls are then ~1 us)."""
 
@@ -100,6 +113,12 @@ class Kernels:
         self.silu_mul = lib.hrm_silu_mul
         self.silu_mul.argtypes = [ptr, ptr, i32]
         self.silu_mul.restype = None
+        self.qlinear = lib.hrm_qlinear
+        self.qlinear.argtypes = [ptr, i64, i32, ptr, ptr, ptr, i32, ptr, ptr]
+        self.qlinear.restype = None
+        self.stack_q8 = lib.hrm_stack_q8
+        self.stack_q8.argtypes = [ptr, i32, ptr, i32, i32, f32, ptr, ptr, i64, i64, ptr, ptr, ptr, ptr]
+        self.stack_q8.restype = None
         self.path = path
 
 

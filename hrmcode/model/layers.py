@@ -14,6 +14,7 @@ later one (the prefix is attended bidirectionally only within itself).
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass
 
@@ -192,11 +193,12 @@ class KVCache:
             self.slots[key] = LayerKV()
         return self.slots[key]
 
-    def scratch(self, name: str, size: int, like: torch.Tensor) -> torch.Tensor:
-        """A reusable 1-D buffer of at least ``size`` elements, with ``like``'s dtype and device."""
+    def scratch(self, name: str, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A reusable 1-D CPU buffer of at least ``size`` elements."""
         buffer = self._scratch.get(name)
-        if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype:
-            buffer = self._scratch[name] = like.new_empty(max(size, 2 * (0 if buffer is None else buffer.numel())))
+        if buffer is None or buffer.numel() < size or buffer.dtype != dtype:
+            buffer = self._scratch[name] = torch.empty(max(size, 2 * (0 if buffer is None else buffer.numel())),
+                                                       dtype=dtype)
         return buffer
 
 
@@ -248,6 +250,27 @@ class Block(nn.Module):
         h = rms_norm(h + self.attn(h, rope, mask, kv), self.eps)
         return rms_norm(h + self.mlp(h), self.eps)
 
+    def q8_block(self) -> kernels.Q8Block | None:
+        """The four projections for ``hrm_block_q8``, when every one is an int8 layer offering ``q8_linear()``."""
+        parts = [getattr(m, "q8_linear", _no_q8)() for m in (self.attn.qkv, self.attn.o, self.mlp.gate_up, self.mlp.down)]
+        return None if None in parts else kernels.Q8Block(*parts)
+
+
+def _no_q8() -> None:
+    return None
+
+
+@dataclass
+class _Q8Plan:
+    """One stack call's int8 blocks, laid out for ``hrm_stack_q8`` (built once per generation and cache size)."""
+
+    kvs: list[LayerKV]
+    blocks: ctypes.Array
+    keys: ctypes.Array
+    values: ctypes.Array
+    capacity: int
+    inner: int
+
 
 class Stack(nn.Module):
     """Blocks applied in order; ``forward(z, injection)`` adds the injection first (HRM input injection).
@@ -281,21 +304,35 @@ class Stack(nn.Module):
 
     def _decode(self, fused: kernels.Kernels, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
                 cache: KVCache, key: tuple) -> torch.Tensor:
-        """``forward`` for one position ([1, 1, hidden], float32), updating ``h`` in place."""
+        """``forward`` for one position ([1, 1, hidden], float32), updating ``h`` in place.
+
+        When every projection is an int8 layer, the whole stack is one ``hrm_stack_q8`` call; otherwise each
+        block runs its projections as modules and the rest through the fused kernels.
+        """
         cos, sin = (t.contiguous() for t in rope)
         first = self.layers[0]
         heads, head_dim = first.attn.heads, first.attn.head_dim
         hidden = heads * head_dim
-        attn_out = cache.scratch("attn", hidden, h)[:hidden].view(1, 1, hidden)
-        h_ptr, attn_ptr = h.data_ptr(), attn_out.data_ptr()
+        h_ptr = h.data_ptr()
+        plan = self._q8_plan(cache, key, h)
+        if plan is not None:
+            scratch = cache.scratch("block", 4 * hidden + 3 * plan.inner + plan.capacity)
+            codes = cache.scratch("codes", max(hidden, plan.inner), torch.uint8)
+            fused.stack_q8(plan.blocks, len(plan.kvs), h_ptr, heads, head_dim, first.eps, plan.keys, plan.values,
+                           plan.capacity, plan.kvs[0].length, cos.data_ptr(), sin.data_ptr(), scratch.data_ptr(),
+                           codes.data_ptr())
+            for kv in plan.kvs:
+                kv.length += 1
+            return h
+        attn_out = cache.scratch("attn", hidden)[:hidden].view(1, 1, hidden)
         kv_shape = h.new_empty(1, heads, 0, head_dim)
         for i, layer in enumerate(self.layers):
             kv = cache.slot((*key, i))
             kv.reserve(1, kv_shape)
-            scores = cache.scratch("scores", kv.capacity, h)
+            scores = cache.scratch("scores", kv.capacity)
             qkv = layer.attn.qkv(h)
             fused.rope_attend(qkv.data_ptr(), kv.k_buffer.data_ptr(), kv.v_buffer.data_ptr(), kv.capacity, kv.length,
-                              cos.data_ptr(), sin.data_ptr(), heads, head_dim, attn_ptr, scores.data_ptr())
+                              cos.data_ptr(), sin.data_ptr(), heads, head_dim, attn_out.data_ptr(), scores.data_ptr())
             kv.length += 1
             # Every tensor handed to C is held by a name until the call returns: a temporary would be
             # freed first, and free() may write into it.
@@ -303,8 +340,43 @@ class Stack(nn.Module):
             fused.add_rms_norm(h_ptr, attended.data_ptr(), hidden, layer.eps)
             gate_up = layer.mlp.gate_up(h)
             inner = gate_up.shape[-1] // 2
-            gated = cache.scratch("gated", inner, h)[:inner].view(1, 1, inner)
+            gated = cache.scratch("gated", inner)[:inner].view(1, 1, inner)
             fused.silu_mul(gate_up.data_ptr(), gated.data_ptr(), inner)
             mixed = layer.mlp.down(gated)
             fused.add_rms_norm(h_ptr, mixed.data_ptr(), hidden, layer.eps)
         return h
+
+    def _q8_plan(self, cache: KVCache, key: tuple, h: torch.Tensor) -> _Q8Plan | None:
+        """This stack call's ``_Q8Plan`` (None when a block is not all int8), with room for one more position.
+
+        Kept in the cache: the weights cannot change within one generation, and a new generation gets a new cache.
+        """
+        plans = cache.__dict__.setdefault("_q8_plans", {})
+        plan = plans.get(key, False)
+        if plan is None:
+            return None
+        kvs = plan.kvs if plan else [cache.slot((*key, i)) for i in range(len(self.layers))]
+        if plan and kvs[0].length < plan.capacity:
+            return plan
+        if not plan:
+            blocks = [layer.q8_block() for layer in self.layers]
+            if None in blocks:
+                plans[key] = None
+                return None
+        first = self.layers[0].attn
+        like = h.new_empty(1, first.heads, 0, first.head_dim)
+        for kv in kvs:
+            kv.reserve(1, like)
+        if len({kv.capacity for kv in kvs}) != 1 or len({kv.length for kv in kvs}) != 1:
+            plans[key] = None  # slots filled unevenly (not by this model's forward): take the per-block path
+            return None
+        pointers = ctypes.c_void_p * len(kvs)
+        plan = plans[key] = _Q8Plan(
+            kvs=kvs,
+            blocks=plan.blocks if plan else (kernels.Q8Block * len(blocks))(*blocks),
+            keys=pointers(*(kv.k_buffer.data_ptr() for kv in kvs)),
+            values=pointers(*(kv.v_buffer.data_ptr() for kv in kvs)),
+            capacity=kvs[0].capacity,
+            inner=plan.inner if plan else blocks[0].down.in_features,
+        )
+        return plan

@@ -3,9 +3,11 @@
 Three layer types replace ``nn.Linear``:
 
 - ``DynamicInt8Linear`` (``--weights int8 --activations dynamic``, the default): int8 weights,
-  symmetric per output channel; each call quantizes its float32 input to uint8 (per tensor,
-  asymmetric) and multiplies in int8 with fbgemm (``quantized::linear_dynamic``, VNNI on x86).
-  The fastest path on CPU for both prefill and decode, and the one ``hrmcode serve`` is tuned for.
+  symmetric per output channel; each call quantizes every float32 input row to uint8
+  (asymmetric, per row) and multiplies in int8 with ``hrm_qlinear`` from the decode kernels
+  (AVX512-VNNI where the CPU has it). The fastest path on CPU for both prefill and decode, and
+  the one ``hrmcode serve`` is tuned for; without a C compiler it falls back to the same
+  arithmetic in PyTorch ops (identical numbers, several times slower than float32).
 - ``Int8Linear`` (``--activations none``): int8 weights, per output channel, bfloat16
   activations, ``torch._weight_int8pack_mm`` (the kernel optimum-quanto uses for the same spec).
 - ``Int4Linear`` (``--weights int4``): 4-bit weights, asymmetric per group of input features
@@ -15,14 +17,12 @@ Three layer types replace ``nn.Linear``:
 Guarantees: quantizing is deterministic (the same weights give the same bytes); a restored model
 computes exactly what the quantized one did; tensors are stored unpacked (int8, or two int4 per
 byte) and packed for the kernel at load, so files do not depend on the CPU.
-Not guaranteed: GPU speed. On a non-CPU device the layers dequantize their weights on the fly
-(correct, slow); ``DynamicInt8Linear`` runs on the CPU only. ``float8`` weights and statically
+Not guaranteed: GPU speed. On a non-CPU device the layers compute in PyTorch ops (correct, slow). ``float8`` weights and statically
 calibrated int8 activations are the ``quanto`` backend's (``--backend quanto``).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from fnmatch import fnmatch
 
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrmcode.errors import CheckpointError, UsageError
+from hrmcode.model import kernels
 from hrmcode.quantize.backend import QuantSpec
 
 INT4_GROUP_SIZES = (256, 128, 64, 32)  # what TinyGemm accepts
@@ -59,24 +60,60 @@ def int4_group_size(in_features: int, requested: int) -> int | None:
     return next((g for g in INT4_GROUP_SIZES if g <= requested and in_features % g == 0), None)
 
 
+def dynamic_int8_reference(x: torch.Tensor, weight_int8: torch.Tensor, scale: torch.Tensor,
+                           row_sums: torch.Tensor) -> torch.Tensor:
+    """What ``hrm_qlinear`` (``hrmcode/model/kernels.c``) computes, in PyTorch ops (the path without a C compiler).
+
+    Each input row is quantized to uint8 over [min(x, 0), max(x, 0)]; the integer products are summed exactly
+    (float64 holds them), then scaled back: y = (xscale * wscale) * (sum q_x q_w - zero * rowsum).
+    """
+    flat = x.reshape(-1, x.shape[-1]).float()
+    low = flat.amin(-1, keepdim=True).clamp(max=0)
+    high = flat.amax(-1, keepdim=True).clamp(min=0)
+    xscale = (high - low) / 255.0
+    xscale = torch.where(xscale == 0, torch.ones_like(xscale), xscale)
+    zero = torch.round(-low / xscale).clamp(0, 255)
+    codes = (torch.round(flat * (1.0 / xscale)) + zero).clamp(0, 255)
+    products = codes.double() @ weight_int8.double().T - zero.double() * row_sums.double()[None, :]
+    y = (xscale * scale[None, :]) * products.float()
+    return y.view(*x.shape[:-1], weight_int8.shape[0])
+
+
 class DynamicInt8Linear(nn.Module):
-    """int8 weights x per-call int8 activations (fbgemm); float32 in and out."""
+    """int8 weights x int8 activations quantized per row on every call; float32 in and out.
+
+    Runs ``hrm_qlinear`` from ``hrmcode.model.kernels`` (AVX512-VNNI where the CPU has it), else
+    ``dynamic_int8_reference`` (the same numbers, much slower).
+    """
 
     def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor):
         super().__init__()
         self.out_features, self.in_features = weight_int8.shape
-        with warnings.catch_warnings():  # torch 2.13 flags quantized tensor creation as deprecated; the op is not
-            warnings.simplefilter("ignore")
-            quantized = torch._make_per_channel_quantized_tensor(
-                weight_int8, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0)
-        self.packed = torch.ops.quantized.linear_prepack(quantized, None)
+        self.register_buffer("weight_int8", weight_int8.contiguous())
+        self.register_buffer("scale", scale.float().contiguous())
+        self.register_buffer("row_sums", weight_int8.sum(1, dtype=torch.int32), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self.packed, False)
+        fused = kernels.load() if x.device.type == "cpu" and x.dtype == torch.float32 else None
+        if fused is None:
+            return dynamic_int8_reference(x, self.weight_int8, self.scale, self.row_sums).to(x.dtype)
+        flat = x.reshape(-1, self.in_features).contiguous()
+        rows = flat.shape[0]
+        y = flat.new_empty(*x.shape[:-1], self.out_features)
+        codes = torch.empty(min(rows, 64) * self.in_features, dtype=torch.uint8)
+        fused.qlinear(flat.data_ptr(), rows, self.in_features, self.weight_int8.data_ptr(), self.scale.data_ptr(),
+                      self.row_sums.data_ptr(), self.out_features, y.data_ptr(), codes.data_ptr())
+        return y
 
     def unpacked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        quantized, _bias = torch.ops.quantized.linear_unpack(self.packed)
-        return quantized.int_repr(), quantized.q_per_channel_scales().float()
+        return self.weight_int8, self.scale
+
+    def q8_linear(self) -> kernels.Q8Linear | None:
+        """This layer's tensors by address, for the fused kernels (``hrm_stack_q8``); None off the CPU."""
+        if self.weight_int8.device.type != "cpu" or self.scale.dtype != torch.float32:
+            return None
+        return kernels.Q8Linear(self.weight_int8.data_ptr(), self.scale.data_ptr(), self.row_sums.data_ptr(),
+                                self.out_features, self.in_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 x dynamic int8"
@@ -162,9 +199,6 @@ class TorchBackend:
         if spec.activations == "none" and spec.dtype != "bfloat16":
             raise UsageError(f"--weights {spec.weights} --activations none runs with --dtype bfloat16 on this backend",
                              "drop --dtype, or use --backend quanto")
-        if spec.activations == "dynamic" and "quantized::linear_dynamic" not in _registered_ops():
-            raise UsageError("this PyTorch build has no fbgemm (quantized::linear_dynamic)",
-                             "use --activations none")
 
     def quantize(
         self, model: nn.Module, spec: QuantSpec, calibrate: Callable[[nn.Module], None] | None
@@ -216,7 +250,6 @@ class TorchBackend:
     ) -> nn.Module:
         layers: dict[str, dict] = qmap.get("layers", {})
         model = meta_model.to(spec.torch_dtype)
-        on_cpu = torch.device(device).type == "cpu"
         for name, entry in layers.items():
             try:
                 linear = model.get_submodule(name)
@@ -225,7 +258,7 @@ class TorchBackend:
                                        int(entry["group_size"]))
                 else:
                     codes, scale = state.pop(f"{name}.weight_int8"), state.pop(f"{name}.scale")
-                    if entry["activations"] == "dynamic" and on_cpu:
+                    if entry["activations"] == "dynamic":
                         layer = DynamicInt8Linear(codes, scale)
                     else:
                         layer = Int8Linear(codes, scale, spec.torch_dtype)
@@ -247,7 +280,3 @@ class TorchBackend:
             raise CheckpointError(f"the quantized weights {label} tensors {', '.join(what)}",
                                   "the weights and config.json do not belong together; rerun `hrmcode quantize`")
         return model.to(device).eval()
-
-
-def _registered_ops() -> set[str]:
-    return {str(name) for name in torch._C._dispatch_get_all_op_names()}
