@@ -98,7 +98,10 @@ void hrm_silu_mul(const float *gate_up, float *out, int inner) {
 
 /* ---- int8 linear layers: int8 weights x int8 activations quantized per call ----------------------
  *
- * Weights: int8 [n, k] row-major, symmetric per output row (w ~ q * wscale[n]); rowsum[n] = sum_k q[n, k].
+ * Weights: int8, symmetric per output row (w ~ q * wscale[n]); rowsum[n] = sum_k q[n, k]. They are packed in
+ * blocks of 16 output rows x 4 inputs (64 bytes, one AVX-512 register): packed[b][i][r][c] = q[16 b + r][4 i + c]
+ * for b < ceil(n / 16), i < k / 4 (rows past n are zero). Each dot product then accumulates 16 outputs at once
+ * (VNNI vpdpbusd) with no horizontal sums. k must be a multiple of 4.
  * Activations: each input row is quantized to uint8 on the fly, asymmetric over [min(x, 0), max(x, 0)]:
  *   scale = (hi - lo) / 255, zero = clamp(round(-lo / scale), 0, 255), q = clamp(round(x / scale) + zero, 0, 255).
  * Output: y[m, n] = (xscale[m] * wscale[n]) * (float)(sum_k qx[m, k] * qw[n, k] - zero[m] * rowsum[n]).
@@ -123,66 +126,120 @@ static void quantize_row(const float *x, int k, uint8_t *q, float *scale_out, in
     *zero_out = zero;
 }
 
-/* acc[r * stride] = sum_i x[i] * w[r, i] for rows r0 .. r0 + 3 (exact int32). */
-static void dot4(const uint8_t *x, const int8_t *w, int k, int32_t *acc) {
-    const int8_t *w0 = w, *w1 = w + k, *w2 = w + 2 * k, *w3 = w + 3 * k;
+typedef struct {
+    const uint8_t *qx; /* rows x k quantized activations */
+    const float *xscale;
+    const int32_t *xzero;
+    int rows, k;
+    const int8_t *w; /* packed */
+    const float *wscale;
+    const int32_t *rowsum;
+    int n, b0, b1; /* row blocks [b0, b1) */
+    float *y;      /* activation row j, output r at y[j * n + r] */
+} qgemm_task;
+
+/* Outputs 16 b .. 16 b + 15 of activation row j from their 16 exact sums. */
+static void store16(const qgemm_task *t, int j, int b, const int32_t *acc) {
+    const int r0 = 16 * b, count = t->n - r0 < 16 ? t->n - r0 : 16;
+    float *out = t->y + (int64_t)j * t->n + r0;
+    for (int c = 0; c < count; c++)
+        out[c] = (t->xscale[j] * t->wscale[r0 + c]) * (float)(acc[c] - t->xzero[j] * t->rowsum[r0 + c]);
+}
+
+static int32_t load4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+#define TILE 8 /* activation rows per pass over a row block */
+
+static void qgemm(const qgemm_task *t) {
+    const int k4 = t->k / 4;
+    for (int b = t->b0; b < t->b1; b++) {
+        const int8_t *wb = t->w + (int64_t)b * k4 * 64;
+        for (int j0 = 0; j0 < t->rows; j0 += TILE) {
+            const int jn = t->rows - j0 < TILE ? t->rows - j0 : TILE;
+            int32_t acc[TILE][16];
 #ifdef HRM_VNNI
-    if (k % 64 == 0) {
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-        for (int i = 0; i < k; i += 64) {
-            const __m512i xv = _mm512_loadu_si512(x + i);
-            a0 = _mm512_dpbusd_epi32(a0, xv, _mm512_loadu_si512(w0 + i));
-            a1 = _mm512_dpbusd_epi32(a1, xv, _mm512_loadu_si512(w1 + i));
-            a2 = _mm512_dpbusd_epi32(a2, xv, _mm512_loadu_si512(w2 + i));
-            a3 = _mm512_dpbusd_epi32(a3, xv, _mm512_loadu_si512(w3 + i));
+            __m512i a[TILE];
+            for (int j = 0; j < TILE; j++) a[j] = _mm512_setzero_si512();
+            if (jn == TILE) {
+                for (int i = 0; i < k4; i++) {
+                    const __m512i wv = _mm512_loadu_si512(wb + (int64_t)i * 64);
+                    for (int j = 0; j < TILE; j++)
+                        a[j] = _mm512_dpbusd_epi32(
+                            a[j], _mm512_set1_epi32(load4(t->qx + (int64_t)(j0 + j) * t->k + 4 * i)), wv);
+                }
+            } else {
+                for (int i = 0; i < k4; i++) {
+                    const __m512i wv = _mm512_loadu_si512(wb + (int64_t)i * 64);
+                    for (int j = 0; j < jn; j++)
+                        a[j] = _mm512_dpbusd_epi32(
+                            a[j], _mm512_set1_epi32(load4(t->qx + (int64_t)(j0 + j) * t->k + 4 * i)), wv);
+                }
+            }
+            for (int j = 0; j < jn; j++) _mm512_storeu_si512(acc[j], a[j]);
+#else
+            memset(acc, 0, sizeof(acc));
+            for (int i = 0; i < k4; i++) {
+                const int8_t *wv = wb + (int64_t)i * 64;
+                for (int j = 0; j < jn; j++) {
+                    const uint8_t *x = t->qx + (int64_t)(j0 + j) * t->k + 4 * i;
+                    for (int r = 0; r < 16; r++)
+                        acc[j][r] += x[0] * wv[4 * r] + x[1] * wv[4 * r + 1] + x[2] * wv[4 * r + 2] +
+                                     x[3] * wv[4 * r + 3];
+                }
+            }
+#endif
+            for (int j = 0; j < jn; j++) store16(t, j0 + j, b, acc[j]);
         }
-        acc[0] = _mm512_reduce_add_epi32(a0);
-        acc[1] = _mm512_reduce_add_epi32(a1);
-        acc[2] = _mm512_reduce_add_epi32(a2);
-        acc[3] = _mm512_reduce_add_epi32(a3);
-        return;
+    }
+}
+
+/* One activation row (a decode step): 4 row blocks at a time, so 4 independent sums are in flight. */
+static void qgemv(const qgemm_task *t) {
+    const int k4 = t->k / 4, blocks = t->b1;
+    int b = 0;
+#ifdef HRM_VNNI
+    for (; b + 4 <= blocks; b += 4) {
+        const int8_t *w0 = t->w + (int64_t)b * k4 * 64, *w1 = w0 + k4 * 64, *w2 = w1 + k4 * 64, *w3 = w2 + k4 * 64;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < k4; i++) {
+            const __m512i xv = _mm512_set1_epi32(load4(t->qx + 4 * i));
+            a0 = _mm512_dpbusd_epi32(a0, xv, _mm512_loadu_si512(w0 + (int64_t)i * 64));
+            a1 = _mm512_dpbusd_epi32(a1, xv, _mm512_loadu_si512(w1 + (int64_t)i * 64));
+            a2 = _mm512_dpbusd_epi32(a2, xv, _mm512_loadu_si512(w2 + (int64_t)i * 64));
+            a3 = _mm512_dpbusd_epi32(a3, xv, _mm512_loadu_si512(w3 + (int64_t)i * 64));
+        }
+        int32_t acc[4][16];
+        _mm512_storeu_si512(acc[0], a0);
+        _mm512_storeu_si512(acc[1], a1);
+        _mm512_storeu_si512(acc[2], a2);
+        _mm512_storeu_si512(acc[3], a3);
+        for (int c = 0; c < 4; c++) store16(t, 0, b + c, acc[c]);
     }
 #endif
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int i = 0; i < k; i++) {
-        const int32_t xi = x[i];
-        s0 += xi * w0[i];
-        s1 += xi * w1[i];
-        s2 += xi * w2[i];
-        s3 += xi * w3[i];
-    }
-    acc[0] = s0, acc[1] = s1, acc[2] = s2, acc[3] = s3;
+    qgemm_task rest = *t;
+    rest.b0 = b;
+    qgemm(&rest);
 }
 
-static int32_t dot1(const uint8_t *x, const int8_t *w, int k) {
-    int32_t s = 0;
-    for (int i = 0; i < k; i++) s += (int32_t)x[i] * w[i];
-    return s;
-}
-
-/* y [m, n] = x [m, k] @ dequantized(w).T, as described above. qx: scratch of m * k bytes. */
+/* y [m, n] = x [m, k] @ dequantized(w).T, as described above; w packed. qx: scratch of min(m, 64) * k bytes.
+ * Single-threaded: a second thread of ours would compete with PyTorch's OpenMP workers, which spin between ops. */
 void hrm_qlinear(const float *x, int64_t m, int k, const int8_t *w, const float *wscale, const int32_t *rowsum,
                  int n, float *y, uint8_t *qx) {
     float xscale[64];
     int32_t xzero[64];
-    for (int64_t m0 = 0; m0 < m; m0 += 64) { /* rows in chunks, so the weights are read once per 64 rows */
+    const int blocks = (n + 15) / 16;
+    for (int64_t m0 = 0; m0 < m; m0 += 64) { /* rows in chunks of 64: their codes fit the scratch */
         const int rows = (int)(m - m0 < 64 ? m - m0 : 64);
         for (int j = 0; j < rows; j++) quantize_row(x + (m0 + j) * k, k, qx + (int64_t)j * k, &xscale[j], &xzero[j]);
-        int r = 0;
-        for (; r + 4 <= n; r += 4) {
-            for (int j = 0; j < rows; j++) {
-                int32_t acc[4];
-                dot4(qx + (int64_t)j * k, w + (int64_t)r * k, k, acc);
-                float *out = y + (m0 + j) * n + r;
-                for (int t = 0; t < 4; t++)
-                    out[t] = (xscale[j] * wscale[r + t]) * (float)(acc[t] - xzero[j] * rowsum[r + t]);
-            }
-        }
-        for (; r < n; r++)
-            for (int j = 0; j < rows; j++) {
-                int32_t acc = dot1(qx + (int64_t)j * k, w + (int64_t)r * k, k);
-                y[(m0 + j) * n + r] = (xscale[j] * wscale[r]) * (float)(acc - xzero[j] * rowsum[r]);
-            }
+        qgemm_task task = {qx, xscale, xzero, rows, k, w, wscale, rowsum, n, 0, blocks, y + m0 * n};
+        if (rows == 1)
+            qgemv(&task);
+        else
+            qgemm(&task);
     }
 }
 
@@ -227,4 +284,4 @@ void hrm_stack_q8(const hrm_q8_block *blocks, int n, float *h, int heads, int he
 }
 
 /* The ABI version this file implements; kernels.py refuses a library that reports another. */
-int hrm_kernels_version(void) { return 4; }
+int hrm_kernels_version(void) { return 7; }

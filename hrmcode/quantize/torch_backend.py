@@ -79,40 +79,84 @@ def dynamic_int8_reference(x: torch.Tensor, weight_int8: torch.Tensor, scale: to
     return y.view(*x.shape[:-1], weight_int8.shape[0])
 
 
+def pack_int8(weight_int8: torch.Tensor) -> torch.Tensor:
+    """[N, K] -> the kernels' layout [ceil(N / 16), K / 4, 16, 4] (16 output rows x 4 inputs per 64 bytes)."""
+    n, k = weight_int8.shape
+    blocks = -(-n // 16)
+    padded = weight_int8.new_zeros(blocks * 16, k)
+    padded[:n] = weight_int8
+    return padded.view(blocks, 16, k // 4, 4).permute(0, 2, 1, 3).contiguous()
+
+
+def unpack_int8(packed: torch.Tensor, out_features: int) -> torch.Tensor:
+    """The inverse of ``pack_int8``."""
+    blocks, k4 = packed.shape[:2]
+    return packed.permute(0, 2, 1, 3).reshape(blocks * 16, k4 * 4)[:out_features].contiguous()
+
+
 class DynamicInt8Linear(nn.Module):
     """int8 weights x int8 activations quantized per row on every call; float32 in and out.
 
-    Runs ``hrm_qlinear`` from ``hrmcode.model.kernels`` (AVX512-VNNI where the CPU has it), else
-    ``dynamic_int8_reference`` (the same numbers, much slower).
+    With the decode kernels (``hrmcode.model.kernels``) the weights are held only in their packed
+    layout and ``hrm_qlinear`` runs the layer (AVX512-VNNI where the CPU has it); without them,
+    ``dynamic_int8_reference`` (the same numbers, much slower). ``state_dict`` holds the plain
+    ``weight_int8`` either way.
     """
 
     def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor):
         super().__init__()
         self.out_features, self.in_features = weight_int8.shape
-        self.register_buffer("weight_int8", weight_int8.contiguous())
         self.register_buffer("scale", scale.float().contiguous())
         self.register_buffer("row_sums", weight_int8.sum(1, dtype=torch.int32), persistent=False)
+        self._set_weight(weight_int8)
+
+    def _set_weight(self, weight_int8: torch.Tensor) -> None:
+        self.packed = kernels.load() is not None and self.in_features % 4 == 0
+        if self.packed:
+            self.register_buffer("weight_packed", pack_int8(weight_int8), persistent=False)
+        else:
+            self.register_buffer("weight_int8", weight_int8.contiguous())
+
+    @property
+    def plain_weight(self) -> torch.Tensor:
+        return unpack_int8(self.weight_packed, self.out_features) if self.packed else self.weight_int8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = kernels.load() if x.device.type == "cpu" and x.dtype == torch.float32 else None
+        fused = kernels.load() if self.packed and x.device.type == "cpu" and x.dtype == torch.float32 else None
         if fused is None:
-            return dynamic_int8_reference(x, self.weight_int8, self.scale, self.row_sums).to(x.dtype)
+            return dynamic_int8_reference(x, self.plain_weight, self.scale, self.row_sums).to(x.dtype)
         flat = x.reshape(-1, self.in_features).contiguous()
         rows = flat.shape[0]
         y = flat.new_empty(*x.shape[:-1], self.out_features)
         codes = torch.empty(min(rows, 64) * self.in_features, dtype=torch.uint8)
-        fused.qlinear(flat.data_ptr(), rows, self.in_features, self.weight_int8.data_ptr(), self.scale.data_ptr(),
+        fused.qlinear(flat.data_ptr(), rows, self.in_features, self.weight_packed.data_ptr(), self.scale.data_ptr(),
                       self.row_sums.data_ptr(), self.out_features, y.data_ptr(), codes.data_ptr())
         return y
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.packed:
+            destination[prefix + "weight_int8"] = self.plain_weight
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        key = prefix + "weight_int8"
+        if self.packed and key in state_dict:  # stored plain, held packed
+            weight = state_dict[key]
+            self.row_sums = weight.sum(1, dtype=torch.int32)
+            self._set_weight(weight)
+            state_dict = {k: v for k, v in state_dict.items() if k != key}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
     def unpacked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.weight_int8, self.scale
+        return self.plain_weight, self.scale
 
     def q8_linear(self) -> kernels.Q8Linear | None:
-        """This layer's tensors by address, for the fused kernels (``hrm_stack_q8``); None off the CPU."""
-        if self.weight_int8.device.type != "cpu" or self.scale.dtype != torch.float32:
+        """This layer's tensors by address, for the fused kernels (``hrm_stack_q8``); None when not packed for them."""
+        if not self.packed or self.weight_packed.device.type != "cpu" or self.scale.dtype != torch.float32:
             return None
-        return kernels.Q8Linear(self.weight_int8.data_ptr(), self.scale.data_ptr(), self.row_sums.data_ptr(),
+        return kernels.Q8Linear(self.weight_packed.data_ptr(), self.scale.data_ptr(), self.row_sums.data_ptr(),
                                 self.out_features, self.in_features)
 
     def extra_repr(self) -> str:
