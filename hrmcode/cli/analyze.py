@@ -9,7 +9,6 @@ import typer
 from hrmcode.cli._common import OutOpt, examples_epilog
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._output import out
-from hrmcode.data.analyze import analyze as analyze_tasks
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +34,7 @@ def register(app: typer.Typer) -> None:
             Optional[str], typer.Option("--name", help="Analysis name in the workspace (default: the tasks artifact's name).")
         ] = None,
     ) -> None:
+        from hrmcode.data.analyze import analyze as analyze_tasks  # imported here: the data pipeline's libraries load only for this command
         result, summary = analyze_tasks(artifact, out=out_dir, name=name)
         payload = {"artifact": str(result.path), **summary}
 

@@ -9,7 +9,6 @@ import typer
 from hrmcode.cli._common import DryRunOpt, JobsOpt, OutOpt, RedoOpt, examples_epilog
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._output import out
-from hrmcode.data.validate import validate as run_validate
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +47,7 @@ def register(app: typer.Typer) -> None:
         redo: RedoOpt = False,
         dry_run: DryRunOpt = False,
     ) -> None:
+        from hrmcode.data.validate import validate as run_validate  # imported here: the data pipeline's libraries load only for this command
         result = run_validate(examples, out=out_dir, min_score=min_score, dedup_threshold=dedup_threshold,
                               contamination_threshold=contamination_threshold, allow_contaminated=allow_contaminated,
                               exec_checks=not no_exec, exec_timeout_s=exec_timeout, jobs=jobs, redo=redo, dry_run=dry_run)

@@ -243,6 +243,22 @@ void hrm_qlinear(const float *x, int64_t m, int k, const int8_t *w, const float 
     }
 }
 
+/* Pack q [n, k] (row-major) into the layout above and sum its rows, in one pass with no temporaries. */
+void hrm_pack_q8(const int8_t *q, int n, int k, int8_t *packed, int32_t *rowsum) {
+    const int k4 = k / 4, blocks = (n + 15) / 16;
+    memset(packed, 0, (size_t)blocks * k4 * 64);
+    for (int r = 0; r < n; r++) {
+        const int8_t *row = q + (int64_t)r * k;
+        int8_t *out = packed + (int64_t)(r / 16) * k4 * 64 + (r % 16) * 4;
+        int32_t sum = 0;
+        for (int i = 0; i < k4; i++) {
+            memcpy(out + (int64_t)i * 64, row + 4 * i, 4);
+            sum += row[4 * i] + row[4 * i + 1] + row[4 * i + 2] + row[4 * i + 3];
+        }
+        rowsum[r] = sum;
+    }
+}
+
 /* ---- one whole block for one position, every projection an int8 linear ------------------------------ */
 
 typedef struct {
@@ -284,4 +300,4 @@ void hrm_stack_q8(const hrm_q8_block *blocks, int n, float *h, int heads, int he
 }
 
 /* The ABI version this file implements; kernels.py refuses a library that reports another. */
-int hrm_kernels_version(void) { return 7; }
+int hrm_kernels_version(void) { return 8; }

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("kernels.c")
-ABI_VERSION = 7
+ABI_VERSION = 8
 MAX_HEAD_DIM = 512  # the C kernels' per-head scratch size
 
 _lock = threading.Lock()
@@ -116,6 +116,9 @@ class Kernels:
         self.qlinear = lib.hrm_qlinear
         self.qlinear.argtypes = [ptr, i64, i32, ptr, ptr, ptr, i32, ptr, ptr]
         self.qlinear.restype = None
+        self.pack_q8 = lib.hrm_pack_q8
+        self.pack_q8.argtypes = [ptr, i32, i32, ptr, ptr]
+        self.pack_q8.restype = None
         self.stack_q8 = lib.hrm_stack_q8
         self.stack_q8.argtypes = [ptr, i32, ptr, i32, i32, f32, ptr, ptr, i64, i64, ptr, ptr, ptr, ptr]
         self.stack_q8.restype = None

@@ -38,6 +38,7 @@ from hrmcode.artifacts import MANIFEST, Artifact, ArtifactWriter, load_artifact,
 from hrmcode.data.examples import Example, parse_example
 from hrmcode.errors import ArtifactError, CheckpointError, InputError, ThresholdNotMet
 from hrmcode.jsonl import read_jsonl
+from hrmcode.memory import release_freed
 from hrmcode.quantize import measure
 from hrmcode.quantize.backend import QuantSpec, get_backend
 from hrmcode.reporting import reporter
@@ -105,49 +106,69 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file into freshly allocated (aligned) tensors, one at a time.
+class SafetensorsFile:
+    """A safetensors file read one tensor at a time into freshly allocated (aligned) tensors.
 
     ``safetensors.torch.load_file`` maps the file and hands out views at arbitrary offsets;
     torch's int8pack/int4 CPU kernels crash (SIGSEGV) on such unaligned memory, and copying
-    them would hold the file and the copies at once. Reading each tensor into its own
-    allocation avoids both.
+    them would hold the file and the copies at once. ``pop`` reads one tensor when it is needed,
+    so a backend can pack each layer and let its file copy go before reading the next: loading
+    never holds the whole file in memory beside the model.
     """
-    def corrupt(why: str) -> CheckpointError:
-        return CheckpointError(f"{path} is not readable safetensors ({why})",
+
+    def __init__(self, path: Path):
+        self.path = path
+        with path.open("rb") as fh:
+            prefix = fh.read(8)
+            if len(prefix) != 8:
+                raise self._corrupt("file too short")
+            (self.header_len,) = struct.unpack("<Q", prefix)
+            if self.header_len > 100_000_000:
+                raise self._corrupt("header length out of range")
+            try:
+                header = json.loads(fh.read(self.header_len))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise self._corrupt(f"bad header: {exc}") from None
+        if not isinstance(header, dict):
+            raise self._corrupt("bad header")
+        self.entries = {name: info for name, info in header.items() if name != "__metadata__"}
+
+    def _corrupt(self, why: str) -> CheckpointError:
+        return CheckpointError(f"{self.path} is not readable safetensors ({why})",
                                "the artifact is corrupt; rerun `hrmcode quantize`")
 
-    tensors: dict[str, torch.Tensor] = {}
-    with path.open("rb") as fh:
-        prefix = fh.read(8)
-        if len(prefix) != 8:
-            raise corrupt("file too short")
-        (header_len,) = struct.unpack("<Q", prefix)
-        if header_len > 100_000_000:
-            raise corrupt("header length out of range")
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries
+
+    def keys(self) -> list[str]:
+        return list(self.entries)
+
+    def pop(self, name: str) -> torch.Tensor:
+        """Read ``name`` and forget it (``KeyError`` when absent)."""
+        info = self.entries.pop(name)
         try:
-            header = json.loads(fh.read(header_len))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise corrupt(f"bad header: {exc}") from None
-        if not isinstance(header, dict):
-            raise corrupt("bad header")
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            try:
-                dtype = _SAFETENSORS_DTYPES[info["dtype"]]
-                start, end = info["data_offsets"]
-                tensor = torch.empty(info["shape"], dtype=dtype)
-            except (KeyError, TypeError, ValueError, RuntimeError):
-                raise corrupt(f"bad entry for {name}") from None
-            raw = tensor.reshape(-1).view(torch.uint8)
-            if raw.numel() != end - start:
-                raise corrupt(f"{name} has {end - start} bytes for {raw.numel()}")
-            fh.seek(8 + header_len + start)
+            dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+            start, end = info["data_offsets"]
+            tensor = torch.empty(info["shape"], dtype=dtype)
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise self._corrupt(f"bad entry for {name}") from None
+        raw = tensor.reshape(-1).view(torch.uint8)
+        if raw.numel() != end - start:
+            raise self._corrupt(f"{name} has {end - start} bytes for {raw.numel()}")
+        with self.path.open("rb") as fh:
+            fh.seek(8 + self.header_len + start)
             if fh.readinto(raw.numpy()) != raw.numel():
-                raise corrupt(f"{name} is cut short")
-            tensors[name] = tensor
-    return tensors
+                raise self._corrupt(f"{name} is cut short")
+        return tensor
+
+    def items(self) -> list[tuple[str, torch.Tensor]]:
+        """Read every tensor not popped yet."""
+        return [(name, self.pop(name)) for name in list(self.entries)]
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, each in its own aligned allocation (see ``SafetensorsFile``)."""
+    return dict(SafetensorsFile(path).items())
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -183,11 +204,12 @@ def load_quantized_dir(directory: Path | str, device: str | torch.device = "cpu"
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{directory} has no {WEIGHTS}", "the artifact is incomplete; rerun `hrmcode quantize`")
-    state = read_safetensors(weights)
+    state = SafetensorsFile(weights)
     with parameters_on_meta():
         skeleton = build_model(config)
     model = backend.restore(skeleton, state, {"layers": qmap["layers"], "library": qmap.get("library")}, spec,
                             str(device))
+    release_freed()  # the file copies of the layers, freed as they were packed
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, path=directory)
 
 

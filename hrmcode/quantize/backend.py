@@ -94,10 +94,12 @@ class QuantBackend(Protocol):
     def serialize(self, model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
         """The flat state dict to store as safetensors, and the JSON-able quantization map."""
 
-    def restore(
-        self, meta_model: torch.nn.Module, state: dict[str, torch.Tensor], qmap: dict, spec: QuantSpec, device: str
-    ) -> torch.nn.Module:
-        """Rebuild the quantized model from ``serialize``'s output onto a model built on the meta device."""
+    def restore(self, meta_model: torch.nn.Module, state, qmap: dict, spec: QuantSpec, device: str) -> torch.nn.Module:
+        """Rebuild the quantized model from ``serialize``'s output onto a model built on the meta device.
+
+        ``state`` is a dict of tensors or a ``SafetensorsFile`` (``pop(name)`` reads one tensor,
+        ``items()`` reads the rest), so a backend can read layer by layer.
+        """
 
 
 def get_backend(name: str, spec: QuantSpec | None = None) -> QuantBackend:

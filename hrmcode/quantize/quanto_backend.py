@@ -150,9 +150,7 @@ class QuantoBackend:
             }
         return state, {"library": "optimum-quanto", "layers": layers}
 
-    def restore(
-        self, meta_model: torch.nn.Module, state: dict[str, torch.Tensor], qmap: dict, spec: QuantSpec, device: str
-    ) -> torch.nn.Module:
+    def restore(self, meta_model: torch.nn.Module, state, qmap: dict, spec: QuantSpec, device: str) -> torch.nn.Module:
         from optimum.quanto import quantize
 
         layers: dict[str, dict] = qmap.get("layers", {})

@@ -107,15 +107,21 @@ class DynamicInt8Linear(nn.Module):
         super().__init__()
         self.out_features, self.in_features = weight_int8.shape
         self.register_buffer("scale", scale.float().contiguous())
-        self.register_buffer("row_sums", weight_int8.sum(1, dtype=torch.int32), persistent=False)
         self._set_weight(weight_int8)
 
     def _set_weight(self, weight_int8: torch.Tensor) -> None:
-        self.packed = kernels.load() is not None and self.in_features % 4 == 0
-        if self.packed:
-            self.register_buffer("weight_packed", pack_int8(weight_int8), persistent=False)
-        else:
+        fused = kernels.load() if weight_int8.device.type == "cpu" and self.in_features % 4 == 0 else None
+        self.packed = fused is not None
+        if fused is None:
             self.register_buffer("weight_int8", weight_int8.contiguous())
+            self.register_buffer("row_sums", weight_int8.to(torch.int32).sum(1, dtype=torch.int32), persistent=False)
+            return
+        plain = weight_int8.contiguous()
+        packed = torch.empty(-(-self.out_features // 16), self.in_features // 4, 16, 4, dtype=torch.int8)
+        row_sums = torch.empty(self.out_features, dtype=torch.int32)
+        fused.pack_q8(plain.data_ptr(), self.out_features, self.in_features, packed.data_ptr(), row_sums.data_ptr())
+        self.register_buffer("weight_packed", packed, persistent=False)
+        self.register_buffer("row_sums", row_sums, persistent=False)
 
     @property
     def plain_weight(self) -> torch.Tensor:
@@ -142,9 +148,7 @@ class DynamicInt8Linear(nn.Module):
                               error_msgs) -> None:
         key = prefix + "weight_int8"
         if self.packed and key in state_dict:  # stored plain, held packed
-            weight = state_dict[key]
-            self.row_sums = weight.sum(1, dtype=torch.int32)
-            self._set_weight(weight)
+            self._set_weight(state_dict[key])
             state_dict = {k: v for k, v in state_dict.items() if k != key}
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
@@ -289,9 +293,7 @@ class TorchBackend:
                 state[name] = tensor.detach().contiguous()
         return state, {"library": f"torch {torch.__version__.split('+')[0]}", "layers": layers}
 
-    def restore(
-        self, meta_model: nn.Module, state: dict[str, torch.Tensor], qmap: dict, spec: QuantSpec, device: str
-    ) -> nn.Module:
+    def restore(self, meta_model: nn.Module, state, qmap: dict, spec: QuantSpec, device: str) -> nn.Module:
         layers: dict[str, dict] = qmap.get("layers", {})
         model = meta_model.to(spec.torch_dtype)
         for name, entry in layers.items():
@@ -316,7 +318,7 @@ class TorchBackend:
             _replace(model, name, layer)
         # The float tensors (embeddings, unquantized layers) are still on the meta device: take them from the file
         # as they are (assign), never allocating a float copy of the quantized layers.
-        result = model.load_state_dict(state, strict=False, assign=True)
+        result = model.load_state_dict(dict(state.items()), strict=False, assign=True)
         left = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
         if left or result.unexpected_keys:
             what = left[:3] if left else result.unexpected_keys[:3]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hrmcode.data.tokenizer import CodeTokenizer
 from hrmcode.errors import InputError
+from hrmcode.memory import release_freed
 from hrmcode.model.generate import GenerationConfig, GenerationRun
 from hrmcode.serve.engine import Completion, SamplingParams
 
@@ -63,6 +64,7 @@ class ModelEngine:
     def stream(self, prompt: str, params: SamplingParams, should_stop: Callable[[], bool]) -> Iterator[str | Completion]:
         run = GenerationRun(self.model, self.tokenizer, prompt, self._config(params), should_stop)
         yield from run.pieces()
+        release_freed()  # the generation's KV cache, so an idle server holds only the model
         result = run.result
         yield Completion(result.text, result.prompt_tokens, result.completion_tokens, result.finish_reason)
 

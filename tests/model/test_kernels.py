@@ -1,0 +1,134 @@
+"""The fused decode kernels: built here, the same numbers as the PyTorch path, and the fallback without them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hrmcode.model import build_model, kernels, preset
+from hrmcode.model.generate import GenerationConfig, generate
+from hrmcode.model.layers import KVCache, LayerKV
+from hrmcode.quantize.torch_backend import (DynamicInt8Linear, dynamic_int8_reference, int8_per_channel, pack_int8,
+                                            unpack_int8)
+
+
+def _model(arch: str, vocab: int, seed: int = 0, **overrides) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model(preset("tiny", arch, vocab_size=vocab, max_seq_len=128, **overrides)).eval()
+
+
+def _int8(model: nn.Module) -> nn.Module:
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Linear):
+                setattr(module, name, DynamicInt8Linear(*int8_per_channel(child.weight)))
+    return model
+
+
+def _decode_logits(model: nn.Module, ids: torch.Tensor, prompt: int) -> torch.Tensor:
+    """Prefill ``prompt`` tokens, then decode the rest one at a time; the logits of every position."""
+    cache = KVCache()
+    with torch.no_grad():
+        steps = [model(ids[:, :prompt], cache=cache).logits]
+        for t in range(prompt, ids.shape[1]):
+            steps.append(model(ids[:, t:t + 1], cache=cache).logits)
+    return torch.cat(steps, dim=1)
+
+
+def test_kernels_build_on_this_machine():
+    """CI machines have a C compiler: the fast path must be there, not silently replaced by the fallback."""
+    assert kernels.load() is not None
+
+
+def test_disabled_by_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HRMCODE_KERNELS", "0")
+    kernels.reset()
+    try:
+        assert kernels.load() is None
+    finally:
+        monkeypatch.delenv("HRMCODE_KERNELS")
+        kernels.reset()
+
+
+def test_build_into_a_fresh_cache_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HRMCODE_CACHE", str(tmp_path))
+    kernels.reset()
+    try:
+        loaded = kernels.load()
+        assert loaded is not None and loaded.path.parent == tmp_path / "kernels"
+        assert [p.suffix for p in (tmp_path / "kernels").iterdir()] == [".so"]  # no temporary left behind
+    finally:
+        monkeypatch.delenv("HRMCODE_CACHE")
+        kernels.reset()
+
+
+@pytest.mark.parametrize("arch,overrides", [("hrm", {}), ("hrm", {"mode": "act", "halt_max_steps": 2}),
+                                            ("transformer", {})])
+def test_float32_decode_matches_the_pytorch_path(arch, overrides, monkeypatch):
+    model = _model(arch, 300, **overrides)
+    ids = torch.randint(0, 300, (1, 80))  # crosses the KV buffers' first growth (64 positions)
+    fused = _decode_logits(model, ids, prompt=9)
+    monkeypatch.setattr(kernels, "load", lambda: None)
+    plain = _decode_logits(model, ids, prompt=9)
+    assert torch.allclose(fused, plain, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, plain, atol=1e-5)
+
+
+def test_int8_stack_kernel_matches_the_layer_by_layer_path(monkeypatch):
+    model = _int8(_model("hrm", 320))
+    ids = torch.randint(0, 320, (1, 40))
+    whole = _decode_logits(model, ids, prompt=5)  # hrm_stack_q8: one C call per stack
+    monkeypatch.setattr(type(model.L.layers[0]), "q8_block", lambda self: None)
+    by_layer = _decode_logits(model, ids, prompt=5)  # each DynamicInt8Linear on its own
+    assert torch.allclose(whole, by_layer, atol=1e-4, rtol=1e-4)
+
+
+def test_int8_greedy_tokens_are_the_same_with_and_without_kernels(tok):
+    with pytest.MonkeyPatch.context() as patch:  # as on a machine without a C compiler
+        patch.setattr(kernels, "load", lambda: None)
+        fallback = _int8(_model("hrm", tok.vocab_size, seed=3))
+        assert not fallback.L.layers[0].attn.qkv.packed
+        expected = generate(fallback, tok, "def add(a, b):", GenerationConfig(max_new_tokens=20)).token_ids
+    fused = _int8(_model("hrm", tok.vocab_size, seed=3))
+    assert fused.L.layers[0].attn.qkv.packed
+    assert generate(fused, tok, "def add(a, b):", GenerationConfig(max_new_tokens=20)).token_ids == expected
+
+
+@pytest.mark.parametrize("n,k,m", [(96, 64, 1), (1536, 512, 1), (512, 1536, 33), (100, 68, 5), (20, 64, 9),
+                                   (300, 128, 130)])
+def test_qlinear_is_bit_identical_to_the_reference(n, k, m):
+    torch.manual_seed(n + k + m)
+    codes, scale = int8_per_channel(torch.randn(n, k))
+    layer = DynamicInt8Linear(codes, scale)
+    assert layer.packed
+    x = torch.randn(1, m, k) * 3
+    if m > 1:
+        x[0, 0] = 0.0  # an all-zero row
+    assert torch.equal(layer(x), dynamic_int8_reference(x, codes, scale, codes.int().sum(1)))
+    exact = x @ (codes.float() * scale[:, None]).T
+    assert ((layer(x) - exact).norm() / exact.norm()).item() < 0.02  # activation rounding only
+
+
+def test_packed_layout_round_trips_and_state_dict_is_plain():
+    codes, scale = int8_per_channel(torch.randn(100, 64))
+    assert torch.equal(unpack_int8(pack_int8(codes), 100), codes)
+    layer = DynamicInt8Linear(codes, scale)
+    state = layer.state_dict()
+    assert set(state) == {"weight_int8", "scale"} and torch.equal(state["weight_int8"], codes)
+    other = DynamicInt8Linear(torch.zeros_like(codes), torch.ones(100))
+    other.load_state_dict(state)
+    x = torch.randn(3, 64)
+    assert torch.equal(other(x), layer(x))
+
+
+def test_kv_buffers_grow_geometrically_and_keep_their_contents():
+    kv = LayerKV()
+    first = torch.randn(1, 2, 5, 4)
+    kv.update(first, first + 1)
+    assert kv.capacity == 64 and kv.length == 5
+    more = torch.randn(1, 2, 70, 4)
+    keys, values = kv.update(more, more + 1)
+    assert kv.capacity == 128 and kv.length == 75
+    assert torch.equal(keys, torch.cat((first, more), 2)) and torch.equal(values, torch.cat((first, more), 2) + 1)
