@@ -132,6 +132,7 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
     import httpx
     import torch
 
+    from hrmcode.model import kernels
     from hrmcode.model.checkpoint import load_checkpoint
     from hrmcode.quantize import load_quantized
     from hrmcode.serve.app import ServeSettings, create_app
@@ -144,6 +145,8 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
     else:
         loaded = load_quantized(path)
     load_s = time.perf_counter() - started
+    threads = int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count()
+    split = kernels.use_threads(loaded.model, threads)  # what `hrmcode serve --threads` does
     engine = ModelEngine(loaded, model_id="bench")
     settings = ServeSettings(max_tokens_cap=max(new_tokens, 16))
     first_token, speeds, prompt_lengths = [], [], []
@@ -174,7 +177,7 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
             prompt_lengths.append(prompt_tokens)
             if tokens > 1 and last > first:
                 speeds.append((tokens - 1) / (last - first))
-    return {"variant": variant, "threads": torch.get_num_threads(), "load_s": load_s, "first_token_ms": statistics.median(first_token) * 1000,
+    return {"variant": variant, "threads": threads, "split": split, "load_s": load_s, "first_token_ms": statistics.median(first_token) * 1000,
             "tokens_per_s": statistics.median(speeds) if speeds else None,
             "prompt_tokens": statistics.median(prompt_lengths),
             "peak_rss_mb": peak_rss_mb()}
@@ -194,7 +197,7 @@ def run_worker(args, variant: str, path: Path, prompts: list[str], threads: int 
                "--new-tokens", str(args.new_tokens), "--requests", str(args.requests)]
     env = dict(os.environ, BENCH_PROMPTS=json.dumps(prompts))
     if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
+        env["BENCH_THREADS"] = str(threads)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{variant} worker failed:\n{done.stderr[-3000:]}")
@@ -212,8 +215,9 @@ def main() -> None:
     parser.add_argument("--heldout-limit", type=int, default=16, help="held-out examples scored for loss")
     parser.add_argument("--prompt-tokens", type=int, default=32,
                         help="prompt length for the timed requests (held-out prompts cut to this many tokens)")
-    parser.add_argument("--threads", help="torch threads in the workers, or a comma-separated list to measure each "
-                                          "variant at each (default: torch's choice)")
+    parser.add_argument("--threads", help="CPU threads for generation in the workers (as `hrmcode serve --threads`), "
+                                          "or a comma-separated list to measure each variant at each (default: all "
+                                          "cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-path", help=argparse.SUPPRESS)
@@ -293,7 +297,7 @@ def measure(args, variants: list[str], workdir: Path) -> None:
     for (variant, count), r in rows.items():
         delta = (losses[variant] - losses["fp32"]) / losses["fp32"] * 100
         speed = "n/a" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:.1f}"
-        print(f"| {variant} | {r['threads']} | {sizes[variant] / 1e6:.1f} | {r['load_s']:.2f} | "
+        print(f"| {variant} | {r['split']} | {sizes[variant] / 1e6:.1f} | {r['load_s']:.2f} | "
               f"{r['first_token_ms']:.1f} | {speed} | {r['peak_rss_mb']:.0f} | {losses[variant]:.4f} | {delta:+.3f}% |")
     checks = []
     for (variant, count), r in rows.items():

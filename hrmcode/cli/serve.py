@@ -49,18 +49,15 @@ def register(app: typer.Typer) -> None:
         max_body_bytes: Annotated[int, typer.Option(
             "--max-body-bytes", min=1024, help="Largest request body (bytes); more is a 413.")] = 1 << 20,
         threads: Annotated[Optional[int], typer.Option(
-            "--threads", min=1, help="torch CPU threads (default: torch's choice, usually the core count).")] = None,
+            "--threads", min=1, help="CPU threads for generation (default: the core count). An int8 model's "
+                                     "matmuls run on hrmcode's kernels with these threads; PyTorch keeps one.")] = None,
     ) -> None:
         from hrmcode.serve.app import ServeSettings
         from hrmcode.serve.server import checkpoint_app, serve
 
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
         settings = ServeSettings(api_key=api_key or None, max_body_bytes=max_body_bytes,
                                  max_tokens_cap=max_tokens_cap, default_max_tokens=default_max_tokens,
                                  max_concurrency=max_concurrency, max_queue=max_queue)
         app_ = checkpoint_app(checkpoint, settings, device=device, model_name=model_name,
-                              chat_level=None if chat_level == "none" else chat_level)
+                              chat_level=None if chat_level == "none" else chat_level, threads=threads)
         serve(app_, host=host, port=port, settings=settings)

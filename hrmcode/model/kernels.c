@@ -5,6 +5,8 @@
  * batch-1 decode step of a small model spends most of its time on.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
@@ -200,7 +202,7 @@ static void qgemm(const qgemm_task *t) {
 /* One activation row (a decode step): 4 row blocks at a time, so 4 independent sums are in flight. */
 static void qgemv(const qgemm_task *t) {
     const int k4 = t->k / 4, blocks = t->b1;
-    int b = 0;
+    int b = t->b0;
 #ifdef HRM_VNNI
     for (; b + 4 <= blocks; b += 4) {
         const int8_t *w0 = t->w + (int64_t)b * k4 * 64, *w1 = w0 + k4 * 64, *w2 = w1 + k4 * 64, *w3 = w2 + k4 * 64;
@@ -225,8 +227,100 @@ static void qgemv(const qgemm_task *t) {
     qgemm(&rest);
 }
 
-/* y [m, n] = x [m, k] @ dequantized(w).T, as described above; w packed. qx: scratch of min(m, 64) * k bytes.
- * Single-threaded: a second thread of ours would compete with PyTorch's OpenMP workers, which spin between ops. */
+/* ---- a second thread for the matmuls --------------------------------------------------------------
+ *
+ * One persistent worker takes half of every int8 matmul's row blocks. It spins briefly between jobs (a decode
+ * step's matmuls come microseconds apart) and then sleeps on a condition variable. Callers that find the worker
+ * busy (another generation is using it) run single-threaded, so results never depend on the thread count: each
+ * output is computed whole by one thread, in the same order. */
+
+#define SPIN_LIMIT 20000
+
+typedef void (*part_fn)(void *arg, int part, int parts);
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;    /* held by the caller using the worker */
+static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;   /* guards the worker's sleep */
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static atomic_int job_seq, job_done, worker_sleeping;
+static part_fn job_fn;
+static void *job_arg;
+static int pool_threads = 1; /* 1 or 2 */
+static int worker_started;
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void *worker_main(void *unused) {
+    (void)unused;
+    int seen = 0;
+    for (;;) {
+        int spins = 0;
+        while (atomic_load(&job_seq) == seen) {
+            if (++spins < SPIN_LIMIT) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&sleep_lock);
+            atomic_store(&worker_sleeping, 1);
+            while (atomic_load(&job_seq) == seen) pthread_cond_wait(&wake, &sleep_lock);
+            atomic_store(&worker_sleeping, 0);
+            pthread_mutex_unlock(&sleep_lock);
+        }
+        seen = atomic_load(&job_seq);
+        job_fn(job_arg, 1, 2);
+        atomic_store(&job_done, seen);
+    }
+    return NULL;
+}
+
+/* Use 1 or 2 threads for the int8 matmuls; returns the number now in use. */
+int hrm_set_threads(int threads) {
+    pthread_mutex_lock(&pool_lock);
+    if (threads > 1 && !worker_started) {
+        pthread_t id;
+        if (pthread_create(&id, NULL, worker_main, NULL) == 0) {
+            pthread_detach(id);
+            worker_started = 1;
+        }
+    }
+    pool_threads = (threads > 1 && worker_started) ? 2 : 1;
+    pthread_mutex_unlock(&pool_lock);
+    return pool_threads;
+}
+
+static void run_parts(part_fn fn, void *arg) {
+    if (pool_threads < 2 || pthread_mutex_trylock(&pool_lock) != 0) {
+        fn(arg, 0, 1);
+        return;
+    }
+    job_fn = fn;
+    job_arg = arg;
+    const int seq = atomic_fetch_add(&job_seq, 1) + 1;
+    if (atomic_load(&worker_sleeping)) {
+        pthread_mutex_lock(&sleep_lock);
+        pthread_cond_signal(&wake);
+        pthread_mutex_unlock(&sleep_lock);
+    }
+    fn(arg, 0, 2);
+    while (atomic_load(&job_done) != seq) cpu_relax();
+    pthread_mutex_unlock(&pool_lock);
+}
+
+static void qlinear_part(void *arg, int part, int parts) {
+    qgemm_task t = *(const qgemm_task *)arg;
+    const int blocks = t.b1 - t.b0, b0 = t.b0;
+    t.b0 = b0 + blocks * part / parts;
+    t.b1 = b0 + blocks * (part + 1) / parts;
+    if (t.rows == 1)
+        qgemv(&t);
+    else
+        qgemm(&t);
+}
+
+/* y [m, n] = x [m, k] @ dequantized(w).T, as described above; w packed. qx: scratch of min(m, 64) * k bytes. */
 void hrm_qlinear(const float *x, int64_t m, int k, const int8_t *w, const float *wscale, const int32_t *rowsum,
                  int n, float *y, uint8_t *qx) {
     float xscale[64];
@@ -236,10 +330,10 @@ void hrm_qlinear(const float *x, int64_t m, int k, const int8_t *w, const float 
         const int rows = (int)(m - m0 < 64 ? m - m0 : 64);
         for (int j = 0; j < rows; j++) quantize_row(x + (m0 + j) * k, k, qx + (int64_t)j * k, &xscale[j], &xzero[j]);
         qgemm_task task = {qx, xscale, xzero, rows, k, w, wscale, rowsum, n, 0, blocks, y + m0 * n};
-        if (rows == 1)
-            qgemv(&task);
+        if (blocks >= 8)
+            run_parts(qlinear_part, &task);
         else
-            qgemm(&task);
+            qlinear_part(&task, 0, 1);
     }
 }
 
@@ -300,4 +394,4 @@ void hrm_stack_q8(const hrm_q8_block *blocks, int n, float *h, int heads, int he
 }
 
 /* The ABI version this file implements; kernels.py refuses a library that reports another. */
-int hrm_kernels_version(void) { return 8; }
+int hrm_kernels_version(void) { return 9; }

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("kernels.c")
-ABI_VERSION = 8
+ABI_VERSION = 9
 MAX_HEAD_DIM = 512  # the C kernels' per-head scratch size
 
 _lock = threading.Lock()
@@ -73,7 +73,7 @@ def _build(compiler: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
     os.close(fd)
     try:
-        command = [compiler, "-O3", "-march=native", "-fPIC", "-shared", "-o", tmp, str(SOURCE), "-lm"]
+        command = [compiler, "-O3", "-march=native", "-fPIC", "-shared", "-pthread", "-o", tmp, str(SOURCE), "-lm"]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(" ".join(done.stderr.split())[:300] or f"{compiler} exited {done.returncode}")
@@ -116,6 +116,9 @@ class Kernels:
         self.qlinear = lib.hrm_qlinear
         self.qlinear.argtypes = [ptr, i64, i32, ptr, ptr, ptr, i32, ptr, ptr]
         self.qlinear.restype = None
+        self.set_threads = lib.hrm_set_threads
+        self.set_threads.argtypes = [i32]
+        self.set_threads.restype = i32
         self.pack_q8 = lib.hrm_pack_q8
         self.pack_q8.argtypes = [ptr, i32, i32, ptr, ptr]
         self.pack_q8.restype = None
@@ -147,10 +150,32 @@ def _load() -> Kernels | None:
         path = _library_path(compiler)
         if not path.is_file():
             _build(compiler, path)
-        return Kernels(path)
+        loaded = Kernels(path)
     except (OSError, RuntimeError, AttributeError) as exc:
         print(f"hrmcode: decode kernels unavailable, using the PyTorch path ({exc})", file=sys.stderr)
         return None
+    loaded.set_threads(int(os.environ.get("HRMCODE_KERNEL_THREADS", 0)) or torch.get_num_threads())
+    return loaded
+
+
+def use_threads(model: torch.nn.Module, threads: int) -> str:
+    """Give generation with ``model`` ``threads`` CPU threads; a description of the split.
+
+    When the model's matmuls run in these kernels (int8 layers offering ``q8_linear``), the kernels
+    get the threads and PyTorch keeps one: PyTorch's OpenMP workers spin between ops and would
+    compete with the kernels' worker for the same cores (measured: prefill 2x slower). Otherwise
+    PyTorch gets them all.
+    """
+    fused = load()
+    q8 = fused is not None and any((getattr(m, "q8_linear", None) or (lambda: None))() is not None
+                                   for m in model.modules())
+    if q8:
+        torch.set_num_threads(1)
+        return f"{fused.set_threads(threads)} kernel thread(s), 1 PyTorch thread"
+    torch.set_num_threads(threads)
+    if fused is not None:
+        fused.set_threads(1)
+    return f"{threads} PyTorch thread(s)"
 
 
 def reset() -> None:

@@ -35,10 +35,18 @@ def is_loopback(host: str) -> bool:
 
 
 def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, device: str = "cpu",
-                   model_name: str | None = None, chat_level: str | None = "solve") -> FastAPI:
-    """Load a model, quantized-model or bare checkpoint (``load_any``) and wrap it in the app."""
+                   model_name: str | None = None, chat_level: str | None = "solve",
+                   threads: int | None = None) -> FastAPI:
+    """Load a model, quantized-model or bare checkpoint (``load_any``) and wrap it in the app.
+
+    ``threads``: CPU threads for generation (default: the machine's cores), split between PyTorch and
+    hrmcode's kernels by ``kernels.use_threads``.
+    """
+    import os
+
     import torch
 
+    from hrmcode.model import kernels
     from hrmcode.model.checkpoint import load_any
     from hrmcode.serve.model_engine import ModelEngine
 
@@ -49,7 +57,8 @@ def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, device: s
     manifest = Path(loaded.path) / MANIFEST
     default_id = json.loads(manifest.read_text(encoding="utf-8")).get("name") if manifest.is_file() else None
     engine = ModelEngine(loaded, model_name or default_id or Path(loaded.path).name, chat_level=chat_level)
-    reporter().log(f"serving '{engine.model_id}' ({loaded.config.arch}, {Path(loaded.path)}) on {device}")
+    split = kernels.use_threads(loaded.model, threads or os.cpu_count() or 1) if device == "cpu" else device
+    reporter().log(f"serving '{engine.model_id}' ({loaded.config.arch}, {Path(loaded.path)}) on {split}")
     return create_app(engine, settings)
 
 
