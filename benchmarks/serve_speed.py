@@ -11,13 +11,14 @@ bf16 activations, torch backend), ``int4`` (int4 weight-only, group 128, torch b
 ``quanto-int8`` (int8 weight-only through optimum-quanto, not run unless named).
 
 For each variant a fresh subprocess loads the model (the quantized ones from the artifact that
-``hrmcode quantize`` wrote, with no access to the float weights), serves it with
-``hrmcode.serve`` on 127.0.0.1, and streams ``--requests`` greedy completions after one
-warm-up request. Reported per variant:
+``hrmcode quantize`` wrote, with no access to the float weights), splits its threads as
+``hrmcode serve --threads`` does, and serves it with ``hrmcode.serve`` on 127.0.0.1; this process
+streams ``--requests`` greedy completions from it after one warm-up request. Reported per variant:
 
 - first token: median time from sending the request to the first streamed text (prefill + 1 token)
 - tokens/s: median of (completion tokens - 1) / (time from first to last token), i.e. decode speed
-- peak RSS: the subprocess's maximum resident set (model + torch + server + client)
+- peak RSS: the server subprocess's maximum resident set (Python + torch + model + FastAPI server + KV
+  caches); the HTTP client runs in this process
 - held-out loss and its change vs fp32, on the same held-out examples (in-process, not over HTTP)
 
 Without ``--checkpoint`` the model is randomly initialised (seeded) and the tokenizer is trained
@@ -34,7 +35,6 @@ import ast
 import inspect
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -127,9 +127,9 @@ def bf16_size(path: Path, workdir: Path) -> int:
     return target.stat().st_size
 
 
-# -- one variant (worker subprocess) ---------------------------------------------------------
-def worker(variant: str, path: str, prompts: list[str], new_tokens: int, requests: int) -> dict:
-    import httpx
+# -- one variant: a server subprocess, timed from this process --------------------------------
+def server(variant: str, path: str, max_tokens: int) -> None:
+    """The worker: load, serve on 127.0.0.1, print {"url", "load_s", "split"}, serve until stdin closes."""
     import torch
 
     from hrmcode.model import kernels
@@ -148,9 +148,16 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
     threads = int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count()
     split = kernels.use_threads(loaded.model, threads)  # what `hrmcode serve --threads` does
     engine = ModelEngine(loaded, model_id="bench")
-    settings = ServeSettings(max_tokens_cap=max(new_tokens, 16))
+    with background_server(create_app(engine, ServeSettings(max_tokens_cap=max(max_tokens, 16)))) as url:
+        print(json.dumps({"url": url, "load_s": load_s, "split": split}), flush=True)
+        sys.stdin.read()
+
+
+def time_requests(url: str, prompts: list[str], new_tokens: int, requests: int) -> dict:
+    import httpx
+
     first_token, speeds, prompt_lengths = [], [], []
-    with background_server(create_app(engine, settings)) as url, httpx.Client(timeout=600) as client:
+    with httpx.Client(timeout=600) as client:
         for i in range(requests + 1):  # the first request warms up and is not counted
             body = {"model": "bench", "prompt": prompts[i % len(prompts)], "max_tokens": new_tokens,
                     "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
@@ -177,31 +184,38 @@ def worker(variant: str, path: str, prompts: list[str], new_tokens: int, request
             prompt_lengths.append(prompt_tokens)
             if tokens > 1 and last > first:
                 speeds.append((tokens - 1) / (last - first))
-    return {"variant": variant, "threads": threads, "split": split, "load_s": load_s, "first_token_ms": statistics.median(first_token) * 1000,
+    return {"first_token_ms": statistics.median(first_token) * 1000,
             "tokens_per_s": statistics.median(speeds) if speeds else None,
-            "prompt_tokens": statistics.median(prompt_lengths),
-            "peak_rss_mb": peak_rss_mb()}
+            "prompt_tokens": statistics.median(prompt_lengths)}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set. Not ``getrusage``: Linux carries ru_maxrss over ``execve``, so a
-    worker forked from a big parent would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set (VmHWM), read while it still runs."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def run_worker(args, variant: str, path: Path, prompts: list[str], threads: int | None) -> dict:
+    """Start the server subprocess, time requests against it, read its peak RSS (the server alone), stop it."""
     command = [sys.executable, __file__, "--worker", variant, "--worker-path", str(path),
-               "--new-tokens", str(args.new_tokens), "--requests", str(args.requests)]
-    env = dict(os.environ, BENCH_PROMPTS=json.dumps(prompts))
-    if threads:
-        env["BENCH_THREADS"] = str(threads)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{variant} worker failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+               "--new-tokens", str(args.new_tokens)]
+    env = dict(os.environ, BENCH_THREADS=str(threads)) if threads else None
+    with subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"{variant} server failed:\n{proc.stderr.read()[-3000:]}")
+        started = json.loads(line)
+        try:
+            timing = time_requests(started["url"], prompts, args.new_tokens, args.requests)
+            rss = peak_rss_mb(proc.pid)
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=60)
+    return {"variant": variant, "threads": threads, "split": started["split"], "load_s": started["load_s"], **timing,
+            "peak_rss_mb": rss}
 
 
 def main() -> None:
@@ -224,9 +238,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:
-        result = worker(args.worker, args.worker_path, json.loads(os.environ["BENCH_PROMPTS"]), args.new_tokens,
-                        args.requests)
-        print(json.dumps(result))
+        server(args.worker, args.worker_path, args.new_tokens)
         return
 
     variants = [v for v in args.variants.split(",") if v]
