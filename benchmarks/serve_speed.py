@@ -132,6 +132,7 @@ def server(variant: str, path: str, max_tokens: int) -> None:
     """The worker: load, serve on 127.0.0.1, print {"url", "load_s", "split"}, serve until stdin closes."""
     import torch
 
+    from hrmcode.memory import serve_policy
     from hrmcode.model import kernels
     from hrmcode.model.checkpoint import load_checkpoint
     from hrmcode.quantize import load_quantized
@@ -139,6 +140,7 @@ def server(variant: str, path: str, max_tokens: int) -> None:
     from hrmcode.serve.model_engine import ModelEngine
     from hrmcode.serve.server import background_server
 
+    serve_policy()  # what `hrmcode serve` does before loading
     started = time.perf_counter()
     if variant in ("fp32", "bf16"):
         loaded = load_checkpoint(path, dtype=torch.bfloat16 if variant == "bf16" else None)

@@ -61,7 +61,7 @@ def next_tokens(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: Generati
     generator = torch.Generator().manual_seed(cfg.seed)
     ids = list(prompt_ids)
     prefix = torch.tensor([len(ids)], device=device)
-    cache = KVCache() if cfg.use_cache else None
+    cache = KVCache(min(len(ids) + cfg.max_new_tokens, max_len)) if cfg.use_cache else None
     logits = model(torch.tensor([ids], device=device), prefix_lens=prefix, cache=cache).logits[0, -1]
     while True:
         token = _pick(logits, cfg, generator)

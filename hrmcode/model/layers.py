@@ -135,10 +135,11 @@ class LayerKV:
 
     GROWTH_STEP = 64
 
-    def __init__(self) -> None:
+    def __init__(self, expected_length: int = 0) -> None:
         self.k_buffer: torch.Tensor | None = None
         self.v_buffer: torch.Tensor | None = None
         self.length = 0
+        self.expected_length = expected_length  # the first allocation's size, when known (no regrowth, no copy)
 
     @property
     def capacity(self) -> int:
@@ -159,6 +160,8 @@ class LayerKV:
             return
         step = self.GROWTH_STEP
         capacity = -(-max(needed, 2 * self.capacity) // step) * step
+        if self.k_buffer is None and self.expected_length >= needed:
+            capacity = self.expected_length
         batch, heads, _, dim = like.shape
         k = like.new_empty(batch, heads, capacity, dim)
         v = like.new_empty(batch, heads, capacity, dim)
@@ -180,17 +183,19 @@ class KVCache:
     """One ``LayerKV`` per (recurrent call, layer) key; ``length`` = positions already cached.
 
     Also holds the decode kernels' scratch buffers, so concurrent generations (one cache each)
-    never share memory.
+    never share memory. ``expected_length`` (prompt + tokens to generate, when known) sizes every
+    buffer once, so a generation never holds a buffer and its grown copy at the same time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, expected_length: int = 0) -> None:
         self.slots: dict[tuple, LayerKV] = {}
         self.length = 0
+        self.expected_length = expected_length
         self._scratch: dict[str, torch.Tensor] = {}
 
     def slot(self, key: tuple) -> LayerKV:
         if key not in self.slots:
-            self.slots[key] = LayerKV()
+            self.slots[key] = LayerKV(self.expected_length)
         return self.slots[key]
 
     def scratch(self, name: str, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -46,12 +46,14 @@ def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, device: s
 
     import torch
 
+    from hrmcode.memory import serve_policy
     from hrmcode.model import kernels
     from hrmcode.model.checkpoint import load_any
     from hrmcode.serve.model_engine import ModelEngine
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for, but torch sees no CUDA device", "use --device cpu")
+    serve_policy()
     loaded = load_any(checkpoint, device=device)
     loaded.model.to(device)  # load_any may build a quantized model on the CPU
     manifest = Path(loaded.path) / MANIFEST
