@@ -156,9 +156,54 @@ static int32_t load4(const uint8_t *p) {
 
 #define TILE 8 /* activation rows per pass over a row block */
 
+#ifdef HRM_VNNI
+/* Row blocks b, b + 1 for activation rows j0 .. j0 + 7: 16 accumulators, so each weight register feeds 8
+ * products and each broadcast activation 2 (the plain loop below feeds 1 and 8). */
+static void tile_2x8(const qgemm_task *t, int b, int j0) {
+    const int k4 = t->k / 4;
+    const int8_t *w0 = t->w + (int64_t)b * k4 * 64, *w1 = w0 + (int64_t)k4 * 64;
+    const uint8_t *x = t->qx + (int64_t)j0 * t->k;
+    __m512i a[2][TILE];
+    for (int j = 0; j < TILE; j++) a[0][j] = a[1][j] = _mm512_setzero_si512();
+    for (int i = 0; i < k4; i++) {
+        const __m512i v0 = _mm512_loadu_si512(w0 + (int64_t)i * 64), v1 = _mm512_loadu_si512(w1 + (int64_t)i * 64);
+        for (int j = 0; j < TILE; j++) {
+            const __m512i xv = _mm512_set1_epi32(load4(x + (int64_t)j * t->k + 4 * i));
+            a[0][j] = _mm512_dpbusd_epi32(a[0][j], xv, v0);
+            a[1][j] = _mm512_dpbusd_epi32(a[1][j], xv, v1);
+        }
+    }
+    int32_t acc[16];
+    for (int j = 0; j < TILE; j++) {
+        _mm512_storeu_si512(acc, a[0][j]);
+        store16(t, j0 + j, b, acc);
+        _mm512_storeu_si512(acc, a[1][j]);
+        store16(t, j0 + j, b + 1, acc);
+    }
+}
+#endif
+
 static void qgemm(const qgemm_task *t) {
     const int k4 = t->k / 4;
-    for (int b = t->b0; b < t->b1; b++) {
+    int b_start = t->b0;
+#ifdef HRM_VNNI
+    const int full = t->rows / TILE * TILE;
+    for (; b_start + 2 <= t->b1; b_start += 2)
+        for (int j0 = 0; j0 < full; j0 += TILE) tile_2x8(t, b_start, j0);
+    if (full > 0) { /* the leftover rows of those blocks, then every row of the last odd block */
+        qgemm_task rest = *t;
+        rest.b1 = b_start;
+        rest.qx = t->qx + (int64_t)full * t->k;
+        rest.xscale = t->xscale + full;
+        rest.xzero = t->xzero + full;
+        rest.rows = t->rows - full;
+        rest.y = t->y + (int64_t)full * t->n;
+        if (rest.rows > 0 && rest.b1 > rest.b0) qgemm(&rest);
+    } else {
+        b_start = t->b0;
+    }
+#endif
+    for (int b = b_start; b < t->b1; b++) {
         const int8_t *wb = t->w + (int64_t)b * k4 * 64;
         for (int j0 = 0; j0 < t->rows; j0 += TILE) {
             const int jn = t->rows - j0 < TILE ? t->rows - j0 : TILE;
@@ -353,7 +398,7 @@ void hrm_pack_q8(const int8_t *q, int n, int k, int8_t *packed, int32_t *rowsum)
     }
 }
 
-/* ---- one whole block for one position, every projection an int8 linear ------------------------------ */
+/* ---- whole blocks for new positions, every projection an int8 linear ------------------------------- */
 
 typedef struct {
     const int8_t *weight;
@@ -366,32 +411,40 @@ typedef struct {
     hrm_q8_linear qkv, o, gate_up, down;
 } hrm_q8_block;
 
-/* h [hidden] = block(h) in place: what hrm_rope_attend, hrm_add_rms_norm, hrm_silu_mul and hrm_qlinear do
- * one after the other. scratch: 3 * hidden + hidden + 2 * inner + inner + (pos + 1) floats;
- * qscratch: max(hidden, inner) bytes. */
-void hrm_block_q8(const hrm_q8_block *b, float *h, int heads, int head_dim, float eps, float *kcache, float *vcache,
-                  int64_t capacity, int64_t pos, const float *cos, const float *sin, float *scratch, uint8_t *qscratch) {
+/* h [rows, hidden] = block(h) in place for positions pos .. pos + rows - 1 (causal: each attends to every cached
+ * position and to the new ones before it): what hrm_qlinear, hrm_rope_attend, hrm_add_rms_norm and hrm_silu_mul
+ * do one after the other. cos, sin: [rows, head_dim]. scratch: rows * (4 * hidden + 3 * inner) + pos + rows
+ * floats; qscratch: min(rows, 64) * max(hidden, inner) bytes. */
+void hrm_block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int head_dim, float eps, float *kcache,
+                  float *vcache, int64_t capacity, int64_t pos, const float *cos, const float *sin, float *scratch,
+                  uint8_t *qscratch) {
     const int hidden = heads * head_dim, inner = b->down.in_features;
-    float *qkv = scratch, *attended = qkv + 3 * hidden, *projected = attended + hidden;
-    float *gated = projected + 2 * inner, *scores = gated + inner;
-    hrm_qlinear(h, 1, hidden, b->qkv.weight, b->qkv.scale, b->qkv.rowsum, b->qkv.out_features, qkv, qscratch);
-    hrm_rope_attend(qkv, kcache, vcache, capacity, pos, cos, sin, heads, head_dim, attended, scores);
-    hrm_qlinear(attended, 1, hidden, b->o.weight, b->o.scale, b->o.rowsum, hidden, projected, qscratch);
-    hrm_add_rms_norm(h, projected, hidden, eps);
-    hrm_qlinear(h, 1, hidden, b->gate_up.weight, b->gate_up.scale, b->gate_up.rowsum, 2 * inner, projected, qscratch);
-    hrm_silu_mul(projected, gated, inner);
-    hrm_qlinear(gated, 1, inner, b->down.weight, b->down.scale, b->down.rowsum, hidden, projected, qscratch);
-    hrm_add_rms_norm(h, projected, hidden, eps);
+    float *qkv = scratch, *attended = qkv + (int64_t)rows * 3 * hidden, *projected = attended + (int64_t)rows * hidden;
+    float *gated = projected + (int64_t)rows * 2 * inner, *scores = gated + (int64_t)rows * inner;
+    hrm_qlinear(h, rows, hidden, b->qkv.weight, b->qkv.scale, b->qkv.rowsum, b->qkv.out_features, qkv, qscratch);
+    for (int t = 0; t < rows; t++)
+        hrm_rope_attend(qkv + (int64_t)t * 3 * hidden, kcache, vcache, capacity, pos + t, cos + t * head_dim,
+                        sin + t * head_dim, heads, head_dim, attended + (int64_t)t * hidden, scores);
+    hrm_qlinear(attended, rows, hidden, b->o.weight, b->o.scale, b->o.rowsum, hidden, projected, qscratch);
+    for (int t = 0; t < rows; t++)
+        hrm_add_rms_norm(h + (int64_t)t * hidden, projected + (int64_t)t * hidden, hidden, eps);
+    hrm_qlinear(h, rows, hidden, b->gate_up.weight, b->gate_up.scale, b->gate_up.rowsum, 2 * inner, projected,
+                qscratch);
+    for (int t = 0; t < rows; t++)
+        hrm_silu_mul(projected + (int64_t)t * 2 * inner, gated + (int64_t)t * inner, inner);
+    hrm_qlinear(gated, rows, inner, b->down.weight, b->down.scale, b->down.rowsum, hidden, projected, qscratch);
+    for (int t = 0; t < rows; t++)
+        hrm_add_rms_norm(h + (int64_t)t * hidden, projected + (int64_t)t * hidden, hidden, eps);
 }
 
 /* hrm_block_q8 for n blocks in a row, block i with its own KV cache (kcaches[i], vcaches[i]). */
-void hrm_stack_q8(const hrm_q8_block *blocks, int n, float *h, int heads, int head_dim, float eps,
+void hrm_stack_q8(const hrm_q8_block *blocks, int n, float *h, int rows, int heads, int head_dim, float eps,
                   float *const *kcaches, float *const *vcaches, int64_t capacity, int64_t pos, const float *cos,
                   const float *sin, float *scratch, uint8_t *qscratch) {
     for (int i = 0; i < n; i++)
-        hrm_block_q8(&blocks[i], h, heads, head_dim, eps, kcaches[i], vcaches[i], capacity, pos, cos, sin, scratch,
-                     qscratch);
+        hrm_block_q8(&blocks[i], h, rows, heads, head_dim, eps, kcaches[i], vcaches[i], capacity, pos, cos, sin,
+                     scratch, qscratch);
 }
 
 /* The ABI version this file implements; kernels.py refuses a library that reports another. */
-int hrm_kernels_version(void) { return 9; }
+int hrm_kernels_version(void) { return 10; }

@@ -16,8 +16,10 @@ Guarantees:
 - With no compiler, a failed build, or ``HRMCODE_KERNELS=0``, ``load()`` returns None and the
   models use their generic PyTorch path: slower, never different in kind. A failed build is
   reported once on stderr.
-Not guaranteed: bit-identical outputs with the generic path, or any speed-up on batches,
-bfloat16 models, or prefill (those always take the generic path).
+Not guaranteed: bit-identical outputs with the generic path, or any speed-up on batches or
+bfloat16 models (those always take the generic path). A prompt (several new positions at once)
+goes through the kernels only when every projection is an int8 layer; float32 models prefill with
+PyTorch and decode with the kernels.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("kernels.c")
-ABI_VERSION = 9
+ABI_VERSION = 10
 MAX_HEAD_DIM = 512  # the C kernels' per-head scratch size
 
 _lock = threading.Lock()
@@ -123,7 +125,7 @@ class Kernels:
         self.pack_q8.argtypes = [ptr, i32, i32, ptr, ptr]
         self.pack_q8.restype = None
         self.stack_q8 = lib.hrm_stack_q8
-        self.stack_q8.argtypes = [ptr, i32, ptr, i32, i32, f32, ptr, ptr, i64, i64, ptr, ptr, ptr, ptr]
+        self.stack_q8.argtypes = [ptr, i32, ptr, i32, i32, i32, f32, ptr, ptr, i64, i64, ptr, ptr, ptr, ptr]
         self.stack_q8.restype = None
         self.path = path
 
@@ -186,6 +188,6 @@ def reset() -> None:
 
 
 def usable(h: torch.Tensor, head_dim: int) -> bool:
-    """Whether a decode step on ``h`` ([1, 1, hidden]) can use the kernels."""
-    return (h.dtype == torch.float32 and h.device.type == "cpu" and h.shape[0] == 1 and h.shape[1] == 1
-            and head_dim <= MAX_HEAD_DIM and not torch.is_grad_enabled())
+    """Whether new positions ``h`` ([1, T, hidden]) of one sequence can go through the kernels."""
+    return (h.dtype == torch.float32 and h.device.type == "cpu" and h.shape[0] == 1 and head_dim <= MAX_HEAD_DIM
+            and not torch.is_grad_enabled())

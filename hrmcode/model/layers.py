@@ -269,6 +269,7 @@ def _no_q8() -> None:
 class _Q8Plan:
     """One stack call's int8 blocks, laid out for ``hrm_stack_q8`` (built once per generation and cache size)."""
 
+    cache: "KVCache"
     kvs: list[LayerKV]
     blocks: ctypes.Array
     keys: ctypes.Array
@@ -280,9 +281,10 @@ class _Q8Plan:
 class Stack(nn.Module):
     """Blocks applied in order; ``forward(z, injection)`` adds the injection first (HRM input injection).
 
-    Decoding one token of one sequence in float32 against a KV cache runs through the fused C
-    kernels of ``hrmcode.model.kernels`` when they are available: the same math in 4 calls per
-    block around its 4 matmuls, instead of ~35 PyTorch ops.
+    With a KV cache, one sequence in float32, and the fused C kernels of ``hrmcode.model.kernels``
+    available: a stack whose projections are all int8 layers runs new positions (a prompt or one
+    decoded token) in one ``hrm_stack_q8`` call; a float stack decodes one token with 4 kernel
+    calls per block around its 4 matmuls, instead of ~35 PyTorch ops.
     """
 
     def __init__(self, layers: int, hidden: int, heads: int, inner: int, eps: float):
@@ -299,36 +301,44 @@ class Stack(nn.Module):
         key: tuple,
     ) -> torch.Tensor:
         h = z if injection is None else z + injection
-        if cache is not None and mask.mask is None and not mask.is_causal:  # one new position, sees all cached
+        # New positions that see every cached one and, causally, each other: a decode step, or a prompt into an
+        # empty cache. Those can run through the fused kernels.
+        if cache is not None and mask.mask is None and (not mask.is_causal or cache.length == 0):
             fused = kernels.load() if kernels.usable(h, self.layers[0].attn.head_dim) else None
-            if fused is not None:
+            plan = self._q8_plan(cache, key, h) if fused is not None else None
+            if plan is not None:
+                return self._run_q8(fused, plan, h.clone() if injection is None else h, rope)
+            if fused is not None and h.shape[1] == 1:
                 return self._decode(fused, h.clone() if injection is None else h, rope, cache, key)
         for i, layer in enumerate(self.layers):
             h = layer(h, rope, mask, None if cache is None else cache.slot((*key, i)))
         return h
 
+    def _run_q8(self, fused: kernels.Kernels, plan: _Q8Plan, h: torch.Tensor,
+                rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``forward`` through ``hrm_stack_q8`` ([1, T, hidden] float32, updated in place)."""
+        cos, sin = (t.contiguous() for t in rope)
+        rows = h.shape[1]
+        attn = self.layers[0].attn
+        hidden = attn.heads * attn.head_dim
+        scratch = plan.cache.scratch("block", rows * (4 * hidden + 3 * plan.inner) + plan.capacity)
+        codes = plan.cache.scratch("codes", min(rows, 64) * max(hidden, plan.inner), torch.uint8)
+        fused.stack_q8(plan.blocks, len(plan.kvs), h.data_ptr(), rows, attn.heads, attn.head_dim, self.layers[0].eps,
+                       plan.keys, plan.values, plan.capacity, plan.kvs[0].length, cos.data_ptr(), sin.data_ptr(),
+                       scratch.data_ptr(), codes.data_ptr())
+        for kv in plan.kvs:
+            kv.length += rows
+        return h
+
     def _decode(self, fused: kernels.Kernels, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
                 cache: KVCache, key: tuple) -> torch.Tensor:
-        """``forward`` for one position ([1, 1, hidden], float32), updating ``h`` in place.
-
-        When every projection is an int8 layer, the whole stack is one ``hrm_stack_q8`` call; otherwise each
-        block runs its projections as modules and the rest through the fused kernels.
-        """
+        """``forward`` for one position ([1, 1, hidden], float32) of a model with float projections, updating
+        ``h`` in place: the projections run as modules, the rest of each block through the fused kernels."""
         cos, sin = (t.contiguous() for t in rope)
         first = self.layers[0]
         heads, head_dim = first.attn.heads, first.attn.head_dim
         hidden = heads * head_dim
         h_ptr = h.data_ptr()
-        plan = self._q8_plan(cache, key, h)
-        if plan is not None:
-            scratch = cache.scratch("block", 4 * hidden + 3 * plan.inner + plan.capacity)
-            codes = cache.scratch("codes", max(hidden, plan.inner), torch.uint8)
-            fused.stack_q8(plan.blocks, len(plan.kvs), h_ptr, heads, head_dim, first.eps, plan.keys, plan.values,
-                           plan.capacity, plan.kvs[0].length, cos.data_ptr(), sin.data_ptr(), scratch.data_ptr(),
-                           codes.data_ptr())
-            for kv in plan.kvs:
-                kv.length += 1
-            return h
         attn_out = cache.scratch("attn", hidden)[:hidden].view(1, 1, hidden)
         kv_shape = h.new_empty(1, heads, 0, head_dim)
         for i, layer in enumerate(self.layers):
@@ -352,16 +362,17 @@ class Stack(nn.Module):
         return h
 
     def _q8_plan(self, cache: KVCache, key: tuple, h: torch.Tensor) -> _Q8Plan | None:
-        """This stack call's ``_Q8Plan`` (None when a block is not all int8), with room for one more position.
+        """This stack call's ``_Q8Plan`` (None when a block is not all int8), with room for ``h``'s positions.
 
         Kept in the cache: the weights cannot change within one generation, and a new generation gets a new cache.
         """
+        rows = h.shape[1]
         plans = cache.__dict__.setdefault("_q8_plans", {})
         plan = plans.get(key, False)
         if plan is None:
             return None
         kvs = plan.kvs if plan else [cache.slot((*key, i)) for i in range(len(self.layers))]
-        if plan and kvs[0].length < plan.capacity:
+        if plan and kvs[0].length + rows <= plan.capacity:
             return plan
         if not plan:
             blocks = [layer.q8_block() for layer in self.layers]
@@ -371,12 +382,13 @@ class Stack(nn.Module):
         first = self.layers[0].attn
         like = h.new_empty(1, first.heads, 0, first.head_dim)
         for kv in kvs:
-            kv.reserve(1, like)
+            kv.reserve(rows, like)
         if len({kv.capacity for kv in kvs}) != 1 or len({kv.length for kv in kvs}) != 1:
             plans[key] = None  # slots filled unevenly (not by this model's forward): take the per-block path
             return None
         pointers = ctypes.c_void_p * len(kvs)
         plan = plans[key] = _Q8Plan(
+            cache=cache,
             kvs=kvs,
             blocks=plan.blocks if plan else (kernels.Q8Block * len(blocks))(*blocks),
             keys=pointers(*(kv.k_buffer.data_ptr() for kv in kvs)),
