@@ -269,7 +269,6 @@ def _no_q8() -> None:
 class _Q8Plan:
     """One stack call's int8 blocks, laid out for ``hrm_stack_q8`` (built once per generation and cache size)."""
 
-    cache: "KVCache"
     kvs: list[LayerKV]
     blocks: ctypes.Array
     keys: ctypes.Array
@@ -307,7 +306,7 @@ class Stack(nn.Module):
             fused = kernels.load() if kernels.usable(h, self.layers[0].attn.head_dim) else None
             plan = self._q8_plan(cache, key, h) if fused is not None else None
             if plan is not None:
-                return self._run_q8(fused, plan, h.clone() if injection is None else h, rope)
+                return self._run_q8(fused, plan, h.clone() if injection is None else h, rope, cache)
             if fused is not None and h.shape[1] == 1:
                 return self._decode(fused, h.clone() if injection is None else h, rope, cache, key)
         for i, layer in enumerate(self.layers):
@@ -315,14 +314,14 @@ class Stack(nn.Module):
         return h
 
     def _run_q8(self, fused: kernels.Kernels, plan: _Q8Plan, h: torch.Tensor,
-                rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+                rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache) -> torch.Tensor:
         """``forward`` through ``hrm_stack_q8`` ([1, T, hidden] float32, updated in place)."""
         cos, sin = (t.contiguous() for t in rope)
         rows = h.shape[1]
         attn = self.layers[0].attn
         hidden = attn.heads * attn.head_dim
-        scratch = plan.cache.scratch("block", rows * (4 * hidden + 3 * plan.inner) + plan.capacity)
-        codes = plan.cache.scratch("codes", min(rows, 64) * max(hidden, plan.inner), torch.uint8)
+        scratch = cache.scratch("block", rows * (4 * hidden + 3 * plan.inner) + plan.capacity)
+        codes = cache.scratch("codes", min(rows, 64) * max(hidden, plan.inner), torch.uint8)
         fused.stack_q8(plan.blocks, len(plan.kvs), h.data_ptr(), rows, attn.heads, attn.head_dim, self.layers[0].eps,
                        plan.keys, plan.values, plan.capacity, plan.kvs[0].length, cos.data_ptr(), sin.data_ptr(),
                        scratch.data_ptr(), codes.data_ptr())
@@ -365,6 +364,8 @@ class Stack(nn.Module):
         """This stack call's ``_Q8Plan`` (None when a block is not all int8), with room for ``h``'s positions.
 
         Kept in the cache: the weights cannot change within one generation, and a new generation gets a new cache.
+        A plan must not refer back to the cache: the cycle would keep every generation's KV buffers alive until
+        Python's cycle collector happens to run.
         """
         rows = h.shape[1]
         plans = cache.__dict__.setdefault("_q8_plans", {})
@@ -388,7 +389,6 @@ class Stack(nn.Module):
             return None
         pointers = ctypes.c_void_p * len(kvs)
         plan = plans[key] = _Q8Plan(
-            cache=cache,
             kvs=kvs,
             blocks=plan.blocks if plan else (kernels.Q8Block * len(blocks))(*blocks),
             keys=pointers(*(kv.k_buffer.data_ptr() for kv in kvs)),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from torch import nn
@@ -132,3 +135,22 @@ def test_kv_buffers_grow_geometrically_and_keep_their_contents():
     keys, values = kv.update(more, more + 1)
     assert kv.capacity == 128 and kv.length == 75
     assert torch.equal(keys, torch.cat((first, more), 2)) and torch.equal(values, torch.cat((first, more), 2) + 1)
+
+
+def test_a_generation_frees_its_kv_cache_without_the_cycle_collector(tok, monkeypatch):
+    """A reference cycle through the cache would keep every request's KV buffers until gc happens to run."""
+    model = _int8(_model("hrm", tok.vocab_size))
+    caches = []
+    init = KVCache.__init__
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        caches.append(weakref.ref(self))
+
+    monkeypatch.setattr(KVCache, "__init__", recording_init)
+    gc.disable()
+    try:
+        generate(model, tok, "def add(a, b):", GenerationConfig(max_new_tokens=8))
+        assert len(caches) == 1 and caches[0]() is None
+    finally:
+        gc.enable()
