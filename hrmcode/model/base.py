@@ -31,6 +31,13 @@ class ModelOutput:
     trace: list[dict] | None = None  # ACT training: per-segment halting/Q values, when asked for
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model's tensors live (a quantized model may hold only buffers, no parameters)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def shifted_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-position cross entropy [B, T-1] (0 where ignored), the valid mask, and argmax == label."""
     logits = logits[:, :-1].float()
@@ -43,6 +50,10 @@ def shifted_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torc
 
 class CausalLM(nn.Module):
     """Token embedding (scaled by sqrt(hidden), as in the HRM), LM head, rotary, masks."""
+
+    # How generation stores keys and values (None: in the activations' dtype). Models whose projections are
+    # int8 layers set float16: half the memory of the HRM's many caches, for a rounding far below int8's.
+    kv_dtype: torch.dtype | None = None
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hrmcode.errors import InputError
+from hrmcode.model.base import model_device
 from hrmcode.model.layers import KVCache
 
 
@@ -56,12 +57,13 @@ def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generato
 
 def next_tokens(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: GenerationConfig) -> Iterator[int]:
     """Token ids one at a time; each forward pass runs only when the next token is asked for."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     max_len = model.config.max_seq_len
     generator = torch.Generator().manual_seed(cfg.seed)
     ids = list(prompt_ids)
     prefix = torch.tensor([len(ids)], device=device)
-    cache = KVCache(min(len(ids) + cfg.max_new_tokens, max_len)) if cfg.use_cache else None
+    cache = KVCache(min(len(ids) + cfg.max_new_tokens, max_len), getattr(model, "kv_dtype", None)) if cfg.use_cache \
+        else None
     logits = model(torch.tensor([ids], device=device), prefix_lens=prefix, cache=cache).logits[0, -1]
     while True:
         token = _pick(logits, cfg, generator)

@@ -1,8 +1,9 @@
-/* Fused float32 kernels for decoding one token (see kernels.py for what they guarantee).
+/* Fused CPU kernels for generation (see kernels.py for what they guarantee).
  *
- * Each function does, on one position, what a handful of PyTorch ops do in
- * hrmcode.model.layers, in one call: that per-op overhead, not arithmetic, is what a
- * batch-1 decode step of a small model spends most of its time on.
+ * The block kernels do, for one or a few positions, what a handful of PyTorch ops do in
+ * hrmcode.model.layers, in one call: that per-op overhead, not arithmetic, is what a batch-1
+ * decode step of a small model spends most of its time on. The int8 kernels are the matmuls of
+ * hrmcode.quantize.torch_backend.DynamicInt8Linear, and whole int8 blocks.
  */
 #include <math.h>
 #include <pthread.h>
@@ -15,19 +16,6 @@
 #endif
 
 #define LANES 16
-
-/* Sum of a[i] * b[i] in LANES independent partial sums, so the compiler vectorizes it without
- * being allowed to reorder floating-point additions (no -ffast-math). */
-static float dot(const float *a, const float *b, int n) {
-    float acc[LANES] = {0};
-    int i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; j++) acc[j] += a[i + j] * b[i + j];
-    float sum = 0.0f;
-    for (int j = 0; j < LANES; j++) sum += acc[j];
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
-}
 
 /* Rotate-half rotary embedding of x into out: out = x * cos + cat(-x[half:], x[:half]) * sin. */
 static void rotate(const float *x, const float *cos, const float *sin, int dim, float *out) {
@@ -45,39 +33,56 @@ static void rotate(const float *x, const float *cos, const float *sin, int dim, 
  * rotated key and the value at pos. cos, sin: [head_dim], the rotary table row of pos.
  * out: [heads * head_dim], softmax(q k^T / sqrt(head_dim)) v over positions 0..pos.
  * scores: scratch of at least pos + 1 floats.
- */
-void hrm_rope_attend(const float *qkv, float *kcache, float *vcache, int64_t capacity, int64_t pos,
-                     const float *cos, const float *sin, int heads, int head_dim, float *out, float *scores) {
-    const int hidden = heads * head_dim;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    float q[512];
-    for (int h = 0; h < heads; h++) {
-        float *keys = kcache + (int64_t)h * capacity * head_dim;
-        float *values = vcache + (int64_t)h * capacity * head_dim;
-        rotate(qkv + h * head_dim, cos, sin, head_dim, q);
-        rotate(qkv + hidden + h * head_dim, cos, sin, head_dim, keys + pos * head_dim);
-        memcpy(values + pos * head_dim, qkv + 2 * hidden + h * head_dim, sizeof(float) * head_dim);
-
-        float max = -INFINITY;
-        for (int64_t t = 0; t <= pos; t++) {
-            scores[t] = dot(q, keys + t * head_dim, head_dim) * scale;
-            if (scores[t] > max) max = scores[t];
-        }
-        float total = 0.0f;
-        for (int64_t t = 0; t <= pos; t++) {
-            scores[t] = expf(scores[t] - max);
-            total += scores[t];
-        }
-        float *o = out + h * head_dim;
-        float acc[512] = {0};
-        for (int64_t t = 0; t <= pos; t++) {
-            const float w = scores[t];
-            const float *v = values + t * head_dim;
-            for (int i = 0; i < head_dim; i++) acc[i] += w * v[i];
-        }
-        for (int i = 0; i < head_dim; i++) o[i] = acc[i] / total;
+ * Two versions: hrm_rope_attend keeps the cache in float32 (float models, the same cache PyTorch
+ * reads); hrm_rope_attend_h in float16 (int8 models, whose cache only these kernels touch: half
+ * the memory; keys and values are rounded to float16 once, when written). */
+#define ROPE_ATTEND(NAME, CACHE_T)                                                                           \
+    void NAME(const float *qkv, CACHE_T *kcache, CACHE_T *vcache, int64_t capacity, int64_t pos,              \
+              const float *cos, const float *sin, int heads, int head_dim, float *out, float *scores) {       \
+        const int hidden = heads * head_dim;                                                                 \
+        const float scale = 1.0f / sqrtf((float)head_dim);                                                   \
+        float q[512], key[512];                                                                              \
+        for (int h = 0; h < heads; h++) {                                                                    \
+            CACHE_T *keys = kcache + (int64_t)h * capacity * head_dim;                                       \
+            CACHE_T *values = vcache + (int64_t)h * capacity * head_dim;                                     \
+            const float *v_new = qkv + 2 * hidden + h * head_dim;                                            \
+            rotate(qkv + h * head_dim, cos, sin, head_dim, q);                                               \
+            rotate(qkv + hidden + h * head_dim, cos, sin, head_dim, key);                                    \
+            for (int i = 0; i < head_dim; i++) {                                                             \
+                keys[pos * head_dim + i] = (CACHE_T)key[i];                                                  \
+                values[pos * head_dim + i] = (CACHE_T)v_new[i];                                              \
+            }                                                                                                \
+            float max = -INFINITY;                                                                           \
+            for (int64_t t = 0; t <= pos; t++) {                                                             \
+                const CACHE_T *k = keys + t * head_dim;                                                      \
+                float acc[LANES] = {0}; /* independent partial sums: vectorized without -ffast-math */       \
+                int i = 0;                                                                                   \
+                for (; i + LANES <= head_dim; i += LANES)                                                    \
+                    for (int j = 0; j < LANES; j++) acc[j] += q[i + j] * (float)k[i + j];                    \
+                float sum = 0.0f;                                                                            \
+                for (int j = 0; j < LANES; j++) sum += acc[j];                                               \
+                for (; i < head_dim; i++) sum += q[i] * (float)k[i];                                         \
+                scores[t] = sum * scale;                                                                     \
+                if (scores[t] > max) max = scores[t];                                                        \
+            }                                                                                                \
+            float total = 0.0f;                                                                              \
+            for (int64_t t = 0; t <= pos; t++) {                                                             \
+                scores[t] = expf(scores[t] - max);                                                           \
+                total += scores[t];                                                                          \
+            }                                                                                                \
+            float *o = out + h * head_dim;                                                                   \
+            float acc[512] = {0};                                                                            \
+            for (int64_t t = 0; t <= pos; t++) {                                                             \
+                const float w = scores[t];                                                                   \
+                const CACHE_T *v = values + t * head_dim;                                                    \
+                for (int i = 0; i < head_dim; i++) acc[i] += w * (float)v[i];                                \
+            }                                                                                                \
+            for (int i = 0; i < head_dim; i++) o[i] = acc[i] / total;                                        \
+        }                                                                                                    \
     }
-}
+
+ROPE_ATTEND(hrm_rope_attend, float)
+ROPE_ATTEND(hrm_rope_attend_h, _Float16)
 
 /* h = rms_norm(h + delta) in place: (h + delta) * rsqrt(mean((h + delta)^2) + eps). */
 void hrm_add_rms_norm(float *h, const float *delta, int n, float eps) {
@@ -415,16 +420,16 @@ typedef struct {
  * position and to the new ones before it): what hrm_qlinear, hrm_rope_attend, hrm_add_rms_norm and hrm_silu_mul
  * do one after the other. cos, sin: [rows, head_dim]. scratch: rows * (4 * hidden + 3 * inner) + pos + rows
  * floats; qscratch: min(rows, 64) * max(hidden, inner) bytes. */
-void hrm_block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int head_dim, float eps, float *kcache,
-                  float *vcache, int64_t capacity, int64_t pos, const float *cos, const float *sin, float *scratch,
+void hrm_block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int head_dim, float eps, _Float16 *kcache,
+                  _Float16 *vcache, int64_t capacity, int64_t pos, const float *cos, const float *sin, float *scratch,
                   uint8_t *qscratch) {
     const int hidden = heads * head_dim, inner = b->down.in_features;
     float *qkv = scratch, *attended = qkv + (int64_t)rows * 3 * hidden, *projected = attended + (int64_t)rows * hidden;
     float *gated = projected + (int64_t)rows * 2 * inner, *scores = gated + (int64_t)rows * inner;
     hrm_qlinear(h, rows, hidden, b->qkv.weight, b->qkv.scale, b->qkv.rowsum, b->qkv.out_features, qkv, qscratch);
     for (int t = 0; t < rows; t++)
-        hrm_rope_attend(qkv + (int64_t)t * 3 * hidden, kcache, vcache, capacity, pos + t, cos + t * head_dim,
-                        sin + t * head_dim, heads, head_dim, attended + (int64_t)t * hidden, scores);
+        hrm_rope_attend_h(qkv + (int64_t)t * 3 * hidden, kcache, vcache, capacity, pos + t, cos + t * head_dim,
+                          sin + t * head_dim, heads, head_dim, attended + (int64_t)t * hidden, scores);
     hrm_qlinear(attended, rows, hidden, b->o.weight, b->o.scale, b->o.rowsum, hidden, projected, qscratch);
     for (int t = 0; t < rows; t++)
         hrm_add_rms_norm(h + (int64_t)t * hidden, projected + (int64_t)t * hidden, hidden, eps);
@@ -437,9 +442,9 @@ void hrm_block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int head
         hrm_add_rms_norm(h + (int64_t)t * hidden, projected + (int64_t)t * hidden, hidden, eps);
 }
 
-/* hrm_block_q8 for n blocks in a row, block i with its own KV cache (kcaches[i], vcaches[i]). */
+/* hrm_block_q8 for n blocks in a row, block i with its own float16 KV cache (kcaches[i], vcaches[i]). */
 void hrm_stack_q8(const hrm_q8_block *blocks, int n, float *h, int rows, int heads, int head_dim, float eps,
-                  float *const *kcaches, float *const *vcaches, int64_t capacity, int64_t pos, const float *cos,
+                  _Float16 *const *kcaches, _Float16 *const *vcaches, int64_t capacity, int64_t pos, const float *cos,
                   const float *sin, float *scratch, uint8_t *qscratch) {
     for (int i = 0; i < n; i++)
         hrm_block_q8(&blocks[i], h, rows, heads, head_dim, eps, kcaches[i], vcaches[i], capacity, pos, cos, sin,
@@ -447,4 +452,4 @@ void hrm_stack_q8(const hrm_q8_block *blocks, int n, float *h, int rows, int hea
 }
 
 /* The ABI version this file implements; kernels.py refuses a library that reports another. */
-int hrm_kernels_version(void) { return 10; }
+int hrm_kernels_version(void) { return 11; }

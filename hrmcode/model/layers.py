@@ -135,11 +135,12 @@ class LayerKV:
 
     GROWTH_STEP = 64
 
-    def __init__(self, expected_length: int = 0) -> None:
+    def __init__(self, expected_length: int = 0, dtype: torch.dtype | None = None) -> None:
         self.k_buffer: torch.Tensor | None = None
         self.v_buffer: torch.Tensor | None = None
         self.length = 0
         self.expected_length = expected_length  # the first allocation's size, when known (no regrowth, no copy)
+        self.dtype = dtype  # storage dtype; None: that of the first keys
 
     @property
     def capacity(self) -> int:
@@ -163,8 +164,9 @@ class LayerKV:
         if self.k_buffer is None and self.expected_length >= needed:
             capacity = self.expected_length
         batch, heads, _, dim = like.shape
-        k = like.new_empty(batch, heads, capacity, dim)
-        v = like.new_empty(batch, heads, capacity, dim)
+        dtype = (self.dtype or like.dtype) if self.k_buffer is None else self.k_buffer.dtype
+        k = like.new_empty(batch, heads, capacity, dim, dtype=dtype)
+        v = like.new_empty(batch, heads, capacity, dim, dtype=dtype)
         if self.length:
             k[:, :, : self.length] = self.keys
             v[:, :, : self.length] = self.values
@@ -185,17 +187,19 @@ class KVCache:
     Also holds the decode kernels' scratch buffers, so concurrent generations (one cache each)
     never share memory. ``expected_length`` (prompt + tokens to generate, when known) sizes every
     buffer once, so a generation never holds a buffer and its grown copy at the same time.
+    ``dtype`` is the storage dtype (a model's ``kv_dtype``; None: that of the keys).
     """
 
-    def __init__(self, expected_length: int = 0) -> None:
+    def __init__(self, expected_length: int = 0, dtype: torch.dtype | None = None) -> None:
         self.slots: dict[tuple, LayerKV] = {}
         self.length = 0
         self.expected_length = expected_length
+        self.dtype = dtype
         self._scratch: dict[str, torch.Tensor] = {}
 
     def slot(self, key: tuple) -> LayerKV:
         if key not in self.slots:
-            self.slots[key] = LayerKV(self.expected_length)
+            self.slots[key] = LayerKV(self.expected_length, self.dtype)
         return self.slots[key]
 
     def scratch(self, name: str, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -225,6 +229,8 @@ class Attention(nn.Module):
         v = qkv[2]
         if kv is not None:
             k, v = kv.update(k, v)
+            if k.dtype != q.dtype:  # a float16 cache (int8 models)
+                k, v = k.to(q.dtype), v.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.mask, is_causal=mask.is_causal)
         return self.o(out.transpose(1, 2).reshape(batch, length, hidden))
 
@@ -307,7 +313,7 @@ class Stack(nn.Module):
             plan = self._q8_plan(cache, key, h) if fused is not None else None
             if plan is not None:
                 return self._run_q8(fused, plan, h.clone() if injection is None else h, rope, cache)
-            if fused is not None and h.shape[1] == 1:
+            if fused is not None and h.shape[1] == 1 and self._cache_dtype(cache, key) in (None, torch.float32):
                 return self._decode(fused, h.clone() if injection is None else h, rope, cache, key)
         for i, layer in enumerate(self.layers):
             h = layer(h, rope, mask, None if cache is None else cache.slot((*key, i)))
@@ -343,6 +349,8 @@ class Stack(nn.Module):
         for i, layer in enumerate(self.layers):
             kv = cache.slot((*key, i))
             kv.reserve(1, kv_shape)
+            if kv.k_buffer.dtype != torch.float32:
+                raise RuntimeError("a float16 KV cache reached the float32 decode kernel")
             scores = cache.scratch("scores", kv.capacity)
             qkv = layer.attn.qkv(h)
             fused.rope_attend(qkv.data_ptr(), kv.k_buffer.data_ptr(), kv.v_buffer.data_ptr(), kv.capacity, kv.length,
@@ -359,6 +367,10 @@ class Stack(nn.Module):
             mixed = layer.mlp.down(gated)
             fused.add_rms_norm(h_ptr, mixed.data_ptr(), hidden, layer.eps)
         return h
+
+    def _cache_dtype(self, cache: KVCache, key: tuple) -> torch.dtype | None:
+        buffer = cache.slot((*key, 0)).k_buffer
+        return None if buffer is None else buffer.dtype
 
     def _q8_plan(self, cache: KVCache, key: tuple, h: torch.Tensor) -> _Q8Plan | None:
         """This stack call's ``_Q8Plan`` (None when a block is not all int8), with room for ``h``'s positions.
@@ -377,11 +389,11 @@ class Stack(nn.Module):
             return plan
         if not plan:
             blocks = [layer.q8_block() for layer in self.layers]
-            if None in blocks:
-                plans[key] = None
+            if None in blocks or self._cache_dtype(cache, key) not in (None, torch.float16):
+                plans[key] = None  # float layers, or a float32 cache already filled by the PyTorch path
                 return None
         first = self.layers[0].attn
-        like = h.new_empty(1, first.heads, 0, first.head_dim)
+        like = h.new_empty(1, first.heads, 0, first.head_dim, dtype=torch.float16)  # see hrm_rope_attend_h
         for kv in kvs:
             kv.reserve(rows, like)
         if len({kv.capacity for kv in kvs}) != 1 or len({kv.length for kv in kvs}) != 1:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from hrmcode.data.examples import Example
+from hrmcode.model.base import model_device
 from hrmcode.model.generate import GenerationConfig, generate, next_tokens
 from hrmcode.reporting import reporter
 
@@ -45,14 +46,14 @@ def encode_examples(tokenizer, examples: list[Example], max_seq_len: int) -> lis
 
 def forward_examples(model: torch.nn.Module, encoded: list[Encoded]) -> None:
     """One forward pass per example (for activation calibration)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     with torch.no_grad():
         for item in encoded:
             model(torch.tensor([item.ids], device=device), prefix_lens=torch.tensor([item.prompt_len], device=device))
 
 
 def heldout_loss(model: torch.nn.Module, encoded: list[Encoded]) -> float:
-    device = next(model.parameters()).device
+    device = model_device(model)
     total, count = 0.0, 0
     model.eval()
     with torch.no_grad(), reporter().task("held-out loss", total=len(encoded)) as task:

@@ -10,6 +10,7 @@ Three layer types replace ``nn.Linear``:
   arithmetic in PyTorch ops (identical numbers, several times slower than float32).
 - ``Int8Linear`` (``--activations none``): int8 weights, per output channel, bfloat16
   activations, ``torch._weight_int8pack_mm`` (the kernel optimum-quanto uses for the same spec).
+- ``Int8Embedding``: with dynamic activations, embedding tables too (int8 per row).
 - ``Int4Linear`` (``--weights int4``): 4-bit weights, asymmetric per group of input features
   (``--group-size`` 32/64/128/256; smaller where the layer's width needs it), bfloat16
   activations, ``torch._weight_int4pack_mm_for_cpu`` (TinyGemm). No C++ extension is built.
@@ -41,6 +42,11 @@ _INT4_INNER_K_TILES = 2
 def _linear_names(model: nn.Module, exclude: tuple[str, ...]) -> list[str]:
     return [name for name, module in model.named_modules()
             if isinstance(module, nn.Linear) and not any(fnmatch(name, pattern) for pattern in exclude)]
+
+
+def _embedding_names(model: nn.Module, exclude: tuple[str, ...]) -> list[str]:
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Embedding) and not any(fnmatch(name, pattern) for pattern in exclude)]
 
 
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -234,6 +240,26 @@ class Int4Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int4 group {self.group_size}"
 
 
+class Int8Embedding(nn.Module):
+    """An embedding table in int8, symmetric per row: a looked-up row is ``q * scale`` in float32.
+
+    With dynamic int8 activations the model runs in float32, so its float32 table would be the
+    largest tensor left (8 MB of the 27M HRM's 38): this keeps it at a quarter.
+    """
+
+    def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = weight_int8.shape
+        self.register_buffer("weight_int8", weight_int8.contiguous())
+        self.register_buffer("scale", scale.float().contiguous())
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.weight_int8[ids].float() * self.scale[ids].unsqueeze(-1)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8"
+
+
 class TorchBackend:
     name = "torch"
 
@@ -262,6 +288,10 @@ class TorchBackend:
             layer = self._quantized(linear.weight, spec)
             if layer is not None:
                 _replace(model, name, layer)
+        if spec.activations == "dynamic":
+            for name in _embedding_names(model, spec.exclude):
+                _replace(model, name, Int8Embedding(*int8_per_channel(model.get_submodule(name).weight)))
+            model.kv_dtype = torch.float16  # see CausalLM.kv_dtype
         return model
 
     def _quantized(self, weight: torch.Tensor, spec: QuantSpec) -> nn.Module | None:
@@ -278,9 +308,12 @@ class TorchBackend:
     def serialize(self, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
         state: dict[str, torch.Tensor] = {}
         layers: dict[str, dict] = {}
-        quantized = {name: m for name, m in model.named_modules() if isinstance(m, (DynamicInt8Linear, Int8Linear, Int4Linear))}
+        quantized = {name: m for name, m in model.named_modules()
+                     if isinstance(m, (DynamicInt8Linear, Int8Linear, Int4Linear, Int8Embedding))}
         for name, module in quantized.items():
-            if isinstance(module, Int4Linear):
+            if isinstance(module, Int8Embedding):
+                layers[name] = {"weights": "int8", "activations": "none", "group_size": None, "kind": "embedding"}
+            elif isinstance(module, Int4Linear):
                 layers[name] = {"weights": "int4", "activations": "none", "group_size": module.group_size}
             else:
                 codes, scale = module.unpacked()
@@ -299,6 +332,14 @@ class TorchBackend:
         for name, entry in layers.items():
             try:
                 linear = model.get_submodule(name)
+                if entry.get("kind") == "embedding":
+                    table = Int8Embedding(state.pop(f"{name}.weight_int8"), state.pop(f"{name}.scale"))
+                    if (table.num_embeddings, table.embedding_dim) != (linear.num_embeddings, linear.embedding_dim):
+                        raise CheckpointError(f"embedding '{name}' does not match config.json",
+                                              "the weights and config.json do not belong together; rerun "
+                                              "`hrmcode quantize`")
+                    _replace(model, name, table)
+                    continue
                 if entry["weights"] == "int4":
                     layer = Int4Linear(state.pop(f"{name}.nibbles"), state.pop(f"{name}.scales_and_zeros"),
                                        int(entry["group_size"]))
@@ -316,6 +357,8 @@ class TorchBackend:
                                       f"{linear.out_features}x{linear.in_features} in config.json",
                                       "the weights and config.json do not belong together; rerun `hrmcode quantize`")
             _replace(model, name, layer)
+        if any(entry.get("activations") == "dynamic" for entry in layers.values()):
+            model.kv_dtype = torch.float16  # see CausalLM.kv_dtype
         # The float tensors (embeddings, unquantized layers) are still on the meta device: take them from the file
         # as they are (assign), never allocating a float copy of the quantized layers.
         result = model.load_state_dict(dict(state.items()), strict=False, assign=True)

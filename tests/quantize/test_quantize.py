@@ -16,7 +16,8 @@ from hrmcode.model.checkpoint import load_any
 from hrmcode.model.generate import GenerationConfig, generate
 from hrmcode.quantize import QuantSpec, load_quantized, quantize_checkpoint
 from hrmcode.quantize.quanto_backend import QuantoBackend, _group_size
-from hrmcode.quantize.torch_backend import DynamicInt8Linear, Int4Linear, Int8Linear, TorchBackend, int4_group_size
+from hrmcode.quantize.torch_backend import (DynamicInt8Linear, Int4Linear, Int8Embedding, Int8Linear, TorchBackend,
+                                            int4_group_size)
 from hrmcode.serve.app import ServeSettings
 from hrmcode.serve.server import background_server, checkpoint_app
 from tests.quantize.tiny import make_tiny_model
@@ -53,7 +54,7 @@ def test_int8_artifact_reloads_without_the_float_weights_and_generates(int8, tin
     copy = tmp_path / "moved"
     shutil.copytree(artifact.path, copy)  # nothing points back at the float checkpoint
     loaded = load_quantized(copy)
-    assert isinstance(loaded.model.lm_head, DynamicInt8Linear)
+    assert isinstance(loaded.model.lm_head, DynamicInt8Linear) and isinstance(loaded.model.embed, Int8Embedding)
     qmap = json.loads((copy / "quantization.json").read_text())
     assert qmap["backend"] == "torch" and qmap["spec"]["activations"] == "dynamic" and qmap["spec"]["dtype"] == "float32"
     assert not any(p.device.type == "meta" for p in loaded.model.parameters())
@@ -98,7 +99,7 @@ def test_torch_backend_restores_exactly_what_it_quantized():
     torch.manual_seed(0)
 
     def build():
-        return torch.nn.Sequential(torch.nn.Linear(64, 96, bias=False), torch.nn.SiLU(),
+        return torch.nn.Sequential(torch.nn.Embedding(50, 64), torch.nn.Linear(64, 96, bias=False), torch.nn.SiLU(),
                                    torch.nn.Linear(96, 32, bias=False))
 
     for spec, dtype in ((QuantSpec(), torch.float32), (QuantSpec(activations="none"), torch.bfloat16),
@@ -106,7 +107,8 @@ def test_torch_backend_restores_exactly_what_it_quantized():
         model = build().to(dtype).eval()
         backend = TorchBackend()
         backend.quantize(model, spec, None)
-        x = torch.randn(3, 64, dtype=dtype)
+        assert isinstance(model[0], Int8Embedding) == (spec.activations == "dynamic")
+        x = torch.randint(0, 50, (3, 5))
         with torch.no_grad():
             expected = model(x)
         state, qmap = backend.serialize(model)
