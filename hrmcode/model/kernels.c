@@ -10,8 +10,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
 #define HRM_VNNI 1
 #endif
 
@@ -36,7 +38,49 @@ static void rotate(const float *x, const float *cos, const float *sin, int dim, 
  * Two versions: hrm_rope_attend keeps the cache in float32 (float models, the same cache PyTorch
  * reads); hrm_rope_attend_h in float16 (int8 models, whose cache only these kernels touch: half
  * the memory; keys and values are rounded to float16 once, when written). */
-#define ROPE_ATTEND(NAME, CACHE_T)                                                                           \
+/* sum_i q[i] * k[i], and acc[i] += w * v[i], for each cache type. Partial sums in LANES independent lanes, so the
+ * float32 loops vectorize without -ffast-math; the float16 ones convert 16 values per instruction. */
+static float dot_f32(const float *q, const float *k, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += q[i + j] * k[i + j];
+    float sum = 0.0f;
+    for (int j = 0; j < LANES; j++) sum += acc[j];
+    for (; i < n; i++) sum += q[i] * k[i];
+    return sum;
+}
+
+static void axpy_f32(float *acc, float w, const float *v, int n) {
+    for (int i = 0; i < n; i++) acc[i] += w * v[i];
+}
+
+static float dot_f16(const float *q, const _Float16 *k, int n) {
+    int i = 0;
+    float sum = 0.0f;
+#ifdef __AVX512F__
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + i))),
+                              acc);
+    sum = _mm512_reduce_add_ps(acc);
+#endif
+    for (; i < n; i++) sum += q[i] * (float)k[i];
+    return sum;
+}
+
+static void axpy_f16(float *acc, float w, const _Float16 *v, int n) {
+    int i = 0;
+#ifdef __AVX512F__
+    const __m512 wv = _mm512_set1_ps(w);
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(acc + i, _mm512_fmadd_ps(wv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + i))),
+                                                  _mm512_loadu_ps(acc + i)));
+#endif
+    for (; i < n; i++) acc[i] += w * (float)v[i];
+}
+
+#define ROPE_ATTEND(NAME, CACHE_T, DOT, AXPY)                                                                  \
     void NAME(const float *qkv, CACHE_T *kcache, CACHE_T *vcache, int64_t capacity, int64_t pos,              \
               const float *cos, const float *sin, int heads, int head_dim, float *out, float *scores) {       \
         const int hidden = heads * head_dim;                                                                 \
@@ -54,15 +98,7 @@ static void rotate(const float *x, const float *cos, const float *sin, int dim, 
             }                                                                                                \
             float max = -INFINITY;                                                                           \
             for (int64_t t = 0; t <= pos; t++) {                                                             \
-                const CACHE_T *k = keys + t * head_dim;                                                      \
-                float acc[LANES] = {0}; /* independent partial sums: vectorized without -ffast-math */       \
-                int i = 0;                                                                                   \
-                for (; i + LANES <= head_dim; i += LANES)                                                    \
-                    for (int j = 0; j < LANES; j++) acc[j] += q[i + j] * (float)k[i + j];                    \
-                float sum = 0.0f;                                                                            \
-                for (int j = 0; j < LANES; j++) sum += acc[j];                                               \
-                for (; i < head_dim; i++) sum += q[i] * (float)k[i];                                         \
-                scores[t] = sum * scale;                                                                     \
+                scores[t] = DOT(q, keys + t * head_dim, head_dim) * scale;                                   \
                 if (scores[t] > max) max = scores[t];                                                        \
             }                                                                                                \
             float total = 0.0f;                                                                              \
@@ -70,19 +106,15 @@ static void rotate(const float *x, const float *cos, const float *sin, int dim, 
                 scores[t] = expf(scores[t] - max);                                                           \
                 total += scores[t];                                                                          \
             }                                                                                                \
-            float *o = out + h * head_dim;                                                                   \
             float acc[512] = {0};                                                                            \
-            for (int64_t t = 0; t <= pos; t++) {                                                             \
-                const float w = scores[t];                                                                   \
-                const CACHE_T *v = values + t * head_dim;                                                    \
-                for (int i = 0; i < head_dim; i++) acc[i] += w * (float)v[i];                                \
-            }                                                                                                \
+            for (int64_t t = 0; t <= pos; t++) AXPY(acc, scores[t], values + t * head_dim, head_dim);        \
+            float *o = out + h * head_dim;                                                                   \
             for (int i = 0; i < head_dim; i++) o[i] = acc[i] / total;                                        \
         }                                                                                                    \
     }
 
-ROPE_ATTEND(hrm_rope_attend, float)
-ROPE_ATTEND(hrm_rope_attend_h, _Float16)
+ROPE_ATTEND(hrm_rope_attend, float, dot_f32, axpy_f32)
+ROPE_ATTEND(hrm_rope_attend_h, _Float16, dot_f16, axpy_f16)
 
 /* h = rms_norm(h + delta) in place: (h + delta) * rsqrt(mean((h + delta)^2) + eps). */
 void hrm_add_rms_norm(float *h, const float *delta, int n, float eps) {
@@ -452,4 +484,4 @@ void hrm_stack_q8(const hrm_q8_block *blocks, int n, float *h, int rows, int hea
 }
 
 /* The ABI version this file implements; kernels.py refuses a library that reports another. */
-int hrm_kernels_version(void) { return 11; }
+int hrm_kernels_version(void) { return 12; }
