@@ -185,11 +185,13 @@ static void store16(const qgemm_task *t, int j, int b, const int32_t *acc) {
         out[c] = (t->xscale[j] * t->wscale[r0 + c]) * (float)(acc[c] - t->xzero[j] * t->rowsum[r0 + c]);
 }
 
+#ifdef HRM_VNNI
 static int32_t load4(const uint8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
     return v;
 }
+#endif
 
 #define TILE 8 /* activation rows per pass over a row block */
 
@@ -283,10 +285,10 @@ static void qgemm(const qgemm_task *t) {
 
 /* One activation row (a decode step): 4 row blocks at a time, so 4 independent sums are in flight. */
 static void qgemv(const qgemm_task *t) {
-    const int k4 = t->k / 4, blocks = t->b1;
     int b = t->b0;
 #ifdef HRM_VNNI
-    for (; b + 4 <= blocks; b += 4) {
+    const int k4 = t->k / 4;
+    for (; b + 4 <= t->b1; b += 4) {
         const int8_t *w0 = t->w + (int64_t)b * k4 * 64, *w1 = w0 + k4 * 64, *w2 = w1 + k4 * 64, *w3 = w2 + k4 * 64;
         __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
         for (int i = 0; i < k4; i++) {
