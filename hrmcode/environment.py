@@ -1,4 +1,4 @@
-"""What ``hrmcode env`` reports: versions, toolchains found, sandbox backends available.
+"""What ``hrmcode env`` reports: versions, toolchains found, decode kernels, sandbox backends available.
 
 Used in bug reports; every probe is read-only and bounded by a short timeout.
 """
@@ -61,9 +61,12 @@ def collect_environment() -> dict:
     try:
         import torch
 
+        from hrmcode.model import kernels
+
         info["torch_cuda"] = torch.cuda.is_available()
+        info["decode_kernels"] = kernels.status()
     except ImportError:
-        info["torch_cuda"] = None
+        info["torch_cuda"] = info["decode_kernels"] = None
     try:
         from hrmcode.sandbox import backend_status
 

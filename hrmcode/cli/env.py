@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         def render() -> None:
             out.table("hrmcode", ["item", "value"], [
                 ["hrmcode", info["hrmcode"]], ["python", info["python"]], ["platform", info["platform"]],
-                ["torch cuda", info["torch_cuda"]],
+                ["torch cuda", info["torch_cuda"]], ["decode kernels", info["decode_kernels"]],
             ])
             out.table("packages", ["package", "version"],
                       [[k, v or "not installed"] for k, v in info["packages"].items()])

@@ -43,6 +43,7 @@ MAX_HEAD_DIM = 512  # the C kernels' per-head scratch size
 
 _lock = threading.Lock()
 _loaded: "Kernels | None | bool" = False  # False: not tried yet
+_why_not = ""  # when load() gave None: why
 
 
 def cache_dir() -> Path:
@@ -143,10 +144,13 @@ def load() -> Kernels | None:
 
 
 def _load() -> Kernels | None:
+    global _why_not
     if os.environ.get("HRMCODE_KERNELS", "1") == "0":
+        _why_not = "turned off by HRMCODE_KERNELS=0"
         return None
     compiler = _compiler()
     if compiler is None:
+        _why_not = f"no C compiler ({os.environ.get('CC', 'cc')} not found)"
         return None  # documented fallback; nothing to report on every run
     try:
         path = _library_path(compiler)
@@ -154,10 +158,20 @@ def _load() -> Kernels | None:
             _build(compiler, path)
         loaded = Kernels(path)
     except (OSError, RuntimeError, AttributeError) as exc:
+        _why_not = f"build failed: {exc}"
         print(f"hrmcode: decode kernels unavailable, using the PyTorch path ({exc})", file=sys.stderr)
         return None
     loaded.set_threads(int(os.environ.get("HRMCODE_KERNEL_THREADS", 0)) or torch.get_num_threads())
     return loaded
+
+
+def status() -> str:
+    """One line for ``hrmcode env``: where the kernels are, or why they are not."""
+    fused = load()
+    if fused is None:
+        return f"unavailable, {_why_not}: generation uses the PyTorch path"
+    flags = _cpu_flags()
+    return f"ok ({'AVX512-VNNI' if 'avx512_vnni' in flags else 'portable C'}), {fused.path}"
 
 
 def use_threads(model: torch.nn.Module, threads: int) -> str:

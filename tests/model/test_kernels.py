@@ -46,11 +46,13 @@ def test_kernels_build_on_this_machine():
     assert kernels.load() is not None
 
 
-def test_disabled_by_environment(monkeypatch, tmp_path):
+def test_disabled_by_environment_and_status_says_why(monkeypatch, tmp_path):
+    assert kernels.status().startswith("ok (")
     monkeypatch.setenv("HRMCODE_KERNELS", "0")
     kernels.reset()
     try:
         assert kernels.load() is None
+        assert "turned off by HRMCODE_KERNELS=0" in kernels.status()
     finally:
         monkeypatch.delenv("HRMCODE_KERNELS")
         kernels.reset()
