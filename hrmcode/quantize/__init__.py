@@ -166,11 +166,6 @@ class SafetensorsFile:
         return [(name, self.pop(name)) for name in list(self.entries)]
 
 
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, each in its own aligned allocation (see ``SafetensorsFile``)."""
-    return dict(SafetensorsFile(path).items())
-
-
 # -- loading -------------------------------------------------------------------------------
 def _read_quant_map(directory: Path) -> dict:
     path = directory / QUANT_MAP
