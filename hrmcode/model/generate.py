@@ -3,7 +3,9 @@
 Guarantees: greedy decoding (``temperature == 0``) and seeded sampling are deterministic;
 cached and uncached generation compute the same logits up to float rounding (the cache keeps
 one key/value set per recurrent module call, see ``hrmcode.model.layers.KVCache``), so they
-give the same tokens. The prompt is the PrefixLM prefix when the model was built with
+give the same tokens. A model with ``kv_dtype`` float16 (int8 models) stores keys and values
+rounded to float16, which uncached generation does not: tokens can differ where two are
+nearly tied. The prompt is the PrefixLM prefix when the model was built with
 ``prefix_bidirectional``. Runs under ``torch.no_grad()`` (not ``inference_mode``, which
 breaks quantized int4 weights) and in eval mode, restoring the model's mode afterwards.
 
