@@ -24,6 +24,7 @@ PyTorch and decode with the kernels.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -119,9 +121,10 @@ class Kernels:
         self.qlinear = lib.hrm_qlinear
         self.qlinear.argtypes = [ptr, i64, i32, ptr, ptr, ptr, i32, ptr, ptr]
         self.qlinear.restype = None
-        self.set_threads = lib.hrm_set_threads
-        self.set_threads.argtypes = [i32]
-        self.set_threads.restype = i32
+        self._set_threads = lib.hrm_set_threads
+        self._set_threads.argtypes = [i32]
+        self._set_threads.restype = i32
+        self.threads = 1
         self.pack_q8 = lib.hrm_pack_q8
         self.pack_q8.argtypes = [ptr, i32, i32, ptr, ptr]
         self.pack_q8.restype = None
@@ -129,6 +132,11 @@ class Kernels:
         self.stack_q8.argtypes = [ptr, i32, ptr, i32, i32, i32, f32, ptr, ptr, i64, i64, ptr, ptr, ptr, ptr]
         self.stack_q8.restype = None
         self.path = path
+
+    def set_threads(self, threads: int) -> int:
+        """Use 1 or 2 threads for the int8 matmuls; the number now in use."""
+        self.threads = self._set_threads(threads)
+        return self.threads
 
 
 def load() -> Kernels | None:
@@ -192,6 +200,19 @@ def use_threads(model: torch.nn.Module, threads: int) -> str:
     if fused is not None:
         fused.set_threads(1)
     return f"{threads} PyTorch thread(s)"
+
+
+@contextlib.contextmanager
+def threads_for(model: torch.nn.Module, threads: int) -> Iterator[str]:
+    """``use_threads`` for the duration of a block (measurements), then the previous split back."""
+    fused = load()
+    previous = (torch.get_num_threads(), fused.threads if fused is not None else 1)
+    try:
+        yield use_threads(model, threads)
+    finally:
+        torch.set_num_threads(previous[0])
+        if fused is not None:
+            fused.set_threads(previous[1])
 
 
 def reset() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import struct
 import time
@@ -39,6 +40,7 @@ from hrmcode.data.examples import Example, parse_example
 from hrmcode.errors import ArtifactError, CheckpointError, InputError, ThresholdNotMet
 from hrmcode.jsonl import read_jsonl
 from hrmcode.memory import release_freed
+from hrmcode.model import kernels
 from hrmcode.quantize import measure
 from hrmcode.quantize.backend import QuantSpec, get_backend
 from hrmcode.reporting import reporter
@@ -262,7 +264,8 @@ def _measure(label: str, loaded, encoded, em_encoded, latency_tokens: int) -> di
     reporter().log(f"measuring the {label} model on {len(encoded)} held-out examples ...")
     loss = measure.heldout_loss(loaded.model, encoded)
     em = measure.exact_match(loaded.model, loaded.tokenizer, em_encoded)
-    timing = measure.latency(loaded.model, encoded, new_tokens=latency_tokens)
+    with kernels.threads_for(loaded.model, os.cpu_count() or 1):  # timed with the threads `hrmcode serve` would use
+        timing = measure.latency(loaded.model, encoded, new_tokens=latency_tokens)
     return {"heldout_loss": loss, "exact_match": em,
             "first_token_ms": None if timing is None else timing[0] * 1000.0,
             "ms_per_token": None if timing is None else timing[1] * 1000.0}
