@@ -1,16 +1,18 @@
-"""Fused C kernels for decoding one token at a time on the CPU, built on first use.
+"""Fused C kernels for generation on the CPU, built on first use.
 
 A batch-1 decode step of a small model is dominated by per-op overhead: the 27M HRM applies
-24 blocks per token, and each block is ~35 PyTorch ops around its 4 matmuls. ``kernels.c``
-does each block's rotary + KV-cache write + attention, residual + RMSNorm, and SwiGLU gate in
-three calls, leaving the matmuls to PyTorch (or to a quantized kernel).
+24 blocks per token, and each block is ~35 PyTorch ops around its 4 matmuls. ``kernels.c`` has
+a float32 block's rotary + KV-cache write + attention, residual + RMSNorm and SwiGLU gate (one
+call each, the matmuls left to PyTorch), the int8 matmul of ``DynamicInt8Linear``
+(``hrm_qlinear``), and a whole stack of int8 blocks in one call (``hrm_stack_q8``).
 
 Guarantees:
-- Same math as ``hrmcode.model.layers`` (float32 only): the results differ from the PyTorch
-  ops by float rounding (summation order), not by formula. ``tests/model/test_decode.py``
-  checks logits and greedy tokens against the generic path.
+- Same math as ``hrmcode.model.layers`` and ``dynamic_int8_reference``: the results differ from
+  the PyTorch ops by float rounding (summation order), not by formula; ``hrm_qlinear`` is
+  bit-identical. ``tests/model/test_kernels.py`` checks logits and greedy tokens against the
+  generic path.
 - Built with the system C compiler (``$CC``, else ``cc``; ``-O3 -march=native``) into
-  ``$HRMCODE_CACHE/kernels`` (default ``~/.cache/hrmcode/kernels``), keyed by the source, the
+  ``<hrmcode cache>/kernels`` (``hrmcode.paths``: ``$HRMCODE_CACHE``, else ``~/.cache/hrmcode``), keyed by the source, the
   compiler and this CPU's flags, written under a temporary name and renamed, so concurrent
   first uses are safe. Later uses only load the library.
 - With no compiler, a failed build, or ``HRMCODE_KERNELS=0``, ``load()`` returns None and the
@@ -39,6 +41,8 @@ from pathlib import Path
 
 import torch
 
+from hrmcode.paths import cache_home
+
 SOURCE = Path(__file__).with_name("kernels.c")
 ABI_VERSION = 12
 MAX_HEAD_DIM = 512  # the C kernels' per-head scratch size
@@ -49,8 +53,7 @@ _why_not = ""  # when load() gave None: why
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("HRMCODE_CACHE")
-    return Path(root) / "kernels" if root else Path.home() / ".cache" / "hrmcode" / "kernels"
+    return cache_home() / "kernels"
 
 
 def _cpu_flags() -> str:
@@ -173,6 +176,12 @@ def _load() -> Kernels | None:
     return loaded
 
 
+def q8_linear(module: torch.nn.Module) -> Q8Linear | None:
+    """``module``'s tensors for the int8 kernels, when it is an int8 layer that offers them."""
+    offer = getattr(module, "q8_linear", None)
+    return None if offer is None else offer()
+
+
 def status() -> str:
     """One line for ``hrmcode env``: where the kernels are, or why they are not."""
     fused = load()
@@ -191,8 +200,7 @@ def use_threads(model: torch.nn.Module, threads: int) -> str:
     PyTorch gets them all.
     """
     fused = load()
-    q8 = fused is not None and any((getattr(m, "q8_linear", None) or (lambda: None))() is not None
-                                   for m in model.modules())
+    q8 = fused is not None and any(q8_linear(m) is not None for m in model.modules())
     if q8:
         torch.set_num_threads(1)
         return f"{fused.set_threads(threads)} kernel thread(s), 1 PyTorch thread"

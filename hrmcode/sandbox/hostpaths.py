@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from hrmcode.paths import cache_home
 
 SANDBOX_OPT = "/opt/hrmcode"
 
@@ -36,10 +37,8 @@ NPM_PACKAGES = (
 
 
 def cache_root() -> Path:
-    """``$HRMCODE_CACHE`` or ``~/.cache/hrmcode``; the sandbox keeps its state under ``<root>/sandbox``."""
-    base = os.environ.get("HRMCODE_CACHE")
-    root = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hrmcode"
-    return root / "sandbox"
+    """The sandbox's state: ``<hrmcode cache>/sandbox`` (see ``hrmcode.paths``)."""
+    return cache_home() / "sandbox"
 
 
 def node_modules_dir() -> Path:

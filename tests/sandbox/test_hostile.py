@@ -11,8 +11,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from hrmcode.sandbox.base import Limits
 
 REPO = Path(__file__).resolve().parents[2]
