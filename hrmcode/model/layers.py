@@ -195,12 +195,18 @@ class KVCache:
         self.length = 0
         self.expected_length = expected_length
         self.dtype = dtype
+        self.q8_plans: dict[tuple, object] = {}  # Stack._q8_plan's, per stack call
         self._scratch: dict[str, torch.Tensor] = {}
 
     def slot(self, key: tuple) -> LayerKV:
         if key not in self.slots:
             self.slots[key] = LayerKV(self.expected_length, self.dtype)
         return self.slots[key]
+
+    def storage_dtype(self, key: tuple, default: torch.dtype) -> torch.dtype:
+        """The dtype slot ``key`` stores (or will, when keys of ``default``'s dtype come first)."""
+        buffer = self.slot(key).k_buffer
+        return buffer.dtype if buffer is not None else self.dtype or default
 
     def scratch(self, name: str, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """A reusable 1-D CPU buffer of at least ``size`` elements."""
@@ -263,12 +269,8 @@ class Block(nn.Module):
 
     def q8_block(self) -> kernels.Q8Block | None:
         """The four projections for ``hrm_block_q8``, when every one is an int8 layer offering ``q8_linear()``."""
-        parts = [getattr(m, "q8_linear", _no_q8)() for m in (self.attn.qkv, self.attn.o, self.mlp.gate_up, self.mlp.down)]
+        parts = [kernels.q8_linear(m) for m in (self.attn.qkv, self.attn.o, self.mlp.gate_up, self.mlp.down)]
         return None if None in parts else kernels.Q8Block(*parts)
-
-
-def _no_q8() -> None:
-    return None
 
 
 @dataclass
@@ -313,7 +315,7 @@ class Stack(nn.Module):
             plan = self._q8_plan(cache, key, h) if fused is not None else None
             if plan is not None:
                 return self._run_q8(fused, plan, h.clone() if injection is None else h, rope, cache)
-            if fused is not None and h.shape[1] == 1 and self._cache_dtype(cache, key) in (None, torch.float32):
+            if fused is not None and h.shape[1] == 1 and cache.storage_dtype((*key, 0), h.dtype) == torch.float32:
                 return self._decode(fused, h.clone() if injection is None else h, rope, cache, key)
         for i, layer in enumerate(self.layers):
             h = layer(h, rope, mask, None if cache is None else cache.slot((*key, i)))
@@ -368,10 +370,6 @@ class Stack(nn.Module):
             fused.add_rms_norm(h_ptr, mixed.data_ptr(), hidden, layer.eps)
         return h
 
-    def _cache_dtype(self, cache: KVCache, key: tuple) -> torch.dtype | None:
-        buffer = cache.slot((*key, 0)).k_buffer
-        return None if buffer is None else buffer.dtype
-
     def _q8_plan(self, cache: KVCache, key: tuple, h: torch.Tensor) -> _Q8Plan | None:
         """This stack call's ``_Q8Plan`` (None when a block is not all int8), with room for ``h``'s positions.
 
@@ -380,7 +378,7 @@ class Stack(nn.Module):
         Python's cycle collector happens to run.
         """
         rows = h.shape[1]
-        plans = cache.__dict__.setdefault("_q8_plans", {})
+        plans = cache.q8_plans
         plan = plans.get(key, False)
         if plan is None:
             return None
@@ -389,8 +387,8 @@ class Stack(nn.Module):
             return plan
         if not plan:
             blocks = [layer.q8_block() for layer in self.layers]
-            if None in blocks or self._cache_dtype(cache, key) not in (None, torch.float16):
-                plans[key] = None  # float layers, or a float32 cache already filled by the PyTorch path
+            if None in blocks or cache.storage_dtype((*key, 0), torch.float16) != torch.float16:
+                plans[key] = None  # float layers, or a cache that stores float32
                 return None
         first = self.layers[0].attn
         like = h.new_empty(1, first.heads, 0, first.head_dim, dtype=torch.float16)  # see hrm_rope_attend_h

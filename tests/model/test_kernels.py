@@ -162,3 +162,20 @@ def test_a_generation_frees_its_kv_cache_without_the_cycle_collector(tok, monkey
         assert len(caches) == 1 and caches[0]() is None
     finally:
         gc.enable()
+
+
+def test_int8_model_with_a_float_layer_decodes_through_the_pytorch_path(tok):
+    """``--exclude`` can leave a float projection in an int8 model: its float16 cache must not reach the float32
+    decode kernel, and the result must be the PyTorch path's."""
+    def build():
+        model = _int8(_model("hrm", tok.vocab_size, seed=5))
+        torch.manual_seed(6)
+        model.L.layers[0].attn.qkv = nn.Linear(64, 192, bias=False)
+        return model.eval()
+
+    for prompt in ("def add(a, b):", [tok.encode("def")[0]]):  # a one-token prompt starts with a decode step
+        got = generate(build(), tok, prompt, GenerationConfig(max_new_tokens=12)).token_ids
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(kernels, "load", lambda: None)
+            expected = generate(build(), tok, prompt, GenerationConfig(max_new_tokens=12)).token_ids
+        assert got == expected
