@@ -15,7 +15,7 @@ Guarantees:
 - ``--fail-over-loss PCT`` raises ``ThresholdNotMet`` after the artifact is written.
 - The same checkpoint, spec and examples give the same ``model.safetensors`` bytes.
 Not guaranteed: speed-ups everywhere. The default (``torch`` backend, int8 weights with
-dynamic int8 activations on fbgemm) is the fast CPU path; weight-only int8/int4 use PyTorch's
+dynamic int8 activations on hrmcode's own kernels) is the fast CPU path; weight-only int8/int4 use PyTorch's
 bf16 kernels; quanto's other combinations dequantize on the fly and are slower than float.
 """
 
@@ -138,12 +138,6 @@ class SafetensorsFile:
     def _corrupt(self, why: str) -> CheckpointError:
         return CheckpointError(f"{self.path} is not readable safetensors ({why})",
                                "the artifact is corrupt; rerun `hrmcode quantize`")
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.entries
-
-    def keys(self) -> list[str]:
-        return list(self.entries)
 
     def pop(self, name: str) -> torch.Tensor:
         """Read ``name`` and forget it (``KeyError`` when absent)."""

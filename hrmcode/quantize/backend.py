@@ -38,7 +38,7 @@ class QuantSpec:
     """What to quantize and how; recorded, resolved, in ``quantization.json``.
 
     Unset ``activations`` means ``dynamic`` for int8 weights (the fast CPU path) and ``none``
-    otherwise; unset ``dtype`` means float32 with dynamic activations (what fbgemm takes) and
+    otherwise; unset ``dtype`` means float32 with dynamic activations (what the int8 kernels take) and
     bfloat16 otherwise (what the int8/int4 weight-only CPU kernels take).
     """
 

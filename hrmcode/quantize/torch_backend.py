@@ -260,6 +260,12 @@ class Int8Embedding(nn.Module):
         return f"{self.num_embeddings}, {self.embedding_dim}, int8"
 
 
+def _set_kv_dtype(model: nn.Module) -> None:
+    """A model with dynamic int8 layers keeps float16 KV caches (see ``CausalLM.kv_dtype``)."""
+    if any(isinstance(m, DynamicInt8Linear) for m in model.modules()):
+        model.kv_dtype = torch.float16
+
+
 class TorchBackend:
     name = "torch"
 
@@ -291,7 +297,7 @@ class TorchBackend:
         if spec.activations == "dynamic":
             for name in _embedding_names(model, spec.exclude):
                 _replace(model, name, Int8Embedding(*int8_per_channel(model.get_submodule(name).weight)))
-            model.kv_dtype = torch.float16  # see CausalLM.kv_dtype
+        _set_kv_dtype(model)
         return model
 
     def _quantized(self, weight: torch.Tensor, spec: QuantSpec) -> nn.Module | None:
@@ -357,8 +363,7 @@ class TorchBackend:
                                       f"{linear.out_features}x{linear.in_features} in config.json",
                                       "the weights and config.json do not belong together; rerun `hrmcode quantize`")
             _replace(model, name, layer)
-        if any(entry.get("activations") == "dynamic" for entry in layers.values()):
-            model.kv_dtype = torch.float16  # see CausalLM.kv_dtype
+        _set_kv_dtype(model)
         # The float tensors (embeddings, unquantized layers) are still on the meta device: take them from the file
         # as they are (assign), never allocating a float copy of the quantized layers.
         result = model.load_state_dict(dict(state.items()), strict=False, assign=True)
