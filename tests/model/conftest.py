@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from hrmcode.data.tokenizer import CodeTokenizer
+from tests.one_thread import _one_thread  # noqa: F401 (an autouse fixture)
 
 TEXTS = [
     "def add(a, b):\n    return a + b\n",
@@ -22,12 +22,3 @@ def tok_texts() -> list[str]:
 @pytest.fixture(scope="session")
 def tok() -> CodeTokenizer:
     return CodeTokenizer.train(TEXTS, vocab_size=320)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

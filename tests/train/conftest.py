@@ -7,9 +7,9 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 
 from hrmcode.artifacts import ArtifactWriter
+from tests.one_thread import _one_thread  # noqa: F401 (an autouse fixture)
 
 LEVELS = ("solve", "plan", "edit")
 
@@ -64,12 +64,3 @@ def toy():
     """The helpers, for tests that build their own artifacts."""
     return type("Toy", (), {"examples": staticmethod(toy_examples), "write_examples": staticmethod(write_examples),
                             "write_corpus": staticmethod(write_corpus)})
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
