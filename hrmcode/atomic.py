@@ -1,0 +1,61 @@
+"""The one write-temp-then-rename helper: a file written through it is either the old file or
+the whole new one, never a part.
+
+Guarantees: the temporary file lives beside the target (same filesystem, so the rename is
+atomic), is named ``<name>.tmp`` and is removed when writing fails; with ``durable=True`` the data
+is fsynced before the rename. Not guaranteed: that the directory entry survives a power loss
+(the directory itself is not fsynced), or that two writers of one path do not race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+def temp_path(path: Path | str) -> Path:
+    """Where ``path`` is staged before the rename."""
+    path = Path(path)
+    return path.with_name(path.name + ".tmp")
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path | str, mode: str = "w", *, durable: bool = False,
+                encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open ``path``'s temporary file for writing; on a clean exit rename it over ``path``."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode {mode!r}")
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_text(path: Path | str, text: str, *, durable: bool = False) -> Path:
+    with atomic_open(path, "w", durable=durable) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def write_bytes(path: Path | str, data: bytes, *, durable: bool = False) -> Path:
+    with atomic_open(path, "wb", durable=durable) as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def replace_from(tmp: Path | str, path: Path | str) -> Path:
+    """Rename a file a library wrote to ``temp_path(path)`` itself (safetensors, torch.save) into place."""
+    os.replace(tmp, path)
+    return Path(path)
