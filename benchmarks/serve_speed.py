@@ -90,7 +90,7 @@ def random_model(workdir: Path, config_name: str, seed: int, heldout: list[dict]
     import torch
 
     from hrmcode.artifacts import ArtifactWriter
-    from hrmcode.data.tokenizer import CodeTokenizer
+    from hrmcode.model.tokenizer import CodeTokenizer
     from hrmcode.model import build_model, count_parameters, preset
     from hrmcode.model.checkpoint import save_checkpoint
 
@@ -268,7 +268,7 @@ def measure(args, variants: list[str], workdir: Path) -> None:
 
     model_artifact = load_artifact(model_path, "model")
     heldout_examples, _, heldout_where = find_heldout(model_artifact, heldout_ref)
-    from hrmcode.data.tokenizer import CodeTokenizer
+    from hrmcode.model.tokenizer import CodeTokenizer
 
     tokenizer = CodeTokenizer.load(model_path)
     prompts = [tokenizer.decode(tokenizer.encode_prompt(e.input.text, e.level)[: args.prompt_tokens],

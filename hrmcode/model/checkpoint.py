@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hrmcode.data.tokenizer import CodeTokenizer
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import ArtifactError, CheckpointError, HrmcodeError
 from hrmcode.model.config import ModelConfig
 

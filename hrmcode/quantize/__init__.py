@@ -181,7 +181,7 @@ def _read_quant_map(directory: Path) -> dict:
 
 def load_quantized_dir(directory: Path | str, device: str | torch.device = "cpu"):
     """Load a quantized model from a directory with the artifact's files (manifest not required)."""
-    from hrmcode.data.tokenizer import CodeTokenizer
+    from hrmcode.model.tokenizer import CodeTokenizer
     from hrmcode.model import build_model
     from hrmcode.model.checkpoint import LoadedModel, read_config
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hrmcode.data.tokenizer import CodeTokenizer
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import InputError
 from hrmcode.memory import release_freed
 from hrmcode.model.generate import GenerationConfig, GenerationRun

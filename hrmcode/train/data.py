@@ -25,7 +25,7 @@ import torch
 
 from hrmcode.artifacts import Artifact
 from hrmcode.data.examples import Example, parse_example
-from hrmcode.data.tokenizer import CodeTokenizer
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import InputError
 from hrmcode.jsonl import read_jsonl
 from hrmcode.model.base import IGNORE

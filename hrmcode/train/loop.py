@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from hrmcode.artifacts import MANIFEST, Artifact, ArtifactWriter, load_artifact, output_location, workspace_root
-from hrmcode.data.tokenizer import CodeTokenizer
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import CheckpointError, InputError, UsageError
 from hrmcode.jsonl import dumps, read_jsonl
 from hrmcode.model import build_model, count_parameters

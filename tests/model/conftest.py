@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hrmcode.data.tokenizer import CodeTokenizer
+from hrmcode.model.tokenizer import CodeTokenizer
 from tests.one_thread import _one_thread  # noqa: F401 (an autouse fixture)
 
 TEXTS = [

@@ -9,7 +9,7 @@ import torch
 
 import hrmcode.quantize
 from hrmcode.artifacts import ArtifactWriter
-from hrmcode.data.tokenizer import SPECIAL_TOKENS, CodeTokenizer
+from hrmcode.model.tokenizer import SPECIAL_TOKENS, CodeTokenizer
 from hrmcode.errors import CheckpointError, UsageError
 from hrmcode.model import build_model, preset
 from hrmcode.model.checkpoint import load_any, load_checkpoint, save_checkpoint

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from hrmcode.artifacts import ArtifactWriter
-from hrmcode.data.tokenizer import CodeTokenizer
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.model import build_model, preset
 from hrmcode.model.checkpoint import save_checkpoint
 

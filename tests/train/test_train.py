@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hrmcode.artifacts import read_manifest
-from hrmcode.data.tokenizer import CodeTokenizer
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import UsageError
 from hrmcode.jsonl import read_jsonl
 from hrmcode.model.checkpoint import load_checkpoint
