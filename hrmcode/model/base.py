@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrmcode.model.config import ModelConfig
-from hrmcode.model.layers import AttnMask, KVCache, Rotary, build_attention_mask, init_linear, trunc_normal_
+from hrmcode.model.kvcache import KVCache
+from hrmcode.model.layers import AttnMask, Rotary, build_attention_mask, init_linear, trunc_normal_
 
 IGNORE = -100
 

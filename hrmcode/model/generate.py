@@ -2,7 +2,7 @@
 
 Guarantees: greedy decoding (``temperature == 0``) and seeded sampling are deterministic;
 cached and uncached generation compute the same logits up to float rounding (the cache keeps
-one key/value set per recurrent module call, see ``hrmcode.model.layers.KVCache``), so they
+one key/value set per recurrent module call, see ``hrmcode.model.kvcache.KVCache``), so they
 give the same tokens. A model with ``kv_dtype`` float16 (int8 models) stores keys and values
 rounded to float16, which uncached generation does not: tokens can differ where two are
 nearly tied. The prompt is the PrefixLM prefix when the model was built with
@@ -23,7 +23,7 @@ import torch
 
 from hrmcode.errors import InputError
 from hrmcode.model.base import model_device
-from hrmcode.model.layers import KVCache
+from hrmcode.model.kvcache import KVCache
 
 
 @dataclass

@@ -41,7 +41,8 @@ from torch import nn
 
 from hrmcode.model.base import IGNORE, CausalLM, ModelOutput, shifted_token_loss
 from hrmcode.model.config import ModelConfig
-from hrmcode.model.layers import AttnMask, KVCache, Stack, init_linear, trunc_normal_
+from hrmcode.model.kvcache import KVCache
+from hrmcode.model.layers import AttnMask, Stack, init_linear, trunc_normal_
 
 
 def q_halt_target(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,8 @@ import torch
 
 from hrmcode.model.base import CausalLM, ModelOutput
 from hrmcode.model.config import ModelConfig
-from hrmcode.model.layers import KVCache, Stack, init_linear
+from hrmcode.model.kvcache import KVCache
+from hrmcode.model.layers import Stack, init_linear
 
 
 class Transformer(CausalLM):

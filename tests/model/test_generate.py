@@ -8,7 +8,7 @@ import torch
 from hrmcode.errors import InputError
 from hrmcode.model import build_model, preset
 from hrmcode.model.generate import GenerationConfig, generate, stream_generate
-from hrmcode.model.layers import KVCache
+from hrmcode.model.kvcache import KVCache
 
 VARIANTS = [
     ("hrm", {"mode": "fixed"}),

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from hrmcode.model import build_model, kernels, preset
+from hrmcode.model import build_model, fastpath, kernels, preset
 from hrmcode.model.generate import GenerationConfig, generate
-from hrmcode.model.layers import KVCache, LayerKV
+from hrmcode.model.kvcache import KVCache, LayerKV
 from hrmcode.quantize.torch_backend import (DynamicInt8Linear, dynamic_int8_reference, int8_per_channel, pack_int8,
                                             unpack_int8)
 
@@ -87,7 +87,7 @@ def test_int8_stack_kernel_matches_the_layer_by_layer_path(monkeypatch):
     model = _int8(_model("hrm", 320))
     ids = torch.randint(0, 320, (1, 40))
     whole = _decode_logits(model, ids, prompt=5)  # hrm_stack_q8: one C call per stack, float16 cache
-    monkeypatch.setattr(type(model.L.layers[0]), "q8_block", lambda self: None)
+    monkeypatch.setattr(fastpath, "q8_block", lambda block: None)
     by_layer = _decode_logits(model, ids, prompt=5, kv_dtype=torch.float16)  # PyTorch ops, same float16 cache
     # Float rounding differs (summation order); where it moves an activation across an int8 rounding boundary the
     # two paths part by about one quantization step, never more. A wrong kernel is off by the logits' own size.
