@@ -1,7 +1,8 @@
 """Exceptions a user can cause, each carrying a one-line message and the next thing to do.
 
-The CLI maps these to one-line errors and exit codes (see ``hrmcode/cli/_errors.py``); the
-library raises them and never prints. Anything that is not a ``HrmcodeError`` is a bug and
+Each class's ``exit_code`` is the process exit code the CLI ends with (this is the one place exit
+codes are defined: 1 failure, 2 usage error); ``hrmcode/cli/_errors.py`` only adds a label to the
+one-line message. The library raises these and never prints. Anything that is not a ``HrmcodeError`` is a bug and
 is shown with a traceback hint.
 """
 

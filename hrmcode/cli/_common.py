@@ -1,10 +1,11 @@
-"""Option types shared by several commands, so their names and help stay identical."""
+"""Option types shared by several commands, so their names and help stay identical; the global ``--workspace``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 
 OutOpt = Annotated[
@@ -21,3 +22,13 @@ LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Take at
 def examples_epilog(*lines: str) -> str:
     """An 'Examples' epilog for ``--help``: one command per line."""
     return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
+
+
+def workspace() -> Path | None:
+    """The global ``--workspace`` of the running command, passed to the library as ``workspace=``.
+
+    None when not given: the library then uses ``$HRMCODE_HOME`` or ./hrmcode-artifacts
+    (``hrmcode.artifacts.workspace_root``).
+    """
+    context = click.get_current_context(silent=True)
+    return context.find_root().params.get("workspace") if context is not None else None

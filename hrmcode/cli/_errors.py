@@ -1,8 +1,9 @@
 """Exception -> one-line message + exit code. ``HRMCODE_DEBUG=1`` prints the traceback too.
 
 Every error a user can cause is an ``HrmcodeError`` subclass carrying its own message and
-hint (what to run next); this table adds the prefix and exit code. Anything else is a bug:
-it gets a one-line summary and the debug hint, exit code 1.
+hint (what to run next) and its exit code (``errors.HrmcodeError.exit_code``, the one place exit
+codes are defined); this table adds the prefix. Anything else is a bug: it gets a one-line summary
+and the debug hint, exit code 1.
 """
 
 from __future__ import annotations
@@ -18,19 +19,19 @@ import typer
 from hrmcode import errors
 from hrmcode.cli._output import out
 
-# Most specific first. (type, label, exit code)
-ERROR_TABLE: list[tuple[type[BaseException], str, int]] = [
-    (errors.UsageError, "usage", 2),
-    (errors.CheckpointError, "bad checkpoint", 1),
-    (errors.ArtifactError, "bad artifact", 1),
-    (errors.InputError, "bad input", 1),
-    (errors.SourceUnavailable, "source unavailable", 1),
-    (errors.ToolchainMissing, "missing tool", 1),
-    (errors.SandboxError, "sandbox", 1),
-    (errors.ThresholdNotMet, "quality gate failed", 1),
-    (errors.HrmcodeError, "error", 1),
-    (FileNotFoundError, "file not found", 1),
-    (PermissionError, "permission denied", 1),
+# Most specific first: (type, label). The exit code is the error's own ``exit_code`` (hrmcode.errors), else 1.
+ERROR_TABLE: list[tuple[type[BaseException], str]] = [
+    (errors.UsageError, "usage"),
+    (errors.CheckpointError, "bad checkpoint"),
+    (errors.ArtifactError, "bad artifact"),
+    (errors.InputError, "bad input"),
+    (errors.SourceUnavailable, "source unavailable"),
+    (errors.ToolchainMissing, "missing tool"),
+    (errors.SandboxError, "sandbox"),
+    (errors.ThresholdNotMet, "quality gate failed"),
+    (errors.HrmcodeError, "error"),
+    (FileNotFoundError, "file not found"),
+    (PermissionError, "permission denied"),
 ]
 
 
@@ -42,14 +43,14 @@ def render(exc: BaseException) -> int:
     """Print ``exc`` as one line on stderr and return its exit code."""
     if debug_enabled():
         traceback.print_exception(exc)
-    for exc_type, label, code in ERROR_TABLE:
+    for exc_type, label in ERROR_TABLE:
         if isinstance(exc, exc_type):
             if isinstance(exc, OSError) and not isinstance(exc, errors.HrmcodeError):
                 text = f"{exc.filename or ''}: {exc.strerror or exc}".strip(": ")
             else:
                 text = str(exc)
             out.error(f"{label}: {text}")
-            return code
+            return getattr(exc, "exit_code", 1)
     out.error(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}")
     if not debug_enabled():
         out.hint("this is a bug in hrmcode; rerun with HRMCODE_DEBUG=1 for the traceback and report it")

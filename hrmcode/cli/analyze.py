@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hrmcode.cli._common import OutOpt, examples_epilog
+from hrmcode.cli._common import OutOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._output import out
 
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         from hrmcode.data.analyze import analyze as analyze_tasks  # imported here: the data pipeline's libraries load only for this command
-        result, summary = analyze_tasks(artifact, out=out_dir, name=name)
+        result, summary = analyze_tasks(artifact, out=out_dir, name=name, workspace=workspace())
         payload = {"artifact": str(result.path), **summary}
 
         def render() -> None:

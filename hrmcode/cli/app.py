@@ -6,7 +6,6 @@ README and the ``--help`` snapshot in sync.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -50,9 +49,8 @@ def _global_options(
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    # --workspace is read by each command (``_common.workspace()``) and passed to the library.
     out.configure(json_mode=json_output, quiet=quiet, no_progress=no_progress)
-    if workspace is not None:
-        os.environ["HRMCODE_HOME"] = str(workspace)
 
 
 def _register() -> None:

@@ -4,52 +4,30 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from hrmcode.cli._common import JobsOpt, LimitOpt, OutOpt, RedoOpt, SeedOpt, examples_epilog
+from hrmcode.cli._common import examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
+from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
+from hrmcode.eval.api import EvalConfig
 
 eval_app = typer.Typer(
     help="Score a model on a benchmark (polyglot, humaneval, livecodebench) or compare two runs.",
     no_args_is_help=True,
 )
 
-ModelOpt = Annotated[str, typer.Option(
-    "--model", "-m",
-    help="Where answers come from: oracle (reference solutions), stub (no change), openai:BASE_URL "
-         "(an OpenAI-compatible server; with --model-name), samples:FILE (precomputed answers), checkpoint:PATH.",
-)]
-ModelNameOpt = Annotated[Optional[str], typer.Option("--model-name", help="Model name sent to an openai: server.")]
-TasksOpt = Annotated[Optional[str], typer.Option(
-    "--tasks", help="A tasks artifact (directory or fetched name). Default: the newest fetched one of this benchmark.")]
-FailUnderOpt = Annotated[Optional[float], typer.Option(
-    "--fail-under", help="Exit 1 when the score (percent, 0-100: pass@1 or the final polyglot pass rate) is below this, "
-                         "after writing the run.")]
-TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Sampling temperature (default 0 = greedy).")]
-MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Most tokens per reply (default 2048).")]
-TopPOpt = Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass (default 1.0).")]
-RequestTimeoutOpt = Annotated[float, typer.Option("--request-timeout", help="Seconds to wait for one model reply (default 600).")]
-RetriesOpt = Annotated[int, typer.Option("--retries", min=0, help="Retries on 429/5xx/connection errors, with exponential backoff (default 6).")]
-ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Most model requests in flight at once (default 4).")]
-SandboxOpt = Annotated[str, typer.Option("--backend", help="Sandbox backend: local (bubblewrap) or docker (default local).")]
-UnsafeOpt = Annotated[bool, typer.Option("--unsafe-no-sandbox", help="If bubblewrap is missing, run model code UNISOLATED instead of refusing.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per program / test (default 3 for HumanEval, 6 for LiveCodeBench).")]
 
+# The options every benchmark shares, generated from EvalConfig; --model, --model-name and --tasks
+# come first in --help, then the benchmark's own options, then the rest.
+shared_options = with_options(library_options(EvalConfig), order=("model", "model_name", "tasks"))
 
-def _config(model, model_name, tasks, limit, out_dir, redo, jobs, fail_under, seed, temperature, max_tokens, top_p,
-            request_timeout, retries, concurrency, backend, unsafe):
-    from hrmcode.eval.api import EvalConfig
-    from hrmcode.eval.backends import Generation
 
-    return EvalConfig(
-        model=model, model_name=model_name, tasks=tasks, limit=limit, out=out_dir, redo=redo, jobs=jobs,
-        fail_under=fail_under, sandbox_backend=backend, unsafe_no_sandbox=unsafe, api_key=os.environ.get("OPENAI_API_KEY"),
-        generation=Generation(temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed,
-                              timeout_s=request_timeout, retries=retries, concurrency=concurrency),
-    )
+def _config(shared: dict[str, Any]) -> EvalConfig:
+    return EvalConfig(**shared, api_key=os.environ.get("OPENAI_API_KEY"), workspace=workspace())
 
 
 def _render_pass_at_k(result) -> None:
@@ -104,28 +82,22 @@ def register(app: typer.Typer) -> None:
                           "hrmcode eval polyglot --model openai:http://127.0.0.1:8000/v1 --model-name m --edit-format diff --fail-under 20",
                       ))
     @handle_errors
+    @shared_options
     def polyglot(
-        model: ModelOpt,
-        model_name: ModelNameOpt = None,
-        tasks: TasksOpt = None,
         edit_format: Annotated[str, typer.Option("--edit-format", help="How the model writes changes: whole, diff (SEARCH/REPLACE) or udiff (default whole).")] = "whole",
         tries: Annotated[int, typer.Option("--tries", min=1, help="Attempts per exercise; failing test output is fed back between them (default 2).")] = 2,
         languages: Annotated[Optional[str], typer.Option("--languages", help="Only these languages, comma-separated (python,go,rust,java,javascript,cpp).")] = None,
         exercises: Annotated[Optional[str], typer.Option("--exercises", help="Only these exercises, comma-separated slugs or lang/slug.")] = None,
         mode: Annotated[str, typer.Option("--mode", help="strict (run every test) or aider-compat (un-skip exactly as Aider's harness). Default strict.")] = "strict",
         test_timeout: Annotated[float, typer.Option("--test-timeout", help="Seconds per test run (default 180, Aider's).")] = 180.0,
-        limit: LimitOpt = None, out_dir: OutOpt = None, redo: RedoOpt = False, jobs: JobsOpt = 1,
-        fail_under: FailUnderOpt = None, seed: SeedOpt = 0, temperature: TemperatureOpt = 0.0, max_tokens: MaxTokensOpt = 2048,
-        top_p: TopPOpt = 1.0, request_timeout: RequestTimeoutOpt = 600.0, retries: RetriesOpt = 6,
-        concurrency: ConcurrencyOpt = 4, backend: SandboxOpt = "local", unsafe_no_sandbox: UnsafeOpt = False,
+        **shared: Any,
     ) -> None:
         from hrmcode.eval.api import eval_polyglot
 
-        config = _config(model, model_name, tasks, limit, out_dir, redo, jobs, fail_under, seed, temperature, max_tokens,
-                         top_p, request_timeout, retries, concurrency, backend, unsafe_no_sandbox)
+        config = _config(shared)
         result = eval_polyglot(config, edit_format=edit_format, tries=tries, mode=mode, languages=languages,
                                exercises=exercises, test_timeout_s=test_timeout)
-        _finish(result, fail_under, _render_polyglot)
+        _finish(result, config.fail_under, _render_polyglot)
 
     @eval_app.command("humaneval", help="HumanEval: completions run against check(candidate) in the sandbox; pass@k.",
                       epilog=examples_epilog(
@@ -134,10 +106,8 @@ def register(app: typer.Typer) -> None:
                           "hrmcode eval humaneval --model openai:http://127.0.0.1:8000/v1 --model-name m --n 10 --temperature 0.8 -j 4",
                       ))
     @handle_errors
+    @shared_options
     def humaneval(
-        model: ModelOpt,
-        model_name: ModelNameOpt = None,
-        tasks: TasksOpt = None,
         n: Annotated[int, typer.Option("--n", min=1, help="Samples per task (samples: files use all they hold). Default 1.")] = 1,
         k: Annotated[str, typer.Option("--k", help="pass@k values to report, comma-separated (default 1,10; each needs n >= k).")] = "1,10",
         timeout: TimeoutOpt = 3.0,
@@ -145,17 +115,13 @@ def register(app: typer.Typer) -> None:
         batch: Annotated[Optional[int], typer.Option(
             "--batch", min=1,
             help="Tasks whose programs share one sandbox launch (default: tasks / (2 x --jobs), at most 64).")] = None,
-        limit: LimitOpt = None, out_dir: OutOpt = None, redo: RedoOpt = False, jobs: JobsOpt = 1,
-        fail_under: FailUnderOpt = None, seed: SeedOpt = 0, temperature: TemperatureOpt = 0.0, max_tokens: MaxTokensOpt = 2048,
-        top_p: TopPOpt = 1.0, request_timeout: RequestTimeoutOpt = 600.0, retries: RetriesOpt = 6,
-        concurrency: ConcurrencyOpt = 4, backend: SandboxOpt = "local", unsafe_no_sandbox: UnsafeOpt = False,
+        **shared: Any,
     ) -> None:
         from hrmcode.eval.api import eval_humaneval
 
-        config = _config(model, model_name, tasks, limit, out_dir, redo, jobs, fail_under, seed, temperature, max_tokens,
-                         top_p, request_timeout, retries, concurrency, backend, unsafe_no_sandbox)
+        config = _config(shared)
         result = eval_humaneval(config, n=n, ks=k, timeout_s=timeout, isolate=isolate, batch=batch)
-        _finish(result, fail_under, _render_pass_at_k)
+        _finish(result, config.fail_under, _render_pass_at_k)
 
     @eval_app.command("livecodebench", help="LiveCodeBench: stdin/functional problems run for real in the sandbox; pass@1, pass@5.",
                       epilog=examples_epilog(
@@ -164,27 +130,21 @@ def register(app: typer.Typer) -> None:
                           "hrmcode eval livecodebench --model openai:http://127.0.0.1:8000/v1 --model-name m --n 5 --since 2024-08-01",
                       ))
     @handle_errors
+    @shared_options
     def livecodebench(
-        model: ModelOpt,
-        model_name: ModelNameOpt = None,
-        tasks: TasksOpt = None,
         n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem (samples: files use all they hold). Default 1.")] = 1,
         k: Annotated[str, typer.Option("--k", help="pass@k values, comma-separated (default 1,5; each needs n >= k).")] = "1,5",
         comparator: Annotated[str, typer.Option("--comparator", help="lcb-exact (the official rules) or tolerant (numbers within 1e-6).")] = "lcb-exact",
         timeout: TimeoutOpt = 6.0,
         since: Annotated[Optional[str], typer.Option("--since", help="Only problems with contest_date >= this day (YYYY-MM-DD).")] = None,
         until: Annotated[Optional[str], typer.Option("--until", help="Only problems with contest_date <= this day (YYYY-MM-DD).")] = None,
-        limit: LimitOpt = None, out_dir: OutOpt = None, redo: RedoOpt = False, jobs: JobsOpt = 1,
-        fail_under: FailUnderOpt = None, seed: SeedOpt = 0, temperature: TemperatureOpt = 0.0, max_tokens: MaxTokensOpt = 2048,
-        top_p: TopPOpt = 1.0, request_timeout: RequestTimeoutOpt = 600.0, retries: RetriesOpt = 6,
-        concurrency: ConcurrencyOpt = 4, backend: SandboxOpt = "local", unsafe_no_sandbox: UnsafeOpt = False,
+        **shared: Any,
     ) -> None:
         from hrmcode.eval.api import eval_livecodebench
 
-        config = _config(model, model_name, tasks, limit, out_dir, redo, jobs, fail_under, seed, temperature, max_tokens,
-                         top_p, request_timeout, retries, concurrency, backend, unsafe_no_sandbox)
+        config = _config(shared)
         result = eval_livecodebench(config, n=n, ks=k, comparator=comparator, timeout_s=timeout, since=since, until=until)
-        _finish(result, fail_under, _render_pass_at_k)
+        _finish(result, config.fail_under, _render_pass_at_k)
 
     @eval_app.command("compare", help="List the cases that regressed and improved from RUN_A to RUN_B.",
                       epilog=examples_epilog("hrmcode eval compare runs/base runs/new", "hrmcode --json eval compare A B"))
@@ -195,7 +155,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from hrmcode.eval.compare import compare_runs
 
-        report = compare_runs(run_a, run_b)
+        report = compare_runs(run_a, run_b, workspace=workspace())
 
         def render() -> None:
             out.table(f"{report['bench']}: A {report['score_a']}% -> B {report['score_b']}%", ["", "cases"], [

@@ -6,13 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from hrmcode.cli._common import DryRunOpt, LimitOpt, OutOpt, examples_epilog
+from hrmcode.cli._common import DryRunOpt, LimitOpt, OutOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._output import out
 from hrmcode.data.sources import SOURCE_NAMES, fetch as fetch_source
 
 HELP = (
-    "Fetch a task source into a tasks artifact (tasks.jsonl + manifest). "
+    "Fetch a source into an artifact: a tasks artifact (tasks.jsonl + manifest), or for `code` a corpus "
+    "artifact (corpus.jsonl + manifest). "
     f"Sources: {', '.join(SOURCE_NAMES)}. Remote sources use their real location unless --from names a local copy; "
     "when the remote cannot be reached the error says so and names --from."
 )
@@ -96,7 +97,8 @@ def register(app: typer.Typer) -> None:
             "languages": languages, "max_file_bytes": max_file_bytes,
             "decontaminate": False if no_decontaminate else None,
         }
-        result = fetch_source(source, from_path=from_, limit=limit, dry_run=dry_run, out=out_dir, name=name, **options)
+        result = fetch_source(source, from_path=from_, limit=limit, dry_run=dry_run, out=out_dir, workspace=workspace(),
+                              name=name, **options)
         payload = result.to_dict()
 
         def render() -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hrmcode.cli._common import OutOpt, examples_epilog
+from hrmcode.cli._common import OutOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._output import out
 from hrmcode.errors import ThresholdNotMet
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         spec = QuantSpec(weights=weights, activations=activations, dtype=dtype, group_size=group_size,
                          exclude=tuple(exclude or ()))
         try:
-            result = quantize_checkpoint(checkpoint, spec, out=out_dir, name=name, heldout=heldout, limit=limit,
+            result = quantize_checkpoint(checkpoint, spec, out=out_dir, workspace=workspace(), name=name, heldout=heldout, limit=limit,
                                          exact_match_limit=exact_match_limit, calibration_examples=calibration,
                                          latency_tokens=latency_tokens, fail_over_loss=fail_over_loss,
                                          backend_name=backend)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hrmcode.cli._common import DryRunOpt, JobsOpt, OutOpt, RedoOpt, examples_epilog
+from hrmcode.cli._common import DryRunOpt, JobsOpt, OutOpt, RedoOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._output import out
 
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRunOpt = False,
     ) -> None:
         from hrmcode.data.validate import validate as run_validate  # imported here: the data pipeline's libraries load only for this command
-        result = run_validate(examples, out=out_dir, min_score=min_score, dedup_threshold=dedup_threshold,
+        result = run_validate(examples, out=out_dir, workspace=workspace(), min_score=min_score, dedup_threshold=dedup_threshold,
                               contamination_threshold=contamination_threshold, allow_contaminated=allow_contaminated,
                               exec_checks=not no_exec, exec_timeout_s=exec_timeout, jobs=jobs, redo=redo, dry_run=dry_run)
         report = result.report

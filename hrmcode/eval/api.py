@@ -10,7 +10,7 @@ into an ``eval-run`` artifact. ``--fail-under`` is enforced by the caller with
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +19,50 @@ from hrmcode.errors import UsageError
 from hrmcode.eval.backends import Generation, SamplesBackend, make_backend
 from hrmcode.eval.runner import RunOptions, RunResult, load_tasks, run_benchmark
 from hrmcode.eval.sandboxing import get_eval_sandbox
+from hrmcode.options import option
 from hrmcode.reporting import reporter
 
 
 @dataclass
 class EvalConfig:
-    """What every benchmark takes: the model, the tasks, the run directory and the sandbox."""
+    """What every benchmark takes: the model, the tasks, the run directory and the sandbox.
 
-    model: str
-    model_name: str | None = None
-    generation: Generation = field(default_factory=Generation)
+    The fields with help text are the options every ``hrmcode eval BENCH`` command shares; the
+    command line is generated from them. The sampling fields default to ``Generation``'s.
+    """
+
+    model: str = option(help="Where answers come from: oracle (reference solutions), stub (no change), "
+                             "openai:BASE_URL (an OpenAI-compatible server; with --model-name), samples:FILE "
+                             "(precomputed answers), checkpoint:PATH.", flags=("--model", "-m"))
+    model_name: str | None = option(None, "Model name sent to an openai: server.")
+    tasks: str | Path | None = option(None, "A tasks artifact (directory or fetched name). Default: the newest "
+                                            "fetched one of this benchmark.")
+    limit: int | None = option(None, "Take at most this many records (default: all).", min=1)
+    out: Path | str | None = option(None, "Write the artifact exactly here instead of a new version in the workspace.",
+                                    flags=("--out", "-o"))
+    redo: bool = option(False, "Start over instead of resuming the finished items in --out.")
+    jobs: int = option(1, "Parallel workers.", flags=("--jobs", "-j"), min=1)
+    fail_under: float | None = option(None, "Exit 1 when the score (percent, 0-100: pass@1 or the final polyglot "
+                                            "pass rate) is below this, after writing the run.")
+    seed: int = option(Generation.seed, "Random seed; the same inputs, options and seed give the same bytes.")
+    temperature: float = option(Generation.temperature, "Sampling temperature (default 0 = greedy).")
+    max_tokens: int = option(Generation.max_tokens, "Most tokens per reply (default 2048).", min=1)
+    top_p: float = option(Generation.top_p, "Nucleus sampling mass (default 1.0).")
+    request_timeout: float = option(Generation.timeout_s, "Seconds to wait for one model reply (default 600).")
+    retries: int = option(Generation.retries, "Retries on 429/5xx/connection errors, with exponential backoff "
+                                              "(default 6).", min=0)
+    concurrency: int = option(Generation.concurrency, "Most model requests in flight at once (default 4).", min=1)
+    sandbox_backend: str = option("local", "Sandbox backend: local (bubblewrap) or docker (default local).",
+                                  flags=("--backend",))
+    unsafe_no_sandbox: bool = option(False, "If bubblewrap is missing, run model code UNISOLATED instead of refusing.")
     api_key: str | None = None
-    tasks: str | Path | None = None
-    limit: int | None = None
-    out: Path | str | None = None
     workspace: Path | str | None = None
-    redo: bool = False
-    jobs: int = 1
-    fail_under: float | None = None
-    sandbox_backend: str = "local"
-    unsafe_no_sandbox: bool = False
-    sandbox: Any = None  # a ready Sandbox object (tests, library callers); else built from the two above
+    sandbox: Any = None  # a ready Sandbox (tests, library callers); else built from sandbox_backend
+
+    @property
+    def generation(self) -> Generation:
+        return Generation(temperature=self.temperature, max_tokens=self.max_tokens, top_p=self.top_p, seed=self.seed,
+                          timeout_s=self.request_timeout, retries=self.retries, concurrency=self.concurrency)
 
     def params(self, bench: str, **extra: Any) -> dict[str, Any]:
         generation = asdict(self.generation)

@@ -12,44 +12,54 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hrmcode.errors import UsageError
-from hrmcode.model.config import PRESETS, ModelConfig, preset
+from hrmcode.presets import PRESETS
+
+if TYPE_CHECKING:
+    from hrmcode.model.config import ModelConfig
 
 
 class TrainOptions(BaseModel):
+    """Every training option. ``hrmcode train`` generates its options from these fields (help text,
+    range, default), so a field is declared here and nowhere else."""
+
     model_config = ConfigDict(extra="forbid")
 
     preset: str = Field("tiny", description="model size preset: tiny | 27m")
-    arch: Literal["hrm", "transformer"] = "hrm"
-    mode: Literal["fixed", "act"] = "fixed"
-    stage: Literal["sft", "pretrain"] = "sft"
-    pretrain_steps: int = Field(0, ge=0, description="with a pretraining corpus: the first N steps pretrain")
-    vocab_size: int = Field(512, ge=266, description="BPE vocabulary when a tokenizer is trained")
-    seq_len: int = Field(256, ge=8, description="tokens per packed row (and the model's context)")
-    batch_size: int = Field(8, ge=1, description="rows per micro-batch, across all processes")
-    grad_accum: int = Field(1, ge=1)
-    max_steps: int = Field(200, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    warmup_steps: int = Field(20, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
+    arch: Literal["hrm", "transformer"] = Field("hrm", description="hrm, or transformer (the equal-parameter baseline).")
+    mode: Literal["fixed", "act"] = Field(
+        "fixed", description="HRM training mode: fixed (fixed cycles, gradient through the last bp_steps module calls) "
+                             "or act (paper: deep supervision, Q-learned halting).")
+    stage: Literal["sft", "pretrain"] = Field(
+        "sft", description="sft (examples, loss on targets) or pretrain (corpus, loss on all tokens).")
+    pretrain_steps: int = Field(0, ge=0, description="Steps of pretraining before SFT (with --pretrain).")
+    vocab_size: int = Field(512, ge=266, description="BPE vocabulary size when training a tokenizer (tokens).")
+    seq_len: int = Field(256, ge=8, description="Tokens per packed row and the model's context (tokens).")
+    batch_size: int = Field(8, ge=1, description="Rows per micro-batch, summed over all processes.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps in total (the LR schedule ends here).")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final LR as a fraction of the peak.")
+    warmup_steps: int = Field(20, ge=0, description="Linear warmup steps before the cosine decay.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
-    clip_grad: float = Field(1.0, gt=0)
-    curriculum: bool = False
-    eval_every: int = Field(50, ge=0, description="0 = only at the end")
+    clip_grad: float = Field(1.0, gt=0, description="Gradient-norm clip.")
+    curriculum: bool = Field(False, description="Order each epoch by the examples' stage (1..4).")
+    eval_every: int = Field(
+        50, ge=0, description="Evaluate on the held-out split every N steps (0: only at the end).")
     eval_rows: int = Field(64, ge=1, description="held-out rows scored for loss/accuracy")
-    eval_generate: int = Field(4, ge=0, description="held-out examples checked by greedy generation")
-    save_every: int = Field(100, ge=1)
+    eval_generate: int = Field(4, ge=0, description="Held-out examples checked for exact match by greedy generation.")
+    save_every: int = Field(100, ge=1, description="Write a checkpoint every N steps.")
     keep_checkpoints: int = Field(2, ge=1)
-    log_every: int = Field(10, ge=1)
-    device: Literal["cpu", "cuda"] = "cpu"
-    compile: bool = False
-    seed: int = 0
+    log_every: int = Field(10, ge=1, description="Progress line and metrics.jsonl record every N steps.")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="cpu or cuda.")
+    compile: bool = Field(False, description="Run the model through torch.compile.")
+    seed: int = Field(0, description="Seed for weights, data order and ACT exploration.")
     model: dict[str, Any] = Field(default_factory=dict, description="model-config overrides")
 
 
@@ -57,11 +67,21 @@ class TrainOptions(BaseModel):
 RESUMABLE_CHANGES = frozenset({"eval_every", "eval_rows", "eval_generate", "save_every", "keep_checkpoints",
                                "log_every", "device", "compile"})
 
+# Training schedules per size; the vocabulary and sequence length come from the model presets.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(vocab_size=512, seq_len=256, batch_size=8, max_steps=200, lr=1e-3, warmup_steps=20),
-    "27m": dict(vocab_size=8192, seq_len=1024, batch_size=32, max_steps=20000, lr=3e-4, warmup_steps=1000,
-                eval_every=1000, save_every=1000, log_every=50),
+    "tiny": dict(batch_size=8, max_steps=200, lr=1e-3, warmup_steps=20),
+    "27m": dict(batch_size=32, max_steps=20000, lr=3e-4, warmup_steps=1000, eval_every=1000, save_every=1000,
+                log_every=50),
 }
+
+
+def preset_defaults(name: str) -> dict[str, Any]:
+    """The training options preset ``name`` sets: its model size's vocabulary and context, and its schedule."""
+    return {"vocab_size": PRESETS[name]["vocab_size"], "seq_len": PRESETS[name]["max_seq_len"], **TRAIN_PRESETS[name]}
+
+
+# Options whose default depends on the preset (``--help`` says "Preset default.").
+PRESET_OPTIONS = frozenset().union(*(preset_defaults(name) for name in PRESETS))
 
 
 def _validate(values: dict[str, Any], where: str) -> TrainOptions:
@@ -88,7 +108,7 @@ def resolve_options(config: str = "tiny", overrides: dict[str, Any] | None = Non
     """``config`` is a preset name or a JSON file; ``overrides`` are the options given explicitly."""
     values: dict[str, Any]
     if config in PRESETS:
-        values = {"preset": config, **TRAIN_PRESETS[config]}
+        values = {"preset": config, **preset_defaults(config)}
         where = f"preset {config}"
     else:
         path = Path(config)
@@ -99,7 +119,7 @@ def resolve_options(config: str = "tiny", overrides: dict[str, Any] | None = Non
         base = data.get("preset", "tiny")
         if base not in PRESETS:
             raise UsageError(f"{path}: unknown preset {base!r}", f"use one of {', '.join(PRESETS)}")
-        values = {"preset": base, **TRAIN_PRESETS[base], **data.get("train", {}), "model": data.get("model", {})}
+        values = {"preset": base, **preset_defaults(base), **data.get("train", {}), "model": data.get("model", {})}
         where = str(path)
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -110,6 +130,9 @@ def resolve_options(config: str = "tiny", overrides: dict[str, Any] | None = Non
 
 
 def model_config(options: TrainOptions, vocab_size: int) -> ModelConfig:
+    # Imported here: hrmcode.model loads torch, and the command line imports this module to build --help.
+    from hrmcode.model.config import preset
+
     overrides = dict(options.model)
     for key in ("arch", "mode", "vocab_size", "max_seq_len"):
         if key in overrides:
