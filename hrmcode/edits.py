@@ -40,6 +40,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from hrmcode.diffs import header_path
+
 FORMATS = ("whole", "diff", "udiff")
 
 HEAD = "<<<<<<< SEARCH"
@@ -251,19 +253,20 @@ def _parse_udiff(reply: str, valid: list[str]) -> list[Edit]:
 
 def _udiff_block(block: list[str], valid: list[str], first_line: int) -> list[Edit]:
     edits: list[Edit] = []
-    name: str | None = None
+    named = False
+    name: str | None = None  # after '+++ ': the path, None for /dev/null
     hunk: list[str] = []
 
     def flush() -> None:
         if any(line[:1] in "+-" for line in hunk):
-            if name is None:
+            if not named:
                 raise MalformedEdit(
                     f"line {first_line}: diff hunk without '--- path' and '+++ path' lines; start each file's diff with them"
                 )
             before, after = _hunk_texts(hunk)
-            path = None if name == "/dev/null" else resolve_path(name, valid)
-            if path is None:
+            if name is None:
                 raise MalformedEdit("deleting files is not supported; change the file's content instead")
+            path = resolve_path(name, valid)
             edits.append(Edit(path=path, fmt="udiff", before=before, after=after))
         hunk.clear()
 
@@ -272,7 +275,7 @@ def _udiff_block(block: list[str], valid: list[str], first_line: int) -> list[Ed
             flush()
             continue
         if line.startswith("+++ ") and n > 0 and block[n - 1].startswith("--- "):
-            name = _diff_path(line[4:])
+            named, name = True, header_path(line[4:])
             continue
         if line.startswith("@@"):
             flush()
@@ -280,13 +283,6 @@ def _udiff_block(block: list[str], valid: list[str], first_line: int) -> list[Ed
         hunk.append(line)
     flush()
     return edits
-
-
-def _diff_path(text: str) -> str:
-    name = text.strip().split("\t")[0]
-    if name.startswith(("a/", "b/")) and len(name) > 2:
-        name = name[2:]
-    return name
 
 
 def _hunk_texts(hunk: list[str]) -> tuple[str, str]:

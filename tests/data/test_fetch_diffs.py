@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hrmcode.data.sources.diffs import PatchError, changed_files, reverse_patch
+from hrmcode.diffs import PatchError, changed_files, reverse_patch
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -6,7 +6,7 @@ import json
 
 from hrmcode.data.synthesize import synthesize
 from hrmcode.data.synthesize.context import build_context
-from hrmcode.data.synthesize.diffs import apply_file_diff, parse_unified_diff
+from hrmcode.diffs import apply_file_diff, content_diffs
 from hrmcode.edits import apply_edits, parse_edits
 from hrmcode.jsonl import read_jsonl
 
@@ -49,7 +49,7 @@ def test_every_plan_names_exactly_the_files_of_the_fix(swe_tasks, exercise_tasks
             task = by_id[example["task_id"]]
             files = [line[5:] for line in example["target"].splitlines() if line.startswith("FILE ")]
             if task["solution"].get("patch"):
-                expected = [d.path for d in parse_unified_diff(task["solution"]["patch"])]
+                expected = [d.path for d in content_diffs(task["solution"]["patch"])]
             else:
                 expected = sorted(p for p, t in task["solution"]["files"].items() if task["files"].get(p) != t)
             assert files == expected

@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
 from hrmcode.data.bugs.transforms import candidate_bugs
-from hrmcode.data.synthesize.diffs import FileDiff, apply_file_diff, diff_texts, parse_unified_diff
+from hrmcode.diffs import FileDiff, apply_file_diff, content_diffs, diff_texts
 from hrmcode.errors import InputError, ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
 
@@ -280,7 +280,7 @@ def _write_tasks(info: RepoInfo, instances: list[dict], command: str, stats: dic
         task = to_task(instance, instance["instance_id"])
         changed = [p for p in task.metadata.get("changed_files", []) if p in info.files]
         bugged = {}
-        for diff in parse_unified_diff(instance["patch"]):
+        for diff in content_diffs(instance["patch"]):
             if diff.path in changed:
                 bugged[diff.path] = apply_file_diff(info.files[diff.path], diff)
         tests = task.tests.model_copy(update={"command": command})

@@ -37,7 +37,7 @@ from hrmcode.data.sources._common import (
     language_of,
     require_path,
 )
-from hrmcode.data.sources.diffs import PatchError, changed_files, reverse_patch
+from hrmcode.diffs import PatchError, changed_files, reverse_patch
 from hrmcode.errors import InputError, UsageError
 from hrmcode.reporting import reporter
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from hrmcode.data.schema import Solution, Task, Tests
 from hrmcode.data.sources._common import Fetched, FetchRequest, SourceSpec, language_of
-from hrmcode.data.sources.diffs import PatchError, changed_files
 from hrmcode.data.sources.swe_smith import open_rows
+from hrmcode.diffs import PatchError, changed_files
 from hrmcode.errors import InputError, UsageError
 
 DEFAULT_DATASET = "SWE-bench/SWE-smith-trajectories"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hrmcode.data.synthesize.diffs import FileDiff, apply_file_diff, diff_texts, parse_unified_diff
 from hrmcode.data.synthesize.symbols import language_of
+from hrmcode.diffs import FileDiff, apply_file_diff, content_diffs, diff_texts
 
 # SWE-smith's per-language default test commands (research note §1.6), used when a
 # repo-patch task carries none of its own.
@@ -83,7 +83,7 @@ def build_context(task: dict, profile: dict) -> TaskContext:
     solution = task.get("solution") or {}
     patch = solution.get("patch")
     if patch:
-        ctx.fix = parse_unified_diff(patch)
+        ctx.fix = content_diffs(patch)
         for diff in ctx.fix:
             if diff.old_path in files:
                 ctx.before[diff.path] = files[diff.old_path]

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 
 from hrmcode.data.synthesize.context import TaskContext
-from hrmcode.data.synthesize.diffs import FileDiff, Hunk
 from hrmcode.data.synthesize.draft import Draft, header
 from hrmcode.data.synthesize.symbols import touched_in_file, touched_in_hunks
+from hrmcode.diffs import FileDiff, Hunk
 
 # Test declarations per language, for exercises whose tests are files rather than id lists.
 _TEST_DECLS = {

@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from hrmcode.data.synthesize.diffs import FileDiff
+from hrmcode.diffs import FileDiff
 
 EXTENSIONS = {
     ".py": "python", ".pyi": "python",
