@@ -11,7 +11,7 @@
 - ``samples:FILE``: answers computed elsewhere, in the official harnesses' formats (human-eval
   ``{task_id, completion}`` JSONL; LiveCodeBench ``[{"question_id", "code_list"}]``; polyglot JSONL
   ``{id, reply}`` / ``{id, replies: [...]}`` / ``{id, files: {path: text}}``);
-- ``checkpoint:PATH``: an hrmcode model (``hrmcode.model.checkpoint.load_any`` + ``generate``).
+- ``checkpoint:PATH``: an hrmcode model (``hrmcode.quantize.load_any`` + ``generate``).
 
 Every backend answers a ``Request`` with ``Reply`` objects. ``Reply.raw`` says the text is already
 in the benchmark's own answer format (a human-eval completion, a program, an edit reply); a chat
@@ -319,12 +319,13 @@ class OpenAIBackend:
 
 # -- hrmcode checkpoints -------------------------------------------------------------------------
 
-def _chat_to_text(messages: list[dict[str, str]]) -> str:
-    return "\n\n".join(m["content"] for m in messages if m.get("content")) + "\n\n"
-
-
 class CheckpointBackend:
-    """An hrmcode checkpoint, generating in process (one request at a time)."""
+    """An hrmcode checkpoint, generating in process (one request at a time).
+
+    The request's messages are rendered by the checkpoint's own prompt format (``config.prompt``)
+    with serve's default chat level, so a request gives the same prompt ids here as through
+    ``--model openai:URL`` against ``hrmcode serve`` of the same checkpoint.
+    """
 
     name = "checkpoint"
 
@@ -332,7 +333,7 @@ class CheckpointBackend:
         self.path = Path(path)
         self.generation = generation
         try:
-            from hrmcode.model.checkpoint import load_any
+            from hrmcode.quantize import load_any
             from hrmcode.model.generate import GenerationConfig, generate
         except ImportError as exc:
             raise CheckpointError(f"checkpoint models are not available in this build ({exc})",
@@ -348,7 +349,8 @@ class CheckpointBackend:
 
     def complete(self, request: Request) -> list[Reply]:
         g = self.generation
-        prompt = _chat_to_text(request.messages)
+        messages = [(m["role"], m.get("content") or "") for m in request.messages]
+        prompt = self.loaded.config.prompt.encode_chat(self.loaded.tokenizer, messages)
         replies = []
         for index in range(request.n):
             config = self._config(max_new_tokens=g.max_tokens, temperature=g.temperature, top_p=g.top_p,

@@ -5,13 +5,14 @@ Guarantees: ``save_checkpoint`` writes each file to a temporary name and renames
 weights last but one and ``training_state.pt`` last, so a directory whose
 ``training_state.pt`` exists is complete; the same weights give the same safetensors bytes;
 ``load_checkpoint`` raises a one-line ``CheckpointError`` naming the missing or unreadable
-file, and refuses weights that do not match the config (strict loading).
+file, and refuses weights that do not match the config (strict loading). ``config.json`` names
+the prompt format the model was trained with (``config.prompt``, ``hrmcode.model.prompt``); one
+written before formats were stored loads with the training template it was trained on.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hrmcode.model.tokenizer import CodeTokenizer
-from hrmcode.errors import ArtifactError, CheckpointError, HrmcodeError
+from hrmcode.atomic import replace_from, temp_path, write_text
+from hrmcode.errors import CheckpointError, HrmcodeError
 from hrmcode.model.config import ModelConfig
+from hrmcode.model.tokenizer import CodeTokenizer
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -51,9 +53,7 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def save_checkpoint(
@@ -74,14 +74,12 @@ def save_checkpoint(
         _write_json(directory / HYPERPARAMETERS, hyperparameters)
         written.append(HYPERPARAMETERS)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, directory / WEIGHTS)
+    save_file(state, str(temp_path(directory / WEIGHTS)), metadata={"format": "pt"})
+    replace_from(temp_path(directory / WEIGHTS), directory / WEIGHTS)
     written.append(WEIGHTS)
     if training_state is not None:
-        tmp = directory / (TRAINING_STATE + ".tmp")
-        torch.save(training_state, tmp)
-        os.replace(tmp, directory / TRAINING_STATE)
+        torch.save(training_state, temp_path(directory / TRAINING_STATE))
+        replace_from(temp_path(directory / TRAINING_STATE), directory / TRAINING_STATE)
         written.append(TRAINING_STATE)
     return written
 
@@ -136,21 +134,3 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "cpu", dtype:
         model.to(dtype=dtype)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, path=directory)
-
-
-def load_any(ref: Path | str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
-    """A model or quantized-model artifact (path or workspace name), or a bare checkpoint directory."""
-    from hrmcode.artifacts import MANIFEST, load_artifact
-
-    path = Path(ref)
-    if path.is_dir() and not (path / MANIFEST).is_file():
-        return load_checkpoint(path, device=device, dtype=dtype)
-    try:
-        artifact = load_artifact(ref, ("model", "quantized-model"))
-    except ArtifactError as exc:
-        raise CheckpointError(exc.message, exc.hint) from None
-    if artifact.kind == "quantized-model":
-        from hrmcode.quantize import load_quantized
-
-        return load_quantized(artifact.path, device=device)
-    return load_checkpoint(artifact.path, device=device, dtype=dtype)

@@ -37,12 +37,16 @@ from torch.overrides import TorchFunctionMode
 
 from hrmcode.artifacts import MANIFEST, Artifact, ArtifactWriter, load_artifact, output_location
 from hrmcode.data.examples import Example, parse_example
-from hrmcode.errors import ArtifactError, CheckpointError, InputError, ThresholdNotMet
+from hrmcode.errors import ArtifactError, CheckpointError, InputError, ThresholdNotMet, UsageError
 from hrmcode.jsonl import read_jsonl
 from hrmcode.memory import release_freed
-from hrmcode.model import kernels
+from hrmcode.model import build_model, kernels
+from hrmcode.model.checkpoint import LoadedModel, load_checkpoint, read_config
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.quantize import measure
-from hrmcode.quantize.backend import QuantSpec, get_backend
+from hrmcode.quantize.backend import QuantBackend, QuantSpec
+from hrmcode.quantize.quanto_backend import QuantoBackend
+from hrmcode.quantize.torch_backend import TorchBackend
 from hrmcode.reporting import reporter
 
 WEIGHTS = "model.safetensors"
@@ -50,6 +54,7 @@ QUANT_MAP = "quantization.json"
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
 EXAMPLE_FILES = {"validated-examples": "accepted.jsonl", "examples": "examples.jsonl"}
+BACKENDS = {"torch": TorchBackend, "quanto": QuantoBackend}
 
 
 @dataclass
@@ -162,6 +167,15 @@ class SafetensorsFile:
         return [(name, self.pop(name)) for name in list(self.entries)]
 
 
+def get_backend(name: str, spec: QuantSpec | None = None) -> QuantBackend:
+    """The backend called ``name``; ``auto`` is ``torch`` unless ``spec`` needs ``quanto``."""
+    if name == "auto":
+        name = "quanto" if spec is not None and (spec.weights == "float8" or spec.activations == "int8") else "torch"
+    if name not in BACKENDS:
+        raise UsageError(f"unknown quantization backend '{name}'", f"use one of: auto, {', '.join(BACKENDS)}")
+    return BACKENDS[name]()
+
+
 # -- loading -------------------------------------------------------------------------------
 def _read_quant_map(directory: Path) -> dict:
     path = directory / QUANT_MAP
@@ -179,12 +193,8 @@ def _read_quant_map(directory: Path) -> dict:
     return data
 
 
-def load_quantized_dir(directory: Path | str, device: str | torch.device = "cpu"):
+def load_quantized_dir(directory: Path | str, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a quantized model from a directory with the artifact's files (manifest not required)."""
-    from hrmcode.model.tokenizer import CodeTokenizer
-    from hrmcode.model import build_model
-    from hrmcode.model.checkpoint import LoadedModel, read_config
-
     directory = Path(directory)
     qmap = _read_quant_map(directory)
     spec = QuantSpec.from_dict(qmap["spec"])
@@ -204,18 +214,36 @@ def load_quantized_dir(directory: Path | str, device: str | torch.device = "cpu"
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, path=directory)
 
 
-def load_quantized(path: Path | str, device: str | torch.device = "cpu"):
+def load_quantized(path: Path | str, device: str | torch.device = "cpu") -> LoadedModel:
     """A ``quantized-model`` artifact (directory or workspace name) -> ``LoadedModel``."""
     artifact = load_artifact(path, "quantized-model")
     return load_quantized_dir(artifact.path, device=device)
 
 
+def load_any(ref: Path | str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
+    """A model or quantized-model artifact (path or workspace name), or a bare checkpoint directory.
+
+    It lives here, not in ``hrmcode.model.checkpoint``, so the model package knows nothing of quantization.
+    ``dtype`` applies to float models only.
+    """
+    path = Path(ref)
+    if path.is_dir() and not (path / MANIFEST).is_file():
+        return load_checkpoint(path, device=device, dtype=dtype)
+    try:
+        artifact = load_artifact(ref, ("model", "quantized-model"))
+    except ArtifactError as exc:
+        raise CheckpointError(exc.message, exc.hint) from None
+    if artifact.kind == "quantized-model":
+        return load_quantized(artifact.path, device=device)
+    return load_checkpoint(artifact.path, device=device, dtype=dtype)
+
+
 # -- the step ------------------------------------------------------------------------------
-def _resolve_checkpoint(ref: Path | str) -> tuple[Path, Artifact | None]:
+def _resolve_checkpoint(ref: Path | str, workspace: Path | str | None) -> tuple[Path, Artifact | None]:
     path = Path(ref)
     if path.is_dir() and not (path / MANIFEST).is_file():
         return path, None  # a bare checkpoints/step-* directory
-    artifact = load_artifact(ref, "model")
+    artifact = load_artifact(ref, "model", workspace)
     return artifact.path, artifact
 
 
@@ -225,14 +253,15 @@ def _examples_from_artifact(artifact: Artifact, heldout_only: bool) -> list[Exam
     return [e for e in examples if e.split == "heldout"] if heldout_only else examples
 
 
-def find_heldout(model_artifact: Artifact | None, heldout: Path | str | None) -> tuple[list[Example], Artifact | None, str]:
+def find_heldout(model_artifact: Artifact | None, heldout: Path | str | None,
+                 workspace: Path | str | None = None) -> tuple[list[Example], Artifact | None, str]:
     """(examples, their artifact if any, a description) for the held-out measurements."""
     if heldout is not None:
         path = Path(heldout)
         if path.is_file():
             records = [parse_example(r, f"{path}:{i}") for i, r in enumerate(read_jsonl(path), 1)]
             return records, None, str(path)
-        artifact = load_artifact(heldout, tuple(EXAMPLE_FILES))
+        artifact = load_artifact(heldout, tuple(EXAMPLE_FILES), workspace)
         examples = _examples_from_artifact(artifact, heldout_only=True)
         if not examples:
             raise InputError(f"{artifact.path} has no examples with split 'heldout'",
@@ -281,14 +310,12 @@ def quantize_checkpoint(
     backend_name: str = "auto",
 ) -> QuantizeResult:
     """Quantize ``checkpoint`` into a new ``quantized-model`` artifact and report before/after."""
-    from hrmcode.model.checkpoint import load_checkpoint
-
-    source_dir, model_artifact = _resolve_checkpoint(checkpoint)
+    source_dir, model_artifact = _resolve_checkpoint(checkpoint, workspace)
     backend = get_backend(backend_name, spec)
     backend.check(spec)  # refuses what it cannot do (or builds quanto's int4 extension) before any long work
     original = load_checkpoint(source_dir, device="cpu")
-    examples, examples_artifact, examples_where = find_heldout(model_artifact, heldout)
-    encoded_all = measure.encode_examples(original.tokenizer, examples, original.config.max_seq_len)
+    examples, examples_artifact, examples_where = find_heldout(model_artifact, heldout, workspace)
+    encoded_all = measure.encode_examples(original, examples)
     if not encoded_all:
         raise InputError(f"none of the {len(examples)} held-out examples from {examples_where} fits the model's "
                          f"context of {original.config.max_seq_len} tokens", "pass shorter examples with --heldout")
@@ -368,5 +395,5 @@ def _increase_pct(before: float, after: float) -> float:
     return (after - before) / before * 100.0
 
 
-__all__ = ["QuantSpec", "QuantizeResult", "find_heldout", "load_quantized", "load_quantized_dir",
-           "parameters_on_meta", "quantize_checkpoint"]
+__all__ = ["QuantSpec", "QuantizeResult", "find_heldout", "get_backend", "load_any", "load_quantized",
+           "load_quantized_dir", "parameters_on_meta", "quantize_checkpoint"]

@@ -4,7 +4,8 @@
 swapped without touching the step, the artifact layout or ``load_quantized``. Two exist:
 ``torch`` (PyTorch's own CPU kernels, ``torch_backend.py``: int8 with dynamic or no activation
 quantization, int4) and ``quanto`` (optimum-quanto, ``quanto_backend.py``: also float8 weights
-and calibrated int8 activations). ``auto`` picks ``torch`` whenever it can do the spec.
+and calibrated int8 activations); ``hrmcode.quantize.get_backend`` picks one by name (``auto``:
+``torch`` whenever it can do the spec). This module imports neither: backends build on it.
 
 A backend guarantees:
 - ``quantize`` replaces the model's ``nn.Linear`` layers (minus ``spec.exclude``) in place and
@@ -29,7 +30,6 @@ from hrmcode.errors import UsageError
 WEIGHT_TYPES = ("int8", "int4", "float8")
 # none: weight-only; dynamic: int8, quantized per call (no calibration); int8: static scales from calibration
 ACTIVATION_TYPES = ("none", "dynamic", "int8")
-BACKENDS = ("auto", "torch", "quanto")
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -100,18 +100,3 @@ class QuantBackend(Protocol):
         ``state`` is a dict of tensors or a ``SafetensorsFile`` (``pop(name)`` reads one tensor,
         ``items()`` reads the rest), so a backend can read layer by layer.
         """
-
-
-def get_backend(name: str, spec: QuantSpec | None = None) -> QuantBackend:
-    """The backend called ``name``; ``auto`` is ``torch`` unless ``spec`` needs ``quanto``."""
-    if name == "auto":
-        name = "quanto" if spec is not None and (spec.weights == "float8" or spec.activations == "int8") else "torch"
-    if name == "torch":
-        from hrmcode.quantize.torch_backend import TorchBackend
-
-        return TorchBackend()
-    if name == "quanto":
-        from hrmcode.quantize.quanto_backend import QuantoBackend
-
-        return QuantoBackend()
-    raise UsageError(f"unknown quantization backend '{name}'", f"use one of: {', '.join(BACKENDS)}")

@@ -19,8 +19,8 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from hrmcode.artifacts import MANIFEST
-from hrmcode.errors import UsageError
+from hrmcode.artifacts import MANIFEST, load_artifact
+from hrmcode.errors import ArtifactError, CheckpointError, UsageError
 from hrmcode.reporting import reporter
 from hrmcode.serve.app import ServeSettings, create_app
 
@@ -34,10 +34,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, device: str = "cpu",
-                   model_name: str | None = None, chat_level: str | None = "solve",
+def _artifact_dir(ref: Path | str, workspace: Path | str | None) -> Path:
+    """``ref`` itself when it is a directory, else the newest model or quantized-model of that name."""
+    if Path(ref).is_dir():
+        return Path(ref)
+    try:
+        return load_artifact(ref, ("model", "quantized-model"), workspace).path
+    except ArtifactError as exc:
+        raise CheckpointError(exc.message, exc.hint) from None
+
+
+def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, workspace: Path | str | None = None,
+                   device: str = "cpu", model_name: str | None = None, chat_level: str | None = "solve",
                    threads: int | None = None) -> FastAPI:
     """Load a model, quantized-model or bare checkpoint (``load_any``) and wrap it in the app.
+
+    ``checkpoint`` is a directory, or an artifact name looked up in ``workspace``.
 
     ``threads``: CPU threads for generation (default: the machine's cores), split between PyTorch and
     hrmcode's kernels by ``kernels.use_threads``.
@@ -48,13 +60,13 @@ def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, device: s
 
     from hrmcode.memory import serve_policy
     from hrmcode.model import kernels
-    from hrmcode.model.checkpoint import load_any
+    from hrmcode.quantize import load_any
     from hrmcode.serve.model_engine import ModelEngine
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for, but torch sees no CUDA device", "use --device cpu")
     serve_policy()
-    loaded = load_any(checkpoint, device=device)
+    loaded = load_any(_artifact_dir(checkpoint, workspace), device=device)
     loaded.model.to(device)  # load_any may build a quantized model on the CPU
     manifest = Path(loaded.path) / MANIFEST
     default_id = json.loads(manifest.read_text(encoding="utf-8")).get("name") if manifest.is_file() else None

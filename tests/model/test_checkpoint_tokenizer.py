@@ -1,4 +1,4 @@
-"""Checkpoint save/load (and its one-line errors) and the byte-level BPE tokenizer."""
+"""Checkpoint save/load (and its one-line errors) and the byte-level BPE tokenizer (prompt formats: test_prompt.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import torch
 
 import hrmcode.quantize
 from hrmcode.artifacts import ArtifactWriter
-from hrmcode.model.tokenizer import SPECIAL_TOKENS, CodeTokenizer
 from hrmcode.errors import CheckpointError, UsageError
 from hrmcode.model import build_model, preset
-from hrmcode.model.checkpoint import load_any, load_checkpoint, save_checkpoint
+from hrmcode.model.checkpoint import load_checkpoint, save_checkpoint
+from hrmcode.quantize import load_any
+from hrmcode.model.tokenizer import SPECIAL_TOKENS, CodeTokenizer
 
 
 def _saved(tmp_path, tok, arch="hrm", **overrides):
@@ -90,12 +91,6 @@ def test_tokenizer_is_deterministic_roundtrips_and_has_fixed_specials(tmp_path, 
     assert tok.pad_id == 0 and tok.eos_id == 1
     for text in ["def f(x):\n\treturn x  # é ✓ 漢字\n", "   \n\n  x=1", ""]:
         assert tok.decode(tok.encode(text)) == text
-    ids = tok.encode_prompt("print(1)", "plan")
-    assert ids[:2] == [tok.token_id("<|plan|>"), tok.token_id("<|user|>")] and ids[-1] == tok.token_id("<|assistant|>")
-    full, n_prompt = tok.encode_example("print(1)", "1", "plan")
-    assert full[:n_prompt] == ids and full[-1] == tok.eos_id and tok.decode(full[n_prompt:]) == "1"
-    with pytest.raises(UsageError, match="unknown level"):
-        tok.encode_prompt("x", "dance")
     tok.save(tmp_path / "t.json")
     assert CodeTokenizer.load(tmp_path / "t.json").to_json() == tok.to_json()
     (tmp_path / "bad.json").write_text("{nope")

@@ -12,9 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from hrmcode.artifacts import load_artifact, sha256_file
 from hrmcode.errors import InputError, UsageError
-from hrmcode.model.checkpoint import load_any
 from hrmcode.model.generate import GenerationConfig, generate
-from hrmcode.quantize import QuantSpec, load_quantized, quantize_checkpoint
+from hrmcode.quantize import QuantSpec, load_any, load_quantized, quantize_checkpoint
 from hrmcode.quantize.quanto_backend import QuantoBackend, _group_size
 from hrmcode.quantize.torch_backend import (DynamicInt8Linear, Int4Linear, Int8Embedding, Int8Linear, TorchBackend,
                                             int4_group_size)

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from hrmcode.model.checkpoint import load_any
+from hrmcode.quantize import load_any
 from hrmcode.model.generate import GenerationConfig, generate
 from hrmcode.serve.app import ServeSettings
 from hrmcode.serve.server import background_server, checkpoint_app
@@ -62,7 +62,7 @@ def test_streamed_and_plain_agree_with_stop_and_sampling(tiny, server):
 
 def test_chat_uses_the_training_template(tiny, server):
     loaded = load_any(tiny)
-    ids = loaded.tokenizer.encode_prompt("add two numbers", level="solve")
+    ids = loaded.config.prompt.encode(loaded.tokenizer, "add two numbers", level="solve")
     expected = generate(loaded.model, loaded.tokenizer, ids, GenerationConfig(max_new_tokens=16))
     client = openai.OpenAI(base_url=f"{server}/v1", api_key="k", max_retries=0)
     reply = client.chat.completions.create(model="model", max_tokens=16, temperature=0,
