@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hrmcode.cli._common import examples_epilog
+from hrmcode.cli._common import examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 
 EPILOG = examples_epilog(
@@ -58,6 +58,6 @@ def register(app: typer.Typer) -> None:
         settings = ServeSettings(api_key=api_key or None, max_body_bytes=max_body_bytes,
                                  max_tokens_cap=max_tokens_cap, default_max_tokens=default_max_tokens,
                                  max_concurrency=max_concurrency, max_queue=max_queue)
-        app_ = checkpoint_app(checkpoint, settings, device=device, model_name=model_name,
+        app_ = checkpoint_app(checkpoint, settings, workspace=workspace(), device=device, model_name=model_name,
                               chat_level=None if chat_level == "none" else chat_level, threads=threads)
         serve(app_, host=host, port=port, settings=settings)
