@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from hrmcode.artifacts import ArtifactWriter
-from hrmcode.data import validate as validate_module
 from hrmcode.data.contamination import (
     STRIDE,
     ContaminationIndex,
@@ -25,12 +24,14 @@ from hrmcode.data.validate import (
     NUM_PERM,
     SAMPLE,
     NearDuplicates,
-    _is_canonical,
-    _permutations,
     checked_example,
+    neardup,
+    run,
     signatures,
     validate,
 )
+from hrmcode.data.validate.checks import _is_canonical
+from hrmcode.data.validate.neardup import permutations
 from hrmcode.errors import InputError
 
 WORDS = ["def", "return", "x", "value", "=", "+", "(", ")", ":", "\n", "    ", "é", "日本", "\t", "``` ", "self.items"]
@@ -94,13 +95,13 @@ def _reference_signature(hashes: np.ndarray) -> np.ndarray:
     sampled = hashes[hashes % np.uint64(SAMPLE) == 0]
     if len(sampled) == 0:
         sampled = hashes[:1] if len(hashes) else np.zeros(1, dtype=np.uint64)
-    a, b = _permutations()
+    a, b = permutations()
     with np.errstate(over="ignore"):
         return (np.unique(sampled)[:, None] * a + b).min(axis=0)
 
 
 def test_batched_signatures_equal_per_text_signatures(monkeypatch):
-    monkeypatch.setattr(validate_module, "SIGNATURE_ROWS", 7)  # texts spread over many blocks
+    monkeypatch.setattr(neardup, "SIGNATURE_ROWS", 7)  # texts spread over many blocks
     texts = _texts(random.Random(3), 40)
     hashes, bounds = batch_window_hashes(texts)
     batch = signatures(hashes, bounds)
@@ -248,7 +249,7 @@ def test_non_object_line_is_a_schema_rejection(tmp_path):
 
 
 def test_same_bytes_for_any_jobs_and_after_resume(tmp_path, monkeypatch):
-    monkeypatch.setattr(validate_module, "CHUNK_EXAMPLES", 3)
+    monkeypatch.setattr(run, "CHUNK_EXAMPLES", 3)
     rng = random.Random(5)
     records = []
     for n in range(14):
@@ -269,8 +270,8 @@ def test_same_bytes_for_any_jobs_and_after_resume(tmp_path, monkeypatch):
     assert len(parts) == 5
     parts[2].unlink()  # as if the run had stopped while scoring that chunk
     scored = []
-    real = validate_module._score_chunk
-    monkeypatch.setattr(validate_module, "_score_chunk", lambda *a: scored.append(a[-1]) or real(*a))
+    real = run.score_chunk
+    monkeypatch.setattr(run, "score_chunk", lambda *a: scored.append(a[-1]) or real(*a))
     again = validate(artifact.path, exec_checks=False, jobs=1, out=tmp_path / "two")
     assert [p.rsplit("/", 1)[1] for p in scored] == [parts[2].stem]
     for name in files:
