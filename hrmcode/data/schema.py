@@ -16,7 +16,6 @@ from hrmcode.errors import InputError
 
 LANGUAGES = ("python", "go", "rust", "java", "javascript", "cpp")
 TaskKind = Literal["function", "exercise", "stdin", "functional", "repo-patch"]
-TASK_KINDS = ("function", "exercise", "stdin", "functional", "repo-patch")
 
 
 class _Strict(BaseModel):

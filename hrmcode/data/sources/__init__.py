@@ -55,10 +55,6 @@ def get_source(name: str) -> SourceSpec:
     return importlib.import_module(f"hrmcode.data.sources.{module}").SPEC
 
 
-def list_sources() -> list[SourceSpec]:
-    return [get_source(name) for name in SOURCE_NAMES]
-
-
 @dataclass
 class FetchResult:
     """What a fetch produced (``artifact`` is None for a dry run)."""

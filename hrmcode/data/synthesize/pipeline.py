@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
+from hrmcode.atomic import atomic_open
 from hrmcode.data.examples import LEVELS
 from hrmcode.data.synthesize.context import build_context
 from hrmcode.data.synthesize.coord import coord_examples
@@ -124,8 +124,7 @@ def _run_chunk(tasks_path: str, start: int, end: int, first_line: int, part_path
     task_splits: Counter = Counter()
     empty: dict[str, str] = {}
     count = 0
-    tmp = part_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as out:
+    with atomic_open(part_path) as out:
         for lineno, task in iter_chunk_lines(raw, first_line, tasks_path, "fix the line or refetch"):
             if not isinstance(task, dict) or not isinstance(task.get("id"), str):
                 raise InputError(f"{tasks_path}:{lineno}: not a task record (no id)", "refetch the tasks")
@@ -148,7 +147,6 @@ def _run_chunk(tasks_path: str, start: int, end: int, first_line: int, part_path
                 for key in counts:
                     counts[key][str(example[key])] += 1
                 count += 1
-    os.replace(tmp, part_path)
     return {"ids": ids, "examples": count, "counts": {k: dict(v) for k, v in counts.items()},
             "task_splits": dict(task_splits), "empty": empty}
 
@@ -299,12 +297,10 @@ def _assemble(writer: ArtifactWriter, out_dir: Path, names: list[str], records: 
             counts[key].update(values)
         task_splits.update(record["task_splits"])
     target = writer.path("examples.jsonl")
-    tmp = target.with_name(target.name + ".tmp")
-    with tmp.open("wb") as out:
+    with atomic_open(target, "wb") as out:
         for name in names:
             with (out_dir / PARTS / f"{name}.jsonl").open("rb") as part:
                 shutil.copyfileobj(part, out, 1 << 20)
-    os.replace(tmp, target)
     total = sum(r["examples"] for r in records)
     writer.add("examples.jsonl", total)
     empty = {k: v for r in records for k, v in r["empty"].items()}
