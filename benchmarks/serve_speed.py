@@ -90,9 +90,9 @@ def random_model(workdir: Path, config_name: str, seed: int, heldout: list[dict]
     import torch
 
     from hrmcode.artifacts import ArtifactWriter
-    from hrmcode.model.tokenizer import CodeTokenizer
     from hrmcode.model import build_model, count_parameters, preset
     from hrmcode.model.checkpoint import save_checkpoint
+    from hrmcode.model.tokenizer import CodeTokenizer
 
     with ArtifactWriter(workdir / "examples", "examples", update_latest=False) as writer:
         writer.write_jsonl("examples.jsonl", heldout)
@@ -114,7 +114,7 @@ def heldout_loss(path: Path, dtype, examples: list, limit: int) -> float:
     from hrmcode.quantize.measure import encode_examples, heldout_loss as loss
 
     loaded = load_checkpoint(path, dtype=dtype)
-    return loss(loaded.model, encode_examples(loaded.tokenizer, examples, loaded.config.max_seq_len)[:limit])
+    return loss(loaded.model, encode_examples(loaded, examples)[:limit])
 
 
 def bf16_size(path: Path, workdir: Path) -> int:
@@ -268,10 +268,12 @@ def measure(args, variants: list[str], workdir: Path) -> None:
 
     model_artifact = load_artifact(model_path, "model")
     heldout_examples, _, heldout_where = find_heldout(model_artifact, heldout_ref)
+    from hrmcode.model.checkpoint import read_config
     from hrmcode.model.tokenizer import CodeTokenizer
 
     tokenizer = CodeTokenizer.load(model_path)
-    prompts = [tokenizer.decode(tokenizer.encode_prompt(e.input.text, e.level)[: args.prompt_tokens],
+    prompt = read_config(model_path).prompt
+    prompts = [tokenizer.decode(prompt.encode(tokenizer, e.input.text, e.level)[: args.prompt_tokens],
                                 skip_special_tokens=False) for e in heldout_examples[:8]]
 
     quantized = quantized_variants()

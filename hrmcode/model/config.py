@@ -6,7 +6,8 @@ that preset (minus the HRM's 2-output Q head in ``act`` mode); the HRM spends
 ``segments x h_cycles x (l_cycles + 1)`` module calls per token where the transformer spends one.
 
 Guarantees: ``validate()`` rejects inconsistent settings with a one-line ``UsageError``;
-``from_dict(to_dict(c)) == c``; unknown keys in a ``config.json`` are refused, not ignored.
+``from_dict(to_dict(c)) == c``; unknown keys in a ``config.json`` are refused, not ignored, and
+so is an unknown ``prompt_format`` (the checkpoint's prompt renderer, ``config.prompt``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hrmcode.errors import UsageError
+from hrmcode.model.prompt import DEFAULT_FORMAT, PromptFormat, prompt_format
 
 ARCHS = ("hrm", "transformer")
 MODES = ("fixed", "act")
@@ -45,6 +47,7 @@ class ModelConfig:
     rms_eps: float = 1e-5
     q_loss_weight: float = 0.5  # act: weight of the Q-halt/Q-continue losses
     mlp_multiple: int = 256  # SwiGLU inner size is rounded up to this (HRM: 256)
+    prompt_format: str = DEFAULT_FORMAT  # hrmcode.model.prompt's name; configs written before it get the default
 
     # -- derived -----------------------------------------------------------------------
     @property
@@ -75,6 +78,11 @@ class ModelConfig:
             return self.n_layers
         per_segment = self.h_cycles * (self.l_cycles * self.l_layers + self.h_layers)
         return self.segments * per_segment
+
+    @property
+    def prompt(self) -> PromptFormat:
+        """The renderer every caller prompting this model uses (train, quantize, eval, serve)."""
+        return prompt_format(self.prompt_format)
 
     # -- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -118,6 +126,7 @@ class ModelConfig:
                 f"got {self.bp_steps}")
         if self.inference_segments is not None and self.inference_segments < 1:
             bad(f"inference_segments must be >= 1, got {self.inference_segments}")
+        prompt_format(self.prompt_format)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

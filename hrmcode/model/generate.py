@@ -136,7 +136,7 @@ class GenerationRun:
 
 
 def generate(model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig | None = None) -> GenerationResult:
-    """Generate a completion of ``prompt`` (text, encoded as is, or token ids such as ``tok.encode_prompt(...)``)."""
+    """Generate a completion of ``prompt`` (text, encoded as is, or token ids: ``config.prompt.encode(...)``)."""
     run = GenerationRun(model, tokenizer, prompt, cfg or GenerationConfig(), None)
     for _ in run.pieces():
         pass

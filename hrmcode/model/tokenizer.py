@@ -4,12 +4,10 @@ Guarantees: any text round-trips (``decode(encode(t)) == t`` for text without sp
 strings: byte-level, no normalisation, no added prefix space); training on the same texts in
 the same order with the same vocabulary size gives the same ``tokenizer.json`` bytes; the
 special tokens have fixed ids 0..N-1 in ``SPECIAL_TOKENS`` order (``<|pad|>`` = 0,
-``<|eos|>`` = 1). The training template (``format_prompt``) is
-``<|LEVEL|><|user|>PROMPT<|assistant|>`` then the target and ``<|eos|>``; the loss is on the
-target and ``<|eos|>`` only.
+``<|eos|>`` = 1). How prompts are laid out in those tokens is ``hrmcode.model.prompt``'s.
 
 Not guaranteed: that special-token strings inside ordinary text stay text (they are read as
-the special tokens, which is what lets a caller write the template by hand).
+the special tokens, which is what lets a caller write a prompt template by hand).
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from hrmcode.atomic import write_text
 from hrmcode.errors import CheckpointError, UsageError
 
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -73,10 +72,7 @@ class CodeTokenizer:
         path = Path(path)
         if path.is_dir():
             path = path / FILENAME
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_text(path, self.to_json())
 
     def to_json(self) -> str:
         return self._tok.to_str(pretty=False)
@@ -97,21 +93,3 @@ class CodeTokenizer:
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
-
-    @staticmethod
-    def format_prompt(text: str, level: str | None = None) -> str:
-        """The training template around a prompt, ending where the target starts."""
-        head = ""
-        if level is not None:
-            if f"<|{level}|>" not in LEVEL_TOKENS:
-                raise UsageError(f"unknown level {level!r}", f"use one of {', '.join(t[2:-2] for t in LEVEL_TOKENS)}")
-            head = f"<|{level}|>"
-        return f"{head}<|user|>{text}<|assistant|>"
-
-    def encode_prompt(self, text: str, level: str | None = None) -> list[int]:
-        return self.encode(self.format_prompt(text, level))
-
-    def encode_example(self, prompt: str, target: str, level: str | None = None) -> tuple[list[int], int]:
-        """(prompt ids + target ids + eos, number of prompt ids)."""
-        prompt_ids = self.encode_prompt(prompt, level)
-        return prompt_ids + self.encode(target) + [self.eos_id], len(prompt_ids)

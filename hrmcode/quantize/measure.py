@@ -1,7 +1,8 @@
 """Held-out measurements used to compare a checkpoint with its quantized version.
 
 - ``heldout_loss``: token-weighted LM loss on the targets (prompt tokens are not scored), with
-  the training template (``CodeTokenizer.encode_example``), sequences cut to the context.
+  the model's own prompt format (``config.prompt``, as train rendered them), sequences cut to the
+  context.
 - ``exact_match``: greedy generation from each prompt; a hit when the generated text equals the
   target (surrounding whitespace ignored).
 - ``latency``: time to the first token (prefill + 1 token) and per further token (decode, KV
@@ -20,6 +21,7 @@ import torch
 
 from hrmcode.data.examples import Example
 from hrmcode.model.base import model_device
+from hrmcode.model.checkpoint import LoadedModel
 from hrmcode.model.generate import GenerationConfig, generate, next_tokens
 from hrmcode.reporting import reporter
 
@@ -33,11 +35,13 @@ class Encoded:
     target: str
 
 
-def encode_examples(tokenizer, examples: list[Example], max_seq_len: int) -> list[Encoded]:
-    """Examples whose prompt fits the context (with room for at least one target token)."""
+def encode_examples(loaded: LoadedModel, examples: list[Example]) -> list[Encoded]:
+    """Examples in ``loaded``'s prompt format whose prompt fits its context (with room for at least
+    one target token)."""
+    max_seq_len = loaded.config.max_seq_len
     encoded = []
     for ex in examples:
-        ids, prompt_len = tokenizer.encode_example(ex.input.text, ex.target, ex.level)
+        ids, prompt_len = loaded.config.prompt.encode_example(loaded.tokenizer, ex.input.text, ex.target, ex.level)
         if prompt_len >= max_seq_len - 1:
             continue
         encoded.append(Encoded(ids[:max_seq_len], prompt_len, ex.target))

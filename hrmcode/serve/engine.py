@@ -41,7 +41,8 @@ class Engine(Protocol):
     model_id: str
 
     def chat_prompt(self, messages: list[tuple[str, str]]) -> str:
-        """Render (role, text) messages as the prompt text the model was trained on."""
+        """Render (role, text) messages as the prompt text the model was trained on (a checkpoint's own
+        prompt format, ``hrmcode.model.prompt``); ``InputError`` for a role it cannot render."""
 
     def check_prompt(self, prompt: str) -> int:
         """The prompt's token count; raise ``hrmcode.errors.InputError`` when it cannot be served."""

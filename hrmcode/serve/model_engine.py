@@ -3,8 +3,9 @@
 Generation is exactly the library's (``hrmcode.model.generate``): the same prompt and sampling
 settings give the same tokens over HTTP as from ``generate()``. Completions prompts are encoded
 as plain text (``tokenizer.encode``), as ``generate(model, tok, text)`` does, so a client that
-wants the training template sends it itself; chat messages are rendered into the training
-template (see ``chat_prompt``).
+wants the training template sends it itself; chat messages are rendered by the checkpoint's own
+prompt format (``config.prompt``), the renderer ``eval --model checkpoint:`` uses too, so a chat
+request gives the same prompt ids here as in that eval.
 """
 
 from __future__ import annotations
@@ -12,40 +13,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import InputError
 from hrmcode.memory import release_freed
 from hrmcode.model.generate import GenerationConfig, GenerationRun
+from hrmcode.model.prompt import CHAT_LEVEL, check_level
 from hrmcode.serve.engine import Completion, SamplingParams
-
-# OpenAI roles -> the tokenizer's role tokens; "developer" is OpenAI's newer name for "system".
-_ROLE_TOKENS = {"system": "<|system|>", "developer": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
 
 
 class ModelEngine:
-    def __init__(self, loaded, model_id: str | None = None, chat_level: str | None = "solve"):
+    def __init__(self, loaded, model_id: str | None = None, chat_level: str | None = CHAT_LEVEL):
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.config = loaded.config
         self.model_id = model_id or Path(loaded.path).name
         self.chat_level = chat_level
-        if chat_level is not None:
-            CodeTokenizer.format_prompt("", chat_level)  # refuses an unknown level now, not per request
+        check_level(chat_level)  # refuses an unknown level now, not per request
 
     def chat_prompt(self, messages: list[tuple[str, str]]) -> str:
-        """The training template ``<|LEVEL|><|user|>TEXT<|assistant|>`` for one user message.
-
-        Other messages are rendered the same way: ``<|system|>TEXT``, ``<|user|>TEXT``, and
-        earlier assistant turns as ``<|assistant|>TEXT<|eos|>`` (how targets end in training).
-        """
-        head = CodeTokenizer.format_prompt("", self.chat_level).removesuffix("<|user|><|assistant|>")
-        parts = [head]
-        for role, text in messages:
-            if role not in _ROLE_TOKENS:
-                raise InputError(f"messages with role '{role}' are not supported",
-                                 "send system, developer, user and assistant messages")
-            parts.append(_ROLE_TOKENS[role] + text + ("<|eos|>" if role == "assistant" else ""))
-        return "".join(parts) + _ROLE_TOKENS["assistant"]
+        """The checkpoint's prompt format around (role, text) messages, starting with ``chat_level``."""
+        return self.config.prompt.render_chat(messages, self.chat_level)
 
     def _config(self, params: SamplingParams) -> GenerationConfig:
         return GenerationConfig(max_new_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,

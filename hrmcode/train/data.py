@@ -1,8 +1,9 @@
 """Training data: examples and corpus text -> token documents -> packed rows -> batches.
 
 A document is a token sequence with a prompt part (no loss; the PrefixLM prefix) and a target
-part (loss). Examples become ``<|LEVEL|><|user|>PROMPT<|assistant|>TARGET<|eos|>`` with the
-loss on ``TARGET<|eos|>``; corpus texts become ``TEXT<|eos|>`` cut into ``seq_len`` pieces with
+part (loss). Examples are rendered by the model's prompt format (``hrmcode.model.prompt``; new
+models: ``<|LEVEL|><|user|>PROMPT<|assistant|>TARGET<|eos|>``) with the loss on
+``TARGET<|eos|>``; corpus texts become ``TEXT<|eos|>`` cut into ``seq_len`` pieces with
 the loss on every token. Rows are filled greedily with whole documents in order and padded;
 attention never crosses documents (``doc_ids``).
 
@@ -25,10 +26,11 @@ import torch
 
 from hrmcode.artifacts import Artifact
 from hrmcode.data.examples import Example, parse_example
-from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import InputError
 from hrmcode.jsonl import read_jsonl
 from hrmcode.model.base import IGNORE
+from hrmcode.model.prompt import DEFAULT_FORMAT, PromptFormat, prompt_format
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.reporting import reporter
 
 
@@ -97,10 +99,12 @@ class EncodedSet:
     skipped_too_long: int = 0
 
 
-def encode_examples(examples: list[Example], tok: CodeTokenizer, seq_len: int) -> EncodedSet:
+def encode_examples(examples: list[Example], tok: CodeTokenizer, seq_len: int,
+                    prompt: PromptFormat = prompt_format(DEFAULT_FORMAT)) -> EncodedSet:
+    """``prompt``: the format of the model being trained (its ``config.prompt``)."""
     encoded = EncodedSet()
     for ex in examples:
-        ids, prompt_len = tok.encode_example(ex.input.text, ex.target, ex.level)
+        ids, prompt_len = prompt.encode_example(tok, ex.input.text, ex.target, ex.level)
         if len(ids) > seq_len:
             encoded.skipped_too_long += 1
             continue

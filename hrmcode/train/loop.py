@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from hrmcode.artifacts import MANIFEST, Artifact, ArtifactWriter, load_artifact, output_location, workspace_root
+from hrmcode.model.prompt import PromptFormat
 from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import CheckpointError, InputError, UsageError
 from hrmcode.jsonl import dumps, read_jsonl
@@ -120,7 +121,7 @@ def load_inputs(data_ref: str, options: TrainOptions, pretrain_ref: str | None, 
     return inputs
 
 
-def build_phases(inputs: Inputs, tok: CodeTokenizer, options: TrainOptions) -> list[Phase]:
+def build_phases(inputs: Inputs, tok: CodeTokenizer, prompt: PromptFormat, options: TrainOptions) -> list[Phase]:
     phases = []
     if inputs.corpus is not None:
         train = [r for r in inputs.corpus if not D.corpus_is_heldout(r)]
@@ -130,12 +131,13 @@ def build_phases(inputs: Inputs, tok: CodeTokenizer, options: TrainOptions) -> l
     if inputs.examples is not None:
         train_ex = [ex for ex in inputs.examples if ex.split == "train"]
         held_ex = [ex for ex in inputs.examples if ex.split == "heldout"]
-        train_set = D.encode_examples(train_ex, tok, options.seq_len)
-        held_set = D.encode_examples(held_ex, tok, options.seq_len)
+        train_set = D.encode_examples(train_ex, tok, options.seq_len, prompt)
+        held_set = D.encode_examples(held_ex, tok, options.seq_len, prompt)
         D.log_skipped("training", train_set.skipped_too_long, len(train_ex), options.seq_len)
         if not held_ex:
             reporter().warn("no held-out examples (split == 'heldout'): evaluation is skipped")
-        fits = [ex for ex in held_ex if len(tok.encode_example(ex.input.text, ex.target, ex.level)[0]) <= options.seq_len]
+        fits = [ex for ex in held_ex
+                if len(prompt.encode_example(tok, ex.input.text, ex.target, ex.level)[0]) <= options.seq_len]
         phases.append(Phase("sft", train_set, held_set, fits[:options.eval_generate]))
     for phase in phases:
         if not phase.train.docs:
@@ -317,7 +319,8 @@ class Trainer:
                 target_ids = self.tok.encode(ex.target)
                 cfg = GenerationConfig(max_new_tokens=len(target_ids) + 1)
                 with self.autocast:
-                    result = generate(model, self.tok, self.tok.encode_prompt(ex.input.text, ex.level), cfg)
+                    prompt_ids = model.config.prompt.encode(self.tok, ex.input.text, ex.level)
+                    result = generate(model, self.tok, prompt_ids, cfg)
                 exact += int(result.text == ex.target and result.finish_reason == "stop")
             record["exact_match"] = exact / len(phase.generate_examples)
             record["n_generate"] = len(phase.generate_examples)
@@ -410,8 +413,8 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
         tok = CodeTokenizer.load(tokenizer_path)
     else:
         tok = CodeTokenizer.train(inputs.tokenizer_texts(), vocab_size=options.vocab_size)
-    phases = build_phases(inputs, tok, options)
     config = model_config(options, vocab_size=tok.vocab_size)
+    phases = build_phases(inputs, tok, config.prompt, options)
     torch.manual_seed(options.seed)
     model = build_model(config)
     counts = count_parameters(model)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from hrmcode.artifacts import read_manifest
-from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import UsageError
 from hrmcode.jsonl import read_jsonl
 from hrmcode.model.checkpoint import load_checkpoint
 from hrmcode.model.generate import generate
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.train import data as D
 from hrmcode.train.loop import lr_factor, train
 from hrmcode.train.options import resolve_options
@@ -70,7 +70,8 @@ def test_same_seed_same_bytes_and_artifact_contents(tmp_path, toy_artifact):
     state = torch.load(a.out_dir / "checkpoints/step-00000003/training_state.pt", weights_only=False)
     assert state["step"] == 3 and {"optimizer", "scheduler", "rng", "data"} <= set(state)
     loaded = load_checkpoint(a.out_dir)
-    assert generate(loaded.model, loaded.tokenizer, loaded.tokenizer.encode_prompt("print(1 + 2)", "edit")).completion_tokens > 0
+    prompt_ids = loaded.config.prompt.encode(loaded.tokenizer, "print(1 + 2)", "edit")
+    assert generate(loaded.model, loaded.tokenizer, prompt_ids).completion_tokens > 0
     c = train(_options(max_steps=3, seed=1), str(toy_artifact.path), out=tmp_path / "c")
     assert (c.out_dir / "model.safetensors").read_bytes() != (a.out_dir / "model.safetensors").read_bytes()
 

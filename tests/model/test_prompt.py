@@ -1,0 +1,71 @@
+"""The one prompt renderer (``hrmcode.model.prompt``) and the format a checkpoint stores in config.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hrmcode.errors import CheckpointError, InputError, UsageError
+from hrmcode.model import build_model, preset
+from hrmcode.model.checkpoint import load_checkpoint, save_checkpoint
+from hrmcode.model.prompt import DEFAULT_FORMAT, prompt_format
+
+HRMCODE_V1 = prompt_format(DEFAULT_FORMAT)
+
+
+def test_training_template_ids(tok):
+    ids = HRMCODE_V1.encode(tok, "print(1)", "plan")
+    assert ids[:2] == [tok.token_id("<|plan|>"), tok.token_id("<|user|>")] and ids[-1] == tok.token_id("<|assistant|>")
+    full, n_prompt = HRMCODE_V1.encode_example(tok, "print(1)", "1", "plan")
+    assert full[:n_prompt] == ids and full[-1] == tok.eos_id and tok.decode(full[n_prompt:]) == "1"
+    with pytest.raises(UsageError, match="unknown level"):
+        HRMCODE_V1.encode(tok, "x", "dance")
+    assert HRMCODE_V1.render("x") == "<|user|>x<|assistant|>"
+
+
+def test_chat_rendering_rules(tok):
+    # One user message is exactly the training template at the chat level.
+    assert HRMCODE_V1.render_chat([("user", "add two numbers")]) == "<|solve|><|user|>add two numbers<|assistant|>"
+    assert HRMCODE_V1.encode_chat(tok, [("user", "x")], "edit") == HRMCODE_V1.encode(tok, "x", "edit")
+    chat = [("system", "be brief"), ("developer", "python"), ("user", "hi"), ("assistant", "hello"), ("user", "more")]
+    assert HRMCODE_V1.render_chat(chat, None) == (
+        "<|system|>be brief<|system|>python<|user|>hi<|assistant|>hello<|eos|><|user|>more<|assistant|>")
+    with pytest.raises(InputError, match="role 'tool'"):
+        HRMCODE_V1.render_chat([("tool", "x")])
+    with pytest.raises(UsageError, match="unknown level"):
+        HRMCODE_V1.render_chat([("user", "x")], "dance")
+
+
+def _checkpoint(tmp_path, tok):
+    torch.manual_seed(0)
+    model = build_model(preset("tiny", vocab_size=tok.vocab_size))
+    save_checkpoint(tmp_path / "ckpt", model, tok)
+    return tmp_path / "ckpt"
+
+
+def test_checkpoint_stores_its_prompt_format(tmp_path, tok):
+    path = _checkpoint(tmp_path, tok)
+    assert json.loads((path / "config.json").read_text())["prompt_format"] == DEFAULT_FORMAT
+    assert load_checkpoint(path).config.prompt == HRMCODE_V1
+
+
+def test_checkpoint_written_before_formats_loads_with_the_training_template(tmp_path, tok):
+    path = _checkpoint(tmp_path, tok)
+    config = json.loads((path / "config.json").read_text())
+    del config["prompt_format"]
+    (path / "config.json").write_text(json.dumps(config))
+    loaded = load_checkpoint(path)
+    assert loaded.config.prompt_format == DEFAULT_FORMAT
+    expected = [tok.token_id("<|solve|>"), tok.token_id("<|user|>"), *tok.encode("x"), tok.token_id("<|assistant|>")]
+    assert loaded.config.prompt.encode(loaded.tokenizer, "x", "solve") == expected
+
+
+def test_unknown_prompt_format_is_a_one_line_checkpoint_error(tmp_path, tok):
+    path = _checkpoint(tmp_path, tok)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "prompt_format": "chatml"}))
+    with pytest.raises(CheckpointError, match="unknown prompt format 'chatml'") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
