@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from hrmcode.artifacts import ArtifactWriter
-from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.model import build_model, preset
 from hrmcode.model.checkpoint import save_checkpoint
+from hrmcode.model.tokenizer import CodeTokenizer
 
 SNIPPETS = [
     ("add two numbers", "def add(a, b):\n    return a + b\n"),
