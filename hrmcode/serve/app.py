@@ -1,5 +1,9 @@
 """The OpenAI-compatible HTTP app: ``create_app(engine, settings) -> FastAPI``.
 
+``Server`` holds the app's state (the engine, settings, admission control, the generation
+threads) and its endpoints as methods; ``create_app`` wires them and the error handlers into
+FastAPI.
+
 Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/completions``,
 ``POST /v1/chat/completions`` (plain JSON, or server-sent events ending with ``data: [DONE]`` when
 ``stream`` is true).
@@ -69,6 +73,9 @@ class _Job:
 
 _DONE = object()
 
+# Renders one streamed chunk: (job, None) opens the job's choice, then a text delta or the final Completion.
+Render = Callable[[_Job, str | Completion | None], dict]
+
 
 class BodyLimit:
     """ASGI middleware: answer 413 once a request body is over ``max_bytes``; replay it otherwise."""
@@ -130,74 +137,94 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"invalid '{param}': {first.get('msg')}" if param else f"invalid request body: {first.get('msg')}"), param
 
 
+async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if exc.status == 429 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    message, param = _validation_message(exc)
+    return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 404:
+        message, code = f"unknown endpoint {request.method} {request.url.path}", "unknown_url"
+    else:
+        message, code = str(exc.detail), None
+    return JSONResponse(error_body(message, "invalid_request_error", code=code), status_code=exc.status_code)
+
+
+async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(error_body(f"internal server error ({type(exc).__name__})", "server_error"), status_code=500)
+
+
 def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    admission = Admission(settings.max_concurrency, settings.max_queue)
-    pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="hrmcode-generate")
+    server = Server(engine, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
-        pool.shutdown(wait=False, cancel_futures=True)
+        server.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="hrmcode", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.state.admission = admission
+    app.state.admission = server.admission
+    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _bug)
+    keyed = [Depends(server.require_key)]
+    app.get("/health")(server.health)
+    app.get("/v1/models", dependencies=keyed)(server.list_models)
+    app.get("/v1/models/{model_id:path}", dependencies=keyed)(server.get_model)
+    app.post("/v1/completions", dependencies=keyed)(server.completions)
+    app.post("/v1/chat/completions", dependencies=keyed)(server.chat_completions)
+    return app
 
-    @app.exception_handler(APIError)
-    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if exc.status == 429 else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(exc)
-        return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+class Server:
+    """The app's state (engine, settings, admission, the generation threads) and its endpoints."""
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            message, code = f"unknown endpoint {request.method} {request.url.path}", "unknown_url"
-        else:
-            message, code = str(exc.detail), None
-        return JSONResponse(error_body(message, "invalid_request_error", code=code), status_code=exc.status_code)
+    def __init__(self, engine: Engine, settings: ServeSettings):
+        self.engine, self.settings = engine, settings
+        self.admission = Admission(settings.max_concurrency, settings.max_queue)
+        self.pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="hrmcode-generate")
 
-    @app.exception_handler(Exception)
-    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(error_body(f"internal server error ({type(exc).__name__})", "server_error"),
-                            status_code=500)
-
-    def require_key(request: Request) -> None:
-        if settings.api_key is None:
+    # -- checks ----------------------------------------------------------------------------
+    def require_key(self, request: Request) -> None:
+        if self.settings.api_key is None:
             return
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
-        if not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        if not hmac.compare_digest(token.strip().encode(), self.settings.api_key.encode()):
             raise APIError(401, "incorrect API key provided", code="invalid_api_key")
 
-    def model_card() -> dict:
-        return {"id": engine.model_id, "object": "model", "created": 0, "owned_by": "hrmcode"}
+    def model_card(self) -> dict:
+        return {"id": self.engine.model_id, "object": "model", "created": 0, "owned_by": "hrmcode"}
 
-    def check_model(name: str) -> None:
-        if name != engine.model_id:
-            raise APIError(404, f"the model '{name}' does not exist; this server serves '{engine.model_id}'",
+    def check_model(self, name: str) -> None:
+        if name != self.engine.model_id:
+            raise APIError(404, f"the model '{name}' does not exist; this server serves '{self.engine.model_id}'",
                            param="model", code="model_not_found")
 
-    def sampling(req, requested: int | None) -> SamplingParams:
+    def sampling(self, req, requested: int | None) -> SamplingParams:
         req.refuse_unsupported()
-        max_tokens = requested if requested is not None else min(settings.default_max_tokens, settings.max_tokens_cap)
-        if max_tokens > settings.max_tokens_cap:
-            raise APIError(400, f"max_tokens is {max_tokens}, over this server's cap of {settings.max_tokens_cap}",
+        cap = self.settings.max_tokens_cap
+        max_tokens = requested if requested is not None else min(self.settings.default_max_tokens, cap)
+        if max_tokens > cap:
+            raise APIError(400, f"max_tokens is {max_tokens}, over this server's cap of {cap}",
                            param="max_tokens", code="max_tokens_exceeded")
         return SamplingParams(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p,
                               stop=tuple(req.stop_list), seed=req.seed or 0)
 
-    def jobs_for(prompts: list[str], n: int, params: SamplingParams, echo: bool, param: str) -> list[_Job]:
+    def jobs_for(self, prompts: list[str], n: int, params: SamplingParams, echo: bool, param: str) -> list[_Job]:
         jobs = []
         for p, prompt in enumerate(prompts):
             try:
-                engine.check_prompt(prompt)
+                self.engine.check_prompt(prompt)
             except InputError as exc:
                 raise APIError(400, exc.message, param=param, code="invalid_prompt") from None
             for j in range(n):
@@ -206,31 +233,32 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> Fas
                 jobs.append(_Job(p * n + j, p, prompt, choice_params, prompt if echo else ""))
         return jobs
 
-    async def acquire() -> Ticket:
+    # -- running generations -----------------------------------------------------------------
+    async def acquire(self) -> Ticket:
         try:
-            return await admission.acquire()
+            return await self.admission.acquire()
         except Busy:
-            raise APIError(429, f"server busy: {admission.max_concurrency} generation(s) running and "
-                           f"{admission.max_queue} waiting; retry later", type="rate_limit_exceeded",
+            raise APIError(429, f"server busy: {self.admission.max_concurrency} generation(s) running and "
+                           f"{self.admission.max_queue} waiting; retry later", type="rate_limit_exceeded",
                            code="rate_limit_exceeded") from None
 
-    async def watch_disconnect(request: Request, stop: threading.Event, until: asyncio.Future) -> None:
+    async def watch_disconnect(self, request: Request, stop: threading.Event, until: asyncio.Future) -> None:
         while not until.done():
             if await request.is_disconnected():
                 stop.set()
                 return
-            await asyncio.wait({until}, timeout=settings.disconnect_poll_s)
+            await asyncio.wait({until}, timeout=self.settings.disconnect_poll_s)
 
-    def start(fn: Callable[[], object], ticket: Ticket) -> asyncio.Future:
-        future = asyncio.get_running_loop().run_in_executor(pool, fn)
+    def start(self, fn: Callable[[], object], ticket: Ticket) -> asyncio.Future:
+        future = asyncio.get_running_loop().run_in_executor(self.pool, fn)
         future.add_done_callback(lambda _f: ticket.release())  # the slot is free only when the thread is
         return future
 
-    async def run_blocking(request: Request, jobs: list[_Job]) -> list[Completion]:
-        ticket = await acquire()
+    async def run_blocking(self, request: Request, jobs: list[_Job]) -> list[Completion]:
+        ticket = await self.acquire()
         stop = threading.Event()
-        future = start(lambda: [engine.complete(j.prompt, j.params, stop.is_set) for j in jobs], ticket)
-        watcher = asyncio.create_task(watch_disconnect(request, stop, future))
+        future = self.start(lambda: [self.engine.complete(j.prompt, j.params, stop.is_set) for j in jobs], ticket)
+        watcher = asyncio.create_task(self.watch_disconnect(request, stop, future))
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -239,9 +267,9 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> Fas
         finally:
             watcher.cancel()
 
-    async def run_streaming(request: Request, jobs: list[_Job], render: Callable[[_Job, str | Completion | None], dict],
+    async def run_streaming(self, request: Request, jobs: list[_Job], render: Render,
                             usage_chunk: Callable[[int, int], dict] | None) -> StreamingResponse:
-        ticket = await acquire()
+        ticket = await self.acquire()
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         queue: asyncio.Queue = asyncio.Queue()
@@ -250,7 +278,7 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> Fas
             for job in jobs:
                 if stop.is_set():
                     break
-                for event in engine.stream(job.prompt, job.params, stop.is_set):
+                for event in self.engine.stream(job.prompt, job.params, stop.is_set):
                     loop.call_soon_threadsafe(queue.put_nowait, (job, event))
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
@@ -258,64 +286,31 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> Fas
             if not f.cancelled() and f.exception() is not None:
                 queue.put_nowait(f.exception())
 
-        future = start(produce, ticket)
+        future = self.start(produce, ticket)
         future.add_done_callback(report_failure)
-        watcher = asyncio.create_task(watch_disconnect(request, stop, future))
-
-        async def events() -> AsyncIterator[str]:
-            prompt_tokens: dict[int, int] = {}
-            completion_tokens = 0
-            started: set[int] = set()
-            try:
-                while True:
-                    item = await queue.get()
-                    if item is _DONE:
-                        break
-                    if isinstance(item, BaseException):
-                        body = error_body(f"generation failed ({type(item).__name__})", "server_error")
-                        yield f"data: {json.dumps(body)}\n\n"
-                        return
-                    job, event = item
-                    if job.index not in started:
-                        started.add(job.index)
-                        yield f"data: {json.dumps(render(job, None))}\n\n"
-                    if isinstance(event, Completion):
-                        prompt_tokens[job.prompt_index] = event.prompt_tokens
-                        completion_tokens += event.completion_tokens
-                    elif not event:
-                        continue
-                    yield f"data: {json.dumps(render(job, event))}\n\n"
-                if usage_chunk is not None:
-                    yield f"data: {json.dumps(usage_chunk(sum(prompt_tokens.values()), completion_tokens))}\n\n"
-                yield "data: [DONE]\n\n"
-            finally:
-                stop.set()
-                watcher.cancel()
-
-        return StreamingResponse(events(), media_type="text/event-stream",
+        watcher = asyncio.create_task(self.watch_disconnect(request, stop, future))
+        return StreamingResponse(_events(queue, render, usage_chunk, stop, watcher), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok", "model": engine.model_id, "running": admission.running, "waiting": admission.waiting}
+    # -- endpoints ---------------------------------------------------------------------------
+    async def health(self) -> dict:
+        return {"status": "ok", "model": self.engine.model_id, "running": self.admission.running,
+                "waiting": self.admission.waiting}
 
-    @app.get("/v1/models", dependencies=[Depends(require_key)])
-    async def list_models() -> dict:
-        return {"object": "list", "data": [model_card()]}
+    async def list_models(self) -> dict:
+        return {"object": "list", "data": [self.model_card()]}
 
-    @app.get("/v1/models/{model_id:path}", dependencies=[Depends(require_key)])
-    async def get_model(model_id: str) -> dict:
-        check_model(model_id)
-        return model_card()
+    async def get_model(self, model_id: str) -> dict:
+        self.check_model(model_id)
+        return self.model_card()
 
-    @app.post("/v1/completions", dependencies=[Depends(require_key)])
-    async def completions(body: CompletionRequest, request: Request):
-        check_model(body.model)
-        jobs = jobs_for(body.prompts, body.n, sampling(body, body.max_tokens), body.echo, "prompt")
+    async def completions(self, body: CompletionRequest, request: Request):
+        self.check_model(body.model)
+        jobs = self.jobs_for(body.prompts, body.n, self.sampling(body, body.max_tokens), body.echo, "prompt")
         ident, created = new_id("cmpl"), now()
 
         def envelope(choices: list[dict]) -> dict:
-            return {"id": ident, "object": "text_completion", "created": created, "model": engine.model_id,
+            return {"id": ident, "object": "text_completion", "created": created, "model": self.engine.model_id,
                     "choices": choices}
 
         if body.stream:
@@ -329,28 +324,27 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> Fas
 
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             usage_chunk = (lambda p, c: {**envelope([]), "usage": usage(p, c)}) if include_usage else None
-            return await run_streaming(request, jobs, render, usage_chunk)
+            return await self.run_streaming(request, jobs, render, usage_chunk)
 
-        results = await run_blocking(request, jobs)
+        results = await self.run_blocking(request, jobs)
         prompt_tokens = {job.prompt_index: r.prompt_tokens for job, r in zip(jobs, results)}
         payload = envelope([{"index": job.index, "text": job.echo + r.text, "logprobs": None,
                              "finish_reason": r.finish_reason} for job, r in zip(jobs, results)])
         payload["usage"] = usage(sum(prompt_tokens.values()), sum(r.completion_tokens for r in results))
         return payload
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
-    async def chat_completions(body: ChatCompletionRequest, request: Request):
-        check_model(body.model)
-        params = sampling(body, body.requested_max_tokens)
+    async def chat_completions(self, body: ChatCompletionRequest, request: Request):
+        self.check_model(body.model)
+        params = self.sampling(body, body.requested_max_tokens)
         try:
-            prompt = engine.chat_prompt([(m.role, m.text()) for m in body.messages])
+            prompt = self.engine.chat_prompt([(m.role, m.text()) for m in body.messages])
         except InputError as exc:
             raise APIError(400, exc.message, param="messages", code="unsupported") from None
-        jobs = jobs_for([prompt], body.n, params, False, "messages")
+        jobs = self.jobs_for([prompt], body.n, params, False, "messages")
         ident, created = new_id("chatcmpl"), now()
 
         def envelope(obj: str, choices: list[dict]) -> dict:
-            return {"id": ident, "object": obj, "created": created, "model": engine.model_id, "choices": choices}
+            return {"id": ident, "object": obj, "created": created, "model": self.engine.model_id, "choices": choices}
 
         if body.stream:
             def render(job: _Job, event: str | Completion | None) -> dict:
@@ -366,13 +360,44 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> Fas
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             usage_chunk = ((lambda p, c: {**envelope("chat.completion.chunk", []), "usage": usage(p, c)})
                            if include_usage else None)
-            return await run_streaming(request, jobs, render, usage_chunk)
+            return await self.run_streaming(request, jobs, render, usage_chunk)
 
-        results = await run_blocking(request, jobs)
+        results = await self.run_blocking(request, jobs)
         payload = envelope("chat.completion", [
             {"index": job.index, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
              "finish_reason": r.finish_reason} for job, r in zip(jobs, results)])
         payload["usage"] = usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results))
         return payload
 
-    return app
+
+async def _events(queue: asyncio.Queue, render: Render, usage_chunk: Callable[[int, int], dict] | None,
+                  stop: threading.Event, watcher: asyncio.Task) -> AsyncIterator[str]:
+    """The server-sent events of a streamed generation, from what the generating thread queues."""
+    prompt_tokens: dict[int, int] = {}
+    completion_tokens = 0
+    started: set[int] = set()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                body = error_body(f"generation failed ({type(item).__name__})", "server_error")
+                yield f"data: {json.dumps(body)}\n\n"
+                return
+            job, event = item
+            if job.index not in started:
+                started.add(job.index)
+                yield f"data: {json.dumps(render(job, None))}\n\n"
+            if isinstance(event, Completion):
+                prompt_tokens[job.prompt_index] = event.prompt_tokens
+                completion_tokens += event.completion_tokens
+            elif not event:
+                continue
+            yield f"data: {json.dumps(render(job, event))}\n\n"
+        if usage_chunk is not None:
+            yield f"data: {json.dumps(usage_chunk(sum(prompt_tokens.values()), completion_tokens))}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        stop.set()
+        watcher.cancel()
