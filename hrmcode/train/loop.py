@@ -32,15 +32,17 @@ from typing import Any
 
 import torch
 
+from hrmcode import atomic
 from hrmcode.artifacts import MANIFEST, Artifact, ArtifactWriter, load_artifact, output_location, workspace_root
-from hrmcode.model.prompt import PromptFormat
-from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.errors import CheckpointError, InputError, UsageError
 from hrmcode.jsonl import dumps, read_jsonl
 from hrmcode.model import build_model, count_parameters
+from hrmcode.model.prompt import PromptFormat
+from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.model.checkpoint import (
     HYPERPARAMETERS, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint,
 )
+from hrmcode.model.config import ModelConfig
 from hrmcode.model.generate import GenerationConfig, generate
 from hrmcode.model.layers import Stack
 from hrmcode.reporting import reporter
@@ -338,9 +340,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(dumps(r) + "\n" for r in kept), encoding="utf-8")
-    tmp.replace(path)
+    atomic.write_text(path, "".join(dumps(r) + "\n" for r in kept))
 
 
 def _save(trainer: Trainer, run_dir: Path) -> Path:
@@ -386,8 +386,51 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
     inputs = load_inputs(data_ref, options, pretrain_ref, workspace)
     name = name or inputs.artifacts[0].name
     params = options.model_dump(mode="json")
+    run_dir, checkpoint = _run_location(options, dist, params, name=name, out=out, resume=resume, redo=redo,
+                                        dry_run=dry_run, workspace=workspace)
+    tok = _tokenizer(checkpoint, tokenizer_path, inputs, options)
+    config = model_config(options, vocab_size=tok.vocab_size)
+    phases = build_phases(inputs, tok, config.prompt, options)
+    torch.manual_seed(options.seed)
+    model = build_model(config)
+    counts = count_parameters(model)
+    plan = _plan(options, config, tok, phases, counts, run_dir, checkpoint)
+    if dry_run:
+        return TrainResult(out_dir=None, completed=False, step=0, params=counts, plan=plan,
+                           elapsed_s=time.perf_counter() - started)
 
-    # Where to write, and what to resume from (rank 0 decides, everyone follows).
+    model.to(device)
+    hyper = {"train": params, "model": config.to_dict(), "data": [a.ref() for a in inputs.artifacts],
+             "world_size": dist.world}
+    trainer = Trainer(options, dist, device, model, tok, phases, hyper)
+    if checkpoint is not None:
+        trainer.restore(checkpoint)
+    writer = None
+    if dist.main:
+        writer = ArtifactWriter(run_dir, "model", name=name, params=params, seed=options.seed, inputs=inputs.artifacts,
+                                resumable=True, update_latest=out is None)
+        _truncate_metrics(run_dir / METRICS, trainer.step)
+        reporter().log(f"training {config.arch} ({config.mode if config.arch == 'hrm' else 'baseline'}): "
+                       f"{counts['total']:,} parameters ({counts['non_embedding']:,} without embeddings), "
+                       f"{config.layer_applications_per_token()} block applications per token -> {run_dir}")
+        if checkpoint is not None:
+            reporter().log(f"resuming from {checkpoint} at step {trainer.step}")
+
+    end = options.max_steps if stop_after is None else min(options.max_steps, trainer.step + stop_after)
+    last_train, last_eval = _run_steps(trainer, run_dir, end, plan["tokens_per_step"])
+    result = TrainResult(out_dir=run_dir, completed=trainer.step >= options.max_steps, step=trainer.step,
+                         params=counts, last_train=last_train, last_eval=last_eval, plan=plan)
+    if dist.main and result.completed:
+        result.artifact = _write_model(trainer, writer, run_dir, result, started)
+    elif dist.main:
+        reporter().log(f"stopped at step {trainer.step} of {options.max_steps}; continue with --resume auto")
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _run_location(options: TrainOptions, dist: Dist, params: dict, *, name: str, out: Path | None,
+                  resume: str | None, redo: bool, dry_run: bool, workspace: Path | None) -> tuple[Path, Path | None]:
+    """Where to write, and the checkpoint to resume from: rank 0 decides, everyone follows."""
     checkpoint = None
     if dist.main:
         if resume:
@@ -404,21 +447,23 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
                         (run_dir / stale).unlink(missing_ok=True)
         if checkpoint is not None:
             check_compatible(json.loads((checkpoint / HYPERPARAMETERS).read_text(encoding="utf-8")), options, checkpoint)
-    run_dir, checkpoint = dist.broadcast((run_dir if dist.main else None, checkpoint if dist.main else None))
+    return dist.broadcast((run_dir if dist.main else None, checkpoint if dist.main else None))
 
-    # Tokenizer: the checkpoint's, the given one, or a new one trained on the training texts.
+
+def _tokenizer(checkpoint: Path | None, tokenizer_path: Path | None, inputs: Inputs,
+               options: TrainOptions) -> CodeTokenizer:
+    """The checkpoint's tokenizer, the given one, or a new one trained on the training texts."""
     if checkpoint is not None:
-        tok = CodeTokenizer.load(checkpoint / "tokenizer.json")
-    elif tokenizer_path is not None:
-        tok = CodeTokenizer.load(tokenizer_path)
-    else:
-        tok = CodeTokenizer.train(inputs.tokenizer_texts(), vocab_size=options.vocab_size)
-    config = model_config(options, vocab_size=tok.vocab_size)
-    phases = build_phases(inputs, tok, config.prompt, options)
-    torch.manual_seed(options.seed)
-    model = build_model(config)
-    counts = count_parameters(model)
-    plan = {
+        return CodeTokenizer.load(checkpoint / "tokenizer.json")
+    if tokenizer_path is not None:
+        return CodeTokenizer.load(tokenizer_path)
+    return CodeTokenizer.train(inputs.tokenizer_texts(), vocab_size=options.vocab_size)
+
+
+def _plan(options: TrainOptions, config: ModelConfig, tok: CodeTokenizer, phases: list[Phase], counts: dict[str, int],
+          run_dir: Path, checkpoint: Path | None) -> dict[str, Any]:
+    """What the run will do (``--dry-run`` prints it; ``TrainResult.plan``)."""
+    return {
         "out": str(run_dir), "resume_from": str(checkpoint) if checkpoint else None, "arch": config.arch,
         "mode": config.mode, "params": counts, "vocab_size": tok.vocab_size,
         "layer_applications_per_token": config.layer_applications_per_token(),
@@ -427,33 +472,14 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
         **{f"{p.name}_train_docs": len(p.train.docs) for p in phases},
         **{f"{p.name}_heldout_docs": len(p.heldout.docs) for p in phases},
     }
-    if dry_run:
-        return TrainResult(out_dir=None, completed=False, step=0, params=counts, plan=plan,
-                           elapsed_s=time.perf_counter() - started)
 
-    model.to(device)
-    hyper = {"train": params, "model": config.to_dict(), "data": [a.ref() for a in inputs.artifacts],
-             "world_size": dist.world}
-    trainer = Trainer(options, dist, device, model, tok, phases, hyper)
-    if checkpoint is not None:
-        trainer.restore(checkpoint)
-    log = reporter()
-    writer = None
+
+def _run_steps(trainer: Trainer, run_dir: Path, end: int, tokens_per_step: int) -> tuple[dict, dict]:
+    """Train up to step ``end``, logging, evaluating and checkpointing on schedule; the last metrics."""
+    options, dist, log = trainer.options, trainer.dist, reporter()
     metrics_path = run_dir / METRICS
-    if dist.main:
-        writer = ArtifactWriter(run_dir, "model", name=name, params=params, seed=options.seed, inputs=inputs.artifacts,
-                                resumable=True, update_latest=out is None)
-        _truncate_metrics(metrics_path, trainer.step)
-        log.log(f"training {config.arch} ({config.mode if config.arch == 'hrm' else 'baseline'}): "
-                f"{counts['total']:,} parameters ({counts['non_embedding']:,} without embeddings), "
-                f"{config.layer_applications_per_token()} block applications per token -> {run_dir}")
-        if checkpoint is not None:
-            log.log(f"resuming from {checkpoint} at step {trainer.step}")
-
     last_train: dict = {}
     last_eval: dict = {}
-    end = options.max_steps if stop_after is None else min(options.max_steps, trainer.step + stop_after)
-    tokens_per_step = plan["tokens_per_step"]
     window_start, window_steps = time.perf_counter(), 0
     with log.task("train", total=end - trainer.step) as bar:
         while trainer.step < end:
@@ -478,21 +504,18 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
             if dist.main and (trainer.step % options.save_every == 0 or at_end):
                 _save(trainer, run_dir)
             dist.barrier()
+    return last_train, last_eval
 
-    completed = trainer.step >= options.max_steps
-    result = TrainResult(out_dir=run_dir, completed=completed, step=trainer.step, params=counts,
-                         last_train=last_train, last_eval=last_eval, plan=plan)
-    if dist.main and completed:
-        written = save_checkpoint(run_dir, trainer.raw, tok, hyper)
-        for file_name in written:
-            writer.add(file_name)
-        writer.add(METRICS)
-        result.elapsed_s = time.perf_counter() - started
-        stats = {"steps": trainer.step, "params": counts, "final_train": last_train, "final_eval": last_eval,
-                 "tokens_seen": trainer.step * tokens_per_step, "elapsed_s": round(result.elapsed_s, 2),
-                 "world_size": dist.world, "device": str(device)}
-        result.artifact = writer.finish(stats)
-    elif dist.main:
-        log.log(f"stopped at step {trainer.step} of {options.max_steps}; continue with --resume auto")
+
+def _write_model(trainer: Trainer, writer: ArtifactWriter, run_dir: Path, result: TrainResult,
+                 started: float) -> Artifact:
+    """The finished run: final weights, config and tokenizer at the artifact root, then the manifest."""
+    for file_name in save_checkpoint(run_dir, trainer.raw, trainer.tok, trainer.hyper):
+        writer.add(file_name)
+    writer.add(METRICS)
     result.elapsed_s = time.perf_counter() - started
-    return result
+    tokens_per_step = result.plan["tokens_per_step"]
+    stats = {"steps": trainer.step, "params": result.params, "final_train": result.last_train,
+             "final_eval": result.last_eval, "tokens_seen": trainer.step * tokens_per_step,
+             "elapsed_s": round(result.elapsed_s, 2), "world_size": trainer.dist.world, "device": str(trainer.device)}
+    return writer.finish(stats)
