@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hrmcode import __version__
+from hrmcode import __version__, atomic
 from hrmcode.errors import ArtifactError
 from hrmcode.jsonl import count_lines, write_jsonl
 
@@ -66,7 +66,11 @@ PRODUCER_HINT = {
 
 
 def workspace_root(explicit: Path | str | None = None) -> Path:
-    """``--workspace``, else ``$HRMCODE_HOME``, else ``./hrmcode-artifacts``."""
+    """``--workspace``, else ``$HRMCODE_HOME``, else ``./hrmcode-artifacts``.
+
+    The one place ``$HRMCODE_HOME`` is read: callers pass the workspace they were given (the CLI
+    its ``--workspace``) as ``explicit`` and never set the variable themselves.
+    """
     if explicit:
         return Path(explicit)
     env = os.environ.get("HRMCODE_HOME")
@@ -289,18 +293,12 @@ class ArtifactWriter:
         return count
 
     def write_json(self, name: str, obj: Any) -> Path:
-        path = self.path(name)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        path = atomic.write_text(self.path(name), json.dumps(_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
         self._outputs[name] = None
         return path
 
     def write_text(self, name: str, text: str) -> Path:
-        path = self.path(name)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        path = atomic.write_text(self.path(name), text)
         self._outputs[name] = None
         return path
 
@@ -331,17 +329,12 @@ class ArtifactWriter:
             "outputs": outputs,
             "stats": _jsonable(stats or {}),
         }
-        tmp = self.stage / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, self.stage / MANIFEST)
+        atomic.write_text(self.stage / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         if not self.resumable:
             self._swap_into_place()
         self._finished = True
         if self.update_latest:
-            pointer = self.out_dir.parent / LATEST
-            tmp_pointer = pointer.with_name(LATEST + ".tmp")
-            tmp_pointer.write_text(self.out_dir.name + "\n", encoding="utf-8")
-            os.replace(tmp_pointer, pointer)
+            atomic.write_text(self.out_dir.parent / LATEST, self.out_dir.name + "\n")
         return Artifact(path=self.out_dir, manifest=manifest)
 
     def _swap_into_place(self) -> None:

@@ -83,3 +83,83 @@ def test_error_is_one_line_and_debug_shows_traceback(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HRMCODE_DEBUG": "1"})
     assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+# -- options generated from the library --------------------------------------------------------
+def _click_command(*path: str):
+    import typer.main
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+def test_train_options_are_the_library_fields():
+    from hrmcode.cli.train import HELP_ORDER
+    from hrmcode.train.options import PRESET_OPTIONS, TrainOptions
+
+    params = {p.name: p for p in _click_command("train").params}
+    generated = [name for name in HELP_ORDER if name in TrainOptions.model_fields]
+    assert len(generated) >= 20
+    for name in generated:
+        field, param = TrainOptions.model_fields[name], params[name]
+        assert param.opts[0] == "--" + name.replace("_", "-"), name
+        assert param.default is None, f"--{name}: unset must mean the preset's or the library's default"
+        note = "Preset default." if name in PRESET_OPTIONS else "Default:"
+        assert param.help.startswith(field.description) and note in param.help, name
+    assert [p.name for p in _click_command("train").params if p.name in TrainOptions.model_fields] == generated
+
+
+@pytest.mark.parametrize("bench", ["polyglot", "humaneval", "livecodebench"])
+def test_eval_shared_options_are_the_library_fields(bench):
+    import dataclasses
+
+    from hrmcode.eval.api import EvalConfig
+
+    params = {p.name: p for p in _click_command("eval", bench).params}
+    fields = [f for f in dataclasses.fields(EvalConfig) if f.metadata.get("help")]
+    assert len(fields) >= 15
+    for field in fields:
+        param = params[field.name]
+        assert param.help == field.metadata["help"], field.name
+        flags = field.metadata["flags"] or ("--" + field.name.replace("_", "-"),)
+        assert tuple(param.opts + param.secondary_opts) == tuple(flags), field.name
+        if field.default is dataclasses.MISSING:
+            assert param.required, field.name
+        else:
+            assert param.default == field.default, field.name
+
+
+def test_presets_have_one_vocabulary():
+    from hrmcode.model.config import preset
+    from hrmcode.presets import PRESETS
+    from hrmcode.train.options import resolve_options
+
+    for name in PRESETS:
+        assert preset(name).vocab_size == resolve_options(name).vocab_size == PRESETS[name]["vocab_size"]
+    assert PRESETS["27m"]["vocab_size"] == 4096  # docs/serve.md's sizes (31.7 MB int8) are measured at it
+
+
+# -- --workspace --------------------------------------------------------------------------------
+def test_workspace_reaches_the_library_without_the_environment(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("HRMCODE_HOME")
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "elsewhere"
+    result = cli("--workspace", root, "fetch", "humaneval", "--limit", "3")
+    assert result.exit_code == 0, result.stdout
+    assert "HRMCODE_HOME" not in os.environ
+    assert (root / "fetch" / "humaneval" / "LATEST").is_file()
+    result = cli("--workspace", root, "analyze", "humaneval")  # a name, found in --workspace
+    assert result.exit_code == 0, result.stdout
+    assert (root / "analyze" / "humaneval" / "LATEST").is_file()
+    assert "HRMCODE_HOME" not in os.environ and not (tmp_path / "hrmcode-artifacts").exists()
+
+
+def test_exit_codes_come_from_the_error_classes():
+    from hrmcode import errors
+    from hrmcode.cli._errors import render
+
+    assert render(errors.UsageError("x")) == errors.UsageError.exit_code == 2
+    assert render(errors.ThresholdNotMet("x")) == errors.HrmcodeError.exit_code == 1
+    assert render(FileNotFoundError(2, "gone", "f")) == 1

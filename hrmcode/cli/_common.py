@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 OutOpt = Annotated[
@@ -24,11 +23,10 @@ def examples_epilog(*lines: str) -> str:
     return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
 
 
-def workspace() -> Path | None:
+def workspace(ctx: typer.Context) -> Path | None:
     """The global ``--workspace`` of the running command, passed to the library as ``workspace=``.
 
     None when not given: the library then uses ``$HRMCODE_HOME`` or ./hrmcode-artifacts
     (``hrmcode.artifacts.workspace_root``).
     """
-    context = click.get_current_context(silent=True)
-    return context.find_root().params.get("workspace") if context is not None else None
+    return ctx.find_root().params.get("workspace")

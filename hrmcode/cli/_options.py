@@ -8,8 +8,8 @@ them as ``**kwargs`` under the record's field names and hands them to the librar
 What it guarantees: the option's flag is ``--field-name`` unless the record names other flags; its
 default and help text are the record's; ``option(min=, max=)`` and the ``ge``/``le`` of a pydantic
 integer field become the option's range. Other pydantic bounds (on floats, ``gt``/``lt``) are left
-to the model's own validation, whose one-line error names the option. Union types become their first non-None member, ``Literal`` choices a plain value the
-library checks.
+to the model's own validation, whose one-line error names the option. Union types become their
+first non-None member, ``Literal`` choices a plain value the library checks.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
     )
     @handle_errors
     def analyze(
+        ctx: typer.Context,
         artifact: Annotated[
             str,
             typer.Argument(help="A tasks artifact: its directory, or its name in the workspace (newest version).",
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         from hrmcode.data.analyze import analyze as analyze_tasks  # imported here: the data pipeline's libraries load only for this command
-        result, summary = analyze_tasks(artifact, out=out_dir, name=name, workspace=workspace())
+        result, summary = analyze_tasks(artifact, out=out_dir, name=name, workspace=workspace(ctx))
         payload = {"artifact": str(result.path), **summary}
 
         def render() -> None:

@@ -49,7 +49,7 @@ def _global_options(
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    # --workspace is read by each command (``_common.workspace()``) and passed to the library.
+    # --workspace is read by each command (``_common.workspace(ctx)``) and passed to the library.
     out.configure(json_mode=json_output, quiet=quiet, no_progress=no_progress)
 
 

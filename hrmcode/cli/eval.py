@@ -26,8 +26,8 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per progra
 shared_options = with_options(library_options(EvalConfig), order=("model", "model_name", "tasks"))
 
 
-def _config(shared: dict[str, Any]) -> EvalConfig:
-    return EvalConfig(**shared, api_key=os.environ.get("OPENAI_API_KEY"), workspace=workspace())
+def _config(ctx: typer.Context, shared: dict[str, Any]) -> EvalConfig:
+    return EvalConfig(**shared, api_key=os.environ.get("OPENAI_API_KEY"), workspace=workspace(ctx))
 
 
 def _render_pass_at_k(result) -> None:
@@ -84,6 +84,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     @shared_options
     def polyglot(
+        ctx: typer.Context,
         edit_format: Annotated[str, typer.Option("--edit-format", help="How the model writes changes: whole, diff (SEARCH/REPLACE) or udiff (default whole).")] = "whole",
         tries: Annotated[int, typer.Option("--tries", min=1, help="Attempts per exercise; failing test output is fed back between them (default 2).")] = 2,
         languages: Annotated[Optional[str], typer.Option("--languages", help="Only these languages, comma-separated (python,go,rust,java,javascript,cpp).")] = None,
@@ -94,7 +95,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from hrmcode.eval.api import eval_polyglot
 
-        config = _config(shared)
+        config = _config(ctx, shared)
         result = eval_polyglot(config, edit_format=edit_format, tries=tries, mode=mode, languages=languages,
                                exercises=exercises, test_timeout_s=test_timeout)
         _finish(result, config.fail_under, _render_polyglot)
@@ -108,6 +109,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     @shared_options
     def humaneval(
+        ctx: typer.Context,
         n: Annotated[int, typer.Option("--n", min=1, help="Samples per task (samples: files use all they hold). Default 1.")] = 1,
         k: Annotated[str, typer.Option("--k", help="pass@k values to report, comma-separated (default 1,10; each needs n >= k).")] = "1,10",
         timeout: TimeoutOpt = 3.0,
@@ -119,7 +121,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from hrmcode.eval.api import eval_humaneval
 
-        config = _config(shared)
+        config = _config(ctx, shared)
         result = eval_humaneval(config, n=n, ks=k, timeout_s=timeout, isolate=isolate, batch=batch)
         _finish(result, config.fail_under, _render_pass_at_k)
 
@@ -132,6 +134,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     @shared_options
     def livecodebench(
+        ctx: typer.Context,
         n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem (samples: files use all they hold). Default 1.")] = 1,
         k: Annotated[str, typer.Option("--k", help="pass@k values, comma-separated (default 1,5; each needs n >= k).")] = "1,5",
         comparator: Annotated[str, typer.Option("--comparator", help="lcb-exact (the official rules) or tolerant (numbers within 1e-6).")] = "lcb-exact",
@@ -142,7 +145,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from hrmcode.eval.api import eval_livecodebench
 
-        config = _config(shared)
+        config = _config(ctx, shared)
         result = eval_livecodebench(config, n=n, ks=k, comparator=comparator, timeout_s=timeout, since=since, until=until)
         _finish(result, config.fail_under, _render_pass_at_k)
 
@@ -150,12 +153,13 @@ def register(app: typer.Typer) -> None:
                       epilog=examples_epilog("hrmcode eval compare runs/base runs/new", "hrmcode --json eval compare A B"))
     @handle_errors
     def compare(
+        ctx: typer.Context,
         run_a: Annotated[Path, typer.Argument(help="The baseline eval run (directory).")],
         run_b: Annotated[Path, typer.Argument(help="The eval run to compare with it (directory).")],
     ) -> None:
         from hrmcode.eval.compare import compare_runs
 
-        report = compare_runs(run_a, run_b, workspace=workspace())
+        report = compare_runs(run_a, run_b, workspace=workspace(ctx))
 
         def render() -> None:
             out.table(f"{report['bench']}: A {report['score_a']}% -> B {report['score_b']}%", ["", "cases"], [

@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
     )
     @handle_errors
     def fetch(
+        ctx: typer.Context,
         source: Annotated[str, typer.Argument(help=f"Which source: {', '.join(SOURCE_NAMES)}.", show_default=False)],
         from_: Annotated[
             Optional[list[str]],
@@ -97,8 +98,8 @@ def register(app: typer.Typer) -> None:
             "languages": languages, "max_file_bytes": max_file_bytes,
             "decontaminate": False if no_decontaminate else None,
         }
-        result = fetch_source(source, from_path=from_, limit=limit, dry_run=dry_run, out=out_dir, workspace=workspace(),
-                              name=name, **options)
+        result = fetch_source(source, from_path=from_, limit=limit, dry_run=dry_run, out=out_dir,
+                              workspace=workspace(ctx), name=name, **options)
         payload = result.to_dict()
 
         def render() -> None:

@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
                       "with dynamic int8 activations, is the fast CPU path of `hrmcode serve`.")
     @handle_errors
     def quantize_command(
+        ctx: typer.Context,
         checkpoint: Annotated[str, typer.Argument(
             help="A model artifact (directory or workspace name) or a bare checkpoints/step-* directory.")],
         weights: Annotated[str, typer.Option(
@@ -91,7 +92,8 @@ def register(app: typer.Typer) -> None:
         spec = QuantSpec(weights=weights, activations=activations, dtype=dtype, group_size=group_size,
                          exclude=tuple(exclude or ()))
         try:
-            result = quantize_checkpoint(checkpoint, spec, out=out_dir, workspace=workspace(), name=name, heldout=heldout, limit=limit,
+            result = quantize_checkpoint(checkpoint, spec, out=out_dir, workspace=workspace(ctx), name=name,
+                                         heldout=heldout, limit=limit,
                                          exact_match_limit=exact_match_limit, calibration_examples=calibration,
                                          latency_tokens=latency_tokens, fail_over_loss=fail_over_loss,
                                          backend_name=backend)

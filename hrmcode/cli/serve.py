@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
                       "/v1/chat/completions, /v1/models, /health) until interrupted.")
     @handle_errors
     def serve_command(
+        ctx: typer.Context,
         checkpoint: Annotated[str, typer.Argument(
             help="A model or quantized-model artifact (directory or workspace name), or a checkpoint directory.")],
         host: Annotated[str, typer.Option(
@@ -58,6 +59,6 @@ def register(app: typer.Typer) -> None:
         settings = ServeSettings(api_key=api_key or None, max_body_bytes=max_body_bytes,
                                  max_tokens_cap=max_tokens_cap, default_max_tokens=default_max_tokens,
                                  max_concurrency=max_concurrency, max_queue=max_queue)
-        app_ = checkpoint_app(checkpoint, settings, workspace=workspace(), device=device, model_name=model_name,
+        app_ = checkpoint_app(checkpoint, settings, workspace=workspace(ctx), device=device, model_name=model_name,
                               chat_level=None if chat_level == "none" else chat_level, threads=threads)
         serve(app_, host=host, port=port, settings=settings)

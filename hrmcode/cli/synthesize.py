@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
     )
     @handle_errors
     def synthesize(
+        ctx: typer.Context,
         source: Annotated[
             str,
             typer.Option("--source", "-s", show_default=False,
@@ -69,7 +70,8 @@ def register(app: typer.Typer) -> None:
         if source.startswith("repo:") and not test_cmd:
             raise UsageError("--source repo:PATH needs --test-cmd", "e.g. --test-cmd 'python -m pytest tests'")
         from hrmcode.data.synthesize import synthesize as run_synthesize  # imported here: the data pipeline's libraries load only for this command
-        result = run_synthesize(source, out=out_dir, workspace=workspace(), analysis=analysis, seed=seed, heldout_fraction=heldout_fraction,
+        result = run_synthesize(source, out=out_dir, workspace=workspace(ctx), analysis=analysis, seed=seed,
+                                heldout_fraction=heldout_fraction,
                                 levels=chosen, jobs=jobs, redo=redo, limit=limit, dry_run=dry_run, test_cmd=test_cmd,
                                 max_bugs=max_bugs, bug_timeout_s=bug_timeout)
         stats = result.stats

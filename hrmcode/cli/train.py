@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
     @with_options(library_options(TrainOptions, only=HELP_ORDER, overrides=True, preset_defaults=PRESET_OPTIONS),
                   order=HELP_ORDER)
     def train_command(
+        ctx: typer.Context,
         examples: Annotated[str, typer.Argument(
             help="A validated-examples (or examples) artifact: a directory or a workspace name. "
                  "With --stage pretrain: a corpus artifact.")],
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
 
         options = resolve_options(config, overrides)
         result = train(options, examples, pretrain_ref=pretrain, tokenizer_path=tokenizer, out=out_dir, name=name,
-                       resume=resume, redo=redo, stop_after=stop_after, dry_run=dry_run, workspace=workspace())
+                       resume=resume, redo=redo, stop_after=stop_after, dry_run=dry_run, workspace=workspace(ctx))
         if int(os.environ.get("RANK", "0")) != 0:
             return  # under torchrun only rank 0 reports
 

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
     )
     @handle_errors
     def validate(
+        ctx: typer.Context,
         examples: Annotated[str, typer.Argument(help="An examples artifact: its directory, or its name in the workspace.",
                                                 show_default=False)],
         out_dir: OutOpt = None,
@@ -48,7 +49,8 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRunOpt = False,
     ) -> None:
         from hrmcode.data.validate import validate as run_validate  # imported here: the data pipeline's libraries load only for this command
-        result = run_validate(examples, out=out_dir, workspace=workspace(), min_score=min_score, dedup_threshold=dedup_threshold,
+        result = run_validate(examples, out=out_dir, workspace=workspace(ctx), min_score=min_score,
+                              dedup_threshold=dedup_threshold,
                               contamination_threshold=contamination_threshold, allow_contaminated=allow_contaminated,
                               exec_checks=not no_exec, exec_timeout_s=exec_timeout, jobs=jobs, redo=redo, dry_run=dry_run)
         report = result.report
