@@ -19,6 +19,7 @@ from typing import Any
 
 from hrmcode.errors import UsageError
 from hrmcode.model.prompt import DEFAULT_FORMAT, PromptFormat, prompt_format
+from hrmcode.presets import PRESETS
 
 ARCHS = ("hrm", "transformer")
 MODES = ("fixed", "act")
@@ -127,18 +128,6 @@ class ModelConfig:
         if self.inference_segments is not None and self.inference_segments < 1:
             bad(f"inference_segments must be >= 1, got {self.inference_segments}")
         prompt_format(self.prompt_format)
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # CPU tests and the pipeline demo: seconds per hundred steps.
-    "tiny": dict(hidden_size=64, num_heads=2, expansion=4.0, h_layers=2, l_layers=2, h_cycles=2, l_cycles=2,
-                 max_seq_len=256, halt_max_steps=2, mlp_multiple=64),
-    # The HRM paper's size: 8 blocks of 3,407,872 parameters (27.3M) plus the embeddings.
-    # halt_max_steps is 4, not the paper's 16: inference runs every segment, and 16 would mean
-    # 384 block applications per generated token.
-    "27m": dict(hidden_size=512, num_heads=8, expansion=4.0, h_layers=4, l_layers=4, h_cycles=2, l_cycles=2,
-                max_seq_len=1024, halt_max_steps=4, mlp_multiple=256),
-}
 
 
 def preset(name: str, arch: str = "hrm", **overrides: Any) -> ModelConfig:
