@@ -298,7 +298,7 @@ def _reorder_pairs(lines: list[str], *pairs: tuple[str, str]) -> list[str]:
     return lines
 
 
-def _written(tag: str, text: str) -> list[str]:
+def hunk_line(tag: str, text: str) -> list[str]:
     """A hunk line as a diff writes it, with its no-newline marker when it has no newline."""
     return [tag + text[:-1]] if text.endswith("\n") else [tag + text, NO_NEWLINE]
 
@@ -315,9 +315,9 @@ def _reverse_hunk(hunk: Hunk) -> list[str]:
             out.extend(removed + added)
             removed.clear()
             added.clear()
-            out.extend(_written(" ", text))
+            out.extend(hunk_line(" ", text))
         else:
-            (removed if tag == "+" else added).extend(_written("-" if tag == "+" else "+", text))
+            (removed if tag == "+" else added).extend(hunk_line("-" if tag == "+" else "+", text))
     out.extend(removed + added)
     return out
 

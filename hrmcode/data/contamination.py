@@ -42,7 +42,6 @@ DEFAULT_THRESHOLD = 0.5
 BENCHMARK_SOURCES = ("humaneval", "polyglot", "livecodebench")
 
 _BASE = 1099511628211  # odd, so it is invertible modulo 2**64
-_MASK = (1 << 64) - 1
 _INV = pow(_BASE, -1, 1 << 64)
 
 

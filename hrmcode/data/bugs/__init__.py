@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
 from hrmcode.data.bugs.transforms import candidate_bugs
-from hrmcode.diffs import FileDiff, apply_file_diff, content_diffs, diff_texts
+from hrmcode.diffs import FileDiff, apply_file_diff, content_diffs, diff_texts, hunk_line
 from hrmcode.errors import InputError, ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
 
@@ -162,7 +162,7 @@ def bug_patch(path: str, before: str, after: str) -> str:
     for hunk in diff.hunks:
         lines.append(f"@@ -{hunk.old_start},{hunk.old_len} +{hunk.new_start},{hunk.new_len} @@\n")
         for tag, text in hunk.lines:
-            lines.append(tag + text + ("" if text.endswith("\n") else "\n\\ No newline at end of file\n"))
+            lines.extend(line + "\n" for line in hunk_line(tag, text))
     return "".join(lines)
 
 
