@@ -1,6 +1,7 @@
 """Serving speed of one model in fp32 / bf16 / int8 / int8-wo / int4, measured over HTTP, side by side.
 
     python benchmarks/serve_speed.py                       # random-init 27m HRM, the default variants
+    python benchmarks/serve_speed.py --arch transformer    # the transformer baseline of the same size
     python benchmarks/serve_speed.py --threads 1,2         # each variant with 1 and with 2 torch threads
     python benchmarks/serve_speed.py --checkpoint runs/a   # a trained model artifact instead
     python benchmarks/serve_speed.py --config tiny --requests 2 --new-tokens 16   # quick check
@@ -86,7 +87,7 @@ def stdlib_examples(sources: list[str], count: int) -> list[dict]:
     return records
 
 
-def random_model(workdir: Path, config_name: str, seed: int, heldout: list[dict]) -> Path:
+def random_model(workdir: Path, config_name: str, arch: str, seed: int, heldout: list[dict]) -> Path:
     import torch
 
     from hrmcode.artifacts import ArtifactWriter
@@ -97,10 +98,10 @@ def random_model(workdir: Path, config_name: str, seed: int, heldout: list[dict]
     with ArtifactWriter(workdir / "examples", "examples", update_latest=False) as writer:
         writer.write_jsonl("examples.jsonl", heldout)
         examples = writer.finish()
-    tokenizer = CodeTokenizer.train(stdlib_sources(), vocab_size=4096)
+    tokenizer = CodeTokenizer.train(stdlib_sources(), vocab_size=preset(config_name).vocab_size)
     torch.manual_seed(seed)
-    model = build_model(preset(config_name, vocab_size=tokenizer.vocab_size))
-    print(f"random-init {config_name} HRM: {count_parameters(model)['total']:,} parameters, "
+    model = build_model(preset(config_name, arch, vocab_size=tokenizer.vocab_size))
+    print(f"random-init {config_name} {arch}: {count_parameters(model)['total']:,} parameters, "
           f"vocab {tokenizer.vocab_size}", file=sys.stderr)
     with ArtifactWriter(workdir / "model", "model", inputs=[examples], update_latest=False) as writer:
         for name in save_checkpoint(writer.stage, model, tokenizer):
@@ -223,7 +224,10 @@ def run_worker(args, variant: str, path: Path, prompts: list[str], threads: int 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="27m", help="model preset for the random-init model (default 27m)")
-    parser.add_argument("--checkpoint", help="a trained model artifact to use instead of a random-init model")
+    parser.add_argument("--arch", choices=("hrm", "transformer"), default="hrm",
+                        help="architecture of the random-init model: the HRM or its transformer baseline (default hrm)")
+    parser.add_argument("--checkpoint", help="a trained model artifact (either architecture) instead of a random-init "
+                                             "model")
     parser.add_argument("--heldout", help="held-out examples (artifact or JSONL); default: the model's, or stdlib")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--requests", type=int, default=5, help="timed requests per variant (after 1 warm-up)")
@@ -261,13 +265,14 @@ def measure(args, variants: list[str], workdir: Path) -> None:
         heldout_ref = args.heldout
     else:
         examples = stdlib_examples(stdlib_sources(), 64)
-        model_path = random_model(workdir, args.config, args.seed, examples)
-        what = f"random-init {args.config} HRM (seed {args.seed})"
+        model_path = random_model(workdir, args.config, args.arch, args.seed, examples)
+        what = f"random-init {args.config} {args.arch} (seed {args.seed})"
         heldout_ref = args.heldout or str(workdir / "examples")
     from hrmcode.artifacts import load_artifact
 
     model_artifact = load_artifact(model_path, "model")
-    heldout_examples, _, heldout_where = find_heldout(model_artifact, heldout_ref)
+    held = find_heldout(model_artifact, heldout_ref)
+    heldout_examples, heldout_where = held.examples, held.where
     from hrmcode.model.checkpoint import read_config
     from hrmcode.model.tokenizer import CodeTokenizer
 

@@ -9,6 +9,10 @@ nearly tied. The prompt is the PrefixLM prefix when the model was built with
 ``prefix_bidirectional``. Runs under ``torch.no_grad()`` (not ``inference_mode``, which
 breaks quantized int4 weights) and in eval mode, restoring the model's mode afterwards.
 
+For timing, ``GenerationConfig(ignore_eos=True)`` generates exactly ``max_new_tokens`` tokens (fewer
+only at a stop sequence or the end of the context), as llama.cpp's ``--ignore-eos`` does; the
+token-level ``next_tokens`` never stops by itself.
+
 Not guaranteed: batching several prompts (one prompt per call), contexts longer than the
 model's ``max_seq_len`` (a longer prompt is refused; generation stops there with
 ``finish_reason == "length"``).
@@ -34,6 +38,7 @@ class GenerationConfig:
     stop: list[str] = field(default_factory=list)
     seed: int = 0
     use_cache: bool = True
+    ignore_eos: bool = False  # generate past EOS (fixed-length runs for timing); EOS then appears in token_ids
 
 
 @dataclass
@@ -58,7 +63,11 @@ def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generato
 
 
 def next_tokens(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: GenerationConfig) -> Iterator[int]:
-    """Token ids one at a time; each forward pass runs only when the next token is asked for."""
+    """Token ids one at a time; each forward pass runs only when the next token is asked for.
+
+    Ignores EOS, stop sequences and ``max_new_tokens`` (which only sizes the cache): it stops only at the
+    model's context. Call under ``torch.no_grad()`` with the model in eval mode (``generate`` does both).
+    """
     device = model_device(model)
     max_len = model.config.max_seq_len
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -109,7 +118,7 @@ class GenerationRun:
             with torch.no_grad():
                 stream = next_tokens(self.model, self.prompt_ids, cfg) if cfg.max_new_tokens > 0 else iter(())
                 for token in stream:
-                    if token == tok.eos_id:
+                    if token == tok.eos_id and not cfg.ignore_eos:
                         finish = "stop"
                         break
                     generated.append(token)

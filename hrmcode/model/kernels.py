@@ -203,11 +203,11 @@ def use_threads(model: torch.nn.Module, threads: int) -> str:
     q8 = fused is not None and any(q8_linear(m) is not None for m in model.modules())
     if q8:
         torch.set_num_threads(1)
-        return f"{fused.set_threads(threads)} kernel thread(s), 1 PyTorch thread"
+        return f"{fused.set_threads(threads)} thread(s): int8 kernels on all, PyTorch ops on the first"
     torch.set_num_threads(threads)
     if fused is not None:
         fused.set_threads(1)
-    return f"{threads} PyTorch thread(s)"
+    return f"{threads} thread(s): PyTorch ops"
 
 
 @contextlib.contextmanager

@@ -11,7 +11,9 @@ Guarantees:
 - The "after" numbers are measured on the model reloaded from the files just written, so they
   describe what ``load_quantized``/``hrmcode serve`` will run, not the in-memory model.
 - The held-out examples come from ``--heldout`` or from the examples artifact named in the
-  model artifact's manifest (its ``heldout`` split); none found is an error, not a silent skip.
+  model artifact's manifest (its ``heldout`` split); for a model pretrained on a corpus alone, from
+  the corpus's held-out documents (loss and latency; no exact match). None found is an error, not
+  a silent skip.
 - ``--fail-over-loss PCT`` raises ``ThresholdNotMet`` after the artifact is written.
 - The same checkpoint, spec and examples give the same ``model.safetensors`` bytes.
 Not guaranteed: speed-ups everywhere. The default (``torch`` backend, int8 weights with
@@ -48,6 +50,7 @@ from hrmcode.quantize.backend import QuantBackend, QuantSpec
 from hrmcode.quantize.quanto_backend import QuantoBackend
 from hrmcode.quantize.torch_backend import TorchBackend
 from hrmcode.reporting import reporter
+from hrmcode.train.data import corpus_is_heldout, read_corpus
 
 WEIGHTS = "model.safetensors"
 QUANT_MAP = "quantization.json"
@@ -253,31 +256,50 @@ def _examples_from_artifact(artifact: Artifact, heldout_only: bool) -> list[Exam
     return [e for e in examples if e.split == "heldout"] if heldout_only else examples
 
 
+@dataclass
+class Heldout:
+    """What the before/after numbers are measured on: held-out examples, or (for a model pretrained on a corpus
+    alone) the corpus's held-out documents, which have no target to match exactly."""
+
+    examples: list[Example]
+    documents: list[str]
+    artifact: Artifact | None
+    where: str
+
+
 def find_heldout(model_artifact: Artifact | None, heldout: Path | str | None,
-                 workspace: Path | str | None = None) -> tuple[list[Example], Artifact | None, str]:
-    """(examples, their artifact if any, a description) for the held-out measurements."""
+                 workspace: Path | str | None = None) -> Heldout:
+    """``--heldout``'s examples, else the held-out split of the examples the model was trained on, else that of the
+    corpus it was pretrained on (``hrmcode.train.data.corpus_is_heldout``, the split train held out)."""
     if heldout is not None:
         path = Path(heldout)
         if path.is_file():
             records = [parse_example(r, f"{path}:{i}") for i, r in enumerate(read_jsonl(path), 1)]
-            return records, None, str(path)
+            return Heldout(records, [], None, str(path))
         artifact = load_artifact(heldout, tuple(EXAMPLE_FILES), workspace)
         examples = _examples_from_artifact(artifact, heldout_only=True)
         if not examples:
             raise InputError(f"{artifact.path} has no examples with split 'heldout'",
                              "pass a JSONL file of held-out examples to --heldout")
-        return examples, artifact, f"{artifact.path} (heldout split)"
+        return Heldout(examples, [], artifact, f"{artifact.path} (heldout split)")
     if model_artifact is not None:
-        for ref in model_artifact.manifest.get("inputs", []):
-            if ref.get("kind") in EXAMPLE_FILES:
-                try:
-                    artifact = load_artifact(ref["path"], ref["kind"])
-                except ArtifactError as exc:
-                    raise InputError(f"the model's training data is gone: {exc.message}",
-                                     "pass held-out examples with --heldout") from None
-                examples = _examples_from_artifact(artifact, heldout_only=True)
-                if examples:
-                    return examples, artifact, f"{artifact.path} (heldout split)"
+        inputs = model_artifact.manifest.get("inputs", [])
+        for ref in sorted(inputs, key=lambda r: r.get("kind") == "corpus"):  # examples first: what SFT measured
+            if ref.get("kind") not in (*EXAMPLE_FILES, "corpus"):
+                continue
+            try:
+                artifact = load_artifact(ref["path"], ref["kind"])
+            except ArtifactError as exc:
+                raise InputError(f"the model's training data is gone: {exc.message}",
+                                 "pass held-out examples with --heldout") from None
+            if artifact.kind == "corpus":
+                documents = [r["text"] for r in read_corpus(artifact) if corpus_is_heldout(r)]
+                if documents:
+                    return Heldout([], documents, artifact, f"{artifact.path} (held-out corpus documents)")
+                continue
+            examples = _examples_from_artifact(artifact, heldout_only=True)
+            if examples:
+                return Heldout(examples, [], artifact, f"{artifact.path} (heldout split)")
     where = model_artifact.path if model_artifact is not None else "a bare checkpoint directory"
     raise InputError(f"no held-out examples found for {where}",
                      "pass --heldout EXAMPLES (an examples/validated-examples artifact or a JSONL file)")
@@ -314,16 +336,22 @@ def quantize_checkpoint(
     backend = get_backend(backend_name, spec)
     backend.check(spec)  # refuses what it cannot do (or builds quanto's int4 extension) before any long work
     original = load_checkpoint(source_dir, device="cpu")
-    examples, examples_artifact, examples_where = find_heldout(model_artifact, heldout, workspace)
-    encoded_all = measure.encode_examples(original, examples)
+    held = find_heldout(model_artifact, heldout, workspace)
+    examples_artifact, examples_where = held.artifact, held.where
+    if held.examples:
+        encoded_all = measure.encode_examples(original, held.examples)
+    else:
+        encoded_all = measure.encode_documents(original, held.documents)
     if not encoded_all:
-        raise InputError(f"none of the {len(examples)} held-out examples from {examples_where} fits the model's "
-                         f"context of {original.config.max_seq_len} tokens", "pass shorter examples with --heldout")
+        count = len(held.examples) or len(held.documents)
+        raise InputError(f"none of the {count} held-out items from {examples_where} fits the model's context of "
+                         f"{original.config.max_seq_len} tokens",
+                         "pass shorter examples with --heldout")
     encoded = encoded_all[:limit]
-    em_encoded = encoded[:exact_match_limit]
+    em_encoded = encoded[:exact_match_limit] if held.examples else []  # a document's continuation is not an answer
     calibration: list[measure.Encoded] = []
     calibration_overlaps = False
-    if spec.activations != "none":
+    if spec.calibrated:
         calibration = encoded_all[limit:limit + calibration_examples]
         if not calibration:  # every held-out example is measured: calibrate on the first ones anyway, and say so
             calibration, calibration_overlaps = encoded[:calibration_examples], True

@@ -67,6 +67,11 @@ class QuantSpec:
             raise UsageError("--group-size only applies to --weights int4", "drop --group-size")
 
     @property
+    def calibrated(self) -> bool:
+        """Whether activation scales are measured on examples first (static int8); ``dynamic`` needs none."""
+        return self.activations == "int8"
+
+    @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
 

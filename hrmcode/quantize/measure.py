@@ -48,6 +48,20 @@ def encode_examples(loaded: LoadedModel, examples: list[Example]) -> list[Encode
     return encoded
 
 
+def encode_documents(loaded: LoadedModel, texts: list[str], prompt_tokens: int = 32) -> list[Encoded]:
+    """Held-out corpus documents, tokenized as pretraining did (text + EOS), cut to the context: the first
+    ``prompt_tokens`` (at most half the document) are the prompt, the rest the scored continuation."""
+    tok, max_seq_len = loaded.tokenizer, loaded.config.max_seq_len
+    encoded = []
+    for text in texts:
+        ids = (tok.encode(text) + [tok.eos_id])[:max_seq_len]
+        if len(ids) < 2:
+            continue
+        prompt_len = min(prompt_tokens, len(ids) // 2)
+        encoded.append(Encoded(ids, prompt_len, tok.decode(ids[prompt_len:])))
+    return encoded
+
+
 def forward_examples(model: torch.nn.Module, encoded: list[Encoded]) -> None:
     """One forward pass per example (for activation calibration)."""
     device = model_device(model)

@@ -124,7 +124,7 @@ class QuantoBackend:
             for name in names:
                 module = model.get_submodule(name)
                 module.weight_group_size = _group_size(module.in_features, spec.group_size)
-        if spec.activations != "none":
+        if spec.calibrated:
             if calibrate is None:
                 raise ValueError("activation quantization needs a calibration function")
             with torch.no_grad(), Calibration(momentum=0.9):

@@ -69,6 +69,8 @@ def test_stop_sequences_eos_and_context_limit(tok):
     model.lm_head.register_forward_hook(eos_wins)
     eos = generate(model, tok, "for i", GenerationConfig(max_new_tokens=20))
     assert eos.finish_reason == "stop" and eos.text == "" and eos.completion_tokens == 0
+    timed = generate(model, tok, "for i", GenerationConfig(max_new_tokens=20, ignore_eos=True))  # fixed length
+    assert timed.finish_reason == "length" and timed.token_ids == [tok.eos_id] * 20
     with pytest.raises(InputError, match="context is 64"):
         generate(model, tok, "x " * 100)
     with pytest.raises(InputError, match="empty"):

@@ -19,7 +19,7 @@ from hrmcode.quantize.torch_backend import (DynamicInt8Linear, Int4Linear, Int8E
                                             int4_group_size)
 from hrmcode.serve.app import ServeSettings
 from hrmcode.serve.server import background_server, checkpoint_app
-from tests.quantize.tiny import make_tiny_model
+from tests.quantize.tiny import make_corpus_model, make_tiny_model
 
 FAST = dict(limit=4, exact_match_limit=2, latency_tokens=4)
 
@@ -209,6 +209,19 @@ def test_bare_checkpoint_without_heldout_is_an_input_error(tiny, tmp_path):
     with pytest.raises(InputError, match="no held-out examples"):
         quantize_checkpoint(bare, QuantSpec(), out=tmp_path / "q", **FAST)
     assert not (tmp_path / "q").exists()
+
+
+def test_corpus_pretrained_model_is_measured_on_the_corpus_heldout_split(tmp_path, capsys):
+    model = make_corpus_model(tmp_path)
+    result = quantize_checkpoint(model, QuantSpec(), out=tmp_path / "q", **FAST)
+    report = result.report
+    assert "held-out corpus documents" in report["heldout"] and report["examples_measured"] >= 1
+    assert report["examples_exact_match"] == 0 and report["after"]["ms_per_token"] > 0
+    assert abs(report["loss_increase_pct"]) < 2.0
+    assert [i["kind"] for i in result.artifact.manifest["inputs"]] == ["model", "corpus"]
+    # dynamic int8 calibrates nothing, so nothing is "calibrated on measured examples"
+    assert report["calibration_examples"] == 0 and not report["calibration_overlaps_measurement"]
+    assert "calibrating" not in capsys.readouterr().err
 
 
 def test_cli_quantize_json_and_fail_over_loss(cli, tiny, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -41,6 +42,24 @@ def make_tiny_model(root: Path, seed: int = 0, arch: str = "hrm", max_seq_len: i
     with ArtifactWriter(root / "model", "model", inputs=[examples], update_latest=False) as writer:
         save_checkpoint(writer.stage, model, tokenizer)
         for name in ("model.safetensors", "config.json", "tokenizer.json"):
+            writer.add(name)
+        writer.finish()
+    return root / "model"
+
+
+def make_corpus_model(root: Path, documents: int = 60, seed: int = 0) -> Path:
+    """Write ``root/corpus`` and ``root/model``, a model pretrained on that corpus alone (no examples artifact)."""
+    texts = [f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(documents)]
+    records = [{"id": f"c/{i}", "path": f"f{i}.py", "language": "python", "text": t,
+                "sha256": hashlib.sha256(t.encode()).hexdigest()} for i, t in enumerate(texts)]
+    with ArtifactWriter(root / "corpus", "corpus", update_latest=False) as writer:
+        writer.write_jsonl("corpus.jsonl", records)
+        corpus = writer.finish({"count": len(records)})
+    tokenizer = CodeTokenizer.train(texts, vocab_size=300)
+    torch.manual_seed(seed)
+    model = build_model(preset("tiny", vocab_size=tokenizer.vocab_size, max_seq_len=128))
+    with ArtifactWriter(root / "model", "model", inputs=[corpus], update_latest=False) as writer:
+        for name in save_checkpoint(writer.stage, model, tokenizer):
             writer.add(name)
         writer.finish()
     return root / "model"
