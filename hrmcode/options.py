@@ -3,8 +3,9 @@
 A library options record (a dataclass, or a pydantic model) is the one place an option is declared;
 the command line is generated from it (``hrmcode/cli/_options.py``), so the two cannot drift.
 
-- dataclass fields: ``option(default, "help", flags=..., min=..., max=...)`` puts the help text,
-  the option names and the closed range into the field's metadata;
+- dataclass fields: ``option(default, "help", flags=..., min=..., max=..., negate=...)`` puts the
+  help text, the option names, the closed range and whether the option turns the field off into
+  the field's metadata;
 - pydantic fields: ``Field(default, description="help", ge=..., le=...)``; other option names go in
   ``json_schema_extra={"flags": [...]}``.
 
@@ -20,9 +21,13 @@ from typing import Any
 
 
 def option(default: Any = MISSING, help: str = "", *, flags: tuple[str, ...] = (), min: float | None = None,
-           max: float | None = None, default_factory: Any = MISSING) -> Any:
-    """A dataclass field that is also a command-line option (``--field-name`` unless ``flags`` says)."""
-    metadata = {"help": help, "flags": flags, "min": min, "max": max}
+           max: float | None = None, negate: bool = False, default_factory: Any = MISSING) -> Any:
+    """A dataclass field that is also a command-line option (``--field-name`` unless ``flags`` says).
+
+    ``negate``: a boolean field that defaults to True and whose option turns it off (``--no-exec``
+    sets ``exec_checks`` to False); ``help`` then describes the option.
+    """
+    metadata = {"help": help, "flags": flags, "min": min, "max": max, "negate": negate}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)

@@ -163,3 +163,24 @@ def test_exit_codes_come_from_the_error_classes():
     assert render(errors.UsageError("x")) == errors.UsageError.exit_code == 2
     assert render(errors.ThresholdNotMet("x")) == errors.HrmcodeError.exit_code == 1
     assert render(FileNotFoundError(2, "gone", "f")) == 1
+
+
+def test_validate_options_are_the_library_fields(cli, monkeypatch):
+    import hrmcode.data.validate as validate_module
+    from hrmcode.data.validate.run import ValidateOptions
+    from hrmcode.errors import UsageError
+
+    seen = {}
+
+    def fake_validate(examples, **kwargs):
+        seen.update(kwargs)
+        raise UsageError("stopped before any work")
+
+    monkeypatch.setattr(validate_module, "validate", fake_validate)
+    cli("validate", "some-examples", "--no-exec", "--min-score", "0.7")
+    assert seen["exec_checks"] is False and seen["min_score"] == 0.7
+    assert seen["dedup_threshold"] == ValidateOptions.dedup_threshold
+    assert seen["exec_timeout_s"] == ValidateOptions.exec_timeout_s
+    seen.clear()
+    cli("validate", "some-examples")
+    assert seen["exec_checks"] is True

@@ -15,6 +15,7 @@ first non-None member, ``Literal`` choices a plain value the library checks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Collection, Sequence
@@ -39,6 +40,7 @@ class LibraryOption:
     flags: tuple[str, ...]
     min: float | None = None
     max: float | None = None
+    negate: bool = False  # a flag that turns a default-True field off
 
     def parameter(self) -> inspect.Parameter:
         info = typer.Option(*self.flags, help=self.help, min=self.min, max=self.max)
@@ -62,8 +64,8 @@ def _default_note(default: Any) -> str:
     return f"Default: {default}."
 
 
-def _fields(record: type) -> list[tuple[str, Any, Any, str, tuple[str, ...], float | None, float | None]]:
-    """(name, annotation, default, help, flags, min, max) of each field that has help text."""
+def _fields(record: type) -> list[tuple[str, Any, Any, str, tuple[str, ...], float | None, float | None, bool]]:
+    """(name, annotation, default, help, flags, min, max, negate) of each field that has help text."""
     rows = []
     if issubclass(record, BaseModel):
         for name, info in record.model_fields.items():
@@ -74,7 +76,8 @@ def _fields(record: type) -> list[tuple[str, Any, Any, str, tuple[str, ...], flo
             low = next((m.ge for m in info.metadata if isinstance(m, annotated_types.Ge) and integer), None)
             high = next((m.le for m in info.metadata if isinstance(m, annotated_types.Le) and integer), None)
             default = inspect.Parameter.empty if info.is_required() else info.get_default(call_default_factory=True)
-            rows.append((name, info.annotation, default, info.description, tuple(extra.get("flags", ())), low, high))
+            rows.append((name, info.annotation, default, info.description, tuple(extra.get("flags", ())), low, high,
+                         bool(extra.get("negate"))))
         return rows
     hints = typing.get_type_hints(record)
     for f in dataclasses.fields(record):
@@ -87,7 +90,7 @@ def _fields(record: type) -> list[tuple[str, Any, Any, str, tuple[str, ...], flo
         else:
             default = inspect.Parameter.empty
         rows.append((f.name, hints[f.name], default, f.metadata["help"], tuple(f.metadata["flags"]),
-                     f.metadata["min"], f.metadata["max"]))
+                     f.metadata["min"], f.metadata["max"], f.metadata["negate"]))
     return rows
 
 
@@ -100,7 +103,7 @@ def library_options(record: type, *, only: Collection[str] | None = None, overri
     boolean becomes a ``--x/--no-x`` pair.
     """
     options = []
-    for name, annotation, default, help_text, flags, low, high in _fields(record):
+    for name, annotation, default, help_text, flags, low, high, negate in _fields(record):
         if only is not None and name not in only:
             continue
         cli_type = _cli_type(annotation)
@@ -110,7 +113,9 @@ def library_options(record: type, *, only: Collection[str] | None = None, overri
             if cli_type is bool:
                 flags = (f"{flags[0]}/--no-{flags[0][2:]}", *flags[1:])
             default = None
-        options.append(LibraryOption(name, cli_type, default, help_text, flags, low, high))
+        elif negate:
+            default = False  # the flag's value; the library gets its opposite
+        options.append(LibraryOption(name, cli_type, default, help_text, flags, low, high, negate))
     return options
 
 
@@ -118,8 +123,10 @@ def with_options(options: Sequence[LibraryOption], *, order: Sequence[str] = ())
     """Add ``options`` to a command's signature; the command takes them as ``**kwargs``.
 
     Parameters named in ``order`` come first, in that order; then the command's own parameters;
-    then the remaining generated ones, in the record's field order.
+    then the remaining generated ones, in the record's field order. A ``negate`` option reaches the
+    command as the field's value (``--no-exec`` given: ``exec_checks=False``).
     """
+    negated = [option.name for option in options if option.negate]
 
     def decorate(fn: F) -> F:
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
@@ -132,8 +139,15 @@ def with_options(options: Sequence[LibraryOption], *, order: Sequence[str] = ())
         first = [by_name[name] for name in order]
         rest = [p for p in own + generated if p.name not in order]
         parameters = first + rest
-        fn.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        fn.__annotations__ = {p.name: p.annotation for p in parameters}
-        return fn
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            for name in negated:
+                kwargs[name] = not kwargs[name]
+            return fn(**kwargs)
+
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return command  # type: ignore[return-value]
 
     return decorate

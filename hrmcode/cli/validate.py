@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from hrmcode.cli._common import DryRunOpt, JobsOpt, OutOpt, RedoOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
+from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
+from hrmcode.data.validate.run import ValidateOptions
+
+# The quality gates' options, generated from the library's ValidateOptions.
+GATES = library_options(ValidateOptions)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,34 +30,20 @@ def register(app: typer.Typer) -> None:
         ),
     )
     @handle_errors
+    @with_options(GATES, order=("out_dir", *(gate.name for gate in GATES)))
     def validate(
         ctx: typer.Context,
         examples: Annotated[str, typer.Argument(help="An examples artifact: its directory, or its name in the workspace.",
                                                 show_default=False)],
         out_dir: OutOpt = None,
-        min_score: Annotated[float, typer.Option("--min-score", min=0.0, max=1.0,
-                                                 help="Accept only examples whose quality score (completeness x "
-                                                      "(1 - contamination overlap)) reaches this fraction.")] = 0.5,
-        dedup_threshold: Annotated[float, typer.Option("--dedup-threshold", min=0.0, max=1.0,
-                                                       help="Estimated Jaccard similarity (of target and of input) "
-                                                            "at which a later example is a near duplicate.")] = 0.9,
-        contamination_threshold: Annotated[float, typer.Option("--contamination-threshold", min=0.0, max=1.0,
-                                                               help="Fraction of a benchmark item's 50-character "
-                                                                    "n-grams that makes an example contaminated.")] = 0.5,
-        allow_contaminated: Annotated[bool, typer.Option("--allow-contaminated",
-                                                         help="Keep contaminated examples, flagged in scores.jsonl.")] = False,
-        no_exec: Annotated[bool, typer.Option("--no-exec", help="Skip execution checks in the sandbox.")] = False,
-        exec_timeout: Annotated[float, typer.Option("--exec-timeout", min=1.0,
-                                                    help="Seconds per execution check.")] = 30.0,
         jobs: JobsOpt = 1,
         redo: RedoOpt = False,
         dry_run: DryRunOpt = False,
+        **gates: Any,
     ) -> None:
         from hrmcode.data.validate import validate as run_validate  # imported here: the data pipeline's libraries load only for this command
-        result = run_validate(examples, out=out_dir, workspace=workspace(ctx), min_score=min_score,
-                              dedup_threshold=dedup_threshold,
-                              contamination_threshold=contamination_threshold, allow_contaminated=allow_contaminated,
-                              exec_checks=not no_exec, exec_timeout_s=exec_timeout, jobs=jobs, redo=redo, dry_run=dry_run)
+        result = run_validate(examples, out=out_dir, workspace=workspace(ctx), jobs=jobs, redo=redo, dry_run=dry_run,
+                              **gates)
         report = result.report
         payload = {"artifact": str(result.artifact.path) if result.artifact else None, "dry_run": result.dry_run, **report}
 

@@ -38,6 +38,7 @@ from hrmcode.data.validate.neardup import NearDuplicates, permutations
 from hrmcode.data.validate.scoring import PART_FILES, init_worker, score_chunk
 from hrmcode.errors import UsageError
 from hrmcode.jsonl import AppendLog, dumps
+from hrmcode.options import option
 from hrmcode.reporting import reporter
 
 CHUNK_EXAMPLES = 2048
@@ -48,14 +49,17 @@ BALANCE_KEYS = ("language", "level", "stage", "split")
 
 @dataclass(frozen=True)
 class ValidateOptions:
-    """The gates' options, one field per ``hrmcode validate`` option of the same meaning."""
+    """The gates' options; ``hrmcode validate`` generates its options from these fields."""
 
-    min_score: float = 0.5  # accept only examples whose quality score reaches this fraction
-    dedup_threshold: float = 0.9  # estimated Jaccard (of target and of input) that makes a near duplicate
-    contamination_threshold: float = DEFAULT_THRESHOLD  # fraction of a benchmark item's n-grams that contaminates
-    allow_contaminated: bool = False  # keep contaminated examples, flagged
-    exec_checks: bool = True  # run edit/solve targets against their tasks' tests in the sandbox
-    exec_timeout_s: float = 30.0  # seconds per execution check
+    min_score: float = option(0.5, "Accept only examples whose quality score (completeness x (1 - contamination "
+                                   "overlap)) reaches this fraction.", min=0.0, max=1.0)
+    dedup_threshold: float = option(0.9, "Estimated Jaccard similarity (of target and of input) at which a later "
+                                         "example is a near duplicate.", min=0.0, max=1.0)
+    contamination_threshold: float = option(DEFAULT_THRESHOLD, "Fraction of a benchmark item's 50-character n-grams "
+                                                               "that makes an example contaminated.", min=0.0, max=1.0)
+    allow_contaminated: bool = option(False, "Keep contaminated examples, flagged in scores.jsonl.")
+    exec_checks: bool = option(True, "Skip execution checks in the sandbox.", flags=("--no-exec",), negate=True)
+    exec_timeout_s: float = option(30.0, "Seconds per execution check.", flags=("--exec-timeout",), min=1.0)
 
 
 @dataclass
