@@ -166,8 +166,8 @@ def test_exit_codes_come_from_the_error_classes():
 
 
 def test_validate_options_are_the_library_fields(cli, monkeypatch):
-    import hrmcode.data.validate as validate_module
-    from hrmcode.data.validate.run import ValidateOptions
+    import hrmcode.cli.validate as validate_command
+    from hrmcode.data.validate import ValidateOptions
     from hrmcode.errors import UsageError
 
     seen = {}
@@ -176,7 +176,7 @@ def test_validate_options_are_the_library_fields(cli, monkeypatch):
         seen.update(kwargs)
         raise UsageError("stopped before any work")
 
-    monkeypatch.setattr(validate_module, "validate", fake_validate)
+    monkeypatch.setattr(validate_command, "run_validate", fake_validate)
     cli("validate", "some-examples", "--no-exec", "--min-score", "0.7")
     assert seen["exec_checks"] is False and seen["min_score"] == 0.7
     assert seen["dedup_threshold"] == ValidateOptions.dedup_threshold
@@ -184,3 +184,14 @@ def test_validate_options_are_the_library_fields(cli, monkeypatch):
     seen.clear()
     cli("validate", "some-examples")
     assert seen["exec_checks"] is True
+
+
+def test_synthesize_options_are_the_library_fields():
+    import dataclasses
+
+    from hrmcode.data.synthesize import SynthesizeOptions
+
+    params = {p.name: p for p in _click_command("synthesize").params}
+    for field in dataclasses.fields(SynthesizeOptions):
+        param = params[field.name]
+        assert param.help == field.metadata["help"] and param.default == field.default, field.name

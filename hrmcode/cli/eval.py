@@ -12,7 +12,8 @@ from hrmcode.cli._common import examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
-from hrmcode.eval.api import EvalConfig
+from hrmcode.eval.api import EvalConfig, eval_humaneval, eval_livecodebench, eval_polyglot
+from hrmcode.eval.runner import enforce_threshold
 
 eval_app = typer.Typer(
     help="Score a model on a benchmark (polyglot, humaneval, livecodebench) or compare two runs.",
@@ -66,8 +67,6 @@ def _render_polyglot(result) -> None:
 
 
 def _finish(result, fail_under, render) -> None:
-    from hrmcode.eval.runner import enforce_threshold
-
     out.result(result.to_dict(), lambda: render(result))
     enforce_threshold(result, fail_under)
 
@@ -93,8 +92,6 @@ def register(app: typer.Typer) -> None:
         test_timeout: Annotated[float, typer.Option("--test-timeout", help="Seconds per test run (default 180, Aider's).")] = 180.0,
         **shared: Any,
     ) -> None:
-        from hrmcode.eval.api import eval_polyglot
-
         config = _config(ctx, shared)
         result = eval_polyglot(config, edit_format=edit_format, tries=tries, mode=mode, languages=languages,
                                exercises=exercises, test_timeout_s=test_timeout)
@@ -119,8 +116,6 @@ def register(app: typer.Typer) -> None:
             help="Tasks whose programs share one sandbox launch (default: tasks / (2 x --jobs), at most 64).")] = None,
         **shared: Any,
     ) -> None:
-        from hrmcode.eval.api import eval_humaneval
-
         config = _config(ctx, shared)
         result = eval_humaneval(config, n=n, ks=k, timeout_s=timeout, isolate=isolate, batch=batch)
         _finish(result, config.fail_under, _render_pass_at_k)
@@ -143,8 +138,6 @@ def register(app: typer.Typer) -> None:
         until: Annotated[Optional[str], typer.Option("--until", help="Only problems with contest_date <= this day (YYYY-MM-DD).")] = None,
         **shared: Any,
     ) -> None:
-        from hrmcode.eval.api import eval_livecodebench
-
         config = _config(ctx, shared)
         result = eval_livecodebench(config, n=n, ks=k, comparator=comparator, timeout_s=timeout, since=since, until=until)
         _finish(result, config.fail_under, _render_pass_at_k)

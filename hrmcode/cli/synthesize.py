@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
 from hrmcode.cli._common import DryRunOpt, JobsOpt, LimitOpt, OutOpt, RedoOpt, SeedOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
+from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
 from hrmcode.data.examples import LEVELS
+from hrmcode.data.synthesize import SynthesizeOptions
+from hrmcode.data.synthesize import synthesize as run_synthesize
 from hrmcode.errors import UsageError
+
+
+# Where each option appears in --help; the SynthesizeOptions fields named here are generated from the library.
+HELP_ORDER = ("source out_dir analysis levels heldout_fraction seed jobs redo limit dry_run test_cmd max_bugs "
+              "bug_timeout_s").split()
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +36,7 @@ def register(app: typer.Typer) -> None:
         ),
     )
     @handle_errors
+    @with_options(library_options(SynthesizeOptions), order=HELP_ORDER)
     def synthesize(
         ctx: typer.Context,
         source: Annotated[
@@ -37,43 +46,21 @@ def register(app: typer.Typer) -> None:
                               "directory, or repo:PATH to inject bugs into a local git repository."),
         ],
         out_dir: OutOpt = None,
-        analysis: Annotated[
-            Optional[str],
-            typer.Option("--analysis", help="The analysis artifact to use (default: the newest one of these tasks in "
-                                            "the workspace; analyze runs in-process when there is none)."),
-        ] = None,
         levels: Annotated[
             str, typer.Option("--levels", help=f"Comma-separated levels to emit, from {','.join(LEVELS)}.")
         ] = ",".join(LEVELS),
-        heldout_fraction: Annotated[
-            float, typer.Option("--heldout-fraction", min=0.0, max=0.99,
-                                help="Fraction of TASKS (not examples) put in the held-out split.")
-        ] = 0.1,
         seed: SeedOpt = 0,
         jobs: JobsOpt = 1,
         redo: RedoOpt = False,
         limit: LimitOpt = None,
         dry_run: DryRunOpt = False,
-        test_cmd: Annotated[
-            Optional[str],
-            typer.Option("--test-cmd", help="repo:PATH only: the test command, run in the repository root (pytest; "
-                                            "-rA is added so per-test results can be read)."),
-        ] = None,
-        max_bugs: Annotated[
-            int, typer.Option("--max-bugs", min=1, help="repo:PATH only: most candidate bugs to try.")
-        ] = 50,
-        bug_timeout: Annotated[
-            float, typer.Option("--bug-timeout", min=1.0, help="repo:PATH only: seconds per test run of one candidate.")
-        ] = 120.0,
+        **options: Any,
     ) -> None:
         chosen = tuple(level.strip() for level in levels.split(",") if level.strip())
-        if source.startswith("repo:") and not test_cmd:
+        if source.startswith("repo:") and not options["test_cmd"]:
             raise UsageError("--source repo:PATH needs --test-cmd", "e.g. --test-cmd 'python -m pytest tests'")
-        from hrmcode.data.synthesize import synthesize as run_synthesize  # imported here: the data pipeline's libraries load only for this command
-        result = run_synthesize(source, out=out_dir, workspace=workspace(ctx), analysis=analysis, seed=seed,
-                                heldout_fraction=heldout_fraction,
-                                levels=chosen, jobs=jobs, redo=redo, limit=limit, dry_run=dry_run, test_cmd=test_cmd,
-                                max_bugs=max_bugs, bug_timeout_s=bug_timeout)
+        result = run_synthesize(source, out=out_dir, workspace=workspace(ctx), seed=seed, levels=chosen, jobs=jobs,
+                                redo=redo, limit=limit, dry_run=dry_run, **options)
         stats = result.stats
         payload = {"artifact": str(result.artifact.path) if result.artifact else None, "dry_run": result.dry_run, **stats}
 

@@ -10,7 +10,8 @@ from hrmcode.cli._common import DryRunOpt, JobsOpt, OutOpt, RedoOpt, examples_ep
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
-from hrmcode.data.validate.run import ValidateOptions
+from hrmcode.data.validate import ValidateOptions
+from hrmcode.data.validate import validate as run_validate
 
 # The quality gates' options, generated from the library's ValidateOptions.
 GATES = library_options(ValidateOptions)
@@ -41,7 +42,6 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRunOpt = False,
         **gates: Any,
     ) -> None:
-        from hrmcode.data.validate import validate as run_validate  # imported here: the data pipeline's libraries load only for this command
         result = run_validate(examples, out=out_dir, workspace=workspace(ctx), jobs=jobs, redo=redo, dry_run=dry_run,
                               **gates)
         report = result.report

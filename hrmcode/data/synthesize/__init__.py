@@ -13,17 +13,35 @@ and its artifact written to the workspace. Guarantees are those of ``pipeline``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from hrmcode.artifacts import Artifact, load_artifact, read_manifest, workspace_root
 from hrmcode.data.examples import LEVELS
 from hrmcode.data.synthesize.pipeline import SynthesisResult, run_synthesis
 from hrmcode.errors import ArtifactError
+from hrmcode.options import option
 from hrmcode.reporting import reporter
 
-__all__ = ["synthesize", "SynthesisResult", "find_analysis", "load_profiles"]
+__all__ = ["synthesize", "SynthesisResult", "SynthesizeOptions", "find_analysis", "load_profiles"]
 
 REPO_PREFIX = "repo:"
+
+
+@dataclass(frozen=True)
+class SynthesizeOptions:
+    """``synthesize()``'s own options: their defaults, help text and ranges (``hrmcode synthesize``
+    generates its options from these fields)."""
+
+    analysis: str | Path | None = option(None, "The analysis artifact to use (default: the newest one of these tasks "
+                                               "in the workspace; analyze runs in-process when there is none).")
+    heldout_fraction: float = option(0.1, "Fraction of TASKS (not examples) put in the held-out split.",
+                                     min=0.0, max=0.99)
+    test_cmd: str | None = option(None, "repo:PATH only: the test command, run in the repository root (pytest; "
+                                        "-rA is added so per-test results can be read).")
+    max_bugs: int = option(50, "repo:PATH only: most candidate bugs to try.", min=1)
+    bug_timeout_s: float = option(120.0, "repo:PATH only: seconds per test run of one candidate.",
+                                  flags=("--bug-timeout",), min=1.0)
 
 
 def find_analysis(tasks: Artifact, workspace: Path | str | None = None) -> Artifact | None:
@@ -71,17 +89,17 @@ def synthesize(
     *,
     out: Path | str | None = None,
     workspace: Path | str | None = None,
-    analysis: str | Path | None = None,
+    analysis: str | Path | None = SynthesizeOptions.analysis,
     seed: int = 0,
-    heldout_fraction: float = 0.1,
+    heldout_fraction: float = SynthesizeOptions.heldout_fraction,
     levels: tuple[str, ...] = LEVELS,
     jobs: int = 1,
     redo: bool = False,
     limit: int | None = None,
     dry_run: bool = False,
-    test_cmd: str | None = None,
-    max_bugs: int = 50,
-    bug_timeout_s: float = 120.0,
+    test_cmd: str | None = SynthesizeOptions.test_cmd,
+    max_bugs: int = SynthesizeOptions.max_bugs,
+    bug_timeout_s: float = SynthesizeOptions.bug_timeout_s,
 ) -> SynthesisResult:
     extra: dict = {}
     if source.startswith(REPO_PREFIX):
