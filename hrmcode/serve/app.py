@@ -9,17 +9,21 @@ Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST 
 ``stream`` is true).
 
 Guarantees:
-- Every error is an OpenAI-shaped body: 400 bad request (including malformed JSON and what
-  FastAPI would answer with 422), 401 missing/wrong API key, 404 unknown model or path, 413 body
-  over ``max_body_bytes`` (checked while reading, so a lying Content-Length does not help),
-  429 when ``max_concurrency`` generations run and ``max_queue`` more wait, 500 for bugs (no
-  traceback leaks to the client).
-- ``max_tokens`` over ``max_tokens_cap`` is refused (400), not silently clipped.
-- A generation holds its slot until its worker thread has really finished; a client that
-  disconnects (streamed or not) makes the running generation stop at the next token.
+- Every error is an OpenAI-shaped body: 400 bad request (including malformed JSON, what FastAPI
+  would answer with 422, and any numeric field out of its range), 401 missing/wrong API key, 404
+  unknown model or path, 408 body not received within ``read_timeout_s``, 413 body over
+  ``max_body_bytes`` (checked while reading, so a lying Content-Length does not help), 429 when
+  ``max_concurrency`` generations run and ``max_queue`` more wait, 500 for bugs (no traceback
+  leaks to the client, and the connection stays usable for the next request).
+- ``max_tokens`` over ``max_tokens_cap`` is refused (400), not silently clipped; so is a request
+  whose whole work (prompts x n x max_tokens) is over ``max_request_tokens``.
+- A client that goes away stops its request's work: a queued request leaves the queue at once, a
+  running one stops at the next token and starts none of its remaining choices. A generation holds
+  its slot until its worker thread has really finished.
 - ``/health`` answers without the API key; everything under ``/v1`` needs it when one is set.
 It does not guarantee fairness beyond first-come-first-served on one event loop, nor batching
-of concurrent requests into one forward pass.
+of concurrent requests into one forward pass. Connection timeouts (idle keep-alive, request
+headers) are the server's (``hrmcode.serve.server``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +44,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hrmcode.errors import InputError
+from hrmcode.options import option
 from hrmcode.serve.engine import Admission, Busy, Completion, Engine, SamplingParams, Ticket
 from hrmcode.serve.protocol import (
     APIError,
@@ -53,13 +59,23 @@ from hrmcode.serve.protocol import (
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """What one server allows a request and a connection (the ``hrmcode serve`` options)."""
+
     api_key: str | None = None
-    max_body_bytes: int = 1 << 20
-    max_tokens_cap: int = 1024
-    default_max_tokens: int = 256
-    max_concurrency: int = 1
-    max_queue: int = 8
-    disconnect_poll_s: float = 0.1
+    max_tokens_cap: int = option(1024, "Largest max_tokens a request may ask for (tokens); more is a 400.", min=1)
+    default_max_tokens: int = option(256, "max_tokens when a request gives none (tokens; capped).", min=1)
+    max_request_tokens: int = option(
+        16384, "Most tokens one request may ask to generate: prompts x n x max_tokens; more is a 400. The "
+               "default lets one prompt ask for n=16 at a max_tokens of 1024.", min=1)
+    max_concurrency: int = option(1, "Generations running at once (each in its own thread).", min=1)
+    max_queue: int = option(8, "Requests waiting for a slot; beyond that a request gets 429.", min=0)
+    max_body_bytes: int = option(1 << 20, "Largest request body (bytes); more is a 413.", min=1024)
+    read_timeout_s: float = option(
+        30.0, "Seconds a client has to send a request's headers, and again its body; then the connection is "
+              "closed (a late body gets 408).", flags=("--read-timeout",), min=0.1)
+    idle_timeout_s: float = option(
+        5.0, "Seconds a keep-alive connection may sit idle between requests before it is closed.",
+        flags=("--idle-timeout",), min=0.1)
 
 
 @dataclass(frozen=True)
@@ -72,35 +88,55 @@ class _Job:
 
 
 _DONE = object()
+_log = logging.getLogger("uvicorn.error")  # the server's log, formatted and levelled by uvicorn
 
 # Renders one streamed chunk: (job, None) opens the job's choice, then a text delta or the final Completion.
 Render = Callable[[_Job, str | Completion | None], dict]
 
 
-class BodyLimit:
-    """ASGI middleware: answer 413 once a request body is over ``max_bytes``; replay it otherwise."""
+class BodyReader:
+    """ASGI middleware in front of the app: reads a request's whole body, then replays it.
 
-    def __init__(self, app, max_bytes: int):
+    Answers 413 once the body is over ``max_bytes`` and 408 when it is not complete within
+    ``timeout_s`` (both close the connection). An exception the app's handlers did not turn into
+    a response becomes a 500 here, logged with its traceback, instead of propagating to the
+    server, which would drop the connection and so break the client's next keep-alive request.
+    """
+
+    def __init__(self, app, max_bytes: int, timeout_s: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self._run(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
+            await _refuse(send, 413, f"request body is larger than this server's limit of {self.max_bytes} bytes",
+                          "request_too_large")
             return
         chunks, total = [], 0
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                await _refuse(send, 408, f"the request body did not arrive within {self.timeout_s:g} s",
+                              "request_timeout")
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > self.max_bytes:
-                await self._too_large(send)
+                await _refuse(send, 413, f"request body is larger than this server's limit of {self.max_bytes} "
+                                         "bytes", "request_too_large")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -115,15 +151,36 @@ class BodyLimit:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # afterwards: only http.disconnect is left to read
 
-        await self.app(scope, replay, send)
+        await self._run(scope, replay, send)
 
-    async def _too_large(self, send) -> None:
-        payload = json.dumps(error_body(f"request body is larger than this server's limit of {self.max_bytes} bytes",
-                                        "invalid_request_error", code="request_too_large")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": payload})
+    async def _run(self, scope, receive, send) -> None:
+        started = False
+
+        async def tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:
+                raise  # half a response is out: only closing the connection can tell the client
+            _log.error("internal error answering %s %s", scope["method"], scope["path"], exc_info=exc)
+            payload = json.dumps(error_body(f"internal server error ({type(exc).__name__})", "server_error")).encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+
+
+async def _refuse(send, status: int, message: str, code: str) -> None:
+    """An error answered before the body was read, closing the connection (the rest of the body is unread)."""
+    payload = json.dumps(error_body(message, "invalid_request_error", code=code)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -155,10 +212,6 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse(error_body(message, "invalid_request_error", code=code), status_code=exc.status_code)
 
 
-async def _bug(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(error_body(f"internal server error ({type(exc).__name__})", "server_error"), status_code=500)
-
-
 def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> FastAPI:
     server = Server(engine, settings)
 
@@ -168,12 +221,12 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> Fas
         server.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="hrmcode", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyReader, max_bytes=settings.max_body_bytes, timeout_s=settings.read_timeout_s)
     app.state.admission = server.admission
+    app.state.settings = settings  # the connection timeouts, for whoever runs the app (hrmcode.serve.server)
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _bug)
     keyed = [Depends(server.require_key)]
     app.get("/health")(server.health)
     app.get("/v1/models", dependencies=keyed)(server.list_models)
@@ -221,6 +274,11 @@ class Server:
                               stop=tuple(req.stop_list), seed=req.seed or 0)
 
     def jobs_for(self, prompts: list[str], n: int, params: SamplingParams, echo: bool, param: str) -> list[_Job]:
+        work, limit = len(prompts) * n * params.max_tokens, self.settings.max_request_tokens
+        if work > limit:
+            raise APIError(400, f"this request asks for up to {work} tokens ({len(prompts)} prompt(s) x n {n} x "
+                                f"max_tokens {params.max_tokens}), over this server's limit of {limit} per request; "
+                                "send fewer prompts, a smaller n or a smaller max_tokens", code="request_too_large")
         jobs = []
         for p, prompt in enumerate(prompts):
             try:
@@ -234,20 +292,26 @@ class Server:
         return jobs
 
     # -- running generations -----------------------------------------------------------------
-    async def acquire(self) -> Ticket:
+    async def acquire(self, request: Request) -> Ticket:
+        """A generation slot; 429 at once when the queue is full too, 499 when the client goes while queued."""
+        waiting = asyncio.ensure_future(self.admission.acquire())
+        gone = asyncio.ensure_future(client_gone(request))
         try:
-            return await self.admission.acquire()
+            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not waiting.done():
+            waiting.cancel()  # leaves the queue (Admission.acquire counts it out)
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            raise APIError(499, "the client closed the request while it waited for a slot",
+                           code="client_closed_request")
+        try:
+            return waiting.result()
         except Busy:
             raise APIError(429, f"server busy: {self.admission.max_concurrency} generation(s) running and "
                            f"{self.admission.max_queue} waiting; retry later", type="rate_limit_exceeded",
                            code="rate_limit_exceeded") from None
-
-    async def watch_disconnect(self, request: Request, stop: threading.Event, until: asyncio.Future) -> None:
-        while not until.done():
-            if await request.is_disconnected():
-                stop.set()
-                return
-            await asyncio.wait({until}, timeout=self.settings.disconnect_poll_s)
 
     def start(self, fn: Callable[[], object], ticket: Ticket) -> asyncio.Future:
         future = asyncio.get_running_loop().run_in_executor(self.pool, fn)
@@ -255,10 +319,19 @@ class Server:
         return future
 
     async def run_blocking(self, request: Request, jobs: list[_Job]) -> list[Completion]:
-        ticket = await self.acquire()
+        ticket = await self.acquire(request)
         stop = threading.Event()
-        future = self.start(lambda: [self.engine.complete(j.prompt, j.params, stop.is_set) for j in jobs], ticket)
-        watcher = asyncio.create_task(self.watch_disconnect(request, stop, future))
+
+        def complete_all() -> list[Completion]:
+            results = []
+            for job in jobs:
+                if stop.is_set():
+                    break  # the client went: start none of the remaining choices
+                results.append(self.engine.complete(job.prompt, job.params, stop.is_set))
+            return results
+
+        future = self.start(complete_all, ticket)
+        watcher = asyncio.create_task(_stop_when_gone(request, stop))
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -269,7 +342,7 @@ class Server:
 
     async def run_streaming(self, request: Request, jobs: list[_Job], render: Render,
                             usage_chunk: Callable[[int, int], dict] | None) -> StreamingResponse:
-        ticket = await self.acquire()
+        ticket = await self.acquire(request)
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         queue: asyncio.Queue = asyncio.Queue()
@@ -288,7 +361,7 @@ class Server:
 
         future = self.start(produce, ticket)
         future.add_done_callback(report_failure)
-        watcher = asyncio.create_task(self.watch_disconnect(request, stop, future))
+        watcher = asyncio.create_task(_stop_when_gone(request, stop))
         return StreamingResponse(_events(queue, render, usage_chunk, stop, watcher), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -368,6 +441,21 @@ class Server:
              "finish_reason": r.finish_reason} for job, r in zip(jobs, results)])
         payload["usage"] = usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results))
         return payload
+
+
+async def client_gone(request: Request) -> None:
+    """Return once the client has disconnected (or the response is complete).
+
+    Called after the body has been read, when ``http.disconnect`` is the only message left: the
+    server delivers it as soon as the connection is lost, so this needs no polling.
+    """
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _stop_when_gone(request: Request, stop: threading.Event) -> None:
+    await client_gone(request)
+    stop.set()
 
 
 async def _events(queue: asyncio.Queue, render: Render, usage_chunk: Callable[[int, int], dict] | None,

@@ -2,7 +2,8 @@
 
 Guarantees: every error leaves the server as ``{"error": {"message", "type", "param", "code"}}``
 with the status code OpenAI uses for that case; requests are validated before any generation
-starts. Request fields OpenAI defines but this server cannot honour (logprobs, logit_bias,
+starts, every numeric field within its range (a ``seed`` a 64-bit generator cannot take is a 400,
+not a failure inside the generation). Request fields OpenAI defines but this server cannot honour (logprobs, logit_bias,
 penalties, tools, token-id prompts) are refused with a 400 naming the field, never silently
 ignored; fields it does not know at all are ignored, as OpenAI does.
 """
@@ -14,6 +15,9 @@ import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# A seed is a signed 64-bit integer (torch's generators take no more); choice i uses seed + i, n <= 16.
+SEED_MIN, SEED_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class APIError(Exception):
@@ -49,17 +53,17 @@ class _Sampling(BaseModel):
 
     model: str
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     n: int = Field(1, ge=1, le=16)
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     logprobs: Any = None
     logit_bias: dict[str, float] | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
 
     @field_validator("temperature", "top_p", mode="before")
     @classmethod

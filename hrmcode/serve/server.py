@@ -2,15 +2,23 @@
 context manager that runs uvicorn in a thread, for tests, benchmarks and the eval end-to-end run).
 
 Guarantees: the default bind address is 127.0.0.1; binding anything else without an API key
-logs a warning. ``background_server`` returns only once the socket accepts connections and
-stops the server (bounded wait) when the block exits.
+logs a warning. The address is bound before the server starts, so an address in use (or not
+ours to bind) is one ``HrmcodeError`` line, not the server's own log and exit code. No connection
+is held forever: a connection gets ``read_timeout_s`` to send a request's headers (measured from
+when it opened, or from the end of the previous response) and ``idle_timeout_s`` of idleness
+between requests, then it is closed; the app itself limits the time for a body (408).
+``background_server`` returns only once the socket accepts connections and stops the server
+(bounded wait) when the block exits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,9 +26,10 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from hrmcode.artifacts import MANIFEST, load_artifact
-from hrmcode.errors import ArtifactError, CheckpointError, UsageError
+from hrmcode.errors import ArtifactError, CheckpointError, HrmcodeError, UsageError
 from hrmcode.reporting import reporter
 from hrmcode.serve.app import ServeSettings, create_app
 
@@ -76,29 +85,105 @@ def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, workspace
     return create_app(engine, settings)
 
 
+class HeaderDeadlineH11(H11Protocol):
+    """uvicorn's h11 protocol, plus a deadline for a request's headers.
+
+    uvicorn (0.54, pinned) times out only the idle time after a response; a connection that never
+    sends a request, or sends its headers a byte at a time, would be held forever. The deadline
+    runs from when the connection opens or a response ends, is not reset by data, and is cancelled
+    once a whole request line and headers have arrived.
+    """
+
+    def __init__(self, *args, header_timeout_s: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._header_timeout_s = header_timeout_s
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def _in_request(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _arm_header_deadline(self) -> None:
+        self._cancel_header_deadline()
+        if not self._in_request() and not self.transport.is_closing():
+            self._header_deadline = self.loop.call_later(self._header_timeout_s, self._headers_too_late)
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_late(self) -> None:
+        if not self._in_request() and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_request():
+            self._cancel_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+
+def _config(app: FastAPI) -> uvicorn.Config:
+    settings: ServeSettings = app.state.settings  # set by create_app
+    protocol = functools.partial(HeaderDeadlineH11, header_timeout_s=settings.read_timeout_s)
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=protocol,
+                          timeout_keep_alive=settings.idle_timeout_s)
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to every address ``host`` resolves to (as asyncio would bind them), or one-line errors."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host} does not resolve: {exc.strerror}", "give an IP address or a known name") \
+            from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _name, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))
+            port = sock.getsockname()[1]  # with port 0, the free port the first address got serves the others
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise HrmcodeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                           "pick another --port, or stop what uses it") from None
+    return sockets
+
+
 def serve(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None) -> None:
     """Serve ``app`` until interrupted."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a TCP port", "use 1-65535 (0 picks a free one)")
     if not is_loopback(host) and (settings is None or settings.api_key is None):
         reporter().warn(f"serving on {host} without an API key: anyone who can reach this port can use the model "
-                        "(set --api-key or HRMCODE_API_KEY)")
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    try:
-        server.run()
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                         "pick another --port, or stop what uses it") from None
+                        "(set HRMCODE_API_KEY)")
+    sockets = listen(host, port)
+    uvicorn.Server(_config(app)).run(sockets=sockets)
 
 
 @contextlib.contextmanager
 def background_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
                       startup_timeout_s: float = 30.0) -> Iterator[str]:
     """Run ``app`` in a daemon thread; yield its base URL (``http://127.0.0.1:PORT``)."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="hrmcode-serve", daemon=True)
+    sockets = listen(host, port)
+    server = uvicorn.Server(_config(app))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name="hrmcode-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout_s
     while not server.started:
@@ -106,12 +191,11 @@ def background_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
             server.should_exit = True
             raise RuntimeError(f"the server did not start on {host}:{port}")
         time.sleep(0.02)
-    bound = server.servers[0].sockets[0].getsockname()
     try:
-        yield f"http://{host}:{bound[1]}"
+        yield f"http://{host}:{sockets[0].getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
 
 
-__all__ = ["ServeSettings", "background_server", "checkpoint_app", "create_app", "is_loopback", "serve"]
+__all__ = ["ServeSettings", "background_server", "checkpoint_app", "create_app", "is_loopback", "listen", "serve"]
