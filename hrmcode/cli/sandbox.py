@@ -169,9 +169,9 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def clean() -> None:
         from hrmcode.errors import ToolchainMissing
-        from hrmcode.sandbox import docker_backend, local
+        from hrmcode.sandbox import docker_backend, runs
 
-        removed = {"runs": local.clean_stale_runs(), "containers": []}
+        removed = {"runs": runs.clean_stale_runs(), "containers": []}
         try:
             removed["containers"] = docker_backend.clean()
         except ToolchainMissing as exc:

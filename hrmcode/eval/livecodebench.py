@@ -38,11 +38,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from hrmcode.data.schema import Task
-from hrmcode.eval.backends import Backend, Request, SamplesBackend
+from hrmcode.errors import InputError
+from hrmcode.eval.backends import Backend, Reply, Request, SamplesBackend
 from hrmcode.eval.extract import last_code_block
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.eval.sandboxing import run_driver
-from hrmcode.sandbox.base import Limits
+from hrmcode.sandbox.base import Limits, Sandbox
 
 SYSTEM_PROMPT = (
     "You are an expert Python programmer. You will be given a question (problem specification) and will "
@@ -59,8 +60,6 @@ STDIN_FORMAT = (
     "```python\n# YOUR CODE HERE\n```\n\n"
 )
 MODES = ("parity", "strict")
-RESULT_NAMES = {1: "passed", -1: "global timeout", -2: "wrong answer", -3: "time limit exceeded",
-                -4: "runtime error", -5: "test runner error"}
 
 
 def starter_code(task: Task) -> str:
@@ -101,7 +100,7 @@ def chat_messages(task: Task) -> list[dict[str, str]]:
 class LiveCodeBench:
     name = "livecodebench"
 
-    def __init__(self, backend: Backend, sandbox: Any, *, n: int = 1, ks: Sequence[int] = (1, 5),
+    def __init__(self, backend: Backend, sandbox: Sandbox, *, n: int = 1, ks: Sequence[int] = (1, 5),
                  comparator: str = "lcb-exact", timeout_s: float = 6.0, memory_mb: int = 2048,
                  window: dict[str, Any] | None = None, mode: str = "parity"):
         self.backend = backend
@@ -113,6 +112,18 @@ class LiveCodeBench:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.window = window or {}
+
+    def reference_answer(self, request: Request) -> Reply:
+        """The task's reference program (``--model oracle``)."""
+        task = request.task
+        code = next(iter(task.solution.files.values()), None) if task.solution.files else None
+        if code is None:
+            raise InputError(f"{task.id} has no reference solution", "--model oracle needs tasks with solution.files")
+        return Reply(text=code, raw=True)
+
+    def stub_answer(self, request: Request) -> Reply:
+        """An empty program (``--model stub``)."""
+        return Reply(text="", raw=True)
 
     def _limits(self, tests: int) -> Limits:
         return Limits(timeout_s=tests * (self.timeout_s + 1.0) + 10.0, memory_mb=self.memory_mb,
@@ -159,7 +170,8 @@ class LiveCodeBench:
         for task in tasks:
             n = self.backend.available(task) if isinstance(self.backend, SamplesBackend) else self.n
             started = time.monotonic()
-            replies = self.backend.complete(Request(bench=self.name, task=task, n=n, messages=chat_messages(task))) if n else []
+            request = Request(bench=self.name, task=task, n=n, messages=chat_messages(task), answer_key=self)
+            replies = self.backend.complete(request) if n else []
             answered.append((task, replies, time.monotonic() - started))
         samples = [(task, reply.text if reply.raw else last_code_block(reply.text))
                    for task, replies, _ in answered for reply in replies]

@@ -38,16 +38,20 @@ import dataclasses
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
 from hrmcode.data.schema import Task
 from hrmcode.edits import MalformedEdit, apply_edits_partial, parse_edits, reflection, render_edits, resolve_path
 from hrmcode.errors import UsageError
-from hrmcode.eval.backends import Backend, Request
+from hrmcode.eval.backends import Backend, Reply, Request
 from hrmcode.eval.metrics import percent
+from hrmcode.sandbox.base import Sandbox
+from hrmcode.sandbox.toolchains import DEFAULT_LIMITS, run_tests
 
 EDIT_FORMATS = ("whole", "diff", "udiff")
+SANDBOX_WORKDIR = "/work"  # where every sandbox runs the tests; stripped from the output fed back
 MAX_REFLECTIONS = 3
 FEEDBACK_LINES = 50
 
@@ -126,17 +130,34 @@ def exercise_name(task: Task) -> str:
     return task.id.split("/", 1)[1]
 
 
+# References that cannot pass offline here, and why (found by running every reference through
+# the toolchains with benchmarks/polyglot_sweep.py). Model answers cannot add dependencies
+# (Cargo.toml and Java build files are not editable), so these only matter when validating the
+# references themselves.
+KNOWN_UNAVAILABLE = {
+    "rust/alphametics": "reference needs crates itertools 0.5 and permutohedron 0.2, not packaged in Debian",
+    "rust/decimal": "reference needs num-bigint >= 0.4.4; Debian bookworm packages 0.4.3",
+    "rust/pig-latin": "reference needs crate regex 0.2; Debian packages regex 1.x only",
+    "rust/poker": "reference needs crate counter 0.5.2, not packaged in Debian",
+    "rust/robot-name": "reference needs crate rand 0.3; Debian packages rand 0.8 only",
+    "java/hangman": "tests need io.reactivex.rxjava2:rxjava (Maven central is unreachable offline)",
+    "java/rest-api": "reference needs org.json:json (Maven central is unreachable offline)",
+    "java/mazy-mice": "tests use AssertJ's hasDimensions, missing from Debian's AssertJ 3.14",
+}
 # References that pass when applied whole (the sandbox sweep) but cannot be given as an answer:
 # their Cargo-example.toml adds a crate, and the protocol keeps Cargo.toml read-only as Aider does.
 PROTOCOL_UNAVAILABLE = {
     "rust/grep": "reference needs crate thiserror from its Cargo-example.toml; Cargo.toml is read-only to answers",
 }
+# Unmodified stubs that already pass: "refactor this working code" exercises and go/counter, whose
+# test file is an empty stub. Every other stub must fail its tests.
+STUBS_THAT_PASS = frozenset({
+    "go/counter", "go/ledger", "go/markdown", "java/ledger", "java/tree-building", "javascript/ledger",
+})
 
 
 def unavailable_reason(name: str) -> str | None:
     """Why the reference of exercise ``lang/slug`` cannot pass here, or None."""
-    from hrmcode.sandbox.toolchains import KNOWN_UNAVAILABLE
-
     return KNOWN_UNAVAILABLE.get(name) or PROTOCOL_UNAVAILABLE.get(name)
 
 
@@ -158,10 +179,30 @@ def select(tasks: Sequence[Task], languages: str | None, exercises: str | None) 
     return selected
 
 
+@dataclass
+class CaseState:
+    """One exercise in progress: the working files, the chat after the files message, and the
+    counters its record reports."""
+
+    files: dict[str, str]
+    history: list[dict[str, str]] = field(default_factory=list)
+    turns: int = 0
+    malformed: int = 0
+    model_s: float = 0.0
+    test_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    lazy_comments: int = 0
+    test_timeouts: int = 0
+    syntax_errors: int = 0
+    indentation_errors: int = 0
+    ignored_edits: list[str] = field(default_factory=list)
+
+
 class Polyglot:
     name = "polyglot"
 
-    def __init__(self, backend: Backend, sandbox: Any, *, edit_format: str = "whole", tries: int = 2, mode: str = "strict",
+    def __init__(self, backend: Backend, sandbox: Sandbox, *, edit_format: str = "whole", tries: int = 2, mode: str = "strict",
                  test_timeout_s: float = 180.0):
         if edit_format not in EDIT_FORMATS:
             raise UsageError(f"unknown --edit-format '{edit_format}'", f"choose one of: {', '.join(EDIT_FORMATS)}")
@@ -173,36 +214,51 @@ class Polyglot:
         self.tries = tries
         self.mode = mode
         self.test_timeout_s = test_timeout_s
-        self.workdir = getattr(sandbox, "workdir", "/work")
+
+    # -- answers (--model oracle, --model stub) ---------------------------------------------------
+    def reference_answer(self, request: Request) -> Reply:
+        """An edit reply, in the request's edit format, that turns the current files into the
+        reference solution's editable (and new) files."""
+        task = request.task
+        current = dict(request.files or task.files)
+        target = {path: text for path, text in task.solution.files.items()
+                  if path in task.editable or path not in task.files}
+        before = {path: current[path] for path in target if path in current}
+        return Reply(text=render_edits(before, target, request.edit_format or "whole"), raw=True)
+
+    def stub_answer(self, request: Request) -> Reply:
+        """An empty reply: the stub files stay as they are."""
+        return Reply(text="", raw=True)
 
     # -- one exercise ------------------------------------------------------------------------
-    def _model_turn(self, task: Task, state: dict, message: str) -> None:
+    def _model_turn(self, task: Task, state: CaseState, message: str) -> None:
         """Ask, apply, and reflect malformed replies back (at most MAX_REFLECTIONS times)."""
         for _ in range(MAX_REFLECTIONS + 1):
             messages = [
                 {"role": "system", "content": system_prompt(self.edit_format)},
-                {"role": "user", "content": files_message(state["files"], task.editable)},
+                {"role": "user", "content": files_message(state.files, task.editable)},
                 {"role": "assistant", "content": FILES_ACK},
-                *state["history"],
+                *state.history,
                 {"role": "user", "content": message},
             ]
-            state["turns"] += 1
+            state.turns += 1
             started = time.monotonic()
-            reply = self.backend.complete(Request(bench=self.name, task=task, messages=messages, attempt=state["turns"],
-                                                  files=dict(state["files"]), edit_format=self.edit_format))[0]
-            state["model_s"] += time.monotonic() - started
-            state["prompt_tokens"] += reply.prompt_tokens
-            state["completion_tokens"] += reply.completion_tokens
-            state["history"] += [{"role": "user", "content": message}, {"role": "assistant", "content": reply.text}]
-            state["lazy_comments"] += count_lazy_comments(reply.text)
+            reply = self.backend.complete(Request(bench=self.name, task=task, messages=messages, attempt=state.turns,
+                                                  files=dict(state.files), edit_format=self.edit_format,
+                                                  answer_key=self))[0]
+            state.model_s += time.monotonic() - started
+            state.prompt_tokens += reply.prompt_tokens
+            state.completion_tokens += reply.completion_tokens
+            state.history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply.text}]
+            state.lazy_comments += count_lazy_comments(reply.text)
             problem = self._apply(task, state, reply)
             if problem is None:
                 return
-            state["malformed"] += 1
+            state.malformed += 1
             message = problem
 
-    def _apply(self, task: Task, state: dict, reply: Any) -> str | None:
-        """Apply the reply to ``state["files"]``; the reflection text when it was malformed."""
+    def _apply(self, task: Task, state: CaseState, reply: Reply) -> str | None:
+        """Apply the reply to ``state.files``; the reflection text when it was malformed."""
         if reply.files is not None:
             try:
                 proposed = [(resolve_path(path, task.editable), text) for path, text in reply.files.items()]
@@ -219,45 +275,40 @@ class Polyglot:
         for path, item in proposed:
             protected = path in task.tests.files or (path in task.files and path not in task.editable)
             (dropped if protected else allowed).append((path, item))
-        state["ignored_edits"] += [path for path, _ in dropped]
+        state.ignored_edits += [path for path, _ in dropped]
         if edits is None:
-            state["files"].update({path: text for path, text in allowed})
+            state.files.update({path: text for path, text in allowed})
             return None
-        files, failures = apply_edits_partial(state["files"], [item for _, item in allowed])
-        state["files"] = files
+        files, failures = apply_edits_partial(state.files, [item for _, item in allowed])
+        state.files = files
         return reflection(failures, len(allowed)) if failures else None
 
-    def _test(self, task: Task, state: dict, worker: int) -> tuple[bool, str]:
-        from hrmcode.sandbox.toolchains import DEFAULT_LIMITS, run_tests
-
-        tree = {**state["files"], **task.tests.files}  # tests restored before every run
+    def _test(self, task: Task, state: CaseState, worker: int) -> tuple[bool, str]:
+        tree = {**state.files, **task.tests.files}  # tests restored before every run
         # the toolchain's own limits for the language, with this run's timeout
         limits = dataclasses.replace(DEFAULT_LIMITS[task.language], timeout_s=self.test_timeout_s)
         run = run_tests(task.language, tree, mode=self.mode, sandbox=self.sandbox, limits=limits, worker=worker)
-        state["test_s"] += run.result.wall_s
+        state.test_s += run.result.wall_s
         if run.result.timed_out:
-            state["test_timeouts"] += 1
+            state.test_timeouts += 1
             return False, "Tests timed out!"
-        output = clean_output(run.result.stdout + run.result.stderr, self.workdir, PurePosixPath(exercise_name(task)).name)
-        state["syntax_errors"] += sum(1 for line in output.splitlines() if line.startswith("SyntaxError"))
-        state["indentation_errors"] += sum(1 for line in output.splitlines() if line.startswith("IndentationError"))
+        output = clean_output(run.result.stdout + run.result.stderr, SANDBOX_WORKDIR,
+                              PurePosixPath(exercise_name(task)).name)
+        state.syntax_errors += sum(1 for line in output.splitlines() if line.startswith("SyntaxError"))
+        state.indentation_errors += sum(1 for line in output.splitlines() if line.startswith("IndentationError"))
         return run.passed, output
 
     def evaluate_one(self, task: Task, worker: int) -> dict:
         file_list = " ".join(PurePosixPath(p).name for p in task.editable)
-        state: dict[str, Any] = {
-            "files": dict(task.files), "history": [], "turns": 0, "malformed": 0, "model_s": 0.0, "test_s": 0.0,
-            "prompt_tokens": 0, "completion_tokens": 0, "lazy_comments": 0, "test_timeouts": 0, "syntax_errors": 0,
-            "indentation_errors": 0, "ignored_edits": [],
-        }
+        state = CaseState(files=dict(task.files))
         message = task.prompt + INSTRUCTIONS_ADDENDUM.format(file_list=file_list)
         outcomes: list[bool] = []
         malformed_by_try: list[int] = []
         last_output = ""
         for _ in range(self.tries):
-            before = state["malformed"]
+            before = state.malformed
             self._model_turn(task, state, message)
-            malformed_by_try.append(state["malformed"] - before)
+            malformed_by_try.append(state.malformed - before)
             passed, output = self._test(task, state, worker)
             outcomes.append(passed)
             last_output = output
@@ -265,20 +316,18 @@ class Polyglot:
                 break
             errors = "\n".join(output.splitlines()[:FEEDBACK_LINES])
             message = errors + TEST_FAILURES.format(file_list=file_list)
-        from hrmcode.sandbox.toolchains import STUBS_THAT_PASS
-
         name = exercise_name(task)
         return {
             "id": task.id, "exercise": name, "language": task.language, "edit_format": self.edit_format,
             "tests_outcomes": outcomes, "passed": any(outcomes),
-            "num_malformed_responses": state["malformed"], "malformed_by_try": malformed_by_try,
-            "syntax_errors": state["syntax_errors"], "indentation_errors": state["indentation_errors"],
-            "lazy_comments": state["lazy_comments"], "test_timeouts": state["test_timeouts"],
-            "model_s": round(state["model_s"], 4), "test_s": round(state["test_s"], 4),
-            "prompt_tokens": state["prompt_tokens"], "completion_tokens": state["completion_tokens"],
-            "model_turns": state["turns"], "ignored_edits": sorted(set(state["ignored_edits"])),
+            "num_malformed_responses": state.malformed, "malformed_by_try": malformed_by_try,
+            "syntax_errors": state.syntax_errors, "indentation_errors": state.indentation_errors,
+            "lazy_comments": state.lazy_comments, "test_timeouts": state.test_timeouts,
+            "model_s": round(state.model_s, 4), "test_s": round(state.test_s, 4),
+            "prompt_tokens": state.prompt_tokens, "completion_tokens": state.completion_tokens,
+            "model_turns": state.turns, "ignored_edits": sorted(set(state.ignored_edits)),
             "stub_passes": name in STUBS_THAT_PASS, "known_unavailable": unavailable_reason(name),
-            "last_test_output": last_output[-2000:], "chat": state["history"],
+            "last_test_output": last_output[-2000:], "chat": state.history,
         }
 
     def evaluate(self, tasks: Sequence[Task], worker: int) -> list[dict]:
@@ -286,8 +335,6 @@ class Polyglot:
 
     # -- metrics -------------------------------------------------------------------------------
     def summarize(self, records: Sequence[dict], tasks: Sequence[Task]) -> dict:
-        from hrmcode.sandbox.toolchains import STUBS_THAT_PASS
-
         cases = len(tasks)
         completed = len(records)
         summary: dict[str, Any] = {

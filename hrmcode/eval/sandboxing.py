@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from hrmcode.errors import SandboxError
-from hrmcode.sandbox.base import Limits
+from hrmcode.sandbox import get_sandbox
+from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
 
 DRIVERS = Path(__file__).resolve().parent / "drivers"
 MARK = "HRMCODE-RESULTS "
@@ -33,10 +34,8 @@ PID_ISOLATED = ("local", "docker")
 DRIVER_LIBRARIES = {"pycheck.py": ("isolate.py",), "lcb.py": ("isolate.py", "lcb_compare.py")}
 
 
-def get_eval_sandbox(backend: str = "local", unsafe_no_sandbox: bool = False) -> Any:
+def get_eval_sandbox(backend: str = "local", unsafe_no_sandbox: bool = False) -> Sandbox:
     """The sandbox for model-written code (``hrmcode.sandbox.get_sandbox``)."""
-    from hrmcode.sandbox import get_sandbox
-
     return get_sandbox(backend, unsafe_no_sandbox=unsafe_no_sandbox)
 
 
@@ -44,8 +43,8 @@ def driver_files(*names: str) -> dict[str, str]:
     return {name: (DRIVERS / name).read_text(encoding="utf-8") for name in names}
 
 
-def pid_isolated(sandbox: Any) -> bool:
-    return getattr(sandbox, "name", "") in PID_ISOLATED
+def pid_isolated(sandbox: Sandbox) -> bool:
+    return sandbox.name in PID_ISOLATED
 
 
 def parse_results(stdout: str, nonce: str) -> Any | None:
@@ -61,7 +60,7 @@ def parse_results(stdout: str, nonce: str) -> Any | None:
         return None
 
 
-def run_driver(sandbox: Any, driver: str, job: dict, limits: Limits, worker: int) -> tuple[Any | None, Any]:
+def run_driver(sandbox: Sandbox, driver: str, job: dict, limits: Limits, worker: int) -> tuple[Any | None, ExecResult]:
     """Run ``drivers/<driver>`` on ``job`` in one sandbox: (its payload or None, the ExecResult)."""
     files = driver_files(driver, *DRIVER_LIBRARIES[driver])
     command = [PYTHON, "-I", driver, "job.json"] + (["--sweep"] if pid_isolated(sandbox) else [])
@@ -78,7 +77,7 @@ class HealthCheck:
         self._ok: set[int] = set()
         self._lock = threading.Lock()
 
-    def ensure(self, sandbox: Any, command: list[str], files: dict[str, str], worker: int) -> None:
+    def ensure(self, sandbox: Sandbox, command: list[str], files: dict[str, str], worker: int) -> None:
         key = id(sandbox)
         with self._lock:
             if key in self._ok:
@@ -89,7 +88,7 @@ class HealthCheck:
         if parse_results(result.stdout, nonce) is None:
             tail = " ".join((result.stderr or result.stdout).split())[-300:]
             raise SandboxError(
-                f"the {getattr(sandbox, 'name', 'sandbox')} sandbox cannot run the eval driver "
+                f"the {sandbox.name} sandbox cannot run the eval driver "
                 f"(exit {result.exit_code}): {tail or 'no output'}",
                 "run `hrmcode sandbox doctor`",
             )

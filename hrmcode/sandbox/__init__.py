@@ -69,15 +69,15 @@ def get_sandbox(backend: str = "local", unsafe_no_sandbox: bool = False) -> Sand
 
 def backend_status() -> dict[str, str]:
     """One line per backend: ``ok (...)`` or ``unavailable: <why>``. Read-only, bounded probes."""
-    from hrmcode.environment import tool_version
-    from hrmcode.sandbox import docker_backend, local
+    from hrmcode.sandbox import docker_backend, local, runs
+    from hrmcode.sandbox.hostpaths import tool_version
 
     status: dict[str, str] = {}
     if local.bwrap_path() is None:
         status["local"] = "unavailable: bwrap not installed (apt-get install bubblewrap)"
     else:
         version = (tool_version(["bwrap", "--version"]) or "bubblewrap").strip()
-        mode = "root, per-worker uids" if local.is_root() else "user namespace"
+        mode = "root, per-worker uids" if runs.is_root() else "user namespace"
         status["local"] = f"ok ({version}, {mode})"
     status["docker"] = docker_backend.status_line()
     return status

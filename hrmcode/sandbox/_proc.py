@@ -33,7 +33,9 @@ class Finished:
     timed_out: bool
 
 
-class _Capped:
+class CappedOutput:
+    """One output stream: everything fed is counted, only the first ``cap`` bytes are kept."""
+
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.chunks: list[bytes] = []
@@ -93,7 +95,7 @@ def supervise(
     if stdin is not None:
         feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
         feeder.start()
-    captured = {proc.stdout: _Capped(output_bytes), proc.stderr: _Capped(output_bytes)}
+    captured = {proc.stdout: CappedOutput(output_bytes), proc.stderr: CappedOutput(output_bytes)}
     selector = selectors.DefaultSelector()
     for pipe in captured:
         os.set_blocking(pipe.fileno(), False)

@@ -10,8 +10,8 @@ Each run: ``network_mode="none"`` (unless ``Limits.network``), memory limit = me
 (an OOM kill sets ``memory_exceeded``), pids limit, a non-root uid (one per worker when hrmcode
 runs as root), every capability dropped, ``no-new-privileges``, a read-only root filesystem;
 writable are only ``/work`` and ``/cache/go`` (host directories: a size-capped tmpfs per run when
-hrmcode is root, shared with the local backend's code, so files go in and results come out without
-``docker cp``) and ``/tmp`` (a size-capped tmpfs). The Go cache is an overlay over a read-only seed
+hrmcode is root, made by ``runs.run_dir`` as for the local backend, so files go in and results come
+out without ``docker cp``) and ``/tmp`` (a size-capped tmpfs). The Go cache is an overlay over a read-only seed
 built once by this backend. Output is streamed with the same caps as the local backend and never
 stored by Docker (log driver ``none``). Containers are labelled ``hrmcode.sandbox=1`` and with the pid
 of the hrmcode process that made them, and removed in a ``finally``; ``clean()`` removes those a
@@ -35,8 +35,8 @@ from pathlib import Path
 
 from hrmcode.errors import SandboxError, ToolchainMissing
 from hrmcode.reporting import reporter
-from hrmcode.sandbox import _fs, hostpaths, local
-from hrmcode.sandbox._proc import Finished, _Capped
+from hrmcode.sandbox import _fs, hostpaths, runs
+from hrmcode.sandbox._proc import CappedOutput, Finished
 from hrmcode.sandbox.base import ExecResult, Limits
 
 LABEL = "hrmcode.sandbox"
@@ -44,7 +44,6 @@ OWNER_LABEL = "hrmcode.pid"  # the hrmcode process that created the container
 BASE_IMAGE = "hrmcode-base:bookworm"
 DOCKERFILE_DIR = Path(__file__).resolve().parent / "docker"
 DEBIAN_MIRROR = os.environ.get("HRMCODE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-CONTAINER_UID_NON_ROOT = 1000
 ENV = {
     "PATH": "/opt/go/bin:/node_modules/.bin:/usr/local/bin:/usr/bin:/bin",
     "HOME": "/tmp", "TMPDIR": "/tmp", "USER": "sandbox", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
@@ -233,23 +232,23 @@ class DockerSandbox:
         collect_binary: list[str] | None = None,
     ) -> ExecResult:
         limits = limits or Limits()
-        argv = local._as_argv(command)
-        root = os.geteuid() == 0
+        argv = runs.as_argv(command)
+        root = runs.is_root()
         with contextlib.ExitStack() as stack:
-            uid = stack.enter_context(local.uid_slot(worker)) if root else os.getuid()
-            run = stack.enter_context(local.run_dir(limits, uid, self.go_seed_path()))
+            uid = stack.enter_context(runs.uid_slot(worker)) if root else os.getuid()
+            run = stack.enter_context(runs.run_dir(limits, uid, self.go_seed_path()))
             owner = uid if root else None
             _fs.write_tree(run.work, files or {}, owner, owner)
             if stdin is not None:
                 _fs.write_tree(run.root, {"stdin": stdin}, owner, owner)
                 argv = ["/bin/sh", "-c", 'exec "$@" < /.hrmcode/stdin', "sh", *argv]
             finished, oom = self._run_container(argv, run, limits, uid, {**ENV, **(env or {})}, stdin is not None)
-            result = local.interpret(finished, limits, signal_offset=True)
+            result = runs.interpret(finished, limits, signal_offset=True)
             result.memory_exceeded = result.memory_exceeded or oom
-            local.collect_files(result, run.work, collect, collect_binary, limits)
+            runs.collect_files(result, run.work, collect, collect_binary, limits)
         return result
 
-    def _run_container(self, argv, run, limits: Limits, uid: int, env: dict[str, str],
+    def _run_container(self, argv: list[str], run: runs.RunDir, limits: Limits, uid: int, env: dict[str, str],
                        has_stdin: bool) -> tuple[Finished, bool]:
         from docker.types import LogConfig, Mount, Ulimit
 
@@ -265,7 +264,7 @@ class DockerSandbox:
             tmpfs={"/tmp": f"size={limits.disk_mb}m,exec,mode=1777"},
             ulimits=[Ulimit(name="cpu", soft=cpu, hard=cpu + 1),
                      Ulimit(name="fsize", soft=limits.file_size_mb << 20, hard=limits.file_size_mb << 20),
-                     Ulimit(name="nofile", soft=local.NOFILE, hard=local.NOFILE), Ulimit(name="core", soft=0, hard=0)],
+                     Ulimit(name="nofile", soft=runs.NOFILE, hard=runs.NOFILE), Ulimit(name="core", soft=0, hard=0)],
             labels={LABEL: "1", OWNER_LABEL: str(os.getpid()), "hrmcode.worker": str(uid)},
             log_config=LogConfig(type="none"),
             hostname="sandbox", init=True,
@@ -277,7 +276,7 @@ class DockerSandbox:
                 container.remove(force=True)
 
     def _supervise(self, container, limits: Limits) -> tuple[Finished, bool]:
-        caps = {1: _Capped(limits.output_bytes), 2: _Capped(limits.output_bytes)}
+        caps = {1: CappedOutput(limits.output_bytes), 2: CappedOutput(limits.output_bytes)}
         sock = container.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})
         raw = getattr(sock, "_sock", sock)
         start = time.monotonic()

@@ -28,12 +28,6 @@ JAVA_JARS = {
     "assertj": "/usr/share/java/assertj-core.jar",
 }
 DEBIAN_CARGO_REGISTRY = "/usr/share/cargo/registry"
-# The npm packages of the JavaScript route: jest as package.json asks for (^29.7.0) plus the pins of
-# Aider's benchmark Dockerfile (polyglot.md §3). Installed once by scripts/setup-toolchains.sh.
-NPM_PACKAGES = (
-    "jest@29.7.0", "babel-jest@29.6.4", "@babel/core@7.25.2", "@exercism/babel-preset-javascript@0.2.1",
-    "core-js@3.37.1", "@types/jest@29.5.12", "@types/node@20.12.12",
-)
 
 
 def cache_root() -> Path:
@@ -46,13 +40,26 @@ def node_modules_dir() -> Path:
     return cache_root() / "toolchains" / "npm" / "node_modules"
 
 
-def _first_line(argv: list[str]) -> str | None:
+def first_line(argv: list[str]) -> str | None:
+    """First line of what ``argv`` prints when it succeeds, else None."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return None
     text = (proc.stdout or proc.stderr).strip()
     return text.splitlines()[0] if proc.returncode == 0 and text else None
+
+
+def tool_version(argv: list[str]) -> str | None:
+    """First line of ``argv``'s version output whatever its exit status, or None when the tool is missing."""
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (proc.stdout or proc.stderr).strip().splitlines()
+    return text[0] if text else "unknown version"
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,7 @@ def go_root() -> Path | None:
         if (candidate / "bin" / "go").exists():
             return candidate
     if shutil.which("go"):
-        root = _first_line(["go", "env", "GOROOT"])
+        root = first_line(["go", "env", "GOROOT"])
         if root and (Path(root) / "bin" / "go").exists():
             return Path(root)
     return None
@@ -119,7 +126,7 @@ def go_version() -> str | None:
     if root is None:
         return None
     version = (root / "VERSION").read_text().split()[0] if (root / "VERSION").exists() else None
-    return version or _first_line([str(root / "bin" / "go"), "version"])
+    return version or first_line([str(root / "bin" / "go"), "version"])
 
 
 @functools.cache
@@ -128,7 +135,7 @@ def rust_sysroot() -> Path | None:
     rustc = shutil.which("rustc") or (str(Path.home() / ".cargo/bin/rustc") if (Path.home() / ".cargo/bin/rustc").exists() else None)
     if rustc is None:
         return None
-    root = _first_line([rustc, "--print", "sysroot"])
+    root = first_line([rustc, "--print", "sysroot"])
     if root and (Path(root) / "bin" / "cargo").exists():
         return Path(root)
     return None

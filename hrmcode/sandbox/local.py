@@ -8,9 +8,10 @@ filesystem is a fresh tmpfs holding only: ``/usr`` (read-only), a handful of ``/
 toolchains need (no ``/etc/shadow``; a generated ``/etc/passwd``), the toolchains under
 ``/opt/hrmcode`` (read-only), ``/work`` (the private work dir), ``/tmp`` and ``/cache/go``. On the
 host the work dir, ``/tmp`` and the Go cache's writable layer live in one tmpfs mounted per run with
-a size of ``Limits.disk_mb``, so a disk-filling program fills only that; the Go build cache is an
-overlay whose lower layer is a read-only seed built from trusted input (see ``toolchains``), so what
-one run writes there is gone when it ends and cannot change another run's verdict.
+a size of ``Limits.disk_mb`` (``runs.run_dir``, as for the docker backend), so a disk-filling
+program fills only that; the Go build cache is an overlay whose lower layer is a read-only seed
+built from trusted input (see ``toolchains``), so what one run writes there is gone when it ends
+and cannot change another run's verdict.
 
 Run as a normal user, bwrap makes a user namespace instead: the command keeps the caller's uid (no
 per-worker uids; RLIMIT_NPROC is set to the caller's current process count plus
@@ -27,44 +28,25 @@ shares between parallel runs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import os
-import re
 import shutil
-import signal
 import sys
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from hrmcode.errors import SandboxError, ToolchainMissing
+from hrmcode.errors import ToolchainMissing
 from hrmcode.sandbox import _fs, _seccomp, hostpaths
 from hrmcode.sandbox._proc import supervise
 from hrmcode.sandbox.base import ExecResult, Limits
+from hrmcode.sandbox.runs import (NOFILE, UID_SLOTS, RunDir, as_argv, collect_files, interpret, is_root, pids_of,
+                                  run_dir, uid_base, uid_slot)
 
 OPT = hostpaths.SANDBOX_OPT
-UID_SLOTS = 64  # concurrent sandboxes on one host, each with its own uid
-NOFILE = 4096
-_MEMORY_PATTERNS = re.compile(
-    r"MemoryError|std::bad_alloc|out of memory|Cannot allocate memory|memory allocation of \d+ bytes failed"
-    r"|OutOfMemoryError|Could not reserve enough space|heap out of memory|failed to reserve memory|ENOMEM"
-)
 # /etc entries the toolchains read (java's config lives in /etc/java-*, /usr/bin/java goes through
 # /etc/alternatives). Everything else in the host's /etc stays invisible.
 _ETC_ALWAYS = ("/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime")
 _ETC_NETWORK = ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates", "/etc/nsswitch.conf")
-
-
-def uid_base() -> int:
-    return int(os.environ.get("HRMCODE_SANDBOX_UID_BASE", "61000"))
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
 
 
 def bwrap_path() -> str | None:
@@ -85,10 +67,6 @@ def go_seed_path() -> Path | None:
     return hostpaths.cache_root() / "toolchains" / "go-seed" / f"{version}-{install}"
 
 
-def ready_seed(seed: Path | None) -> Path | None:
-    return seed if seed is not None and (seed / ".complete").exists() else None
-
-
 @functools.cache
 def _generated_etc() -> Path:
     """A passwd/group/hosts naming the sandbox uids, so tools that look the user up find one."""
@@ -106,11 +84,19 @@ def _generated_etc() -> Path:
     for name, text in contents.items():
         path = etc / name
         if not path.exists() or path.read_text() != text:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(text)
-            tmp.chmod(0o644)
-            tmp.replace(path)
+            _write_shared(path, text.encode(), mode=0o644)
     return etc
+
+
+def _write_shared(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace a cache file that several hrmcode processes may write at the same moment: each stages
+    it under its own pid (``hrmcode.atomic``'s single ``<name>.tmp`` would let one writer's rename
+    pull the file from under another's), then renames it into place."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    if mode is not None:
+        tmp.chmod(mode)
+    tmp.replace(path)
 
 
 def toolchain_binds() -> list[str]:
@@ -162,149 +148,8 @@ def _seccomp_file() -> Path | None:
     path = hostpaths.cache_root() / "seccomp" / f"filter-{hashlib.sha256(program).hexdigest()[:16]}.bpf"
     if not path.exists() or path.read_bytes() != program:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(program)
-        tmp.replace(path)
+        _write_shared(path, program)
     return path
-
-
-UID_LOCK_DIR = Path("/run/hrmcode-sandbox")
-
-
-def uid_lock_dir() -> Path:
-    """Host-wide, not per cache root: two hrmcode installs (or $HRMCODE_CACHE values) on one host
-    draw from the same uids."""
-    try:
-        UID_LOCK_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return UID_LOCK_DIR
-    except OSError:  # no writable /run: the cache root is the best shared place left
-        fallback = hostpaths.cache_root() / "locks"
-        fallback.mkdir(parents=True, exist_ok=True)
-        return fallback
-
-
-@contextlib.contextmanager
-def uid_slot(worker: int) -> Iterator[int]:
-    """A uid no other hrmcode sandbox is using now: ``base + worker`` if free, else the next free one.
-
-    RLIMIT_NPROC counts every process of a uid, and a run ends by killing every process of its uid,
-    so two sandboxes sharing one would starve or kill each other; the flock makes uids exclusive
-    across every process on this host, whatever cache root each uses."""
-    locks = uid_lock_dir()
-    order = [(worker + i) % UID_SLOTS for i in range(UID_SLOTS)]
-    for blocking in (False, True):
-        for slot in order if not blocking else order[:1]:
-            fd = os.open(locks / f"uid-{uid_base() + slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            try:
-                yield uid_base() + slot
-            finally:
-                try:
-                    kill_uid(uid_base() + slot)
-                finally:
-                    os.close(fd)
-            return
-
-
-@dataclass
-class _RunDir:
-    root: Path
-    work: Path
-    tmp: Path | None  # host dir bound at /tmp (None: bwrap makes a size-capped tmpfs)
-    gocache: Path
-
-
-def _mounts_enabled() -> bool:
-    return is_root() and not os.environ.get("HRMCODE_SANDBOX_NO_MOUNT")
-
-
-@contextlib.contextmanager
-def run_dir(limits: Limits, uid: int, go_seed: Path | None) -> Iterator[_RunDir]:
-    """A fresh per-run directory: work dir, /tmp and Go cache, in one size-capped tmpfs when root."""
-    runs = hostpaths.cache_root() / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    root = runs / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # the pid lets `clean_stale_runs` spot leftovers
-    root.mkdir(mode=0o700)
-    mounted = False
-    try:
-        if _mounts_enabled():
-            _fs.mount("hrmcode-sandbox", root, "tmpfs", f"size={limits.disk_mb}m,mode=0700")
-            mounted = True
-            work, tmp = root / "work", root / "tmp"
-            work.mkdir()
-            tmp.mkdir()
-            os.chown(work, uid, uid)
-            os.chown(tmp, uid, uid)
-            gocache = root / "go"
-            gocache.mkdir()
-            seed = ready_seed(go_seed)
-            if seed is not None:  # copy-on-write over the trusted seed; writes land in this run's tmpfs
-                (root / "go-upper").mkdir()
-                (root / "go-work").mkdir()
-                os.chown(root / "go-upper", uid, uid)
-                _fs.mount("hrmcode-go-cache", gocache, "overlay",
-                          f"lowerdir={seed},upperdir={root / 'go-upper'},workdir={root / 'go-work'}")
-            else:
-                os.chown(gocache, uid, uid)
-            yield _RunDir(root, work, tmp, gocache)
-        else:
-            work = root / "work"
-            work.mkdir()
-            gocache = hostpaths.cache_root() / "workers" / str(uid) / "go"
-            gocache.mkdir(parents=True, exist_ok=True)
-            yield _RunDir(root, work, None, gocache)
-    finally:
-        if mounted:
-            for point in _fs.mounted_under(root):
-                _fs.unmount(point)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _pids_of(uid: int) -> list[int]:
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
-def kill_uid(uid: int, wait_s: float = 10.0) -> None:
-    """SIGKILL every process of a sandbox uid and wait until they are gone.
-
-    The PID namespace already dies with bwrap, but its teardown is asynchronous; the slot is only
-    handed to the next run (and ``run`` only returns) once nothing of this uid is left."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        pids = _pids_of(uid)
-        if not pids or time.monotonic() > deadline:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
-
-
-def clean_stale_runs() -> list[str]:
-    """Unmount and delete run dirs whose hrmcode process is gone (a crash or SIGKILL mid-run)."""
-    runs = hostpaths.cache_root() / "runs"
-    removed = []
-    for entry in sorted(runs.iterdir()) if runs.is_dir() else []:
-        pid = entry.name.split("-", 1)[0]
-        if pid.isdigit() and Path(f"/proc/{pid}").exists():
-            continue
-        for point in _fs.mounted_under(entry):
-            _fs.unmount(point)
-        shutil.rmtree(entry, ignore_errors=True)
-        removed.append(str(entry))
-    return removed
 
 
 def _prlimit_args(limits: Limits, nproc: int) -> list[str]:
@@ -313,51 +158,6 @@ def _prlimit_args(limits: Limits, nproc: int) -> list[str]:
         "/usr/bin/prlimit", f"--as={limits.memory_mb << 20}", f"--cpu={cpu}:{cpu + 1}", f"--nproc={nproc}",
         f"--fsize={limits.file_size_mb << 20}", f"--nofile={NOFILE}", "--core=0", "--",
     ]
-
-
-def _as_argv(command: list[str] | str) -> list[str]:
-    if isinstance(command, str):
-        return ["/bin/sh", "-c", command]
-    if not command:
-        raise SandboxError("empty command", "pass the program to run, e.g. ['python3', '-c', 'print(1)']")
-    return list(command)
-
-
-def interpret(finished, limits: Limits, *, signal_offset: bool) -> ExecResult:
-    """Turn a finished process into an ExecResult. ``signal_offset``: the launcher reports a child
-    killed by signal N as exit code 128+N (bubblewrap does)."""
-    code: int | None = finished.returncode
-    killed = None
-    if code is not None and code < 0:
-        killed, code = -code, None
-    elif signal_offset and code is not None and 128 < code <= 128 + 64:
-        killed, code = code - 128, None
-    stderr = finished.stderr.decode("utf-8", errors="replace")
-    # RLIMIT_AS makes allocations fail rather than killing, so each runtime reports it its own way.
-    memory = not finished.timed_out and code != 0 and bool(_MEMORY_PATTERNS.search(stderr))
-    return ExecResult(
-        exit_code=None if finished.timed_out else code,
-        stdout=finished.stdout.decode("utf-8", errors="replace"),
-        stderr=stderr,
-        wall_s=round(finished.wall_s, 4),
-        timed_out=finished.timed_out,
-        memory_exceeded=memory,
-        killed_signal=signal.SIGKILL.value if finished.timed_out else killed,
-        stdout_truncated=finished.stdout_truncated,
-        stderr_truncated=finished.stderr_truncated,
-    )
-
-
-def collect_files(result: ExecResult, root: Path, collect: list[str] | None, collect_binary: list[str] | None,
-             limits: Limits) -> None:
-    for name in collect or []:
-        text = _fs.read_back(root, name, limits.output_bytes)
-        if text is not None:
-            result.files[name] = text
-    for name in collect_binary or []:
-        data = _fs.read_back_bytes(root, name, limits.file_size_mb << 20)
-        if data is not None:
-            result.binary[name] = data
 
 
 class BubblewrapSandbox:
@@ -378,7 +178,7 @@ class BubblewrapSandbox:
     def go_seed_path(self) -> Path | None:
         return go_seed_path()
 
-    def bwrap_argv(self, argv: list[str], run: _RunDir, limits: Limits, uid: int, env: dict[str, str],
+    def bwrap_argv(self, argv: list[str], run: RunDir, limits: Limits, uid: int, env: dict[str, str],
                    seccomp_fd: int | None = None) -> list[str]:
         args = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
                 "--hostname", "sandbox", "--die-with-parent", "--new-session"]
@@ -419,7 +219,7 @@ class BubblewrapSandbox:
             nproc = limits.processes
         else:
             args.append("--")
-            nproc = len(_pids_of(uid)) + limits.processes
+            nproc = len(pids_of(uid)) + limits.processes
         return args + _prlimit_args(limits, nproc) + argv
 
     def run(
@@ -435,7 +235,7 @@ class BubblewrapSandbox:
         collect_binary: list[str] | None = None,
     ) -> ExecResult:
         limits = limits or Limits()
-        argv = _as_argv(command)
+        argv = as_argv(command)
         full_env = {**base_env(), **(env or {})}
         with contextlib.ExitStack() as stack:
             uid = stack.enter_context(uid_slot(worker)) if is_root() else os.getuid()
@@ -483,7 +283,7 @@ class UnsafeSandbox:
         import tempfile
 
         limits = limits or Limits()
-        argv = _as_argv(command)
+        argv = as_argv(command)
         cpu = int(limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1)
 
         def apply_limits() -> None:

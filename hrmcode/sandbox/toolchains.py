@@ -4,7 +4,7 @@
 is the whole exercise working tree (a polyglot ``Task``'s ``files`` ∪ ``tests.files`` with the
 candidate or reference files overlaid). Pass = the test command exits 0 within the limits.
 
-Modes (polyglot.md §3-4):
+Modes:
 
 - ``strict`` (default): every test runs. Rust ``--include-ignored``; Java ``@Disabled`` removed
   with or without arguments; JavaScript ``xtest``/``xit`` become ``test``/``it`` (Exercism's
@@ -29,7 +29,8 @@ entry is therefore impossible by construction, except in the non-root bubblewrap
 cache is a per-worker writable directory (documented in ``local.py``).
 
 Not guaranteed: that an exercise's tests are meaningful, or that dependencies Debian does not
-package exist offline (``KNOWN_UNAVAILABLE`` lists the polyglot references that need them).
+package exist offline (``hrmcode.eval.polyglot.KNOWN_UNAVAILABLE`` lists the polyglot references that
+need them).
 """
 
 from __future__ import annotations
@@ -56,25 +57,6 @@ from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
 
 LANGUAGES = ("python", "go", "rust", "java", "javascript", "cpp")
 MODES = ("strict", "aider-compat")
-
-# Polyglot references that cannot pass offline here, and why (polyglot.md §4, confirmed by
-# benchmarks/polyglot_sweep.py). Model answers cannot add dependencies (Cargo.toml and Java build
-# files are not editable), so these only matter when validating the references themselves.
-KNOWN_UNAVAILABLE = {
-    "rust/alphametics": "reference needs crates itertools 0.5 and permutohedron 0.2, not packaged in Debian",
-    "rust/decimal": "reference needs num-bigint >= 0.4.4; Debian bookworm packages 0.4.3",
-    "rust/pig-latin": "reference needs crate regex 0.2; Debian packages regex 1.x only",
-    "rust/poker": "reference needs crate counter 0.5.2, not packaged in Debian",
-    "rust/robot-name": "reference needs crate rand 0.3; Debian packages rand 0.8 only",
-    "java/hangman": "tests need io.reactivex.rxjava2:rxjava (Maven central is unreachable offline)",
-    "java/rest-api": "reference needs org.json:json (Maven central is unreachable offline)",
-    "java/mazy-mice": "tests use AssertJ's hasDimensions, missing from Debian's AssertJ 3.14",
-}
-# Unmodified stubs that already pass (polyglot.md §1): "refactor this working code" exercises and
-# go/counter, whose test file is an empty stub. Every other stub must fail its tests.
-STUBS_THAT_PASS = frozenset({
-    "go/counter", "go/ledger", "go/markdown", "java/ledger", "java/tree-building", "javascript/ledger",
-})
 
 # Per-language defaults: Aider's 180 s per test run; JVMs and rustc reserve more address space.
 DEFAULT_LIMITS = {
@@ -254,7 +236,7 @@ def _catch_main(sandbox: Sandbox, catch_hpp: str, std: str, worker: int) -> byte
 
 @functools.cache
 def _cxx_version() -> str:
-    return hostpaths._first_line(["g++", "--version"]) or "g++"
+    return hostpaths.first_line(["g++", "--version"]) or "g++"
 
 
 def missing_toolchain(language: str) -> tuple[str, str] | None:

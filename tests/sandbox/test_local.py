@@ -7,7 +7,7 @@ import os
 import pytest
 
 from hrmcode.errors import InputError, ToolchainMissing, UsageError
-from hrmcode.sandbox import get_sandbox, local, run_many
+from hrmcode.sandbox import get_sandbox, local, run_many, runs
 from hrmcode.sandbox.base import Limits
 
 
@@ -69,16 +69,16 @@ def test_parallel_workers_get_distinct_uids(local_sandbox):
     assert all(r.ok for r in results)
     if os.geteuid() == 0:
         uids = {int(r.stdout) for r in results}
-        assert len(uids) >= 2 and all(uid >= local.uid_base() for uid in uids)
+        assert len(uids) >= 2 and all(uid >= runs.uid_base() for uid in uids)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids exist only when hrmcode runs as root")
 def test_uid_slots_are_exclusive_across_cache_roots(tmp_path, monkeypatch):
     # Two installs with different $HRMCODE_CACHE must not share a uid: a run ends by killing its uid.
     monkeypatch.setenv("HRMCODE_CACHE", str(tmp_path / "first"))
-    with local.uid_slot(0) as first:
+    with runs.uid_slot(0) as first:
         monkeypatch.setenv("HRMCODE_CACHE", str(tmp_path / "second"))
-        with local.uid_slot(0) as second:
+        with runs.uid_slot(0) as second:
             assert first != second
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from hrmcode.errors import UsageError
+from hrmcode.eval.polyglot import KNOWN_UNAVAILABLE, STUBS_THAT_PASS
 from hrmcode.sandbox import _seccomp, toolchains
-from hrmcode.sandbox.toolchains import KNOWN_UNAVAILABLE, STUBS_THAT_PASS, run_tests, unskip
+from hrmcode.sandbox.toolchains import run_tests, unskip
 
 JAVA = """class T {
     @Test
