@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from hrmcode.cli._common import examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
+from hrmcode.cli._options import library_options, with_options
+from hrmcode.serve.settings import ServeSettings
+
+# What the server allows a request and a connection, generated from the library's ServeSettings.
+LIMITS = library_options(ServeSettings)
 
 EPILOG = examples_epilog(
     "hrmcode serve toy-examples",
     "hrmcode serve toy-examples-int8 --port 8080 --max-concurrency 2",
     "HRMCODE_API_KEY=secret hrmcode serve runs/a --host 0.0.0.0",
-    "hrmcode serve runs/a --device cuda --max-tokens-cap 2048",
+    "hrmcode serve runs/a --device cuda --max-tokens-cap 2048 --max-request-tokens 32768",
     "hrmcode eval humaneval --model openai:http://127.0.0.1:8000/v1",
 )
 
@@ -23,6 +28,8 @@ def register(app: typer.Typer) -> None:
                  help="Serve a model or quantized-model artifact over the OpenAI API (/v1/completions, "
                       "/v1/chat/completions, /v1/models, /health) until interrupted.")
     @handle_errors
+    @with_options(LIMITS, order=("checkpoint", "host", "port", "api_key", "model_name", "device", "chat_level",
+                                 *(limit.name for limit in LIMITS)))
     def serve_command(
         ctx: typer.Context,
         checkpoint: Annotated[str, typer.Argument(
@@ -32,33 +39,22 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: pick a free one).")] = 8000,
         api_key: Annotated[Optional[str], typer.Option(
             "--api-key", envvar="HRMCODE_API_KEY", show_envvar=True,
-            help="Require 'Authorization: Bearer KEY' on /v1 (default: no key).")] = None,
+            help="Require 'Authorization: Bearer KEY' on /v1 (default: no key). Given on the command line, the key "
+                 "is visible to every user of this machine (ps, /proc): set HRMCODE_API_KEY instead.")] = None,
         model_name: Annotated[Optional[str], typer.Option(
             "--model-name", help="The model id clients send (default: the artifact's name).")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, or cuda.")] = "cpu",
         chat_level: Annotated[str, typer.Option(
             "--chat-level", help="Level token chat prompts start with: solve, plan, edit, tool, coord, or none.")
         ] = "solve",
-        max_tokens_cap: Annotated[int, typer.Option(
-            "--max-tokens-cap", min=1, help="Largest max_tokens a request may ask for (tokens); more is a 400.")] = 1024,
-        default_max_tokens: Annotated[int, typer.Option(
-            "--default-max-tokens", min=1, help="max_tokens when a request gives none (tokens; capped).")] = 256,
-        max_concurrency: Annotated[int, typer.Option(
-            "--max-concurrency", min=1, help="Generations running at once (each in its own thread).")] = 1,
-        max_queue: Annotated[int, typer.Option(
-            "--max-queue", min=0, help="Requests waiting for a slot; beyond that a request gets 429.")] = 8,
-        max_body_bytes: Annotated[int, typer.Option(
-            "--max-body-bytes", min=1024, help="Largest request body (bytes); more is a 413.")] = 1 << 20,
         threads: Annotated[Optional[int], typer.Option(
             "--threads", min=1, help="CPU threads for generation (default: the core count). An int8 model's "
                                      "matmuls run on hrmcode's kernels with these threads; PyTorch keeps one.")] = None,
+        **limits: Any,
     ) -> None:
-        from hrmcode.serve.app import ServeSettings
-        from hrmcode.serve.server import checkpoint_app, serve
+        from hrmcode.serve.server import checkpoint_app, serve  # FastAPI and uvicorn: loaded only to serve
 
-        settings = ServeSettings(api_key=api_key or None, max_body_bytes=max_body_bytes,
-                                 max_tokens_cap=max_tokens_cap, default_max_tokens=default_max_tokens,
-                                 max_concurrency=max_concurrency, max_queue=max_queue)
+        settings = ServeSettings(api_key=api_key or None, **limits)
         app_ = checkpoint_app(checkpoint, settings, workspace=workspace(ctx), device=device, model_name=model_name,
                               chat_level=None if chat_level == "none" else chat_level, threads=threads)
         serve(app_, host=host, port=port, settings=settings)

@@ -31,7 +31,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from hrmcode.artifacts import MANIFEST, load_artifact
 from hrmcode.errors import ArtifactError, CheckpointError, HrmcodeError, UsageError
 from hrmcode.reporting import reporter
-from hrmcode.serve.app import ServeSettings, create_app
+from hrmcode.serve.app import create_app
+from hrmcode.serve.settings import ServeSettings
 
 
 def is_loopback(host: str) -> bool:

@@ -1,0 +1,35 @@
+"""``ServeSettings``: what one server allows a request and a connection.
+
+Declared once here, with help text and ranges (``hrmcode.options.option``), and read by the app
+(``hrmcode.serve.app``), the server (``hrmcode.serve.server``) and the ``hrmcode serve`` options,
+which are generated from these fields. This module imports neither FastAPI nor uvicorn, so the
+command line can read it without loading the server. Nothing here checks values; the command
+line checks the ranges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hrmcode.options import option
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What one server allows a request and a connection (the ``hrmcode serve`` options)."""
+
+    api_key: str | None = None
+    max_tokens_cap: int = option(1024, "Largest max_tokens a request may ask for (tokens); more is a 400.", min=1)
+    default_max_tokens: int = option(256, "max_tokens when a request gives none (tokens; capped).", min=1)
+    max_request_tokens: int = option(
+        16384, "Most tokens one request may ask to generate: prompts x n x max_tokens; more is a 400. The "
+               "default lets one prompt ask for n=16 at a max_tokens of 1024.", min=1)
+    max_concurrency: int = option(1, "Generations running at once (each in its own thread).", min=1)
+    max_queue: int = option(8, "Requests waiting for a slot; beyond that a request gets 429.", min=0)
+    max_body_bytes: int = option(1 << 20, "Largest request body (bytes); more is a 413.", min=1024)
+    read_timeout_s: float = option(
+        30.0, "Seconds a client has to send a request's headers, and again its body; then the connection is "
+              "closed (a late body gets 408).", flags=("--read-timeout",), min=0.1)
+    idle_timeout_s: float = option(
+        5.0, "Seconds a keep-alive connection may sit idle between requests before it is closed.",
+        flags=("--idle-timeout",), min=0.1)
