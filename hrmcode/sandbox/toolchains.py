@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from hrmcode.atomic import atomic_open
 from hrmcode.errors import SandboxError, ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import hostpaths
@@ -225,10 +226,9 @@ def _catch_main(sandbox: Sandbox, catch_hpp: str, std: str, worker: int) -> byte
             if not result.ok or "main.o" not in result.binary:
                 raise SandboxError(f"compiling the Catch2 main failed (exit {result.exit_code}): "
                                    f"{result.stderr.strip()[-300:]}", "run `hrmcode sandbox doctor`")
-            staging = target.with_suffix(f".{os.getpid()}.tmp")
-            staging.write_bytes(result.binary["main.o"])
-            staging.chmod(0o444)
-            staging.rename(target)
+            with atomic_open(target, "wb") as fh:  # one writer: this key's lock is held
+                fh.write(result.binary["main.o"])
+                os.fchmod(fh.fileno(), 0o444)
         return target.read_bytes()
     finally:
         os.close(fd)
