@@ -22,6 +22,9 @@ What each backend guarantees:
 - ``unsafe`` (only with ``unsafe_no_sandbox=True`` when bwrap is missing): a plain subprocess with
   rlimits and a timeout on its process group. It isolates nothing.
 
+Both isolating backends share their plumbing (uid slots, run directories, killing a uid's
+processes, reading results) through ``runs.py``, which states what that plumbing guarantees.
+
 Not guaranteed by any backend: defence against kernel or container-runtime exploits, exact
 memory accounting across processes (local), identical timings under load, or that a test suite
 is itself correct.

@@ -7,7 +7,9 @@ local sandbox (and so builds the one-time caches if they are missing). Each row 
 
 from __future__ import annotations
 
-from hrmcode.sandbox import backend_status, hostpaths, local, toolchains
+from hrmcode.errors import HrmcodeError
+from hrmcode.sandbox import backend_status, get_sandbox, hostpaths, local, toolchains
+from hrmcode.sandbox.base import Sandbox
 
 SETUP = "scripts/setup-toolchains.sh"
 
@@ -70,13 +72,10 @@ def diagnose(smoke: bool = False) -> list[dict]:
     return rows + smoke_rows
 
 
-def smoke_test(sandbox=None) -> list[dict]:
+def smoke_test(sandbox: Sandbox | None = None) -> list[dict]:
     """Run one tiny exercise per toolchain through ``run_tests`` (strict mode). Locally, languages
     whose toolchain is missing are left out (the doctor's toolchain rows name them); a docker
     sandbox brings every toolchain, so every language runs."""
-    from hrmcode.errors import HrmcodeError
-    from hrmcode.sandbox import get_sandbox
-
     sandbox = sandbox or get_sandbox("local")
     rows = []
     for language, files in SMOKE.items():

@@ -8,7 +8,7 @@ import pytest
 
 from hrmcode.data.schema import Task
 from hrmcode.errors import InputError, SourceUnavailable, UsageError
-from hrmcode.eval.backends import Generation, OpenAIBackend, Request, SamplesBackend, make_backend
+from hrmcode.eval.backends import Generation, OpenAIBackend, Reply, Request, SamplesBackend, make_backend
 from hrmcode.eval.extract import humaneval_completion, last_code_block
 from hrmcode.eval.humaneval import builtin_tasks
 from tests.eval.fake_openai import FakeOpenAI
@@ -114,6 +114,22 @@ def test_model_spec_errors():
         make_backend("gpt4")
     with pytest.raises(UsageError, match="--model-name"):
         make_backend("openai:http://127.0.0.1:1/v1")
+
+
+def test_oracle_and_stub_take_their_answers_from_the_asking_benchmark():
+    class Key:
+        def reference_answer(self, request):
+            return Reply(text=f"reference for {request.task.id}", raw=True)
+
+        def stub_answer(self, request):
+            return Reply(text="stub", raw=True)
+
+    asked = Request(bench="any", task=TASK, messages=[], n=2, answer_key=Key())
+    assert [r.text for r in make_backend("oracle").complete(asked)] == [f"reference for {TASK.id}"] * 2
+    assert [r.text for r in make_backend("stub").complete(asked)] == ["stub", "stub"]
+    for spec in ("oracle", "stub"):
+        with pytest.raises(UsageError, match=f"--model {spec} cannot answer"):
+            make_backend(spec).complete(Request(bench="any", task=TASK, messages=[]))
 
 
 def test_samples_file_errors(tmp_path):
