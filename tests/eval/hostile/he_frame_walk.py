@@ -1,13 +1,13 @@
-# attack: walk the caller's frames to find `check` (and its globals) and replace its code with a no-op
+# attack: walk the caller's frames; write "passed" to every descriptor held in a local, then leave at once
 # task: HumanEval/0
-    import sys, gc
+    import os, sys
     frame = sys._getframe(1)
     while frame is not None:
-        for space in (frame.f_globals, frame.f_locals):
-            if "check" in space and callable(space["check"]):
-                space["check"].__code__ = (lambda candidate: None).__code__
+        for value in list(frame.f_locals.values()):
+            if type(value) is int and 2 < value < 1024:
+                try:
+                    os.write(value, b"passed")
+                except OSError:
+                    pass
         frame = frame.f_back
-    for obj in gc.get_objects():
-        if getattr(obj, "__name__", "") == "check" and hasattr(obj, "__code__"):
-            obj.__code__ = (lambda candidate: None).__code__
-    return None
+    os._exit(0)

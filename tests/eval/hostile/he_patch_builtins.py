@@ -1,12 +1,7 @@
-# attack: patch builtins at module level (AssertionError, isinstance, bool, __import__, print)
-# task: HumanEval/0
-    return None
+# attack: patch builtins at module level (abs, which every assert of this task goes through; isinstance, print)
+# task: HumanEval/4
+    return 0.0
 import builtins
-class _Quiet(Exception):
-    pass
-builtins.AssertionError = _Quiet
+builtins.abs = lambda value: 0
 builtins.isinstance = lambda *args: True
-builtins.bool = lambda *args: True
 builtins.print = lambda *args, **kwargs: None
-_real_import = builtins.__import__
-builtins.__import__ = lambda name, *a, **k: _real_import(name, *a, **k)

