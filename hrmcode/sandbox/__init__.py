@@ -39,7 +39,9 @@ from typing import TypeVar
 
 from hrmcode.errors import ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
+from hrmcode.sandbox import docker_backend, local, runs
 from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
+from hrmcode.sandbox.hostpaths import tool_version
 
 __all__ = ["ExecResult", "Limits", "Sandbox", "get_sandbox", "backend_status", "run_many", "BACKENDS"]
 
@@ -51,8 +53,6 @@ def get_sandbox(backend: str = "local", unsafe_no_sandbox: bool = False) -> Sand
     """The backend named ``backend``. Missing bwrap is a ``ToolchainMissing`` unless
     ``unsafe_no_sandbox``, which falls back to a plain subprocess and says so on stderr."""
     if backend == "local":
-        from hrmcode.sandbox import local
-
         if local.bwrap_path() is None:
             if not unsafe_no_sandbox:
                 raise ToolchainMissing(
@@ -64,17 +64,12 @@ def get_sandbox(backend: str = "local", unsafe_no_sandbox: bool = False) -> Sand
             return local.UnsafeSandbox()
         return local.BubblewrapSandbox()
     if backend == "docker":
-        from hrmcode.sandbox import docker_backend
-
         return docker_backend.DockerSandbox()
     raise UsageError(f"unknown sandbox backend {backend!r}", f"choose one of: {', '.join(BACKENDS)}")
 
 
 def backend_status() -> dict[str, str]:
     """One line per backend: ``ok (...)`` or ``unavailable: <why>``. Read-only, bounded probes."""
-    from hrmcode.sandbox import docker_backend, local, runs
-    from hrmcode.sandbox.hostpaths import tool_version
-
     status: dict[str, str] = {}
     if local.bwrap_path() is None:
         status["local"] = "unavailable: bwrap not installed (apt-get install bubblewrap)"
