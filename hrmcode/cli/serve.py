@@ -52,9 +52,16 @@ def register(app: typer.Typer) -> None:
                                      "matmuls run on hrmcode's kernels with these threads; PyTorch keeps one.")] = None,
         **limits: Any,
     ) -> None:
-        from hrmcode.serve.server import checkpoint_app, serve  # FastAPI and uvicorn: loaded only to serve
+        from hrmcode.serve.server import checkpoint_app, listen, serve  # FastAPI and uvicorn: loaded only to serve
 
         settings = ServeSettings(api_key=api_key or None, **limits)
-        app_ = checkpoint_app(checkpoint, settings, workspace=workspace(ctx), device=device, model_name=model_name,
-                              chat_level=None if chat_level == "none" else chat_level, threads=threads)
-        serve(app_, host=host, port=port, settings=settings)
+        sockets = listen(host, port)  # before the model loads: a busy port is reported at once
+        try:
+            app_ = checkpoint_app(checkpoint, settings, workspace=workspace(ctx), device=device,
+                                  model_name=model_name, chat_level=None if chat_level == "none" else chat_level,
+                                  threads=threads)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        serve(app_, host=host, port=port, settings=settings, sockets=sockets)

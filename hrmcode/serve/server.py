@@ -167,15 +167,16 @@ def listen(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-def serve(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None) -> None:
-    """Serve ``app`` until interrupted."""
+def serve(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
+          sockets: list[socket.socket] | None = None) -> None:
+    """Serve ``app`` until interrupted, on ``sockets`` (from ``listen(host, port)``: bind before loading a
+    model, so a busy port is reported at once) or on new ones."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a TCP port", "use 1-65535 (0 picks a free one)")
     if not is_loopback(host) and (settings is None or settings.api_key is None):
         reporter().warn(f"serving on {host} without an API key: anyone who can reach this port can use the model "
                         "(set HRMCODE_API_KEY)")
-    sockets = listen(host, port)
-    uvicorn.Server(_config(app)).run(sockets=sockets)
+    uvicorn.Server(_config(app)).run(sockets=sockets or listen(host, port))
 
 
 @contextlib.contextmanager

@@ -10,28 +10,9 @@ import time
 import httpx
 import pytest
 
-from hrmcode.serve.app import ServeSettings, create_app
-from hrmcode.serve.server import background_server
 from tests.serve.fakes import FakeEngine
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def serve():
-    """``serve(engine, **settings)`` -> base URL of a server on 127.0.0.1 for the test's duration."""
-    stack = []
-
-    def start(engine=None, **settings):
-        engine = engine or FakeEngine()
-        ctx = background_server(create_app(engine, ServeSettings(**settings)))
-        url = ctx.__enter__()
-        stack.append(ctx)
-        return url
-
-    yield start
-    for ctx in reversed(stack):
-        ctx.__exit__(None, None, None)
 
 
 def sse_events(text: str) -> list:

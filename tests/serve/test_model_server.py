@@ -93,3 +93,17 @@ def test_tool_messages_are_refused(server):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="model", messages=[{"role": "tool", "content": "x",
                                                                  "tool_call_id": "1"}])
+
+
+def test_seeds_out_of_range_are_a_400_and_the_ends_of_the_range_generate(tiny, server):
+    """The model's torch generator takes the whole accepted range (seed + i for n choices), nothing more."""
+    with httpx.Client(base_url=server, headers=AUTH) as client:
+        refused = client.post("/v1/completions", json={"model": "model", "prompt": "x", "seed": 2**70})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "seed"
+        for seed in (2**63 - 1, -(2**63)):
+            request = {"model": "model", "prompt": "def f(x):", "max_tokens": 4, "temperature": 1.0, "n": 16,
+                       "seed": seed}
+            reply = client.post("/v1/completions", json=request)
+            assert reply.status_code == 200, reply.text  # on the same keep-alive connection as the 400
+            expected = library(tiny, "def f(x):", max_new_tokens=4, temperature=1.0, seed=seed + 15)
+            assert reply.json()["choices"][15]["text"] == expected.text
