@@ -252,7 +252,7 @@ class DockerSandbox:
                        has_stdin: bool) -> tuple[Finished, bool]:
         from docker.types import LogConfig, Mount, Ulimit
 
-        cpu = int(limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1)
+        cpu = runs.cpu_seconds(limits)
         mounts = [Mount("/work", str(run.work), type="bind"), Mount("/cache/go", str(run.gocache), type="bind")]
         if has_stdin:
             mounts.append(Mount("/.hrmcode/stdin", str(run.root / "stdin"), type="bind", read_only=True))

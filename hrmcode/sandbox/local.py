@@ -39,8 +39,8 @@ from hrmcode.errors import ToolchainMissing
 from hrmcode.sandbox import _fs, _seccomp, hostpaths
 from hrmcode.sandbox._proc import supervise
 from hrmcode.sandbox.base import ExecResult, Limits
-from hrmcode.sandbox.runs import (NOFILE, UID_SLOTS, RunDir, as_argv, collect_files, interpret, is_root, pids_of,
-                                  run_dir, uid_base, uid_slot)
+from hrmcode.sandbox.runs import (NOFILE, UID_SLOTS, RunDir, as_argv, collect_files, cpu_seconds, interpret, is_root,
+                                  pids_of, run_dir, uid_base, uid_slot)
 
 OPT = hostpaths.SANDBOX_OPT
 # /etc entries the toolchains read (java's config lives in /etc/java-*, /usr/bin/java goes through
@@ -153,7 +153,7 @@ def _seccomp_file() -> Path | None:
 
 
 def _prlimit_args(limits: Limits, nproc: int) -> list[str]:
-    cpu = int(limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1)
+    cpu = cpu_seconds(limits)
     return [
         "/usr/bin/prlimit", f"--as={limits.memory_mb << 20}", f"--cpu={cpu}:{cpu + 1}", f"--nproc={nproc}",
         f"--fsize={limits.file_size_mb << 20}", f"--nofile={NOFILE}", "--core=0", "--",
@@ -284,7 +284,7 @@ class UnsafeSandbox:
 
         limits = limits or Limits()
         argv = as_argv(command)
-        cpu = int(limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1)
+        cpu = cpu_seconds(limits)
 
         def apply_limits() -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20,) * 2)

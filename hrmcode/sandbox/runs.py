@@ -60,6 +60,11 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+def cpu_seconds(limits: Limits) -> int:
+    """RLIMIT_CPU's soft limit for a run: ``Limits.cpu_s``, by default one second past the wall timeout."""
+    return int(limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1)
+
+
 def as_argv(command: list[str] | str) -> list[str]:
     """An argv list: a string runs under ``/bin/sh -c``; an empty list is refused."""
     if isinstance(command, str):
