@@ -21,6 +21,7 @@ eval_app = typer.Typer(
 )
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per program / test (default 3 for HumanEval, 6 for LiveCodeBench).")]
+VerdictModeOpt = Annotated[str, typer.Option("--mode", help="parity (the official harness's semantics) or strict (also fail lying subclasses; LiveCodeBench: True is not 1). Default parity.")]
 
 # The options every benchmark shares, generated from EvalConfig; --model, --model-name and --tasks
 # come first in --help, then the benchmark's own options, then the rest.
@@ -114,10 +115,11 @@ def register(app: typer.Typer) -> None:
         batch: Annotated[Optional[int], typer.Option(
             "--batch", min=1,
             help="Tasks whose programs share one sandbox launch (default: tasks / (2 x --jobs), at most 64).")] = None,
+        mode: VerdictModeOpt = "parity",
         **shared: Any,
     ) -> None:
         config = _config(ctx, shared)
-        result = eval_humaneval(config, n=n, ks=k, timeout_s=timeout, isolate=isolate, batch=batch)
+        result = eval_humaneval(config, n=n, ks=k, timeout_s=timeout, isolate=isolate, batch=batch, mode=mode)
         _finish(result, config.fail_under, _render_pass_at_k)
 
     @eval_app.command("livecodebench", help="LiveCodeBench: stdin/functional problems run for real in the sandbox; pass@1, pass@5.",
@@ -136,10 +138,12 @@ def register(app: typer.Typer) -> None:
         timeout: TimeoutOpt = 6.0,
         since: Annotated[Optional[str], typer.Option("--since", help="Only problems with contest_date >= this day (YYYY-MM-DD).")] = None,
         until: Annotated[Optional[str], typer.Option("--until", help="Only problems with contest_date <= this day (YYYY-MM-DD).")] = None,
+        mode: VerdictModeOpt = "parity",
         **shared: Any,
     ) -> None:
         config = _config(ctx, shared)
-        result = eval_livecodebench(config, n=n, ks=k, comparator=comparator, timeout_s=timeout, since=since, until=until)
+        result = eval_livecodebench(config, n=n, ks=k, comparator=comparator, timeout_s=timeout, since=since, until=until,
+                                    mode=mode)
         _finish(result, config.fail_under, _render_pass_at_k)
 
     @eval_app.command("compare", help="List the cases that regressed and improved from RUN_A to RUN_B.",

@@ -112,8 +112,24 @@ def _parse_ks(ks: str | list[int]) -> list[int]:
 MAX_AUTO_BATCH = 64  # tasks per sandbox launch when --batch is not given
 
 
+def _verdict_mode(mode: str) -> str:
+    from hrmcode.eval.humaneval import MODES
+
+    if mode not in MODES:
+        raise UsageError(f"unknown --mode '{mode}'", f"choose one of: {', '.join(MODES)}")
+    return mode
+
+
+def _samples_per_task(tasks: list[Task], backend: Any, n: int) -> int | list[int]:
+    """What run.json records as n: a samples file's own counts (one number when they agree)."""
+    if not isinstance(backend, SamplesBackend):
+        return n
+    counts = sorted({backend.available(task) for task in tasks})
+    return counts[0] if len(counts) == 1 else counts
+
+
 def eval_humaneval(config: EvalConfig, *, n: int = 1, ks: str | list[int] = "1,10", timeout_s: float = 3.0,
-                   isolate: bool = False, batch: int | None = None) -> RunResult:
+                   isolate: bool = False, batch: int | None = None, mode: str = "parity") -> RunResult:
     from hrmcode.eval.humaneval import HumanEval, builtin_tasks
 
     if n < 1:
@@ -124,15 +140,18 @@ def eval_humaneval(config: EvalConfig, *, n: int = 1, ks: str | list[int] = "1,1
     if batch is None:
         # Two batches per worker: few sandbox launches, while a slow batch cannot hold up the run.
         batch = max(1, min(MAX_AUTO_BATCH, math.ceil(len(tasks) / (2 * config.jobs))))
-    bench = HumanEval(backend, config.get_sandbox(), n=n, ks=_parse_ks(ks), timeout_s=timeout_s, isolate=isolate)
-    params = config.params("humaneval", n=n, ks=bench.ks, timeout_s=timeout_s, isolate=isolate, batch=batch)
+    bench = HumanEval(backend, config.get_sandbox(), n=n, ks=_parse_ks(ks), timeout_s=timeout_s, isolate=isolate,
+                      mode=_verdict_mode(mode))
+    params = config.params("humaneval", n=_samples_per_task(tasks, backend, n), ks=bench.ks, timeout_s=timeout_s,
+                           isolate=isolate, batch=batch, mode=mode)
     return run_benchmark(bench, tasks, _options(config, params, artifact, batch))
 
 
 def eval_livecodebench(config: EvalConfig, *, n: int = 1, ks: str | list[int] = "1,5", comparator: str = "lcb-exact",
-                       timeout_s: float = 6.0, since: str | None = None, until: str | None = None) -> RunResult:
+                       timeout_s: float = 6.0, since: str | None = None, until: str | None = None,
+                       mode: str = "parity") -> RunResult:
     from hrmcode.eval.drivers.lcb_compare import COMPARATORS
-    from hrmcode.eval.livecodebench import LiveCodeBench, in_window
+    from hrmcode.eval.livecodebench import LiveCodeBench, in_window, window_of
 
     if comparator not in COMPARATORS:
         raise UsageError(f"unknown --comparator '{comparator}'", f"choose one of: {', '.join(COMPARATORS)}")
@@ -143,13 +162,13 @@ def eval_livecodebench(config: EvalConfig, *, n: int = 1, ks: str | list[int] = 
     tasks = [t for t in tasks if t.kind in ("stdin", "functional") and t.tests.cases and in_window(t, since, until)]
     backend = config.backend()
     tasks = _limit(_only_sampled(tasks, backend), config.limit)
-    fetched = artifact.params if artifact is not None else {}
-    window = {"release": fetched.get("release"), "since": since or fetched.get("since"), "until": until or fetched.get("until")}
+    window = window_of(artifact.params if artifact is not None else {}, since, until)
     bench = LiveCodeBench(backend, config.get_sandbox(), n=n, ks=_parse_ks(ks), comparator=comparator,
-                          timeout_s=timeout_s, window=window)
-    params = config.params("livecodebench", n=n, ks=bench.ks, comparator=comparator, timeout_s=timeout_s,
-                           since=since, until=until)
-    return run_benchmark(bench, tasks, _options(config, params, artifact, 1))
+                          timeout_s=timeout_s, window=window, mode=_verdict_mode(mode))
+    batch = max(1, min(MAX_AUTO_BATCH, math.ceil(len(tasks) / (2 * config.jobs))))
+    params = config.params("livecodebench", n=_samples_per_task(tasks, backend, n), ks=bench.ks, comparator=comparator,
+                           timeout_s=timeout_s, since=since, until=until, mode=mode, batch=batch)
+    return run_benchmark(bench, tasks, _options(config, params, artifact, batch))
 
 
 def _options(config: EvalConfig, params: dict, artifact: Any, batch: int) -> RunOptions:

@@ -89,3 +89,19 @@ def test_oracle_scores_164_of_164_through_the_cli(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["cases"] == 164 and payload["solved"] == 164 and payload["pass@1"] == 1.0
+
+
+def test_strict_mode_fails_a_subclass_that_overrides_equality_parity_grades_its_value(sandbox):
+    task = next(t for t in builtin_tasks() if t.metadata["task_id"] == "HumanEval/8")  # sum_product -> tuple
+    completion = ("    class Pair(tuple):\n        def __eq__(self, other):\n            return True\n"
+                  "        __hash__ = tuple.__hash__\n"
+                  "    total, product = 0, 1\n    for n in numbers:\n        total, product = total + n, product * n\n"
+                  "    return Pair((total, product))\n")
+    lying = completion.replace("(total, product))", "(total + 1, product))")
+    verdicts = {}
+    for mode in ("parity", "strict"):
+        bench = HumanEval(OracleBackend(), sandbox, mode=mode)
+        verdicts[mode], _ = bench.run_samples([(task, completion), (task, lying)], worker=0)
+        assert bench.summarize([], [])["mode"] == mode
+    assert verdicts["parity"][0] == "passed" and verdicts["parity"][1] != "passed"  # the honest value crosses
+    assert verdicts["strict"] == ["failed: the candidate returned a Pair (subclass of tuple overriding __eq__)"] * 2

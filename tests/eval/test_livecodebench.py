@@ -82,3 +82,38 @@ def test_cli_pass_at_1_and_5_with_window(cli, tmp_path):
     assert summary["pass@1"] == pytest.approx(0.2) and summary["pass@5"] == pytest.approx(1.0)
     assert summary["release"] == "v6" and summary["since"] == "2024-01-01"
     assert summary["contest_dates"] == ["2024-02-11", "2024-06-30"]
+
+
+def test_functional_answer_with_a_main_block_reading_stdin_passes(sandbox):
+    """lcb_runner imports a functional answer as a module, so a trailing __main__ block never runs."""
+    task = next(t for t in load_fixture_tasks("lcb_tasks.jsonl") if t.tests.entry_point == "pairSum")
+    code = task.solution.files["solution.py"] + (
+        "\nif __name__ == '__main__':\n    import sys, json\n"
+        "    lines = sys.stdin.read().split('\\n')\n    print(Solution().pairSum(json.loads(lines[0]), int(lines[1])))\n")
+    graded = LiveCodeBench(OracleBackend(), sandbox).grade(task, code, worker=0)
+    assert graded["passed"] and graded["results"] == [1] * len(task.tests.cases)
+
+
+def test_tolerant_equates_numbers_only_and_strict_equates_types_too():
+    assert compare_value((1, 2), [1, 2], "tolerant")  # the top-level tuple, as lcb_runner
+    assert not compare_value([(1, 2)], [[1, 2]], "tolerant") and not compare_value([(1, 2)], [[1, 2]])
+    assert compare_value([True, 2], [1, 2]) and not compare_value([True, 2], [1, 2], strict=True)
+    assert compare_value([1, 2.0], [1.0, 2.0], strict=True) and not compare_value(["1"], [1], strict=True)
+    assert compare_value({"a": [1 / 3]}, {"a": [0.3333333333]}, "tolerant", strict=True)
+
+
+def test_run_records_the_samples_graded_the_mode_and_where_the_tasks_came_from(cli, tmp_path):
+    tasks = load_fixture_tasks("lcb_tasks.jsonl")
+    params = {"source": "livecodebench", "from": ["/data/test6.jsonl"], "release": "latest", "since": None, "until": None}
+    artifact = write_tasks_artifact(tmp_path / "lcb", tasks, params)
+    samples = tmp_path / "codegen.json"
+    samples.write_text(json.dumps([{"question_id": t.metadata["question_id"],
+                                    "code_list": [t.solution.files["solution.py"]] * 6} for t in tasks]))
+    result = cli("--json", "eval", "livecodebench", "--model", f"samples:{samples}", "--tasks", artifact,
+                 "--mode", "strict", "--out", tmp_path / "run", "--unsafe-no-sandbox")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["release"] is None and summary["tasks_from"] == "/data/test6.jsonl"
+    assert summary["mode"] == "strict" and summary["samples_per_task"] == [6] and summary["samples"] == 6 * len(tasks)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())["params"]
+    assert run["n"] == 6 and run["mode"] == "strict"
