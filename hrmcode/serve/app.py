@@ -224,7 +224,7 @@ class Server:
         self.pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="hrmcode-generate")
 
     # -- checks ----------------------------------------------------------------------------
-    def require_key(self, request: Request) -> None:
+    async def require_key(self, request: Request) -> None:  # async: no worker-thread hop per request
         if self.settings.api_key is None:
             return
         header = request.headers.get("authorization", "")
