@@ -12,6 +12,9 @@ from hrmcode.artifacts import ArtifactWriter
 from hrmcode.data.schema import Task, parse_task
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# hostile/ holds attack programs the tests run in the sandbox, never tests (lcb_forge_next_test.py
+# matches pytest's *_test.py pattern and would be imported, reading stdin, at collection).
+collect_ignore = ["hostile"]
 
 
 @pytest.fixture(scope="session")
