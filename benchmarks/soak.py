@@ -19,7 +19,7 @@ Each kind of request has the outcomes it may have; anything else counts as an er
 | stream | a streamed completion, read to ``data: [DONE]`` | 200 with [DONE], or 429 |
 | gone-stream | a streamed completion of 16 choices, closed after its first event | closed by us, or 429 |
 | gone-plain | a 16-choice completion whose client gives up after 0.2 s | gave up, 200 if it was that fast, or 429 |
-| over-work | 1000 prompts x n 16 x max_tokens 1024 (the 13 KB body of issue 13) | 400 request_too_large |
+| over-work | 1000 prompts x n 16 x max_tokens 1024 (the 13 KB body of issue 13) | 400 max_request_tokens_exceeded |
 | over-body | a 2 MiB prompt | 413 |
 | bad-seed | ``seed: 2**70`` | 400 |
 | half-open | connects and sends nothing | the server closes it (after ``--read-timeout``) |
@@ -57,7 +57,7 @@ EXPECTED = {
     "stream": {"200 [DONE]", "429"},
     "gone-stream": {"closed by client", "429"},
     "gone-plain": {"client gave up", "200", "429"},
-    "over-work": {"400 request_too_large"},
+    "over-work": {"400 max_request_tokens_exceeded"},
     "over-body": {"413"},
     "bad-seed": {"400 seed"},
     "half-open": {"closed by server"},

@@ -257,7 +257,8 @@ class Server:
         if work > limit:
             raise APIError(400, f"this request asks for up to {work} tokens ({len(prompts)} prompt(s) x n {n} x "
                                 f"max_tokens {params.max_tokens}), over this server's limit of {limit} per request; "
-                                "send fewer prompts, a smaller n or a smaller max_tokens", code="request_too_large")
+                                "send fewer prompts, a smaller n or a smaller max_tokens",
+                           code="max_request_tokens_exceeded")
         jobs = []
         for p, prompt in enumerate(prompts):
             try:

@@ -56,7 +56,7 @@ def test_the_issue_body_over_the_work_cap_is_refused_before_any_work(serve):
     url = serve(engine)  # the defaults: max_tokens_cap 1024, max_request_tokens 16384
     hostile = {"model": "fake-model", "prompt": ["def f():"] * 1000, "n": 16, "max_tokens": 1024}
     assert len(json.dumps(hostile)) < 14_000  # the 13 KB body of the report
-    err = assert_error(httpx.post(f"{url}{COMPLETIONS}", json=hostile), 400, code="request_too_large")
+    err = assert_error(httpx.post(f"{url}{COMPLETIONS}", json=hostile), 400, code="max_request_tokens_exceeded")
     assert "16384000" in err["message"] and "16384" in err["message"]
     assert not engine.started.acquire(timeout=0.2)  # nothing was generated
     assert (health(url)["running"], health(url)["waiting"]) == (0, 0)
@@ -66,11 +66,12 @@ def test_the_work_cap_counts_prompts_n_and_max_tokens(serve):
     url = serve(max_request_tokens=40)
     at_cap = {"model": "fake-model", "prompt": ["a", "b"], "n": 2, "max_tokens": 10}
     assert httpx.post(f"{url}{COMPLETIONS}", json=at_cap).status_code == 200
-    assert_error(httpx.post(f"{url}{COMPLETIONS}", json={**at_cap, "max_tokens": 11}), 400, code="request_too_large")
+    assert_error(httpx.post(f"{url}{COMPLETIONS}", json={**at_cap, "max_tokens": 11}), 400,
+                 code="max_request_tokens_exceeded")
     assert_error(httpx.post(f"{url}{COMPLETIONS}", json={**at_cap, "prompt": ["a", "b", "c"]}), 400,
-                 code="request_too_large")
+                 code="max_request_tokens_exceeded")
     chat = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "n": 5, "max_tokens": 9}
-    assert_error(httpx.post(f"{url}/v1/chat/completions", json=chat), 400, code="request_too_large")
+    assert_error(httpx.post(f"{url}/v1/chat/completions", json=chat), 400, code="max_request_tokens_exceeded")
     # the default max_tokens counts too: 5 x 8 = 40 fits, 5 x 9 does not
     assert httpx.post(f"{url}/v1/chat/completions", json={**chat, "max_tokens": 8}).status_code == 200
 
