@@ -5,12 +5,27 @@ Guarantees:
   schema version, hrmcode version, creation time, command, resolved parameters, seed, every
   input artifact (path, kind, sha256 of its manifest) and every output file (name, sha256,
   bytes, record count for JSONL).
-- Non-resumable steps are staged in a hidden sibling directory and renamed into place only
-  when complete, so a failed step leaves nothing behind and never destroys an earlier
-  artifact at the same path. Resumable steps (synthesize, validate, train, eval) write in
-  place; their per-item logs let a rerun skip finished work.
+- Non-resumable steps (fetch, analyze, quantize) are staged in a hidden sibling directory and
+  renamed into place only when complete, so a failed or killed step leaves no manifest and never
+  destroys an earlier artifact at the same path. Their output path must be absent, an empty
+  directory, or an earlier artifact of the same kind holding only the files its manifest lists;
+  anything else (a user's files, a file, another kind of artifact) is refused unless the caller
+  passes ``replace=True`` (the CLI's ``--force``). Resumable steps (synthesize, validate, train,
+  eval) write in place; their per-item logs let a rerun skip finished work.
+- A write that fails because the disk is full, the directory is read-only or a path component is
+  a file raises a one-line ``OutputError`` naming the path and the cause; the staging directory is
+  removed and no manifest is written.
 - ``load_artifact`` refuses a directory without a manifest, of the wrong kind, or of an
   incompatible schema version, with a one-line error that says what to run.
+- ``Artifact.file`` refuses a file that no longer matches its manifest: its size is always
+  compared; its sha256 is computed when the file is at most ``HASH_ALWAYS_UP_TO`` bytes, or when
+  its mtime is later than the manifest's, or when the manifest's mtime is more than
+  ``MANIFEST_EDIT_SLACK_S`` after its ``created`` time (the manifest was edited). So a changed
+  byte is always caught in a small file, and in a big file when the change shows in its size or
+  mtime; a forger who edits a big file, restores its mtime and keeps its size is not caught. Each
+  file is hashed at most once per process (until its size or mtime changes). Not verified: files
+  a manifest does not list, and a consistent forgery of both a file and its manifest (a
+  downstream manifest records the input manifest's sha256 for that).
 
 Workspace layout (default ``./hrmcode-artifacts``, ``--workspace`` or ``HRMCODE_HOME``)::
 
@@ -23,18 +38,19 @@ so ``hrmcode analyze swe-smith`` finds the newest fetched SWE-smith tasks by nam
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hrmcode import __version__, atomic
-from hrmcode.errors import ArtifactError
+from hrmcode.errors import ArtifactError, UsageError, is_write_failure, output_error
 from hrmcode.jsonl import count_lines, write_jsonl
 
 MANIFEST = "manifest.json"
@@ -51,6 +67,15 @@ KINDS: dict[str, tuple[str, int]] = {
     "quantized-model": ("quantize", 1),
     "eval-run": ("eval", 1),
 }
+
+# Steps that write in place and resume (no staging, no replacement of their output directory).
+RESUMABLE_STEPS = frozenset({"synthesize", "validate", "train", "eval"})
+
+# Reading an artifact's file hashes it when it is at most this big (about 0.1 s); a bigger one is
+# hashed only when its mtime or the manifest's says it may have changed (see the module docstring).
+HASH_ALWAYS_UP_TO = 64 << 20
+# A manifest whose mtime is this much later than its ``created`` time was edited after its step.
+MANIFEST_EDIT_SLACK_S = 120
 
 # What to run to produce each kind, for error messages.
 PRODUCER_HINT = {
@@ -72,9 +97,13 @@ def workspace_root(explicit: Path | str | None = None) -> Path:
     its ``--workspace``) as ``explicit`` and never set the variable themselves.
     """
     if explicit:
-        return Path(explicit)
-    env = os.environ.get("HRMCODE_HOME")
-    return Path(env) if env else Path("hrmcode-artifacts")
+        root, origin = Path(explicit), "--workspace"
+    else:
+        env = os.environ.get("HRMCODE_HOME")
+        root, origin = (Path(env), "$HRMCODE_HOME") if env else (Path("hrmcode-artifacts"), "the default workspace")
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{origin} {root} is not a directory", "pass a directory (it is created if missing)")
+    return root
 
 
 def sha256_file(path: Path) -> str:
@@ -83,6 +112,21 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _sha256_of_version(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """sha256 of one version of a file (the key changes when the file does): each is hashed once."""
+    return sha256_file(Path(path))
+
+
+def _manifest_edited(manifest_path: Path, created: object) -> bool:
+    """Whether the manifest was written well after the ``created`` time it records (so edited later)."""
+    try:
+        made = _dt.datetime.fromisoformat(str(created)).timestamp()
+    except ValueError:
+        return True
+    return manifest_path.stat().st_mtime > made + MANIFEST_EDIT_SLACK_S
 
 
 @dataclass(frozen=True)
@@ -109,12 +153,29 @@ class Artifact:
         return self.manifest.get("stats", {})
 
     def file(self, name: str) -> Path:
+        """The path of output ``name``, after checking it against the manifest (see the module docstring)."""
         path = self.path / name
         if not path.exists():
             raise ArtifactError(
                 f"{self.path} has no {name}", f"the artifact is incomplete; {PRODUCER_HINT.get(self.kind, 'rerun its step')}"
             )
+        self._verify(name, path)
         return path
+
+    def _verify(self, name: str, path: Path) -> None:
+        entry = next((o for o in self.manifest.get("outputs", []) if o.get("name") == name), None)
+        if entry is None:
+            return
+        hint = f"it changed after its step wrote it; regenerate it: {PRODUCER_HINT.get(self.kind, 'rerun its step')}"
+        stat = path.stat()
+        if entry.get("bytes") is not None and stat.st_size != entry["bytes"]:
+            raise ArtifactError(f"{path} has {stat.st_size} bytes, its manifest records {entry['bytes']}", hint)
+        manifest_path = self.path / MANIFEST
+        if (stat.st_size <= HASH_ALWAYS_UP_TO or stat.st_mtime > manifest_path.stat().st_mtime
+                or _manifest_edited(manifest_path, self.manifest.get("created"))):
+            digest = _sha256_of_version(str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            if digest != entry.get("sha256"):
+                raise ArtifactError(f"{path} does not match the sha256 its manifest records", hint)
 
     def manifest_sha256(self) -> str:
         return sha256_file(self.path / MANIFEST)
@@ -202,15 +263,55 @@ def default_output_dir(step: str, name: str, workspace: Path | str | None, param
 
 
 def output_location(
-    step: str, name: str, out: Path | str | None, workspace: Path | str | None, params: dict | None = None
+    step: str, name: str, out: Path | str | None, workspace: Path | str | None, params: dict | None = None,
+    *, replace: bool = False,
 ) -> tuple[Path, bool]:
     """Where a step writes: ``-o DIR`` exactly, else a new workspace version.
 
-    Returns ``(directory, update_latest)``: only workspace versions move the LATEST pointer.
+    Returns ``(directory, update_latest)``: only workspace versions move the LATEST pointer. For a
+    non-resumable step, ``-o DIR`` holding anything but an earlier artifact of that step is refused
+    here, before any work, unless ``replace`` (``check_replaceable``).
     """
     if out is not None:
+        if step not in RESUMABLE_STEPS:
+            check_replaceable(Path(out), [kind for kind, (writer, _) in KINDS.items() if writer == step], replace)
         return Path(out), False
     return default_output_dir(step, name, workspace, params), True
+
+
+def _unreplaceable_reason(path: Path, kinds: Collection[str]) -> str | None:
+    """Why replacing ``path`` with a new artifact of one of ``kinds`` would destroy data, or None."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_dir():
+        return "is a file"
+    if next(path.iterdir(), None) is None:
+        return None
+    try:
+        manifest = read_manifest(path)
+    except ArtifactError:
+        return "holds files and is not an hrmcode artifact"
+    if manifest["kind"] not in kinds:
+        return f"holds a '{manifest['kind']}' artifact"
+    listed = {MANIFEST} | {str(o.get("name")) for o in manifest.get("outputs", [])}
+    for entry in path.rglob("*"):
+        relative = entry.relative_to(path).as_posix()
+        if not entry.is_dir() and relative not in listed:
+            return f"holds {relative}, which its manifest does not list"
+    return None
+
+
+def check_replaceable(path: Path, kinds: Collection[str], replace: bool = False) -> None:
+    """Refuse (``UsageError``) to write an artifact of ``kinds`` over anything but an earlier one of them.
+
+    Absent paths, empty directories and earlier artifacts of the same kind that hold only their
+    listed files may be replaced; a user's files, a file, or another kind of artifact only with
+    ``replace``.
+    """
+    reason = None if replace else _unreplaceable_reason(path, kinds)
+    if reason is not None:
+        raise UsageError(f"-o {path} {reason}; writing the {'/'.join(kinds)} artifact there would delete it",
+                         "choose another -o, or pass --force to replace it")
 
 
 def latest_in_workspace(step: str, name: str, workspace: Path | str | None = None) -> Path | None:
@@ -228,6 +329,16 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class ArtifactWriter:
@@ -249,6 +360,7 @@ class ArtifactWriter:
         command: Sequence[str] | None = None,
         resumable: bool = False,
         update_latest: bool = True,
+        replace: bool = False,
     ):
         if kind not in KINDS:
             raise ValueError(f"unknown artifact kind {kind!r}")
@@ -261,19 +373,26 @@ class ArtifactWriter:
         self.command = list(command) if command is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
         self.resumable = resumable
         self.update_latest = update_latest
+        self.replace = replace
         self._outputs: dict[str, int | None] = {}
         self._finished = False
-        if resumable:
-            self.stage = self.out_dir
-            self.stage.mkdir(parents=True, exist_ok=True)
-            # A rerun of a completed resumable step starts a new completion: drop the old marker.
-            (self.stage / MANIFEST).unlink(missing_ok=True)
-        else:
-            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-            self.stage = self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}"
-            if self.stage.exists():
-                shutil.rmtree(self.stage)
-            self.stage.mkdir()
+        self.stage = self.out_dir if resumable else self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}"
+        try:
+            if resumable:
+                self.stage.mkdir(parents=True, exist_ok=True)
+                # A rerun of a completed resumable step starts a new completion: drop the old marker.
+                (self.stage / MANIFEST).unlink(missing_ok=True)
+            else:
+                check_replaceable(self.out_dir, [kind], replace)
+                self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+                self._remove_stale_stages()
+                if self.stage.exists():
+                    shutil.rmtree(self.stage)
+                self.stage.mkdir()
+        except OSError as exc:
+            if self._writing_failed(exc):
+                raise output_error(exc, self.out_dir) from exc
+            raise
 
     # -- files ---------------------------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -338,13 +457,30 @@ class ArtifactWriter:
         return Artifact(path=self.out_dir, manifest=manifest)
 
     def _swap_into_place(self) -> None:
-        if self.out_dir.exists():
-            trash = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
-            os.replace(self.out_dir, trash)
+        # Checked again: something may have been put there while the step ran.
+        check_replaceable(self.out_dir, [self.kind], self.replace)
+        if not (self.out_dir.exists() or self.out_dir.is_symlink()):
             os.replace(self.stage, self.out_dir)
+            return
+        if self.out_dir.is_dir() and not self.out_dir.is_symlink() and atomic.exchange(self.stage, self.out_dir):
+            shutil.rmtree(self.stage, ignore_errors=True)  # now the old artifact
+            return
+        # No atomic exchange here (or a file/link to replace): a kill between the two renames leaves
+        # the old artifact in the .old- directory.
+        trash = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
+        os.replace(self.out_dir, trash)
+        os.replace(self.stage, self.out_dir)
+        if trash.is_dir() and not trash.is_symlink():
             shutil.rmtree(trash, ignore_errors=True)
         else:
-            os.replace(self.stage, self.out_dir)
+            trash.unlink()
+
+    def _remove_stale_stages(self) -> None:
+        """Staging directories of this output left by killed runs (their process is gone)."""
+        for stale in self.out_dir.parent.glob(f".{self.out_dir.name}.tmp-*"):
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
 
     def abort(self) -> None:
         if not self.resumable and self.stage.exists():
@@ -356,3 +492,12 @@ class ArtifactWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or not self._finished:
             self.abort()
+        if self._writing_failed(exc):
+            raise output_error(exc, self.out_dir) from exc
+
+    def _writing_failed(self, exc: BaseException | None) -> bool:
+        """A write failure (full, read-only...) of this output, not of some input the step was reading."""
+        if exc is None or not is_write_failure(exc):
+            return False
+        filename = getattr(exc, "filename", None)
+        return filename is None or Path(os.fsdecode(filename)).absolute().is_relative_to(self.out_dir.parent.absolute())

@@ -10,6 +10,8 @@ is fsynced before the rename. Not guaranteed: that the directory entry survives 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +61,19 @@ def replace_from(tmp: Path | str, path: Path | str) -> Path:
     """Rename a file a library wrote to ``temp_path(path)`` itself (safetensors, torch.save) into place."""
     os.replace(tmp, path)
     return Path(path)
+
+
+def exchange(a: Path | str, b: Path | str) -> bool:
+    """Swap two existing paths (files or directories) in one atomic step (Linux ``renameat2`` with
+    ``RENAME_EXCHANGE``); False, with nothing changed, where the system or filesystem cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))

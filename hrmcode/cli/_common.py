@@ -11,6 +11,11 @@ OutOpt = Annotated[
     Optional[Path],
     typer.Option("--out", "-o", help="Write the artifact exactly here instead of a new version in the workspace."),
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Let --out replace what is there even when it is not an earlier artifact of this "
+                 "step (a file, your own files, another kind of artifact): it is deleted. Default: refuse."),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same inputs, options and seed give the same bytes.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would be done (and how many records), write nothing.")]
 RedoOpt = Annotated[bool, typer.Option("--redo", help="Start over instead of resuming the finished items in --out.")]

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hrmcode.cli._common import OutOpt, examples_epilog, workspace
+from hrmcode.cli._common import ForceOpt, OutOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._output import out
 
@@ -31,12 +31,13 @@ def register(app: typer.Typer) -> None:
                            show_default=False),
         ],
         out_dir: OutOpt = None,
+        force: ForceOpt = False,
         name: Annotated[
             Optional[str], typer.Option("--name", help="Analysis name in the workspace (default: the tasks artifact's name).")
         ] = None,
     ) -> None:
         from hrmcode.data.analyze import analyze as analyze_tasks  # imported here: the data pipeline's libraries load only for this command
-        result, summary = analyze_tasks(artifact, out=out_dir, name=name, workspace=workspace(ctx))
+        result, summary = analyze_tasks(artifact, out=out_dir, name=name, workspace=workspace(ctx), force=force)
         payload = {"artifact": str(result.path), **summary}
 
         def render() -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hrmcode.cli._common import DryRunOpt, LimitOpt, OutOpt, examples_epilog, workspace
+from hrmcode.cli._common import DryRunOpt, ForceOpt, LimitOpt, OutOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._output import out
 from hrmcode.data.sources import SOURCE_NAMES, fetch as fetch_source
@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
         limit: LimitOpt = None,
         dry_run: DryRunOpt = False,
         out_dir: OutOpt = None,
+        force: ForceOpt = False,
         name: Annotated[
             Optional[str],
             typer.Option("--name", help="Artifact name in the workspace (default: the source name)."),
@@ -99,7 +100,7 @@ def register(app: typer.Typer) -> None:
             "decontaminate": False if no_decontaminate else None,
         }
         result = fetch_source(source, from_path=from_, limit=limit, dry_run=dry_run, out=out_dir,
-                              workspace=workspace(ctx), name=name, **options)
+                              workspace=workspace(ctx), name=name, force=force, **options)
         payload = result.to_dict()
 
         def render() -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hrmcode.cli._common import OutOpt, examples_epilog, workspace
+from hrmcode.cli._common import ForceOpt, OutOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._output import out
 from hrmcode.errors import ThresholdNotMet
@@ -86,6 +86,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[Optional[str], typer.Option(
             "--name", help="Artifact name in the workspace (default: <model name>-<weights>).")] = None,
         out_dir: OutOpt = None,
+        force: ForceOpt = False,
     ) -> None:
         from hrmcode.quantize import QuantSpec, quantize_checkpoint
 
@@ -96,7 +97,7 @@ def register(app: typer.Typer) -> None:
                                          heldout=heldout, limit=limit,
                                          exact_match_limit=exact_match_limit, calibration_examples=calibration,
                                          latency_tokens=latency_tokens, fail_over_loss=fail_over_loss,
-                                         backend_name=backend)
+                                         backend_name=backend, force=force)
         except ThresholdNotMet as exc:
             failed = exc.result  # written and measured: show the report, then exit 1
             out.result(_payload(failed), lambda: _render(failed))

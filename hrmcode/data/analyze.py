@@ -307,8 +307,11 @@ def analyze(
     out: Path | str | None = None,
     workspace: Path | str | None = None,
     name: str | None = None,
+    force: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
-    """Profile the tasks artifact ``ref``; returns ``(analysis artifact, summary)``."""
+    """Profile the tasks artifact ``ref``; returns ``(analysis artifact, summary)``.
+
+    ``out`` holding anything but an earlier analysis is refused unless ``force``."""
     tasks_artifact = load_artifact(ref, "tasks", workspace=workspace)
     tasks_path = tasks_artifact.file("tasks.jsonl")
     with reporter().task("analyze", 3) as bar:
@@ -321,9 +324,9 @@ def analyze(
         summary = summarize(analysis)
         artifact_name = name or tasks_artifact.name
         params = {"input": str(tasks_artifact.path)}
-        out_dir, update_latest = output_location("analyze", artifact_name, out, workspace, params)
+        out_dir, update_latest = output_location("analyze", artifact_name, out, workspace, params, replace=force)
         with ArtifactWriter(out_dir, "analysis", name=artifact_name, params=params, inputs=[tasks_artifact],
-                            update_latest=update_latest) as writer:
+                            update_latest=update_latest, replace=force) as writer:
             analysis.write_parquet(writer.path("analysis.parquet"), compression="zstd", statistics=False)
             writer.add("analysis.parquet", records=analysis.height)
             artifact = writer.finish(summary)

@@ -330,8 +330,11 @@ def quantize_checkpoint(
     latency_tokens: int = 32,
     fail_over_loss: float | None = None,
     backend_name: str = "auto",
+    force: bool = False,
 ) -> QuantizeResult:
-    """Quantize ``checkpoint`` into a new ``quantized-model`` artifact and report before/after."""
+    """Quantize ``checkpoint`` into a new ``quantized-model`` artifact and report before/after.
+
+    ``out`` holding anything but an earlier quantized model is refused unless ``force``."""
     source_dir, model_artifact = _resolve_checkpoint(checkpoint, workspace)
     backend = get_backend(backend_name, spec)
     backend.check(spec)  # refuses what it cannot do (or builds quanto's int4 extension) before any long work
@@ -361,7 +364,7 @@ def quantize_checkpoint(
     params = {"checkpoint": str(source_dir), "backend": backend.name, **spec.to_dict(), "heldout": examples_where,
               "limit": limit, "exact_match_limit": exact_match_limit, "calibration_examples": len(calibration),
               "latency_tokens": latency_tokens, "fail_over_loss": fail_over_loss}
-    out_dir, update_latest = output_location("quantize", artifact_name, out, workspace, params)
+    out_dir, update_latest = output_location("quantize", artifact_name, out, workspace, params, replace=force)
     inputs = [a for a in (model_artifact, examples_artifact) if a is not None]
 
     before = _measure("original", original, encoded, em_encoded, latency_tokens)
@@ -376,7 +379,7 @@ def quantize_checkpoint(
     del model, original
 
     with ArtifactWriter(out_dir, "quantized-model", name=artifact_name, params=params, inputs=inputs,
-                        update_latest=update_latest) as writer:
+                        update_latest=update_latest, replace=force) as writer:
         # One metadata key only: safetensors writes a metadata map in hash order, so two keys may swap places
         # between runs and the same weights would not give the same bytes.
         save_file(state, str(writer.path(WEIGHTS)), metadata={"format": "pt"})

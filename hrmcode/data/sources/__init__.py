@@ -122,9 +122,12 @@ def fetch(
     out: Path | str | None = None,
     workspace: Path | str | None = None,
     name: str | None = None,
+    force: bool = False,
     **source_opts: Any,
 ) -> FetchResult:
     """Fetch ``source`` into a new artifact (``out``, else a new workspace version named ``name``).
+
+    ``out`` holding anything but an earlier artifact of fetch is refused unless ``force``.
 
     ``source_opts`` are the source's own options (``split``, ``release``, ``since`` ...); an
     option the source does not take is a ``UsageError``. ``limit`` keeps the first N records.
@@ -159,9 +162,9 @@ def fetch(
         if dry_run:
             count = sum(1 for _ in counted())
         else:
-            out_dir, update_latest = output_location("fetch", artifact_name, out, workspace, params)
+            out_dir, update_latest = output_location("fetch", artifact_name, out, workspace, params, replace=force)
             with ArtifactWriter(out_dir, spec.artifact_kind, name=artifact_name, params=params,
-                                update_latest=update_latest) as writer:
+                                update_latest=update_latest, replace=force) as writer:
                 data_file = "tasks.jsonl" if spec.artifact_kind == "tasks" else "corpus.jsonl"
                 count = writer.write_jsonl(data_file, counted())
                 if count == 0:
