@@ -2,12 +2,15 @@
 
 Every error a user can cause is an ``HrmcodeError`` subclass carrying its own message and
 hint (what to run next) and its exit code (``errors.HrmcodeError.exit_code``, the one place exit
-codes are defined); this table adds the prefix. Anything else is a bug: it gets a one-line summary
-and the debug hint, exit code 1.
+codes are defined); this table adds the prefix. An OSError that says an output cannot be written
+(full disk, quota, read-only filesystem) and escaped the library's own mapping becomes an
+``OutputError`` naming its file; missing files, permissions and file/directory mix-ups get their own
+labels. Anything else is a bug: it gets a one-line summary and the debug hint, exit code 1.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import traceback
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from hrmcode import errors
 from hrmcode.cli._output import out
@@ -25,6 +29,7 @@ ERROR_TABLE: list[tuple[type[BaseException], str]] = [
     (errors.CheckpointError, "bad checkpoint"),
     (errors.ArtifactError, "bad artifact"),
     (errors.InputError, "bad input"),
+    (errors.OutputError, "output"),
     (errors.SourceUnavailable, "source unavailable"),
     (errors.ToolchainMissing, "missing tool"),
     (errors.SandboxError, "sandbox"),
@@ -32,7 +37,13 @@ ERROR_TABLE: list[tuple[type[BaseException], str]] = [
     (errors.HrmcodeError, "error"),
     (FileNotFoundError, "file not found"),
     (PermissionError, "permission denied"),
+    (NotADirectoryError, "not a directory"),
+    (IsADirectoryError, "is a directory"),
+    (FileExistsError, "file exists"),
 ]
+
+# errno values that can only come from writing (an EACCES may be a read: it keeps its own label).
+_WRITE_ONLY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def debug_enabled() -> bool:
@@ -43,6 +54,8 @@ def render(exc: BaseException) -> int:
     """Print ``exc`` as one line on stderr and return its exit code."""
     if debug_enabled():
         traceback.print_exception(exc)
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ONLY_ERRNOS:
+        exc = errors.output_error(exc, "an output file")
     for exc_type, label in ERROR_TABLE:
         if isinstance(exc, exc_type):
             if isinstance(exc, OSError) and not isinstance(exc, errors.HrmcodeError):
@@ -55,6 +68,17 @@ def render(exc: BaseException) -> int:
     if not debug_enabled():
         out.hint("this is a bug in hrmcode; rerun with HRMCODE_DEBUG=1 for the traceback and report it")
     return 1
+
+
+def render_usage(exc: ClickException) -> int:
+    """Print a command-line parsing error (bad option value, range, missing argument) as one line."""
+    context = getattr(exc, "ctx", None)
+    if isinstance(exc, NoArgsIsHelpError) and context is not None:  # `hrmcode` alone: the help, as before
+        typer.echo(context.get_help(), err=True)
+        return exc.exit_code
+    where = f" (see `{context.command_path} --help`)" if context is not None else ""
+    out.error(f"usage: {' '.join(exc.format_message().split())}{where}")
+    return exc.exit_code
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

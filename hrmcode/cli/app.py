@@ -1,20 +1,46 @@
 """The ``hrmcode`` command: global options, and the registry of commands.
 
 Only commands that work are registered here; ``tests/test_cli.py`` keeps this list, the
-README and the ``--help`` snapshot in sync.
+README and the ``--help`` snapshot in sync. Usage errors found while parsing (unknown option, bad
+value, out of range, missing argument) print one line and exit 2, like every other error.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer._click.exceptions import ClickException
+from typer.core import TyperGroup
 
 from hrmcode import __version__
+from hrmcode.cli._errors import render_usage
 from hrmcode.cli._output import out
 
+
+class OneLineUsageErrors(TyperGroup):
+    """The root command: parses in click's non-standalone mode so a usage error reaches
+    ``render_usage`` (one line) instead of typer's boxed message."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:
+            code = render_usage(exc)
+        except typer.Abort:
+            out.error("aborted")
+            code = 1
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     name="hrmcode",
     help="Build, measure and ship small code models based on the Hierarchical Reasoning Model.\n\n"
     "Pipeline: fetch -> analyze -> synthesize -> validate -> train -> quantize -> eval -> serve.",
