@@ -3,7 +3,8 @@
 Guarantees: every error leaves the server as ``{"error": {"message", "type", "param", "code"}}``
 with the status code OpenAI uses for that case; requests are validated before any generation
 starts, every numeric field within its range (a ``seed`` a 64-bit generator cannot take is a 400,
-not a failure inside the generation). Request fields OpenAI defines but this server cannot honour (logprobs, logit_bias,
+not a failure inside the generation), every text the model reads valid Unicode (JSON can carry a
+lone surrogate, which no tokenizer can encode). Request fields OpenAI defines but this server cannot honour (logprobs, logit_bias,
 penalties, tools, token-id prompts) are refused with a 400 naming the field, never silently
 ignored; fields it does not know at all are ignored, as OpenAI does.
 """
@@ -18,6 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # A seed is a signed 64-bit integer (torch's generators take no more); choice i uses seed + i, n <= 16.
 SEED_MIN, SEED_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _encodable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (it holds a lone surrogate)") from None
+    return text
 
 
 class APIError(Exception):
@@ -85,7 +94,7 @@ class _Sampling(BaseModel):
             raise ValueError("at most 4 stop sequences")
         if any(not s for s in stops):
             raise ValueError("stop sequences must not be empty")
-        return stops
+        return [_encodable(s) for s in stops]
 
     def refuse_unsupported(self) -> None:
         if self.logprobs not in (None, False, 0):
@@ -116,10 +125,10 @@ class CompletionRequest(_Sampling):
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_not_empty_list(cls, value: str | list[str]) -> str | list[str]:
+    def _prompt_texts(cls, value: str | list[str]) -> str | list[str]:
         if isinstance(value, list) and not value:
             raise ValueError("prompt must not be an empty list")
-        return value
+        return _encodable(value) if isinstance(value, str) else [_encodable(v) for v in value]
 
     @property
     def prompts(self) -> list[str]:
@@ -132,6 +141,11 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict] | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _content_encodable(cls, value: str | list[dict] | None) -> str | list[dict] | None:
+        return _encodable(value) if isinstance(value, str) else value
+
     def text(self) -> str:
         """The message text; content parts other than text are refused."""
         if self.content is None:
@@ -142,7 +156,10 @@ class ChatMessage(BaseModel):
         for part in self.content:
             if part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise APIError(400, "only text content parts are supported", param="messages", code="unsupported")
-            pieces.append(part["text"])
+            try:
+                pieces.append(_encodable(part["text"]))
+            except ValueError as exc:
+                raise APIError(400, f"invalid 'messages': {exc}", param="messages") from None
         return "".join(pieces)
 
 
