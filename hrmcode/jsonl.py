@@ -2,6 +2,12 @@
 
 Writing is atomic (``<name>.tmp`` then rename) and byte-stable: the same records give the
 same bytes (UTF-8, no ASCII escaping, compact separators, key order as given).
+
+A record (one line) is at most ``max_record_bytes()`` bytes: 16 MiB (``MAX_RECORD_BYTES``), or
+``$HRMCODE_MAX_RECORD_BYTES``. ``read_jsonl`` refuses a longer line after reading at most that
+many bytes of it, and ``write_jsonl`` refuses to write one, so an artifact's JSONL never holds a
+record that a reader (polars included) would have to load whole. Not bounded: ``iter_chunk_lines``
+(its caller already holds the chunk) and ``AppendLog`` (it writes records the step made itself).
 """
 
 from __future__ import annotations
@@ -13,7 +19,26 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hrmcode.errors import InputError
+from hrmcode.errors import InputError, UsageError
+
+MAX_RECORD_BYTES = 16 << 20
+MAX_RECORD_ENV = "HRMCODE_MAX_RECORD_BYTES"
+
+
+def max_record_bytes() -> int:
+    """The bound on one JSONL record: ``$HRMCODE_MAX_RECORD_BYTES`` if set, else ``MAX_RECORD_BYTES``."""
+    value = os.environ.get(MAX_RECORD_ENV)
+    if not value:
+        return MAX_RECORD_BYTES
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"${MAX_RECORD_ENV}={value!r} is not a positive number of bytes",
+                         f"unset it for the default of {MAX_RECORD_BYTES}")
+    return int(value)
+
+
+def _too_long(path: Path | str, lineno: int, limit: int) -> InputError:
+    return InputError(f"{path}:{lineno}: a record longer than {limit:,} bytes",
+                      f"split or shorten it, or raise ${MAX_RECORD_ENV}")
 
 
 def dumps(record: Any) -> str:
@@ -42,21 +67,28 @@ def iter_chunk_lines(
             yield lineno, loads_line(line, path, lineno, hint)
 
 
-def read_jsonl_numbered(path: Path | str) -> Iterator[tuple[int, dict]]:
+def read_jsonl_numbered(path: Path | str, max_bytes: int | None = None) -> Iterator[tuple[int, dict]]:
     """Yield ``(1-based line number, dict)`` for each non-blank line of a .jsonl or .jsonl.gz file.
 
     Raises ``InputError`` naming the file and line number for a line that is not a JSON
-    object, so a user can find and fix it.
+    object, or longer than ``max_bytes`` (default ``max_record_bytes()``), so a user can find and
+    fix it.
     """
     path = Path(path)
+    limit = max_bytes or max_record_bytes()
     if not path.is_file():
         raise InputError(f"{path}: no such file", "check the path")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
+        with opener(path, "rb") as fh:
+            lineno = 0
+            while raw := fh.readline(limit + 1):  # never more than the bound in memory
+                lineno += 1
+                if len(raw) > limit and not (len(raw) == limit + 1 and raw.endswith(b"\n")):
+                    raise _too_long(path, lineno, limit)
+                if not raw.strip():
                     continue
+                line = raw.decode("utf-8")
                 record = loads_line(line, path, lineno)
                 if not isinstance(record, dict):
                     raise InputError(
@@ -68,22 +100,32 @@ def read_jsonl_numbered(path: Path | str) -> Iterator[tuple[int, dict]]:
         raise InputError(f"{path}: cannot read ({exc})", "is it a UTF-8 JSONL file?") from None
 
 
-def read_jsonl(path: Path | str) -> Iterator[dict]:
+def read_jsonl(path: Path | str, max_bytes: int | None = None) -> Iterator[dict]:
     """Yield each non-blank line of ``path`` as a dict (see ``read_jsonl_numbered``)."""
-    for _, record in read_jsonl_numbered(path):
+    for _, record in read_jsonl_numbered(path, max_bytes):
         yield record
 
 
-def write_jsonl(path: Path | str, records: Iterable[Any]) -> int:
-    """Write records atomically; return how many were written."""
+def write_jsonl(path: Path | str, records: Iterable[Any], max_bytes: int | None = None) -> int:
+    """Write records atomically; return how many were written. A record longer than ``max_bytes``
+    (default ``max_record_bytes()``) is an ``InputError`` naming its line, and nothing is written."""
     path = Path(path)
+    limit = max_bytes or max_record_bytes()
     tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(dumps(record))
-            fh.write("\n")
-            count += 1
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for record in records:
+                line = dumps(record)
+                if len(line) * 4 > limit and len(line.encode("utf-8")) > limit:  # a char is at most 4 bytes
+                    raise InputError(f"record {count + 1} of {path.name} is longer than {limit:,} bytes",
+                                     f"drop or shorten it at its source, or raise ${MAX_RECORD_ENV}")
+                fh.write(line)
+                fh.write("\n")
+                count += 1
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return count
 

@@ -13,6 +13,8 @@ written before formats were stored loads with the training template it was train
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hrmcode.atomic import replace_from, temp_path, write_text
-from hrmcode.errors import CheckpointError, HrmcodeError
+from hrmcode.atomic import atomic_open, replace_from, temp_path, write_text
+from hrmcode.errors import CheckpointError, HrmcodeError, is_write_failure, output_error
 from hrmcode.model.config import ModelConfig
 from hrmcode.model.tokenizer import CodeTokenizer
 
@@ -63,8 +65,27 @@ def save_checkpoint(
     hyperparameters: dict | None = None,
     training_state: dict | None = None,
 ) -> list[str]:
-    """Write a checkpoint into ``directory``; return the file names written."""
+    """Write a checkpoint into ``directory``; return the file names written.
+
+    A full disk or read-only directory is a one-line ``OutputError`` naming the directory, with no
+    temporary file left behind."""
     directory = Path(directory)
+    try:
+        return _save_checkpoint(directory, model, tokenizer, hyperparameters, training_state)
+    except SafetensorError as exc:
+        temp_path(directory / WEIGHTS).unlink(missing_ok=True)
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise output_error(OSError(int(code[1]), os.strerror(int(code[1]))), directory / WEIGHTS) from exc
+    except OSError as exc:
+        if is_write_failure(exc):
+            raise output_error(exc, directory) from exc
+        raise
+
+
+def _save_checkpoint(directory: Path, model: torch.nn.Module, tokenizer: CodeTokenizer,
+                     hyperparameters: dict | None, training_state: dict | None) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     model = unwrap(model)
     written = [CONFIG, TOKENIZER]
@@ -78,8 +99,8 @@ def save_checkpoint(
     replace_from(temp_path(directory / WEIGHTS), directory / WEIGHTS)
     written.append(WEIGHTS)
     if training_state is not None:
-        torch.save(training_state, temp_path(directory / TRAINING_STATE))
-        replace_from(temp_path(directory / TRAINING_STATE), directory / TRAINING_STATE)
+        with atomic_open(directory / TRAINING_STATE, "wb") as fh:  # a file object: a full disk is an OSError
+            torch.save(training_state, fh)
         written.append(TRAINING_STATE)
     return written
 
