@@ -4,9 +4,10 @@ context manager that runs uvicorn in a thread, for tests, benchmarks and the eva
 Guarantees: the default bind address is 127.0.0.1; binding anything else without an API key
 logs a warning. The address is bound before the server starts, so an address in use (or not
 ours to bind) is one ``HrmcodeError`` line, not the server's own log and exit code. No connection
-is held forever: a connection gets ``read_timeout_s`` to send a request's headers (measured from
-when it opened, or from the end of the previous response) and ``idle_timeout_s`` of idleness
-between requests, then it is closed; the app itself limits the time for a body (408).
+is held forever: a connection that sends nothing for ``idle_timeout_s``, before its first
+request or between requests, is closed, and one that has started sending gets ``read_timeout_s``
+(from when it opened, or from the end of the previous response) to complete a request's headers;
+the app itself limits the time for a body (408).
 ``background_server`` returns only once the socket accepts connections and stops the server
 (bounded wait) when the block exits.
 """
@@ -87,12 +88,13 @@ def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, workspace
 
 
 class HeaderDeadlineH11(H11Protocol):
-    """uvicorn's h11 protocol, plus a deadline for a request's headers.
+    """uvicorn's h11 protocol, plus an idle timeout before the first request and a deadline for headers.
 
     uvicorn (0.54, pinned) times out only the idle time after a response; a connection that never
-    sends a request, or sends its headers a byte at a time, would be held forever. The deadline
-    runs from when the connection opens or a response ends, is not reset by data, and is cancelled
-    once a whole request line and headers have arrived.
+    sends a request, or sends its headers a byte at a time, would be held forever. Here a new
+    connection starts uvicorn's own keep-alive timer (cancelled by its first data, as after a
+    response), and the header deadline runs from when the connection opens or a response ends, is
+    not reset by data, and is cancelled once a whole request line and headers have arrived.
     """
 
     def __init__(self, *args, header_timeout_s: float, **kwargs):
@@ -119,6 +121,7 @@ class HeaderDeadlineH11(H11Protocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
         self._arm_header_deadline()
 
     def data_received(self, data: bytes) -> None:

@@ -28,8 +28,9 @@ class ServeSettings:
     max_queue: int = option(8, "Requests waiting for a slot; beyond that a request gets 429.", min=0)
     max_body_bytes: int = option(1 << 20, "Largest request body (bytes); more is a 413.", min=1024)
     read_timeout_s: float = option(
-        30.0, "Seconds a client has to send a request's headers, and again its body; then the connection is "
-              "closed (a late body gets 408).", flags=("--read-timeout",), min=0.1)
+        30.0, "Seconds a client that has started a request has to send its headers, and again its body; then the "
+              "connection is closed (a late body gets 408).", flags=("--read-timeout",), min=0.1)
     idle_timeout_s: float = option(
-        5.0, "Seconds a keep-alive connection may sit idle between requests before it is closed.",
+        5.0, "Seconds a connection may send nothing, before its first request or between requests, before it "
+             "is closed.",
         flags=("--idle-timeout",), min=0.1)

@@ -186,8 +186,8 @@ def closed_within(sock: socket.socket, within_s: float) -> tuple[bool, bytes]:
     return True, received
 
 
-def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout(serve):
-    url = serve(read_timeout_s=0.5)
+def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(serve):
+    url = serve(idle_timeout_s=0.5)  # the read timeout stays 30 s
     with socket.create_connection(host_port(url)) as sock:
         start = time.monotonic()
         closed, _ = closed_within(sock, 5)
@@ -195,7 +195,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout(serve)
 
 
 def test_headers_sent_a_byte_at_a_time_do_not_hold_the_connection(serve):
-    url = serve(read_timeout_s=0.5)
+    url = serve(read_timeout_s=0.5)  # the idle timeout stays 5 s: the bytes keep it from firing
     with socket.create_connection(host_port(url)) as sock:
         start = time.monotonic()
         for byte in b"GET /health HTTP/1.1\r\nHost: x\r\n":
