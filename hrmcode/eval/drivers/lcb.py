@@ -8,11 +8,16 @@ before any candidate runs. Prints ``HRMCODE-RESULTS <nonce> <json>`` with ``{"sa
 wrong answer, -3 time limit exceeded, -4 runtime error, -5 test runner error). Like lcb_runner, a
 sample stops at its first failing test.
 
-stdin problems: every test is a fresh candidate process (forked from the pre-imported fork server)
-that runs the program as ``__main__`` after LiveCodeBench's import prelude, with the test input
-on a real pipe (so ``for line in sys.stdin`` and repeated ``sys.stdin.buffer.readline()`` behave as
-on a judge). Its stdout comes back here on a pipe and is compared here; a nonzero exit status or a
-death by signal is a runtime error. Output beyond 64 MiB is a wrong answer.
+stdin problems: one candidate process per sample (forked from the pre-imported fork server) runs
+the program as ``__main__``, in fresh globals after LiveCodeBench's import prelude, once per test,
+each time on new stdin/stdout/stderr pipes it receives from here (so ``for line in sys.stdin`` and
+repeated ``sys.stdin.buffer.readline()`` behave as on a judge); a run that ends the process
+(``os._exit``, a signal) gets a new process for the next test. The output comes back on the pipe and
+is compared here; a nonzero exit status or a death by signal is a runtime error. Output beyond 64
+MiB is a wrong answer. The exit status of a run that returns normally is reported by the
+candidate's process itself: a program can make a crash after printing the right output look like a
+clean exit, never make a wrong output pass. What one test's run leaves in the process (imported
+modules, changed module state) is seen by the next test's run, as in lcb_runner.
 
 functional problems: one candidate process per sample imports the program as a module named
 ``solution`` (so an ``if __name__ == "__main__":`` block does not run, as in lcb_runner), after
@@ -31,6 +36,8 @@ Standard library only; never imports hrmcode.
 import json
 import os
 import selectors
+import socket
+import struct
 import sys
 import time
 
@@ -48,110 +55,144 @@ def _short(text):
     return text if len(text) <= 300 else text[:150] + "...(truncated) ..." + text[-150:]
 
 
-def _exchange(pid, stdin_w, stdout_r, stderr_r, data, deadline):
-    """Feed ``data`` to the program while reading its output, until both pipes close or the deadline.
-    Returns (stdout bytes, stderr bytes, timed_out, overflow)."""
-    selector = selectors.DefaultSelector()
-    os.set_blocking(stdin_w, False)
-    out, err, sent = [], [], 0
-    sizes = {stdout_r: 0, stderr_r: 0}
-    selector.register(stdout_r, selectors.EVENT_READ, out)
-    selector.register(stderr_r, selectors.EVENT_READ, err)
-    if data:
-        selector.register(stdin_w, selectors.EVENT_WRITE, None)
-    else:
-        os.close(stdin_w)
-        stdin_w = None
-    timed_out = overflow = False
-    readers = 2
+def _run_test(ctl, data, deadline):
+    """One run of the program on ``data``: feed stdin, read stdout/stderr, and wait for the run's
+    status on ``ctl``. Returns (stdout, stderr, status, overflow); status is None when the process
+    ended without reporting one (it left by os._exit or was killed), TIMED_OUT at the deadline."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    os.set_blocking(in_w, False)
+    sent = 0
     try:
-        while readers:
+        sent = os.write(in_w, data) if data else 0  # most inputs fit in the pipe before the run starts
+    except BlockingIOError:
+        pass
+    try:
+        socket.send_fds(ctl, [b"T"], [in_r, out_w, err_w])
+        dead = False
+    except OSError:
+        dead = True
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    if sent >= len(data):
+        os.close(in_w)
+        in_w = None
+    selector = selectors.DefaultSelector()
+    out, err, sizes = [], [], {out_r: 0, err_r: 0}
+    selector.register(out_r, selectors.EVENT_READ, out)
+    selector.register(err_r, selectors.EVENT_READ, err)
+    if in_w is not None:
+        selector.register(in_w, selectors.EVENT_WRITE, "stdin")
+    if not dead:
+        selector.register(ctl, selectors.EVENT_READ, "status")
+    status, overflow, open_pipes = None, False, 2
+    try:
+        while open_pipes or (status is None and not dead):
             left = deadline - time.monotonic()
             if left <= 0:
-                timed_out = True
+                status = isolate.TIMED_OUT
                 break
-            for key, _ in selector.select(left):
-                if key.data is None:
+            events = selector.select(left)
+            for key, _ in events:
+                if key.data == "stdin":
                     try:
-                        sent += os.write(stdin_w, data[sent:sent + 65536])
-                    except (BrokenPipeError, OSError):
+                        sent += os.write(in_w, data[sent:sent + 65536])
+                    except BlockingIOError:
+                        continue
+                    except OSError:
                         sent = len(data)
                     if sent >= len(data):
-                        selector.unregister(stdin_w)
-                        os.close(stdin_w)
-                        stdin_w = None
-                    continue
-                chunk = os.read(key.fd, 1 << 16)
-                if not chunk:
-                    selector.unregister(key.fd)
-                    readers -= 1
-                    continue
-                sizes[key.fd] += len(chunk)
-                if sizes[key.fd] > OUTPUT_CAP:
-                    overflow = True
-                    break
-                key.data.append(chunk)
+                        selector.unregister(in_w)
+                        os.close(in_w)
+                        in_w = None
+                elif key.data == "status":
+                    selector.unregister(ctl)
+                    try:
+                        reply = ctl.recv(4)
+                    except OSError:
+                        reply = b""
+                    if len(reply) == 4:
+                        status = struct.unpack("!i", reply)[0]
+                    else:
+                        dead = True
+                else:
+                    chunk = os.read(key.fd, 1 << 16)
+                    if not chunk:
+                        selector.unregister(key.fd)
+                        open_pipes -= 1
+                        continue
+                    sizes[key.fd] += len(chunk)
+                    if sizes[key.fd] > OUTPUT_CAP:
+                        overflow = True
+                    else:
+                        key.data.append(chunk)
             if overflow:
                 break
+            if status is not None and open_pipes:
+                # the run reported its end after closing its stdio: what is left is already in the pipes
+                deadline = min(deadline, time.monotonic() + 0.5)
     finally:
         selector.close()
-        for fd in (stdin_w, stdout_r, stderr_r):
+        for fd in (in_w, out_r, err_r):
             if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-    return b"".join(out), b"".join(err), timed_out, overflow
+                os.close(fd)
+    return b"".join(out), b"".join(err), status, overflow
 
 
 def run_stdin(zygote, code, tests, comparator, timeout, strict):
+    """Every test runs the program afresh as ``__main__`` in the sample's own process (a new one
+    when a run ended it); the first failing test ends the sample."""
     results, error = [], None
-    for index, test in enumerate(tests):
-        pid, stdin_w, stdout_r, stderr_r = zygote.script(code)
-        deadline = time.monotonic() + timeout
-        out, err, timed_out, overflow = _exchange(pid, stdin_w, stdout_r, stderr_r, test["input"].encode("utf-8"),
-                                                  deadline)
-        status = isolate.TIMED_OUT if timed_out else zygote.wait(pid, max(0.0, deadline - time.monotonic()))
-        zygote.finish(pid)
-        output = out.decode("utf-8", "replace")
-        if overflow:
-            result, message = -2, f"Wrong Answer: more than {OUTPUT_CAP >> 20} MiB of output"
-        elif status == isolate.TIMED_OUT:
-            result, message = -3, "Time Limit Exceeded"
-        elif status is None:
-            result, message = -4, "Runtime Error: the program stopped the fork server"
-        elif status != 0:
-            lines = err.decode("utf-8", "replace").strip().splitlines()
-            reason = lines[-1] if lines else (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
-            result, message = -4, "Runtime Error: " + reason[:300]
-        elif lcb_compare.compare_stdout(output, test["output"], comparator):
-            result, message = 1, ""
-        else:
-            result, message = -2, "Wrong Answer"
-        results.append(result)
-        if result != 1:
-            error = {"test": index, "code": result, "message": message, "input": _short(test["input"]),
-                     "expected": _short(test["output"]), "output": _short(output)}
-            break
+    spawned = ctl = None
+    try:
+        for index, test in enumerate(tests):
+            if ctl is None:
+                spawned, ctl = zygote.runner(code)
+            deadline = time.monotonic() + timeout
+            out, err, status, overflow = _run_test(ctl, test["input"].encode("utf-8"), deadline)
+            if status is None or status == isolate.TIMED_OUT or overflow:
+                ctl.close()
+                ctl = None
+                if status is None:  # it ended itself: its real exit status, from its parent
+                    status = zygote.wait(spawned, max(0.0, deadline - time.monotonic()))
+                zygote.finish(spawned)
+            else:
+                zygote.finish(spawned, keep_alive=True)
+            output = out.decode("utf-8", "replace")
+            if overflow:
+                result, message = -2, f"Wrong Answer: more than {OUTPUT_CAP >> 20} MiB of output"
+            elif status == isolate.TIMED_OUT:
+                result, message = -3, "Time Limit Exceeded"
+            elif status is None:
+                result, message = -4, "Runtime Error: the program stopped the fork server"
+            elif status != 0:
+                lines = err.decode("utf-8", "replace").strip().splitlines()
+                reason = lines[-1] if lines else (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
+                result, message = -4, "Runtime Error: " + reason[:300]
+            elif lcb_compare.compare_stdout(output, test["output"], comparator):
+                result, message = 1, ""
+            else:
+                result, message = -2, "Wrong Answer"
+            results.append(result)
+            if result != 1:
+                error = {"test": index, "code": result, "message": message, "input": _short(test["input"]),
+                         "expected": _short(test["output"]), "output": _short(output)}
+                break
+    finally:
+        if ctl is not None:
+            ctl.close()
+            zygote.finish(spawned)
     return results, error
 
 
 def run_functional(zygote, code, func_name, tests, comparator, timeout, strict):
     results, error = [], None
-    pid, channel = zygote.call()
+    setup = isolate.encode({"program": code, "filename": "solution.py", "module": MODULE, "prelude": True,
+                            "strict": strict})
+    spawned, channel = zygote.call(setup)
+    load_budget = timeout  # the first test's deadline also covers importing the program, as lcb_runner's
     try:
-        deadline = time.monotonic() + timeout
-        try:
-            channel.send(isolate.encode({"program": code, "filename": "solution.py", "module": MODULE,
-                                         "prelude": True, "strict": strict}))
-            loaded = channel.recv(deadline)
-        except isolate.Timeout:
-            return [-3], {"test": 0, "code": -3, "message": "Time Limit Exceeded (loading the program)"}
-        except (isolate.ProtocolError, OSError) as exc:
-            return [-4], {"test": 0, "code": -4, "message": f"Runtime Error: {exc}"}
-        if loaded != ["ok"]:
-            reason = f"{loaded[1]}: {loaded[2]}" if isinstance(loaded, list) and len(loaded) == 3 else "a malformed reply"
-            return [-4], {"test": 0, "code": -4, "message": f"Runtime Error: {reason}"[:300]}
         for index, test in enumerate(tests):
             got_text = ""
             try:
@@ -160,26 +201,24 @@ def run_functional(zygote, code, func_name, tests, comparator, timeout, strict):
             except ValueError as exc:
                 result, message = -5, f"Test Runner Error: the test is not JSON ({exc})"
             else:
-                deadline = time.monotonic() + timeout
+                deadline = time.monotonic() + timeout + load_budget
+                load_budget = 0
                 try:
                     channel.send(["call", func_name, isolate.encode(args), {"d": []}, True])
                     reply = channel.recv(deadline)
                 except isolate.Timeout:
-                    reply = None
-                    result, message = -3, "Time Limit Exceeded"
+                    reply, result, message = None, -3, "Time Limit Exceeded"
                 except (isolate.ProtocolError, OSError) as exc:
-                    reply = None
-                    result, message = -4, f"Runtime Error: {exc}"
+                    reply, result, message = None, -4, f"Runtime Error: {exc}"
                 if reply is None:
                     pass
                 elif isinstance(reply, list) and len(reply) == 2 and reply[0] == "return":
-                    got = reply[1]
-                    got_text = repr(got)
-                    if lcb_compare.compare_value(got, expected, comparator, strict):
+                    got_text = repr(reply[1])
+                    if lcb_compare.compare_value(reply[1], expected, comparator, strict):
                         result, message = 1, ""
                     else:
                         result, message = -2, "Wrong Answer: got " + _short(got_text)
-                elif isinstance(reply, list) and len(reply) == 3 and reply[0] == "raised":
+                elif isinstance(reply, list) and len(reply) == 3 and reply[0] in ("raised", "load-raised"):
                     result, message = -4, f"Runtime Error: {reply[1]}: {reply[2]}"[:300]
                 elif isinstance(reply, list) and len(reply) == 2 and reply[0] == "unencodable":
                     result, message = -2, f"Wrong Answer: returned {reply[1]}"[:300]
@@ -192,13 +231,13 @@ def run_functional(zygote, code, func_name, tests, comparator, timeout, strict):
                 break
     finally:
         channel.close()
-        zygote.finish(pid)
+        zygote.finish(spawned)
     return results, error
 
 
 def main():
     hardened = isolate.harden()
-    zygote = isolate.Zygote(sweep="--sweep" in sys.argv[2:])
+    zygote = isolate.Zygote(sweep="--sweep" in sys.argv[2:], prelude=True)
     job = isolate.take_job(sys.argv[1])
     strict, comparator, timeout = bool(job.get("strict")), job.get("comparator", "lcb-exact"), float(job.get("timeout", 6))
     graded = []

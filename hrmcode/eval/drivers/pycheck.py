@@ -35,6 +35,10 @@ import isolate  # noqa: E402
 del sys.path[0]  # nothing is imported from the writable work dir after this point
 
 
+class LoadFailed(BaseException):
+    """The candidate's program raised at its top level (a BaseException, so ``check`` cannot catch it)."""
+
+
 class Candidate:
     """Stands for the candidate function inside ``check``; every call crosses the process boundary."""
 
@@ -42,16 +46,31 @@ class Candidate:
         self._channel = channel
         self._name = name
         self._deadline = deadline
+        self.calls = 0
         self.__name__ = name
 
-    def __call__(self, *args, **kwargs):
+    def _exchange(self, request):
         try:
-            self._channel.send(["call", self._name, isolate.encode(list(args)), isolate.encode(kwargs), False])
-        except isolate.Unencodable as exc:
-            raise isolate.CandidateError(f"the test passed {exc} to the candidate") from None
+            self._channel.send(request)
         except OSError:
             raise isolate.ProtocolError("the program's process ended") from None
         reply = self._channel.recv(self._deadline)
+        if isinstance(reply, list) and len(reply) == 3 and reply[0] == "load-raised":
+            raise LoadFailed(str(isolate.rebuild(reply[1], reply[2])))
+        return reply
+
+    def loaded(self):
+        """Whether the program's top level ran (asked only when ``check`` made no call)."""
+        if self._exchange(["ping"]) != ["pong"]:
+            raise isolate.ProtocolError("the program sent a reply that is not one")
+
+    def __call__(self, *args, **kwargs):
+        try:
+            request = ["call", self._name, isolate.encode(list(args)), isolate.encode(kwargs), False]
+        except isolate.Unencodable as exc:
+            raise isolate.CandidateError(f"the test passed {exc} to the candidate") from None
+        self.calls += 1
+        reply = self._exchange(request)
         if isinstance(reply, list) and len(reply) == 2 and reply[0] == "return":
             return reply[1]
         if isinstance(reply, list) and len(reply) == 3 and reply[0] == "raised":
@@ -59,6 +78,17 @@ class Candidate:
         if isinstance(reply, list) and len(reply) == 2 and reply[0] == "unencodable":
             raise isolate.CandidateError(f"the candidate returned {reply[1]}")
         raise isolate.ProtocolError("the program sent a reply that is not one")
+
+
+_COMPILED = {}
+
+
+def _compiled(text, filename):
+    """Prompts and tests repeat across the samples of a task: compile each once."""
+    key = (text, filename)
+    if key not in _COMPILED:
+        _COMPILED[key] = compile(text, filename, "exec")
+    return _COMPILED[key]
 
 
 def check_sample(zygote, sample, strict):
@@ -71,37 +101,32 @@ def check_sample(zygote, sample, strict):
         return f"failed: {exc}"
     space = {}
     try:
-        exec(compile(prompt, "<prompt>", "exec"), space)  # the task's helpers, not the completion's
+        exec(_compiled(prompt, "<prompt>"), space)  # the task's helpers, not the completion's
     except Exception:  # noqa: BLE001 - a prompt that is not code on its own: the test gets none
         space = {}
-    exec(compile(test, "<test>", "exec"), space)
-    pid, channel = zygote.call()
+    exec(_compiled(test, "<test>"), space)
+    setup = isolate.encode({"program": prompt + completion, "filename": "<string>", "strict": strict})
     deadline = time.monotonic() + float(sample["timeout"])
+    spawned, channel = zygote.call(setup)
     try:
-        channel.send(isolate.encode({"program": prompt + completion, "filename": "<string>", "strict": strict}))
-        loaded = channel.recv(deadline)
-        if isinstance(loaded, list) and len(loaded) == 3 and loaded[0] == "raised":
-            return f"failed: {isolate.rebuild(loaded[1], loaded[2])}"
-        if loaded != ["ok"]:
-            raise isolate.ProtocolError("the program sent a reply that is not one")
         candidate = Candidate(channel, entry_point, deadline)
         space[entry_point] = candidate
         space["check"](candidate)
+        if not candidate.calls:
+            candidate.loaded()
         return "passed"
     except isolate.Timeout:
         return "timed out"
-    except isolate.ProtocolError as exc:
-        return f"failed: {exc}"
-    except BaseException as exc:  # noqa: BLE001 - an assert or the candidate's exception
+    except BaseException as exc:  # noqa: BLE001 - an assert, the candidate's exception, a broken channel
         return f"failed: {exc}"
     finally:
         channel.close()
-        zygote.finish(pid)
+        zygote.finish(spawned)
 
 
 def main():
     hardened = isolate.harden()
-    zygote = isolate.Zygote(sweep="--sweep" in sys.argv[2:])
+    zygote = isolate.Zygote(sweep="--sweep" in sys.argv[2:])  # before the job is read: it never sees it
     job = isolate.take_job(sys.argv[1])
     strict = bool(job.get("strict"))
     verdicts = [check_sample(zygote, sample, strict)[:300] for sample in job["samples"]]
