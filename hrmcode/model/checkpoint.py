@@ -84,6 +84,23 @@ def save_checkpoint(
         raise
 
 
+class _KeptWriteError:
+    """A file that keeps its write error: torch.save turns it into an 'unexpected pos' RuntimeError."""
+
+    def __init__(self, fh: Any):
+        self.fh, self.error = fh, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
 def _save_checkpoint(directory: Path, model: torch.nn.Module, tokenizer: CodeTokenizer,
                      hyperparameters: dict | None, training_state: dict | None) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
@@ -99,8 +116,14 @@ def _save_checkpoint(directory: Path, model: torch.nn.Module, tokenizer: CodeTok
     replace_from(temp_path(directory / WEIGHTS), directory / WEIGHTS)
     written.append(WEIGHTS)
     if training_state is not None:
-        with atomic_open(directory / TRAINING_STATE, "wb") as fh:  # a file object: a full disk is an OSError
-            torch.save(training_state, fh)
+        with atomic_open(directory / TRAINING_STATE, "wb") as fh:
+            kept = _KeptWriteError(fh)
+            try:
+                torch.save(training_state, kept)
+            except RuntimeError as exc:
+                if kept.error is None:
+                    raise
+                raise kept.error from exc
         written.append(TRAINING_STATE)
     return written
 
