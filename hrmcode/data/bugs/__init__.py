@@ -8,10 +8,14 @@ Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``
 2. Candidate bugs: every site of every transform in ``transforms`` over every candidate function,
    shuffled with ``seed``; the first ``max_bugs`` are tried.
 3. Run the test command on the clean tree once (the reference run), then on each bugged tree, in
-   the sandbox (``hrmcode.sandbox``, no network), and parse per-test ``PASSED``/``FAILED``/
-   ``ERROR`` lines as SWE-smith's pytest parser does (``-rA`` is added to pytest commands).
-4. Keep a bug only when at least one test goes from passing to failing (FAIL_TO_PASS) and at least
-   one keeps passing (PASS_TO_PASS), and the run did not time out.
+   the sandbox (``hrmcode.sandbox``, no network), with strict verdicts (``verdicts.run_suite``):
+   per-test outcomes come only from hrmcode's pytest reporter (full node ids, subtests), never
+   from the output the tested code prints; a run whose report is missing, torn or disagrees with
+   the exit status gives no verdict. The bugged tree differs from HEAD in the bugged file only
+   (tests, ``conftest.py`` and config are HEAD's).
+4. Keep a bug only when at least one of the reference's passing tests does not pass on the bugged
+   tree (FAIL_TO_PASS; a test missing from the report has not passed) and at least one still
+   passes (PASS_TO_PASS), and the run gave a verdict (not timed out, report complete).
 5. Emit SWE-smith task instances (the 9-field schema: ``instance_id`` =
    ``<owner>__<repo>.<commit8>.func_pm_<type>__<hash8>``, ``repo``, ``patch`` = the bug-introducing
    diff, FAIL_TO_PASS, PASS_TO_PASS, ``created_at`` = the commit's date (so reruns give the same
@@ -20,7 +24,8 @@ Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``
    built from the failing tests, as for the first SWE-smith release's rows without one)),
    normalised by the ``swe-smith`` source into a ``tasks`` artifact whose tasks also carry the
    bugged files (``files``/``editable``) so edit examples can show whole files. ``instances.jsonl``
-   is kept beside ``tasks.jsonl``.
+   is kept beside ``tasks.jsonl``, and ``repository.jsonl`` holds the repository's files at HEAD
+   (``path``, ``text``), so ``validate`` can run an example's FAIL_TO_PASS / PASS_TO_PASS tests.
 
 Not guaranteed: that every candidate is tried within a time budget (each costs one test run);
 that test ids are stable across runs of flaky suites.
@@ -39,17 +44,22 @@ from pathlib import Path, PurePosixPath
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
 from hrmcode.data.bugs.transforms import candidate_bugs
+from hrmcode.data.bugs.verdicts import run_suite
 from hrmcode.diffs import FileDiff, apply_file_diff, content_diffs, diff_texts, hunk_line
 from hrmcode.errors import InputError, ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
+from hrmcode.sandbox.base import Limits
 
 STATUS = re.compile(r"^(?:(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b|"
                     r"(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+::\S+))")
 MAX_FILE_BYTES = 1 << 20
+REPOSITORY = "repository.jsonl"  # the repository's files at HEAD, beside tasks.jsonl
 
 
 def parse_pytest_log(log: str) -> dict[str, str]:
-    """``{test id: status}`` from verbose (``id STATUS``) and ``-rA`` summary (``STATUS id``) lines."""
+    """``{test id: status}`` from verbose (``id STATUS``) and ``-rA`` summary (``STATUS id``) lines:
+    SWE-smith's parser, for reading the logs of SWE-smith's own runs. Never a verdict here: the
+    tested code writes that output, ids with spaces are cut and subtests are lost."""
     results: dict[str, str] = {}
     for line in log.splitlines():
         match = STATUS.match(line.strip())
@@ -182,13 +192,6 @@ class BugResult:
     stats: dict = field(default_factory=dict)
 
 
-def _run_suite(sandbox, files: dict[str, str], command: str, timeout_s: float):
-    from hrmcode.sandbox.base import Limits
-
-    result = sandbox.run(["/bin/sh", "-c", command], files, Limits(timeout_s=timeout_s, memory_mb=4096))
-    return result, parse_pytest_log(result.stdout + "\n" + result.stderr)
-
-
 def repo_tasks(
     path: str,
     *,
@@ -219,26 +222,29 @@ def repo_tasks(
 
         sandbox = get_sandbox()
     command = pytest_command(test_cmd)
-    reference, ref_status = _run_suite(sandbox, info.files, command, timeout_s)
-    passing = {t for t, s in ref_status.items() if s == "PASSED"}
+    limits = Limits(timeout_s=timeout_s, memory_mb=4096)
+    reference = run_suite(sandbox, info.files, command, limits)
+    passing = reference.passing()
     if not passing:
-        tail = (reference.stdout + reference.stderr).strip().splitlines()[-1:] or ["no output"]
-        raise InputError(f"the reference run of `{command}` reports no passing test ({tail[0][:160]})",
-                         "check --test-cmd; it must run pytest so that per-test PASSED/FAILED lines can be read")
-    stats["reference_tests"] = len(ref_status)
+        why = reference.problem or f"{len(reference.outcomes)} tests, none passed"
+        raise InputError(f"the reference run of `{command}` gives no passing test: {why}",
+                         "check --test-cmd; it must run pytest over the repository's tests, which must pass at HEAD")
+    stats["reference_tests"] = len(reference.outcomes)
     stats["reference_passing"] = len(passing)
     instances: list[dict] = []
     rejected: Counter = Counter()
     with reporter().task("validate bugs", total=len(tried)) as bar:
         for candidate in tried:
+            # only the bugged file is the candidate's: tests, conftest and config stay as at HEAD
             files = {**info.files, candidate.path: candidate.bugged}
-            result, status = _run_suite(sandbox, files, command, timeout_s)
+            run = run_suite(sandbox, files, command, limits, changed=[candidate.path])
             bar.advance()
-            if result.timed_out:
-                rejected["timed_out"] += 1
+            if run.problem is not None:
+                rejected["timed_out" if run.result.timed_out else "no_complete_report"] += 1
                 continue
-            fail_to_pass = sorted(t for t in passing if status.get(t) in ("FAILED", "ERROR"))
-            pass_to_pass = sorted(t for t in passing if status.get(t) == "PASSED")
+            # counted against the reference's passing tests: a test missing from the report did not pass
+            fail_to_pass = run.not_passed(passing)
+            pass_to_pass = sorted(passing - set(fail_to_pass))
             if not fail_to_pass:
                 rejected["no_test_broke"] += 1
                 continue
@@ -289,6 +295,7 @@ def _write_tasks(info: RepoInfo, instances: list[dict], command: str, stats: dic
     with ArtifactWriter(out_dir, "tasks", name=name, params=params, seed=seed, update_latest=update_latest) as writer:
         writer.write_jsonl("instances.jsonl", sorted(instances, key=lambda i: i["instance_id"]))
         writer.write_jsonl("tasks.jsonl", tasks)
+        writer.write_jsonl(REPOSITORY, [{"path": p, "text": t} for p, t in sorted(info.files.items())])
         artifact = writer.finish({**stats, "source": "swe-smith", "origin": f"repo:{info.path}",
                                   "records": len(tasks), "languages": dict(by_language)})
     reporter().log(f"{len(tasks)} bug tasks from {info.path} -> {artifact.path}")

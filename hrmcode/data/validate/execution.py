@@ -1,20 +1,36 @@
 """``validate``'s execution checks: an edit or solve example's target must make its task's tests
-pass in the sandbox, and the starting files alone must fail them.
+pass in the sandbox, and the starting files alone must fail them. Verdicts are strict:
 
-Runs HumanEval functions as the official harness assembles them (``python3 program.py``) and
-polyglot-style exercises through ``hrmcode.sandbox.toolchains.run_tests``; every other task kind
-is ``skipped`` with the reason, as is every check when no sandbox can be started. Verdicts are
-cached in ``exec.jsonl`` by a hash of (task id, files), so a resumed run does not run them again.
-Not guaranteed: that a pass proves the target right (the task's tests are all the evidence).
+- Only the files the task lets a model edit (``editable``; HumanEval: the solution) are taken from
+  the applied target. Anything else it writes (a ``conftest.py``, a test file, ``pytest.ini``) is
+  ignored and named in the verdict's detail; tests, framework config and reporter are the task's.
+- A pass needs a per-test report counted against the task's own tests, plus a clean exit:
+  HumanEval functions run as ``check(entry_point)`` in a pytest test of hrmcode's own beside the
+  solution module, and repository tasks (``repo-patch`` with the repository's files, as
+  ``synthesize --source repo:`` writes them) run their command; both through
+  ``hrmcode.data.bugs.verdicts`` (pytest reporter, nonce-tagged report, exit status checked
+  against it). A repository task passes when every FAIL_TO_PASS and PASS_TO_PASS test passed; the
+  starting files fail when some FAIL_TO_PASS test does not pass. Exercises run through
+  ``hrmcode.sandbox.toolchains.run_tests`` in its strict mode.
+
+Every other task kind (and a repository task without its repository's files) is ``skipped`` with
+the reason, as is every check when no sandbox can be started. Verdicts are cached in
+``exec.jsonl`` by a hash of (verdict rules, task id, files), so a resumed run does not run them
+again and never reuses a verdict given under other rules.
+Not guaranteed: that a pass proves the target right (the task's tests are all the evidence); what
+code under test could still forge inside pytest's process is stated in ``bugs.verdicts``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrmcode.artifacts import Artifact, load_artifact
+from hrmcode.data.bugs import REPOSITORY
+from hrmcode.data.bugs.verdicts import SuiteRun, run_suite
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl
@@ -22,18 +38,34 @@ from hrmcode.sandbox import get_sandbox
 from hrmcode.sandbox.base import Limits
 from hrmcode.sandbox.toolchains import run_tests
 
+RULES = "strict-1"  # part of every cache key: verdicts given under other rules are not reused
+HUMANEVAL_TEST = "test_solution.py"
+HUMANEVAL_TEST_ID = f"{HUMANEVAL_TEST}::test_check"
 
-def _humaneval_program(task: dict, solution: str) -> str:
+
+def _humaneval_tree(task: dict, solution: str) -> dict[str, str]:
+    """The solution module and hrmcode's test of it: the task's ``check`` called on the entry point."""
     tests = task["tests"]
     test_code = next(iter(tests["files"].values()))
-    return f"{solution}\n\n{test_code}\n\ncheck({tests['entry_point']})\n"
+    test = (f"import solution as _candidate\nfrom solution import *  # noqa: F401,F403 (the prompt's helpers)\n\n"
+            f"{test_code}\n\n\ndef test_check():\n    check(_candidate.{tests['entry_point']})\n")
+    return {"solution.py": solution, HUMANEVAL_TEST: test}
+
+
+@dataclass
+class TaskBook:
+    """The tasks examples were synthesized from, by id, and each repository task's repository files."""
+
+    tasks: dict[str, dict] = field(default_factory=dict)
+    repositories: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class ExecChecker:
     """Runs the candidate and the stub of a task in the sandbox; caches verdicts in ``exec.jsonl``."""
 
-    def __init__(self, tasks: dict[str, dict], log: AppendLog, timeout_s: float = 30.0):
-        self.tasks = tasks
+    def __init__(self, book: TaskBook, log: AppendLog, timeout_s: float = 30.0):
+        self.tasks = book.tasks
+        self.repositories = book.repositories
         self.log = log
         self.timeout_s = timeout_s
         self._sandbox = None
@@ -47,29 +79,38 @@ class ExecChecker:
                 self._unavailable = f"sandbox unavailable: {exc.message}"
         return self._sandbox
 
-    def _run(self, task: dict, files: dict[str, str]) -> tuple[bool | None, str]:
-        key = hashlib.sha256(json.dumps([task["id"], files], sort_keys=True).encode()).hexdigest()
+    def _run(self, task: dict, files: dict[str, str], stub: bool) -> tuple[bool | None, str]:
+        """(passed, detail) for ``files`` (only editable paths) on ``task``; None when it cannot run.
+        For the stub (``stub=True``) of a repository task, passed = every FAIL_TO_PASS test passes."""
+        key = hashlib.sha256(json.dumps([RULES, task["id"], files, stub], sort_keys=True).encode()).hexdigest()
         if self.log.done(key):
             entry = self.log.records[key]
             return entry["passed"], entry["detail"]
         tests = task.get("tests") or {}
-        if task.get("kind") == "function" and tests.get("entry_point") and tests.get("files"):
-            box = self._box()
-            if box is None:
-                return None, self._unavailable or "sandbox unavailable"
-            solution = next(iter(files.values()))
-            result = box.run(["python3", "program.py"], {"program.py": _humaneval_program(task, solution)},
-                             Limits(timeout_s=self.timeout_s))
-            passed, detail = result.ok, f"exit {result.exit_code}{' (timeout)' if result.timed_out else ''}"
-        elif task.get("kind") == "exercise":
-            box = self._box()
-            if box is None:
-                return None, self._unavailable or "sandbox unavailable"
-            tree = {**(task.get("files") or {}), **files, **(tests.get("files") or {})}
-            run = run_tests(task["language"], tree, sandbox=box, limits=Limits(timeout_s=self.timeout_s * 4))
-            passed, detail = bool(run.passed), f"exit {run.result.exit_code}"
-        else:
+        kind = task.get("kind")
+        runnable = ((kind == "function" and tests.get("entry_point") and tests.get("files"))
+                    or kind == "exercise" or (kind == "repo-patch" and task["id"] in self.repositories))
+        if not runnable:
             return None, "the task carries no tests that can run here"
+        box = self._box()
+        if box is None:
+            return None, self._unavailable or "sandbox unavailable"
+        if kind == "function":
+            solution = next(iter(files.values()), "")
+            run = run_suite(box, _humaneval_tree(task, solution), f"python3 -m pytest -q {HUMANEVAL_TEST}",
+                            Limits(timeout_s=self.timeout_s), changed=["solution.py"])
+            passed, detail = _suite_verdict(run, [HUMANEVAL_TEST_ID], clean_exit=True)
+        elif kind == "exercise":
+            tree = {**(task.get("files") or {}), **files, **(tests.get("files") or {})}
+            result = run_tests(task["language"], tree, mode="strict", sandbox=box,
+                               limits=Limits(timeout_s=self.timeout_s * 4))
+            passed, detail = bool(result.passed), f"exit {result.result.exit_code}"
+        else:
+            tree = {**self.repositories[task["id"]], **(task.get("files") or {}), **files}
+            run = run_suite(box, tree, tests["command"], Limits(timeout_s=self.timeout_s * 4, memory_mb=4096),
+                            changed=files)
+            expected = tests["fail_to_pass"] if stub else tests["fail_to_pass"] + tests["pass_to_pass"]
+            passed, detail = _suite_verdict(run, expected, clean_exit=False)
         self.log.append({"id": key, "task_id": task["id"], "passed": passed, "detail": detail})
         return passed, detail
 
@@ -78,31 +119,67 @@ class ExecChecker:
         task = self.tasks.get(example["task_id"])
         if task is None:
             return "skipped", "task not found in the examples' input tasks artifact"
-        context = example["input"]["context"]
-        paths = context.get("paths") or []
-        start = {p: (task.get("files") or {}).get(p, "") for p in paths}
+        paths = example["input"]["context"].get("paths") or []
+        editable = set(task.get("editable") or [])
+        start = {p: (task.get("files") or {}).get(p, "") for p in sorted(editable | set(paths))}
+        # the target is applied to the whole tree it works on; only the editable files are taken
+        tree = {**self._pristine(task), **start}
         try:
             fmt = "whole" if example["level"] == "solve" else "diff"
-            candidate = apply_edits({p: t for p, t in start.items() if t or fmt == "diff"},
-                                    parse_edits(example["target"], fmt, paths))
+            applied = apply_edits({p: t for p, t in tree.items() if t or fmt == "diff"},
+                                  parse_edits(example["target"], fmt, paths))
         except MalformedEdit as exc:
             return "failed", f"target does not apply: {str(exc).splitlines()[0]}"
-        passed, detail = self._run(task, candidate)
+        candidate = {p: applied.get(p, "") for p in sorted(editable)}
+        ignored = sorted(p for p, t in applied.items() if p not in editable and t != tree.get(p, ""))
+        note = f"; ignored (not editable): {', '.join(ignored)}" if ignored else ""
+        passed, detail = self._run(task, candidate, stub=False)
         if passed is None:
             return "skipped", detail
         if not passed:
-            return "failed", f"tests fail with the target applied ({detail})"
-        stub_passed, stub_detail = self._run(task, start)
+            return "failed", f"tests fail with the target applied ({detail}){note}"
+        stub_passed, stub_detail = self._run(task, {p: start[p] for p in sorted(editable)}, stub=True)
         if stub_passed:
-            return "failed", "tests already pass on the starting files (the example teaches nothing)"
-        return "passed", f"target passes, stub fails ({stub_detail})"
+            return "failed", f"tests already pass on the starting files (the example teaches nothing){note}"
+        return "passed", f"target passes, stub fails ({stub_detail}){note}"
 
 
-def tasks_of(examples: Artifact) -> dict[str, dict]:
-    """Every task of the tasks artifacts the examples were synthesized from, by id."""
-    tasks: dict[str, dict] = {}
+    def _pristine(self, task: dict) -> dict[str, str]:
+        """The files around the editable ones that a target could try to change: tests, the rest of
+        a repository."""
+        if task.get("kind") == "repo-patch":
+            return self.repositories.get(task["id"], {})
+        return dict((task.get("tests") or {}).get("files") or {}) if task.get("kind") == "exercise" else {}
+
+
+def _suite_verdict(run: SuiteRun, expected: list[str], clean_exit: bool) -> tuple[bool, str]:
+    """Passed when the run is evidence, every expected test passed and (``clean_exit``: the suite
+    is all hrmcode's) pytest exited 0; the detail says why not. A repository's suite may hold tests
+    that failed at HEAD too, so there only the expected tests count."""
+    if run.problem is not None:
+        return False, run.problem
+    missing = run.not_passed(expected)
+    detail = f"exit {run.result.exit_code}"
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        return False, detail if len(expected) == 1 else f"{detail}; not passed: {shown}"
+    if clean_exit and run.result.exit_code != 0:
+        return False, f"{detail} after the expected tests passed (a test the candidate added failed)"
+    return True, detail
+
+
+def tasks_of(examples: Artifact) -> TaskBook:
+    """Every task of the tasks artifacts the examples were synthesized from, by id, with the
+    repository files of the artifacts that carry them (``synthesize --source repo:``)."""
+    book = TaskBook()
     for entry in examples.manifest.get("inputs", []):
         if entry.get("kind") == "tasks" and Path(entry["path"]).is_dir():
-            for task in read_jsonl(load_artifact(entry["path"], "tasks").file("tasks.jsonl")):
-                tasks[task["id"]] = task
-    return tasks
+            tasks = load_artifact(entry["path"], "tasks")
+            repository = None
+            if (tasks.path / REPOSITORY).is_file():
+                repository = {r["path"]: r["text"] for r in read_jsonl(tasks.file(REPOSITORY))}
+            for task in read_jsonl(tasks.file("tasks.jsonl")):
+                book.tasks[task["id"]] = task
+                if repository is not None and task.get("kind") == "repo-patch":
+                    book.repositories[task["id"]] = repository
+    return book

@@ -1,0 +1,219 @@
+"""Forgery attempts on the verdicts that decide training data: ``validate``'s execution check and
+``synthesize --source repo:``'s bug validation (FAIL_TO_PASS / PASS_TO_PASS).
+
+The attacks are real replies (``fixtures/hostile/``) run through the real sandbox: each must be
+rejected. Bug validation runs on a real git repository made here (``calc``) whose tests have ids
+with spaces, ``::`` and brackets, a unittest subTest loop, and a package that prints a fake
+``PASSED`` line for a test that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hrmcode.artifacts import ArtifactWriter, load_artifact
+from hrmcode.data.bugs import REPOSITORY, repo_tasks
+from hrmcode.data.bugs.verdicts import judge, read_report
+from hrmcode.data.synthesize import synthesize
+from hrmcode.data.validate import validate
+from hrmcode.data.validate.execution import ExecChecker, TaskBook
+from hrmcode.jsonl import AppendLog, read_jsonl
+from hrmcode.sandbox.base import ExecResult
+
+HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
+CALC = {
+    # at exit, after pytest's capture has ended: a result line for a test that does not exist
+    "calc/__init__.py": 'import atexit\n\natexit.register(print, "tests/test_ops.py::test_ghost PASSED")\n',
+    "calc/ops.py": ('"""Arithmetic helpers."""\n\n\ndef add(a, b):\n    return a + b\n\n\n'
+                    "def sign(x):\n    if x < 0:\n        return -1\n    if x == 0:\n        return 0\n    return 1\n"),
+    "tests/test_ops.py": '''import unittest
+
+import pytest
+
+from calc.ops import add, sign
+
+
+@pytest.mark.parametrize("a, b, total", [(1, 2, 3), (2, 2, 4)], ids=["one two", "x::y [z]"])
+def test_add(a, b, total):
+    assert add(a, b) == total
+
+
+def test_add_zero():
+    assert add(0, 0) == 0
+
+
+class SignTest(unittest.TestCase):
+    def test_sign(self):
+        for x, expected in ((-5, -1), (0, 0), (5, 1)):
+            with self.subTest(x=x):
+                self.assertEqual(sign(x), expected)
+''',
+}
+ADD_IDS = ["tests/test_ops.py::test_add[one two]", "tests/test_ops.py::test_add[x::y [z]]"]
+SIGN_ID = "tests/test_ops.py::SignTest::test_sign"
+ALL_IDS = {*ADD_IDS, "tests/test_ops.py::test_add_zero", SIGN_ID}
+
+
+def _git_repo(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
+           "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z", "PATH": "/usr/bin:/bin"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "calc"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True, env=env)
+    return root
+
+
+@pytest.fixture(scope="module")
+def calc_bugs(tmp_path_factory):
+    """Every candidate bug of the calc repository, validated: (result, instances by bugged function)."""
+    root = tmp_path_factory.mktemp("calc")
+    repo = _git_repo(root / "calc", CALC)
+    result = repo_tasks(str(repo), test_cmd="python3 -m pytest -q tests", max_bugs=100, out=root / "tasks")
+    return result, list(read_jsonl(result.artifact.path / "instances.jsonl"))
+
+
+def _sign_after(patch: str) -> dict[int, int]:
+    """What the bugged ``sign`` returns for the subtests' inputs (the patch applied here, in-process)."""
+    from hrmcode.diffs import apply_file_diff, content_diffs
+
+    bugged = apply_file_diff(CALC["calc/ops.py"], content_diffs(patch)[0])
+    space: dict = {}
+    exec(compile(bugged, "ops.py", "exec"), space)  # our own fixture code with one injected bug
+    return {x: space["sign"](x) for x in (-5, 0, 5)}
+
+
+@pytest.mark.integration
+def test_bug_validation_keeps_exact_ids_and_subtests_and_ignores_printed_results(calc_bugs):
+    result, instances = calc_bugs
+    assert result.stats["reference_tests"] == 4 and result.stats["reference_passing"] == 4
+    for instance in instances:
+        tests = set(instance["FAIL_TO_PASS"]) | set(instance["PASS_TO_PASS"])
+        # the ids are pytest's own, spaces, '::' and brackets included; the printed ghost never counts
+        assert tests == ALL_IDS, tests
+    add_bugs = [i for i in instances if "def add" in i["patch"] or "return a " in i["patch"]]
+    assert add_bugs and all(set(ADD_IDS) <= set(i["FAIL_TO_PASS"]) for i in add_bugs)
+    sign_bugs = [i for i in instances if i not in add_bugs]
+    # a bug that breaks one subtest of three: the unittest test is "passed" to pytest, failed here
+    one_subtest = [i for i in sign_bugs
+                   if sum(v != e for v, e in zip(_sign_after(i["patch"]).values(), (-1, 0, 1))) == 1]
+    assert one_subtest, [i["patch"] for i in sign_bugs]
+    assert all(i["FAIL_TO_PASS"] == [SIGN_ID] for i in one_subtest)
+
+
+def test_report_without_the_runs_nonce_or_end_is_no_evidence():
+    nonce = "n" * 32
+    good = [{"nonce": nonce, "kind": "start"},
+            {"nonce": nonce, "kind": "phase", "nodeid": "t.py::a b[1]", "when": "setup", "outcome": "passed"},
+            {"nonce": nonce, "kind": "phase", "nodeid": "t.py::a b[1]", "when": "call", "outcome": "passed"},
+            {"nonce": nonce, "kind": "phase", "nodeid": "t.py::a b[1]", "when": "teardown", "outcome": "passed"},
+            {"nonce": nonce, "kind": "end", "exitstatus": 0}]
+
+    def run(records, exit_code=0):
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        return judge(ExecResult(exit_code, "", "", 0.1, files={"x": ""} | {".hrmcode-pytest/report.jsonl": text}),
+                     nonce, set())
+
+    assert run(good).passed("t.py::a b[1]")
+    forged = [dict(r, nonce="0" * 32) for r in good]
+    assert run(forged).problem.startswith("the test report has a record the reporter did not write")
+    assert run(good[:-1]).problem.startswith("the test report ends before pytest's session did")
+    assert run(good + [good[-1]]).problem.startswith("the test report ends before")
+    assert run(good, exit_code=1).problem.startswith("exit 1, but pytest ended with status 0")
+    assert read_report("not json\n", nonce)[1] == "the test report has a line the reporter did not write"
+    subtest = {"nonce": nonce, "kind": "subtest", "nodeid": "t.py::a b[1]", "outcome": "failed", "label": "x=1"}
+    assert not run(good[:-1] + [subtest, good[-1]]).passed("t.py::a b[1]")
+
+
+def _reply(name: str) -> str:
+    return (HOSTILE / name).read_text(encoding="utf-8")
+
+
+def _checker(tmp_path: Path, book: TaskBook) -> ExecChecker:
+    return ExecChecker(book, AppendLog(tmp_path / "exec.jsonl", key="id"), timeout_s=30.0)
+
+
+@pytest.fixture(scope="module")
+def add_task(calc_bugs):
+    """The bug task whose bug is ``add`` returning ``a - b``, with its repository's files."""
+    result, _instances = calc_bugs
+    tasks = [t for t in read_jsonl(result.artifact.path / "tasks.jsonl")
+             if "return a - b" in t["files"].get("calc/ops.py", "")]
+    assert len(tasks) == 1
+    repository = {r["path"]: r["text"] for r in read_jsonl(result.artifact.path / REPOSITORY)}
+    return TaskBook({tasks[0]["id"]: tasks[0]}, {tasks[0]["id"]: repository}), tasks[0]
+
+
+def _example(task: dict, target: str, level: str) -> dict:
+    return {"task_id": task["id"], "level": level, "target": target,
+            "input": {"context": {"paths": sorted(task["editable"])}}}
+
+
+@pytest.mark.integration
+def test_an_honest_fix_passes_and_the_bug_alone_fails(add_task, tmp_path):
+    book, task = add_task
+    fixed = task["files"]["calc/ops.py"].replace("return a - b", "return a + b")
+    verdict, detail = _checker(tmp_path, book).check(_example(task, f"calc/ops.py\n```python\n{fixed}```\n", "solve"))
+    assert verdict == "passed", detail
+    assert "not passed: " + ", ".join(ADD_IDS) in detail
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(p.name for p in HOSTILE.glob("repo_*.reply")))
+def test_hostile_repository_reply_is_rejected(add_task, tmp_path, name):
+    book, task = add_task
+    level = "edit" if name.endswith(".diff.reply") else "solve"
+    verdict, detail = _checker(tmp_path, book).check(_example(task, _reply(name), level))
+    assert verdict == "failed", detail
+    assert detail.startswith("tests fail with the target applied"), detail
+    outside = {"conftest": "conftest.py", "pytest_ini": "pytest.ini", "edit_tests": "tests/test_ops.py"}
+    for key, path in outside.items():
+        if key in name:
+            assert detail.endswith(f"; ignored (not editable): {path}"), detail
+
+
+@pytest.fixture
+def humaneval_book(humaneval_tasks) -> tuple[TaskBook, dict]:
+    tasks = {t["id"]: t for t in read_jsonl(humaneval_tasks.path / "tasks.jsonl")}
+    return TaskBook(tasks), tasks["humaneval/HumanEval/0"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(p.name for p in HOSTILE.glob("he_*.reply")))
+def test_hostile_humaneval_reply_is_rejected(humaneval_book, tmp_path, name):
+    book, task = humaneval_book
+    example = {"task_id": task["id"], "level": "solve", "target": _reply(name),
+               "input": {"context": {"paths": ["solution.py"]}}}
+    verdict, detail = _checker(tmp_path, book).check(example)
+    assert verdict == "failed", detail
+    assert detail.startswith("tests fail with the target applied"), detail
+
+
+@pytest.mark.integration
+def test_validate_rejects_planted_attacks_beside_honest_examples(calc_bugs, tmp_path):
+    result, instances = calc_bugs
+    honest = [json.loads(line) for line in
+              (synthesize(str(result.artifact.path), levels=("edit",)).artifact.path / "examples.jsonl").read_text().splitlines()]
+    assert len(honest) == len(instances)
+    template = next(e for e in honest if "return a - b" in e["input"]["context"]["files"]["calc/ops.py"])
+    planted = []
+    for name in ("repo_conftest_marks_passed.reply", "repo_pytest_ini_collect_only.reply", "repo_exit0_at_import.reply"):
+        attack = dict(template, id=f"{template['task_id']}#hostile-{name}", target=_reply(name))
+        attack["level"] = "edit" if name.endswith(".diff.reply") else "solve"
+        planted.append(attack)
+    with ArtifactWriter(tmp_path / "linked", "examples", name="linked", inputs=[load_artifact(result.artifact.path, "tasks")],
+                        update_latest=False) as writer:
+        writer.write_jsonl("examples.jsonl", honest + planted)
+        linked = writer.finish({})
+    report = validate(linked.path, allow_contaminated=True, out=tmp_path / "v").report
+    assert report["gates"]["exec_passed"] == len(honest)
+    rejected = {r["id"]: r["reasons"] for r in read_jsonl(tmp_path / "v" / "rejected.jsonl")}
+    assert set(rejected) == {a["id"] for a in planted}
+    assert any("ignored (not editable): conftest.py" in r for r in rejected[planted[0]["id"]])
+    assert any("ignored (not editable): pytest.ini" in r for r in rejected[planted[1]["id"]])
