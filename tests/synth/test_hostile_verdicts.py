@@ -17,7 +17,7 @@ import pytest
 
 from hrmcode.artifacts import ArtifactWriter, load_artifact
 from hrmcode.data.bugs import REPOSITORY, repo_tasks
-from hrmcode.data.bugs.verdicts import judge, read_report
+from hrmcode.data.bugs.verdicts import REPORT, judge, read_report
 from hrmcode.data.synthesize import synthesize
 from hrmcode.data.validate import validate
 from hrmcode.data.validate.execution import ExecChecker, TaskBook
@@ -117,8 +117,7 @@ def test_report_without_the_runs_nonce_or_end_is_no_evidence():
 
     def run(records, exit_code=0):
         text = "".join(json.dumps(r) + "\n" for r in records)
-        return judge(ExecResult(exit_code, "", "", 0.1, files={"x": ""} | {".hrmcode-pytest/report.jsonl": text}),
-                     nonce, set())
+        return judge(ExecResult(exit_code, "", "", 0.1, files={REPORT: text}), nonce, set())
 
     assert run(good).passed("t.py::a b[1]")
     forged = [dict(r, nonce="0" * 32) for r in good]
