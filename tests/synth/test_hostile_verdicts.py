@@ -10,6 +10,7 @@ with spaces, ``::`` and brackets, a unittest subTest loop, and a package that pr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -134,8 +135,25 @@ def _reply(name: str) -> str:
     return (HOSTILE / name).read_text(encoding="utf-8")
 
 
-def _checker(tmp_path: Path, book: TaskBook) -> ExecChecker:
-    return ExecChecker(book, AppendLog(tmp_path / "exec.jsonl", key="id"), timeout_s=30.0)
+def _checker(tmp_path: Path, book: TaskBook, sandbox=None) -> ExecChecker:
+    return ExecChecker(book, AppendLog(tmp_path / "exec.jsonl", key="id"), timeout_s=30.0, sandbox=sandbox)
+
+
+@pytest.fixture(scope="module", params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def verdict_sandbox(request):
+    """bubblewrap, and docker where an engine is up (HRMCODE_REQUIRE_DOCKER=1 makes its absence fail)."""
+    from hrmcode.sandbox import docker_backend, local
+
+    if request.param == "local":
+        if local.bwrap_path() is None:
+            pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
+        return local.BubblewrapSandbox()
+    reason = docker_backend.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("HRMCODE_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"docker required (HRMCODE_REQUIRE_DOCKER=1) but unavailable: {reason}")
+        pytest.skip(f"docker unavailable: {reason}")
+    return docker_backend.DockerSandbox()
 
 
 @pytest.fixture(scope="module")
@@ -155,20 +173,20 @@ def _example(task: dict, target: str, level: str) -> dict:
 
 
 @pytest.mark.integration
-def test_an_honest_fix_passes_and_the_bug_alone_fails(add_task, tmp_path):
+def test_an_honest_fix_passes_and_the_bug_alone_fails(add_task, verdict_sandbox, tmp_path):
     book, task = add_task
     fixed = task["files"]["calc/ops.py"].replace("return a - b", "return a + b")
-    verdict, detail = _checker(tmp_path, book).check(_example(task, f"calc/ops.py\n```python\n{fixed}```\n", "solve"))
+    verdict, detail = _checker(tmp_path, book, verdict_sandbox).check(_example(task, f"calc/ops.py\n```python\n{fixed}```\n", "solve"))
     assert verdict == "passed", detail
     assert "not passed: " + ", ".join(ADD_IDS) in detail
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(p.name for p in HOSTILE.glob("repo_*.reply")))
-def test_hostile_repository_reply_is_rejected(add_task, tmp_path, name):
+def test_hostile_repository_reply_is_rejected(add_task, verdict_sandbox, tmp_path, name):
     book, task = add_task
     level = "edit" if name.endswith(".diff.reply") else "solve"
-    verdict, detail = _checker(tmp_path, book).check(_example(task, _reply(name), level))
+    verdict, detail = _checker(tmp_path, book, verdict_sandbox).check(_example(task, _reply(name), level))
     assert verdict == "failed", detail
     assert detail.startswith("tests fail with the target applied"), detail
     outside = {"conftest": "conftest.py", "pytest_ini": "pytest.ini", "edit_tests": "tests/test_ops.py"}
@@ -185,11 +203,11 @@ def humaneval_book(humaneval_tasks) -> tuple[TaskBook, dict]:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(p.name for p in HOSTILE.glob("he_*.reply")))
-def test_hostile_humaneval_reply_is_rejected(humaneval_book, tmp_path, name):
+def test_hostile_humaneval_reply_is_rejected(humaneval_book, verdict_sandbox, tmp_path, name):
     book, task = humaneval_book
     example = {"task_id": task["id"], "level": "solve", "target": _reply(name),
                "input": {"context": {"paths": ["solution.py"]}}}
-    verdict, detail = _checker(tmp_path, book).check(example)
+    verdict, detail = _checker(tmp_path, book, verdict_sandbox).check(example)
     assert verdict == "failed", detail
     assert detail.startswith("tests fail with the target applied"), detail
 

@@ -35,7 +35,7 @@ from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox import get_sandbox
-from hrmcode.sandbox.base import Limits
+from hrmcode.sandbox.base import Limits, Sandbox
 from hrmcode.sandbox.toolchains import run_tests
 
 RULES = "strict-1"  # part of every cache key: verdicts given under other rules are not reused
@@ -63,12 +63,12 @@ class TaskBook:
 class ExecChecker:
     """Runs the candidate and the stub of a task in the sandbox; caches verdicts in ``exec.jsonl``."""
 
-    def __init__(self, book: TaskBook, log: AppendLog, timeout_s: float = 30.0):
+    def __init__(self, book: TaskBook, log: AppendLog, timeout_s: float = 30.0, sandbox: Sandbox | None = None):
         self.tasks = book.tasks
         self.repositories = book.repositories
         self.log = log
         self.timeout_s = timeout_s
-        self._sandbox = None
+        self._sandbox = sandbox  # None: the default backend, started at the first check
         self._unavailable: str | None = None
 
     def _box(self):
