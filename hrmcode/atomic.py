@@ -3,8 +3,10 @@ the whole new one, never a part.
 
 Guarantees: the temporary file lives beside the target (same filesystem, so the rename is
 atomic), is named ``<name>.tmp`` and is removed when writing fails; with ``durable=True`` the data
-is fsynced before the rename. Not guaranteed: that the directory entry survives a power loss
-(the directory itself is not fsynced), or that two writers of one path do not race.
+is fsynced before the rename. With ``unique=True`` each writer stages under a name of its own
+(``<name>.<random>.tmp``), so several processes may replace one shared cache file at the same
+moment: the last rename wins and every reader sees one whole file. Not guaranteed: that the
+directory entry survives a power loss (the directory itself is not fsynced).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -25,19 +28,18 @@ def temp_path(path: Path | str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path | str, mode: str = "w", *, durable: bool = False,
-                encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open ``path``'s temporary file for writing; on a clean exit rename it over ``path``."""
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open writes whole files: mode {mode!r}")
+def staged(path: Path | str, *, unique: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a path (a compiler, ``torch.save``);
+    on a clean exit it is renamed over ``path``, on an error removed."""
     path = Path(path)
-    tmp = temp_path(path)
+    if unique:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+    else:
+        tmp = temp_path(path)
     try:
-        with open(tmp, mode, encoding=None if "b" in mode else encoding) as fh:
-            yield fh
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -45,21 +47,28 @@ def atomic_open(path: Path | str, mode: str = "w", *, durable: bool = False,
         raise
 
 
-def write_text(path: Path | str, text: str, *, durable: bool = False) -> Path:
-    with atomic_open(path, "w", durable=durable) as fh:
+@contextlib.contextmanager
+def atomic_open(path: Path | str, mode: str = "w", *, durable: bool = False, unique: bool = False,
+                encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open ``path``'s temporary file for writing; on a clean exit rename it over ``path``."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode {mode!r}")
+    with staged(path, unique=unique) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding) as fh:
+        yield fh
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_text(path: Path | str, text: str, *, durable: bool = False, unique: bool = False) -> Path:
+    with atomic_open(path, "w", durable=durable, unique=unique) as fh:
         fh.write(text)
     return Path(path)
 
 
-def write_bytes(path: Path | str, data: bytes, *, durable: bool = False) -> Path:
-    with atomic_open(path, "wb", durable=durable) as fh:
+def write_bytes(path: Path | str, data: bytes, *, durable: bool = False, unique: bool = False) -> Path:
+    with atomic_open(path, "wb", durable=durable, unique=unique) as fh:
         fh.write(data)
-    return Path(path)
-
-
-def replace_from(tmp: Path | str, path: Path | str) -> Path:
-    """Rename a file a library wrote to ``temp_path(path)`` itself (safetensors, torch.save) into place."""
-    os.replace(tmp, path)
     return Path(path)
 
 

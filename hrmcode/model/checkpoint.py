@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hrmcode.atomic import atomic_open, replace_from, temp_path, write_text
+from hrmcode.atomic import atomic_open, staged, write_text
 from hrmcode.errors import CheckpointError, HrmcodeError, is_write_failure, output_error
 from hrmcode.model.config import ModelConfig
 from hrmcode.model.tokenizer import CodeTokenizer
@@ -72,8 +72,7 @@ def save_checkpoint(
     directory = Path(directory)
     try:
         return _save_checkpoint(directory, model, tokenizer, hyperparameters, training_state)
-    except SafetensorError as exc:
-        temp_path(directory / WEIGHTS).unlink(missing_ok=True)
+    except SafetensorError as exc:  # its temporary file is already gone (atomic.staged)
         code = re.search(r"os error (\d+)", str(exc))
         if code is None:
             raise
@@ -112,8 +111,8 @@ def _save_checkpoint(directory: Path, model: torch.nn.Module, tokenizer: CodeTok
         _write_json(directory / HYPERPARAMETERS, hyperparameters)
         written.append(HYPERPARAMETERS)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(temp_path(directory / WEIGHTS)), metadata={"format": "pt"})
-    replace_from(temp_path(directory / WEIGHTS), directory / WEIGHTS)
+    with staged(directory / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
     written.append(WEIGHTS)
     if training_state is not None:
         with atomic_open(directory / TRAINING_STATE, "wb") as fh:

@@ -34,13 +34,13 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from hrmcode.atomic import staged
 from hrmcode.paths import cache_home
 
 SOURCE = Path(__file__).with_name("kernels.c")
@@ -78,17 +78,11 @@ def _library_path(compiler: str) -> Path:
 
 def _build(compiler: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        command = [compiler, "-O3", "-march=native", "-fPIC", "-shared", "-pthread", "-o", tmp, str(SOURCE), "-lm"]
+    with staged(target, unique=True) as tmp:  # unique: concurrent first builds each stage their own file
+        command = [compiler, "-O3", "-march=native", "-fPIC", "-shared", "-pthread", "-o", str(tmp), str(SOURCE), "-lm"]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(" ".join(done.stderr.split())[:300] or f"{compiler} exited {done.returncode}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class Q8Linear(ctypes.Structure):

@@ -35,6 +35,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from hrmcode.atomic import staged
 from hrmcode.errors import ToolchainMissing
 from hrmcode.sandbox import _fs, _seccomp, hostpaths
 from hrmcode.sandbox._proc import supervise
@@ -89,14 +90,11 @@ def _generated_etc() -> Path:
 
 
 def _write_shared(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace a cache file that several hrmcode processes may write at the same moment: each stages
-    it under its own pid (``hrmcode.atomic``'s single ``<name>.tmp`` would let one writer's rename
-    pull the file from under another's), then renames it into place."""
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    if mode is not None:
-        tmp.chmod(mode)
-    tmp.replace(path)
+    """Replace a cache file that several hrmcode processes may write at the same moment."""
+    with staged(path, unique=True) as tmp:
+        tmp.write_bytes(data)
+        if mode is not None:
+            tmp.chmod(mode)
 
 
 def toolchain_binds() -> list[str]:

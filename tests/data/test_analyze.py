@@ -85,7 +85,7 @@ def test_polyglot_shared_profile(shared_dir):
     artifact, summary = analyze(fetched.artifact.path)
     frame = pl.read_parquet(artifact.path / "analysis.parquet")
     tests = dict(frame.group_by("language").agg(pl.col("tests").sum()).iter_rows())
-    # test counts from polyglot.md §1: 459 TEST_CASE, 114 func Test, 790 @Test, 584 def test, 650 #[test]
+    # test counts of the real 225 exercises: 459 TEST_CASE, 114 func Test, 790 @Test, 584 def test, 650 #[test]
     assert tests["cpp"] == 459 and tests["go"] == 114 and tests["java"] == 790
     assert tests["python"] == 584 and tests["rust"] == 650
     assert summary["tasks"] == 225

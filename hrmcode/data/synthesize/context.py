@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from hrmcode.data.synthesize.symbols import language_of
 from hrmcode.diffs import FileDiff, apply_file_diff, content_diffs, diff_texts
 
-# SWE-smith's per-language default test commands (research note §1.6), used when a
+# SWE-smith's per-language default test commands, used when a
 # repo-patch task carries none of its own.
 SWE_SMITH_TEST_COMMANDS = {
     "python": "pytest --disable-warnings --color=no --tb=no --verbose",
