@@ -17,18 +17,19 @@ from pathlib import Path
 import pytest
 
 from hrmcode.artifacts import ArtifactWriter, load_artifact
-from hrmcode.data.bugs import REPOSITORY, repo_tasks
-from hrmcode.data.bugs.verdicts import REPORT, judge, read_report
+from hrmcode.data.bugs import REPOSITORY, parse_pytest_log, repo_tasks
+from hrmcode.data.bugs.verdicts import REPORT, judge, read_report, run_suite
 from hrmcode.data.synthesize import synthesize
 from hrmcode.data.validate import validate
 from hrmcode.data.validate.execution import ExecChecker, TaskBook
 from hrmcode.jsonl import AppendLog, read_jsonl
-from hrmcode.sandbox.base import ExecResult
+from hrmcode.sandbox.base import ExecResult, Limits
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 CALC = {
     # at exit, after pytest's capture has ended: a result line for a test that does not exist
-    "calc/__init__.py": 'import atexit\n\natexit.register(print, "tests/test_ops.py::test_ghost PASSED")\n',
+    "calc/__init__.py": ('import atexit\nimport os\n\n'
+                         'atexit.register(os.write, 1, b"tests/test_ops.py::test_ghost PASSED\\n")\n'),
     "calc/ops.py": ('"""Arithmetic helpers."""\n\n\ndef add(a, b):\n    return a + b\n\n\n'
                     "def sign(x):\n    if x < 0:\n        return -1\n    if x == 0:\n        return 0\n    return 1\n"),
     "tests/test_ops.py": '''import unittest
@@ -106,6 +107,19 @@ def test_bug_validation_keeps_exact_ids_and_subtests_and_ignores_printed_results
                    if sum(v != e for v, e in zip(_sign_after(i["patch"]).values(), (-1, 0, 1))) == 1]
     assert one_subtest, [i["patch"] for i in sign_bugs]
     assert all(i["FAIL_TO_PASS"] == [SIGN_ID] for i in one_subtest)
+
+
+@pytest.mark.integration
+def test_the_report_not_the_output_decides(verdict_sandbox):
+    """What the printed lines claim (SWE-smith's parser) against what the report says, on one run."""
+    bugged = {**CALC, "calc/ops.py": CALC["calc/ops.py"].replace("    return 1\n", "    return 2\n")}
+    run = run_suite(verdict_sandbox, bugged, "python3 -m pytest -q tests -rA", Limits(timeout_s=60))
+    claimed = parse_pytest_log(run.result.stdout + "\n" + run.result.stderr)
+    assert claimed["tests/test_ops.py::test_ghost"] == "PASSED" and claimed[SIGN_ID] == "PASSED"
+    assert "tests/test_ops.py::test_add[one" in claimed  # the id cut at its space
+    assert run.problem is None and run.result.exit_code == 1
+    assert run.outcomes == {**dict.fromkeys(ALL_IDS, "passed"), SIGN_ID: "failed"}
+    assert run.failed_subtests == {SIGN_ID: ["x=5"]}
 
 
 def test_report_without_the_runs_nonce_or_end_is_no_evidence():
