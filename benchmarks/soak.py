@@ -5,7 +5,7 @@ hostile and oversized requests, half-open connections; prints what happened, sid
     python benchmarks/soak.py --requests 200 --clients 8 --duration 30
 
 It makes its own tiny random-init model (seconds), starts the real command line
-(``python -m hrmcode serve MODEL --port P --max-concurrency 2 --max-queue 8 --read-timeout 2
+(``python -m hrmcode serve MODEL --port P --max-concurrency 2 --max-queue 8 --client-timeout 2
 --idle-timeout 2``, the API key from ``HRMCODE_API_KEY``) as a subprocess bound to 127.0.0.1, and
 sends a seeded mix of requests from a pool of client threads. It stops by itself: after
 ``--requests`` requests or ``--duration`` seconds, whichever comes first (each request has its own
@@ -22,7 +22,7 @@ Each kind of request has the outcomes it may have; anything else counts as an er
 | over-work | 1000 prompts x n 16 x max_tokens 1024 (the 13 KB body of issue 13) | 400 max_request_tokens_exceeded |
 | over-body | a 2 MiB prompt | 413 |
 | bad-seed | ``seed: 2**70`` | 400 |
-| half-open | connects and sends nothing | the server closes it (after ``--read-timeout``) |
+| half-open | connects and sends nothing | the server closes it (after ``--idle-timeout``) |
 
 The server's side comes from outside it: /proc (resident set before the load, after it, and its
 peak; open file descriptors; threads), ``/health`` after the load (every slot free, nothing
@@ -50,7 +50,8 @@ import httpx
 
 KEY = "soak-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-READ_TIMEOUT_S = 2
+CLIENT_TIMEOUT_S = 2
+IDLE_TIMEOUT_S = 2
 EXPECTED = {
     "plain": {"200", "429"},
     "chat": {"200", "429"},
@@ -177,7 +178,7 @@ def bad_seed(url: str, rng: random.Random) -> str:
 
 def half_open(url: str, _rng: random.Random) -> str:
     host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=READ_TIMEOUT_S + 5) as sock:
+    with socket.create_connection((host, int(port)), timeout=IDLE_TIMEOUT_S + 5) as sock:
         try:
             return "closed by server" if sock.recv(1) == b"" else "server sent data"
         except TimeoutError:
@@ -192,7 +193,7 @@ OUTCOMES = {"plain": plain, "chat": chat, "stream": stream, "gone-stream": gone_
 def start_server(model: Path, port: int, log) -> subprocess.Popen:
     command = [sys.executable, "-m", "hrmcode", "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
                "--model-name", "soak", "--max-concurrency", "2", "--max-queue", "8", "--threads", "1",
-               "--read-timeout", str(READ_TIMEOUT_S), "--idle-timeout", "2"]
+               "--client-timeout", str(CLIENT_TIMEOUT_S), "--idle-timeout", str(IDLE_TIMEOUT_S)]
     process = subprocess.Popen(command, env=dict(os.environ, HRMCODE_API_KEY=KEY), stdout=log, stderr=log)
     deadline = time.monotonic() + 120
     while True:
@@ -303,7 +304,7 @@ def main() -> None:
                         freed_s = time.monotonic() - ended
                         break
                     time.sleep(0.05)
-                time.sleep(READ_TIMEOUT_S + 0.5)  # idle connections the load left are closed by now
+                time.sleep(IDLE_TIMEOUT_S + 0.5)  # idle connections the load left are closed by now
                 after = proc_status(server.pid)
             finally:
                 server.terminate()

@@ -11,7 +11,7 @@ Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST 
 Guarantees:
 - Every error is an OpenAI-shaped body: 400 bad request (including malformed JSON, what FastAPI
   would answer with 422, and any numeric field out of its range), 401 missing/wrong API key, 404
-  unknown model or path, 408 body not received within ``read_timeout_s``, 413 body over
+  unknown model or path, 408 body not received within ``client_timeout_s``, 413 body over
   ``max_body_bytes`` (checked while reading, so a lying Content-Length does not help), 429 when
   ``max_concurrency`` generations run and ``max_queue`` more wait, 500 for bugs (no traceback
   leaks to the client, and the connection stays usable for the next request).
@@ -20,9 +20,10 @@ Guarantees:
 - A client that goes away stops its request's work: a queued request leaves the queue at once, a
   running one stops at the next token and starts none of its remaining choices. A generation holds
   its slot until its worker thread has really finished.
+- A client that takes no part of the answer for ``client_timeout_s`` is disconnected.
 - ``/health`` answers without the API key; everything under ``/v1`` needs it when one is set.
 It does not guarantee fairness beyond first-come-first-served on one event loop, nor batching
-of concurrent requests into one forward pass. Connection timeouts (idle keep-alive, request
+of concurrent requests into one forward pass. The other connection timeouts (idle, request
 headers) are the server's (``hrmcode.serve.server``).
 """
 
@@ -77,9 +78,11 @@ class BodyReader:
     """ASGI middleware in front of the app: reads a request's whole body, then replays it.
 
     Answers 413 once the body is over ``max_bytes`` and 408 when it is not complete within
-    ``timeout_s`` (both close the connection). An exception the app's handlers did not turn into
-    a response becomes a 500 here, logged with its traceback, instead of propagating to the
-    server, which would drop the connection and so break the client's next keep-alive request.
+    ``timeout_s`` (both close the connection). A client that takes no part of the answer for
+    ``timeout_s`` (it stopped reading, or vanished without closing) has its connection closed,
+    which stops a streamed generation. An exception the app's handlers did not turn into a
+    response becomes a 500 here, logged with its traceback, instead of propagating to the server,
+    which would drop the connection and so break the client's next keep-alive request.
     """
 
     def __init__(self, app, max_bytes: int, timeout_s: float):
@@ -138,10 +141,17 @@ class BodyReader:
         async def tracked(message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
-            await send(message)
+            try:
+                async with asyncio.timeout(self.timeout_s):  # the server's send waits while the client does not read
+                    await send(message)
+            except TimeoutError:
+                raise _ClientStalled from None
 
         try:
             await self.app(scope, receive, tracked)
+        except _ClientStalled:
+            # Returning with the answer unfinished makes the server close the connection.
+            _log.warning("closed a connection whose client took no part of the answer for %g s", self.timeout_s)
         except Exception as exc:
             if started:
                 raise  # half a response is out: only closing the connection can tell the client
@@ -151,6 +161,10 @@ class BodyReader:
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", str(len(payload)).encode())]})
             await send({"type": "http.response.body", "body": payload})
+
+
+class _ClientStalled(Exception):
+    """The client took no part of the answer within the timeout."""
 
 
 async def _refuse(send, status: int, message: str, code: str) -> None:
@@ -200,7 +214,7 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> Fas
         server.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="hrmcode", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.add_middleware(BodyReader, max_bytes=settings.max_body_bytes, timeout_s=settings.read_timeout_s)
+    app.add_middleware(BodyReader, max_bytes=settings.max_body_bytes, timeout_s=settings.client_timeout_s)
     app.state.admission = server.admission
     app.state.settings = settings  # the connection timeouts, for whoever runs the app (hrmcode.serve.server)
     app.add_exception_handler(APIError, _api_error)

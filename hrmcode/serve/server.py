@@ -5,7 +5,7 @@ Guarantees: the default bind address is 127.0.0.1; binding anything else without
 logs a warning. The address is bound before the server starts, so an address in use (or not
 ours to bind) is one ``HrmcodeError`` line, not the server's own log and exit code. No connection
 is held forever: a connection that sends nothing for ``idle_timeout_s``, before its first
-request or between requests, is closed, and one that has started sending gets ``read_timeout_s``
+request or between requests, is closed, and one that has started sending gets ``client_timeout_s``
 (from when it opened, or from the end of the previous response) to complete a request's headers;
 the app itself limits the time for a body (408).
 ``background_server`` returns only once the socket accepts connections and stops the server
@@ -140,7 +140,7 @@ class HeaderDeadlineH11(H11Protocol):
 
 def _config(app: FastAPI) -> uvicorn.Config:
     settings: ServeSettings = app.state.settings  # set by create_app
-    protocol = functools.partial(HeaderDeadlineH11, header_timeout_s=settings.read_timeout_s)
+    protocol = functools.partial(HeaderDeadlineH11, header_timeout_s=settings.client_timeout_s)
     return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=protocol,
                           timeout_keep_alive=settings.idle_timeout_s)
 

@@ -27,9 +27,10 @@ class ServeSettings:
     max_concurrency: int = option(1, "Generations running at once (each in its own thread).", min=1)
     max_queue: int = option(8, "Requests waiting for a slot; beyond that a request gets 429.", min=0)
     max_body_bytes: int = option(1 << 20, "Largest request body (bytes); more is a 413.", min=1024)
-    read_timeout_s: float = option(
-        30.0, "Seconds a client that has started a request has to send its headers, and again its body; then the "
-              "connection is closed (a late body gets 408).", flags=("--read-timeout",), min=0.1)
+    client_timeout_s: float = option(
+        30.0, "Seconds a client may take to send a request's headers once it has started, to send its body, and to "
+              "take each part of the answer; then the connection is closed (a late body gets 408).",
+        flags=("--client-timeout",), min=0.1)
     idle_timeout_s: float = option(
         5.0, "Seconds a connection may send nothing, before its first request or between requests, before it "
              "is closed.",

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from hrmcode.errors import HrmcodeError
+from hrmcode.serve.engine import Completion
 from hrmcode.serve.server import listen
 from hrmcode.serve.settings import ServeSettings
 from tests.serve.fakes import FakeEngine
@@ -187,7 +188,7 @@ def closed_within(sock: socket.socket, within_s: float) -> tuple[bool, bytes]:
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(serve):
-    url = serve(idle_timeout_s=0.5)  # the read timeout stays 30 s
+    url = serve(idle_timeout_s=0.5)  # the client timeout stays 30 s
     with socket.create_connection(host_port(url)) as sock:
         start = time.monotonic()
         closed, _ = closed_within(sock, 5)
@@ -195,7 +196,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(serve)
 
 
 def test_headers_sent_a_byte_at_a_time_do_not_hold_the_connection(serve):
-    url = serve(read_timeout_s=0.5)  # the idle timeout stays 5 s: the bytes keep it from firing
+    url = serve(client_timeout_s=0.5)  # the idle timeout stays 5 s: the bytes keep it from firing
     with socket.create_connection(host_port(url)) as sock:
         start = time.monotonic()
         for byte in b"GET /health HTTP/1.1\r\nHost: x\r\n":
@@ -211,7 +212,7 @@ def test_headers_sent_a_byte_at_a_time_do_not_hold_the_connection(serve):
 
 
 def test_a_body_that_stalls_gets_408_and_the_connection_closes(serve):
-    url = serve(read_timeout_s=0.5)
+    url = serve(client_timeout_s=0.5)
     with socket.create_connection(host_port(url)) as sock:
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{\"model\":")
@@ -230,9 +231,41 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(serve):
         assert closed and time.monotonic() - start < 3
 
 
+class FloodEngine(FakeEngine):
+    """Streams 64 KiB pieces until told to stop (at most 2000 of them)."""
+
+    def stream(self, prompt, params, should_stop):
+        self.started.release()
+        pieces = 0
+        while pieces < 2000 and not should_stop():
+            yield "x" * 65536
+            pieces += 1
+            time.sleep(0.005)
+        done = Completion("", len(prompt), pieces, "stop")
+        self.finished.append(done)
+        yield done
+
+
+def test_a_client_that_stops_reading_is_disconnected_and_its_generation_stops(serve):
+    engine = FloodEngine()
+    url = serve(engine, client_timeout_s=0.5)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(host_port(url))
+        sock.sendall(raw_request({"model": "fake-model", "prompt": "x", "max_tokens": 1000, "stream": True}))
+        assert engine.started.acquire(timeout=10)
+        # read nothing: the server's buffers fill, its send waits, and after 0.5 s it gives up
+        wait_for(lambda: engine.finished, 10.0, "the generation stopping")
+        assert engine.finished[0].completion_tokens < 2000
+        wait_for(lambda: health(url)["running"] == 0, 2.0, "the slot being freed")
+        closed, received = closed_within(sock, 10)
+    assert closed and received.startswith(b"HTTP/1.1 200")
+    assert b"[DONE]" not in received  # the server closed it mid-answer
+
+
 def test_a_slow_but_steady_request_is_served(serve):
     """The deadlines do not cut a client that keeps within them: headers, then the body, in pieces."""
-    url = serve(read_timeout_s=1.0)
+    url = serve(client_timeout_s=1.0)
     request = raw_request({"model": "fake-model", "prompt": "x", "max_tokens": 3})
     head, body = request.split(b"\r\n\r\n", 1)
     with socket.create_connection(host_port(url), timeout=10) as sock:
