@@ -39,7 +39,6 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 
@@ -342,9 +341,31 @@ class Zygote:
         self.prelude = prelude
         self.keep = _ancestors()
         self._pending = []
-        self._start()
+        _own_source()  # a restart must not read the work dir, which candidates can write
+        self._fork()
+
+    def _fork(self):
+        """The first fork server: a fork of T made BEFORE T reads the job (a restart cannot fork T)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                fd = os.dup2(theirs.fileno(), 900)
+                os.closerange(0, 900)
+                os.closerange(901, 65536)
+                _null_stdio()
+                zygote_main(fd, self.prelude)
+            finally:
+                os._exit(70)
+        theirs.close()
+        self.pid, self.proc, self.ctl, self._pending = pid, None, mine, []
+        self.ctl.settimeout(30)
 
     def _start(self):
+        """A fresh interpreter running this module's source, from T's memory."""
+        import subprocess
+
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno()), "prelude" if self.prelude else "bare"],
@@ -354,9 +375,8 @@ class Zygote:
         theirs.close()
         self.proc.stdin.write(_own_source().encode("utf-8"))
         self.proc.stdin.close()
-        self.ctl = mine
+        self.pid, self.ctl, self._pending = self.proc.pid, mine, []
         self.ctl.settimeout(30)
-        self._pending = []
 
     def _reply(self):
         try:
@@ -394,15 +414,26 @@ class Zygote:
         return spawned
 
     def alive(self):
-        return self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:
+            return os.waitpid(self.pid, os.WNOHANG)[0] == 0
+        except ChildProcessError:
+            return False
+
+    def _stop(self):
+        self.ctl.close()
+        kill_group(self.pid)
+        if self.proc is not None:
+            self.proc.wait()
+        else:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
 
     def restart(self):
-        try:
-            self.proc.kill()
-            self.proc.wait()
-        except OSError:
-            pass
-        self.ctl.close()
+        self._stop()
         self._start()
 
     def call(self, setup):
@@ -451,17 +482,12 @@ class Zygote:
         except ProtocolError:
             pid = 0
         if pid > 0 and not keep_alive:
-            kill_group(pid)
+            kill_group(pid)  # SIGKILLed: it runs no more code, the fork server reaps it
         if self.sweep_enabled:
-            sweep(self.keep | {self.proc.pid} | ({pid} if keep_alive else set()))
+            sweep(self.keep | {self.pid, pid})
 
     def close(self):
-        self.ctl.close()
-        try:
-            self.proc.kill()
-            self.proc.wait()
-        except OSError:
-            pass
+        self._stop()
 
 
 def kill_group(pid):
