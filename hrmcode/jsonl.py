@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hrmcode import atomic
 from hrmcode.errors import InputError, UsageError
 
 MAX_RECORD_BYTES = 16 << 20
@@ -139,8 +140,12 @@ def count_lines(path: Path | str) -> int:
 class AppendLog:
     """Per-item results appended as they finish, so that a rerun skips finished work.
 
-    Each line is flushed and fsynced. A torn last line (the process died mid-write) is
-    dropped when the log is reopened, so a crash never poisons a resume.
+    Each line is written whole, flushed and fsynced, so a process killed at any point leaves every
+    appended record plus at most one torn last line (no newline, possibly cut inside a multi-byte
+    character). Reopening drops that torn line, keeps one record per key (the last), and rewrites
+    the file that way (through ``hrmcode.atomic``), so a crash never poisons a resume and a record
+    is never counted twice. A malformed line that is not the last was not torn by a crash: it is
+    an ``InputError`` naming the line, and the file is left as it is.
     """
 
     def __init__(self, path: Path | str, key: str = "id"):
@@ -152,19 +157,27 @@ class AppendLog:
         self._fh = self.path.open("a", encoding="utf-8")
 
     def _load(self) -> None:
-        good: list[str] = []
-        with self.path.open("r", encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
+        lines: dict[str, bytes] = {}
+        raw = self.path.read_bytes()
+        torn_tail = not raw.endswith(b"\n")  # the last line was cut mid-write (or the file is empty)
+        numbered = list(enumerate(raw.split(b"\n"), 1))
+        for lineno, line in numbered:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                if torn_tail and lineno == len(numbered):
                     continue  # torn write from a crash
-                if isinstance(record, dict) and self.key in record:
-                    self.records[str(record[self.key])] = record
-                    good.append(line if line.endswith("\n") else line + "\n")
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(good), encoding="utf-8")
-        os.replace(tmp, self.path)
+                raise InputError(f"{self.path}:{lineno}: malformed record ({type(exc).__name__})",
+                                 "remove that line to keep the other results, or start over") from None
+            if isinstance(record, dict) and self.key in record:
+                key = str(record[self.key])
+                lines.pop(key, None)  # a repeated key: the last record wins, in its own place
+                lines[key] = line + b"\n"
+                self.records.pop(key, None)
+                self.records[key] = record
+        atomic.write_bytes(self.path, b"".join(lines.values()), durable=True)
 
     def done(self, item_id: str) -> bool:
         return str(item_id) in self.records

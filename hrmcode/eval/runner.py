@@ -2,19 +2,26 @@
 
 Layout of a run directory::
 
-    run.json        the resolved parameters, written when the run starts (a resume must match them)
-    results.jsonl   one record per case (``id`` = task id), appended as each case finishes;
-                    rewritten sorted by id when the run completes
+    run.json        the resolved parameters and the verdict rules (``VERDICT_RULES``), written when
+                    the run starts (a resume must match them)
+    results.jsonl   one record per case (``id`` = task id), appended (flushed and fsynced) as each
+                    batch of cases finishes; rewritten sorted by id when the run completes
     summary.json    the benchmark's metrics, written when every selected case is done
     manifest.json   written last (``kind: eval-run``)
 
-Guarantees: a rerun with the same ``--out`` skips the cases already in ``results.jsonl`` (a torn
-last line from a crash is dropped); ``--redo`` deletes those four files first; a rerun whose
-parameters differ from ``run.json`` (other than jobs, limits and selection) is refused rather
-than mixing two experiments in one file. Cases run on ``jobs`` threads, each holding its own
-worker id (passed to the sandbox so parallel runs use separate uids and caches). A case that
-raises stops the run; finished cases stay on disk. ``enforce_threshold`` (``--fail-under``, a percentage)
-is checked by the caller after the run is fully written. Not guaranteed: byte-identical results across runs (timings differ).
+Guarantees: a process killed at any point (SIGKILL included) keeps every case whose record was
+appended, and a rerun with the same ``--out`` skips exactly those (a torn last line from the
+kill is dropped) and appends each remaining case once, so the finished run holds each selected
+case once; ``--redo`` deletes those four files first. A rerun whose parameters differ from
+``run.json`` (other than jobs, limits and selection), or whose run was scored under other verdict
+rules, is refused rather than mixing two experiments in one file. Cases run on ``jobs`` threads,
+each holding its own worker id (passed to the sandbox so parallel runs use separate uids and
+caches). A case that raises stops the run after the batches already running have finished and
+been appended. A case the model cannot be asked (a prompt longer than its context) is the
+benchmark's failure record, not a raise. ``enforce_threshold`` (``--fail-under``, a percentage)
+is checked by the caller after the run is fully written. Not guaranteed: byte-identical results
+across runs (timings differ); a case of a batch that was running when the process died is run
+again (its record was never written).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import json
 import queue
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +41,11 @@ from hrmcode.jsonl import AppendLog, read_jsonl, write_jsonl
 from hrmcode.reporting import reporter
 
 RUN_FILES = ("run.json", "results.jsonl", "summary.json", "manifest.json")
+# The version of the rules that turn a program's run into a verdict, for every benchmark. Bump it
+# whenever a change can turn a verdict (strict reports, editable files, the trust boundary ...):
+# a run scored under other rules is never resumed into a mix. Runs written before the field
+# existed are version 1.
+VERDICT_RULES = 2
 # parameters that may change between a run and its resume
 RESUMABLE_CHANGES = {"jobs", "fail_under", "limit", "languages", "exercises", "batch", "out"}
 
@@ -67,8 +79,19 @@ class RunResult:
     ran: int
     skipped: int
 
+    failed: list[str] = field(default_factory=list)  # ids of the cases that did not pass, sorted
+
     def to_dict(self) -> dict:
-        return {"run": str(self.artifact.path), "ran": self.ran, "skipped": self.skipped, **self.summary}
+        return {"run": str(self.artifact.path), "ran": self.ran, "skipped": self.skipped, **self.summary,
+                "failed": self.failed}
+
+
+def case_passed(record: dict) -> bool:
+    """Whether a case passed: its ``passed`` flag (polyglot), else at least one correct sample
+    (the pass@k benchmarks' ``correct``)."""
+    if "passed" in record:
+        return bool(record["passed"])
+    return int(record.get("correct", 0)) > 0
 
 
 def load_tasks(source: str, tasks_ref: str | Path | None, workspace: Path | str | None,
@@ -104,9 +127,18 @@ def _prepare(out_dir: Path, options: RunOptions) -> None:
     run_file = out_dir / "run.json"
     if run_file.is_file():
         try:
-            previous = json.loads(run_file.read_text(encoding="utf-8")).get("params", {})
-        except json.JSONDecodeError:
+            run = json.loads(run_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise ArtifactError(f"{run_file} is not valid JSON", "rerun with --redo to start over") from None
+        if not isinstance(run, dict):
+            raise ArtifactError(f"{run_file} is not a run description", "rerun with --redo to start over")
+        rules = run.get("verdict_rules", 1)
+        if rules != VERDICT_RULES:
+            raise UsageError(
+                f"{out_dir} was scored under verdict rules {rules}; this hrmcode scores under rules {VERDICT_RULES}",
+                "add --redo to start over (or use another --out), so that one run never mixes verdicts",
+            )
+        previous = run.get("params", {})
         current = json.loads(json.dumps(options.params, default=str))
         changed = sorted(
             key for key in set(previous) | set(current)
@@ -129,7 +161,7 @@ def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> R
     _prepare(out_dir, options)
     writer = ArtifactWriter(out_dir, "eval-run", name=bench.name, params=options.params, inputs=options.inputs,
                             resumable=True, update_latest=update_latest)
-    writer.write_json("run.json", {"bench": bench.name, "params": options.params})
+    writer.write_json("run.json", {"bench": bench.name, "verdict_rules": VERDICT_RULES, "params": options.params})
     log = AppendLog(writer.path("results.jsonl"), key="id")
     try:
         pending = [task for task in tasks if not log.done(task.id)]
@@ -149,27 +181,39 @@ def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> R
                 workers.put(worker)
 
         with reporter().task(f"eval {bench.name}", len(pending)) as bar, ThreadPoolExecutor(options.jobs) as pool:
-            futures = {pool.submit(run_batch, batch) for batch in batches}
+            futures: set[Future[list[dict]]] = {pool.submit(run_batch, batch) for batch in batches}
+            failure: BaseException | None = None
             while futures:
-                done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                # Each batch's records go to disk the moment it finishes, so a kill loses only
+                # the batches still running.
+                done, futures = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
-                    if future.exception() is not None:
-                        for other in futures:
-                            other.cancel()
-                        raise future.exception()  # type: ignore[misc]
+                    if future.cancelled():
+                        continue
+                    error = future.exception()
+                    if error is not None:
+                        if failure is None:
+                            failure = error
+                            for other in futures:  # those not started; running ones finish and are kept
+                                other.cancel()
+                        continue
                     for record in future.result():
                         log.append(record)
                         bar.advance()
+            if failure is not None:
+                raise failure
     finally:
         log.close()
     wanted = {task.id for task in tasks}
     records = sorted((r for r in log.records.values()), key=lambda r: r["id"])
     write_jsonl(writer.path("results.jsonl"), records)
     writer.add("results.jsonl", len(records))
-    summary = bench.summarize([r for r in records if r["id"] in wanted], tasks)
+    selected = [r for r in records if r["id"] in wanted]
+    summary = {**bench.summarize(selected, tasks), "verdict_rules": VERDICT_RULES}
     writer.write_json("summary.json", summary)
     artifact = writer.finish({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
-    return RunResult(artifact=artifact, summary=summary, ran=len(pending), skipped=skipped)
+    return RunResult(artifact=artifact, summary=summary, ran=len(pending), skipped=skipped,
+                     failed=[r["id"] for r in selected if not case_passed(r)])
 
 
 def enforce_threshold(result: RunResult, fail_under: float | None) -> None:
