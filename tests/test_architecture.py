@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
     return name or None
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {name: set() for name in modules}
@@ -105,6 +107,11 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     return components
 
 
+# The ground floor: modules directly under hrmcode/ that every room may use; they import no room.
+GROUND = ("errors", "atomic", "jsonl", "paths", "memory", "reporting", "options", "presets", "artifacts", "diffs",
+          "edits")
+
+
 def _room(module: str) -> str | None:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else None
@@ -134,6 +141,12 @@ def test_the_library_never_imports_the_cli():
     bad = sorted(f"{module} -> {target}" for module, targets in import_graph().items()
                  if _room(module) not in entry_points for target in targets if _room(target) == "cli")
     assert not bad, ", ".join(bad)
+
+
+@pytest.mark.parametrize("module", GROUND)
+def test_the_ground_floor_imports_no_room(module):
+    targets = import_graph()[f"hrmcode.{module}"]
+    assert all(target.removeprefix("hrmcode.") in GROUND or target == "hrmcode" for target in targets), sorted(targets)
 
 
 def test_cycle_finder_finds_a_cycle():
