@@ -306,3 +306,29 @@ def test_serve_on_a_port_in_use_exits_1_with_one_line_before_loading_the_model(c
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0] and "in use" in lines[0], lines
+
+
+def test_serve_options_reach_the_server_settings_and_a_failed_load_frees_the_port(cli, monkeypatch):
+    import hrmcode.serve.server as server_module
+    from hrmcode.errors import CheckpointError
+
+    seen: dict = {}
+    bound: list[socket.socket] = []
+    real_listen = server_module.listen
+
+    def recording_listen(host, port):
+        bound.extend(real_listen(host, port))
+        return bound
+
+    def failing_load(checkpoint, settings, **_kwargs):
+        seen["settings"] = settings
+        raise CheckpointError("stopped before loading", "nothing to do")
+
+    monkeypatch.setattr(server_module, "listen", recording_listen)
+    monkeypatch.setattr(server_module, "checkpoint_app", failing_load)
+    monkeypatch.setenv("HRMCODE_API_KEY", "from-the-environment")
+    result = cli("serve", "some-model", "--port", "0", "--max-request-tokens", "99", "--client-timeout", "1.5")
+    assert result.exit_code == 1 and "stopped before loading" in result.stderr
+    expected = ServeSettings(api_key="from-the-environment", max_request_tokens=99, client_timeout_s=1.5)
+    assert seen["settings"] == expected
+    assert bound and all(sock.fileno() == -1 for sock in bound)  # the port is not held after the failure
