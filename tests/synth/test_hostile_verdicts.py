@@ -18,7 +18,7 @@ import pytest
 
 from hrmcode.artifacts import ArtifactWriter, load_artifact
 from hrmcode.data.bugs import REPOSITORY, parse_pytest_log, repo_tasks
-from hrmcode.data.bugs.verdicts import REPORT, judge, read_report, run_suite
+from hrmcode.sandbox.reports.pytest_report import REPORT, judge, read_report, run_suite
 from hrmcode.data.synthesize import synthesize
 from hrmcode.data.validate import validate
 from hrmcode.data.validate.execution import ExecChecker, TaskBook

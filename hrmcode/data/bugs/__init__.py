@@ -44,7 +44,7 @@ from pathlib import Path, PurePosixPath
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
 from hrmcode.data.bugs.transforms import candidate_bugs
-from hrmcode.data.bugs.verdicts import run_suite
+from hrmcode.sandbox.reports.pytest_report import run_suite
 from hrmcode.diffs import FileDiff, apply_file_diff, content_diffs, diff_texts, hunk_line
 from hrmcode.errors import InputError, ToolchainMissing, UsageError
 from hrmcode.reporting import reporter

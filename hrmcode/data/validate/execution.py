@@ -8,7 +8,7 @@ pass in the sandbox, and the starting files alone must fail them. Verdicts are s
   HumanEval functions run as ``check(entry_point)`` in a pytest test of hrmcode's own beside the
   solution module, and repository tasks (``repo-patch`` with the repository's files, as
   ``synthesize --source repo:`` writes them) run their command; both through
-  ``hrmcode.data.bugs.verdicts`` (pytest reporter, nonce-tagged report, exit status checked
+  ``hrmcode.sandbox.reports.pytest_report`` (pytest reporter, nonce-tagged report, exit status checked
   against it). A repository task passes when every FAIL_TO_PASS and PASS_TO_PASS test passed; the
   starting files fail when some FAIL_TO_PASS test does not pass. Exercises run through
   ``hrmcode.sandbox.toolchains.run_tests`` in its strict mode.
@@ -18,7 +18,7 @@ the reason, as is every check when no sandbox can be started. Verdicts are cache
 ``exec.jsonl`` by a hash of (verdict rules, task id, files), so a resumed run does not run them
 again and never reuses a verdict given under other rules.
 Not guaranteed: that a pass proves the target right (the task's tests are all the evidence); what
-code under test could still forge inside pytest's process is stated in ``bugs.verdicts``.
+code under test could still forge inside pytest's process is stated in ``sandbox.reports.pytest_report``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from hrmcode.artifacts import Artifact, load_artifact
 from hrmcode.data.bugs import REPOSITORY
-from hrmcode.data.bugs.verdicts import SuiteRun, run_suite
+from hrmcode.sandbox.reports.pytest_report import SuiteRun, run_suite
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl

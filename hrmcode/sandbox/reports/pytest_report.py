@@ -1,7 +1,7 @@
 """Strict verdicts of a pytest suite in the sandbox: what a repository bug and an example are judged by.
 
 ``run_suite(sandbox, files, command, limits, changed) -> SuiteRun`` runs ``command`` (a pytest
-command line) over the tree ``files`` with hrmcode's reporter (``pytest_reporter.py``, loaded
+command line) over the tree ``files`` with hrmcode's reporter (``pytest_plugin.py``, loaded
 through ``PYTEST_ADDOPTS=-p``) and reads per-test outcomes only from the report it writes, never
 from the program's output or its exit status alone. The report keeps full node ids (spaces, ``::``
 and parameters exactly) and subtest outcomes. A test passes only when its setup, call and teardown
@@ -40,7 +40,7 @@ REPORT_DIR = ".hrmcode-pytest"
 PLUGIN = "hrmcode_pytest_report"
 REPORT = f"{REPORT_DIR}/report.jsonl"
 REPORT_BYTES = 16 << 20  # a report longer than this is truncated, hence incomplete: no verdict
-PLUGIN_SOURCE = (Path(__file__).parent / "pytest_reporter.py").read_text(encoding="utf-8")
+PLUGIN_SOURCE = (Path(__file__).parent / "pytest_plugin.py").read_text(encoding="utf-8")
 
 
 @dataclass

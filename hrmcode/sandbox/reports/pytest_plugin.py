@@ -9,7 +9,7 @@ outcome of a test, full node id), ``subtest`` (a subtest's outcome and its label
 When pytest loads it, before any conftest or test module: it reads the nonce from
 ``$HRMCODE_PYTEST_REPORT.nonce`` and deletes that file, removes the variable from the
 environment, and opens the report (``$HRMCODE_PYTEST_REPORT``) append-only and close-on-exec. The
-reader (``verdicts.py``) accepts a report only when every line carries the nonce. Without
+reader (``pytest_report.py``) accepts a report only when every line carries the nonce. Without
 ``HRMCODE_PYTEST_REPORT`` it does nothing.
 """
 
