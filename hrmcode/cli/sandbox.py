@@ -23,8 +23,9 @@ TimeoutOpt = Annotated[Optional[float], typer.Option(
     "--timeout", min=0.1, help="Wall-clock limit in seconds; the whole process tree is killed after it. "
     "[default: 30 for run, 180 for test]")]
 MemoryOpt = Annotated[Optional[int], typer.Option(
-    "--memory", min=16, help="Memory limit in MB (address space per process locally, container memory in "
-    "docker). [default: 2048 for run; per language for test]")]
+    "--memory", min=16, help="Memory limit in MB: of each process, and of the whole sandbox summed over its "
+    "processes and files (a cgroup locally, where one can be made: `hrmcode sandbox doctor` says; the container "
+    "in docker). [default: 2048 for run; per language for test]")]
 
 
 def _read_dir(directory: Path) -> dict[str, str | bytes]:
@@ -70,7 +71,11 @@ def register(app: typer.Typer) -> None:
         backend: BackendOpt = "local",
         timeout: TimeoutOpt = None,
         memory: MemoryOpt = None,
-        network: Annotated[bool, typer.Option("--network", help="Allow network access (off by default).")] = False,
+        network: Annotated[bool, typer.Option("--network", help=(
+            "Give the command the HOST's network: every interface, services listening on the host's own "
+            "127.0.0.1, the LAN, and link-local cloud metadata addresses (169.254.169.254). Without it the "
+            "command gets a private network namespace whose only interface is loopback: servers it starts on "
+            "127.0.0.1 work, nothing outside the sandbox is reachable."))] = False,
         files: Annotated[Optional[Path], typer.Option(
             "--files", help="Copy this directory's files into the sandbox's work dir first.")] = None,
         unsafe_no_sandbox: UnsafeOpt = False,
@@ -79,7 +84,7 @@ def register(app: typer.Typer) -> None:
         from hrmcode.sandbox.base import Limits
 
         tree = _read_dir(files) if files is not None else {}
-        limits = Limits(timeout_s=timeout or 30.0, memory_mb=memory or 2048, network=network)
+        limits = Limits(timeout_s=timeout or 30.0, memory_mb=memory or 2048, network="host" if network else "loopback")
         sandbox = get_sandbox(backend, unsafe_no_sandbox=unsafe_no_sandbox)
         result = sandbox.run(command, tree, limits)
 
@@ -148,7 +153,7 @@ def register(app: typer.Typer) -> None:
                       [[r["component"], r["status"], r["detail"], r["fix"]] for r in rows])
 
         out.result(rows, render)
-        essential = [r for r in rows if r["status"] != "ok" and not r["component"].startswith(("backend docker", "cache"))]
+        essential = [r for r in rows if r["status"] != "ok" and not r["component"].startswith(("backend docker", "cache", "memory cap"))]
         if essential:
             raise typer.Exit(1)
 
@@ -163,8 +168,9 @@ def register(app: typer.Typer) -> None:
         done = build_images(rebuild=rebuild)
         out.result(done, lambda: out.table("docker images", ["image", "result"], list(done.items())))
 
-    @group.command("clean", help="Remove what a crashed run left behind: labelled docker containers and "
-                   "local run directories whose hrmcode process is gone.",
+    @group.command("clean", help="Remove what a crashed run left behind: labelled docker containers, local "
+                   "run directories (unmounting their tmpfs) and cgroups whose hrmcode process is gone. Every "
+                   "new sandbox run does this too; this command does it now.",
                    epilog=examples_epilog("hrmcode sandbox clean"))
     @handle_errors
     def clean() -> None:

@@ -11,19 +11,33 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from hrmcode.errors import UsageError
+
+NETWORKS = ("loopback", "host")
+
 
 @dataclass(frozen=True)
 class Limits:
     """Resource limits for one run. Units are in the names."""
 
     timeout_s: float = 30.0  # wall clock; the whole process tree is killed when it passes
-    memory_mb: int = 2048  # address space per process (RLIMIT_AS) / container memory
+    # Memory: of each process (RLIMIT_AS), and summed over the whole run (its cgroup: processes, tmpfs
+    # files, kernel memory) where one can be made (``ExecResult.memory_cap`` says) / container memory.
+    memory_mb: int = 2048
     processes: int = 256  # concurrent processes/threads of the sandbox uid (RLIMIT_NPROC / pids limit)
     file_size_mb: int = 256  # largest file the command may write (RLIMIT_FSIZE)
     output_bytes: int = 1 << 20  # stdout and stderr are each truncated to this
-    network: bool = False  # True only when a caller explicitly needs it
+    # "loopback": a private network namespace whose only interface is loopback (servers on
+    # 127.0.0.1 work, nothing outside is reachable). "host": the host's network, every interface, the
+    # host's own 127.0.0.1 services, the LAN and link-local metadata addresses; only when a caller needs it.
+    network: str = "loopback"
     cpu_s: float | None = None  # CPU seconds (RLIMIT_CPU); default: timeout_s + 1
     disk_mb: int = 2048  # everything the run writes in total (work dir, /tmp, build caches)
+    inodes: int = 65536  # files, directories and links the run may create in total (tmpfs nr_inodes)
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise UsageError(f"unknown sandbox network {self.network!r}", f"choose one of: {', '.join(NETWORKS)}")
 
 
 @dataclass
@@ -37,6 +51,7 @@ class ExecResult:
     killed_signal: int | None = None
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    memory_cap: str = ""  # what capped memory: a cgroup (whole run), the container, or RLIMIT_AS per process
     files: dict[str, str] = field(default_factory=dict)  # files asked back with `collect`
     binary: dict[str, bytes] = field(default_factory=dict, repr=False)  # files asked back with `collect_binary`
 

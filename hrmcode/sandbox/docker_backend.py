@@ -6,16 +6,21 @@ reachable, else a ``debootstrap --variant=minbase bookworm`` tree imported with 
 ``hrmcode/sandbox/docker/Dockerfile`` with every toolchain (apt, PyPI and npm only). ``build_images``
 does both; ``DockerSandbox`` builds them on first use.
 
-Each run: ``network_mode="none"`` (unless ``Limits.network``), memory limit = memory+swap limit
-(an OOM kill sets ``memory_exceeded``), pids limit, a non-root uid (one per worker when hrmcode
+Each run: ``network_mode="none"`` (a private namespace with only loopback; ``bridge`` for
+``Limits.network="host"``), memory limit = memory+swap limit on the whole container (an OOM kill
+sets ``memory_exceeded``), pids limit, a non-root uid (one per worker when hrmcode
 runs as root), every capability dropped, ``no-new-privileges``, a read-only root filesystem;
 writable are only ``/work`` and ``/cache/go`` (host directories: a size-capped tmpfs per run when
 hrmcode is root, made by ``runs.run_dir`` as for the local backend, so files go in and results come
-out without ``docker cp``) and ``/tmp`` (a size-capped tmpfs). The Go cache is an overlay over a read-only seed
+out without ``docker cp``) and ``/tmp`` (a tmpfs capped in size and in files, ``Limits.inodes``). The Go cache is an overlay over a read-only seed
 built once by this backend. Output is streamed with the same caps as the local backend and never
 stored by Docker (log driver ``none``). Containers are labelled ``hrmcode.sandbox=1`` and with the pid
-of the hrmcode process that made them, and removed in a ``finally``; ``clean()`` removes those a
-crash left behind (their process is gone), never another live process's running sandbox.
+and start time of the hrmcode process that made them, and removed in a ``finally``. A container
+outlives a SIGKILLed hrmcode (the engine owns it), so each also carries its own deadline: its
+command runs under ``timeout -s KILL`` (``Limits.timeout_s`` + ``INNER_GRACE_S``) below the init
+process, and when that fires the container stops, and every process in it dies. ``clean()``, run
+by every new ``DockerSandbox`` and by ``hrmcode sandbox clean``, removes containers whose hrmcode
+process is gone, never another live process's running sandbox.
 
 Not guaranteed: isolation beyond what Docker and the kernel give; a remote engine (``DOCKER_HOST``
 on another machine) is not supported, because work dirs are bind-mounted from this host.
@@ -41,6 +46,8 @@ from hrmcode.sandbox.base import ExecResult, Limits
 
 LABEL = "hrmcode.sandbox"
 OWNER_LABEL = "hrmcode.pid"  # the hrmcode process that created the container
+OWNER_START_LABEL = "hrmcode.pid_start"  # and its start time: a reused pid is not the owner
+INNER_GRACE_S = 5  # the container's own deadline is this long after hrmcode's
 BASE_IMAGE = "hrmcode-base:bookworm"
 DOCKERFILE_DIR = Path(__file__).resolve().parent / "docker"
 DEBIAN_MIRROR = os.environ.get("HRMCODE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -186,16 +193,21 @@ def labelled_containers(owner_pid: int | None = None) -> list[str]:
     return [c.name for c in client.containers.list(all=True, filters={"label": labels})]
 
 
-def clean() -> list[str]:
-    """Remove labelled containers whose hrmcode process is gone (leftovers of a crash); returns
-    their names. Containers of live hrmcode processes (other runs on this host) are left alone."""
-    client = _client()
+def clean(client=None) -> list[str]:
+    """Remove labelled containers whose hrmcode process is gone (leftovers of a crash, running or
+    not); returns their names. Containers of live hrmcode processes (other runs on this host) are
+    left alone. A container labelled without a start time is judged by its pid alone."""
+    import docker
+
+    client = client or _client()
     removed = []
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
         owner = container.labels.get(OWNER_LABEL, "")
-        if owner.isdigit() and Path(f"/proc/{owner}").exists():
+        start = container.labels.get(OWNER_START_LABEL)
+        if not runs.owner_gone(f"{owner}-{start}-container" if start else owner):
             continue
-        container.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):  # another process's sweep got there first
+            container.remove(force=True)
         removed.append(container.name)
     return removed
 
@@ -205,6 +217,7 @@ class DockerSandbox:
 
     def __init__(self) -> None:
         self.client = _client()
+        clean(self.client)  # what a SIGKILLed hrmcode left running
         self.image = image_tag()
         if not _has_image(self.client, self.image):
             build_images()
@@ -242,9 +255,12 @@ class DockerSandbox:
             if stdin is not None:
                 _fs.write_tree(run.root, {"stdin": stdin}, owner, owner)
                 argv = ["/bin/sh", "-c", 'exec "$@" < /.hrmcode/stdin', "sh", *argv]
+            # The container's own deadline, for when hrmcode is killed and its timer with it.
+            argv = ["timeout", "-s", "KILL", str(int(limits.timeout_s) + INNER_GRACE_S), *argv]
             finished, oom = self._run_container(argv, run, limits, uid, {**ENV, **(env or {})}, stdin is not None)
             result = runs.interpret(finished, limits, signal_offset=True)
             result.memory_exceeded = result.memory_exceeded or oom
+            result.memory_cap = "docker (whole container)"
             runs.collect_files(result, run.work, collect, collect_binary, limits)
         return result
 
@@ -258,14 +274,15 @@ class DockerSandbox:
             mounts.append(Mount("/.hrmcode/stdin", str(run.root / "stdin"), type="bind", read_only=True))
         container = self.client.containers.create(
             self.image, command=argv, user=f"{uid}:{uid}", working_dir="/work", environment=env,
-            network_mode="bridge" if limits.network else "none", mem_limit=f"{limits.memory_mb}m",
+            network_mode="bridge" if limits.network == "host" else "none", mem_limit=f"{limits.memory_mb}m",
             memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.processes, cap_drop=["ALL"],
             security_opt=["no-new-privileges"], read_only=True, mounts=mounts,
-            tmpfs={"/tmp": f"size={limits.disk_mb}m,exec,mode=1777"},
+            tmpfs={"/tmp": f"size={limits.disk_mb}m,nr_inodes={limits.inodes},exec,mode=1777"},
             ulimits=[Ulimit(name="cpu", soft=cpu, hard=cpu + 1),
                      Ulimit(name="fsize", soft=limits.file_size_mb << 20, hard=limits.file_size_mb << 20),
                      Ulimit(name="nofile", soft=runs.NOFILE, hard=runs.NOFILE), Ulimit(name="core", soft=0, hard=0)],
-            labels={LABEL: "1", OWNER_LABEL: str(os.getpid()), "hrmcode.worker": str(uid)},
+            labels={LABEL: "1", OWNER_LABEL: str(os.getpid()),
+                    OWNER_START_LABEL: str(runs.process_start_time(os.getpid())), "hrmcode.worker": str(uid)},
             log_config=LogConfig(type="none"),
             hostname="sandbox", init=True,
         )

@@ -1,14 +1,16 @@
 """``hrmcode sandbox doctor``: is every backend and toolchain usable here, and if not, what installs it.
 
 Every check is read-only except ``smoke=True``, which runs one tiny program per toolchain in the
-local sandbox (and so builds the one-time caches if they are missing). Each row is
+local sandbox (and so builds the one-time caches if they are missing). Besides backends and
+toolchains it says which memory cap applies (a cgroup for the whole sandbox, or the per-process
+RLIMIT_AS fallback) and whether the sandbox uids are free of accounts and foreign processes. Each row is
 ``{"component", "status": "ok"|"missing"|"failed", "detail", "fix"}``; ``fix`` is the command to run.
 """
 
 from __future__ import annotations
 
 from hrmcode.errors import HrmcodeError
-from hrmcode.sandbox import backend_status, get_sandbox, hostpaths, local, toolchains
+from hrmcode.sandbox import _cgroup, backend_status, get_sandbox, hostpaths, local, runs, toolchains
 from hrmcode.sandbox.base import Sandbox
 
 SETUP = "scripts/setup-toolchains.sh"
@@ -64,12 +66,26 @@ def diagnose(smoke: bool = False) -> list[dict]:
             rows.append(_row(f"toolchain {language}", True, str(versions[language])))
         else:
             rows.append(_row(f"toolchain {language}", False, missing[0], missing[1]))
+    rows.append(_row("memory cap", _cgroup.hierarchy() is not None, _cgroup.describe(),
+                     "run as root where a memory cgroup (v2 delegated, or v1) is mounted under /sys/fs/cgroup"))
+    if runs.is_root():
+        rows.append(_uid_row())
     smoke_rows = smoke_test() if smoke and local.bwrap_path() is not None else []
     # After the smoke run, which builds the seed when it is missing.
     seed = local.go_seed_path()
     rows.append(_row("cache go seed", seed is not None and (seed / ".complete").exists(),
                      str(seed) if seed else "no Go", "built on first Go run, or: hrmcode sandbox doctor --smoke"))
     return rows + smoke_rows
+
+
+def _uid_row() -> dict:
+    uids = range(runs.uid_base(), runs.uid_base() + runs.UID_SLOTS)
+    taken = runs.unusable_uids()
+    detail = f"{uids.start}..{uids.stop - 1}: {len(uids) - len(taken)} of {len(uids)} usable"
+    if taken:
+        detail += f"; skipped (an account's, or a process runs as it): {', '.join(map(str, taken[:8]))}"
+    return _row("sandbox uids", len(taken) < len(uids), detail,
+                "set HRMCODE_SANDBOX_UID_BASE to the first of 64 uids nothing on this host uses")
 
 
 def smoke_test(sandbox: Sandbox | None = None) -> list[dict]:

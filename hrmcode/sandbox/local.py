@@ -37,11 +37,11 @@ from pathlib import Path
 
 from hrmcode.atomic import staged
 from hrmcode.errors import ToolchainMissing
-from hrmcode.sandbox import _fs, _seccomp, hostpaths
+from hrmcode.sandbox import _cgroup, _fs, _seccomp, hostpaths
 from hrmcode.sandbox._proc import supervise
 from hrmcode.sandbox.base import ExecResult, Limits
 from hrmcode.sandbox.runs import (NOFILE, UID_SLOTS, RunDir, as_argv, collect_files, cpu_seconds, interpret, is_root,
-                                  pids_of, run_dir, uid_base, uid_slot)
+                                  pids_of, run_cgroup, run_dir, uid_base, uid_slot)
 
 OPT = hostpaths.SANDBOX_OPT
 # /etc entries the toolchains read (java's config lives in /etc/java-*, /usr/bin/java goes through
@@ -180,8 +180,8 @@ class BubblewrapSandbox:
                    seccomp_fd: int | None = None) -> list[str]:
         args = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
                 "--hostname", "sandbox", "--die-with-parent", "--new-session"]
-        if not limits.network:
-            args.append("--unshare-net")
+        if limits.network != "host":
+            args.append("--unshare-net")  # bwrap brings the new namespace's loopback up: lo only
         if not is_root():
             args += ["--unshare-user", "--disable-userns"]
         args += ["--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
@@ -194,7 +194,7 @@ class BubblewrapSandbox:
         etc = _generated_etc()
         args += ["--ro-bind", str(etc / "passwd"), "/etc/passwd", "--ro-bind", str(etc / "group"), "/etc/group"]
         etc_entries = list(_ETC_ALWAYS) + [str(p) for p in sorted(Path("/etc").glob("java-*"))]
-        if limits.network:
+        if limits.network == "host":
             etc_entries += list(_ETC_NETWORK)
         else:
             args += ["--ro-bind", str(etc / "hosts"), "/etc/hosts"]
@@ -243,12 +243,16 @@ class BubblewrapSandbox:
             seccomp_fd = os.open(seccomp, os.O_RDONLY) if seccomp is not None else None
             if seccomp_fd is not None:
                 stack.callback(os.close, seccomp_fd)
+            cgroup = stack.enter_context(run_cgroup(limits, run))
+            launch = self.bwrap_argv(argv, run, limits, uid, full_env, seccomp_fd)
             finished = supervise(
-                self.bwrap_argv(argv, run, limits, uid, full_env, seccomp_fd), timeout_s=limits.timeout_s,
+                cgroup.join_argv(launch) if cgroup is not None else launch, timeout_s=limits.timeout_s,
                 output_bytes=limits.output_bytes, stdin=stdin.encode() if isinstance(stdin, str) else stdin,
                 pass_fds=(seccomp_fd,) if seccomp_fd is not None else (),
             )
             result = interpret(finished, limits, signal_offset=True)
+            result.memory_cap = _cgroup.describe() if cgroup is not None else _cgroup.FALLBACK
+            result.memory_exceeded = result.memory_exceeded or (cgroup is not None and cgroup.oom_kills() > 0)
             collect_files(result, run.work, collect, collect_binary, limits)
         return result
 
@@ -297,5 +301,6 @@ class UnsafeSandbox:
                                  cwd=tmp, stdin=stdin.encode() if isinstance(stdin, str) else stdin,
                                  preexec_fn=apply_limits)
             result = interpret(finished, limits, signal_offset=False)
+            result.memory_cap = "rlimit-as (per process; unsafe mode)"
             collect_files(result, Path(tmp), collect, collect_binary, limits)
         return result
