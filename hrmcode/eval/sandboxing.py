@@ -16,8 +16,12 @@ the callers then re-run that batch one program per sandbox, so that program alon
 
 from __future__ import annotations
 
+import functools
 import json
+import py_compile
 import secrets
+import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -40,8 +44,26 @@ def get_eval_sandbox(backend: str = "local", unsafe_no_sandbox: bool = False) ->
     return get_sandbox(backend, unsafe_no_sandbox=unsafe_no_sandbox)
 
 
-def driver_files(*names: str) -> dict[str, str]:
-    return {name: (DRIVERS / name).read_text(encoding="utf-8") for name in names}
+def driver_files(*names: str) -> dict[str, str | bytes]:
+    """The named driver sources, plus compiled bytecode of the libraries among them (not of a
+    script: python never caches one), so a driver does not compile them again in every sandbox."""
+    files: dict[str, str | bytes] = {name: (DRIVERS / name).read_text(encoding="utf-8") for name in names}
+    for name in names:
+        if name not in DRIVER_LIBRARIES:
+            files.update(_bytecode(name))
+    return files
+
+
+@functools.cache
+def _bytecode(name: str) -> dict[str, bytes]:
+    """``__pycache__/<module>.<tag>.pyc`` for the sandbox's Python (this interpreter; another one,
+    as in a docker image, ignores a tag not its own), hash-based and unchecked: the source is
+    written anew in each run, so its mtime would never match."""
+    with tempfile.TemporaryDirectory(prefix="hrmcode-pyc-") as tmp:
+        target = Path(tmp) / "module.pyc"
+        py_compile.compile(str(DRIVERS / name), cfile=str(target), doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        return {f"__pycache__/{Path(name).stem}.{sys.implementation.cache_tag}.pyc": target.read_bytes()}
 
 
 def pid_isolated(sandbox: Sandbox) -> bool:
@@ -80,7 +102,7 @@ class HealthCheck:
         self._ok: set[int] = set()
         self._lock = threading.Lock()
 
-    def ensure(self, sandbox: Sandbox, command: list[str], files: dict[str, str], worker: int) -> None:
+    def ensure(self, sandbox: Sandbox, command: list[str], files: dict[str, str | bytes], worker: int) -> None:
         key = id(sandbox)
         with self._lock:
             if key in self._ok:

