@@ -2,8 +2,10 @@
 
 Data (results, tables, JSON) goes to stdout; logs, warnings, errors and progress go to
 stderr. Modes: ``human`` (rich tables), ``json`` (one JSON document on stdout, nothing else
-there), ``quiet`` (data only, no logs). Progress bars are drawn only in human mode when
-stderr is a terminal and neither ``--no-progress`` nor ``HRMCODE_NO_PROGRESS`` is set.
+there), ``quiet`` (data only, no logs). Progress is shown only in human mode when neither
+``--no-progress`` nor ``HRMCODE_NO_PROGRESS`` is set: a bar when stderr is a terminal, else one
+plain line every ``PROGRESS_EVERY_S`` seconds (``$HRMCODE_PROGRESS_EVERY``) while a task runs, so a
+log file or CI console shows a long step is alive; a task shorter than that prints nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import contextlib
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -19,6 +23,62 @@ from rich.console import Console
 from rich.table import Table
 
 from hrmcode import reporting
+from hrmcode.errors import UsageError
+
+PROGRESS_EVERY_S = 5.0
+PROGRESS_EVERY_ENV = "HRMCODE_PROGRESS_EVERY"
+
+
+def progress_every_s() -> float:
+    """Seconds between progress lines when stderr is not a terminal."""
+    value = os.environ.get(PROGRESS_EVERY_ENV)
+    if not value:
+        return PROGRESS_EVERY_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise UsageError(f"${PROGRESS_EVERY_ENV}={value!r} is not a positive number of seconds",
+                         f"unset it for the default of {PROGRESS_EVERY_S:g}")
+    return seconds
+
+
+class ProgressLines(reporting.Task):
+    """A task's progress as one plain line every ``every`` seconds, from a thread of its own (so a
+    line comes even while no item finishes)."""
+
+    def __init__(self, emit: Callable[[str], None], description: str, total: int | None, every: float):
+        self.emit, self.description, self.total, self.every = emit, description, total, every
+        self.done = 0
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress-lines", daemon=True)
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n  # read by the line thread; a stale count for one line is harmless
+
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+
+    def line(self) -> str:
+        elapsed = int(time.monotonic() - self.started)
+        took = f"{elapsed // 60}m{elapsed % 60:02d}s"
+        if not self.total:
+            return f"{self.description}: {self.done} done, {took}"
+        return f"{self.description}: {self.done}/{self.total} ({100 * self.done // self.total}%), {took}"
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.emit(self.line())
+
+    def __enter__(self) -> "ProgressLines":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class Output(reporting.Reporter):
@@ -92,7 +152,12 @@ class Output(reporting.Reporter):
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[reporting.Task]:
         if not self._draw_progress():
-            yield reporting.Task()
+            if self.mode == "human" and self.progress_enabled:
+                with ProgressLines(lambda line: self.stderr.print(line, markup=False), description, total,
+                                   progress_every_s()) as lines:
+                    yield lines
+            else:
+                yield reporting.Task()
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -67,8 +67,25 @@ def _render_polyglot(result) -> None:
               [[lang, v["cases"], v["passed"], v["pass_rate"], v["stub_passing"]] for lang, v in s["languages"].items()])
 
 
+FAILED_SHOWN = 40  # failed cases named in the table; --json and results.jsonl list all
+
+
+def _render_failed(result) -> None:
+    failed = result.failed
+    if not failed:
+        return
+    rows = [[case] for case in failed[:FAILED_SHOWN]]
+    if len(failed) > FAILED_SHOWN:
+        rows.append([f"... and {len(failed) - FAILED_SHOWN} more (--json, or {result.artifact.path}/results.jsonl)"])
+    out.table(f"failed cases ({len(failed)})", ["case"], rows)
+
+
 def _finish(result, fail_under, render) -> None:
-    out.result(result.to_dict(), lambda: render(result))
+    def show() -> None:
+        render(result)
+        _render_failed(result)
+
+    out.result(result.to_dict(), show)
     enforce_threshold(result, fail_under)
 
 
@@ -109,7 +126,7 @@ def register(app: typer.Typer) -> None:
     def humaneval(
         ctx: typer.Context,
         n: Annotated[int, typer.Option("--n", min=1, help="Samples per task (samples: files use all they hold). Default 1.")] = 1,
-        k: Annotated[str, typer.Option("--k", help="pass@k values to report, comma-separated (default 1,10; each needs n >= k).")] = "1,10",
+        k: Annotated[Optional[str], typer.Option("--k", help="pass@k values to report, comma-separated, each at most the samples per task; pass@1 (the score) always (default 1,10, those the samples allow).")] = None,
         timeout: TimeoutOpt = 3.0,
         isolate: Annotated[bool, typer.Option("--isolate", help="One sandbox per program instead of one per batch (slower).")] = False,
         batch: Annotated[Optional[int], typer.Option(
@@ -133,7 +150,7 @@ def register(app: typer.Typer) -> None:
     def livecodebench(
         ctx: typer.Context,
         n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem (samples: files use all they hold). Default 1.")] = 1,
-        k: Annotated[str, typer.Option("--k", help="pass@k values, comma-separated (default 1,5; each needs n >= k).")] = "1,5",
+        k: Annotated[Optional[str], typer.Option("--k", help="pass@k values, comma-separated, each at most the samples per problem; pass@1 (the score) always (default 1,5, those the samples allow).")] = None,
         comparator: Annotated[str, typer.Option("--comparator", help="lcb-exact (the official rules) or tolerant (numbers within 1e-6).")] = "lcb-exact",
         timeout: TimeoutOpt = 6.0,
         since: Annotated[Optional[str], typer.Option("--since", help="Only problems with contest_date >= this day (YYYY-MM-DD).")] = None,

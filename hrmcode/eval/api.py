@@ -5,6 +5,11 @@ source in the workspace, else, for HumanEval only, the copy shipped in the ``hum
 builds the model backend and the sandbox, and runs the benchmark through ``runner.run_benchmark``
 into an ``eval-run`` artifact. ``--fail-under`` is enforced by the caller with
 ``runner.enforce_threshold`` once the run has been written and shown.
+
+Nonsense is refused before any work, as a ``UsageError`` naming the option: a timeout that is not
+positive, a negative temperature, a ``top_p`` outside (0, 1], a pass@k whose k exceeds the samples
+per task (the default ks are those the samples allow; pass@1, the score, is always reported), and
+a tasks artifact holding another benchmark's tasks (``BENCH_KINDS``).
 """
 
 from __future__ import annotations
@@ -45,10 +50,11 @@ class EvalConfig:
     fail_under: float | None = option(None, "Exit 1 when the score (percent, 0-100: pass@1 or the final polyglot "
                                             "pass rate) is below this, after writing the run.")
     seed: int = option(Generation.seed, "Random seed; the same inputs, options and seed give the same bytes.")
-    temperature: float = option(Generation.temperature, "Sampling temperature (default 0 = greedy).")
+    temperature: float = option(Generation.temperature, "Sampling temperature (default 0 = greedy).", min=0.0)
     max_tokens: int = option(Generation.max_tokens, "Most tokens per reply (default 2048).", min=1)
-    top_p: float = option(Generation.top_p, "Nucleus sampling mass (default 1.0).")
-    request_timeout: float = option(Generation.timeout_s, "Seconds to wait for one model reply (default 600).")
+    top_p: float = option(Generation.top_p, "Nucleus sampling mass, above 0 and at most 1 (default 1.0).", min=0.0,
+                          max=1.0)
+    request_timeout: float = option(Generation.timeout_s, "Seconds to wait for one model reply (default 600).", min=0.0)
     retries: int = option(Generation.retries, "Retries on 429/5xx/connection errors, with exponential backoff "
                                               "(default 6).", min=0)
     concurrency: int = option(Generation.concurrency, "Most model requests in flight at once (default 4).", min=1)
@@ -58,6 +64,14 @@ class EvalConfig:
     api_key: str | None = None
     workspace: Path | str | None = None
     sandbox: Any = None  # a ready Sandbox (tests, library callers); else built from sandbox_backend
+
+    def check(self) -> None:
+        """Refuse values the command line's closed ranges let through (and library callers' values)."""
+        if self.temperature < 0:
+            raise UsageError(f"--temperature {self.temperature:g} is negative", "use 0 (greedy) or more")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"--top-p {self.top_p:g} is not in (0, 1]", "use a probability mass, e.g. 0.95 or 1")
+        positive_seconds("--request-timeout", self.request_timeout)
 
     @property
     def generation(self) -> Generation:
@@ -81,6 +95,18 @@ class EvalConfig:
         return make_backend(self.model, model_name=self.model_name, generation=self.generation, api_key=self.api_key)
 
 
+# The task kinds each benchmark grades: a tasks artifact holding any other kind is refused.
+BENCH_KINDS = {"humaneval": ("function",), "livecodebench": ("stdin", "functional"), "polyglot": ("exercise",)}
+DEFAULT_KS = {"humaneval": (1, 10), "livecodebench": (1, 5)}
+
+
+def positive_seconds(flag: str, value: float) -> float:
+    if not value > 0:  # also refuses NaN
+        raise UsageError(f"{flag} {value:g} is not a positive number of seconds",
+                         "give a number of seconds above 0")
+    return value
+
+
 def _limit(tasks: list[Task], limit: int | None) -> list[Task]:
     return tasks[:limit] if limit is not None else tasks
 
@@ -99,14 +125,30 @@ def _only_sampled(tasks: list[Task], backend: Any) -> list[Task]:
 
 def _parse_ks(ks: str | list[int]) -> list[int]:
     if isinstance(ks, list):
-        return ks
-    try:
-        values = sorted({int(part) for part in ks.split(",") if part.strip()})
-    except ValueError:
-        raise UsageError(f"--k {ks!r} is not a comma-separated list of integers", "e.g. --k 1,10") from None
+        values = sorted(set(ks))
+    else:
+        try:
+            values = sorted({int(part) for part in ks.split(",") if part.strip()})
+        except ValueError:
+            raise UsageError(f"--k {ks!r} is not a comma-separated list of integers", "e.g. --k 1,10") from None
     if not values or min(values) < 1:
         raise UsageError(f"--k {ks!r} must list positive integers", "e.g. --k 1,10")
     return values
+
+
+def _choose_ks(bench: str, ks: str | list[int] | None, samples: int | list[int], n_flag: bool) -> list[int]:
+    """pass@k values to report: the given ones, each at most the fewest samples any task has (else
+    pass@k is undefined and would score 0), or by default those of ``DEFAULT_KS`` that fit; pass@1
+    (the score) always."""
+    fewest = min(samples) if isinstance(samples, list) else samples
+    if ks is None:
+        return sorted({1, *(k for k in DEFAULT_KS[bench] if k <= fewest)})
+    values = _parse_ks(ks)
+    if values[-1] > fewest:
+        where = f"--n is {fewest}" if n_flag else f"the samples file has {fewest} sample(s) for some task"
+        raise UsageError(f"--k {values[-1]} needs at least {values[-1]} samples per task, and {where}",
+                         f"lower --k to {fewest} or less" + (", or raise --n" if n_flag else ", or add samples"))
+    return sorted({1, *values})
 
 
 MAX_AUTO_BATCH = 64  # tasks per sandbox launch when --batch is not given
@@ -125,48 +167,61 @@ def _samples_per_task(tasks: list[Task], backend: Any, n: int) -> int | list[int
     if not isinstance(backend, SamplesBackend):
         return n
     counts = sorted({backend.available(task) for task in tasks})
+    if not counts:  # no task selected: the run refuses that itself
+        return n
     return counts[0] if len(counts) == 1 else counts
 
 
-def eval_humaneval(config: EvalConfig, *, n: int = 1, ks: str | list[int] = "1,10", timeout_s: float = 3.0,
+def eval_humaneval(config: EvalConfig, *, n: int = 1, ks: str | list[int] | None = None, timeout_s: float = 3.0,
                    isolate: bool = False, batch: int | None = None, mode: str = "parity") -> RunResult:
     from hrmcode.eval.humaneval import HumanEval, builtin_tasks
 
+    config.check()
     if n < 1:
         raise UsageError(f"--n {n} must be at least 1", "the number of samples per task")
-    tasks, artifact = load_tasks("humaneval", config.tasks, config.workspace, builtin=builtin_tasks)
+    positive_seconds("--timeout", timeout_s)
+    tasks, artifact = load_tasks("humaneval", config.tasks, config.workspace, builtin=builtin_tasks,
+                                 kinds=BENCH_KINDS["humaneval"])
     backend = config.backend()
     tasks = _limit(_only_sampled(tasks, backend), config.limit)
+    samples = _samples_per_task(tasks, backend, n)
+    chosen_ks = _choose_ks("humaneval", ks, samples, not isinstance(backend, SamplesBackend))
     if batch is None:
         # Two batches per worker: few sandbox launches, while a slow batch cannot hold up the run.
         batch = max(1, min(MAX_AUTO_BATCH, math.ceil(len(tasks) / (2 * config.jobs))))
-    bench = HumanEval(backend, config.get_sandbox(), n=n, ks=_parse_ks(ks), timeout_s=timeout_s, isolate=isolate,
+    bench = HumanEval(backend, config.get_sandbox(), n=n, ks=chosen_ks, timeout_s=timeout_s, isolate=isolate,
                       mode=_verdict_mode(mode))
-    params = config.params("humaneval", n=_samples_per_task(tasks, backend, n), ks=bench.ks, timeout_s=timeout_s,
+    params = config.params("humaneval", n=samples, ks=bench.ks, timeout_s=timeout_s,
                            isolate=isolate, batch=batch, mode=mode)
     return run_benchmark(bench, tasks, _options(config, params, artifact, batch))
 
 
-def eval_livecodebench(config: EvalConfig, *, n: int = 1, ks: str | list[int] = "1,5", comparator: str = "lcb-exact",
+def eval_livecodebench(config: EvalConfig, *, n: int = 1, ks: str | list[int] | None = None, comparator: str = "lcb-exact",
                        timeout_s: float = 6.0, since: str | None = None, until: str | None = None,
                        mode: str = "parity") -> RunResult:
     from hrmcode.eval.drivers.lcb_compare import COMPARATORS
     from hrmcode.eval.livecodebench import LiveCodeBench, in_window, window_of
 
+    config.check()
+    if n < 1:
+        raise UsageError(f"--n {n} must be at least 1", "the number of samples per problem")
+    positive_seconds("--timeout", timeout_s)
     if comparator not in COMPARATORS:
         raise UsageError(f"unknown --comparator '{comparator}'", f"choose one of: {', '.join(COMPARATORS)}")
     for flag, value in (("--since", since), ("--until", until)):
         if value is not None and (len(value) != 10 or value[4] != "-" or value[7] != "-"):
             raise UsageError(f"{flag} {value!r} is not a date", "use YYYY-MM-DD")
-    tasks, artifact = load_tasks("livecodebench", config.tasks, config.workspace)
-    tasks = [t for t in tasks if t.kind in ("stdin", "functional") and t.tests.cases and in_window(t, since, until)]
+    tasks, artifact = load_tasks("livecodebench", config.tasks, config.workspace, kinds=BENCH_KINDS["livecodebench"])
+    tasks = [t for t in tasks if t.tests.cases and in_window(t, since, until)]
     backend = config.backend()
     tasks = _limit(_only_sampled(tasks, backend), config.limit)
+    samples = _samples_per_task(tasks, backend, n)
+    chosen_ks = _choose_ks("livecodebench", ks, samples, not isinstance(backend, SamplesBackend))
     window = window_of(artifact.params if artifact is not None else {}, since, until)
-    bench = LiveCodeBench(backend, config.get_sandbox(), n=n, ks=_parse_ks(ks), comparator=comparator,
+    bench = LiveCodeBench(backend, config.get_sandbox(), n=n, ks=chosen_ks, comparator=comparator,
                           timeout_s=timeout_s, window=window, mode=_verdict_mode(mode))
     batch = max(1, min(MAX_AUTO_BATCH, math.ceil(len(tasks) / (2 * config.jobs))))
-    params = config.params("livecodebench", n=_samples_per_task(tasks, backend, n), ks=bench.ks, comparator=comparator,
+    params = config.params("livecodebench", n=samples, ks=bench.ks, comparator=comparator,
                            timeout_s=timeout_s, since=since, until=until, mode=mode, batch=batch)
     return run_benchmark(bench, tasks, _options(config, params, artifact, batch))
 
@@ -181,9 +236,11 @@ def eval_polyglot(config: EvalConfig, *, edit_format: str = "whole", tries: int 
     from hrmcode.eval.polyglot import Polyglot, select
     from hrmcode.sandbox.toolchains import MODES
 
+    config.check()
+    positive_seconds("--test-timeout", test_timeout_s)
     if mode not in MODES:
         raise UsageError(f"unknown --mode '{mode}'", f"choose one of: {', '.join(MODES)}")
-    tasks, artifact = load_tasks("polyglot", config.tasks, config.workspace)
+    tasks, artifact = load_tasks("polyglot", config.tasks, config.workspace, kinds=BENCH_KINDS["polyglot"])
     backend = config.backend()
     tasks = _limit(_only_sampled(select(tasks, languages, exercises), backend), config.limit)
     bench = Polyglot(backend, config.get_sandbox(), edit_format=edit_format, tries=tries, mode=mode,

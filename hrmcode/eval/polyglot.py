@@ -45,7 +45,7 @@ from typing import Any
 from hrmcode.data.schema import Task
 from hrmcode.edits import MalformedEdit, apply_edits_partial, parse_edits, reflection, render_edits, resolve_path
 from hrmcode.errors import UsageError
-from hrmcode.eval.backends import Backend, Reply, Request
+from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request
 from hrmcode.eval.metrics import percent
 from hrmcode.sandbox.base import Sandbox
 from hrmcode.sandbox.toolchains import DEFAULT_LIMITS, run_tests
@@ -305,9 +305,14 @@ class Polyglot:
         outcomes: list[bool] = []
         malformed_by_try: list[int] = []
         last_output = ""
+        error = None
         for _ in range(self.tries):
             before = state.malformed
-            self._model_turn(task, state, message)
+            try:
+                self._model_turn(task, state, message)
+            except PromptTooLong as exc:  # the chat outgrew the model's context: the case fails, the run goes on
+                error = exc.message
+                break
             malformed_by_try.append(state.malformed - before)
             passed, output = self._test(task, state, worker)
             outcomes.append(passed)
@@ -327,7 +332,7 @@ class Polyglot:
             "prompt_tokens": state.prompt_tokens, "completion_tokens": state.completion_tokens,
             "model_turns": state.turns, "ignored_edits": sorted(set(state.ignored_edits)),
             "stub_passes": name in STUBS_THAT_PASS, "known_unavailable": unavailable_reason(name),
-            "last_test_output": last_output[-2000:], "chat": state.history,
+            "last_test_output": last_output[-2000:], "chat": state.history, "error": error,
         }
 
     def evaluate(self, tasks: Sequence[Task], worker: int) -> list[dict]:

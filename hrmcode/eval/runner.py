@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import queue
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,9 +95,11 @@ def case_passed(record: dict) -> bool:
 
 
 def load_tasks(source: str, tasks_ref: str | Path | None, workspace: Path | str | None,
-               builtin: Callable[[], list[Task]] | None = None) -> tuple[list[Task], Artifact | None]:
+               builtin: Callable[[], list[Task]] | None = None,
+               kinds: Collection[str] | None = None) -> tuple[list[Task], Artifact | None]:
     """The benchmark's tasks: ``--tasks``, else the newest fetched ``source`` artifact in the workspace,
-    else ``builtin()`` when the benchmark ships its own data (HumanEval)."""
+    else ``builtin()`` when the benchmark ships its own data (HumanEval). An artifact holding a task
+    of a kind not in ``kinds`` (another benchmark's tasks) is refused."""
     artifact: Artifact | None = None
     if tasks_ref is not None:
         artifact = load_artifact(tasks_ref, "tasks", workspace)
@@ -112,6 +114,13 @@ def load_tasks(source: str, tasks_ref: str | Path | None, workspace: Path | str 
         return builtin(), None
     path = artifact.file("tasks.jsonl")
     tasks = [parse_task(record, f"{path}:{index}") for index, record in enumerate(read_jsonl(path), 1)]
+    foreign = [task for task in tasks if kinds is not None and task.kind not in kinds]
+    if foreign:
+        sources = ", ".join(sorted({task.source for task in foreign}))
+        raise UsageError(
+            f"{artifact.path} holds {len(foreign)} {sources} task(s) of kind {foreign[0].kind}, "
+            f"which {source} does not grade (it grades kind {' or '.join(sorted(kinds or ()))})",
+            f"pass --tasks a tasks artifact from `hrmcode fetch {source}`")
     return tasks, artifact
 
 
