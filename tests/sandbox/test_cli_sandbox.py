@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import socket
 
 import pytest
 
@@ -60,3 +62,22 @@ def test_doctor_json_lists_every_toolchain(cli):
     assert {f"toolchain {lang}" for lang in ("python", "go", "rust", "java", "javascript", "cpp")} <= components
     assert all(row["fix"] for row in rows if row["status"] != "ok")
     assert result.exit_code == (1 if any(r["status"] != "ok" and r["component"].startswith("toolchain") for r in rows) else 0)
+
+
+def test_run_record_and_doctor_say_which_memory_cap_applied(cli):
+    from hrmcode.sandbox import _cgroup
+
+    record = json.loads(cli("--json", "sandbox", "run", "--", "true").stdout)
+    assert record["memory_cap"] == _cgroup.describe()
+    rows = {row["component"]: row for row in json.loads(cli("--json", "sandbox", "doctor").stdout)}
+    assert rows["memory cap"]["detail"] == _cgroup.describe()
+    assert rows["memory cap"]["status"] == ("ok" if _cgroup.hierarchy() is not None else "missing")
+
+
+def test_run_network_flag_is_the_hosts_network_and_default_is_loopback_only(cli):
+    code = "import socket; print(sorted(n for _, n in socket.if_nameindex()))"
+    private = cli("sandbox", "run", "--", "python3", "-c", code)
+    assert private.exit_code == 0 and private.stdout == "['lo']\n"
+    host = cli("sandbox", "run", "--network", "--", "python3", "-c", code)
+    assert host.exit_code == 0
+    assert ast.literal_eval(host.stdout) == sorted(n for _, n in socket.if_nameindex())  # the host's own list

@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from hrmcode.sandbox.base import Limits
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,3 +188,65 @@ def test_setuid_attempts_fail(sandbox):
     assert "caps 0000000000000000" in result.stdout
     assert "euid 0 " not in result.stdout
 
+
+
+SIX_CHILDREN_OF_400_MB = (
+    "import os, time\nkids = []\n"
+    "for i in range(6):\n    pid = os.fork()\n    if pid == 0:\n"
+    "        block = bytearray(400 << 20)\n"
+    "        for j in range(0, len(block), 4096): block[j] = 1\n"  # touched: resident, not just reserved
+    "        print('held', i, flush=True)\n        time.sleep(2)\n        os._exit(0)\n"
+    "    kids.append(pid)\n"
+    "print('statuses', [os.waitpid(pid, 0)[1] for pid in kids], flush=True)\n")
+
+
+def test_memory_is_capped_over_all_processes_of_the_run(sandbox):
+    from hrmcode.sandbox import _cgroup
+
+    if sandbox.name == "local" and _cgroup.hierarchy() is None:
+        pytest.skip(f"no memory cgroup here: {_cgroup.FALLBACK}")
+    result = run_py(sandbox, SIX_CHILDREN_OF_400_MB, timeout_s=30.0, memory_mb=512)
+    assert result.memory_exceeded, (result.stdout, result.stderr)
+    assert result.stdout.count("held") <= 1  # 6 x 400 MB under a 512 MB cap: at most one at a time
+    assert "whole" in result.memory_cap
+
+
+def test_a_million_file_bomb_stops_at_the_inode_cap(sandbox):
+    if os.geteuid() != 0:
+        pytest.skip("the per-run tmpfs (and its inode cap) exists only when hrmcode runs as root")
+    code = ("import os, time\nstart = time.monotonic()\nmade = 0\n"
+            "try:\n    for made in range(1_000_000):\n        open(f'f{made}', 'w').close()\n"
+            "except OSError as e:\n    print('stopped', e.errno, flush=True)\n"
+            "print('made', made, 'in', round(time.monotonic() - start, 1))\n")
+    result = run_py(sandbox, code, timeout_s=60.0)
+    assert "stopped 28" in result.stdout, (result.stdout, result.stderr)  # ENOSPC: out of inodes
+    made = int(result.stdout.split("made ")[1].split()[0])
+    assert made < Limits().inodes
+    assert result.wall_s < 30
+
+
+def test_loopback_servers_work_and_nothing_outside_is_reachable(sandbox):
+    import socket
+
+    host_server = socket.socket()  # a service on the HOST's 127.0.0.1: the sandbox must not reach it
+    host_server.bind(("127.0.0.1", 0))
+    host_server.listen()
+    host_port = host_server.getsockname()[1]
+    code = ("import socket, threading\n"
+            "print('interfaces', sorted(name for _, name in socket.if_nameindex()), flush=True)\n"
+            "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen()\n"
+            "def answer():\n    conn, _ = server.accept(); conn.sendall(conn.recv(100).upper()); conn.close()\n"
+            "threading.Thread(target=answer).start()\n"
+            "client = socket.create_connection(server.getsockname(), timeout=5); client.sendall(b'ping')\n"
+            "print('loopback', client.recv(100).decode(), flush=True)\n"
+            f"for host, port in (('169.254.169.254', 80), ('1.1.1.1', 53), ('127.0.0.1', {host_port})):\n"
+            "    s = socket.socket(); s.settimeout(2)\n"
+            "    try:\n        s.connect((host, port)); print('CONNECTED', host, flush=True)\n"
+            "    except OSError as e:\n        print('blocked', host, e.errno, flush=True)\n")
+    try:
+        result = run_py(sandbox, code, timeout_s=20.0)
+    finally:
+        host_server.close()
+    assert result.exit_code == 0, result.stderr
+    assert "interfaces ['lo']" in result.stdout and "loopback PING" in result.stdout
+    assert "CONNECTED" not in result.stdout and result.stdout.count("blocked") == 3

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
-from hrmcode.errors import InputError, ToolchainMissing, UsageError
+from hrmcode.errors import InputError, SandboxError, ToolchainMissing, UsageError
 from hrmcode.sandbox import get_sandbox, local, run_many, runs
 from hrmcode.sandbox.base import Limits
 
@@ -116,3 +117,81 @@ def test_work_dirs_are_removed_after_the_run(local_sandbox):
 def test_nested_namespaces_are_refused(local_sandbox):
     result = local_sandbox.run("unshare -r true && echo NESTED; unshare -n true && echo NET; echo done")
     assert "NESTED" not in result.stdout and "NET" not in result.stdout and "done" in result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids exist only when hrmcode runs as root")
+def test_a_host_process_running_as_a_sandbox_uid_is_left_alone(local_sandbox):
+    import subprocess
+
+    worker = 5
+    foreign_uid = runs.uid_base() + worker  # the uid this worker's run would take first
+    bystander = subprocess.Popen(["setpriv", f"--reuid={foreign_uid}", f"--regid={foreign_uid}", "--clear-groups",
+                                  "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while not runs.pids_of(foreign_uid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runs.pids_of(foreign_uid), "the bystander did not start"
+        assert foreign_uid in runs.unusable_uids()
+        results = [local_sandbox.run("id -u", worker=worker) for _ in range(3)]
+        assert all(r.ok for r in results)
+        assert foreign_uid not in {int(r.stdout) for r in results}
+        assert bystander.poll() is None, "the sandbox killed a process it did not start"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_account_and_subordinate_uids_are_never_sandbox_uids(tmp_path):
+    passwd, subuid = tmp_path / "passwd", tmp_path / "subuid"
+    passwd.write_text("root:x:0:0::/root:/bin/sh\nsvc:x:2000003:2000003::/:/bin/false\nbroken line\n")
+    subuid.write_text("alice:2000010:5\n#comment\n")
+    is_account = runs.account_uids(passwd, subuid)
+    assert [uid for uid in range(2_000_000, 2_000_020) if is_account(uid)] == [2000003, *range(2000010, 2000015)]
+    assert not runs.account_uids(tmp_path / "none", tmp_path / "none")(0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids exist only when hrmcode runs as root")
+def test_no_usable_uid_is_a_one_line_sandbox_error(monkeypatch):
+    monkeypatch.setattr(runs, "account_uids", lambda: lambda uid: True)
+    with pytest.raises(SandboxError, match="no free sandbox uid") as caught:
+        with runs.uid_slot(0):
+            pass
+    assert "HRMCODE_SANDBOX_UID_BASE" in caught.value.hint
+
+
+def test_network_is_loopback_or_host():
+    assert Limits().network == "loopback"
+    for wrong in (True, "none", "bridge"):
+        with pytest.raises(UsageError, match="network"):
+            Limits(network=wrong)
+
+
+def test_cgroup_v2_is_preferred_when_its_memory_controller_can_be_delegated(tmp_path):
+    from hrmcode.sandbox import _cgroup
+
+    if os.geteuid() != 0:
+        pytest.skip("cgroups are only tried as root")
+    v2, v1 = tmp_path / "unified", tmp_path / "memory"
+    own2, own1 = v2 / "svc", v1 / "svc"
+    for directory in (own2 / _cgroup.SUBDIR, own1):
+        directory.mkdir(parents=True)
+    (own2 / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own2 / "cgroup.subtree_control").write_text("memory\n")
+    (own2 / _cgroup.SUBDIR / "cgroup.subtree_control").write_text("memory\n")
+    mounts, cgroup = tmp_path / "mounts", tmp_path / "cgroup"
+    mounts.write_text(f"cgroup {v1} cgroup rw,memory 0 0\ncgroup2 {v2} cgroup2 rw 0 0\n")
+    cgroup.write_text("4:memory:/svc\n0::/svc\n")
+    found = _cgroup.find_hierarchy(mounts, cgroup)
+    assert found == _cgroup.Hierarchy(2, own2 / _cgroup.SUBDIR)
+    run = _cgroup.RunCgroup(found, "123-456-abc", 512)
+    assert (run.path / "memory.max").read_text() == str(512 << 20)
+    assert run.join_argv(["bwrap"])[-2:] == [str(run.path / "cgroup.procs"), "bwrap"]
+    (run.path / "memory.events").write_text("low 0\noom 1\noom_kill 2\n")
+    assert run.oom_kills() == 2
+    # without a delegable memory controller in v2, v1 is taken; with neither, None (RLIMIT_AS)
+    (own2 / "cgroup.controllers").write_text("cpu pids\n")
+    assert _cgroup.find_hierarchy(mounts, cgroup) is None  # the fake v1 dir has no memory.limit_in_bytes
+    (own1 / _cgroup.SUBDIR).mkdir(exist_ok=True)
+    (own1 / _cgroup.SUBDIR / "memory.limit_in_bytes").write_text("0")
+    assert _cgroup.find_hierarchy(mounts, cgroup) == _cgroup.Hierarchy(1, own1 / _cgroup.SUBDIR)
