@@ -42,11 +42,12 @@ import hashlib
 import io
 import os
 import re
+import secrets
 import shlex
 import shutil
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -55,6 +56,9 @@ from hrmcode.errors import SandboxError, ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import hostpaths
 from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
+from hrmcode.sandbox.reports import frameworks, pytest_report
+from hrmcode.sandbox.reports.expected import expected_tests
+from hrmcode.sandbox.reports.frameworks import Report
 
 LANGUAGES = ("python", "go", "rust", "java", "javascript", "cpp")
 MODES = ("strict", "aider-compat")
@@ -98,6 +102,9 @@ class TestRun:
     result: ExecResult
     unskipped: int = 0  # skip markers removed (or ignored tests included) before running
     notes: list[str] = field(default_factory=list)
+    output: str = ""  # what the run printed, as a person reads it (the feedback a model gets)
+    expected: int = 0  # strict: tests the pristine test files define, each of which must pass
+    reason: str | None = None  # strict: why the run is not a pass (None when it passed)
 
     def to_dict(self) -> dict:
         record = dataclasses.asdict(self)
@@ -335,6 +342,68 @@ def _cpp(files, mode, limits):
     return command, {"_catch_std": std_version}
 
 
+# -- strict verdicts: a per-test report, counted against the pristine tests -------------------------
+
+# The report file each framework writes into the run's hidden report directory (None: on stdout).
+REPORT_FILES = {"java": "TEST-junit-jupiter.xml", "javascript": "jest.json", "cpp": "catch.xml"}
+REPORT_BYTES = 16 << 20  # a longer report is cut, hence unparsable: no verdict
+
+
+def _with_report(language: str, command: str, hidden: str) -> str:
+    """``command`` with the framework's structured report switched on (into ``hidden``, a
+    directory outside the work dir, for the frameworks that write a file)."""
+    if language == "go":
+        edited = command.replace("go test ", "go test -json ", 1)
+    elif language == "rust":
+        edited = command.replace(" -- --include-ignored", " -- --include-ignored --format pretty", 1)
+    elif language == "java":
+        edited = command.replace(" --scan-classpath", f" --reports-dir {hidden} --scan-classpath", 1)
+    elif language == "javascript":
+        edited = command + f" --json --outputFile={hidden}/{REPORT_FILES['javascript']}"
+    elif language == "cpp":
+        edited = command.replace("&& /tmp/tests", f"&& /tmp/tests -r xml -o {hidden}/{REPORT_FILES['cpp']}", 1)
+    else:
+        return pytest_report.reporting_script(command)
+    if edited == command:
+        raise SandboxError(f"the {language} test command has no place for its report: {command}",
+                           "report this as a bug in hrmcode's toolchains")
+    return edited
+
+
+def _strict_run(language, expected, run_files, command, sandbox, limits, worker, unskipped, notes, changed) -> TestRun:
+    """Run with the framework's report on; pass = ``reports.frameworks.count`` finds every
+    ``expected`` test passed in a complete report, and the exit status is 0."""
+    nonce = secrets.token_hex(16)
+    limits = dataclasses.replace(limits, output_bytes=max(limits.output_bytes, REPORT_BYTES))
+    collect: list[str] = []
+    hidden = f"/tmp/.hrmcode-{nonce}"  # not in the work dir the tests list and write
+    script = _with_report(language, command, hidden)
+    if language == "python":
+        run_files.update(pytest_report.plugin_files(nonce))
+        collect = [pytest_report.REPORT]
+    report_name = REPORT_FILES.get(language)
+    if report_name is not None:
+        # copied into the work dir by the trusted shell after the framework exits; the copy's
+        # name carries the nonce, and what a test planted there before is removed first
+        collect = [f".hrmcode-report-{nonce}"]
+        script = (f'mkdir -m 700 {hidden} && {{ {script} ; }} 2>&1; s=$?; rm -rf "$PWD/{collect[0]}"; '
+                  f'cp {hidden}/{report_name} "$PWD/{collect[0]}" 2>/dev/null; exit $s')
+    elif language != "go":  # go: JSON events on stdout, build errors on stderr
+        script = f"{{ {script} ; }} 2>&1"
+    result = sandbox.run(["/bin/sh", "-c", script], run_files, limits, worker=worker, collect=collect)
+    if language == "python":
+        suite = pytest_report.judge(result, nonce, set(changed))
+        report = Report(problem=suite.problem, tests=[*suite.outcomes.items()])
+        output = result.stdout + result.stderr
+    else:
+        report_text = result.files.get(collect[0]) if collect else None
+        report = frameworks.parse(language, result, report_text)
+        output = frameworks.feedback(language, result, report_text)
+    reason = frameworks.count(expected, report, result.exit_code)
+    return TestRun(language, "strict", reason is None, command, result, unskipped, notes,
+                   output=output, expected=len(expected), reason=reason)
+
+
 _ROUTES: dict[str, Callable] = {"python": _python, "go": _go, "rust": _rust, "java": _java,
                                 "javascript": _javascript, "cpp": _cpp}
 
@@ -349,8 +418,13 @@ def _merge_limits(language: str, limits: Limits | None) -> Limits:
 
 
 def run_tests(language: str, files: dict[str, str], *, mode: str = "strict", sandbox: Sandbox,
-              limits: Limits | None = None, worker: int = 0) -> TestRun:
-    """Build and test the exercise tree ``files`` in ``language``; see the module docstring."""
+              limits: Limits | None = None, worker: int = 0, test_files: dict[str, str] | None = None,
+              changed: Sequence[str] = ()) -> TestRun:
+    """Build and test the exercise tree ``files`` in ``language``; see the module docstring.
+
+    Strict mode counts the report against the tests of ``test_files`` (the PRISTINE test files;
+    default: the test files found in ``files``, for callers whose tree is trusted) and fails a
+    pytest test whose function comes from one of the ``changed`` files (the candidate's)."""
     if language not in _ROUTES:
         raise UsageError(f"unknown language {language!r}", f"choose one of: {', '.join(LANGUAGES)}")
     if mode not in MODES:
@@ -360,6 +434,8 @@ def run_tests(language: str, files: dict[str, str], *, mode: str = "strict", san
         missing = missing_toolchain(language)
         if missing is not None:
             raise ToolchainMissing(*missing)
+    if test_files is not None:
+        files = {**files, **test_files}  # the framework's tests and config come from the pristine tree
     tree, unskipped = unskip(language, files, mode)
     command, extra = _ROUTES[language](tree, mode, limits)
     notes = []
@@ -375,5 +451,10 @@ def run_tests(language: str, files: dict[str, str], *, mode: str = "strict", san
             command = command.replace(f" {CATCH_MAIN}", "")
         else:
             run_files[CATCH_MAIN] = _catch_main(sandbox, header, extra["_catch_std"], worker)
-    result = sandbox.run(["/bin/sh", "-c", f"{{ {command} ; }} 2>&1"], run_files, limits, worker=worker)
-    return TestRun(language, mode, result.ok, command, result, unskipped, notes)
+    if mode != "strict":  # Aider's verdict: the exit status
+        result = sandbox.run(["/bin/sh", "-c", f"{{ {command} ; }} 2>&1"], run_files, limits, worker=worker)
+        output = result.stdout + result.stderr
+        return TestRun(language, mode, result.ok, command, result, unskipped, notes, output=output)
+    pristine = tree if test_files is None else {path: tree[path] for path in test_files}
+    expected = expected_tests(language, pristine)
+    return _strict_run(language, expected, run_files, command, sandbox, limits, worker, unskipped, notes, changed)

@@ -70,11 +70,16 @@ def run_suite(sandbox: Sandbox, files: dict[str, str], command: str, limits: Lim
     candidate supplied (a test whose function is defined in one of them does not pass)."""
     nonce = secrets.token_hex(16)
     tree = {**files, **plugin_files(nonce)}
-    script = (f'export PYTHONPATH="$PWD/{REPORT_DIR}${{PYTHONPATH:+:$PYTHONPATH}}" '
-              f'HRMCODE_PYTEST_REPORT="$PWD/{REPORT}" PYTEST_ADDOPTS="-p {PLUGIN}"; {command}')
+    script = reporting_script(command)
     limits = dataclasses.replace(limits, output_bytes=max(limits.output_bytes, REPORT_BYTES))
     result = sandbox.run(["/bin/sh", "-c", script], tree, limits, collect=[REPORT])
     return judge(result, nonce, set(changed))
+
+
+def reporting_script(command: str) -> str:
+    """``command`` (a pytest command line, run in the tree's root) with the reporter loaded."""
+    return (f'export PYTHONPATH="$PWD/{REPORT_DIR}${{PYTHONPATH:+:$PYTHONPATH}}" '
+            f'HRMCODE_PYTEST_REPORT="$PWD/{REPORT}" PYTEST_ADDOPTS="-p {PLUGIN}"; {command}')
 
 
 def judge(result: ExecResult, nonce: str, changed: set[str]) -> SuiteRun:
