@@ -143,8 +143,10 @@ def test_a_sigkilled_hrmcode_leaves_a_mount_that_the_next_run_sweeps(step, human
 
 @pytest.mark.docker
 @pytest.mark.integration
-def test_a_sigkilled_hrmcodes_container_stops_at_its_own_deadline_and_is_swept(docker_sandbox, tmp_path):
-    env = {**os.environ, "HRMCODE_CACHE": str(tmp_path / "cache"), "HRMCODE_NO_PROGRESS": "1"}
+def test_a_sigkilled_hrmcodes_container_stops_at_its_own_deadline_and_is_swept(docker_sandbox, tmp_path,
+                                                                               monkeypatch):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "HRMCODE_CACHE": str(cache), "HRMCODE_NO_PROGRESS": "1"}
     proc = _hrmcode("sandbox", "run", "--backend", "docker", "--timeout", "2", "--", "sleep", "600", env=env)
     client = docker_sandbox.client
     try:
@@ -167,5 +169,10 @@ def test_a_sigkilled_hrmcodes_container_stops_at_its_own_deadline_and_is_swept(d
     assert time.monotonic() - killed_at < 2 + docker_backend.INNER_GRACE_S + 15
     assert container.attrs["State"]["ExitCode"] == 128 + signal.SIGKILL  # `timeout -s KILL` fired
 
-    docker_backend.DockerSandbox()  # the next docker sandbox start sweeps it
+    monkeypatch.setenv("HRMCODE_CACHE", str(cache))
+    sandbox = docker_backend.DockerSandbox()  # the next docker sandbox start sweeps the container
     assert container.name not in docker_backend.labelled_containers()
+    if os.geteuid() == 0:  # and its next run the tmpfs the killed run had mounted for /work
+        assert _mounts_under(cache / "sandbox" / "runs") != []
+        assert sandbox.run(["true"], limits=Limits(timeout_s=30)).ok
+        assert _mounts_under(cache / "sandbox" / "runs") == []
