@@ -7,27 +7,30 @@ builds and tests an exercise tree in one language.
 
 What each backend guarantees:
 
-- ``local`` (bubblewrap, the default): no network (a new, empty network namespace); the command
+- ``local`` (bubblewrap, the default): no network (a new network namespace with only loopback); the command
   sees only ``/usr``, a few toolchain ``/etc`` entries, the toolchains read-only under
   ``/opt/hrmcode``, its private ``/work`` and ``/tmp`` — not ``/root``, ``/home``, the project
   checkout or ``/etc/shadow``; it runs as an unprivileged uid with no capabilities and
   ``no_new_privs`` (setuid binaries cannot raise it); rlimits on address space, CPU time, processes,
   file size and open files; a wall-clock timeout that kills every process of the run (PID
-  namespace: nothing, not even a double-forked daemon, outlives it); writes capped in total by
-  ``Limits.disk_mb`` when hrmcode runs as root. Details and the weaker non-root mode: ``local.py``.
+  namespace: nothing, not even a double-forked daemon, outlives it); when hrmcode runs as root,
+  writes capped in total by ``Limits.disk_mb`` and ``Limits.inodes``, and memory summed over the
+  run by a cgroup where one can be made. Details and the weaker non-root mode: ``local.py``.
 - ``docker``: the same run inside a fresh container of an image hrmcode builds from its own
   Dockerfiles, ``network_mode=none``, memory and pids limits, a non-root user, all capabilities
-  dropped, labelled ``hrmcode.sandbox=1`` and always removed (``hrmcode sandbox clean`` removes
-  leftovers of a crash). Details: ``docker_backend.py``.
+  dropped, labelled ``hrmcode.sandbox=1``, stopped by its own deadline even if hrmcode is killed,
+  and always removed (a crash's leftovers by the next docker sandbox start, or ``hrmcode sandbox
+  clean``). Details: ``docker_backend.py``.
 - ``unsafe`` (only with ``unsafe_no_sandbox=True`` when bwrap is missing): a plain subprocess with
   rlimits and a timeout on its process group. It isolates nothing.
 
 Both isolating backends share their plumbing (uid slots, run directories, killing a uid's
-processes, reading results) through ``runs.py``, which states what that plumbing guarantees.
+processes, reading results, sweeping what a killed hrmcode left) through ``runs.py``, which states
+what that plumbing guarantees.
 
-Not guaranteed by any backend: defence against kernel or container-runtime exploits, exact
-memory accounting across processes (local), identical timings under load, or that a test suite
-is itself correct.
+Not guaranteed by any backend: defence against kernel or container-runtime exploits, a memory cap
+summed over processes where no memory cgroup can be made (local, then RLIMIT_AS per process only),
+identical timings under load, or that a test suite is itself correct.
 """
 
 from __future__ import annotations
