@@ -227,7 +227,7 @@ class DockerSandbox:
         return f"docker ({self.image})"
 
     def go_seed_path(self) -> Path:
-        return hostpaths.cache_root() / "toolchains" / "go-seed" / f"docker-{self._image_id.split(':')[-1][:16]}"
+        return hostpaths.go_seed_dir(f"docker-{self._image_id.split(':')[-1][:16]}")
 
     def compiler_id(self) -> str:
         return f"docker-{self._image_id}"

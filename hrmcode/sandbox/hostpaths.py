@@ -35,6 +35,16 @@ def cache_root() -> Path:
     return cache_home() / "sandbox"
 
 
+# Bump when the Go seed's recipe (``toolchains.GO_SEED_SCRIPT``) changes: seeds of another recipe
+# are then left unused and a new one is built beside them.
+GO_SEED_RECIPE = 2
+
+
+def go_seed_dir(installation: str) -> Path:
+    """Where the read-only Go build-cache seed of one Go installation (a host GOROOT or an image) lives."""
+    return cache_root() / "toolchains" / "go-seed" / f"{installation}-r{GO_SEED_RECIPE}"
+
+
 def node_modules_dir() -> Path:
     """The shared, read-only ``node_modules`` of the JavaScript route (installed by the setup script)."""
     return cache_root() / "toolchains" / "npm" / "node_modules"

@@ -65,7 +65,7 @@ def go_seed_path() -> Path | None:
         return None
     src = (root / "src").stat()
     install = hashlib.sha256(f"{root.resolve()}\0{src.st_ino}\0{src.st_mtime_ns}".encode()).hexdigest()[:12]
-    return hostpaths.cache_root() / "toolchains" / "go-seed" / f"{version}-{install}"
+    return hostpaths.go_seed_dir(f"{version}-{install}")
 
 
 @functools.cache
