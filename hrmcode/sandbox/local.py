@@ -3,26 +3,31 @@
 Profile (root, the normal case on CI and in containers): ``bwrap`` runs as root only to build the
 mounts, then ``setpriv`` drops to a per-worker unprivileged uid with every capability cleared
 (inheritable, ambient and bounding set) and ``no_new_privs`` set, and ``prlimit`` applies the
-rlimits before the command is exec'd. New PID, network, IPC, UTS and cgroup namespaces; the root
+rlimits before the command is exec'd. New PID, network (only loopback, brought up by bwrap; the
+host's network only with ``Limits.network="host"``), IPC, UTS and cgroup namespaces; the root
 filesystem is a fresh tmpfs holding only: ``/usr`` (read-only), a handful of ``/etc`` entries the
 toolchains need (no ``/etc/shadow``; a generated ``/etc/passwd``), the toolchains under
 ``/opt/hrmcode`` (read-only), ``/work`` (the private work dir), ``/tmp`` and ``/cache/go``. On the
 host the work dir, ``/tmp`` and the Go cache's writable layer live in one tmpfs mounted per run with
-a size of ``Limits.disk_mb`` (``runs.run_dir``, as for the docker backend), so a disk-filling
-program fills only that; the Go build cache is an overlay whose lower layer is a read-only seed
-built from trusted input (see ``toolchains``), so what one run writes there is gone when it ends
-and cannot change another run's verdict.
+a size of ``Limits.disk_mb`` and ``Limits.inodes`` files (``runs.run_dir``, as for the docker
+backend), so a disk-filling or file-creating program fills only that. The whole run (bwrap and every
+process under it, from before the first exec) is in its own memory cgroup capped at
+``Limits.memory_mb`` (``runs.run_cgroup``: v2, else v1; ``ExecResult.memory_cap`` says which, or that
+neither could be made and only the per-process RLIMIT_AS applies); the Go build cache is an overlay
+whose lower layer is a read-only seed built from trusted input (see ``toolchains``), so what one
+run writes there is gone when it ends and cannot change another run's verdict.
 
 Run as a normal user, bwrap makes a user namespace instead: the command keeps the caller's uid (no
 per-worker uids; RLIMIT_NPROC is set to the caller's current process count plus
 ``Limits.processes``), nested user namespaces are disabled, the work dir is a plain directory with
-no total size cap (RLIMIT_FSIZE still caps each file), and the Go cache is a persistent per-worker
-directory a hostile run could poison for later runs of that worker.
+no total size or file-count cap (RLIMIT_FSIZE still caps each file), no memory cgroup (RLIMIT_AS
+per process only), and the Go cache is a persistent per-worker directory a hostile run could poison
+for later runs of that worker.
 
 Both modes install a seccomp filter (``_seccomp.py``, x86_64) refusing namespace creation, mounts,
 keyrings, bpf, io_uring and similar kernel surface. Not guaranteed by either: protection against
-kernel bugs beyond that, a cap on memory summed over processes (RLIMIT_AS is per process), CPU
-shares between parallel runs.
+kernel bugs beyond that, CPU shares between parallel runs; under cgroup v1 an OOM kill takes the
+run's largest process, not the whole run (the run still reports ``memory_exceeded``).
 """
 
 from __future__ import annotations
