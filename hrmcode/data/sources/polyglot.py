@@ -40,6 +40,7 @@ from hrmcode.data.sources._common import (
     shallow_clone,
 )
 from hrmcode.errors import InputError, UsageError
+from hrmcode.sandbox.toolchains import placed_reference
 
 DEFAULT_URL = "https://github.com/Aider-AI/polyglot-benchmark"
 PROSE_DIRS = (".meta", ".docs", ".approaches", ".articles")
@@ -115,7 +116,8 @@ def _solution_files(language: str, slug: str, exercise: Path, config_files: dict
 
     java: every file in ``.meta/src/reference/java/`` -> ``src/main/java/<name>``;
     rust: ``.meta/example.rs`` -> ``src/lib.rs`` (+ ``.meta/Cargo-example.toml`` -> ``Cargo.toml``);
-    others: each ``files.example`` -> the one ``files.solution`` entry with the same extension.
+    others: each ``files.example`` -> the one ``files.solution`` entry with the same extension
+    (JavaScript's imports rewritten as Exercism's CI does: ``toolchains.placed_reference``).
     """
     where = f"{language}/{slug}"
     solution_paths = config_files["solution"]
@@ -143,7 +145,7 @@ def _solution_files(language: str, slug: str, exercise: Path, config_files: dict
             target = candidates[0]
         if not source.is_file():
             raise InputError(f"polyglot {where}: reference {example} is listed but missing", "check .meta/config.json")
-        mapped[target] = source.read_text(encoding="utf-8")
+        mapped[target] = placed_reference(language, source.read_text(encoding="utf-8"))
     cargo_example = exercise / ".meta" / "Cargo-example.toml"
     if language == "rust" and cargo_example.is_file():
         mapped["Cargo.toml"] = cargo_example.read_text(encoding="utf-8")
