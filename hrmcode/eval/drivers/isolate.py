@@ -8,9 +8,10 @@ sandbox as the TRUSTED process ``T``. This module gives them:
 - ``harden``: ``T`` (and the fork server) make themselves non-dumpable (``PR_SET_DUMPABLE 0``),
   so a process of the same uid cannot ptrace them or open ``/proc/<pid>/mem``, ``fd``, ``environ``
   or ``maps``; catchable signals are ignored (SIGKILL and SIGSTOP cannot be: see below).
-- ``Zygote``: a fork server started by ``T`` as a FRESH interpreter (its source comes from ``T``'s
-  memory over a pipe, not from the writable work dir) that pre-imports what candidates use and
-  forks one process per candidate: it never holds a test, an expected output or another sample.
+- ``Zygote``: a fork server that pre-imports what candidates use and forks one process per
+  candidate. The first one is a fork of ``T`` made BEFORE ``T`` reads the job; one restarted after
+  a candidate killed it is a fresh interpreter whose source comes from ``T``'s memory, not from the
+  writable work dir. Either way it never holds a test, an expected output or another sample.
   A candidate process gets exactly its own program (on its own pipe) and its own descriptors: a
   socket to ``T`` for function calls (HumanEval, LiveCodeBench functional), or stdin/stdout/stderr
   pipes (LiveCodeBench stdin), everything else closed. It runs in its own session.
@@ -631,10 +632,7 @@ def _fresh_process():
             pass
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as a python process starts
-    sys.setrecursionlimit(1000)
-    import random
-
-    random.seed()
+    sys.setrecursionlimit(1000)  # (random reseeds itself after a fork)
 
 
 def _stdio(readable):
