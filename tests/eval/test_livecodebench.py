@@ -117,3 +117,17 @@ def test_run_records_the_samples_graded_the_mode_and_where_the_tasks_came_from(c
     assert summary["mode"] == "strict" and summary["samples_per_task"] == [6] and summary["samples"] == 6 * len(tasks)
     run = json.loads((tmp_path / "run" / "run.json").read_text())["params"]
     assert run["n"] == 6 and run["mode"] == "strict"
+
+
+@pytest.mark.parametrize(("ending", "passed", "code"), [
+    ("import sys\nsys.exit(0)\n", True, 1),  # a script may end itself once its answer is out
+    ("import sys, os\nsys.stdout.flush()\nos._exit(0)\n", True, 1),  # even without cleanup: a new process next test
+    ("raise ValueError('after the answer')\n", False, -4),
+    ("import os\nos.kill(os.getpid(), 9)\n", False, -4),
+])
+def test_stdin_runs_end_as_a_script_would(sandbox, ending, passed, code):
+    task = next(t for t in load_fixture_tasks("lcb_tasks.jsonl") if t.metadata["question_id"] == "fx_sum_lines")
+    graded = LiveCodeBench(OracleBackend(), sandbox).grade(task, task.solution.files["solution.py"] + ending, worker=0)
+    assert graded["passed"] is passed and graded["results"][-1] == code
+    if passed:
+        assert graded["results"] == [1] * len(task.tests.cases)

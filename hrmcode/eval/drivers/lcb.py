@@ -91,7 +91,8 @@ def _run_test(ctl, data, deadline):
         while open_pipes or (status is None and not dead):
             left = deadline - time.monotonic()
             if left <= 0:
-                status = isolate.TIMED_OUT
+                if status is None:  # else: the run ended, something it left holds the pipes open
+                    status = isolate.TIMED_OUT
                 break
             events = selector.select(left)
             for key, _ in events:
