@@ -156,6 +156,26 @@ STUBS_THAT_PASS = frozenset({
 })
 
 
+# Java references may add classes of their own (bowling's Frame, poker's Card and Hand): pristine-tree
+# runs of those references fail to compile without them, so a reply may create new top-level
+# classes beside the solution, and nothing else.
+_JAVA_NEW_CLASS = re.compile(r"(?:src/main/java/)?([A-Za-z_][A-Za-z0-9_]*\.java)")
+
+
+def writable_path(task: Task, path: str) -> str | None:
+    """Where a reply's file ``path`` may be written, or None when the reply may not change it.
+    Aider's rule: only the solution files (``task.editable``); the one exception is a NEW Java
+    class beside the solution (``src/main/java/<Name>.java``; a bare ``<Name>.java`` goes there)."""
+    if path in task.editable:
+        return path
+    java = _JAVA_NEW_CLASS.fullmatch(path) if task.language == "java" else None
+    if java is None:
+        return None
+    target = f"src/main/java/{java.group(1)}"
+    known = {*task.files, *task.tests.files, *(f"src/main/java/{PurePosixPath(p).name}" for p in task.tests.files)}
+    return None if target in known else target
+
+
 def unavailable_reason(name: str) -> str | None:
     """Why the reference of exercise ``lang/slug`` cannot pass here, or None."""
     return KNOWN_UNAVAILABLE.get(name) or PROTOCOL_UNAVAILABLE.get(name)
@@ -197,6 +217,7 @@ class CaseState:
     syntax_errors: int = 0
     indentation_errors: int = 0
     ignored_edits: list[str] = field(default_factory=list)
+    verdicts: list[dict] = field(default_factory=list)  # per test run: passed, why not, tests expected, exit
 
 
 class Polyglot:
@@ -273,9 +294,12 @@ class Polyglot:
             proposed = [(e.path, e) for e in edits]
         allowed, dropped = [], []
         for path, item in proposed:
-            protected = path in task.tests.files or (path in task.files and path not in task.editable)
-            (dropped if protected else allowed).append((path, item))
-        state.ignored_edits += [path for path, _ in dropped]
+            target = writable_path(task, path)
+            if target is None:
+                dropped.append(path)
+            else:
+                allowed.append((target, item if edits is None or target == path else dataclasses.replace(item, path=target)))
+        state.ignored_edits += dropped
         if edits is None:
             state.files.update({path: text for path, text in allowed})
             return None
@@ -287,13 +311,15 @@ class Polyglot:
         tree = {**state.files, **task.tests.files}  # tests restored before every run
         # the toolchain's own limits for the language, with this run's timeout
         limits = dataclasses.replace(DEFAULT_LIMITS[task.language], timeout_s=self.test_timeout_s)
-        run = run_tests(task.language, tree, mode=self.mode, sandbox=self.sandbox, limits=limits, worker=worker)
+        run = run_tests(task.language, tree, mode=self.mode, sandbox=self.sandbox, limits=limits, worker=worker,
+                        test_files=task.tests.files, changed=[p for p in state.files if p not in task.files or p in task.editable])
         state.test_s += run.result.wall_s
+        state.verdicts.append({"passed": run.passed, "reason": run.reason, "expected_tests": run.expected,
+                               "exit_code": run.result.exit_code})
         if run.result.timed_out:
             state.test_timeouts += 1
             return False, "Tests timed out!"
-        output = clean_output(run.result.stdout + run.result.stderr, SANDBOX_WORKDIR,
-                              PurePosixPath(exercise_name(task)).name)
+        output = clean_output(run.output, SANDBOX_WORKDIR, PurePosixPath(exercise_name(task)).name)
         state.syntax_errors += sum(1 for line in output.splitlines() if line.startswith("SyntaxError"))
         state.indentation_errors += sum(1 for line in output.splitlines() if line.startswith("IndentationError"))
         return run.passed, output
@@ -331,6 +357,7 @@ class Polyglot:
             "model_s": round(state.model_s, 4), "test_s": round(state.test_s, 4),
             "prompt_tokens": state.prompt_tokens, "completion_tokens": state.completion_tokens,
             "model_turns": state.turns, "ignored_edits": sorted(set(state.ignored_edits)),
+            "mode": self.mode, "verdicts": state.verdicts,
             "stub_passes": name in STUBS_THAT_PASS, "known_unavailable": unavailable_reason(name),
             "last_test_output": last_output[-2000:], "chat": state.history, "error": error,
         }

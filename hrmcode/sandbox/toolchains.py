@@ -399,17 +399,21 @@ REPORT_BYTES = 16 << 20  # a longer report is cut, hence unparsable: no verdict
 
 def _with_report(language: str, command: str, hidden: str) -> str:
     """``command`` with the framework's structured report switched on (into ``hidden``, a
-    directory outside the work dir, for the frameworks that write a file)."""
+    directory outside the work dir, for the frameworks that write a file). Java and C++ delete
+    the test sources once compiled, so the tested code cannot read the expected answers from them."""
     if language == "go":
         edited = command.replace("go test ", "go test -json ", 1)
     elif language == "rust":
         edited = command.replace(" -- --include-ignored", " -- --include-ignored --format pretty", 1)
     elif language == "java":
         edited = command.replace(" --scan-classpath", f" --reports-dir {hidden} --scan-classpath", 1)
+        edited = edited.replace(" && java ", " && rm -rf src/test && java ", 1)
     elif language == "javascript":
-        edited = command + f" --json --outputFile={hidden}/{REPORT_FILES['javascript']}"
+        edited = (command + f' --setupFilesAfterEnv "$PWD/{frameworks.JEST_GUARD}"'
+                  f" --json --outputFile={hidden}/{REPORT_FILES['javascript']}")
     elif language == "cpp":
-        edited = command.replace("&& /tmp/tests", f"&& /tmp/tests -r xml -o {hidden}/{REPORT_FILES['cpp']}", 1)
+        edited = command.replace("&& /tmp/tests",
+                                 f"&& rm -f ./*_test.cpp && /tmp/tests -r xml -o {hidden}/{REPORT_FILES['cpp']}", 1)
     else:
         return pytest_report.reporting_script(command, strict=True)
     if edited == command:
@@ -429,6 +433,8 @@ def _strict_run(language, expected, run_files, command, sandbox, limits, worker,
     if language == "python":
         run_files.update(pytest_report.plugin_files(nonce))
         collect = [pytest_report.REPORT]
+    if language == "javascript":
+        run_files[frameworks.JEST_GUARD] = frameworks.JEST_GUARD_SOURCE
     report_name = REPORT_FILES.get(language)
     if report_name is not None:
         # copied into the work dir by the trusted shell after the framework exits; the copy's

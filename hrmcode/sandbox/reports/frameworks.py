@@ -16,7 +16,8 @@ Where each report comes from (all written by the framework inside the tested cod
 - Rust: libtest's ``test NAME ... ok`` lines and each binary's ``test result:`` line on stdout.
 - Java: the console launcher's XML report, written to a per-run directory whose name carries a nonce.
 - JavaScript: ``jest --json --outputFile`` into a per-run directory whose name carries a nonce;
-  ``success``, ``numFailedTests`` and each ``assertionResults`` status.
+  ``success``, ``numFailedTests`` and each ``assertionResults`` status. ``jest_guard.js`` runs
+  before the test file: jest's globals and matchers pinned, the built-ins watched after each test.
 - C++: Catch2's XML reporter into a per-run directory whose name carries a nonce; each
   ``TestCase``'s ``OverallResult`` and the closing ``OverallResults``.
 
@@ -36,8 +37,14 @@ import re
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hrmcode.sandbox.base import ExecResult
+
+# jest's strict-mode guard (pins jest's globals and matchers, watches the built-ins), loaded with
+# --setupFilesAfterEnv before any test file.
+JEST_GUARD = ".hrmcode-jest-guard.js"
+JEST_GUARD_SOURCE = (Path(__file__).parent / "jest_guard.js").read_text(encoding="utf-8")
 
 
 @dataclass

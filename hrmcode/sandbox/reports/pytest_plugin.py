@@ -11,14 +11,28 @@ When pytest loads it, before any conftest or test module: it reads the nonce fro
 environment, and opens the report (``$HRMCODE_PYTEST_REPORT``) append-only and close-on-exec. The
 reader (``pytest_report.py``) accepts a report only when every line carries the nonce. Without
 ``HRMCODE_PYTEST_REPORT`` it does nothing.
+
+Strict checks (``HRMCODE_PYTEST_STRICT=1``, also removed from the environment at load):
+``unittest``'s equality assertions refuse to compare a plain value (number, string, list, tuple,
+dict, set, None) with an object whose ``__eq__`` is Python code (the program's: one that always
+says yes), at any depth of lists, tuples and
+dicts; and every function and class attribute of pytest, pluggy, unittest and this plugin is
+recorded at session start and compared after each test: a change is a ``tampered`` record, and
+the reader fails that test.
 """
 
 import json
 import os
+import sys
+import types
+import unittest
 
 import pytest
 
 _PATH = os.environ.pop("HRMCODE_PYTEST_REPORT", None)
+_STRICT = os.environ.pop("HRMCODE_PYTEST_STRICT", None) == "1"
+_FRAMEWORK = ("_pytest", "pytest", "pluggy", "unittest")
+_SNAPSHOT: dict = {}
 _FD = None
 _TAG = None
 _ROOT = None
@@ -35,8 +49,62 @@ def _emit(record):
         os.write(_FD, (json.dumps({"nonce": _TAG, **record}) + "\n").encode("utf-8"))
 
 
+_PLAIN = (int, float, complex, bool, str, bytes, list, tuple, dict, set, frozenset, type(None))
+
+
+def _plain_mismatch(first, second, depth=0):
+    """Where a plain value meets an object of the program's own type posing as one, or None."""
+    kinds = [next((p for p in _PLAIN if isinstance(v, p) and type(v).__eq__ is p.__eq__), None) for v in (first, second)]
+    for odd, plain in ((first, kinds[1]), (second, kinds[0])):
+        if plain is not None and isinstance(getattr(type(odd), "__eq__", None), types.FunctionType):
+            return f"{type(odd).__qualname__} (its own __eq__) compared with a {plain.__name__}"
+    if depth < 40 and kinds[0] in (list, tuple) and kinds[1] in (list, tuple) and len(first) == len(second):
+        return next((m for m in map(_plain_mismatch, first, second, [depth + 1] * len(first)) if m), None)
+    if depth < 40 and kinds[0] is dict and kinds[1] is dict:
+        return next((m for k in first.keys() & second.keys() if (m := _plain_mismatch(first[k], second[k], depth + 1))), None)
+    return None
+
+
+def _strict_assertion(original):
+    def check(self, first, second, *args, **kwargs):
+        mismatch = _plain_mismatch(first, second)
+        if mismatch is not None:
+            raise self.failureException(f"hrmcode strict mode: {mismatch}")
+        return original(self, first, second, *args, **kwargs)
+    check.__name__ = original.__name__
+    return check
+
+
+def _framework_state():
+    """The identity of every function and class attribute of the framework's modules and this plugin."""
+    state = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name.split(".")[0] in _FRAMEWORK or name == __name__):
+            continue
+        for attr, value in list(vars(module).items()):
+            if callable(value):
+                state[(name, attr)] = id(value)
+            if isinstance(value, type) and value.__module__ == name:
+                state.update({(name, attr, key): id(item) for key, item in list(vars(value).items()) if callable(item)})
+    return state
+
+
+def _tampered(nodeid):
+    now = _framework_state()
+    changed = sorted(".".join(key) for key, ident in _SNAPSHOT.items() if now.get(key, ident) != ident)
+    if changed:
+        _emit({"kind": "tampered", "nodeid": nodeid, "what": changed[:20]})
+
+
+if _STRICT:
+    for _name in ("assertEqual", "assertNotEqual", "assertCountEqual"):
+        setattr(unittest.TestCase, _name, _strict_assertion(getattr(unittest.TestCase, _name)))
+
+
 def pytest_sessionstart(session):
     _emit({"kind": "start"})
+    if _STRICT:
+        _SNAPSHOT.update(_framework_state())  # before any test module (or the code it imports) runs
 
 
 def pytest_collectreport(report):
@@ -59,6 +127,8 @@ def pytest_runtest_logreport(report):
         _emit({"kind": "subtest", "nodeid": report.nodeid, "outcome": report.outcome, "label": " ".join(words)})
     else:
         _emit({"kind": "phase", "nodeid": report.nodeid, "when": report.when, "outcome": report.outcome})
+        if _STRICT and report.when == "teardown":
+            _tampered(report.nodeid)
 
 
 @pytest.hookimpl(trylast=True)

@@ -76,9 +76,11 @@ def run_suite(sandbox: Sandbox, files: dict[str, str], command: str, limits: Lim
     return judge(result, nonce, set(changed))
 
 
-def reporting_script(command: str) -> str:
-    """``command`` (a pytest command line, run in the tree's root) with the reporter loaded."""
-    return (f'export PYTHONPATH="$PWD/{REPORT_DIR}${{PYTHONPATH:+:$PYTHONPATH}}" '
+def reporting_script(command: str, strict: bool = False) -> str:
+    """``command`` (a pytest command line, run in the tree's root) with the reporter loaded;
+    ``strict`` turns on its strict checks (plain-value equality, framework tampering)."""
+    checks = " HRMCODE_PYTEST_STRICT=1" if strict else ""
+    return (f'export PYTHONPATH="$PWD/{REPORT_DIR}${{PYTHONPATH:+:$PYTHONPATH}}"{checks} '
             f'HRMCODE_PYTEST_REPORT="$PWD/{REPORT}" PYTEST_ADDOPTS="-p {PLUGIN}"; {command}')
 
 
@@ -142,6 +144,8 @@ def outcomes(records: list[dict], changed: set[str]) -> tuple[dict[str, str], di
         elif record["kind"] == "subtest" and record["outcome"] == "failed":
             failed_subtests.setdefault(nodeid, []).append(record["label"])
         elif record["kind"] == "origin" and record["file"] in changed:
+            foreign.add(nodeid)
+        elif record["kind"] == "tampered":  # strict: the framework changed while this test ran
             foreign.add(nodeid)
     verdicts = {}
     for nodeid, seen in phases.items():
