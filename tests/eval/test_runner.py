@@ -125,7 +125,7 @@ def tasks_of_each_bench(tmp_path) -> dict[str, Path]:
 
 NONSENSE = [
     (["humaneval", "--timeout", "0"], "--timeout 0 is not a positive number of seconds"),
-    (["humaneval", "--timeout", "-2"], "--timeout -2 is not a positive number of seconds"),
+    (["humaneval", "--timeout", "-2"], "'--timeout': Input should be greater than or equal to 0"),
     (["livecodebench", "--timeout", "0"], "--timeout 0 is not a positive number of seconds"),
     (["polyglot", "--test-timeout", "0"], "--test-timeout 0 is not a positive number of seconds"),
     (["humaneval", "--request-timeout", "0"], "--request-timeout 0 is not a positive number of seconds"),
@@ -308,3 +308,18 @@ def test_a_task_artifact_with_mixed_kinds_is_refused_naming_it(tmp_path):
     tasks, _ = load_tasks("humaneval", write_tasks_artifact(tmp_path / "he", builtin_tasks()[:2]), None,
                           kinds=("function",))
     assert [t.id for t in tasks] == ["humaneval/HumanEval/0", "humaneval/HumanEval/1"]
+
+
+def test_the_library_refuses_what_the_command_line_would(tmp_path):
+    from hrmcode.eval.api import EvalConfig, eval_humaneval, eval_livecodebench, eval_polyglot
+
+    config = EvalConfig(model="oracle", out=tmp_path / "run", unsafe_no_sandbox=True)
+    with pytest.raises(UsageError, match="--timeout -1 is not a positive number"):
+        eval_humaneval(config, timeout_s=-1.0)
+    with pytest.raises(UsageError, match="--timeout nan is not a positive number"):
+        eval_livecodebench(config, timeout_s=float("nan"))
+    with pytest.raises(UsageError, match="--test-timeout 0 is not a positive number"):
+        eval_polyglot(config, test_timeout_s=0.0)
+    with pytest.raises(UsageError, match="--temperature -1 is negative"):
+        eval_humaneval(EvalConfig(model="oracle", temperature=-1.0))
+    assert not (tmp_path / "run").exists()
