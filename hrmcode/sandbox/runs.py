@@ -12,8 +12,10 @@ Guarantees:
   start is running as when the run begins (such a slot is skipped, its process left alone; when
   every slot is taken that way the run is refused). The uids are ``HRMCODE_SANDBOX_UID_BASE``
   (default 2 000 000, above what login.defs and systemd hand to accounts and dynamic users) plus
-  0..63. When the slot is released every process of that uid has been killed and is gone, so the
-  next run of the uid starts with none left over.
+  0..63. When the slot is released every sandboxed process of that uid (one in a PID namespace
+  other than hrmcode's) has been killed and is gone, so the next run of the uid starts with none
+  left over; a process of the uid in hrmcode's own PID namespace (no sandbox started it) is never
+  killed, even one that began during the run.
 - ``run_dir``: a fresh directory per run (work dir, ``/tmp`` and Go cache), removed afterwards.
   When hrmcode runs as root they live in one tmpfs of ``Limits.disk_mb`` and ``Limits.inodes``
   files (so a disk-filling or file-creating run fills only that, and its inodes cannot pin
@@ -193,14 +195,32 @@ def pids_of(uid: int) -> list[int]:
     return pids
 
 
+def sandboxed_pids_of(uid: int) -> list[int]:
+    """Processes of ``uid`` in a PID namespace other than hrmcode's own. Every sandbox runs in one
+    of its own (bwrap ``--unshare-pid``, a container); a process of the uid in hrmcode's namespace
+    was not started by a sandbox."""
+    try:
+        own = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return pids_of(uid)
+    found = []
+    for pid in pids_of(uid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if os.readlink(f"/proc/{pid}/ns/pid") != own:
+                found.append(pid)
+    return found
+
+
 def kill_uid(uid: int, wait_s: float = 10.0) -> None:
-    """SIGKILL every process of a sandbox uid and wait until they are gone.
+    """SIGKILL every sandboxed process of a sandbox uid (``sandboxed_pids_of``) and wait until they
+    are gone; a process of the uid that no sandbox started (one that began as the uid during the run)
+    is left alone.
 
     The PID namespace already dies with bwrap, but its teardown is asynchronous; the slot is only
-    handed to the next run (and ``run`` only returns) once nothing of this uid is left."""
+    handed to the next run (and ``run`` only returns) once nothing sandboxed of this uid is left."""
     deadline = time.monotonic() + wait_s
     while True:
-        pids = pids_of(uid)
+        pids = sandboxed_pids_of(uid)
         if not pids or time.monotonic() > deadline:
             return
         for pid in pids:

@@ -119,24 +119,36 @@ def test_nested_namespaces_are_refused(local_sandbox):
     assert "NESTED" not in result.stdout and "NET" not in result.stdout and "done" in result.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids exist only when hrmcode runs as root")
-def test_a_host_process_running_as_a_sandbox_uid_is_left_alone(local_sandbox):
+def _bystander(uid: int):
+    """A host process running as ``uid`` that hrmcode did not start."""
     import subprocess
 
+    proc = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "60"])
+    deadline = time.monotonic() + 5
+    while not runs.pids_of(uid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runs.pids_of(uid), "the bystander did not start"
+    return proc
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids exist only when hrmcode runs as root")
+def test_a_host_process_running_as_a_sandbox_uid_is_left_alone(local_sandbox, monkeypatch):
+    monkeypatch.setenv("HRMCODE_SANDBOX_UID_BASE", "3100000")  # a range no concurrent test run uses
     worker = 5
     foreign_uid = runs.uid_base() + worker  # the uid this worker's run would take first
-    bystander = subprocess.Popen(["setpriv", f"--reuid={foreign_uid}", f"--regid={foreign_uid}", "--clear-groups",
-                                  "sleep", "60"])
+    bystander = _bystander(foreign_uid)
     try:
-        deadline = time.monotonic() + 5
-        while not runs.pids_of(foreign_uid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert runs.pids_of(foreign_uid), "the bystander did not start"
-        assert foreign_uid in runs.unusable_uids()
+        assert runs.unusable_uids() == [foreign_uid]
         results = [local_sandbox.run("id -u", worker=worker) for _ in range(3)]
         assert all(r.ok for r in results)
         assert foreign_uid not in {int(r.stdout) for r in results}
         assert bystander.poll() is None, "the sandbox killed a process it did not start"
+        # one that starts as a uid while a run holds it is not the run's either
+        with runs.uid_slot(7) as held:
+            late = _bystander(held)
+        assert late.poll() is None, "releasing a uid killed a process no sandbox started"
+        late.kill()
+        late.wait()
     finally:
         bystander.kill()
         bystander.wait()
