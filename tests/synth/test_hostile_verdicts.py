@@ -248,3 +248,32 @@ def test_validate_rejects_planted_attacks_beside_honest_examples(calc_bugs, tmp_
     assert set(rejected) == {a["id"] for a in planted}
     assert any("ignored (not editable): conftest.py" in r for r in rejected[planted[0]["id"]])
     assert any("ignored (not editable): pytest.ini" in r for r in rejected[planted[1]["id"]])
+
+
+@pytest.fixture
+def exercise_book(exercise_tasks) -> tuple[TaskBook, dict]:
+    tasks = {t["id"]: t for t in read_jsonl(exercise_tasks.path / "tasks.jsonl")}
+    return TaskBook(tasks), tasks["polyglot/python/doubler"]
+
+
+def _exercise_example(task: dict, target: str) -> dict:
+    return {"task_id": task["id"], "level": "solve", "target": target, "input": {"context": {"paths": ["doubler.py"]}}}
+
+
+@pytest.mark.integration
+def test_an_honest_exercise_solution_passes(exercise_book, verdict_sandbox, tmp_path):
+    book, task = exercise_book
+    target = f"doubler.py\n```python\n{task['solution']['files']['doubler.py']}```\n"
+    verdict, detail = _checker(tmp_path, book, verdict_sandbox).check(_exercise_example(task, target))
+    assert verdict == "passed", detail
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(p.name for p in HOSTILE.glob("ex_*.reply")))
+def test_hostile_exercise_reply_is_rejected(exercise_book, verdict_sandbox, tmp_path, name):
+    book, task = exercise_book
+    verdict, detail = _checker(tmp_path, book, verdict_sandbox).check(_exercise_example(task, _reply(name)))
+    assert verdict == "failed", detail
+    assert detail.startswith("tests fail with the target applied"), detail
+    if "conftest" in name:
+        assert detail.endswith("; ignored (not editable): conftest.py, doubler_test.py"), detail

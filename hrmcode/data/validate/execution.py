@@ -101,10 +101,13 @@ class ExecChecker:
                             Limits(timeout_s=self.timeout_s), changed=["solution.py"])
             passed, detail = _suite_verdict(run, [HUMANEVAL_TEST_ID], clean_exit=True)
         elif kind == "exercise":
-            tree = {**(task.get("files") or {}), **files, **(tests.get("files") or {})}
-            result = run_tests(task["language"], tree, mode="strict", sandbox=box,
-                               limits=Limits(timeout_s=self.timeout_s * 4))
+            # counted against the task's own (pristine) test files; a test defined in the candidate's files fails
+            result = run_tests(task["language"], {**(task.get("files") or {}), **files}, mode="strict", sandbox=box,
+                               limits=Limits(timeout_s=self.timeout_s * 4), test_files=tests.get("files") or None,
+                               changed=sorted(files))
             passed, detail = bool(result.passed), f"exit {result.result.exit_code}"
+            if not passed and result.reason:
+                detail += f": {result.reason}"
         else:
             tree = {**self.repositories[task["id"]], **(task.get("files") or {}), **files}
             run = run_suite(box, tree, tests["command"], Limits(timeout_s=self.timeout_s * 4, memory_mb=4096),
