@@ -23,7 +23,7 @@ from pathlib import Path
 from hrmcode.data.sources.polyglot import exercise_dirs, to_task
 from hrmcode.eval.polyglot import KNOWN_UNAVAILABLE, STUBS_THAT_PASS
 from hrmcode.sandbox import get_sandbox, run_many
-from hrmcode.sandbox.toolchains import LANGUAGES, run_tests
+from hrmcode.sandbox.toolchains import LANGUAGES, release_requested, run_tests
 
 DEFAULT_ROOT = Path(os.environ.get("HRMCODE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "polyglot-benchmark"
 
@@ -57,10 +57,11 @@ def main() -> int:
             continue
         per_language[language] += 1
         task = to_task(language, slug, directory)
+        release = release_requested(task.metadata.get("config"))
         for kind, tree in trees(task, args.stubs):
             keys.append((language, slug, kind))
-            jobs.append(lambda worker, language=language, tree=tree: run_tests(
-                language, tree, mode=args.mode, sandbox=sandbox, worker=worker))
+            jobs.append(lambda worker, language=language, tree=tree, release=release: run_tests(
+                language, tree, mode=args.mode, sandbox=sandbox, worker=worker, release=release))
 
     # Warm the one-time caches (Go seed, Catch2 main) before timing, as a prepared machine would be.
     from hrmcode.sandbox.toolchains import ensure_go_seed

@@ -15,7 +15,8 @@ TEST_FILE = "from adder import add\n\n\ndef test_add():\n    assert add(2, 3) ==
 FAILING_STUB = Task(
     id="polyglot/python/adder", source="polyglot", language="python", kind="exercise", prompt="Implement add.\n",
     files={"adder.py": "def add(a, b):\n    pass\n"}, editable=["adder.py"],
-    solution={"files": {"adder.py": "def add(a, b):\n    return a + b\n"}}, tests={"files": {"adder_test.py": TEST_FILE}},
+    solution={"files": {"adder.py": "def add(a, b):\n    return a + b\n"}},
+    tests={"files": {"adder_test.py": TEST_FILE}},
 )
 # a "refactor this working code" exercise: the stub already works
 WORKING_STUB = FAILING_STUB.model_copy(update={
@@ -69,7 +70,8 @@ def test_stub_verdicts_come_from_running_the_stub_once(sandbox, own_cache):
     changed = WORKING_STUB.model_copy(update={"files": {"adder.py": "def add(a, b):\n    return 0\n"}})
     assert bench.stub_passes(changed, worker=0) is False and counting.runs == 7
     assert stub_verdict_path(changed, "strict", counting) != stub_verdict_path(WORKING_STUB, "strict", counting)
-    assert stub_verdict_path(WORKING_STUB, "aider-compat", counting) != stub_verdict_path(WORKING_STUB, "strict", counting)
+    strict = stub_verdict_path(WORKING_STUB, "strict", counting)
+    assert stub_verdict_path(WORKING_STUB, "aider-compat", counting) != strict
 
 
 def test_the_stub_model_reuses_its_own_run_as_the_stub_verdict(sandbox, own_cache):

@@ -109,7 +109,8 @@ def test_a_second_checkout_with_its_own_go_and_cache_root(go_sandbox, tmp_path, 
     assert hostpaths.cache_root() == tmp_path / "cache-b" / "sandbox"
     monkeypatch.setattr(local, "go_seed_path", lambda: seed_a)  # B runs over a seed it did not build
     smoke = {"go.mod": "module smoke\n\ngo 1.21\n", "smoke.go": "package smoke\n\nfunc One() int { return 1 }\n",
-             "smoke_test.go": 'package smoke\n\nimport "testing"\n\nfunc TestOne(t *testing.T) { if One() != 1 { t.Fail() } }\n'}
+             "smoke_test.go": 'package smoke\n\nimport "testing"\n\n'
+                              'func TestOne(t *testing.T) { if One() != 1 { t.Fail() } }\n'}
     for files in (smoke, STD_MIX):
         run = run_tests("go", files, sandbox=go_sandbox)
         assert run.passed, run.result.stdout[-2000:] + run.result.stderr[-2000:]
