@@ -101,6 +101,28 @@ def humaneval_tasks(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def slow_examples(tmp_path_factory) -> tuple[Path, Path]:
+    """(workspace, examples artifact) whose solve examples sleep 600 s in validate's execution check."""
+    from hrmcode.artifacts import ArtifactWriter, load_artifact
+
+    root = tmp_path_factory.mktemp("validate")
+    workspace = root / "ws"
+    for step in (["fetch", "humaneval", "--limit", "1"], ["synthesize", "--source", "humaneval", "--levels", "solve"]):
+        proc = subprocess.run([sys.executable, "-m", "hrmcode", "--workspace", str(workspace), *step],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    tasks = load_artifact(next((workspace / "fetch" / "humaneval").glob("2*")), ("tasks",))
+    synthesized = next((workspace / "synthesize" / "humaneval").glob("2*/examples.jsonl"))
+    rows = [json.loads(line) for line in synthesized.read_text().splitlines()]
+    for row in rows:
+        row["target"] = row["target"].replace("```\n", "```\nimport time\ntime.sleep(600)\n", 1)
+    with ArtifactWriter(root / "slow", "examples", name="slow", inputs=[tasks], update_latest=False) as writer:
+        writer.write_jsonl("examples.jsonl", rows)
+        writer.finish({"examples": len(rows)})
+    return workspace, root / "slow"
+
+
 def _endless_samples(tasks: Path, path: Path) -> Path:
     rows = [json.loads(line) for line in (tasks / "tasks.jsonl").read_text().splitlines()[:2]]
     path.write_text("".join(json.dumps({"task_id": r["metadata"]["task_id"],
@@ -110,14 +132,19 @@ def _endless_samples(tasks: Path, path: Path) -> Path:
 
 @pytest.mark.integration
 @needs_mounts
-@pytest.mark.parametrize("step", ["eval", "sandbox-run"])
-def test_a_sigkilled_hrmcode_leaves_a_mount_that_the_next_run_sweeps(step, humaneval_tasks, tmp_path, monkeypatch):
+@pytest.mark.parametrize("step", ["eval", "validate", "sandbox-run"])
+def test_a_sigkilled_hrmcode_leaves_a_mount_that_the_next_run_sweeps(step, request, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     env = {**os.environ, "HRMCODE_CACHE": str(cache), "HRMCODE_NO_PROGRESS": "1"}
     if step == "eval":
-        samples = _endless_samples(humaneval_tasks, tmp_path / "samples.jsonl")
-        args = ["eval", "humaneval", "--model", f"samples:{samples}", "--tasks", str(humaneval_tasks),
+        tasks = request.getfixturevalue("humaneval_tasks")
+        samples = _endless_samples(tasks, tmp_path / "samples.jsonl")
+        args = ["eval", "humaneval", "--model", f"samples:{samples}", "--tasks", str(tasks),
                 "--timeout", "60", "-o", str(tmp_path / "out")]
+    elif step == "validate":
+        workspace, examples = request.getfixturevalue("slow_examples")
+        args = ["--workspace", str(workspace), "validate", str(examples), "--allow-contaminated",
+                "--exec-timeout", "60", "-o", str(tmp_path / "out")]
     else:
         args = ["sandbox", "run", "--timeout", "60", "--", "sleep", "600"]
     proc = _hrmcode(*args, env=env)
