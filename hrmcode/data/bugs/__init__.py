@@ -223,7 +223,8 @@ def repo_tasks(
         sandbox = get_sandbox()
     command = pytest_command(test_cmd)
     limits = Limits(timeout_s=timeout_s, memory_mb=4096)
-    reference = run_suite(sandbox, info.files, command, limits)
+    # strict, as validate runs these tests later: both see the same reporter checks
+    reference = run_suite(sandbox, info.files, command, limits, strict=True)
     passing = reference.passing()
     if not passing:
         why = reference.problem or f"{len(reference.outcomes)} tests, none passed"
@@ -237,7 +238,7 @@ def repo_tasks(
         for candidate in tried:
             # only the bugged file is the candidate's: tests, conftest and config stay as at HEAD
             files = {**info.files, candidate.path: candidate.bugged}
-            run = run_suite(sandbox, files, command, limits, changed=[candidate.path])
+            run = run_suite(sandbox, files, command, limits, changed=[candidate.path], strict=True)
             bar.advance()
             if run.problem is not None:
                 rejected["timed_out" if run.result.timed_out else "no_complete_report"] += 1

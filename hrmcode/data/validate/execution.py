@@ -38,7 +38,7 @@ from hrmcode.sandbox import get_sandbox
 from hrmcode.sandbox.base import Limits, Sandbox
 from hrmcode.sandbox.toolchains import run_tests
 
-RULES = "strict-1"  # part of every cache key: verdicts given under other rules are not reused
+RULES = "strict-2"  # part of every cache key: verdicts given under other rules are not reused
 HUMANEVAL_TEST = "test_solution.py"
 HUMANEVAL_TEST_ID = f"{HUMANEVAL_TEST}::test_check"
 
@@ -98,7 +98,7 @@ class ExecChecker:
         if kind == "function":
             solution = next(iter(files.values()), "")
             run = run_suite(box, _humaneval_tree(task, solution), f"python3 -m pytest -q {HUMANEVAL_TEST}",
-                            Limits(timeout_s=self.timeout_s), changed=["solution.py"])
+                            Limits(timeout_s=self.timeout_s), changed=["solution.py"], strict=True)
             passed, detail = _suite_verdict(run, [HUMANEVAL_TEST_ID], clean_exit=True)
         elif kind == "exercise":
             # counted against the task's own (pristine) test files; a test defined in the candidate's files fails
@@ -111,7 +111,7 @@ class ExecChecker:
         else:
             tree = {**self.repositories[task["id"]], **(task.get("files") or {}), **files}
             run = run_suite(box, tree, tests["command"], Limits(timeout_s=self.timeout_s * 4, memory_mb=4096),
-                            changed=files)
+                            changed=files, strict=True)
             expected = tests["fail_to_pass"] if stub else tests["fail_to_pass"] + tests["pass_to_pass"]
             passed, detail = _suite_verdict(run, expected, clean_exit=False)
         self.log.append({"id": key, "task_id": task["id"], "passed": passed, "detail": detail})

@@ -65,12 +65,13 @@ class SuiteRun:
 
 
 def run_suite(sandbox: Sandbox, files: dict[str, str], command: str, limits: Limits,
-              changed: Iterable[str] = ()) -> SuiteRun:
+              changed: Iterable[str] = (), strict: bool = False) -> SuiteRun:
     """Run the pytest ``command`` over ``files`` with the reporter; ``changed`` names the files the
-    candidate supplied (a test whose function is defined in one of them does not pass)."""
+    candidate supplied (a test whose function is defined in one of them does not pass); ``strict``
+    turns on the reporter's strict checks."""
     nonce = secrets.token_hex(16)
     tree = {**files, **plugin_files(nonce)}
-    script = reporting_script(command)
+    script = reporting_script(command, strict)
     limits = dataclasses.replace(limits, output_bytes=max(limits.output_bytes, REPORT_BYTES))
     result = sandbox.run(["/bin/sh", "-c", script], tree, limits, collect=[REPORT])
     return judge(result, nonce, set(changed))
