@@ -1,7 +1,8 @@
 """``hrmcode sandbox run|test|doctor|build|clean``: the sandbox from the command line.
 
-``run`` exits with 0 when the command exited 0, 1 when it failed, timed out or was killed (its own
-exit code is in the output and in ``--json``), 2 on a usage error.
+``run`` exits with 0 when the command exited 0, 1 when it failed, timed out, was killed, or had a
+process killed for going over its memory cap (its own exit code is in the output and in ``--json``),
+2 on a usage error.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="sandbox")
 
     @group.command("run", help="Run a command in a fresh sandbox and show its exit code, timing and output. "
-                   "hrmcode exits 0 if the command exited 0, else 1.",
+                   "hrmcode exits 0 if the command exited 0 and none of its processes was killed for "
+                   "memory, else 1.",
                    epilog=examples_epilog("hrmcode sandbox run -- python3 -c 'print(1)'",
                                           "hrmcode sandbox run --timeout 5 --memory 512 --files ./ex -- pytest -q",
                                           "hrmcode --json sandbox run --backend docker -- sh -c 'id; ls /'"))

@@ -57,7 +57,9 @@ class ExecResult:
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
+        """Exited 0 in time, and the kernel killed none of its processes for memory (a cgroup or
+        container OOM kill can take a child while the run itself exits 0)."""
+        return self.exit_code == 0 and not self.timed_out and not self.memory_exceeded
 
     def to_dict(self) -> dict:
         """JSON-ready: everything but ``binary`` (whose sizes are listed instead)."""
