@@ -7,6 +7,7 @@ The SIGKILL-and-resume test is in ``test_runner_kill.py``.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -323,3 +324,68 @@ def test_the_library_refuses_what_the_command_line_would(tmp_path):
     with pytest.raises(UsageError, match="--temperature -1 is negative"):
         eval_humaneval(EvalConfig(model="oracle", temperature=-1.0))
     assert not (tmp_path / "run").exists()
+
+
+class _Slow:
+    """A benchmark whose cases take ``seconds`` each; ``broken`` raises at once."""
+
+    name = "slow"
+
+    def __init__(self, seconds: float, broken: str | None = None):
+        self.seconds, self.broken = seconds, broken
+        self.finished = 0
+
+    def evaluate(self, tasks, worker):
+        if tasks[0].id == self.broken:
+            raise UsageError("this case cannot run", "a test")
+        time.sleep(self.seconds)
+        self.finished += len(tasks)
+        return [{"id": task.id, "passed": True} for task in tasks]
+
+    def summarize(self, records, tasks):
+        return {"bench": self.name, "score": 100.0 * len(records) / len(tasks)}
+
+
+def _tasks(count: int) -> list:
+    return [task.model_copy(update={"id": f"slow/{i:02d}"}) for i, task in enumerate(builtin_tasks()[:count])]
+
+
+def test_each_batch_is_on_disk_as_soon_as_it_finishes(tmp_path, monkeypatch):
+    tasks = _tasks(6)
+    first_on_disk = threading.Event()
+
+    class Gated(_Slow):
+        """Every case but the first waits (at most 5 s) until a record is on disk."""
+
+        def evaluate(self, tasks, worker):
+            if tasks[0].id != "slow/00":
+                first_on_disk.wait(5)
+            return super().evaluate(tasks, worker)
+
+    bench = Gated(0.0)
+    on_disk_when: list[tuple[int, int]] = []  # (records in the file, cases evaluated) at each append
+    real_append = AppendLog.append
+
+    def append(log, record):
+        real_append(log, record)
+        on_disk_when.append((len(list(read_jsonl(log.path))), bench.finished))
+        first_on_disk.set()
+
+    monkeypatch.setattr(AppendLog, "append", append)
+    started = time.monotonic()
+    run_benchmark(bench, tasks, RunOptions(out=tmp_path / "run", jobs=2))
+    assert [on_disk for on_disk, _ in on_disk_when] == [1, 2, 3, 4, 5, 6]
+    assert on_disk_when[0][1] == 1, on_disk_when  # written while the other five waited for it
+    assert time.monotonic() - started < 4
+
+
+def test_a_failing_case_stops_the_run_but_keeps_the_cases_already_running(tmp_path):
+    tasks = _tasks(4)
+    with pytest.raises(UsageError, match="cannot run"):
+        run_benchmark(_Slow(0.3, broken="slow/00"), tasks, RunOptions(out=tmp_path / "run", jobs=2))
+    kept = [r["id"] for r in read_jsonl(tmp_path / "run" / "results.jsonl")]
+    # slow/01 was running beside the failure: finished and appended. slow/02 may have started on the
+    # failed worker before the rest was cancelled; slow/03 never starts.
+    assert "slow/01" in kept and set(kept) <= {"slow/01", "slow/02"}
+    result = run_benchmark(_Slow(0.0), tasks, RunOptions(out=tmp_path / "run", jobs=2))
+    assert (result.ran, result.skipped) == (4 - len(kept), len(kept))
