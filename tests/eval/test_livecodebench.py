@@ -131,3 +131,14 @@ def test_stdin_runs_end_as_a_script_would(sandbox, ending, passed, code):
     assert graded["passed"] is passed and graded["results"][-1] == code
     if passed:
         assert graded["results"] == [1] * len(task.tests.cases)
+
+
+def test_every_functional_test_gets_a_fresh_solution(sandbox):
+    """lcb_runner calls one Solution instance for all tests; here each test gets its own."""
+    task = next(t for t in load_fixture_tasks("lcb_tasks.jsonl") if t.tests.entry_point == "pairSum")
+    code = task.solution.files["solution.py"].replace(
+        "class Solution:\n", "class Solution:\n    def __init__(self):\n        self.calls = 0\n\n", 1).replace(
+        "        seen = {}\n", "        self.calls += 1\n        if self.calls > 1:\n            return []\n        seen = {}\n", 1)
+    assert "self.calls" in code
+    graded = LiveCodeBench(OracleBackend(), sandbox).grade(task, code, worker=0)
+    assert graded["passed"] and len(graded["results"]) == len(task.tests.cases) > 1
