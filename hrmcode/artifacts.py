@@ -102,7 +102,7 @@ def workspace_root(explicit: Path | str | None = None) -> Path:
         env = os.environ.get("HRMCODE_HOME")
         root, origin = (Path(env), "$HRMCODE_HOME") if env else (Path("hrmcode-artifacts"), "the default workspace")
     if root.exists() and not root.is_dir():
-        raise UsageError(f"{origin} {root} is not a directory", "pass a directory (it is created if missing)")
+        raise UsageError(f"{origin} {root} is not a directory", "pass a directory; it is created if missing")
     return root
 
 
@@ -161,6 +161,11 @@ class Artifact:
             )
         self._verify(name, path)
         return path
+
+    def verify(self) -> None:
+        """Check every output the manifest lists, as ``file`` does (for readers that open files by path)."""
+        for entry in self.manifest.get("outputs", []):
+            self.file(str(entry.get("name")))
 
     def _verify(self, name: str, path: Path) -> None:
         entry = next((o for o in self.manifest.get("outputs", []) if o.get("name") == name), None)
@@ -391,7 +396,7 @@ class ArtifactWriter:
                 self.stage.mkdir()
         except OSError as exc:
             if self._writing_failed(exc):
-                raise output_error(exc, self.out_dir) from exc
+                raise self._output_error(exc) from exc
             raise
 
     # -- files ---------------------------------------------------------------------------
@@ -493,7 +498,14 @@ class ArtifactWriter:
         if exc_type is not None or not self._finished:
             self.abort()
         if self._writing_failed(exc):
-            raise output_error(exc, self.out_dir) from exc
+            raise self._output_error(exc) from exc
+
+    def _output_error(self, exc: OSError) -> Exception:
+        """The one-line error for a failed write, naming the output path rather than the staging one."""
+        filename = Path(os.fsdecode(exc.filename)) if exc.filename is not None else None
+        if filename is not None and self.stage != self.out_dir and filename.is_relative_to(self.stage):
+            exc = OSError(exc.errno, exc.strerror, str(self.out_dir / filename.relative_to(self.stage)))
+        return output_error(exc, self.out_dir)
 
     def _writing_failed(self, exc: BaseException | None) -> bool:
         """A write failure (full, read-only...) of this output, not of some input the step was reading."""

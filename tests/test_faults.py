@@ -249,6 +249,18 @@ def test_a_file_is_hashed_once_per_version(tmp_path, monkeypatch):
     assert len(hashed) == 1
 
 
+def test_model_weights_read_by_path_are_checked_too(tmp_path):
+    from hrmcode.errors import CheckpointError
+    from hrmcode.quantize import load_any
+
+    with ArtifactWriter(tmp_path / "model", "model", update_latest=False) as writer:
+        writer.write_text("model.safetensors", "weights")
+        art = writer.finish()
+    (art.path / "model.safetensors").write_text("WEIGHTS")
+    with pytest.raises(CheckpointError, match="model.safetensors does not match the sha256"):
+        load_any(art.path)
+
+
 # -- full disk, read-only directory, --workspace naming a file -------------------------------------
 def test_full_disk_is_one_line_and_leaves_no_manifest(cli, tasks_jsonl, tmp_path, full_disk):
     many = _many_tasks(tasks_jsonl, tmp_path / "many.jsonl", 600)  # ~2 MB of tasks

@@ -234,6 +234,7 @@ def load_any(ref: Path | str, device: str | torch.device = "cpu", dtype: torch.d
         return load_checkpoint(path, device=device, dtype=dtype)
     try:
         artifact = load_artifact(ref, ("model", "quantized-model"))
+        artifact.verify()  # the weights are read by path below
     except ArtifactError as exc:
         raise CheckpointError(exc.message, exc.hint) from None
     if artifact.kind == "quantized-model":
@@ -247,6 +248,7 @@ def _resolve_checkpoint(ref: Path | str, workspace: Path | str | None) -> tuple[
     if path.is_dir() and not (path / MANIFEST).is_file():
         return path, None  # a bare checkpoints/step-* directory
     artifact = load_artifact(ref, "model", workspace)
+    artifact.verify()  # the weights are read by path
     return artifact.path, artifact
 
 

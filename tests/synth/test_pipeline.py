@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 
@@ -84,11 +85,17 @@ def test_cli_errors_are_one_line(cli, humaneval_tasks, tmp_path):
 def test_malformed_tasks_line_names_file_and_line(humaneval_tasks, tmp_path, cli):
     from hrmcode.data.analyze import analyze
 
-    analyze(humaneval_tasks.path)  # analysed while intact; the line breaks afterwards
+    analysis, _ = analyze(humaneval_tasks.path)  # analysed while intact; the line breaks afterwards
     tasks = humaneval_tasks.path / "tasks.jsonl"
     lines = tasks.read_text().splitlines(keepends=True)
     tasks.write_text(lines[0] + "{not json\n" + "".join(lines[1:]))
-    result = cli("synthesize", "--source", "humaneval", "-o", tmp_path / "x")
+    # as if fetch had written the bad line: the manifest records these bytes (an edit alone is refused earlier)
+    manifest_path = humaneval_tasks.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = next(o for o in manifest["outputs"] if o["name"] == "tasks.jsonl")
+    entry.update(sha256=hashlib.sha256(tasks.read_bytes()).hexdigest(), bytes=tasks.stat().st_size)
+    manifest_path.write_text(json.dumps(manifest))
+    result = cli("synthesize", "--source", "humaneval", "--analysis", analysis.path, "-o", tmp_path / "x")
     assert result.exit_code == 1 and f"{tasks}:2: malformed JSON" in result.stderr
     assert not (tmp_path / "x" / "manifest.json").exists()
 
