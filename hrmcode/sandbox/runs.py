@@ -205,9 +205,12 @@ def sandboxed_pids_of(uid: int) -> list[int]:
         return pids_of(uid)
     found = []
     for pid in pids_of(uid):
-        with contextlib.suppress(OSError):  # gone meanwhile
-            if os.readlink(f"/proc/{pid}/ns/pid") != own:
-                found.append(pid)
+        try:
+            namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        except OSError:  # gone, or a zombie (no namespace left): waited for like the rest of the run
+            namespace = None
+        if namespace != own:
+            found.append(pid)
     return found
 
 
