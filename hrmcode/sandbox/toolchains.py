@@ -379,7 +379,12 @@ def _cmake_libs(cmake: str) -> list[str]:
 def _cpp(files, mode, limits):
     cmake = files.get("CMakeLists.txt", "")
     if mode == "aider-compat":
-        return 'mkdir -p build && cd build && cmake -DEXERCISM_RUN_ALL_TESTS=1 -G "Unix Makefiles" .. && make', {}
+        # CMakeLists.txt names the program and its sources after its directory: build in one named
+        # after the exercise (the sandbox's work dir is not)
+        test = next((p for p in sorted(files) if p.endswith("_test.cpp") and "/" not in p), "exercise_test.cpp")
+        where = shlex.quote("/tmp/" + test[: -len("_test.cpp")].replace("_", "-"))
+        return (f'mkdir -p {where} && cp -r . {where} && cd {where} && mkdir -p build && cd build && '
+                'cmake -DEXERCISM_RUN_ALL_TESTS=1 -G "Unix Makefiles" .. && make'), {}
     std = (re.search(r"CXX_STANDARD\s+(\d+)", cmake) or re.search(r"c\+\+(\d+)", cmake))
     std_version = std.group(1) if std else "17"
     sources = sorted(p for p in files if p.endswith((".cpp", ".cc")) and "/" not in p)
@@ -395,14 +400,18 @@ def _cpp(files, mode, limits):
 # The report file each framework writes into the run's hidden report directory (None: on stdout).
 REPORT_FILES = {"java": "TEST-junit-jupiter.xml", "javascript": "jest.json", "cpp": "catch.xml"}
 REPORT_BYTES = 16 << 20  # a longer report is cut, hence unparsable: no verdict
+GO_TEST_BINARY = "/tmp/hrmcode-go.test"
 
 
 def _with_report(language: str, command: str, hidden: str) -> str:
     """``command`` with the framework's structured report switched on (into ``hidden``, a
-    directory outside the work dir, for the frameworks that write a file). Java and C++ delete
+    directory outside the work dir, for the frameworks that write a file). Go, Java and C++ delete
     the test sources once compiled, so the tested code cannot read the expected answers from them."""
     if language == "go":
-        edited = command.replace("go test ", "go test -json ", 1)
+        # the test binary itself, in test2json framing mode: its framing lines carry a ^V prefix
+        # (printed "--- PASS" lines do not); -test.paniconexit0 fails a test that calls os.Exit(0)
+        edited = command.replace("go test -count=1 ./...", f"go test -c -o {GO_TEST_BINARY} . && rm -f ./*_test.go && "
+                                 f"{GO_TEST_BINARY} -test.v=test2json -test.count=1 -test.paniconexit0", 1)
     elif language == "rust":
         edited = command.replace(" -- --include-ignored", " -- --include-ignored --format pretty", 1)
     elif language == "java":
@@ -412,8 +421,10 @@ def _with_report(language: str, command: str, hidden: str) -> str:
         edited = (command + f' --setupFilesAfterEnv "$PWD/{frameworks.JEST_GUARD}"'
                   f" --json --outputFile={hidden}/{REPORT_FILES['javascript']}")
     elif language == "cpp":
-        edited = command.replace("&& /tmp/tests",
-                                 f"&& rm -f ./*_test.cpp && /tmp/tests -r xml -o {hidden}/{REPORT_FILES['cpp']}", 1)
+        # the macro check reads the preprocessed tests before any of the solution's code runs
+        check = f"for t in ./*_test.cpp; do {command.split(' && ', 1)[1].split(' -I. ', 1)[0]} -E -dD -I. \"$t\" | awk -f {frameworks.CATCH_MACROS} || exit 3; done && "
+        edited = command.replace("&& g++ ", f"&& {check}g++ ", 1).replace(
+            "&& /tmp/tests", f"&& rm -f ./*_test.cpp && /tmp/tests -r xml -o {hidden}/{REPORT_FILES['cpp']}", 1)
     else:
         return pytest_report.reporting_script(command, strict=True)
     if edited == command:
@@ -435,6 +446,8 @@ def _strict_run(language, expected, run_files, command, sandbox, limits, worker,
         collect = [pytest_report.REPORT]
     if language == "javascript":
         run_files[frameworks.JEST_GUARD] = frameworks.JEST_GUARD_SOURCE
+    if language == "cpp":
+        run_files[frameworks.CATCH_MACROS] = frameworks.CATCH_MACROS_SOURCE
     report_name = REPORT_FILES.get(language)
     if report_name is not None:
         # copied into the work dir by the trusted shell after the framework exits; the copy's
@@ -442,7 +455,7 @@ def _strict_run(language, expected, run_files, command, sandbox, limits, worker,
         collect = [f".hrmcode-report-{nonce}"]
         script = (f'mkdir -m 700 {hidden} && {{ {script} ; }} 2>&1; s=$?; rm -rf "$PWD/{collect[0]}"; '
                   f'cp {hidden}/{report_name} "$PWD/{collect[0]}" 2>/dev/null; exit $s')
-    elif language != "go":  # go: JSON events on stdout, build errors on stderr
+    else:
         script = f"{{ {script} ; }} 2>&1"
     result = sandbox.run(["/bin/sh", "-c", script], run_files, limits, worker=worker, collect=collect)
     if language == "python":

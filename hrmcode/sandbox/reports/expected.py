@@ -153,11 +153,41 @@ def _javascript(test_files: dict[str, str]) -> list[str]:
 _CATCH_TEST = re.compile(r"\bTEST_CASE(?:_METHOD)?\(\s*(?:\w+\s*,\s*)?\"((?:\\.|[^\"\\])*)\"")
 
 
+_CPP_DEFINED = {"EXERCISM_RUN_ALL_TESTS"}  # what the route compiles with
+
+
+def _cpp_compiled(text: str) -> str:
+    """``text`` without the lines an ``#if defined(X)`` / ``#ifdef X`` (negated or not) leaves out
+    when only ``EXERCISM_RUN_ALL_TESTS`` is defined (``EXERCISM_INCLUDE_BENCHMARK`` is not); other
+    conditions count as true."""
+    kept, stack = [], []  # stack of (this branch on, enclosing on)
+    for line in text.splitlines(keepends=True):
+        directive = re.match(r"\s*#\s*(ifdef|ifndef|if|elif|else|endif)\b(.*)", line)
+        on = all(branch for branch, _ in stack)
+        if directive is None:
+            if on:
+                kept.append(line)
+            continue
+        word, rest = directive.groups()
+        if word in ("ifdef", "ifndef", "if"):
+            simple = re.fullmatch(r"\s*(!?)\s*(?:defined\s*\(?\s*)?(\w+)\s*\)?\s*", rest) if word == "if" else \
+                re.fullmatch(r"\s*()(\w+)\s*", rest)
+            value = True
+            if simple and (word != "if" or "defined" in rest):
+                value = (simple.group(2) in _CPP_DEFINED) != (simple.group(1) == "!" or word == "ifndef")
+            stack.append((value, on))
+        elif word == "else" and stack:
+            stack[-1] = (not stack[-1][0], stack[-1][1])
+        elif word == "endif" and stack:
+            stack.pop()
+    return "".join(kept)
+
+
 def _cpp(test_files: dict[str, str]) -> list[str]:
     names = []
     for path, text in sorted(test_files.items()):
         if path.endswith(("_test.cpp", "_test.cc")):
-            names += [re.sub(r"\\(.)", r"\1", m) for m in _CATCH_TEST.findall(text)]
+            names += [re.sub(r"\\(.)", r"\1", m) for m in _CATCH_TEST.findall(_cpp_compiled(text))]
     return names
 
 

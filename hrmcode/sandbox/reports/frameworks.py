@@ -11,20 +11,22 @@ own nonce-tagged reporter) and is counted here the same way.
 
 Where each report comes from (all written by the framework inside the tested code's process):
 
-- Go: ``go test -json``'s stdout (test2json events; the framing comes from the ``testing``
-  package, converted by the ``go`` command); the package's final ``pass`` event is required.
+- Go: the test binary (``go test -c``, test sources deleted after the build) run with
+  ``-test.v=test2json``: only framing lines carrying the ``testing`` package's ^V marker count,
+  and its final ``PASS`` line is required (printed ``--- PASS`` lines are just output).
 - Rust: libtest's ``test NAME ... ok`` lines and each binary's ``test result:`` line on stdout.
 - Java: the console launcher's XML report, written to a per-run directory whose name carries a nonce.
 - JavaScript: ``jest --json --outputFile`` into a per-run directory whose name carries a nonce;
   ``success``, ``numFailedTests`` and each ``assertionResults`` status. ``jest_guard.js`` runs
   before the test file: jest's globals and matchers pinned, the built-ins watched after each test.
 - C++: Catch2's XML reporter into a per-run directory whose name carries a nonce; each
-  ``TestCase``'s ``OverallResult`` and the closing ``OverallResults``.
+  ``TestCase``'s ``OverallResult`` and the closing ``OverallResults``. Before the build,
+  ``catch_macros.awk`` refuses a solution header that defines or undefines Catch2's macros.
 
 What this does not guarantee: the framework runs in the tested code's process (no language here
 lets the tests run elsewhere), so code written against this harness can still forge a report in
-place: print test2json's framing (Go) or libtest's result lines (Rust) for every test name and exit
-0 before the real tests run; find the per-run report path in its own process (Java's
+place: print the ^V-marked framing (Go) or libtest's result lines (Rust) for every test name and
+exit 0 before the real tests run; find the per-run report path in its own process (Java's
 ``sun.java.command``, jest's argv, Catch2's argv) and write a report there; patch the framework's
 assertions or reporter in memory. Such code must know the test names, which it can read from the
 test files in its working directory or its own binary. A report only says what the framework saw.
@@ -45,6 +47,9 @@ from hrmcode.sandbox.base import ExecResult
 # --setupFilesAfterEnv before any test file.
 JEST_GUARD = ".hrmcode-jest-guard.js"
 JEST_GUARD_SOURCE = (Path(__file__).parent / "jest_guard.js").read_text(encoding="utf-8")
+# The C++ route's check that the solution's headers leave Catch2's macros alone (run on g++ -E -dD).
+CATCH_MACROS = ".hrmcode-catch-macros.awk"
+CATCH_MACROS_SOURCE = (Path(__file__).parent / "catch_macros.awk").read_text(encoding="utf-8")
 
 
 @dataclass
@@ -75,50 +80,46 @@ def count(expected: list[str], report: Report, exit_code: int | None) -> str | N
     return None
 
 
-# -- go: go test -json ----------------------------------------------------------------------------
+# -- go: the test binary's test2json framing ---------------------------------------------------
 
-def parse_go(stream: str, truncated: bool) -> Report:
-    """test2json events: a test's last ``pass``/``fail``/``skip``; the package must end ``pass``."""
+_GO_FRAME = "\x16"  # the testing package's framing marker in -test.v=test2json mode
+_GO_RESULT = re.compile(r"\s*--- (PASS|FAIL|SKIP): (\S+)")
+
+
+def parse_go(output: str, truncated: bool) -> Report:
+    """The framing lines (^V-prefixed) of a test binary run with ``-test.v=test2json``: each
+    ``--- PASS|FAIL|SKIP: name`` and the final ``PASS``/``FAIL``. Lines without the marker are the
+    program's output, whatever they say."""
     if truncated:
-        return Report(problem="the go test -json stream was truncated")
+        return Report(problem="the test output was truncated")
     outcome: dict[str, str] = {}
-    package_end = None
-    for line in stream.splitlines():
-        if not line.startswith("{"):
-            continue  # the go command's own non-JSON lines (build errors go to stderr)
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            return Report(problem="the go test -json stream has a line that is not an event")
-        action = event.get("Action") if isinstance(event, dict) else None
-        if action not in ("pass", "fail", "skip"):
+    end = None
+    for line in output.splitlines():
+        if not line.startswith(_GO_FRAME):
             continue
-        test = event.get("Test")
-        if test:
-            outcome[test] = {"pass": "passed", "fail": "failed", "skip": "skipped"}[action]
-        else:
-            package_end = action
-    if package_end is None:
-        return Report(problem="go test -json ended without the package's result (build failed, or the test binary was stopped)")
+        frame = line[len(_GO_FRAME):]
+        result = _GO_RESULT.match(frame)
+        if result:
+            outcome[result.group(2)] = {"PASS": "passed", "FAIL": "failed", "SKIP": "skipped"}[result.group(1)]
+        elif frame.strip() in ("PASS", "FAIL"):
+            end = frame.strip()
+    if end is None:
+        return Report(problem="the Go test binary ended before the testing package reported its result "
+                              "(build failure, panic, exit or kill)")
     tests = [(name, result) for name, result in outcome.items() if "/" not in name or result == "failed"]
-    if package_end != "pass" and not any(result == "failed" for _, result in tests):
-        tests.append(("(package)", "failed"))
+    if end != "PASS" and not any(result == "failed" for _, result in tests):
+        tests.append(("(go test: FAIL)", "failed"))
     return Report(tests)
 
 
-def go_feedback(stream: str) -> str:
-    """The text ``go test`` would have printed without ``-json``: each event's output, minus the
-    verbose framing of tests that passed."""
+def go_feedback(output: str) -> str:
+    """What ``go test`` prints without ``-v``: the marker removed, the framing of running and passing tests left out."""
     lines = []
-    for line in stream.splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            lines.append(line + "\n")
+    for line in output.splitlines(keepends=True):
+        frame = line[len(_GO_FRAME):] if line.startswith(_GO_FRAME) else None
+        if frame is not None and re.match(r"\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS)", frame):
             continue
-        text = event.get("Output") if isinstance(event, dict) else None
-        if isinstance(text, str) and not re.match(r"\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS|PASS$)", text):
-            lines.append(text)
+        lines.append(frame if frame is not None else line)
     return "".join(lines)
 
 
