@@ -203,3 +203,36 @@ def test_a_sigkilled_hrmcodes_container_stops_at_its_own_deadline_and_is_swept(d
         assert _mounts_under(cache / "sandbox" / "runs") != []
         assert sandbox.run(["true"], limits=Limits(timeout_s=30)).ok
         assert _mounts_under(cache / "sandbox" / "runs") == []
+
+
+def test_container_sweep_judges_owners_by_pid_and_start_time_without_an_engine():
+    """``docker_backend.clean``'s decisions, on a stand-in client (the engine test above needs Docker)."""
+    pytest.importorskip("docker")  # the SDK (for its NotFound), not an engine
+    start = runs.process_start_time(os.getpid())
+
+    class Container:
+        def __init__(self, name: str, labels: dict[str, str]) -> None:
+            self.name, self.labels, self.removed = name, {docker_backend.LABEL: "1", **labels}, False
+
+        def remove(self, force: bool) -> None:
+            assert force
+            self.removed = True
+
+    owner, owner_start = docker_backend.OWNER_LABEL, docker_backend.OWNER_START_LABEL
+    containers = [
+        Container("live", {owner: str(os.getpid()), owner_start: str(start)}),
+        Container("reused-pid", {owner: str(os.getpid()), owner_start: str(start + 1)}),
+        Container("dead", {owner: str(_gone_pid()), owner_start: str(start)}),
+        Container("live-old-label", {owner: str(os.getpid())}),
+        Container("dead-old-label", {owner: str(_gone_pid())}),
+    ]
+
+    class Client:
+        class containers:  # noqa: N801 - the SDK's attribute name
+            @staticmethod
+            def list(all: bool, filters: dict) -> list[Container]:
+                assert all and filters == {"label": f"{docker_backend.LABEL}=1"}
+                return containers
+
+    assert sorted(docker_backend.clean(Client())) == ["dead", "dead-old-label", "reused-pid"]
+    assert [c.name for c in containers if c.removed] == ["reused-pid", "dead", "dead-old-label"]
