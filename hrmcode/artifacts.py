@@ -370,6 +370,8 @@ class ArtifactWriter:
         if kind not in KINDS:
             raise ValueError(f"unknown artifact kind {kind!r}")
         self.out_dir = Path(out_dir)
+        if self.out_dir.name in ("", ".."):  # `-o .`: stage beside the directory, not inside it
+            self.out_dir = self.out_dir.resolve()
         self.kind = kind
         self.name = name or self.out_dir.name
         self.params = dict(params or {})

@@ -278,6 +278,15 @@ def test_full_disk_is_one_line_and_leaves_no_manifest(cli, tasks_jsonl, tmp_path
     assert load_artifact(full_disk / "out", "tasks").file("tasks.jsonl").is_file()
 
 
+def test_resumable_step_on_a_full_disk_names_its_output(cli, full_disk):
+    assert cli("fetch", "humaneval").exit_code == 0
+    result = cli("synthesize", "--source", "humaneval", "-o", full_disk / "syn")  # ~2.7 MB of examples
+    assert result.exit_code == 1
+    line = _one_line([ln for ln in result.stderr.splitlines() if ln.startswith("error: ")][0])
+    assert f"cannot write {full_disk / 'syn'}: No space left on device" in line, result.stderr
+    assert not list(full_disk.rglob(MANIFEST))
+
+
 def test_read_only_directory_is_one_line(cli, tasks_jsonl, read_only_dir):
     result = cli("fetch", "tasks", "--from", tasks_jsonl, "-o", read_only_dir / "out")
     assert result.exit_code == 1

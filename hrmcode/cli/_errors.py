@@ -21,6 +21,8 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from hrmcode import errors
+from hrmcode.artifacts import workspace_root
+from hrmcode.cli._common import workspace
 from hrmcode.cli._output import out
 
 # Most specific first: (type, label). The exit code is the error's own ``exit_code`` (hrmcode.errors), else 1.
@@ -50,12 +52,15 @@ def debug_enabled() -> bool:
     return os.environ.get("HRMCODE_DEBUG", "") not in ("", "0")
 
 
-def render(exc: BaseException) -> int:
-    """Print ``exc`` as one line on stderr and return its exit code."""
+def render(exc: BaseException, output: str | None = None) -> int:
+    """Print ``exc`` as one line on stderr and return its exit code.
+
+    ``output`` names where the command writes, for a write failure that names no file (a full disk
+    mid-``write()``)."""
     if debug_enabled():
         traceback.print_exception(exc)
     if isinstance(exc, OSError) and exc.errno in _WRITE_ONLY_ERRNOS:
-        exc = errors.output_error(exc, "an output file")
+        exc = errors.output_error(exc, output or "an output file")
     for exc_type, label in ERROR_TABLE:
         if isinstance(exc, exc_type):
             if isinstance(exc, OSError) and not isinstance(exc, errors.HrmcodeError):
@@ -94,6 +99,19 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             out.error("interrupted")
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - the table decides
-            raise typer.Exit(render(exc)) from None
+            raise typer.Exit(render(exc, _output_of(kwargs))) from None
 
     return wrapper
+
+
+def _output_of(kwargs: dict[str, Any]) -> str | None:
+    """Where an artifact-writing command writes: its ``-o``, else its workspace; None for other commands."""
+    if "out_dir" not in kwargs:
+        return None
+    if kwargs["out_dir"] is not None:
+        return str(kwargs["out_dir"])
+    ctx = kwargs.get("ctx")
+    try:
+        return f"the workspace {workspace_root(workspace(ctx) if ctx is not None else None)}"
+    except errors.HrmcodeError:
+        return None
