@@ -71,7 +71,7 @@ KINDS: dict[str, tuple[str, int]] = {
 # Steps that write in place and resume (no staging, no replacement of their output directory).
 RESUMABLE_STEPS = frozenset({"synthesize", "validate", "train", "eval"})
 
-# Reading an artifact's file hashes it when it is at most this big (about 0.1 s); a bigger one is
+# Reading an artifact's file hashes it when it is at most this big (under a second); a bigger one is
 # hashed only when its mtime or the manifest's says it may have changed (see the module docstring).
 HASH_ALWAYS_UP_TO = 64 << 20
 # A manifest whose mtime is this much later than its ``created`` time was edited after its step.
