@@ -128,3 +128,10 @@ def test_not_in_std_for_a_package_the_installation_has_is_blamed_on_the_cache():
     assert "build cache" in run.notes[0] and "hrmcode sandbox doctor" in run.notes[0]
     passed = explain_go_failure(TestRun("go", "strict", True, "go test", ExecResult(0, printed, "", 0.1)))
     assert passed.notes == []
+
+
+@pytest.mark.docker
+def test_std_packages_pass_in_docker(docker_sandbox):
+    run = run_tests("go", STD_MIX, sandbox=docker_sandbox)
+    assert run.passed, run.result.stdout[-2000:] + run.result.stderr[-2000:]
+    assert toolchains.ensure_go_seed(docker_sandbox).name.endswith(f"-r{hostpaths.GO_SEED_RECIPE}")
