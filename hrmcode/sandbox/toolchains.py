@@ -2,7 +2,21 @@
 
 ``run_tests(language, files, mode=..., sandbox=..., limits=..., worker=...) -> TestRun``: ``files``
 is the whole exercise working tree (a polyglot ``Task``'s ``files`` ∪ ``tests.files`` with the
-candidate or reference files overlaid). Pass = the test command exits 0 within the limits.
+candidate or reference files overlaid; ``test_files``, the pristine test files, are put back over
+it and are what strict mode counts against).
+
+Verdicts. ``strict``: a pass needs the framework's own per-test report (``hrmcode.sandbox.reports``:
+hrmcode's pytest reporter, the Go test binary's ^V-marked test2json framing, libtest's lines, the
+JUnit console launcher's XML, ``jest --json``, Catch2's XML), read outside the sandbox, in which
+every test of the pristine test files passed and none failed, plus exit status 0; ``TestRun.reason``
+says why a run is not a pass. Reports that are files are written outside the work dir, under a
+per-run nonce, and copied back by the trusted shell after the framework exits. Strict mode also
+runs hrmcode's guards (pytest: plain-value equality and framework tampering; jest: pinned globals,
+frozen matchers, watched built-ins; C++: no solution header may touch Catch2's macros) and deletes
+Go, Java and C++ test sources once compiled. ``aider-compat``: the test command exits 0 within the
+limits (Aider's rule). Not guaranteed: the framework runs in the tested code's process, so code
+written against these reports can still forge one in place (``reports.frameworks`` and docs/eval.md
+say how, per language).
 
 Modes:
 

@@ -7,7 +7,10 @@ from the program's output or its exit status alone. The report keeps full node i
 and parameters exactly) and subtest outcomes. A test passes only when its setup, call and teardown
 passed, none of its subtests failed (unittest's ``subTest`` leaves a failed subtest's parent
 "passed"), and its function is not defined in one of the ``changed`` files (the candidate's: so a
-candidate that swaps the test module's functions for its own does not pass).
+candidate that swaps the test module's functions for its own does not pass). With the reporter's
+strict checks on (``reporting_script(strict=True)``, polyglot's strict mode) a test also fails when
+the reporter saw pytest, pluggy or unittest change while it ran (a ``tampered`` record), and
+unittest's equality assertions refuse an object with its own ``__eq__`` posing as a plain value.
 
 A run is evidence at all (``SuiteRun.problem`` is None) only when it did not time out, the report
 is complete (one start and one end record, every line carrying the run's nonce, which the reporter
