@@ -87,6 +87,22 @@ def test_sweep_removes_only_dead_owners_cgroups():
     assert not live.path.exists()
 
 
+@pytest.fixture
+def private_cache(tmp_path):
+    """A cache root of the test's own; whatever a failed test left mounted in it is swept afterwards."""
+    cache = tmp_path / "cache"
+    yield cache
+    previous = os.environ.get("HRMCODE_CACHE")
+    os.environ["HRMCODE_CACHE"] = str(cache)
+    try:
+        runs.clean_stale_runs()
+    finally:
+        if previous is None:
+            del os.environ["HRMCODE_CACHE"]
+        else:
+            os.environ["HRMCODE_CACHE"] = previous
+
+
 def _hrmcode(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hrmcode", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -133,8 +149,9 @@ def _endless_samples(tasks: Path, path: Path) -> Path:
 @pytest.mark.integration
 @needs_mounts
 @pytest.mark.parametrize("step", ["eval", "validate", "sandbox-run"])
-def test_a_sigkilled_hrmcode_leaves_a_mount_that_the_next_run_sweeps(step, request, tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
+def test_a_sigkilled_hrmcode_leaves_a_mount_that_the_next_run_sweeps(step, request, tmp_path, monkeypatch,
+                                                                     private_cache):
+    cache = private_cache
     env = {**os.environ, "HRMCODE_CACHE": str(cache), "HRMCODE_NO_PROGRESS": "1"}
     if step == "eval":
         tasks = request.getfixturevalue("humaneval_tasks")
@@ -170,9 +187,12 @@ def test_a_sigkilled_hrmcode_leaves_a_mount_that_the_next_run_sweeps(step, reque
 
 @pytest.mark.docker
 @pytest.mark.integration
-def test_a_sigkilled_hrmcodes_container_stops_at_its_own_deadline_and_is_swept(docker_sandbox, tmp_path,
-                                                                               monkeypatch):
-    cache = tmp_path / "cache"
+def test_a_killed_hrmcodes_container_stops_at_its_own_deadline_and_is_swept(docker_sandbox, monkeypatch,
+                                                                            private_cache):
+    """The hrmcode is first SIGSTOPped (its timer frozen, as if gone, but still the live owner, so no
+    concurrent sweep on this host removes the container while the test waits for its own deadline),
+    then SIGKILLed, and the next docker sandbox start sweeps what it left."""
+    cache = private_cache
     env = {**os.environ, "HRMCODE_CACHE": str(cache), "HRMCODE_NO_PROGRESS": "1"}
     proc = _hrmcode("sandbox", "run", "--backend", "docker", "--timeout", "2", "--", "sleep", "600", env=env)
     client = docker_sandbox.client
@@ -180,21 +200,20 @@ def test_a_sigkilled_hrmcodes_container_stops_at_its_own_deadline_and_is_swept(d
         containers = _wait_for(
             lambda: [c for c in client.containers.list(filters={"label": f"{docker_backend.OWNER_LABEL}={proc.pid}"})
                      if c.status == "running"], 120, "the run's container")
+        proc.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        container = containers[0]
+
+        def exited() -> bool:
+            container.reload()
+            return container.status == "exited"
+
+        _wait_for(exited, 2 + docker_backend.INNER_GRACE_S + 15, "the container's own deadline")
+        assert time.monotonic() - stopped_at < 2 + docker_backend.INNER_GRACE_S + 15
+        assert container.attrs["State"]["ExitCode"] == 128 + signal.SIGKILL  # `timeout -s KILL` fired
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    container = containers[0]
-    killed_at = time.monotonic()
-    container.reload()
-    assert container.status == "running", "a container is expected to outlive the hrmcode that made it"
-
-    def stopped() -> bool:
-        container.reload()
-        return container.status == "exited"
-
-    _wait_for(stopped, 2 + docker_backend.INNER_GRACE_S + 15, "the container's own deadline")
-    assert time.monotonic() - killed_at < 2 + docker_backend.INNER_GRACE_S + 15
-    assert container.attrs["State"]["ExitCode"] == 128 + signal.SIGKILL  # `timeout -s KILL` fired
 
     monkeypatch.setenv("HRMCODE_CACHE", str(cache))
     sandbox = docker_backend.DockerSandbox()  # the next docker sandbox start sweeps the container
