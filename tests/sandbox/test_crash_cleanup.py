@@ -78,8 +78,8 @@ def test_sweep_removes_only_dead_owners_cgroups():
     dead = _cgroup.RunCgroup(found, f"{_gone_pid()}-{start}-sweeptest", 64)
     live = _cgroup.RunCgroup(found, f"{runs.owner_tag()}-sweeptest", 64)
     try:
-        removed = runs.clean_stale_runs()
-        assert str(dead.path) in removed and not dead.path.exists()
+        runs.clean_stale_runs()  # (another hrmcode sharing this cgroup may sweep the dead one first)
+        assert not dead.path.exists()
         assert live.path.exists()
     finally:
         live.close()
