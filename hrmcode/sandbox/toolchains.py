@@ -88,7 +88,8 @@ DEFAULT_LIMITS = {
     "python": Limits(timeout_s=180, memory_mb=2048),
     "go": Limits(timeout_s=180, memory_mb=4096),
     "rust": Limits(timeout_s=180, memory_mb=4096),
-    "java": Limits(timeout_s=180, memory_mb=4096),
+    # bank-account starts about 1000 threads: under load hundreds are alive at once (RLIMIT_NPROC counts threads).
+    "java": Limits(timeout_s=180, memory_mb=4096, processes=2048),
     # V8 reserves address space per isolate: parallel-letter-frequency's 50 worker_threads need
     # far more than 8 GB of it, so RLIMIT_AS is set high and V8's own heap cap (_javascript) bounds memory.
     "javascript": Limits(timeout_s=180, memory_mb=32768),
