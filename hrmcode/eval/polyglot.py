@@ -9,11 +9,15 @@ Protocol per exercise (Aider ``benchmark/benchmark.py``):
 - The reply is parsed in the chosen edit format (``whole``, ``diff``, ``udiff``; ``hrmcode.edits``).
   Edits that match are applied; a reply that does not parse or an edit that does not match counts
   as a malformed response and its error is sent back (at most 3 reflections per message, as Aider).
-  Edits to test files or to existing non-editable files (``Cargo.toml``, ``CMakeLists.txt``,
-  build files) are dropped and listed in the record; new files are created (Java helper classes).
+  A reply changes only the solution files (Aider's rule, ``writable_path``; the one exception is a
+  new Java class beside the solution, which seven references need): anything else it sends (test
+  files, ``conftest.py``, ``pytest.ini``, a new ``*_test.go``, ``Cargo.toml``, ``CMakeLists.txt``,
+  build files) is dropped and listed in the record (``ignored_edits``).
 - Before every test run the test files are restored from the task; tests run through
-  ``hrmcode.sandbox.toolchains.run_tests`` (``--mode strict`` un-skips every test,
-  ``aider-compat`` exactly as Aider) with a 180 s timeout, exit code 0 = pass.
+  ``hrmcode.sandbox.toolchains.run_tests`` with a 180 s timeout. ``--mode strict`` un-skips every
+  test and passes a run only on the framework's own per-test report, in which every test of the
+  pristine test files passed, plus exit 0 (each run's reason in the record's ``verdicts``);
+  ``aider-compat`` un-skips exactly as Aider and passes on exit code 0, as Aider does.
 - ``--tries`` (default 2; ``--model oracle`` and ``--model stub`` get one, as they give the same
   answer every time): after a failing run, the first 50 lines of the cleaned test output
   (timings such as ``in 0.12s`` and the sandbox work-dir path removed) plus Aider's "See the testing
