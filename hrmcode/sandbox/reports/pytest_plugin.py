@@ -16,17 +16,21 @@ Strict checks (``HRMCODE_PYTEST_STRICT=1``, also removed from the environment at
 ``unittest``'s equality assertions refuse to compare a plain value (number, string, list, tuple,
 dict, set, None) with an object whose ``__eq__`` is Python code (the program's: one that always
 says yes), at any depth of lists, tuples and
-dicts; and every function and class attribute of pytest, pluggy, unittest and this plugin is
-recorded at session start and compared after each test: a change is a ``tampered`` record, and
+dicts, and so do the ``==`` / ``!=`` comparisons pytest rewrites in plain ``assert`` statements
+(test modules, conftest files; not those inside a comprehension or lambda, nor other operators:
+an object whose ``__sub__`` lies still passes ``assert abs(f() - x) < 1e-6``); and every
+function and class attribute of pytest, pluggy, unittest and this plugin is recorded at session start and compared after each test: a change is a ``tampered`` record, and
 the reader fails that test.
 """
 
+import ast
 import json
 import os
 import sys
 import types
 import unittest
 
+import _pytest.assertion.rewrite as _rewrite
 import pytest
 
 _PATH = os.environ.pop("HRMCODE_PYTEST_REPORT", None)
@@ -96,9 +100,37 @@ def _tampered(nodeid):
         _emit({"kind": "tampered", "nodeid": nodeid, "what": changed[:20]})
 
 
+def _strict_compare(left, right, equal):
+    """``left == right`` (``equal``) or ``left != right`` as an assert wrote it, refusing first what
+    ``_plain_mismatch`` refuses."""
+    mismatch = _plain_mismatch(left, right)
+    if mismatch is not None:
+        raise AssertionError(f"hrmcode strict mode: {mismatch}")
+    return left == right if equal else left != right
+
+
+def _guarded_visit_compare(original):
+    """pytest's rewriting of a comparison in an assert, with each ``x == y`` / ``x != y`` it stores
+    evaluated by ``_strict_compare`` (pytest's own explanation of a failure is kept)."""
+    def visit_Compare(self, comp):
+        first = len(self.statements)
+        result = original(self, comp)
+        for statement in self.statements[first:]:
+            value = statement.value if isinstance(statement, ast.Assign) else None
+            if isinstance(value, ast.Compare) and len(value.ops) == 1 and isinstance(value.ops[0], (ast.Eq, ast.NotEq)):
+                equal = ast.Constant(isinstance(value.ops[0], ast.Eq))
+                statement.value = ast.copy_location(
+                    self.helper("_hrmcode_compare", value.left, value.comparators[0], equal), value)
+        return result
+    return visit_Compare
+
+
 if _STRICT:
     for _name in ("assertEqual", "assertNotEqual", "assertCountEqual"):
         setattr(unittest.TestCase, _name, _strict_assertion(getattr(unittest.TestCase, _name)))
+    # pytest's plain asserts in test modules too (`assert add(1, 2) == 3`), as pytest rewrites them
+    _rewrite.AssertionRewriter.visit_Compare = _guarded_visit_compare(_rewrite.AssertionRewriter.visit_Compare)
+    _rewrite._hrmcode_compare = _strict_compare
 
 
 def pytest_sessionstart(session):
