@@ -8,10 +8,11 @@ Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``
 2. Candidate bugs: every site of every transform in ``transforms`` over every candidate function,
    shuffled with ``seed``; the first ``max_bugs`` are tried.
 3. Run the test command on the clean tree once (the reference run), then on each bugged tree, in
-   the sandbox (``hrmcode.sandbox``, no network), with strict verdicts (``verdicts.run_suite``):
-   per-test outcomes come only from hrmcode's pytest reporter (full node ids, subtests), never
-   from the output the tested code prints; a run whose report is missing, torn or disagrees with
-   the exit status gives no verdict. The bugged tree differs from HEAD in the bugged file only
+   the sandbox (``hrmcode.sandbox``, no network), with strict verdicts
+   (``hrmcode.sandbox.reports.pytest_report.run_suite``, its strict checks on, as ``validate``
+   runs them later): per-test outcomes come only from hrmcode's pytest reporter (full node ids,
+   subtests), never from the output the tested code prints; a run whose report is missing, torn
+   or disagrees with the exit status gives no verdict. The bugged tree differs from HEAD in the bugged file only
    (tests, ``conftest.py`` and config are HEAD's).
 4. Keep a bug only when at least one of the reference's passing tests does not pass on the bugged
    tree (FAIL_TO_PASS; a test missing from the report has not passed) and at least one still

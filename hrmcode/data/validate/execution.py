@@ -8,17 +8,21 @@ pass in the sandbox, and the starting files alone must fail them. Verdicts are s
   HumanEval functions run as ``check(entry_point)`` in a pytest test of hrmcode's own beside the
   solution module, and repository tasks (``repo-patch`` with the repository's files, as
   ``synthesize --source repo:`` writes them) run their command; both through
-  ``hrmcode.sandbox.reports.pytest_report`` (pytest reporter, nonce-tagged report, exit status checked
-  against it). A repository task passes when every FAIL_TO_PASS and PASS_TO_PASS test passed; the
-  starting files fail when some FAIL_TO_PASS test does not pass. Exercises run through
-  ``hrmcode.sandbox.toolchains.run_tests`` in its strict mode.
+  ``hrmcode.sandbox.reports.pytest_report`` with the reporter's strict checks (nonce-tagged report,
+  exit status checked against it, a test defined in the candidate's file fails, a plain value
+  compared with an object of the candidate's own ``__eq__`` fails). A repository task passes when
+  every FAIL_TO_PASS and PASS_TO_PASS test passed; the starting files fail when some FAIL_TO_PASS
+  test does not pass. Exercises run through ``hrmcode.sandbox.toolchains.run_tests`` in its strict
+  mode, counted against the task's own test files.
 
 Every other task kind (and a repository task without its repository's files) is ``skipped`` with
 the reason, as is every check when no sandbox can be started. Verdicts are cached in
 ``exec.jsonl`` by a hash of (verdict rules, task id, files), so a resumed run does not run them
 again and never reuses a verdict given under other rules.
 Not guaranteed: that a pass proves the target right (the task's tests are all the evidence); what
-code under test could still forge inside pytest's process is stated in ``sandbox.reports.pytest_report``.
+code under test could still forge inside pytest's process is stated in ``sandbox.reports.pytest_report``
+and ``pytest_plugin`` (HumanEval's ``check`` runs in the solution's process here, unlike ``eval
+humaneval``'s trusted driver: an answer whose values lie about arithmetic can still pass it).
 """
 
 from __future__ import annotations
