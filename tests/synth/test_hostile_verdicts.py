@@ -81,6 +81,17 @@ def calc_bugs(tmp_path_factory):
     return result, list(read_jsonl(result.artifact.path / "instances.jsonl"))
 
 
+@pytest.mark.integration
+def test_a_test_command_that_is_not_pytest_is_one_line_error(tmp_path, cli):
+    """unittest prints its own results, but nothing hrmcode can count: refused, not guessed."""
+    repo = _git_repo(tmp_path / "calc", CALC)
+    result = cli("synthesize", "--source", f"repo:{repo}", "--test-cmd", "python3 -m unittest discover -s tests -t .")
+    assert result.exit_code == 1, result.stderr
+    line, = result.stderr.strip().splitlines()[-1:]
+    assert "reference run of `python3 -m unittest discover -s tests -t .` gives no passing test: no test report" in line
+    assert "must run pytest" in line
+
+
 def _sign_after(patch: str) -> dict[int, int]:
     """What the bugged ``sign`` returns for the subtests' inputs (the patch applied here, in-process)."""
     from hrmcode.diffs import apply_file_diff, content_diffs
