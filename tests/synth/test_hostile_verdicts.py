@@ -18,12 +18,12 @@ import pytest
 
 from hrmcode.artifacts import ArtifactWriter, load_artifact
 from hrmcode.data.bugs import REPOSITORY, parse_pytest_log, repo_tasks
-from hrmcode.sandbox.reports.pytest_report import REPORT, judge, read_report, run_suite
 from hrmcode.data.synthesize import synthesize
 from hrmcode.data.validate import validate
 from hrmcode.data.validate.execution import ExecChecker, TaskBook
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox.base import ExecResult, Limits
+from hrmcode.sandbox.reports.pytest_report import REPORT, judge, read_report, run_suite
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 CALC = {

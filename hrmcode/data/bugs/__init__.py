@@ -45,11 +45,11 @@ from pathlib import Path, PurePosixPath
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
 from hrmcode.data.bugs.transforms import candidate_bugs
-from hrmcode.sandbox.reports.pytest_report import run_suite
 from hrmcode.diffs import FileDiff, apply_file_diff, content_diffs, diff_texts, hunk_line
 from hrmcode.errors import InputError, ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
 from hrmcode.sandbox.base import Limits
+from hrmcode.sandbox.reports.pytest_report import run_suite
 
 STATUS = re.compile(r"^(?:(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b|"
                     r"(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+::\S+))")

@@ -34,12 +34,12 @@ from pathlib import Path
 
 from hrmcode.artifacts import Artifact, load_artifact
 from hrmcode.data.bugs import REPOSITORY
-from hrmcode.sandbox.reports.pytest_report import SuiteRun, run_suite
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox import get_sandbox
 from hrmcode.sandbox.base import Limits, Sandbox
+from hrmcode.sandbox.reports.pytest_report import SuiteRun, run_suite
 from hrmcode.sandbox.toolchains import run_tests
 
 RULES = "strict-2"  # part of every cache key: verdicts given under other rules are not reused
@@ -149,7 +149,6 @@ class ExecChecker:
         if stub_passed:
             return "failed", f"tests already pass on the starting files (the example teaches nothing){note}"
         return "passed", f"target passes, stub fails ({stub_detail}){note}"
-
 
     def _pristine(self, task: dict) -> dict[str, str]:
         """The files around the editable ones that a target could try to change: tests, the rest of
