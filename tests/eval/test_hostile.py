@@ -110,3 +110,32 @@ def test_genuine_answers_to_the_attacked_tasks_pass(hostile_sandbox, humaneval_t
     graded = lcb.grade_samples([(lcb_tasks[i], lcb_tasks[i].solution.files["solution.py"]) for i in lcb_ids], worker=0)
     assert [g["passed"] for g in graded] == [True] * len(lcb_ids)
     assert all(g["hardened"] for g in graded)
+
+
+class _Counting:
+    """A sandbox that counts its launches."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.launches = inner, inner.name, 0
+
+    def run(self, *args, **kwargs):
+        self.launches += 1
+        return self.inner.run(*args, **kwargs)
+
+
+def test_the_driver_survives_its_candidates(hostile_sandbox, humaneval_tasks, lcb_tasks):
+    """Signals, rlimits and pidfds aimed at the driver or the fork server are refused (x86_64), so a
+    batch holding an attack is graded in one launch, its genuine batch-mates passing."""
+    counting = _Counting(hostile_sandbox)
+    genuine = humaneval_tasks["HumanEval/2"]
+    for name in ("he_stop_driver.py", "he_kill_driver.py", "he_kill_fork_server.py", "he_signal_driver.py"):
+        attack = _parse(CORPUS / name)
+        samples = [(humaneval_tasks[attack["task"]], attack["code"]), (genuine, genuine.metadata["canonical_solution"])]
+        verdicts, _ = HumanEval(OracleBackend(), counting, timeout_s=TIMEOUT_S, mode="strict").run_samples(samples, 0)
+        assert verdicts[0] != "passed" and verdicts[1] == "passed", name
+    assert counting.launches == 4
+    attack = _parse(CORPUS / "lcb_kill_everything.py")
+    victim = lcb_tasks[attack["victim"]]
+    graded = LiveCodeBench(OracleBackend(), counting, timeout_s=TIMEOUT_S, mode="strict").grade_samples(
+        [(lcb_tasks[attack["task"]], attack["code"]), (victim, victim.solution.files["solution.py"])], 0)
+    assert [g["passed"] for g in graded] == [False, True] and counting.launches == 5

@@ -25,11 +25,18 @@ sandbox as the TRUSTED process ``T``. This module gives them:
 - ``report``: the verdicts go to ``T``'s stdout as ``HRMCODE-RESULTS <nonce> <json>``; the nonce
   is in the job file only, so a line a candidate manages to print cannot be taken for it.
 
-What this does NOT guarantee (same uid for ``T`` and candidates; a second uid would need the
-sandbox's help): a candidate can SIGKILL or SIGSTOP ``T`` or the fork server. That destroys the
-batch's verdicts (the host then re-runs every sample of the batch alone, charging the attacker
-only) or costs the sandbox's wall-clock limit; it never produces a pass. A candidate can read the
-driver sources, which hold no secret.
+- ``guard``: the fork server installs a seccomp filter (x86_64), inherited by every candidate,
+  that refuses (EPERM) signals, ``sigqueue``, ``pidfd_open``, ``prlimit`` and scheduler changes
+  aimed at the fork server, ``T`` or anything that runs ``T`` (and their process groups, and -1),
+  ``pidfd_send_signal`` altogether, and every syscall ABI but x86_64's.
+
+What this does NOT guarantee (``T`` and the candidates share one uid; a second uid would need the
+sandbox's help): on another architecture, or where seccomp is unavailable, a candidate can SIGKILL
+or SIGSTOP ``T`` or the fork server; that destroys the batch's verdicts (the host then re-runs every
+sample of the batch alone, charging the attacker only) or costs the sandbox's wall-clock limit,
+never a pass. A candidate can exhaust what the sandbox's uid shares (process count, the work
+dir's space) while it runs, failing only its own sample; the sweep ends that before the next one.
+A candidate can read the driver sources, which hold no secret.
 
 Standard library only; runs in the sandbox; never imports hrmcode.
 """
@@ -438,14 +445,19 @@ class Zygote:
         self._start()
 
     def call(self, setup):
-        """A candidate process that loads ``setup`` (sent before it exists) and then serves calls."""
+        """A candidate process that loads ``setup`` and then serves calls (T does not wait for the
+        fork: the request is queued, then the setup, which the new process reads first)."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         channel = Channel(mine)
         try:
-            channel.send(setup)
-            return self._spawn(b"C", [theirs.fileno()]), channel
+            spawned = self._spawn(b"C", [theirs.fileno()])
         finally:
             theirs.close()
+        try:
+            channel.send(setup)
+        except OSError:
+            pass  # it is already gone: the first reply says so
+        return spawned, channel
 
     def runner(self, program):
         """A candidate process that runs ``program`` as ``__main__`` once per ``run`` on fresh stdio."""
@@ -537,9 +549,81 @@ def sweep(keep):
 
 
 # -- the fork server and the candidate processes (untrusted side) ------------------------------
+# x86_64 numbers of the calls that reach another process by pid: kill, tkill, tgkill,
+# rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_open, prlimit64, setpriority (second argument),
+# sched_setaffinity, sched_setscheduler, sched_setparam; pidfd_send_signal is refused outright (a
+# pidfd can also come from opening /proc/<pid>)
+_BY_PID = (62, 200, 234, 129, 297, 434, 302, 203, 144, 142)
+_BY_PID_SECOND = (141,)
+_PIDFD_SEND_SIGNAL = 424
+
+
+def _guard_program(protected):
+    """Raw seccomp BPF: refuse (EPERM) every call aimed at a pid in ``protected``, and any syscall
+    ABI but x86_64's (through which those numbers would be bypassed)."""
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    values = sorted({v & 0xFFFFFFFF for v in protected})
+    check = [(ld, 16)] + [(jeq, v, "deny") for v in values] + [(ret, allow)]  # low half of args[0]
+    check_second = [(ld, 24)] + [(jeq, v, "deny") for v in values] + [(ret, allow)]
+    head = [(ld, 4), (jeq, 0xC000003E, None, "deny"), (ld, 0), (jge, 0x40000000, "deny"),
+            (jeq, _PIDFD_SEND_SIGNAL, "deny")]
+    head += [(jeq, nr, "check") for nr in _BY_PID] + [(jeq, nr, "check_second") for nr in _BY_PID_SECOND]
+    head += [(ret, allow)]
+    blocks = [("head", head), ("check", check), ("check_second", check_second), ("deny", [(ret, deny)])]
+    starts, index = {}, 0
+    for name, block in blocks:
+        starts[name] = index
+        index += len(block)
+    code, index = [], 0
+    for _, block in blocks:
+        for op in block:
+            if op[0] == ret or op[0] == ld:
+                code.append(struct.pack("HBBI", op[0], 0, 0, op[1]))
+            else:
+                true_to = starts[op[2]] - index - 1 if op[2] else 0
+                false_to = starts[op[3]] - index - 1 if len(op) > 3 and op[3] else 0
+                code.append(struct.pack("HBBI", op[0], true_to, false_to, op[1]))
+            index += 1
+    return b"".join(code)
+
+
+def guard(protected):
+    """Install the filter on this process and everything it forks (x86_64 Linux only). Returns
+    whether it is in place; without it a candidate can still stop the driver (a lost batch, not
+    a pass)."""
+    import platform
+
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return False
+    try:
+        import ctypes
+
+        program = _guard_program(protected)
+        buffer = ctypes.create_string_buffer(program)
+
+        class Fprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        fprog = Fprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: needed to filter without privileges
+        return libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    except (OSError, AttributeError, ImportError):
+        return False
+
+
 def zygote_main(ctl_fd, prelude):
     """``prelude``: import LiveCodeBench's prelude modules once, here, rather than in every child."""
     harden()
+    line = _ancestors()  # this fork server, T, and what runs T (a backend's `timeout`, the sandbox's init)
+    groups = set()
+    for pid in line:
+        try:
+            groups.add(os.getpgid(pid))
+        except OSError:
+            pass
+    guard(line | {-pid for pid in line | groups} | {-1})  # no signal, rlimit or pidfd reaches them
     compiled_prelude = compile(PRELUDE, "<prelude>", "exec")
     if prelude:
         exec(compiled_prelude, {"__name__": "hrmcode_prelude"})
