@@ -10,7 +10,7 @@ Protocol per exercise (Aider ``benchmark/benchmark.py``):
   Edits that match are applied; a reply that does not parse or an edit that does not match counts
   as a malformed response and its error is sent back (at most 3 reflections per message, as Aider).
   A reply changes only the solution files (Aider's rule, ``writable_path``; the one exception is a
-  new Java class beside the solution, which seven references need): anything else it sends (test
+  new Java class beside the solution, which six references need): anything else it sends (test
   files, ``conftest.py``, ``pytest.ini``, a new ``*_test.go``, ``Cargo.toml``, ``CMakeLists.txt``,
   build files) is dropped and listed in the record (``ignored_edits``).
 - Before every test run the test files are restored from the task; tests run through
