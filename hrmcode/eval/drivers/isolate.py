@@ -650,7 +650,7 @@ def zygote_main(ctl_fd, prelude):
             pid = os.fork()
             if pid == 0:
                 try:
-                    _child(kind, fds, ctl_fd, compiled_prelude)
+                    _child(kind, fds, compiled_prelude)
                 finally:
                     os._exit(70)
             for fd in fds:
@@ -783,7 +783,7 @@ class _Discard:
         pass
 
 
-def _child(kind, fds, ctl_fd, compiled_prelude):
+def _child(kind, fds, compiled_prelude):
     _fresh_process()
     if kind == b"R":  # received: the run socket, the program pipe
         _place(fds, (3, 4))

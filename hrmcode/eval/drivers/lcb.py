@@ -141,7 +141,7 @@ def _run_test(ctl, data, deadline):
     return b"".join(out), b"".join(err), status, overflow
 
 
-def run_stdin(zygote, code, tests, comparator, timeout, strict):
+def run_stdin(zygote, code, tests, comparator, timeout):
     """Every test runs the program afresh as ``__main__`` in the sample's own process (a new one
     when a run ended it); the first failing test ends the sample."""
     results, error = [], None
@@ -248,7 +248,7 @@ def main():
             results, error = run_functional(zygote, sample["code"], problem["func_name"], problem["tests"], comparator,
                                             timeout, strict)
         else:
-            results, error = run_stdin(zygote, sample["code"], problem["tests"], comparator, timeout, strict)
+            results, error = run_stdin(zygote, sample["code"], problem["tests"], comparator, timeout)
         graded.append({"results": results, "error": error})
     zygote.close()
     isolate.report(job["nonce"], {"samples": graded, "hardened": hardened})
