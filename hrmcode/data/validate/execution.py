@@ -11,8 +11,8 @@ pass in the sandbox, and the starting files alone must fail them. Verdicts are s
   ``hrmcode.sandbox.reports.pytest_report`` with the reporter's strict checks (nonce-tagged report,
   exit status checked against it, a test defined in the candidate's file fails, a plain value
   compared with an object of the candidate's own ``__eq__`` fails). A repository task passes when
-  every FAIL_TO_PASS and PASS_TO_PASS test passed; the starting files fail when some FAIL_TO_PASS
-  test does not pass. Exercises run through ``hrmcode.sandbox.toolchains.run_tests`` in its strict
+  every FAIL_TO_PASS and PASS_TO_PASS test passed (and pytest exited 0, when those are all the tests
+  it ran); the starting files fail when some FAIL_TO_PASS test does not pass. Exercises run through ``hrmcode.sandbox.toolchains.run_tests`` in its strict
   mode, counted against the task's own test files.
 
 Every other task kind (and a repository task without its repository's files) is ``skipped`` with
@@ -117,7 +117,8 @@ class ExecChecker:
             run = run_suite(box, tree, tests["command"], Limits(timeout_s=self.timeout_s * 4, memory_mb=4096),
                             changed=files, strict=True)
             expected = tests["fail_to_pass"] if stub else tests["fail_to_pass"] + tests["pass_to_pass"]
-            passed, detail = _suite_verdict(run, expected, clean_exit=False)
+            # a suite of only expected tests must also exit 0; one with tests that failed at HEAD cannot
+            passed, detail = _suite_verdict(run, expected, clean_exit=set(run.outcomes) <= set(expected))
         self.log.append({"id": key, "task_id": task["id"], "passed": passed, "detail": detail})
         return passed, detail
 
@@ -159,9 +160,8 @@ class ExecChecker:
 
 
 def _suite_verdict(run: SuiteRun, expected: list[str], clean_exit: bool) -> tuple[bool, str]:
-    """Passed when the run is evidence, every expected test passed and (``clean_exit``: the suite
-    is all hrmcode's) pytest exited 0; the detail says why not. A repository's suite may hold tests
-    that failed at HEAD too, so there only the expected tests count."""
+    """Passed when the run is evidence, every expected test passed and (``clean_exit``) pytest
+    exited 0; the detail says why not."""
     if run.problem is not None:
         return False, run.problem
     missing = run.not_passed(expected)
@@ -170,7 +170,7 @@ def _suite_verdict(run: SuiteRun, expected: list[str], clean_exit: bool) -> tupl
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         return False, detail if len(expected) == 1 else f"{detail}; not passed: {shown}"
     if clean_exit and run.result.exit_code != 0:
-        return False, f"{detail} after the expected tests passed (a test the candidate added failed)"
+        return False, f"{detail} after every expected test passed"
     return True, detail
 
 
