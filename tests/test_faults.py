@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -348,26 +349,33 @@ def _check_complete_or_absent(out: Path, records: int) -> bool:
 def test_sigkill_at_random_points_leaves_whole_artifacts_only(tasks_jsonl, tmp_path):
     rng = random.Random(13)
     many = _many_tasks(tasks_jsonl, tmp_path / "many.jsonl", 6000)
-    out, analysis = tmp_path / "out", tmp_path / "analysis"
+    out, fresh, analysis = tmp_path / "out", tmp_path / "fresh", tmp_path / "analysis"
+    steps = {"fetch over an earlier artifact": ["fetch", "tasks", "--from", many, "-o", out],
+             "fetch to a new path": ["fetch", "tasks", "--from", many, "-o", fresh],
+             "analyze over an earlier artifact": ["analyze", out, "-o", analysis]}
+    durations = {}
+    for name, step in steps.items():  # one whole run of each, timed, so that the kills land inside a run
+        started = time.monotonic()
+        assert _hrmcode(*step).returncode == 0
+        durations[name] = time.monotonic() - started
     seen = {"killed": 0, "complete": 0}
-    for attempt in range(8):
-        step = ["fetch", "tasks", "--from", many, "-o", out] if attempt % 2 == 0 else ["analyze", out, "-o", analysis]
-        if step[0] == "analyze" and not out.exists():
-            continue
-        proc = subprocess.Popen([sys.executable, "-m", "hrmcode", *map(str, step)],
+    for attempt in range(9):
+        name = list(steps)[attempt % 3]
+        if name == "fetch to a new path":
+            shutil.rmtree(fresh, ignore_errors=True)
+        proc = subprocess.Popen([sys.executable, "-m", "hrmcode", *map(str, steps[name])],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 3.0))
+        time.sleep(rng.uniform(0.1, 0.95) * durations[name])
         proc.send_signal(signal.SIGKILL)
-        code = proc.wait()
-        seen["killed" if code == -signal.SIGKILL else "complete"] += 1
-        _check_complete_or_absent(out, 6000)
-        _check_complete_or_absent(analysis, 6000)
-    assert seen["killed"] >= 3, seen
+        seen["killed" if proc.wait() == -signal.SIGKILL else "complete"] += 1
+        for path in (out, fresh, analysis):
+            _check_complete_or_absent(path, 6000)
+    assert seen["killed"] >= 5, seen
     # a rerun works, and sweeps the staging directories the killed runs left
-    for step in (["fetch", "tasks", "--from", many, "-o", out], ["analyze", out, "-o", analysis]):
+    for step in steps.values():
         proc = _hrmcode(*step)
         assert proc.returncode == 0, proc.stderr
-    assert _check_complete_or_absent(out, 6000) and _check_complete_or_absent(analysis, 6000)
+    assert all(_check_complete_or_absent(path, 6000) for path in (out, fresh, analysis))
     _no_leftovers(tmp_path)
 
 
