@@ -487,14 +487,13 @@ class Zygote:
         except (OSError, ProtocolError):
             return None
 
-    def finish(self, spawned, keep_alive=False):
-        """Kill the candidate and whatever it left (its session; with sweep, every other process
-        too). ``keep_alive``: the candidate itself survives, only what it left is killed (sweep)."""
+    def finish(self, spawned):
+        """Kill the candidate and whatever it left (its session; with sweep, every other process too)."""
         try:
             pid = spawned.pid
         except ProtocolError:
             pid = 0
-        if pid > 0 and not keep_alive:
+        if pid > 0:
             kill_group(pid)  # SIGKILLed: it runs no more code, the fork server reaps it
         if self.sweep_enabled:
             sweep(self.keep | {self.pid, pid})
@@ -833,6 +832,8 @@ def _serve_runs(ctl, compiled_prelude):
         program, load_error = compile(source, "solution.py", "exec"), None
     except BaseException as exc:  # noqa: BLE001 - reported on every run, as python would
         program, load_error = None, exc
+    prelude = {"__name__": "__main__", "__builtins__": builtins}
+    exec(compiled_prelude, prelude)
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(ctl, 16, 3)
@@ -844,11 +845,12 @@ def _serve_runs(ctl, compiled_prelude):
             os.dup2(fd, target)
             os.close(fd)
         _stdio(True)
-        space = {"__name__": "__main__", "__builtins__": builtins}
+        space = dict(prelude)  # what exec(PRELUDE) gives, less its cost, with this run's streams
+        space.update(stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
+        sys.setrecursionlimit(50000)
         failure = load_error
         if failure is None:
             try:
-                exec(compiled_prelude, space)
                 exec(program, space)
             except BaseException as exc:  # noqa: BLE001 - how the script ended is its status
                 failure = exc

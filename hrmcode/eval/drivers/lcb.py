@@ -17,7 +17,8 @@ is compared here; a nonzero exit status or a death by signal is a runtime error.
 MiB is a wrong answer. The exit status of a run that returns normally is reported by the
 candidate's process itself: a program can make a crash after printing the right output look like a
 clean exit, never make a wrong output pass. What one test's run leaves in the process (imported
-modules, changed module state) is seen by the next test's run, as in lcb_runner.
+modules, changed module state) is seen by the next test's run, as in lcb_runner, and processes a
+run starts live until its sample ends (then they are killed with it, before the next sample).
 
 functional problems: one candidate process per sample imports the program as a module named
 ``solution`` (so an ``if __name__ == "__main__":`` block does not run, as in lcb_runner), after
@@ -158,8 +159,6 @@ def run_stdin(zygote, code, tests, comparator, timeout):
                 if status is None:  # it ended itself: its real exit status, from its parent
                     status = zygote.wait(spawned, max(0.0, deadline - time.monotonic()))
                 zygote.finish(spawned)
-            else:
-                zygote.finish(spawned, keep_alive=True)
             output = out.decode("utf-8", "replace")
             if overflow:
                 result, message = -2, f"Wrong Answer: more than {OUTPUT_CAP >> 20} MiB of output"
