@@ -183,12 +183,18 @@ class AppendLog:
         return str(item_id) in self.records
 
     def append(self, record: Any) -> None:
-        if hasattr(record, "model_dump"):
-            record = record.model_dump(mode="json")
-        self._fh.write(dumps(record) + "\n")
+        self.extend([record])
+
+    def extend(self, records: Iterable[Any]) -> None:
+        """Append records with one write and one fsync (a batch that finished together)."""
+        records = [r.model_dump(mode="json") if hasattr(r, "model_dump") else r for r in records]
+        if not records:
+            return
+        self._fh.write("".join(dumps(record) + "\n" for record in records))
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self.records[str(record[self.key])] = record
+        for record in records:
+            self.records[str(record[self.key])] = record
 
     def close(self) -> None:
         self._fh.close()

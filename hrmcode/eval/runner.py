@@ -206,9 +206,9 @@ def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> R
                             for other in futures:  # those not started; running ones finish and are kept
                                 other.cancel()
                         continue
-                    for record in future.result():
-                        log.append(record)
-                        bar.advance()
+                    batch = future.result()
+                    log.extend(batch)
+                    bar.advance(len(batch))
             if failure is not None:
                 raise failure
     finally:

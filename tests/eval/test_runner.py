@@ -364,14 +364,14 @@ def test_each_batch_is_on_disk_as_soon_as_it_finishes(tmp_path, monkeypatch):
 
     bench = Gated(0.0)
     on_disk_when: list[tuple[int, int]] = []  # (records in the file, cases evaluated) at each append
-    real_append = AppendLog.append
+    real_extend = AppendLog.extend
 
-    def append(log, record):
-        real_append(log, record)
+    def extend(log, records):
+        real_extend(log, records)
         on_disk_when.append((len(list(read_jsonl(log.path))), bench.finished))
         first_on_disk.set()
 
-    monkeypatch.setattr(AppendLog, "append", append)
+    monkeypatch.setattr(AppendLog, "extend", extend)
     started = time.monotonic()
     run_benchmark(bench, tasks, RunOptions(out=tmp_path / "run", jobs=2))
     assert [on_disk for on_disk, _ in on_disk_when] == [1, 2, 3, 4, 5, 6]
