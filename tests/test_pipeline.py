@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(1800)  # every step of the pipeline; the subprocess has the same bound
 def test_pipeline_script_runs_every_step(tmp_path):
     workspace = tmp_path / "ws"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HRMCODE_NO_PROGRESS": "1"}
