@@ -104,47 +104,40 @@ def _finish(result, fail_under, render) -> None:
     enforce_threshold(result, fail_under)
 
 
+def _bench_command(name: str, help_text: str, examples: tuple[str, ...], record: type,
+                   evaluate: Any, render: Any) -> None:
+    """Register ``hrmcode eval NAME``: the shared and ``record``'s own options, ``evaluate``, then ``render``."""
+
+    @eval_app.command(name, help=help_text, epilog=examples_epilog(*examples))
+    @handle_errors
+    @bench_options(record)
+    def bench(ctx: typer.Context, **options: Any) -> None:
+        config, own = _config(ctx, options, record)
+        result = evaluate(config, own)
+        _finish(result, config.fail_under, render)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(eval_app, name="eval")
 
-    @eval_app.command("polyglot", help="Aider's polyglot benchmark (225 exercises, 6 languages) with Aider's protocol and metrics.",
-                      epilog=examples_epilog(
-                          "hrmcode fetch polyglot --from polyglot-benchmark && hrmcode eval polyglot --model oracle -j 2",
-                          "hrmcode eval polyglot --model stub --languages go,java",
-                          "hrmcode eval polyglot --model openai:http://127.0.0.1:8000/v1 --model-name m --edit-format diff --fail-under 20",
-                      ))
-    @handle_errors
-    @bench_options(PolyglotOptions)
-    def polyglot(ctx: typer.Context, **options: Any) -> None:
-        config, own = _config(ctx, options, PolyglotOptions)
-        result = eval_polyglot(config, own)
-        _finish(result, config.fail_under, _render_polyglot)
-
-    @eval_app.command("humaneval", help="HumanEval: completions run against check(candidate) in the sandbox; pass@k.",
-                      epilog=examples_epilog(
-                          "hrmcode eval humaneval --model oracle",
-                          "hrmcode eval humaneval --model samples:samples.jsonl --k 1",
-                          "hrmcode eval humaneval --model openai:http://127.0.0.1:8000/v1 --model-name m --n 10 --temperature 0.8 -j 4",
-                      ))
-    @handle_errors
-    @bench_options(HumanEvalOptions)
-    def humaneval(ctx: typer.Context, **options: Any) -> None:
-        config, own = _config(ctx, options, HumanEvalOptions)
-        result = eval_humaneval(config, own)
-        _finish(result, config.fail_under, _render_pass_at_k)
-
-    @eval_app.command("livecodebench", help="LiveCodeBench: stdin/functional problems run for real in the sandbox; pass@1, pass@5.",
-                      epilog=examples_epilog(
-                          "hrmcode fetch livecodebench --from test6.jsonl && hrmcode eval livecodebench --model oracle",
-                          "hrmcode eval livecodebench --model samples:codegen.json --comparator tolerant",
-                          "hrmcode eval livecodebench --model openai:http://127.0.0.1:8000/v1 --model-name m --n 5 --since 2024-08-01",
-                      ))
-    @handle_errors
-    @bench_options(LiveCodeBenchOptions)
-    def livecodebench(ctx: typer.Context, **options: Any) -> None:
-        config, own = _config(ctx, options, LiveCodeBenchOptions)
-        result = eval_livecodebench(config, own)
-        _finish(result, config.fail_under, _render_pass_at_k)
+    for name, help_text, examples, record, evaluate, render in (
+        ("polyglot", "Aider's polyglot benchmark (225 exercises, 6 languages) with Aider's protocol and metrics.",
+         ("hrmcode fetch polyglot --from polyglot-benchmark && hrmcode eval polyglot --model oracle -j 2",
+          "hrmcode eval polyglot --model stub --languages go,java",
+          "hrmcode eval polyglot --model openai:http://127.0.0.1:8000/v1 --model-name m --edit-format diff --fail-under 20"),
+         PolyglotOptions, eval_polyglot, _render_polyglot),
+        ("humaneval", "HumanEval: completions run against check(candidate) in the sandbox; pass@k.",
+         ("hrmcode eval humaneval --model oracle",
+          "hrmcode eval humaneval --model samples:samples.jsonl --k 1",
+          "hrmcode eval humaneval --model openai:http://127.0.0.1:8000/v1 --model-name m --n 10 --temperature 0.8 -j 4"),
+         HumanEvalOptions, eval_humaneval, _render_pass_at_k),
+        ("livecodebench", "LiveCodeBench: stdin/functional problems run for real in the sandbox; pass@1, pass@5.",
+         ("hrmcode fetch livecodebench --from test6.jsonl && hrmcode eval livecodebench --model oracle",
+          "hrmcode eval livecodebench --model samples:codegen.json --comparator tolerant",
+          "hrmcode eval livecodebench --model openai:http://127.0.0.1:8000/v1 --model-name m --n 5 --since 2024-08-01"),
+         LiveCodeBenchOptions, eval_livecodebench, _render_pass_at_k),
+    ):
+        _bench_command(name, help_text, examples, record, evaluate, render)
 
     @eval_app.command("compare", help="List the cases that regressed and improved from RUN_A to RUN_B.",
                       epilog=examples_epilog("hrmcode eval compare runs/base runs/new", "hrmcode --json eval compare A B"))
