@@ -56,6 +56,15 @@ def _short(text):
     return text if len(text) <= 300 else text[:150] + "...(truncated) ..." + text[-150:]
 
 
+def _record(results, index, test, result, message, output):
+    """Append test ``index``'s ``result``; the error record when it failed (which ends the run), else None."""
+    results.append(result)
+    if result == 1:
+        return None
+    return {"test": index, "code": result, "message": message, "input": _short(test["input"]),
+            "expected": _short(test["output"]), "output": _short(output)}
+
+
 def _run_test(ctl, data, deadline):
     """One run of the program on ``data``: feed stdin, read stdout/stderr, and wait for the run's
     status on ``ctl``. Returns (stdout, stderr, status, overflow); status is None when the process
@@ -174,10 +183,8 @@ def run_stdin(zygote, code, tests, comparator, timeout):
                 result, message = 1, ""
             else:
                 result, message = -2, "Wrong Answer"
-            results.append(result)
-            if result != 1:
-                error = {"test": index, "code": result, "message": message, "input": _short(test["input"]),
-                         "expected": _short(test["output"]), "output": _short(output)}
+            error = _record(results, index, test, result, message, output)
+            if error is not None:
                 break
     finally:
         if ctl is not None:
@@ -224,10 +231,8 @@ def run_functional(zygote, code, func_name, tests, comparator, timeout, strict):
                     result, message = -2, f"Wrong Answer: returned {reply[1]}"[:300]
                 else:
                     result, message = -4, "Runtime Error: the program sent a reply that is not one"
-            results.append(result)
-            if result != 1:
-                error = {"test": index, "code": result, "message": message, "input": _short(test["input"]),
-                         "expected": _short(test["output"]), "output": _short(got_text)}
+            error = _record(results, index, test, result, message, got_text)
+            if error is not None:
                 break
     finally:
         channel.close()
