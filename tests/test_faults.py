@@ -212,6 +212,14 @@ def _big_file_artifact(tmp_path: Path, monkeypatch) -> tuple:
     return art, hashed
 
 
+def _stamp_and_expect_a_mismatch(art, hashed, path, later):
+    """Give ``path`` the mtime ``later``: loading must hash the big file (once) and find it does not match."""
+    os.utime(path, (later, later))
+    with pytest.raises(ArtifactError, match="does not match the sha256"):
+        load_artifact(art.path, "tasks").file("tasks.jsonl")
+    assert len(hashed) == 1
+
+
 def test_big_unchanged_file_is_checked_by_size_only(tmp_path, monkeypatch):
     art, hashed = _big_file_artifact(tmp_path, monkeypatch)
     load_artifact(art.path, "tasks").file("tasks.jsonl")
@@ -222,11 +230,7 @@ def test_big_file_is_hashed_when_newer_than_its_manifest(tmp_path, monkeypatch):
     art, hashed = _big_file_artifact(tmp_path, monkeypatch)
     data = art.path / "tasks.jsonl"
     data.write_text(data.read_text().replace("x/1", "y/1", 1))
-    later = (art.path / MANIFEST).stat().st_mtime + 5
-    os.utime(data, (later, later))
-    with pytest.raises(ArtifactError, match="does not match the sha256"):
-        load_artifact(art.path, "tasks").file("tasks.jsonl")
-    assert len(hashed) == 1
+    _stamp_and_expect_a_mismatch(art, hashed, data, (art.path / MANIFEST).stat().st_mtime + 5)
 
 
 def test_big_file_is_hashed_when_its_manifest_was_edited_later(tmp_path, monkeypatch):
@@ -235,11 +239,8 @@ def test_big_file_is_hashed_when_its_manifest_was_edited_later(tmp_path, monkeyp
     manifest = json.loads(manifest_path.read_text())
     manifest["outputs"][0]["sha256"] = "f" * 64
     manifest_path.write_text(json.dumps(manifest))
-    later = time.time() + artifacts.MANIFEST_EDIT_SLACK_S + 60  # edited well after `created`
-    os.utime(manifest_path, (later, later))
-    with pytest.raises(ArtifactError, match="does not match the sha256"):
-        load_artifact(art.path, "tasks").file("tasks.jsonl")
-    assert len(hashed) == 1
+    # edited well after `created`
+    _stamp_and_expect_a_mismatch(art, hashed, manifest_path, time.time() + artifacts.MANIFEST_EDIT_SLACK_S + 60)
 
 
 def test_a_file_is_hashed_once_per_version(tmp_path, monkeypatch):
