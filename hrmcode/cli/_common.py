@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+
+from hrmcode.cli._output import out
 
 OutOpt = Annotated[
     Optional[Path],
@@ -35,3 +38,18 @@ def workspace(ctx: typer.Context) -> Path | None:
     (``hrmcode.artifacts.workspace_root``).
     """
     return ctx.find_root().params.get("workspace")
+
+
+def artifact_result(result: Any, summary: dict, tables: Callable[[], None]) -> None:
+    """Report a step that writes an artifact (``result.artifact``, ``result.dry_run``): as JSON, the artifact's
+    path, ``dry_run`` and ``summary``; for people, a dry run's summary, or ``tables`` then the artifact's path."""
+    payload = {"artifact": str(result.artifact.path) if result.artifact else None, "dry_run": result.dry_run, **summary}
+
+    def render() -> None:
+        if result.dry_run:
+            out.data(f"dry run: {summary}")
+            return
+        tables()
+        out.data(f"artifact: {result.artifact.path}")
+
+    out.result(payload, render)

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from hrmcode.cli._common import DryRunOpt, JobsOpt, LimitOpt, OutOpt, RedoOpt, SeedOpt, examples_epilog, workspace
+from hrmcode.cli._common import (DryRunOpt, JobsOpt, LimitOpt, OutOpt, RedoOpt, SeedOpt, artifact_result, examples_epilog,
+                                workspace)
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
@@ -62,12 +63,8 @@ def register(app: typer.Typer) -> None:
         result = run_synthesize(source, out=out_dir, workspace=workspace(ctx), seed=seed, levels=chosen, jobs=jobs,
                                 redo=redo, limit=limit, dry_run=dry_run, **options)
         stats = result.stats
-        payload = {"artifact": str(result.artifact.path) if result.artifact else None, "dry_run": result.dry_run, **stats}
 
-        def render() -> None:
-            if result.dry_run:
-                out.data(f"dry run: {stats}")
-                return
+        def tables() -> None:
             out.table(f"{stats['examples']} examples from {stats['tasks']} tasks",
                       ["level", "examples"], [[k, v] for k, v in stats["by_level"].items()])
             out.table("by language", ["language", "examples"], [[k, v] for k, v in stats["by_language"].items()])
@@ -75,6 +72,5 @@ def register(app: typer.Typer) -> None:
                       [[k, v, stats["tasks_by_split"].get(k, 0)] for k, v in stats["by_split"].items()])
             if stats["tasks_without_examples"]:
                 out.warn(f"{stats['tasks_without_examples']} tasks gave no example (see synthesis-report.json)")
-            out.data(f"artifact: {result.artifact.path}")
 
-        out.result(payload, render)
+        artifact_result(result, stats, tables)

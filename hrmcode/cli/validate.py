@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hrmcode.cli._common import DryRunOpt, JobsOpt, OutOpt, RedoOpt, examples_epilog, workspace
+from hrmcode.cli._common import DryRunOpt, JobsOpt, OutOpt, RedoOpt, artifact_result, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
@@ -45,18 +45,13 @@ def register(app: typer.Typer) -> None:
         result = run_validate(examples, out=out_dir, workspace=workspace(ctx), jobs=jobs, redo=redo, dry_run=dry_run,
                               **gates)
         report = result.report
-        payload = {"artifact": str(result.artifact.path) if result.artifact else None, "dry_run": result.dry_run, **report}
 
-        def render() -> None:
-            if result.dry_run:
-                out.data(f"dry run: {report}")
-                return
+        def tables() -> None:
             out.table(f"{report['accepted']} of {report['examples']} examples accepted", ["gate", "examples"],
                       [[k, v] for k, v in report["gates"].items()])
             for key in ("language", "level", "stage", "split"):
                 balance = report["balance"][key]
                 out.table(f"balance by {key}", [key, "all", "accepted"],
                           [[k, v, balance["accepted"].get(k, 0)] for k, v in balance["all"].items()])
-            out.data(f"artifact: {result.artifact.path}")
 
-        out.result(payload, render)
+        artifact_result(result, report, tables)
