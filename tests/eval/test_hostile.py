@@ -12,7 +12,6 @@ held, not that the harness is broken.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from hrmcode.eval.backends import OracleBackend
 from hrmcode.eval.humaneval import HumanEval, builtin_tasks
 from hrmcode.eval.livecodebench import LiveCodeBench
+from tests._sandboxes import BACKENDS, real_sandbox
 from tests.eval.conftest import load_fixture_tasks
 
 CORPUS = Path(__file__).parent / "hostile"
@@ -40,21 +40,10 @@ def _parse(path: Path) -> dict:
 ATTACKS = sorted(CORPUS.glob("*.py"))
 
 
-@pytest.fixture(scope="module", params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.fixture(scope="module", params=BACKENDS)
 def hostile_sandbox(request):
     """bubblewrap, and docker where an engine is up (HRMCODE_REQUIRE_DOCKER=1 makes its absence fail)."""
-    from hrmcode.sandbox import docker_backend, local
-
-    if request.param == "local":
-        if local.bwrap_path() is None:
-            pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
-        return local.BubblewrapSandbox()
-    reason = docker_backend.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("HRMCODE_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"docker required (HRMCODE_REQUIRE_DOCKER=1) but unavailable: {reason}")
-        pytest.skip(f"docker unavailable: {reason}")
-    return docker_backend.DockerSandbox()
+    return real_sandbox(request.param)
 
 
 @pytest.fixture(scope="module")

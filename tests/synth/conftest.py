@@ -129,14 +129,19 @@ def trajectory_tasks(tmp_path: Path, workspace: Path):
     return fetch("swe-smith-trajectories", from_path=path).artifact
 
 
+def commit_tree(repo: Path, message: str) -> Path:
+    """Make ``repo`` a git repository whose one commit (fixed author and date) holds all its files."""
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
+           "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z", "PATH": "/usr/bin:/bin"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", message]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
+    return repo
+
+
 @pytest.fixture
 def minirepo(tmp_path: Path) -> Path:
     """The minipkg fixture as a git repository with one commit."""
     repo = tmp_path / "minipkg"
     shutil.copytree(MINIPKG, repo)
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
-           "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z", "PATH": "/usr/bin:/bin"}
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fixture"]):
-        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
-    return repo
+    return commit_tree(repo, "fixture")

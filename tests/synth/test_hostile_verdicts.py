@@ -10,8 +10,6 @@ with spaces, ``::`` and brackets, a unittest subTest loop, and a package that pr
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,8 @@ from hrmcode.data.validate.execution import ExecChecker, TaskBook
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox.base import ExecResult, Limits
 from hrmcode.sandbox.reports.pytest_report import REPORT, judge, read_report, run_suite
+from tests._sandboxes import BACKENDS, real_sandbox
+from tests.synth.conftest import commit_tree
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 CALC = {
@@ -64,12 +64,7 @@ def _git_repo(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text, encoding="utf-8")
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
-           "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z", "PATH": "/usr/bin:/bin"}
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "calc"]):
-        subprocess.run(["git", "-C", str(root), *args], check=True, env=env)
-    return root
+    return commit_tree(root, "calc")
 
 
 @pytest.fixture(scope="module")
@@ -164,21 +159,10 @@ def _checker(tmp_path: Path, book: TaskBook, sandbox=None) -> ExecChecker:
     return ExecChecker(book, AppendLog(tmp_path / "exec.jsonl", key="id"), timeout_s=30.0, sandbox=sandbox)
 
 
-@pytest.fixture(scope="module", params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.fixture(scope="module", params=BACKENDS)
 def verdict_sandbox(request):
     """bubblewrap, and docker where an engine is up (HRMCODE_REQUIRE_DOCKER=1 makes its absence fail)."""
-    from hrmcode.sandbox import docker_backend, local
-
-    if request.param == "local":
-        if local.bwrap_path() is None:
-            pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
-        return local.BubblewrapSandbox()
-    reason = docker_backend.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("HRMCODE_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"docker required (HRMCODE_REQUIRE_DOCKER=1) but unavailable: {reason}")
-        pytest.skip(f"docker unavailable: {reason}")
-    return docker_backend.DockerSandbox()
+    return real_sandbox(request.param)
 
 
 @pytest.fixture(scope="module")
