@@ -68,6 +68,24 @@ class ExecResult:
         return record
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """One ``Sandbox.run`` call, its defaults filled in (see ``Sandbox.run``)."""
+
+    command: list[str] | str
+    files: dict[str, str | bytes]
+    limits: Limits
+    stdin: str | bytes | None
+    env: dict[str, str]
+    collect: list[str] | None
+    worker: int
+    collect_binary: list[str] | None
+
+    @property
+    def stdin_bytes(self) -> bytes | None:
+        return self.stdin.encode() if isinstance(self.stdin, str) else self.stdin
+
+
 class Sandbox(Protocol):
     name: str
 
@@ -87,5 +105,10 @@ class Sandbox(Protocol):
         holding ``files``. ``worker`` picks the per-worker uid/cache so parallel runs do not
         collide. ``collect`` names work-dir files to read back into ``ExecResult.files`` (text,
         truncated to ``Limits.output_bytes``); ``collect_binary`` into ``ExecResult.binary`` (bytes,
-        up to ``Limits.file_size_mb``)."""
+        up to ``Limits.file_size_mb``). Backends subclass ``Sandbox`` and implement ``execute``."""
+        return self.execute(RunRequest(command, files or {}, limits or Limits(), stdin, env or {}, collect, worker,
+                                       collect_binary))
+
+    def execute(self, request: RunRequest) -> ExecResult:
+        """The backend's own run: ``run``'s arguments, their defaults filled in."""
         ...

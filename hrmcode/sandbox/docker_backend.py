@@ -42,7 +42,7 @@ from hrmcode.errors import SandboxError, ToolchainMissing
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import _fs, hostpaths, runs
 from hrmcode.sandbox._proc import CappedOutput, Finished
-from hrmcode.sandbox.base import ExecResult, Limits
+from hrmcode.sandbox.base import ExecResult, Limits, RunRequest, Sandbox
 
 LABEL = "hrmcode.sandbox"
 OWNER_LABEL = "hrmcode.pid"  # the hrmcode process that created the container
@@ -212,7 +212,7 @@ def clean(client=None) -> list[str]:
     return removed
 
 
-class DockerSandbox:
+class DockerSandbox(Sandbox):
     name = "docker"
 
     def __init__(self) -> None:
@@ -232,36 +232,26 @@ class DockerSandbox:
     def compiler_id(self) -> str:
         return f"docker-{self._image_id}"
 
-    def run(
-        self,
-        command: list[str] | str,
-        files: dict[str, str | bytes] | None = None,
-        limits: Limits | None = None,
-        *,
-        stdin: str | bytes | None = None,
-        env: dict[str, str] | None = None,
-        collect: list[str] | None = None,
-        worker: int = 0,
-        collect_binary: list[str] | None = None,
-    ) -> ExecResult:
-        limits = limits or Limits()
-        argv = runs.as_argv(command)
+    def execute(self, request: RunRequest) -> ExecResult:
+        limits = request.limits
+        argv = runs.as_argv(request.command)
         root = runs.is_root()
+        stdin = request.stdin
         with contextlib.ExitStack() as stack:
-            uid = stack.enter_context(runs.uid_slot(worker)) if root else os.getuid()
+            uid = stack.enter_context(runs.uid_slot(request.worker)) if root else os.getuid()
             run = stack.enter_context(runs.run_dir(limits, uid, self.go_seed_path()))
             owner = uid if root else None
-            _fs.write_tree(run.work, files or {}, owner, owner)
+            _fs.write_tree(run.work, request.files, owner, owner)
             if stdin is not None:
                 _fs.write_tree(run.root, {"stdin": stdin}, owner, owner)
                 argv = ["/bin/sh", "-c", 'exec "$@" < /.hrmcode/stdin', "sh", *argv]
             # The container's own deadline, for when hrmcode is killed and its timer with it.
             argv = ["timeout", "-s", "KILL", str(int(limits.timeout_s) + INNER_GRACE_S), *argv]
-            finished, oom = self._run_container(argv, run, limits, uid, {**ENV, **(env or {})}, stdin is not None)
+            finished, oom = self._run_container(argv, run, limits, uid, {**ENV, **request.env}, stdin is not None)
             result = runs.interpret(finished, limits, signal_offset=True)
             result.memory_exceeded = result.memory_exceeded or oom
             result.memory_cap = "docker (whole container)"
-            runs.collect_files(result, run.work, collect, collect_binary, limits)
+            runs.collect_files(result, run.work, request.collect, request.collect_binary, limits)
         return result
 
     def _run_container(self, argv: list[str], run: runs.RunDir, limits: Limits, uid: int, env: dict[str, str],

@@ -44,7 +44,7 @@ from hrmcode.atomic import staged
 from hrmcode.errors import ToolchainMissing
 from hrmcode.sandbox import _cgroup, _fs, _seccomp, hostpaths
 from hrmcode.sandbox._proc import supervise
-from hrmcode.sandbox.base import ExecResult, Limits
+from hrmcode.sandbox.base import ExecResult, Limits, RunRequest, Sandbox
 from hrmcode.sandbox.runs import (NOFILE, UID_SLOTS, RunDir, as_argv, collect_files, cpu_seconds, interpret, is_root,
                                   pids_of, run_cgroup, run_dir, uid_base, uid_slot)
 
@@ -163,7 +163,7 @@ def _prlimit_args(limits: Limits, nproc: int) -> list[str]:
     ]
 
 
-class BubblewrapSandbox:
+class BubblewrapSandbox(Sandbox):
     """Runs commands under bubblewrap; see the module docstring for the exact profile."""
 
     name = "local"
@@ -225,25 +225,14 @@ class BubblewrapSandbox:
             nproc = len(pids_of(uid)) + limits.processes
         return args + _prlimit_args(limits, nproc) + argv
 
-    def run(
-        self,
-        command: list[str] | str,
-        files: dict[str, str | bytes] | None = None,
-        limits: Limits | None = None,
-        *,
-        stdin: str | bytes | None = None,
-        env: dict[str, str] | None = None,
-        collect: list[str] | None = None,
-        worker: int = 0,
-        collect_binary: list[str] | None = None,
-    ) -> ExecResult:
-        limits = limits or Limits()
-        argv = as_argv(command)
-        full_env = {**base_env(), **(env or {})}
+    def execute(self, request: RunRequest) -> ExecResult:
+        limits = request.limits
+        argv = as_argv(request.command)
+        full_env = {**base_env(), **request.env}
         with contextlib.ExitStack() as stack:
-            uid = stack.enter_context(uid_slot(worker)) if is_root() else os.getuid()
+            uid = stack.enter_context(uid_slot(request.worker)) if is_root() else os.getuid()
             run = stack.enter_context(run_dir(limits, uid, go_seed_path()))
-            _fs.write_tree(run.work, files or {}, uid if is_root() else None, uid if is_root() else None)
+            _fs.write_tree(run.work, request.files, uid if is_root() else None, uid if is_root() else None)
             seccomp = _seccomp_file()
             seccomp_fd = os.open(seccomp, os.O_RDONLY) if seccomp is not None else None
             if seccomp_fd is not None:
@@ -252,17 +241,17 @@ class BubblewrapSandbox:
             launch = self.bwrap_argv(argv, run, limits, uid, full_env, seccomp_fd)
             finished = supervise(
                 cgroup.join_argv(launch) if cgroup is not None else launch, timeout_s=limits.timeout_s,
-                output_bytes=limits.output_bytes, stdin=stdin.encode() if isinstance(stdin, str) else stdin,
+                output_bytes=limits.output_bytes, stdin=request.stdin_bytes,
                 pass_fds=(seccomp_fd,) if seccomp_fd is not None else (),
             )
             result = interpret(finished, limits, signal_offset=True)
             result.memory_cap = _cgroup.describe() if cgroup is not None else _cgroup.FALLBACK
             result.memory_exceeded = result.memory_exceeded or (cgroup is not None and cgroup.oom_kills() > 0)
-            collect_files(result, run.work, collect, collect_binary, limits)
+            collect_files(result, run.work, request.collect, request.collect_binary, limits)
         return result
 
 
-class UnsafeSandbox:
+class UnsafeSandbox(Sandbox):
     """No isolation at all: a plain subprocess in a temporary directory with rlimits.
 
     Only for machines without bubblewrap, when the user asked for it explicitly
@@ -274,23 +263,12 @@ class UnsafeSandbox:
     def describe(self) -> str:
         return "no sandbox (plain subprocess with rlimits)"
 
-    def run(
-        self,
-        command: list[str] | str,
-        files: dict[str, str | bytes] | None = None,
-        limits: Limits | None = None,
-        *,
-        stdin: str | bytes | None = None,
-        env: dict[str, str] | None = None,
-        collect: list[str] | None = None,
-        worker: int = 0,
-        collect_binary: list[str] | None = None,
-    ) -> ExecResult:
+    def execute(self, request: RunRequest) -> ExecResult:
         import resource
         import tempfile
 
-        limits = limits or Limits()
-        argv = as_argv(command)
+        limits = request.limits
+        argv = as_argv(request.command)
         cpu = cpu_seconds(limits)
 
         def apply_limits() -> None:
@@ -300,12 +278,11 @@ class UnsafeSandbox:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
         with tempfile.TemporaryDirectory(prefix="hrmcode-unsafe-") as tmp:
-            _fs.write_tree(Path(tmp), files or {})
-            process_env = {**os.environ, "HRMCODE_SANDBOX": "unsafe", **(env or {})}
+            _fs.write_tree(Path(tmp), request.files)
+            process_env = {**os.environ, "HRMCODE_SANDBOX": "unsafe", **request.env}
             finished = supervise(argv, timeout_s=limits.timeout_s, output_bytes=limits.output_bytes, env=process_env,
-                                 cwd=tmp, stdin=stdin.encode() if isinstance(stdin, str) else stdin,
-                                 preexec_fn=apply_limits)
+                                 cwd=tmp, stdin=request.stdin_bytes, preexec_fn=apply_limits)
             result = interpret(finished, limits, signal_offset=False)
             result.memory_cap = "rlimit-as (per process; unsafe mode)"
-            collect_files(result, Path(tmp), collect, collect_binary, limits)
+            collect_files(result, Path(tmp), request.collect, request.collect_binary, limits)
         return result
