@@ -56,13 +56,17 @@ def _short(text):
     return text if len(text) <= 300 else text[:150] + "...(truncated) ..." + text[-150:]
 
 
-def _record(results, index, test, result, message, output):
-    """Append test ``index``'s ``result``; the error record when it failed (which ends the run), else None."""
-    results.append(result)
-    if result == 1:
-        return None
-    return {"test": index, "code": result, "message": message, "input": _short(test["input"]),
-            "expected": _short(test["output"]), "output": _short(output)}
+def _judge_tests(tests, judge):
+    """``judge(test)`` -> (result, message, output) on each test in turn; the first failing test ends the
+    sample. (results, the failure's error record or None)."""
+    results = []
+    for index, test in enumerate(tests):
+        result, message, output = judge(test)
+        results.append(result)
+        if result != 1:
+            return results, {"test": index, "code": result, "message": message, "input": _short(test["input"]),
+                             "expected": _short(test["output"]), "output": _short(output)}
+    return results, None
 
 
 def _run_test(ctl, data, deadline):
@@ -154,90 +158,90 @@ def _run_test(ctl, data, deadline):
 def run_stdin(zygote, code, tests, comparator, timeout):
     """Every test runs the program afresh as ``__main__`` in the sample's own process (a new one
     when a run ended it); the first failing test ends the sample."""
-    results, error = [], None
     spawned = ctl = None
+
+    def judge(test):
+        nonlocal spawned, ctl
+        if ctl is None:
+            spawned, ctl = zygote.runner(code)
+        deadline = time.monotonic() + timeout
+        out, err, status, overflow = _run_test(ctl, test["input"].encode("utf-8"), deadline)
+        if status is None or status == isolate.TIMED_OUT or overflow:
+            ctl.close()
+            ctl = None
+            if status is None:  # it ended itself: its real exit status, from its parent
+                status = zygote.wait(spawned, max(0.0, deadline - time.monotonic()))
+            zygote.finish(spawned)
+        output = out.decode("utf-8", "replace")
+        if overflow:
+            result, message = -2, f"Wrong Answer: more than {OUTPUT_CAP >> 20} MiB of output"
+        elif status == isolate.TIMED_OUT:
+            result, message = -3, "Time Limit Exceeded"
+        elif status is None:
+            result, message = -4, "Runtime Error: the program stopped the fork server"
+        elif status != 0:
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            reason = lines[-1] if lines else (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
+            result, message = -4, "Runtime Error: " + reason[:300]
+        elif lcb_compare.compare_stdout(output, test["output"], comparator):
+            result, message = 1, ""
+        else:
+            result, message = -2, "Wrong Answer"
+        return result, message, output
+
     try:
-        for index, test in enumerate(tests):
-            if ctl is None:
-                spawned, ctl = zygote.runner(code)
-            deadline = time.monotonic() + timeout
-            out, err, status, overflow = _run_test(ctl, test["input"].encode("utf-8"), deadline)
-            if status is None or status == isolate.TIMED_OUT or overflow:
-                ctl.close()
-                ctl = None
-                if status is None:  # it ended itself: its real exit status, from its parent
-                    status = zygote.wait(spawned, max(0.0, deadline - time.monotonic()))
-                zygote.finish(spawned)
-            output = out.decode("utf-8", "replace")
-            if overflow:
-                result, message = -2, f"Wrong Answer: more than {OUTPUT_CAP >> 20} MiB of output"
-            elif status == isolate.TIMED_OUT:
-                result, message = -3, "Time Limit Exceeded"
-            elif status is None:
-                result, message = -4, "Runtime Error: the program stopped the fork server"
-            elif status != 0:
-                lines = err.decode("utf-8", "replace").strip().splitlines()
-                reason = lines[-1] if lines else (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
-                result, message = -4, "Runtime Error: " + reason[:300]
-            elif lcb_compare.compare_stdout(output, test["output"], comparator):
-                result, message = 1, ""
-            else:
-                result, message = -2, "Wrong Answer"
-            error = _record(results, index, test, result, message, output)
-            if error is not None:
-                break
+        return _judge_tests(tests, judge)
     finally:
         if ctl is not None:
             ctl.close()
             zygote.finish(spawned)
-    return results, error
 
 
 def run_functional(zygote, code, func_name, tests, comparator, timeout, strict):
-    results, error = [], None
     setup = isolate.encode({"program": code, "filename": "solution.py", "module": MODULE, "prelude": True,
                             "strict": strict})
     spawned, channel = zygote.call(setup)
     load_budget = timeout  # the first test's deadline also covers importing the program, as lcb_runner's
-    try:
-        for index, test in enumerate(tests):
-            got_text = ""
+
+    def judge(test):
+        nonlocal load_budget
+        got_text = ""
+        try:
+            args = [json.loads(line) for line in test["input"].split("\n") if line.strip()]
+            expected = json.loads(test["output"])
+        except ValueError as exc:
+            result, message = -5, f"Test Runner Error: the test is not JSON ({exc})"
+        else:
+            deadline = time.monotonic() + timeout + load_budget
+            load_budget = 0
             try:
-                args = [json.loads(line) for line in test["input"].split("\n") if line.strip()]
-                expected = json.loads(test["output"])
-            except ValueError as exc:
-                result, message = -5, f"Test Runner Error: the test is not JSON ({exc})"
-            else:
-                deadline = time.monotonic() + timeout + load_budget
-                load_budget = 0
-                try:
-                    channel.send(["call", func_name, isolate.encode(args), {"d": []}, True])
-                    reply = channel.recv(deadline)
-                except isolate.Timeout:
-                    reply, result, message = None, -3, "Time Limit Exceeded"
-                except (isolate.ProtocolError, OSError) as exc:
-                    reply, result, message = None, -4, f"Runtime Error: {exc}"
-                if reply is None:
-                    pass
-                elif isinstance(reply, list) and len(reply) == 2 and reply[0] == "return":
-                    got_text = repr(reply[1])
-                    if lcb_compare.compare_value(reply[1], expected, comparator, strict):
-                        result, message = 1, ""
-                    else:
-                        result, message = -2, "Wrong Answer: got " + _short(got_text)
-                elif isinstance(reply, list) and len(reply) == 3 and reply[0] in ("raised", "load-raised"):
-                    result, message = -4, f"Runtime Error: {reply[1]}: {reply[2]}"[:300]
-                elif isinstance(reply, list) and len(reply) == 2 and reply[0] == "unencodable":
-                    result, message = -2, f"Wrong Answer: returned {reply[1]}"[:300]
+                channel.send(["call", func_name, isolate.encode(args), {"d": []}, True])
+                reply = channel.recv(deadline)
+            except isolate.Timeout:
+                reply, result, message = None, -3, "Time Limit Exceeded"
+            except (isolate.ProtocolError, OSError) as exc:
+                reply, result, message = None, -4, f"Runtime Error: {exc}"
+            if reply is None:
+                pass
+            elif isinstance(reply, list) and len(reply) == 2 and reply[0] == "return":
+                got_text = repr(reply[1])
+                if lcb_compare.compare_value(reply[1], expected, comparator, strict):
+                    result, message = 1, ""
                 else:
-                    result, message = -4, "Runtime Error: the program sent a reply that is not one"
-            error = _record(results, index, test, result, message, got_text)
-            if error is not None:
-                break
+                    result, message = -2, "Wrong Answer: got " + _short(got_text)
+            elif isinstance(reply, list) and len(reply) == 3 and reply[0] in ("raised", "load-raised"):
+                result, message = -4, f"Runtime Error: {reply[1]}: {reply[2]}"[:300]
+            elif isinstance(reply, list) and len(reply) == 2 and reply[0] == "unencodable":
+                result, message = -2, f"Wrong Answer: returned {reply[1]}"[:300]
+            else:
+                result, message = -4, "Runtime Error: the program sent a reply that is not one"
+        return result, message, got_text
+
+    try:
+        return _judge_tests(tests, judge)
     finally:
         channel.close()
         zygote.finish(spawned)
-    return results, error
 
 
 def main():
