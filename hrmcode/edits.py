@@ -191,6 +191,19 @@ def _marker(line: str) -> str | None:
     return None
 
 
+def _next_mark(marks: list[str | None], start: int, mark: str, section: str, path: str) -> int:
+    """The index of the first ``mark`` line from ``start`` on, which ends ``section``; MalformedEdit when
+    another marker comes first or the reply ends."""
+    j = start
+    while j < len(marks) and marks[j] is not mark:
+        if marks[j] is not None:
+            raise MalformedEdit(f"line {j + 1}: expected '{mark}' to end {section}")
+        j += 1
+    if j == len(marks):
+        raise MalformedEdit(f"the SEARCH/REPLACE block for {path} has no '{mark}' line")
+    return j
+
+
 def _parse_search_replace(reply: str, valid: list[str]) -> list[Edit]:
     lines = reply.splitlines(keepends=True)
     marks = [_marker(line) for line in lines]
@@ -211,20 +224,8 @@ def _parse_search_replace(reply: str, valid: list[str]) -> list[Edit]:
                 f"the opening fence (one of: {', '.join(valid)})"
             )
         path = resolve_path(name, valid)
-        j = i + 1
-        while j < len(lines) and marks[j] is not DIVIDER:
-            if marks[j] is not None:
-                raise MalformedEdit(f"line {j + 1}: expected '{DIVIDER}' to end the SEARCH section of the block for {path}")
-            j += 1
-        if j == len(lines):
-            raise MalformedEdit(f"the SEARCH/REPLACE block for {path} has no '{DIVIDER}' line")
-        k = j + 1
-        while k < len(lines) and marks[k] is not UPDATED:
-            if marks[k] is not None:
-                raise MalformedEdit(f"line {k + 1}: expected '{UPDATED}' to end the block for {path}")
-            k += 1
-        if k == len(lines):
-            raise MalformedEdit(f"the SEARCH/REPLACE block for {path} has no '{UPDATED}' line")
+        j = _next_mark(marks, i + 1, DIVIDER, f"the SEARCH section of the block for {path}", path)
+        k = _next_mark(marks, j + 1, UPDATED, f"the block for {path}", path)
         edits.append(Edit(path=path, fmt="diff", before="".join(lines[i + 1:j]), after="".join(lines[j + 1:k])))
         current = name
         i = k + 1
