@@ -111,26 +111,34 @@ def _answer_key(request: Request, model: str) -> AnswerKey:
     return request.answer_key
 
 
-class OracleBackend:
+class _AnswerKeyBackend:
+    """A backend that takes every reply from the benchmark's own answer key (``answer``)."""
+
+    name: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.name}
+
+    def complete(self, request: Request) -> list[Reply]:
+        key = _answer_key(request, self.name)
+        return [self.answer(key, request) for _ in range(request.n)]
+
+    def answer(self, key: AnswerKey, request: Request) -> Reply:
+        raise NotImplementedError
+
+
+class OracleBackend(_AnswerKeyBackend):
     name = "oracle"
 
-    def describe(self) -> dict[str, Any]:
-        return {"model": "oracle"}
-
-    def complete(self, request: Request) -> list[Reply]:
-        key = _answer_key(request, self.name)
-        return [key.reference_answer(request) for _ in range(request.n)]
+    def answer(self, key: AnswerKey, request: Request) -> Reply:
+        return key.reference_answer(request)
 
 
-class StubBackend:
+class StubBackend(_AnswerKeyBackend):
     name = "stub"
 
-    def describe(self) -> dict[str, Any]:
-        return {"model": "stub"}
-
-    def complete(self, request: Request) -> list[Reply]:
-        key = _answer_key(request, self.name)
-        return [key.stub_answer(request) for _ in range(request.n)]
+    def answer(self, key: AnswerKey, request: Request) -> Reply:
+        return key.stub_answer(request)
 
 
 # -- samples files -------------------------------------------------------------------------------
