@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hrmcode.errors import InputError
+from hrmcode.data.schema import validate_record
 
 LEVELS = ("plan", "edit", "tool", "coord", "solve")
 Level = Literal["plan", "edit", "tool", "coord", "solve"]
@@ -58,12 +58,4 @@ class Example(BaseModel):
 
 
 def parse_example(record: dict, where: str = "") -> Example:
-    try:
-        return Example.model_validate(record)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "record"
-        prefix = f"{where}: " if where else ""
-        raise InputError(
-            f"{prefix}not a valid hrmcode example: {loc}: {first['msg']}", "see docs/examples.md for the schema"
-        ) from None
+    return validate_record(Example, record, where, "example", "docs/examples.md", count_more=False)

@@ -8,11 +8,13 @@ fields are kept unchanged in ``metadata``. See ``docs/tasks.md`` for one example
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hrmcode.errors import InputError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 LANGUAGES = ("python", "go", "rust", "java", "javascript", "cpp")
 TaskKind = Literal["function", "exercise", "stdin", "functional", "repo-patch"]
@@ -90,16 +92,23 @@ class Task(_Strict):
         return self
 
 
-def parse_task(record: dict, where: str = "") -> Task:
-    """Validate one record, turning pydantic's report into a one-line ``InputError``."""
+def validate_record(model: type[ModelT], record: dict, where: str, what: str, doc: str, *,
+                    count_more: bool = True) -> ModelT:
+    """``record`` validated as ``model``, pydantic's report turned into a one-line ``InputError``: the first
+    error (and, with ``count_more``, how many more), pointing at ``doc`` for the schema of a ``what``."""
     try:
-        return Task.model_validate(record)
+        return model.model_validate(record)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "record"
-        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        more = f" (+{exc.error_count() - 1} more)" if count_more and exc.error_count() > 1 else ""
         prefix = f"{where}: " if where else ""
         raise InputError(
-            f"{prefix}not a valid hrmcode task: {loc}: {first['msg']}{more}",
-            "see docs/tasks.md for the schema",
+            f"{prefix}not a valid hrmcode {what}: {loc}: {first['msg']}{more}",
+            f"see {doc} for the schema",
         ) from None
+
+
+def parse_task(record: dict, where: str = "") -> Task:
+    """Validate one record, turning pydantic's report into a one-line ``InputError``."""
+    return validate_record(Task, record, where, "task", "docs/tasks.md")
