@@ -127,10 +127,16 @@ def _save_checkpoint(directory: Path, model: torch.nn.Module, tokenizer: CodeTok
     return written
 
 
-def read_config(directory: Path) -> ModelConfig:
-    path = directory / CONFIG
+def require_file(directory: Path, name: str, fix: str) -> Path:
+    """``directory / name``; a ``CheckpointError`` (with ``fix``) when it is not a file."""
+    path = directory / name
     if not path.is_file():
-        raise CheckpointError(f"{directory} has no {CONFIG}", "pass a model artifact or a checkpoints/step-* directory")
+        raise CheckpointError(f"{directory} has no {name}", fix)
+    return path
+
+
+def read_config(directory: Path) -> ModelConfig:
+    path = require_file(directory, CONFIG, "pass a model artifact or a checkpoints/step-* directory")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -142,8 +148,7 @@ def read_config(directory: Path) -> ModelConfig:
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    if not path.is_file():
-        raise CheckpointError(f"{path.parent} has no {path.name}", "the checkpoint is incomplete; retrain or copy it again")
+    require_file(path.parent, path.name, "the checkpoint is incomplete; retrain or copy it again")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -164,9 +169,8 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "cpu", dtype:
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such checkpoint directory", "pass a model artifact or a checkpoints/step-* directory")
     config = read_config(directory)
-    if not (directory / TOKENIZER).is_file():
-        raise CheckpointError(f"{directory} has no {TOKENIZER}", "the checkpoint is incomplete; retrain or copy it again")
-    tokenizer = CodeTokenizer.load(directory / TOKENIZER)
+    tokenizer = CodeTokenizer.load(require_file(directory, TOKENIZER,
+                                                "the checkpoint is incomplete; retrain or copy it again"))
     if tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(f"{directory}: tokenizer has {tokenizer.vocab_size} tokens, the model {config.vocab_size}",
                               "the tokenizer.json belongs to another model")

@@ -43,7 +43,7 @@ from hrmcode.errors import ArtifactError, CheckpointError, InputError, Threshold
 from hrmcode.jsonl import read_jsonl
 from hrmcode.memory import release_freed
 from hrmcode.model import build_model, kernels
-from hrmcode.model.checkpoint import LoadedModel, load_checkpoint, read_config
+from hrmcode.model.checkpoint import LoadedModel, load_checkpoint, read_config, require_file
 from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.quantize import measure
 from hrmcode.quantize.backend import QuantBackend, QuantSpec
@@ -181,9 +181,7 @@ def get_backend(name: str, spec: QuantSpec | None = None) -> QuantBackend:
 
 # -- loading -------------------------------------------------------------------------------
 def _read_quant_map(directory: Path) -> dict:
-    path = directory / QUANT_MAP
-    if not path.is_file():
-        raise CheckpointError(f"{directory} has no {QUANT_MAP}", "rerun `hrmcode quantize CHECKPOINT`")
+    path = require_file(directory, QUANT_MAP, "rerun `hrmcode quantize CHECKPOINT`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         QuantSpec.from_dict(data["spec"])
@@ -205,9 +203,7 @@ def load_quantized_dir(directory: Path | str, device: str | torch.device = "cpu"
     backend.check(spec, loading=True)
     config = read_config(directory)
     tokenizer = CodeTokenizer.load(directory / TOKENIZER)
-    weights = directory / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{directory} has no {WEIGHTS}", "the artifact is incomplete; rerun `hrmcode quantize`")
+    weights = require_file(directory, WEIGHTS, "the artifact is incomplete; rerun `hrmcode quantize`")
     state = SafetensorsFile(weights)
     with parameters_on_meta():
         skeleton = build_model(config)
