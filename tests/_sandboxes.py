@@ -1,9 +1,10 @@
 """The real sandboxes that the hostile corpora run in, for a module-scoped fixture parametrized over
-``BACKENDS``: bubblewrap, and docker where a Docker engine is up."""
+``BACKENDS`` (bubblewrap, and docker where a Docker engine is up), and the corpora's file header."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +26,13 @@ def real_sandbox(backend: str):
             pytest.fail(f"docker required (HRMCODE_REQUIRE_DOCKER=1) but unavailable: {reason}")
         pytest.skip(f"docker unavailable: {reason}")
     return docker_backend.DockerSandbox()
+
+
+def read_attack(path: Path) -> tuple[dict[str, str], list[str]]:
+    """An attack file's ``# key: value`` header lines, and the lines after them."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = {}
+    while lines and lines[0].startswith("# ") and ":" in lines[0]:
+        key, _, value = lines.pop(0)[2:].partition(":")
+        header[key.strip()] = value.strip()
+    return header, lines

@@ -19,7 +19,7 @@ import pytest
 from hrmcode.eval.backends import OracleBackend
 from hrmcode.eval.humaneval import HumanEval, builtin_tasks
 from hrmcode.eval.livecodebench import LiveCodeBench
-from tests._sandboxes import BACKENDS, real_sandbox
+from tests._sandboxes import BACKENDS, read_attack, real_sandbox
 from tests.eval.conftest import load_fixture_tasks
 
 CORPUS = Path(__file__).parent / "hostile"
@@ -29,11 +29,7 @@ TIMEOUT_S = 2.0
 
 
 def _parse(path: Path) -> dict:
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    header = {}
-    while lines and lines[0].startswith("# ") and ":" in lines[0]:
-        key, _, value = lines.pop(0)[2:].partition(":")
-        header[key.strip()] = value.strip()
+    header, lines = read_attack(path)
     return {**header, "code": "".join(lines), "bench": "humaneval" if path.name.startswith("he_") else "livecodebench"}
 
 

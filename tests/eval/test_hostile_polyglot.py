@@ -12,7 +12,6 @@ marked ``aider-compat: passed`` do pass under Aider's rule (so each is a real fo
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from hrmcode.data.sources.polyglot import to_task
 from hrmcode.eval.backends import Reply, Request
 from hrmcode.eval.polyglot import Polyglot, writable_path
+from tests._sandboxes import BACKENDS, read_attack, real_sandbox
 
 CORPUS = Path(__file__).parent / "hostile"
 ATTACKS = sorted(CORPUS.glob("pg_*.reply"))
@@ -29,11 +29,7 @@ LANGUAGES = {"python", "go", "rust", "java", "javascript", "cpp"}
 
 
 def parse_attack(path: Path) -> dict:
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    header = {}
-    while lines and lines[0].startswith("# ") and ":" in lines[0]:
-        key, _, value = lines.pop(0)[2:].partition(":")
-        header[key.strip()] = value.strip()
+    header, lines = read_attack(path)
     files: dict[str, str] = {}
     current = None
     for line in lines:
@@ -64,24 +60,9 @@ class ReplyBackend:
         return [Reply(text="", raw=True, files=dict(self.files))]
 
 
-def _sandbox(kind: str):
-    from hrmcode.sandbox import docker_backend, local
-
-    if kind == "local":
-        if local.bwrap_path() is None:
-            pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
-        return local.BubblewrapSandbox()
-    reason = docker_backend.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("HRMCODE_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"docker required (HRMCODE_REQUIRE_DOCKER=1) but unavailable: {reason}")
-        pytest.skip(f"docker unavailable: {reason}")
-    return docker_backend.DockerSandbox()
-
-
-@pytest.fixture(scope="module", params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.fixture(scope="module", params=BACKENDS)
 def polyglot_sandbox(request):
-    return _sandbox(request.param)
+    return real_sandbox(request.param)
 
 
 def _task(shared_dir: Path, exercise: str):
