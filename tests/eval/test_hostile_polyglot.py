@@ -127,5 +127,5 @@ def test_every_attack_fails_in_strict_mode(shared_dir, polyglot_sandbox, path):
                          ids=lambda p: p.stem)
 def test_the_forgeries_pass_under_aiders_exit_status_rule(shared_dir, path):
     attack = parse_attack(path)
-    record = _grade(_task(shared_dir, attack["exercise"]), _sandbox("local"), "aider-compat", ReplyBackend(attack["files"]))
+    record = _grade(_task(shared_dir, attack["exercise"]), real_sandbox("local"), "aider-compat", ReplyBackend(attack["files"]))
     assert record["passed"], f"{attack['name']} is not a forgery under aider-compat: {record['last_test_output'][-500:]}"

@@ -132,6 +132,7 @@ def test_oracle_passes_and_only_the_free_stubs_pass_on_a_subset(cli, shared_dir,
     summary = json.loads(oracle.stdout)
     assert summary["pass_num_1"] == 12, summary["failed"]
     stub = cli("--json", "eval", "polyglot", "--model", "stub", "--tries", "1", "--out", tmp_path / "stub", *common)
+    assert stub.exit_code == 0, stub.stderr
     summary = json.loads(stub.stdout)
     assert sorted(set(summary["languages"])) == ["cpp", "go", "java", "javascript", "python", "rust"]
     passed = sorted(set(summary["stub_passing"]) - set(summary["failed"]))
