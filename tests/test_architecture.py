@@ -13,13 +13,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hrmcode"
 
 # What each room may not import (docs/architecture.md, "Who may import whom").
 FORBIDDEN = {
-    "model": {"data", "quantize", "eval", "serve", "train", "cli"},
-    "sandbox": {"data", "model", "quantize", "eval", "serve", "train", "cli"},
-    "data": {"quantize", "eval", "serve", "train", "cli"},
-    "train": {"quantize", "eval", "serve", "cli"},
-    "quantize": {"eval", "serve", "cli"},
+    "model": {"data", "agent", "quantize", "eval", "serve", "train", "cli"},
+    "sandbox": {"data", "agent", "model", "quantize", "eval", "serve", "train", "cli"},
+    "data": {"agent", "quantize", "eval", "serve", "train", "cli"},
+    "agent": {"model", "quantize", "train", "eval", "serve", "cli"},
+    "train": {"agent", "quantize", "eval", "serve", "cli"},
+    "quantize": {"agent", "eval", "serve", "cli"},
     "eval": {"serve", "cli"},
-    "serve": {"eval", "cli"},
+    "serve": {"agent", "eval", "cli"},
 }
 
 
