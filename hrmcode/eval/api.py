@@ -14,6 +14,7 @@ a tasks artifact holding another benchmark's tasks (``BENCH_KINDS``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -219,6 +220,92 @@ class PolyglotOptions:
                                  "Default strict.")
     test_timeout_s: float = option(180.0, "Seconds per test run, above 0 (default 180, Aider's).",
                                    flags=("--test-timeout",), min=0.0)
+
+
+@dataclass
+class SweOptions:
+    """``hrmcode eval swe``'s own options (with the agent's limits, ``hrmcode.agent.loop.AgentLimits``)."""
+
+    models: list[str] = option(help="The acting model; repeat to route tasks across models: oracle (applies the gold "
+                                    "fix through the tool protocol), stub (submits at once), openai:BASE_URL (with "
+                                    "--model-name), checkpoint:PATH.", flags=("--model", "-m"),
+                               default_factory=list)
+    model_weights: str | None = option(None, "Route tasks across the --model options by these weights, comma-separated "
+                                             "in --model order (a seeded draw per task; default round-robin).")
+    planner: str | None = option(None, "A model that writes a plan (the plan level's FILE/TOUCH/TEST/RUN lines) "
+                                       "before the actor starts; same specs as --model.")
+    attempts: int = option(1, "Trajectories per task (use --temperature above 0 for a sampled model); pass@1 and "
+                              "pass@N are reported.", min=1)
+    search: str = option("none", "Which attempt is each task's prediction: none (attempt 1) or best-of-n (picked "
+                                 "from the agent's own test runs, never the hidden tests). Default none.")
+    repos: Path | None = option(None, "For an SWE-smith instances file as --tasks: a directory of git clones "
+                                      "(<owner>__<name> or <name>).")
+    grade_timeout_s: float = option(300.0, "Seconds for grading one patch (FAIL_TO_PASS and PASS_TO_PASS), above 0 "
+                                           "(default 300).", flags=("--grade-timeout",), min=0.0)
+
+
+def _swe_tasks(config: EvalConfig, repos: Path | None) -> tuple[list[Any], Any]:
+    """The repository tasks of ``--tasks``: an instances ``.jsonl`` file (with ``--repos``), or a
+    tasks artifact (a directory or a fetched name; default the newest fetched swe-smith)."""
+    from hrmcode.agent.repo import load_repo_tasks
+    from hrmcode.artifacts import latest_in_workspace, load_artifact
+    from hrmcode.errors import ArtifactError
+
+    ref = config.tasks
+    if ref is not None and Path(ref).is_file():
+        return load_repo_tasks(Path(ref), repos=repos), None
+    if ref is None:
+        latest = latest_in_workspace("fetch", "swe-smith", config.workspace)
+        if latest is None:
+            raise ArtifactError("no fetched swe-smith tasks in the workspace",
+                                "pass --tasks a tasks artifact (e.g. from `hrmcode synthesize --source repo:PATH`)")
+        ref = latest
+    artifact = load_artifact(ref, "tasks", config.workspace)
+    return load_repo_tasks(artifact.path, repos=repos), artifact
+
+
+def eval_swe(config: EvalConfig, options: SweOptions | None = None, limits: Any = None, **fields: Any) -> RunResult:
+    """Agents in repositories (``hrmcode.eval.swe``) with ``options`` (or ``SweOptions(**fields)``) and
+    the agent's ``limits`` (an ``AgentLimits``; default its defaults)."""
+    from hrmcode.agent.loop import AgentLimits
+    from hrmcode.eval.swe import SEARCHES, SweBench, SweCase, SweSettings, case_id, parse_weights, route
+
+    o = options or SweOptions(**fields)
+    limits = limits or AgentLimits()
+    config.check()
+    positive_seconds("--grade-timeout", o.grade_timeout_s)
+    models = list(o.models) or ([config.model] if config.model else [])
+    if not models:
+        raise UsageError("eval swe needs a --model", "e.g. --model oracle, or --model openai:URL --model-name NAME")
+    for spec in [*models, *([o.planner] if o.planner else [])]:
+        if spec.startswith("samples:"):
+            raise UsageError(f"--model {spec}: a samples file holds one answer per task, and an agent takes many turns",
+                             "use oracle, stub, openai:URL or checkpoint:PATH")
+    if o.search not in SEARCHES:
+        raise UsageError(f"unknown --search '{o.search}'", f"choose one of: {', '.join(SEARCHES)}")
+    if o.attempts < 1:
+        raise UsageError(f"--attempts {o.attempts} must be at least 1", "the number of trajectories per task")
+    weights = parse_weights(o.model_weights, models)
+    tasks, artifact = _swe_tasks(config, o.repos)
+    routed = route([task.id for task in tasks], models, weights, config.seed)
+    tasks = _limit(sorted(tasks, key=lambda task: task.id), config.limit)
+    backends = {}
+    for spec in dict.fromkeys(models):
+        for attempt in range(1, o.attempts + 1):
+            generation = dataclasses.replace(config.generation, seed=config.seed + attempt - 1)
+            backends[(spec, attempt)] = make_backend(spec, model_name=config.model_name, generation=generation,
+                                                     api_key=config.api_key)
+    planner = (make_backend(o.planner, model_name=config.model_name, generation=config.generation,
+                            api_key=config.api_key) if o.planner else None)
+    cases = [SweCase(case_id(task.id, attempt), task, attempt, routed[task.id])
+             for task in tasks for attempt in range(1, o.attempts + 1)]
+    settings = SweSettings(limits=limits, attempts=o.attempts, search=o.search, planner=o.planner,
+                           grade_timeout_s=o.grade_timeout_s)
+    bench = SweBench(backends, planner, config.get_sandbox(), settings)
+    params = config.params("swe", model=models, model_weights=o.model_weights, planner=o.planner,
+                           attempts=o.attempts, search=o.search, grade_timeout_s=o.grade_timeout_s,
+                           agent=dataclasses.asdict(limits), repos=str(o.repos) if o.repos else None)
+    return run_benchmark(bench, cases, _options(config, params, artifact, 1))
 
 
 def eval_humaneval(config: EvalConfig, options: HumanEvalOptions | None = None, **fields: Any) -> RunResult:

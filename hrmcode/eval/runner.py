@@ -51,7 +51,13 @@ RESUMABLE_CHANGES = {"jobs", "fail_under", "limit", "languages", "exercises", "b
 
 
 class Bench(Protocol):
-    """A benchmark: evaluates a batch of tasks (one record each) and summarises records."""
+    """A benchmark: evaluates a batch of tasks (one record each) and summarises records.
+
+    A bench with files of its own beside ``results.jsonl`` (``eval swe``) may also have
+    ``run_files`` (names ``--redo`` deletes too), ``open_run(writer)`` (called before the first
+    case) and ``finish_run(writer, records, selected)`` (called once ``results.jsonl`` is final,
+    before the summary; it writes and registers its files through ``writer``).
+    """
 
     name: str
 
@@ -129,9 +135,9 @@ def check_fail_under(value: float | None) -> None:
         raise UsageError(f"--fail-under {value} is not a percentage", "give a pass rate in percent, 0 to 100 (e.g. 40)")
 
 
-def _prepare(out_dir: Path, options: RunOptions) -> None:
+def _prepare(out_dir: Path, options: RunOptions, own_files: Sequence[str] = ()) -> None:
     if options.redo:
-        for name in RUN_FILES:
+        for name in (*RUN_FILES, *own_files):
             (out_dir / name).unlink(missing_ok=True)
     run_file = out_dir / "run.json"
     if run_file.is_file():
@@ -167,12 +173,15 @@ def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> R
         raise UsageError(f"no {bench.name} tasks selected", "check --limit, --languages and --exercises")
     out_dir, update_latest = output_location("eval", bench.name, options.out, options.workspace, options.params)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _prepare(out_dir, options)
+    _prepare(out_dir, options, getattr(bench, "run_files", ()))
     writer = ArtifactWriter(out_dir, "eval-run", name=bench.name, params=options.params, inputs=options.inputs,
                             resumable=True, update_latest=update_latest)
     writer.write_json("run.json", {"bench": bench.name, "verdict_rules": VERDICT_RULES, "params": options.params})
     log = AppendLog(writer.path("results.jsonl"), key="id")
+    open_run = getattr(bench, "open_run", None)
     try:
+        if open_run is not None:
+            open_run(writer)
         pending = [task for task in tasks if not log.done(task.id)]
         skipped = len(tasks) - len(pending)
         if skipped:
@@ -218,6 +227,9 @@ def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> R
     write_jsonl(writer.path("results.jsonl"), records)
     writer.add("results.jsonl", len(records))
     selected = [r for r in records if r["id"] in wanted]
+    finish_run = getattr(bench, "finish_run", None)
+    if finish_run is not None:
+        finish_run(writer, records, selected)
     summary = {**bench.summarize(selected, tasks), "verdict_rules": VERDICT_RULES}
     writer.write_json("summary.json", summary)
     artifact = writer.finish({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})

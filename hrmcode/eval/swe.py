@@ -1,0 +1,426 @@
+"""``hrmcode eval swe``: models acting in repositories, graded as SWE-bench grades them.
+
+One case is one attempt at one task (``<task id>@<attempt>``). Per attempt:
+
+1. The task's repository at its buggy state is written into a fresh sandbox session
+   (``Sandbox.session``) and committed there once as a git repository, so ``git diff`` and
+   ``git status`` work for the agent as in SWE-bench's ``/testbed``.
+2. With ``--planner``, the planner is asked once for a plan in the ``plan`` level's format
+   (``FILE``/``TOUCH``/``TEST``/``RUN`` lines, ``hrmcode.data.synthesize.plan``); its plan lines are
+   given to the actor. Both are recorded.
+3. The actor (``--model``; several are routed across tasks round-robin or by ``--model-weights``)
+   runs through ``hrmcode.agent.loop.run_agent`` until it submits or a limit ends it.
+4. The model patch is computed by hrmcode from the session's files against the base
+   (``agent.grading.model_patch``: test-file changes are discarded), never taken from the agent's
+   git; the session is closed; the patch is graded in a FRESH sandbox run on the pristine tests
+   (``agent.grading.grade``). An empty patch is not graded (SWE-bench's ``empty_patch``). The
+   episode reward is 1.0 when resolved, else 0.0, on the trajectory's last step.
+
+Models (``--model``): ``oracle`` is an agent that applies the task's gold fix through the same
+tool protocol (one bash command writing each fixed file, then the submit sentinel; it decides its
+turn from the messages alone); ``stub`` submits at once; ``openai:URL`` and ``checkpoint:PATH`` get
+the chat messages (a checkpoint renders them through its own ``config.prompt``). ``samples:``
+files hold single answers, which a multi-turn agent cannot use: refused.
+
+Run directory (``runner.run_benchmark``'s, plus): ``trajectories.jsonl`` (each attempt's
+``Trajectory.to_record()`` with its ids, model, grade and reward, appended before its result, so a
+kill never leaves a result without its trajectory), ``predictions.jsonl`` (SWE-bench: one per task,
+the picked attempt), ``report.json`` (SWE-bench's run report, ``schema_version`` 2, over the
+picked attempts). The pick is attempt 1 under ``--search none`` and the best-of-N choice
+(``agent.search.best_of_n``, from what the agent could see: its own test runs, never the hidden
+tests) under ``--search best-of-n``; the summary reports the best-of-N pick's resolved rate either
+way, next to pass@1 and pass@N (the unbiased estimator of ``eval/metrics.py``).
+
+Guarantees: a verdict is the grader's, from per-test reports in a sandbox the agent never touched;
+nothing the agent writes to test files or test configuration reaches it. Not guaranteed: the same
+trajectory twice from a model sampled at temperature > 0 (each attempt gets seed + attempt - 1).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import random
+import shlex
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hrmcode.agent.grading import Grade, grade, model_patch
+from hrmcode.agent.loop import AgentLimits, PolicyReply, run_agent
+from hrmcode.agent.protocol import SUBMIT_SENTINEL
+from hrmcode.agent.repo import RepoTask
+from hrmcode.agent.search import best_of_n
+from hrmcode.agent.trajectory import Trajectory
+from hrmcode.artifacts import ArtifactWriter
+from hrmcode.data.synthesize.context import build_context
+from hrmcode.data.synthesize.draft import header
+from hrmcode.data.synthesize.plan import render_plan
+from hrmcode.diffs import apply_file_diff, content_diffs
+from hrmcode.errors import UsageError
+from hrmcode.eval.backends import Backend, Reply, Request
+from hrmcode.eval.metrics import mean_pass_at_k, percent
+from hrmcode.jsonl import AppendLog
+from hrmcode.sandbox.base import Limits, Sandbox
+
+SEARCHES = ("none", "best-of-n")
+PLAN_KEYWORDS = ("FILE", "TOUCH", "TEST", "RUN")
+PLANNER_SYSTEM = (
+    "You are the planner of a software engineering agent. Read the task and write a plan for the agent that "
+    "will fix it, one item per line, in this order and nothing else:\n"
+    "FILE <path>                 each file the fix changes\n"
+    "TOUCH <path>::<symbol>      each function or class the fix changes\n"
+    "TEST <test id>              each test that must go from failing to passing\n"
+    "RUN <command>               the command that runs the tests"
+)
+GIT_BASE = ("git init -q && git add -A && git -c user.name=hrmcode -c user.email=hrmcode@localhost "
+            "commit -qm base --no-verify")
+SWE_BENCH_REPORT_VERSION = 2
+
+
+@dataclass
+class SweCase:
+    """One attempt at one task: the runner's case (``id`` keys ``results.jsonl``)."""
+
+    id: str
+    task: RepoTask
+    attempt: int
+    model: str  # the --model spec this task is routed to
+
+
+def case_id(task_id: str, attempt: int) -> str:
+    return f"{task_id}@{attempt}"
+
+
+# -- routing ---------------------------------------------------------------------------------------
+
+def parse_weights(text: str | None, models: Sequence[str]) -> list[float] | None:
+    """``--model-weights 2,1``: one non-negative weight per ``--model``, not all zero."""
+    if text is None:
+        return None
+    try:
+        weights = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--model-weights {text!r} is not a comma-separated list of numbers", "e.g. --model-weights 2,1") from None
+    if len(weights) != len(models):
+        raise UsageError(f"--model-weights gives {len(weights)} weight(s) for {len(models)} --model(s)",
+                         "give one weight per --model, in the same order")
+    if any(not w >= 0 for w in weights) or not sum(weights) > 0:
+        raise UsageError(f"--model-weights {text!r} needs non-negative weights, at least one above 0", "e.g. --model-weights 2,1")
+    return weights
+
+
+def route(task_ids: Sequence[str], models: Sequence[str], weights: Sequence[float] | None, seed: int) -> dict[str, str]:
+    """Which model acts on each task: round-robin over ``task_ids`` in sorted order, or, with
+    ``weights``, a draw per task seeded by ``seed`` and the task id alone (so a task keeps its model
+    whatever else is selected)."""
+    ordered = sorted(task_ids)
+    if weights is None:
+        return {task_id: models[index % len(models)] for index, task_id in enumerate(ordered)}
+    routed = {}
+    for task_id in ordered:
+        draw = int.from_bytes(hashlib.sha256(f"{seed}/{task_id}".encode()).digest()[:8], "big")
+        routed[task_id] = random.Random(draw).choices(list(models), weights=list(weights))[0]
+    return routed
+
+
+# -- the gold agent and the planner's answers ------------------------------------------------------
+
+def fixed_files(task: RepoTask) -> dict[str, str | None]:
+    """The files the gold patch changes, as they are after it (None: deleted)."""
+    result: dict[str, str | None] = {}
+    for diff in content_diffs(task.gold_patch):
+        before = task.files.get(diff.old_path, "") if diff.old_path else ""
+        after = apply_file_diff(before, diff)
+        if diff.old_path and diff.old_path != diff.new_path:
+            result[diff.old_path] = None
+        if diff.new_path:
+            result[diff.new_path] = after
+    return result
+
+
+def gold_command(task: RepoTask) -> str:
+    """One shell command that leaves the work dir as the gold patch would: each fixed file written
+    from base64 (so no character of it can end a heredoc or a fenced block), deleted files removed."""
+    parts = []
+    for path, text in sorted(fixed_files(task).items()):
+        quoted = shlex.quote(path)
+        if text is None:
+            parts.append(f"rm -f -- {quoted}")
+            continue
+        encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if parent:
+            parts.append(f"mkdir -p -- {shlex.quote(parent)}")
+        parts.append(f"printf %s {encoded} | base64 -d > {quoted}")
+    return " && ".join(parts) or "true"
+
+
+def bash_reply(thought: str, command: str) -> str:
+    return f"THOUGHT: {thought}\n\n```bash\n{command}\n```"
+
+
+class AgentAnswers:
+    """The ``AnswerKey`` of an actor's requests: ``oracle`` applies the gold fix then submits,
+    ``stub`` submits at once. Both decide from the request alone (its task and how many assistant
+    turns its messages hold), as a model would."""
+
+    def reference_answer(self, request: Request) -> Reply:
+        turns = sum(1 for message in request.messages if message.get("role") == "assistant")
+        if turns == 0:
+            return Reply(text=bash_reply("I write the fixed files.", gold_command(request.task)), raw=True)
+        return Reply(text=bash_reply("The fix is in place; I submit.", SUBMIT_SENTINEL), raw=True)
+
+    def stub_answer(self, request: Request) -> Reply:
+        return Reply(text=bash_reply("I submit without changing anything.", SUBMIT_SENTINEL), raw=True)
+
+
+def task_record(task: RepoTask) -> dict:
+    """The task as ``hrmcode.data.synthesize`` reads one (for the plan level's renderer and header)."""
+    return {"id": task.id, "language": task.language, "kind": "repo-patch", "title": task.instance_id,
+            "prompt": task.problem, "files": task.files, "solution": {"patch": task.gold_patch},
+            "tests": {"fail_to_pass": task.fail_to_pass, "pass_to_pass": task.pass_to_pass,
+                      "command": task.test_command}}
+
+
+class PlanAnswers:
+    """The ``AnswerKey`` of a planner's request: ``oracle`` gives the plan level's own target for
+    the gold fix (``render_plan``), ``stub`` no plan."""
+
+    def reference_answer(self, request: Request) -> Reply:
+        return Reply(text=render_plan(build_context(task_record(request.task), {})), raw=True)
+
+    def stub_answer(self, request: Request) -> Reply:
+        return Reply(text="", raw=True)
+
+
+def plan_lines(text: str) -> str | None:
+    """The plan-format lines of a planner's reply (fences and prose dropped), or None if it has none."""
+    lines = [line.strip() for line in text.splitlines()]
+    kept = [line for line in lines if line.split(" ", 1)[0] in PLAN_KEYWORDS and " " in line]
+    return "\n".join(kept) + "\n" if kept else None
+
+
+def planner_messages(task: RepoTask) -> list[dict[str, str]]:
+    return [{"role": "system", "content": PLANNER_SYSTEM},
+            {"role": "user", "content": header(task_record(task), "plan") + task.problem.rstrip() + "\n"}]
+
+
+# -- the policy --------------------------------------------------------------------------------------
+
+class BackendPolicy:
+    """An eval ``Backend`` as an agent ``Policy``: each turn is one ``Request`` with the chat so far."""
+
+    def __init__(self, backend: Backend, name: str, task: RepoTask, answers: Any):
+        self.backend = backend
+        self.name = name
+        self.task = task
+        self.answers = answers
+
+    def act(self, messages: list[dict[str, str]]) -> PolicyReply:
+        request = Request(bench="swe", task=self.task, messages=list(messages), answer_key=self.answers)  # type: ignore[arg-type]
+        replies = self.backend.complete(request)
+        if not replies:
+            return PolicyReply(text="")
+        reply = replies[0]
+        return PolicyReply(text=reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
+
+
+# -- the benchmark -----------------------------------------------------------------------------------
+
+@dataclass
+class SweSettings:
+    """What one ``eval swe`` run does per attempt (resolved by ``eval.api.eval_swe``)."""
+
+    limits: AgentLimits
+    attempts: int = 1
+    search: str = "none"
+    planner: str | None = None
+    grade_timeout_s: float = 300.0
+    session_limits: Limits = dataclasses.field(default_factory=Limits)
+
+
+class SweBench:
+    """The ``Bench`` of ``runner.run_benchmark`` for repository tasks, one case per attempt."""
+
+    name = "swe"
+    run_files = ("trajectories.jsonl", "predictions.jsonl", "report.json")
+
+    def __init__(self, backends: dict[tuple[str, int], Backend], planner: Backend | None, sandbox: Sandbox,
+                 settings: SweSettings):
+        self.backends = backends  # (model spec, attempt) -> backend (each attempt its own seed)
+        self.planner = planner
+        self.sandbox = sandbox
+        self.settings = settings
+        self.trajectories: AppendLog | None = None
+        self.picks: dict[str, int] = {}
+
+    # -- runner hooks --
+    def open_run(self, writer: ArtifactWriter) -> None:
+        self.trajectories = AppendLog(writer.path("trajectories.jsonl"), key="id")
+
+    def evaluate(self, cases: Sequence[SweCase], worker: int) -> list[dict]:
+        return [self.attempt(case, worker) for case in cases]
+
+    def finish_run(self, writer: ArtifactWriter, records: Sequence[dict], selected: Sequence[dict]) -> None:
+        """trajectories.jsonl (those with a result, by id), then the pick per task, predictions.jsonl
+        and report.json over the selected tasks."""
+        assert self.trajectories is not None
+        self.trajectories.close()
+        finished = {record["id"] for record in records}
+        kept = sorted((t for t in self.trajectories.records.values() if t["id"] in finished), key=lambda t: t["id"])
+        writer.write_jsonl("trajectories.jsonl", kept)
+        by_id = {t["id"]: t for t in kept}
+        self.picks = self.pick(selected, by_id)
+        picked = [r for r in selected if r["attempt"] == self.picks.get(r["task_id"])]
+        picked.sort(key=lambda r: r["task_id"])
+        writer.write_jsonl("predictions.jsonl", [
+            {"instance_id": r["instance_id"], "model_name_or_path": r["model"], "model_patch": r["model_patch"]}
+            for r in picked])
+        writer.write_json("report.json", swe_bench_report(picked))
+
+    def pick(self, records: Sequence[dict], trajectories: dict[str, dict]) -> dict[str, int]:
+        """The attempt kept per task: attempt 1 under ``--search none`` (or when a task has only one),
+        else ``best_of_n`` over the attempts' trajectories (agent-visible evidence only)."""
+        by_task: dict[str, list[dict]] = {}
+        for record in records:
+            by_task.setdefault(record["task_id"], []).append(record)
+        picks = {}
+        for task_id, attempts in by_task.items():
+            attempts.sort(key=lambda r: r["attempt"])
+            if self.settings.search == "none" or len(attempts) == 1:
+                picks[task_id] = attempts[0]["attempt"]
+                continue
+            candidates = [Trajectory.from_record(trajectories[r["id"]]) for r in attempts if r["id"] in trajectories]
+            if len(candidates) != len(attempts):
+                picks[task_id] = attempts[0]["attempt"]
+                continue
+            picks[task_id] = attempts[best_of_n(candidates)]["attempt"]
+        return picks
+
+    # -- one attempt --
+    def plan(self, task: RepoTask) -> tuple[str | None, str | None]:
+        """(the plan given to the actor, the planner's raw reply), or (None, None) with no planner."""
+        if self.planner is None:
+            return None, None
+        request = Request(bench="swe", task=task, messages=planner_messages(task), answer_key=PlanAnswers())  # type: ignore[arg-type]
+        replies = self.planner.complete(request)
+        raw = replies[0].text if replies else ""
+        return plan_lines(raw), raw
+
+    def attempt(self, case: SweCase, worker: int) -> dict:
+        task, settings = case.task, self.settings
+        backend = self.backends[(case.model, case.attempt)]
+        plan, plan_raw = self.plan(task)
+        policy = BackendPolicy(backend, case.model, task, AgentAnswers())
+        started = time.monotonic()
+        session_limits = dataclasses.replace(settings.session_limits, timeout_s=settings.limits.command_timeout_s)
+        with self.sandbox.session(files=dict(task.files), limits=session_limits, worker=worker) as session:
+            session.exec(f"command -v git >/dev/null 2>&1 && {{ {GIT_BASE}; }} >/dev/null 2>&1; true",
+                         timeout_s=settings.limits.command_timeout_s)
+            trajectory = run_agent(task.problem, session, policy, settings.limits, plan=plan)
+            final = session.read_files()
+        agent_seconds = time.monotonic() - started
+        trajectory.planner = settings.planner
+        patch, discarded = model_patch(task.files, final, task.language)
+        graded: Grade | None = None
+        grade_started = time.monotonic()
+        if patch.strip():
+            graded = grade(task, patch, self.sandbox, timeout_s=settings.grade_timeout_s, worker=worker)
+        grade_seconds = time.monotonic() - grade_started
+        resolved = bool(graded is not None and graded.resolved)
+        reward = 1.0 if resolved else 0.0
+        if trajectory.steps:
+            trajectory.steps[-1].reward = reward
+            trajectory.steps[-1].done = True
+        grade_record = graded.to_dict() if graded is not None else None
+        assert self.trajectories is not None
+        # The trajectory goes to disk before its result: a kill in between only makes the rerun
+        # do this attempt again, and the log keeps its last trajectory per id.
+        self.trajectories.append({"id": case.id, "task_id": task.id, "instance_id": task.instance_id,
+                                  "attempt": case.attempt, "model": case.model, **trajectory.to_record(),
+                                  "plan_reply": plan_raw, "grade": grade_record, "reward": reward})
+        return {
+            "id": case.id, "task_id": task.id, "instance_id": task.instance_id, "attempt": case.attempt,
+            "model": case.model, "planner": settings.planner, "plan": plan,
+            "resolved": resolved, "passed": resolved, "reward": reward,
+            "exit_status": trajectory.exit_status, "steps": len(trajectory.steps),
+            "format_errors": trajectory.format_errors,
+            "prompt_tokens": trajectory.prompt_tokens, "completion_tokens": trajectory.completion_tokens,
+            "seconds": {"agent": round(agent_seconds, 3), "grade": round(grade_seconds, 3)},
+            "model_patch": patch, "empty_patch": not patch.strip(), "discarded": sorted(set(discarded)),
+            "f2p_fixed": graded.f2p_fixed if graded is not None else 0.0,
+            "p2p_broken": graded.p2p_broken if graded is not None else 0,
+            "error": graded.problem if graded is not None else None,
+            "grade": grade_record,
+        }
+
+    # -- metrics --
+    def summarize(self, records: Sequence[dict], cases: Sequence[SweCase]) -> dict:
+        return summarize_records(records, self.settings, self.picks, models=sorted({c.model for c in cases}))
+
+
+def swe_bench_report(picked: Sequence[dict]) -> dict:
+    """SWE-bench's run report (``make_run_report``, schema_version 2) over one prediction per task:
+    an empty patch is not evaluated; a graded one whose grading had no verdict is an error."""
+    ids = lambda pred: sorted(r["instance_id"] for r in picked if pred(r))  # noqa: E731
+    submitted = ids(lambda r: True)
+    empty = ids(lambda r: r["empty_patch"])
+    error = ids(lambda r: not r["empty_patch"] and r["error"] is not None)
+    completed = ids(lambda r: not r["empty_patch"] and r["error"] is None)
+    resolved = ids(lambda r: r["resolved"])
+    unresolved = sorted(set(completed) - set(resolved))
+    return {
+        "total_instances": len(submitted), "submitted_instances": len(submitted),
+        "completed_instances": len(completed), "resolved_instances": len(resolved),
+        "unresolved_instances": len(unresolved), "empty_patch_instances": len(empty), "error_instances": len(error),
+        "completed_ids": completed, "incomplete_ids": [], "empty_patch_ids": empty, "submitted_ids": submitted,
+        "resolved_ids": resolved, "unresolved_ids": unresolved, "error_ids": error,
+        "schema_version": SWE_BENCH_REPORT_VERSION,
+    }
+
+
+def summarize_records(records: Sequence[dict], settings: SweSettings, picks: dict[str, int],
+                      models: Sequence[str]) -> dict:
+    """Resolved rate (= the score, mean pass@1 in percent), pass@1 and pass@N, the best-of-N pick's
+    resolved rate, and the means and counts of the trajectories."""
+    by_task: dict[str, list[dict]] = {}
+    for record in records:
+        by_task.setdefault(record["task_id"], []).append(record)
+    counts = [(len(attempts), sum(r["resolved"] for r in attempts)) for attempts in by_task.values()]
+    ks = sorted({1, settings.attempts})
+    passes = mean_pass_at_k(counts, ks)
+    n = len(records)
+    picked = [r for r in records if picks.get(r["task_id"]) == r["attempt"]]
+    by_model: dict[str, dict] = {}
+    for record in records:
+        entry = by_model.setdefault(record["model"], {"attempts": 0, "resolved": 0})
+        entry["attempts"] += 1
+        entry["resolved"] += int(record["resolved"])
+    for entry in by_model.values():
+        entry["resolved_rate"] = percent(entry["resolved"], entry["attempts"])
+    return {
+        "bench": "swe", "model": {"model": ",".join(models)}, "models": list(models), "planner": settings.planner,
+        "search": settings.search, "cases": len(by_task), "attempts": settings.attempts, "trajectories": n,
+        "resolved": sum(r["resolved"] for r in records),
+        "resolved_rate": percent(sum(r["resolved"] for r in records), n),
+        "score": round(100.0 * passes.get("pass@1", 0.0), 2),
+        **{key: round(value, 6) for key, value in passes.items()},
+        "best_of_n": {"picked": len(picked), "resolved": sum(r["resolved"] for r in picked),
+                      "resolved_rate": percent(sum(r["resolved"] for r in picked), len(picked))},
+        "mean_steps": round(sum(r["steps"] for r in records) / n, 2) if n else 0.0,
+        "tokens": {"prompt": sum(r["prompt_tokens"] for r in records),
+                   "completion": sum(r["completion_tokens"] for r in records)},
+        "seconds": {"agent": round(sum(r["seconds"]["agent"] for r in records), 2),
+                    "grade": round(sum(r["seconds"]["grade"] for r in records), 2)},
+        "exit_status": dict(sorted(Counter(r["exit_status"] for r in records).items())),
+        "f2p_fixed_mean": round(sum(r["f2p_fixed"] for r in records) / n, 4) if n else 0.0,
+        "p2p_broken_total": sum(r["p2p_broken"] for r in records),
+        "empty_patches": sum(r["empty_patch"] for r in records),
+        "grading_errors": sum(r["error"] is not None for r in records),
+        "by_model": by_model,
+    }
+
