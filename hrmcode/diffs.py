@@ -333,3 +333,88 @@ def reverse_patch(patch: str) -> str:
         for hunk in part.hunks:
             lines.extend(_reverse_hunk(hunk))
     return "\n".join(lines) + "\n"
+
+
+# -- whole trees -------------------------------------------------------------------------------
+
+def tree_patch(before: dict[str, str], after: dict[str, str], context: int = 3) -> str:
+    """The git-style diff taking the tree ``before`` to ``after`` (path -> text), files in path
+    order: a changed file with its hunks, an added one as ``new file mode 100644`` from
+    ``/dev/null``, a removed one as ``deleted file mode 100644`` to ``/dev/null``. ``git apply``
+    and ``apply_patch`` take it; an unchanged tree gives ``""``."""
+    lines: list[str] = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path), after.get(path)
+        if old == new:
+            continue
+        lines.append(f"diff --git a/{path} b/{path}")
+        if old is None:
+            lines.append("new file mode 100644")
+        elif new is None:
+            lines.append("deleted file mode 100644")
+        diff = diff_texts(path, path, old or "", new or "", context)
+        if diff.hunks:
+            lines.append("--- " + ("/dev/null" if old is None else f"a/{path}"))
+            lines.append("+++ " + ("/dev/null" if new is None else f"b/{path}"))
+        for hunk in diff.hunks:
+            lines.append(f"@@ -{hunk.old_start},{hunk.old_len} +{hunk.new_start},{hunk.new_len} @@")
+            for tag, text in hunk.lines:
+                lines.extend(hunk_line(tag, text))
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _tree_path(path: str | None) -> str | None:
+    """``path`` when it names a file inside the tree; else PatchError (absolute, ``..``, empty)."""
+    if path is None:
+        return None
+    parts = path.split("/")
+    if not path or path.startswith("/") or ".." in parts or "" in parts:
+        raise PatchError(f"the patch names {path!r}, which is not a path inside the repository")
+    return path
+
+
+def _file_paths(part: FileDiff) -> tuple[str | None, str | None]:
+    """(path before, path after) of one file diff; None where the file does not exist."""
+    if any(line.startswith("--- ") for line in part.header):
+        old, new = part.old_path, part.new_path
+    else:  # no ---/+++ lines (an empty new file, a pure rename): the names of 'diff --git'
+        match = re.match(r"diff --git a/(\S+) b/(\S+)$", part.header[0]) if part.header else None
+        if match is None:
+            raise PatchError("a file diff names no file", "the patch is malformed")
+        old, new = match.group(1), match.group(2)
+    for line in part.header:
+        if line.startswith("new file mode "):
+            old = None
+        elif line.startswith("deleted file mode "):
+            new = None
+        elif line.startswith("rename from "):
+            old = line[len("rename from "):]
+        elif line.startswith("rename to "):
+            new = line[len("rename to "):]
+    return _tree_path(old), _tree_path(new)
+
+
+def apply_patch(files: dict[str, str], patch: str) -> dict[str, str]:
+    """``files`` (path -> text) with every file diff of ``patch`` applied exactly, in order: new
+    files created, deleted ones removed (their whole text must be removed), renames moved. Raises
+    ``InputError`` (``PatchError`` for the patch's own faults) when a hunk does not fit, a created
+    file exists, a changed file does not, a path leaves the tree, or a diff is binary."""
+    tree = dict(files)
+    for part in parse_patch(patch):
+        if part.unreadable:
+            raise PatchError(f"{part.path or 'a file'}: a {part.unreadable} diff cannot be applied to text files")
+        old, new = _file_paths(part)
+        if old is None and new is None:
+            raise PatchError("a file diff names no file", "the patch is malformed")
+        if old is not None and old not in tree:
+            raise PatchError(f"{old}: the patch changes a file the repository does not have")
+        if new is not None and new != old and new in tree:
+            raise PatchError(f"{new}: the patch creates a file the repository already has")
+        text = apply_file_diff(tree[old] if old is not None else "", part)
+        if new is None and text:
+            raise PatchError(f"{old}: the patch deletes the file but leaves lines in it")
+        if old is not None:
+            del tree[old]
+        if new is not None:
+            tree[new] = text
+    return tree

@@ -39,7 +39,7 @@ from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox import get_sandbox
 from hrmcode.sandbox.base import Limits, Sandbox
-from hrmcode.sandbox.reports.pytest_report import SuiteRun, run_suite
+from hrmcode.sandbox.reports.pytest_report import run_suite
 from hrmcode.sandbox.toolchains import run_tests
 
 RULES = "strict-2"  # part of every cache key: verdicts given under other rules are not reused
@@ -103,7 +103,7 @@ class ExecChecker:
             solution = next(iter(files.values()), "")
             run = run_suite(box, _humaneval_tree(task, solution), f"python3 -m pytest -q {HUMANEVAL_TEST}",
                             Limits(timeout_s=self.timeout_s), changed=["solution.py"], strict=True)
-            passed, detail = _suite_verdict(run, [HUMANEVAL_TEST_ID], clean_exit=True)
+            passed, detail = run.verdict([HUMANEVAL_TEST_ID], clean_exit=True)
         elif kind == "exercise":
             # counted against the task's own (pristine) test files; a test defined in the candidate's files fails
             result = run_tests(task["language"], {**(task.get("files") or {}), **files}, mode="strict", sandbox=box,
@@ -118,7 +118,7 @@ class ExecChecker:
                             changed=files, strict=True)
             expected = tests["fail_to_pass"] if stub else tests["fail_to_pass"] + tests["pass_to_pass"]
             # a suite of only expected tests must also exit 0; one with tests that failed at HEAD cannot
-            passed, detail = _suite_verdict(run, expected, clean_exit=set(run.outcomes) <= set(expected))
+            passed, detail = run.verdict(expected)
         self.log.append({"id": key, "task_id": task["id"], "passed": passed, "detail": detail})
         return passed, detail
 
@@ -157,21 +157,6 @@ class ExecChecker:
         if task.get("kind") == "repo-patch":
             return self.repositories.get(task["id"], {})
         return dict((task.get("tests") or {}).get("files") or {}) if task.get("kind") == "exercise" else {}
-
-
-def _suite_verdict(run: SuiteRun, expected: list[str], clean_exit: bool) -> tuple[bool, str]:
-    """Passed when the run is evidence, every expected test passed and (``clean_exit``) pytest
-    exited 0; the detail says why not."""
-    if run.problem is not None:
-        return False, run.problem
-    missing = run.not_passed(expected)
-    detail = f"exit {run.result.exit_code}"
-    if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        return False, detail if len(expected) == 1 else f"{detail}; not passed: {shown}"
-    if clean_exit and run.result.exit_code != 0:
-        return False, f"{detail} after every expected test passed"
-    return True, detail
 
 
 def tasks_of(examples: Artifact) -> TaskBook:

@@ -66,6 +66,23 @@ class SuiteRun:
     def passing(self) -> set[str]:
         return {t for t, o in self.outcomes.items() if o == "passed"} if self.problem is None else set()
 
+    def verdict(self, expected: list[str], clean_exit: bool | None = None) -> tuple[bool, str]:
+        """Passed when the run is evidence, every expected test passed and (``clean_exit``) pytest
+        exited 0; the detail says why not. ``clean_exit`` None: exit 0 is needed when the expected
+        tests are all the suite ran (a suite with tests that failed before cannot exit 0)."""
+        if self.problem is not None:
+            return False, self.problem
+        if clean_exit is None:
+            clean_exit = set(self.outcomes) <= set(expected)
+        missing = self.not_passed(expected)
+        detail = f"exit {self.result.exit_code}"
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            return False, detail if len(expected) == 1 else f"{detail}; not passed: {shown}"
+        if clean_exit and self.result.exit_code != 0:
+            return False, f"{detail} after every expected test passed"
+        return True, detail
+
 
 def run_suite(sandbox: Sandbox, files: dict[str, str], command: str, limits: Limits,
               changed: Iterable[str] = (), strict: bool = False) -> SuiteRun:
