@@ -13,19 +13,22 @@ from hrmcode.cli._common import examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
+from hrmcode.agent.loop import AgentLimits
 from hrmcode.eval.api import (
     EvalConfig,
     HumanEvalOptions,
     LiveCodeBenchOptions,
     PolyglotOptions,
+    SweOptions,
     eval_humaneval,
     eval_livecodebench,
     eval_polyglot,
+    eval_swe,
 )
 from hrmcode.eval.runner import enforce_threshold
 
 eval_app = typer.Typer(
-    help="Score a model on a benchmark (polyglot, humaneval, livecodebench) or compare two runs.",
+    help="Score a model on a benchmark (polyglot, humaneval, livecodebench, swe) or compare two runs.",
     no_args_is_help=True,
 )
 
@@ -117,6 +120,60 @@ def _bench_command(name: str, help_text: str, examples: tuple[str, ...], record:
         _finish(result, config.fail_under, render)
 
 
+def _render_swe(result) -> None:
+    s = result.summary
+    attempts = s["attempts"]
+    rows = [["run", str(result.artifact.path)], ["models", ", ".join(s["models"])], ["planner", s["planner"] or "-"],
+            ["tasks", s["cases"]], ["attempts per task", attempts], ["resolved rate (%)", s["resolved_rate"]],
+            *[[key, s[key]] for key in (f"pass@{k}" for k in sorted({1, attempts})) if key in s],
+            [f"best-of-{attempts} pick resolved (%)", s["best_of_n"]["resolved_rate"]],
+            ["mean steps", s["mean_steps"]], ["FAIL_TO_PASS fixed (mean)", s["f2p_fixed_mean"]],
+            ["PASS_TO_PASS broken", s["p2p_broken_total"]], ["empty patches", s["empty_patches"]],
+            ["grading errors", s["grading_errors"]],
+            ["prompt tokens", s["tokens"]["prompt"]], ["completion tokens", s["tokens"]["completion"]],
+            ["agent s", s["seconds"]["agent"]], ["grade s", s["seconds"]["grade"]],
+            ["ran / resumed", f"{result.ran} / {result.skipped}"]]
+    out.table("swe", ["metric", "value"], rows)
+    out.table("exit status", ["status", "trajectories"], [[k, v] for k, v in s["exit_status"].items()])
+    if len(s["by_model"]) > 1:
+        out.table("by model", ["model", "attempts", "resolved", "resolved rate (%)"],
+                  [[m, v["attempts"], v["resolved"], v["resolved_rate"]] for m, v in s["by_model"].items()])
+
+
+SWE_EXAMPLES = (
+    "hrmcode synthesize --source repo:./mypkg --test-cmd 'python -m pytest -q tests' && "
+    "hrmcode eval swe --tasks repo-mypkg --model oracle",
+    "hrmcode eval swe --tasks repo-mypkg --model stub --model oracle --model-weights 1,3 -j 2",
+    "hrmcode eval swe --tasks repo-mypkg --model openai:http://127.0.0.1:8000/v1 --model-name m --planner oracle "
+    "--attempts 4 --temperature 0.8 --search best-of-n --step-limit 20",
+)
+
+
+def _swe_command() -> None:
+    """Register ``hrmcode eval swe``: the shared options but --model (repeatable here), ``SweOptions``
+    and the agent's ``AgentLimits``."""
+    shared = [option for option in library_options(EvalConfig) if option.name != "model"]
+    own = library_options(SweOptions)
+
+    @eval_app.command("swe", help="Agents in repositories: each task's repository in a sandbox session, the model "
+                                  "acts through shell commands until it submits, the patch is graded on the "
+                                  "pristine tests (SWE-bench's report and predictions; trajectories with rewards).",
+                      epilog=examples_epilog(*SWE_EXAMPLES))
+    @handle_errors
+    @with_options(shared + own + library_options(AgentLimits),
+                  order=("models", "model_name", "tasks", *(option.name for option in own if option.name != "models")))
+    def swe(ctx: typer.Context, **options: Any) -> None:
+        own_names = {field.name for field in dataclasses.fields(SweOptions)}
+        agent_names = {field.name for field in dataclasses.fields(AgentLimits)}
+        models = options["models"]
+        config = EvalConfig(model=models[0] if models else "", api_key=os.environ.get("OPENAI_API_KEY"),
+                            workspace=workspace(ctx),
+                            **{k: v for k, v in options.items() if k not in own_names | agent_names})
+        result = eval_swe(config, SweOptions(**{k: v for k, v in options.items() if k in own_names}),
+                          AgentLimits(**{k: v for k, v in options.items() if k in agent_names}))
+        _finish(result, config.fail_under, _render_swe)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(eval_app, name="eval")
 
@@ -138,6 +195,7 @@ def register(app: typer.Typer) -> None:
          LiveCodeBenchOptions, eval_livecodebench, _render_pass_at_k),
     ):
         _bench_command(name, help_text, examples, record, evaluate, render)
+    _swe_command()
 
     @eval_app.command("compare", help="List the cases that regressed and improved from RUN_A to RUN_B.",
                       epilog=examples_epilog("hrmcode eval compare runs/base runs/new", "hrmcode --json eval compare A B"))

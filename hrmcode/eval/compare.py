@@ -1,7 +1,8 @@
 """``hrmcode eval compare RUN_A RUN_B``: which cases regressed and which improved from A to B.
 
-A case's score is the fraction of its samples that passed (HumanEval, LiveCodeBench) or 1/0 for
-whether it passed in any try (polyglot). Cases present in only one run are counted, not compared.
+A case's score is the fraction of its samples that passed (HumanEval, LiveCodeBench), 1/0 for
+whether it passed in any try (polyglot), or 1/0 for whether the attempt resolved its task (swe:
+a case is one attempt, ``<task id>@<attempt>``). Cases present in only one run are counted, not compared.
 Runs of different benchmarks are refused.
 """
 
@@ -16,6 +17,8 @@ from hrmcode.jsonl import read_jsonl
 
 
 def case_score(record: dict) -> float:
+    if "resolved" in record:
+        return 1.0 if record["resolved"] else 0.0
     if "tests_outcomes" in record:
         return 1.0 if any(record["tests_outcomes"]) else 0.0
     n = record.get("n", 0)

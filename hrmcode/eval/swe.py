@@ -60,8 +60,8 @@ from hrmcode.data.synthesize.context import build_context
 from hrmcode.data.synthesize.draft import header
 from hrmcode.data.synthesize.plan import render_plan
 from hrmcode.diffs import apply_file_diff, content_diffs
-from hrmcode.errors import UsageError
-from hrmcode.eval.backends import Backend, Reply, Request
+from hrmcode.errors import HrmcodeError, UsageError
+from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.jsonl import AppendLog
 from hrmcode.sandbox.base import Limits, Sandbox
@@ -212,17 +212,29 @@ def planner_messages(task: RepoTask) -> list[dict[str, str]]:
 # -- the policy --------------------------------------------------------------------------------------
 
 class BackendPolicy:
-    """An eval ``Backend`` as an agent ``Policy``: each turn is one ``Request`` with the chat so far."""
+    """An eval ``Backend`` as an agent ``Policy``: each turn is one ``Request`` with the chat so far.
+
+    A backend that cannot answer at all (server down after its retries, a broken checkpoint) is
+    kept in ``failure`` as well as raised: the loop ends the attempt as a crash, and the benchmark
+    then raises it, so the run stops and a rerun retries the attempt instead of scoring it. A prompt
+    too long for the model is the model's fault and stays a crash of that attempt."""
 
     def __init__(self, backend: Backend, name: str, task: RepoTask, answers: Any):
         self.backend = backend
         self.name = name
         self.task = task
         self.answers = answers
+        self.failure: HrmcodeError | None = None
 
     def act(self, messages: list[dict[str, str]]) -> PolicyReply:
         request = Request(bench="swe", task=self.task, messages=list(messages), answer_key=self.answers)  # type: ignore[arg-type]
-        replies = self.backend.complete(request)
+        try:
+            replies = self.backend.complete(request)
+        except PromptTooLong:
+            raise
+        except HrmcodeError as exc:
+            self.failure = exc
+            raise
         if not replies:
             return PolicyReply(text="")
         reply = replies[0]
@@ -321,10 +333,12 @@ class SweBench:
         with self.sandbox.session(files=dict(task.files), limits=session_limits, worker=worker) as session:
             session.exec(f"command -v git >/dev/null 2>&1 && {{ {GIT_BASE}; }} >/dev/null 2>&1; true",
                          timeout_s=settings.limits.command_timeout_s)
-            trajectory = run_agent(task.problem, session, policy, settings.limits, plan=plan)
+            trajectory = run_agent(task.problem, session, policy, settings.limits, plan=plan,
+                                   planner=settings.planner)
             final = session.read_files()
         agent_seconds = time.monotonic() - started
-        trajectory.planner = settings.planner
+        if policy.failure is not None:
+            raise policy.failure
         patch, discarded = model_patch(task.files, final, task.language)
         graded: Grade | None = None
         grade_started = time.monotonic()
