@@ -9,9 +9,9 @@ model's or the command's faults, which end the run with one of ``EXIT_STATUSES``
 - ``submitted``: the reply's command was ``SUBMIT_SENTINEL``, or a command printed the submit marker
   as its first line and exited 0 (mini-swe-agent's rule);
 - ``step_limit``: ``step_limit`` model calls were made (format errors count, as in mini-swe-agent);
-- ``time_limit``: ``time_limit_s`` had passed when the next model call was due. The limit is checked
-  before each call and every command's timeout is capped by the time left, so a run overruns it by
-  at most one model call;
+- ``time_limit``: ``time_limit_s`` had passed when the next model call was due, or when the reply's
+  command was due (it is then not run). Every command's timeout is capped by the time left, so a run
+  overruns the limit by at most one model call;
 - ``format_errors``: ``format_error_limit`` replies in a row held no valid action (mini-swe-agent's
   ``max_consecutive_format_errors``);
 - ``context_overflow``: even the system prompt, the task and the latest action do not fit
@@ -51,6 +51,8 @@ from hrmcode.options import option
 
 if TYPE_CHECKING:
     from hrmcode.sandbox.base import Session
+
+_TIME_UP = "<exception>The attempt's time limit ran out during the model call; the command was not run.</exception>"
 
 EXIT_STATUSES = ("submitted", "step_limit", "time_limit", "format_errors", "context_overflow", "crash")
 
@@ -201,8 +203,7 @@ def _loop(trajectory: Trajectory, session: Session, policy: Policy, limits: Agen
     while True:
         if len(trajectory.steps) >= limits.step_limit:
             return "step_limit"
-        left = limits.time_limit_s - (time.monotonic() - start)
-        if left <= 0:
+        if time.monotonic() - start >= limits.time_limit_s:
             return "time_limit"
         try:
             window = context.fit(messages)
@@ -229,8 +230,11 @@ def _loop(trajectory: Trajectory, session: Session, policy: Policy, limits: Agen
                 status = "format_errors"
         else:
             errors_in_a_row = 0
+            left = limits.time_limit_s - (time.monotonic() - start)
             if action.kind == "submit":
                 observation, status = "", "submitted"
+            elif action.kind == "bash" and left <= 0:
+                observation, status = _TIME_UP, "time_limit"  # the model call used up the time left
             else:
                 if digests is None:
                     digests = _digests(session)

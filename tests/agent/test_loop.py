@@ -149,6 +149,17 @@ def test_time_limit_caps_the_running_command_and_ends_the_run(session):
     assert "ran past its time limit" in step.observation
 
 
+def test_a_model_call_that_uses_up_the_time_leaves_its_command_unrun(session):
+    class Slow(Scripted):
+        def act(self, messages):
+            time.sleep(0.6)
+            return super().act(messages)
+
+    trajectory = run_agent("p", session, Slow(bash("touch ran")), AgentLimits(time_limit_s=0.5))
+    assert trajectory.exit_status == "time_limit" and session.commands == []
+    assert "the command was not run" in trajectory.steps[0].observation and not (session.root / "ran").exists()
+
+
 def test_command_timeout_kills_one_command_and_the_run_goes_on(session):
     trajectory, _ = run(session, bash("sleep 30"), SUBMIT, limits=AgentLimits(command_timeout_s=0.5))
     assert trajectory.exit_status == "submitted"
