@@ -43,6 +43,7 @@ import dataclasses
 import hashlib
 import random
 import shlex
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -268,6 +269,7 @@ class SweBench:
         self.sandbox = sandbox
         self.settings = settings
         self.trajectories: AppendLog | None = None
+        self._appending = threading.Lock()  # -j workers append to one log
         self.picks: dict[str, int] = {}
 
     # -- runner hooks --
@@ -354,9 +356,10 @@ class SweBench:
         assert self.trajectories is not None
         # The trajectory goes to disk before its result: a kill in between only makes the rerun
         # do this attempt again, and the log keeps its last trajectory per id.
-        self.trajectories.append({"id": case.id, "task_id": task.id, "instance_id": task.instance_id,
-                                  "attempt": case.attempt, "model": case.model, **trajectory.to_record(),
-                                  "plan_reply": plan_raw, "grade": grade_record, "reward": reward})
+        with self._appending:
+            self.trajectories.append({"id": case.id, "task_id": task.id, "instance_id": task.instance_id,
+                                      "attempt": case.attempt, "model": case.model, **trajectory.to_record(),
+                                      "plan_reply": plan_raw, "grade": grade_record, "reward": reward})
         return {
             "id": case.id, "task_id": task.id, "instance_id": task.instance_id, "attempt": case.attempt,
             "model": case.model, "planner": settings.planner, "plan": plan,
