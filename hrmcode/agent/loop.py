@@ -46,7 +46,7 @@ from hrmcode.agent.protocol import (
 )
 from hrmcode.agent.trajectory import Step, Trajectory
 from hrmcode.edits import MalformedEdit, apply_edits_partial, reflection, resolve_path
-from hrmcode.errors import UsageError
+from hrmcode.errors import HrmcodeError, UsageError
 from hrmcode.options import option
 
 if TYPE_CHECKING:
@@ -154,12 +154,16 @@ def _apply_edits(session: Session, action: Action) -> tuple[str, int]:
             continue
         edits.append(replace(edit, path=path))
     result, failures = apply_edits_partial(files, edits)
-    changed = sorted(path for path in result if files.get(path) != result[path])
-    if changed:
+    changed = []
+    for path in sorted(path for path in result if files.get(path) != result[path]):
         try:
-            session.write_files({path: result[path] for path in changed})
+            session.write_files({path: result[path]})
+        except HrmcodeError as exc:  # the session refused the path (e.g. a symlink the agent planted on the way)
+            problems.append(f"{path} could not be written: {exc}")
         except Exception as exc:
             raise _Crash("session", exc) from exc
+        else:
+            changed.append(path)
     failed = problems + failures
     return edit_observation(changed, reflection(failed, len(action.edits)) if failed else ""), int(bool(failed))
 

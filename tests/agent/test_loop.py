@@ -16,7 +16,7 @@ from hrmcode.agent.context import CONTEXT_POLICY
 from hrmcode.agent.loop import EXIT_STATUSES, AgentLimits, PolicyReply, run_agent
 from hrmcode.agent.protocol import PLAN_HEADING, PROTOCOL, SUBMIT_MARKER, SUBMIT_SENTINEL
 from hrmcode.agent.trajectory import TRAJECTORY_FORMAT, Trajectory
-from hrmcode.errors import InputError, UsageError
+from hrmcode.errors import InputError, SandboxError, UsageError
 from hrmcode.sandbox.base import ExecResult
 
 
@@ -235,6 +235,23 @@ def test_edits_resolve_paths_create_files_and_refuse_binary_files(session):
     assert (session.root / "src/new.py").read_text() == "X = 1\n"
     assert "not a UTF-8 text file" in trajectory.steps[2].observation
     assert (session.root / "data/blob.py").read_bytes() == b"\xff\xfe\x00binary"
+
+
+def test_a_write_the_session_refuses_is_reported_to_the_model(session):
+    real_write = session.write_files
+
+    def refusing(files):
+        if "calc.py" in files:
+            raise SandboxError("calc.py: a symlink on the way")
+        real_write(files)
+
+    session.write_files = refusing
+    both = FIX + "\nnew.py\n```\n<<<<<<< SEARCH\n=======\nZ = 3\n>>>>>>> REPLACE\n```\n"
+    trajectory, _ = run(session, both, SUBMIT)
+    step = trajectory.steps[0]
+    assert trajectory.exit_status == "submitted" and step.exit_code == 1
+    assert "Changed: new.py" in step.observation and "calc.py could not be written: calc.py: a symlink" in step.observation
+    assert step.state["files_modified"] == ["new.py"]
 
 
 def test_files_modified_lists_what_each_command_created_changed_or_deleted(session):
