@@ -85,15 +85,15 @@ class SuiteRun:
 
 
 def run_suite(sandbox: Sandbox, files: dict[str, str], command: str, limits: Limits,
-              changed: Iterable[str] = (), strict: bool = False) -> SuiteRun:
+              changed: Iterable[str] = (), strict: bool = False, worker: int = 0) -> SuiteRun:
     """Run the pytest ``command`` over ``files`` with the reporter; ``changed`` names the files the
     candidate supplied (a test whose function is defined in one of them does not pass); ``strict``
-    turns on the reporter's strict checks."""
+    turns on the reporter's strict checks; ``worker`` is the sandbox's worker slot (parallel runs)."""
     nonce = secrets.token_hex(16)
     tree = {**files, **plugin_files(nonce)}
     script = reporting_script(command, strict)
     limits = dataclasses.replace(limits, output_bytes=max(limits.output_bytes, REPORT_BYTES))
-    result = sandbox.run(["/bin/sh", "-c", script], tree, limits, collect=[REPORT])
+    result = sandbox.run(["/bin/sh", "-c", script], tree, limits, collect=[REPORT], worker=worker)
     return judge(result, nonce, set(changed))
 
 
