@@ -1,7 +1,9 @@
 """The sandbox protocol every execution in hrmcode goes through.
 
 ``Sandbox.run(command, files, limits) -> ExecResult``: write ``files`` into a fresh private
-work directory, run ``command`` there under ``limits``, return what happened. Backends
+work directory, run ``command`` there under ``limits``, return what happened.
+``Sandbox.session(files, limits) -> Session``: the same profile, but one work dir that lives
+across many commands (``session.py`` says what a session guarantees). Backends
 (``local`` = bubblewrap, ``docker``) live beside this module; see the package docstring for
 what each guarantees and what it does not.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from hrmcode.errors import UsageError
+from hrmcode.errors import SandboxError, UsageError
 
 NETWORKS = ("loopback", "host")
 
@@ -86,6 +88,37 @@ class RunRequest:
         return self.stdin.encode() if isinstance(self.stdin, str) else self.stdin
 
 
+class Session(Protocol):
+    """A private work dir that lives across commands. Each exec is a fresh process tree inside the
+    same sandbox profile as Sandbox.run (local: a new bwrap over the SAME run dir; docker: `docker exec`
+    in ONE warm container per session); when exec returns, every process it started is dead.
+    Also a context manager: ``with sandbox.session(...) as s:`` closes it."""
+
+    workdir: str  # the work dir as commands see it: "/work" (local, docker) or a host path (unsafe)
+
+    def exec(self, command: str, *, timeout_s: float | None = None,
+             env: dict[str, str] | None = None) -> ExecResult:
+        """``/bin/bash -c command`` with cwd = ``workdir``; ``timeout_s`` overrides ``Limits.timeout_s``."""
+        ...
+
+    def read_files(self, max_file_bytes: int = 1 << 20) -> dict[str, bytes]:
+        """Every regular file under the work dir, relative POSIX paths; symlinks, devices and fifos
+        are skipped and never followed; ``.git/`` and files over ``max_file_bytes`` are skipped."""
+        ...
+
+    def write_files(self, files: dict[str, str | bytes]) -> None:
+        """Create or overwrite ``files``, owned by the sandbox uid; names leaving the work dir are a UsageError."""
+        ...
+
+    def close(self) -> None:
+        """Idempotent: kills everything, removes the run dir / container."""
+        ...
+
+    def __enter__(self) -> "Session": ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
 class Sandbox(Protocol):
     name: str
 
@@ -112,3 +145,11 @@ class Sandbox(Protocol):
     def execute(self, request: RunRequest) -> ExecResult:
         """The backend's own run: ``run``'s arguments, their defaults filled in."""
         ...
+
+    def session(self, files: dict[str, str | bytes] | None = None, limits: Limits | None = None, *,
+                worker: int = 0, env: dict[str, str] | None = None) -> Session:
+        """Open a work dir holding ``files`` that lives across ``Session.exec`` calls, under this
+        backend's profile. ``limits.timeout_s`` is each command's default timeout; ``disk_mb`` and
+        ``inodes`` cap the whole session; ``memory_mb`` and ``processes`` apply per command;
+        ``network`` as for ``run``. ``env`` is added to every command's environment."""
+        raise SandboxError(f"the {self.name} sandbox backend has no sessions", "use the local or docker backend")

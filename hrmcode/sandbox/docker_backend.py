@@ -22,6 +22,15 @@ process, and when that fires the container stops, and every process in it dies. 
 by every new ``DockerSandbox`` and by ``hrmcode sandbox clean``, removes containers whose hrmcode
 process is gone, never another live process's running sandbox.
 
+A session (``Sandbox.session``; ``session.py``) is ONE warm container with the same profile whose
+init runs ``sleep infinity`` as another uid (``nobody``); each command is a ``docker exec`` as the
+session's uid under its own RLIMIT_CPU and ``timeout -s KILL``, after which every process of that uid
+in the container is killed (``kill -9 -1``, by the command's wrapper and again by a second exec, so
+a command that kills its wrapper still leaves nothing behind); a host-side deadline
+(``SESSION_GRACE_S`` after the command's) does the same if the inner one did not. Files go in and
+out through the bind-mounted run dir on this host, never ``docker cp``: nothing is parsed from the
+container. The container is removed at ``close``; a SIGKILLed owner's by the next ``clean()``.
+
 Not guaranteed: isolation beyond what Docker and the kernel give; a remote engine (``DOCKER_HOST``
 on another machine) is not supported, because work dirs are bind-mounted from this host.
 """
@@ -43,6 +52,7 @@ from hrmcode.reporting import reporter
 from hrmcode.sandbox import _fs, hostpaths, runs
 from hrmcode.sandbox._proc import CappedOutput, Finished
 from hrmcode.sandbox.base import ExecResult, Limits, RunRequest, Sandbox
+from hrmcode.sandbox.session import WorkDirSession
 
 LABEL = "hrmcode.sandbox"
 OWNER_LABEL = "hrmcode.pid"  # the hrmcode process that created the container
@@ -254,33 +264,45 @@ class DockerSandbox(Sandbox):
             runs.collect_files(result, run.work, request.collect, request.collect_binary, limits)
         return result
 
+    def session(self, files: dict[str, str | bytes] | None = None, limits: Limits | None = None, *,
+                worker: int = 0, env: dict[str, str] | None = None) -> DockerSession:
+        return DockerSession(self, files or {}, limits or Limits(), worker, env)
+
     def _run_container(self, argv: list[str], run: runs.RunDir, limits: Limits, uid: int, env: dict[str, str],
                        has_stdin: bool) -> tuple[Finished, bool]:
-        from docker.types import LogConfig, Mount, Ulimit
-
-        cpu = runs.cpu_seconds(limits)
-        mounts = [Mount("/work", str(run.work), type="bind"), Mount("/cache/go", str(run.gocache), type="bind")]
-        if has_stdin:
-            mounts.append(Mount("/.hrmcode/stdin", str(run.root / "stdin"), type="bind", read_only=True))
-        container = self.client.containers.create(
-            self.image, command=argv, user=f"{uid}:{uid}", working_dir="/work", environment=env,
-            network_mode="bridge" if limits.network == "host" else "none", mem_limit=f"{limits.memory_mb}m",
-            memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.processes, cap_drop=["ALL"],
-            security_opt=["no-new-privileges"], read_only=True, mounts=mounts,
-            tmpfs={"/tmp": f"size={limits.disk_mb}m,nr_inodes={limits.inodes},exec,mode=1777"},
-            ulimits=[Ulimit(name="cpu", soft=cpu, hard=cpu + 1),
-                     Ulimit(name="fsize", soft=limits.file_size_mb << 20, hard=limits.file_size_mb << 20),
-                     Ulimit(name="nofile", soft=runs.NOFILE, hard=runs.NOFILE), Ulimit(name="core", soft=0, hard=0)],
-            labels={LABEL: "1", OWNER_LABEL: str(os.getpid()),
-                    OWNER_START_LABEL: str(runs.process_start_time(os.getpid())), "hrmcode.worker": str(uid)},
-            log_config=LogConfig(type="none"),
-            hostname="sandbox", init=True,
-        )
+        container = self.create_container(argv, run, limits, uid, env, has_stdin=has_stdin,
+                                          cpu_s=runs.cpu_seconds(limits))
         try:
             return self._supervise(container, limits)
         finally:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
+
+    def create_container(self, argv: list[str], run: runs.RunDir, limits: Limits, uid: int, env: dict[str, str], *,
+                         has_stdin: bool = False, cpu_s: int | None):
+        """A created (not started) container with the profile of the module docstring, running ``argv``
+        as ``uid`` over ``run``'s directories; ``cpu_s`` None leaves RLIMIT_CPU to each exec."""
+        from docker.types import LogConfig, Mount, Ulimit
+
+        mounts = [Mount("/work", str(run.work), type="bind"), Mount("/cache/go", str(run.gocache), type="bind")]
+        if has_stdin:
+            mounts.append(Mount("/.hrmcode/stdin", str(run.root / "stdin"), type="bind", read_only=True))
+        ulimits = [Ulimit(name="fsize", soft=limits.file_size_mb << 20, hard=limits.file_size_mb << 20),
+                   Ulimit(name="nofile", soft=runs.NOFILE, hard=runs.NOFILE), Ulimit(name="core", soft=0, hard=0)]
+        if cpu_s is not None:
+            ulimits.insert(0, Ulimit(name="cpu", soft=cpu_s, hard=cpu_s + 1))
+        return self.client.containers.create(
+            self.image, command=argv, user=f"{uid}:{uid}", working_dir="/work", environment=env,
+            network_mode="bridge" if limits.network == "host" else "none", mem_limit=f"{limits.memory_mb}m",
+            memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.processes, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], read_only=True, mounts=mounts,
+            tmpfs={"/tmp": f"size={limits.disk_mb}m,nr_inodes={limits.inodes},exec,mode=1777"},
+            ulimits=ulimits,
+            labels={LABEL: "1", OWNER_LABEL: str(os.getpid()),
+                    OWNER_START_LABEL: str(runs.process_start_time(os.getpid())), "hrmcode.worker": str(uid)},
+            log_config=LogConfig(type="none"),
+            hostname="sandbox", init=True,
+        )
 
     def _supervise(self, container, limits: Limits) -> tuple[Finished, bool]:
         caps = {1: CappedOutput(limits.output_bytes), 2: CappedOutput(limits.output_bytes)}
@@ -310,6 +332,110 @@ class DockerSandbox(Sandbox):
         code = int(status.get("StatusCode", -1))
         out, err = caps[1], caps[2]
         return Finished(code, out.value(), err.value(), out.truncated, err.truncated, wall, timed_out.is_set()), oom
+
+
+SESSION_GRACE_S = 2.0  # the host kills a session command this long after its own deadline
+KEEPER_UID = 65534  # the session container's init and sleeper: never the commands' uid, so their sweep spares it
+# Kill every process of the calling uid but the caller (kill(-1) spares pid 1 and itself); until none is left.
+_SWEEP = 'i=0; while kill -9 -1 2>/dev/null && [ "$i" -lt 1000 ]; do i=$((i + 1)); done'
+# A session command: $0 the command, $1 its CPU seconds, $2 its wall seconds; then the sweep.
+_SESSION_WRAPPER = ('ulimit -t "$1" || exit 125; timeout -s KILL "$2" /bin/bash -c "$0"; status=$?; '
+                    + _SWEEP + '; exit "$status"')
+
+
+class DockerSession(WorkDirSession):
+    """One warm container over a run dir held across commands; each command is a ``docker exec``."""
+
+    def __init__(self, sandbox: DockerSandbox, files: dict[str, str | bytes], limits: Limits, worker: int,
+                 env: dict[str, str] | None) -> None:
+        stack = contextlib.ExitStack()
+        try:
+            self.sandbox = sandbox
+            root = runs.is_root()
+            self.uid = stack.enter_context(runs.uid_slot(worker)) if root else os.getuid()
+            self.run = stack.enter_context(runs.run_dir(limits, self.uid, sandbox.go_seed_path()))
+            super().__init__("/work", self.run.work, self.uid if root else None, limits, env, stack)
+            self.write_files(files)
+            keeper = KEEPER_UID if self.uid != KEEPER_UID else KEEPER_UID - 1
+            self.container = sandbox.create_container(["sleep", "infinity"], self.run, limits, keeper, ENV, cpu_s=None)
+            stack.callback(_remove_container, self.container)
+            self.container.start()
+        except BaseException:
+            stack.close()
+            raise
+
+    def _exec(self, command: str, limits: Limits, env: dict[str, str]) -> ExecResult:
+        api = self.sandbox.client.api
+        argv = ["/bin/sh", "-c", _SESSION_WRAPPER, command, str(runs.cpu_seconds(limits)), f"{limits.timeout_s:g}"]
+        exec_id = api.exec_create(self.container.id, argv, user=f"{self.uid}:{self.uid}", workdir="/work",
+                                  environment={**ENV, **env})["Id"]
+        caps = {1: CappedOutput(limits.output_bytes), 2: CappedOutput(limits.output_bytes)}
+        start = time.monotonic()
+        deadline = start + limits.timeout_s + SESSION_GRACE_S
+        killed = threading.Event()
+
+        def on_deadline() -> None:
+            killed.set()
+            with contextlib.suppress(Exception):
+                self._sweep()
+
+        timer = threading.Timer(deadline - start, on_deadline)
+        sock = api.exec_start(exec_id, socket=True)
+        raw = getattr(sock, "_sock", sock)
+        timer.start()
+        try:
+            _read_frames(raw, caps)
+            code = self._exit_code(exec_id, deadline, killed)
+        finally:
+            timer.cancel()
+            with contextlib.suppress(Exception):
+                raw.close()
+        wall = time.monotonic() - start
+        self._sweep()  # also when the command killed its wrapper before the wrapper's own sweep
+        timed_out = killed.is_set() or (code == 128 + 9 and wall >= limits.timeout_s)
+        out, err = caps[1], caps[2]
+        result = runs.interpret(Finished(code, out.value(), err.value(), out.truncated, err.truncated, wall, timed_out),
+                                limits, signal_offset=True)
+        result.memory_cap = "docker (whole container)"
+        return result
+
+    def _exit_code(self, exec_id: str, deadline: float, killed: threading.Event) -> int:
+        """The exec's exit status once it has exited: a command that closed its output keeps running
+        after the stream ends, until it exits or the deadline's sweep kills it."""
+        while True:
+            info = self.sandbox.client.api.exec_inspect(exec_id)
+            if not info.get("Running"):
+                code = info.get("ExitCode")
+                return int(code) if code is not None else 128 + 9
+            if time.monotonic() > deadline and not killed.is_set():
+                killed.set()
+                self._sweep()
+            time.sleep(0.01)
+
+    def _sweep(self, wait_s: float = 10.0) -> None:
+        """Kill every process of the session's uid in the container and wait until the killer is done;
+        retried while the engine cannot start it (a fork bomb holding every pid of the container)."""
+        api = self.sandbox.client.api
+        until = time.monotonic() + wait_s
+        while True:
+            try:
+                exec_id = api.exec_create(self.container.id, ["/bin/sh", "-c", _SWEEP],
+                                          user=f"{self.uid}:{self.uid}")["Id"]
+                api.exec_start(exec_id)  # returns at the end of its (empty) output: when it exits
+                while api.exec_inspect(exec_id).get("Running") and time.monotonic() < until:
+                    time.sleep(0.005)
+                return
+            except Exception as exc:  # noqa: BLE001 - pids exhausted, a gone container or engine
+                if time.monotonic() > until:
+                    raise SandboxError(f"cannot kill the session's processes in container {self.container.name}: "
+                                       f"{' '.join(str(exc).split())[:200]}",
+                                       "close the session; `hrmcode sandbox clean` removes what is left") from None
+                time.sleep(0.05)
+
+
+def _remove_container(container) -> None:
+    with contextlib.suppress(Exception):
+        container.remove(force=True)
 
 
 def _read_frames(sock, caps) -> None:

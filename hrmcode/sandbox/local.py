@@ -24,6 +24,11 @@ no total size or file-count cap (RLIMIT_FSIZE still caps each file), no memory c
 per process only), and the Go cache is a persistent per-worker directory a hostile run could poison
 for later runs of that worker.
 
+A session (``Sandbox.session``; ``session.py``) holds one uid slot, run dir and memory cgroup
+for its whole life and runs each command as a new bubblewrap over that run dir, with the profile
+above; after each command every process left in the session's cgroup (without one, of its uid, as
+root) is killed before ``exec`` returns.
+
 Both modes install a seccomp filter (``_seccomp.py``, x86_64) refusing namespace creation, mounts,
 keyrings, bpf, io_uring and similar kernel surface. Not guaranteed by either: protection against
 kernel bugs beyond that, CPU shares between parallel runs; under cgroup v1 an OOM kill takes the
@@ -36,17 +41,22 @@ import contextlib
 import functools
 import hashlib
 import os
+import resource
 import shutil
+import signal
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from hrmcode.atomic import staged
 from hrmcode.errors import ToolchainMissing
 from hrmcode.sandbox import _cgroup, _fs, _seccomp, hostpaths
-from hrmcode.sandbox._proc import supervise
+from hrmcode.sandbox._proc import kill_group, supervise
 from hrmcode.sandbox.base import ExecResult, Limits, RunRequest, Sandbox
 from hrmcode.sandbox.runs import (NOFILE, UID_SLOTS, RunDir, as_argv, collect_files, cpu_seconds, interpret, is_root,
-                                  pids_of, run_cgroup, run_dir, uid_base, uid_slot)
+                                  kill_uid, pids_of, run_cgroup, run_dir, uid_base, uid_slot)
+from hrmcode.sandbox.session import WorkDirSession
 
 OPT = hostpaths.SANDBOX_OPT
 # /etc entries the toolchains read (java's config lives in /etc/java-*, /usr/bin/java goes through
@@ -227,28 +237,90 @@ class BubblewrapSandbox(Sandbox):
 
     def execute(self, request: RunRequest) -> ExecResult:
         limits = request.limits
-        argv = as_argv(request.command)
-        full_env = {**base_env(), **request.env}
         with contextlib.ExitStack() as stack:
-            uid = stack.enter_context(uid_slot(request.worker)) if is_root() else os.getuid()
-            run = stack.enter_context(run_dir(limits, uid, go_seed_path()))
+            uid, run, seccomp_fd, cgroup = self.enter_run(stack, limits, request.worker)
             _fs.write_tree(run.work, request.files, uid if is_root() else None, uid if is_root() else None)
-            seccomp = _seccomp_file()
-            seccomp_fd = os.open(seccomp, os.O_RDONLY) if seccomp is not None else None
-            if seccomp_fd is not None:
-                stack.callback(os.close, seccomp_fd)
-            cgroup = stack.enter_context(run_cgroup(limits, run))
-            launch = self.bwrap_argv(argv, run, limits, uid, full_env, seccomp_fd)
-            finished = supervise(
-                cgroup.join_argv(launch) if cgroup is not None else launch, timeout_s=limits.timeout_s,
-                output_bytes=limits.output_bytes, stdin=request.stdin_bytes,
-                pass_fds=(seccomp_fd,) if seccomp_fd is not None else (),
-            )
-            result = interpret(finished, limits, signal_offset=True)
-            result.memory_cap = _cgroup.describe() if cgroup is not None else _cgroup.FALLBACK
-            result.memory_exceeded = result.memory_exceeded or (cgroup is not None and cgroup.oom_kills() > 0)
+            result = self.launch(as_argv(request.command), run, limits, uid, {**base_env(), **request.env}, seccomp_fd,
+                                 cgroup, stdin=request.stdin_bytes)
             collect_files(result, run.work, request.collect, request.collect_binary, limits)
         return result
+
+    def session(self, files: dict[str, str | bytes] | None = None, limits: Limits | None = None, *,
+                worker: int = 0, env: dict[str, str] | None = None) -> BubblewrapSession:
+        return BubblewrapSession(self, files or {}, limits or Limits(), worker, env)
+
+    def enter_run(self, stack: contextlib.ExitStack, limits: Limits,
+                  worker: int) -> tuple[int, RunDir, int | None, _cgroup.RunCgroup | None]:
+        """What a run (or a session) holds until ``stack`` closes: its uid, run dir, seccomp filter fd
+        and memory cgroup. Closing kills what is left in the cgroup, removes the run dir and frees the uid."""
+        uid = stack.enter_context(uid_slot(worker)) if is_root() else os.getuid()
+        run = stack.enter_context(run_dir(limits, uid, go_seed_path()))
+        seccomp = _seccomp_file()
+        seccomp_fd = os.open(seccomp, os.O_RDONLY) if seccomp is not None else None
+        if seccomp_fd is not None:
+            stack.callback(os.close, seccomp_fd)
+        cgroup = stack.enter_context(run_cgroup(limits, run))
+        return uid, run, seccomp_fd, cgroup
+
+    def launch(self, argv: list[str], run: RunDir, limits: Limits, uid: int, env: dict[str, str],
+               seccomp_fd: int | None, cgroup: _cgroup.RunCgroup | None, *, stdin: bytes | None = None) -> ExecResult:
+        """One bubblewrap over ``run``'s directories, supervised under ``limits``; ``memory_exceeded``
+        counts only the cgroup's OOM kills during this launch."""
+        oom_before = cgroup.oom_kills() if cgroup is not None else 0
+        if seccomp_fd is not None:
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)  # bwrap reads the filter to its end: a session's next launch rereads it
+        command = self.bwrap_argv(argv, run, limits, uid, env, seccomp_fd)
+        finished = supervise(
+            cgroup.join_argv(command) if cgroup is not None else command, timeout_s=limits.timeout_s,
+            output_bytes=limits.output_bytes, stdin=stdin, pass_fds=(seccomp_fd,) if seccomp_fd is not None else (),
+        )
+        result = interpret(finished, limits, signal_offset=True)
+        result.memory_cap = _cgroup.describe() if cgroup is not None else _cgroup.FALLBACK
+        result.memory_exceeded = result.memory_exceeded or (cgroup is not None and cgroup.oom_kills() > oom_before)
+        return result
+
+
+class BubblewrapSession(WorkDirSession):
+    """A run dir, uid slot and memory cgroup held across commands; each command is a new bubblewrap."""
+
+    def __init__(self, sandbox: BubblewrapSandbox, files: dict[str, str | bytes], limits: Limits, worker: int,
+                 env: dict[str, str] | None) -> None:
+        stack = contextlib.ExitStack()
+        try:
+            self.sandbox = sandbox
+            self.uid, self.run, self.seccomp_fd, self.cgroup = sandbox.enter_run(stack, limits, worker)
+            super().__init__("/work", self.run.work, self.uid if is_root() else None, limits, env, stack)
+            self.write_files(files)
+        except BaseException:
+            stack.close()
+            raise
+
+    def _exec(self, command: str, limits: Limits, env: dict[str, str]) -> ExecResult:
+        try:
+            return self.sandbox.launch(["/bin/bash", "-c", command], self.run, limits, self.uid, {**base_env(), **env},
+                                       self.seccomp_fd, self.cgroup)
+        finally:
+            self._kill_leftovers()
+
+    def _kill_leftovers(self, wait_s: float = 10.0) -> None:
+        """Every process the command started is dead before ``exec`` returns. bwrap's PID namespace
+        already dies with it, asynchronously; the cgroup (one small file, no /proc scan) says when."""
+        if self.cgroup is None:
+            if is_root():
+                kill_uid(self.uid, wait_s)
+            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                pids = [int(line) for line in self.cgroup.procs_file.read_text().split()]
+            except (OSError, ValueError):
+                return
+            if not pids or time.monotonic() > deadline:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.002)
 
 
 class UnsafeSandbox(Sandbox):
@@ -264,25 +336,64 @@ class UnsafeSandbox(Sandbox):
         return "no sandbox (plain subprocess with rlimits)"
 
     def execute(self, request: RunRequest) -> ExecResult:
-        import resource
-        import tempfile
-
         limits = request.limits
         argv = as_argv(request.command)
-        cpu = cpu_seconds(limits)
-
-        def apply_limits() -> None:
-            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20,) * 2)
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mb << 20,) * 2)
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
         with tempfile.TemporaryDirectory(prefix="hrmcode-unsafe-") as tmp:
             _fs.write_tree(Path(tmp), request.files)
             process_env = {**os.environ, "HRMCODE_SANDBOX": "unsafe", **request.env}
             finished = supervise(argv, timeout_s=limits.timeout_s, output_bytes=limits.output_bytes, env=process_env,
-                                 cwd=tmp, stdin=request.stdin_bytes, preexec_fn=apply_limits)
+                                 cwd=tmp, stdin=request.stdin_bytes, preexec_fn=_rlimits_setter(limits))
             result = interpret(finished, limits, signal_offset=False)
-            result.memory_cap = "rlimit-as (per process; unsafe mode)"
+            result.memory_cap = UNSAFE_MEMORY_CAP
             collect_files(result, Path(tmp), request.collect, request.collect_binary, limits)
+        return result
+
+    def session(self, files: dict[str, str | bytes] | None = None, limits: Limits | None = None, *,
+                worker: int = 0, env: dict[str, str] | None = None) -> UnsafeSession:
+        return UnsafeSession(files or {}, limits or Limits(), env)
+
+
+UNSAFE_MEMORY_CAP = "rlimit-as (per process; unsafe mode)"
+
+
+def _rlimits_setter(limits: Limits):
+    """The unsafe backend's rlimits, applied in the child before it execs the command."""
+    cpu = cpu_seconds(limits)
+
+    def apply_limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20,) * 2)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mb << 20,) * 2)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply_limits
+
+
+class UnsafeSession(WorkDirSession):
+    """A plain temporary directory; each command's process group is killed after it (nothing else is)."""
+
+    def __init__(self, files: dict[str, str | bytes], limits: Limits, env: dict[str, str] | None) -> None:
+        stack = contextlib.ExitStack()
+        try:
+            root = Path(tempfile.mkdtemp(prefix="hrmcode-unsafe-session-"))
+            stack.callback(shutil.rmtree, root, ignore_errors=True)
+            work = root / "work"
+            work.mkdir()
+            self._group_file = root / "pgid"  # the command's process group, written by its first process
+            super().__init__(str(work), work, None, limits, env, stack)
+            self.write_files(files)
+        except BaseException:
+            stack.close()
+            raise
+
+    def _exec(self, command: str, limits: Limits, env: dict[str, str]) -> ExecResult:
+        self._group_file.unlink(missing_ok=True)
+        argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec /bin/bash -c "$1"', str(self._group_file), command]
+        finished = supervise(argv, timeout_s=limits.timeout_s, output_bytes=limits.output_bytes,
+                             env={**os.environ, "HRMCODE_SANDBOX": "unsafe", **env}, cwd=self.workdir,
+                             preexec_fn=_rlimits_setter(limits))
+        with contextlib.suppress(OSError, ValueError):  # its background jobs: the group outlives its leader
+            kill_group(int(self._group_file.read_text()))
+        result = interpret(finished, limits, signal_offset=False)
+        result.memory_cap = UNSAFE_MEMORY_CAP
         return result
