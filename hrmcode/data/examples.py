@@ -5,19 +5,29 @@ Levels: ``plan`` (H level: what to change, in which order), ``edit`` (L level: S
 blocks), ``tool`` (state -> action -> observation), ``coord`` (agent assignments), ``solve``
 (problem -> whole solution). ``input.text`` is what the model sees, ``target`` what it must
 produce; the loss is taken on the target only. Documented in ``docs/examples.md``.
+
+A multi-turn example (a recorded agent trajectory) also has ``messages``: the whole conversation
+as the acting model saw it (system, user, assistant, user = an observation, ...). Train renders it
+as one chat and takes the loss on the assistant turns only; ``input.text`` is then its first user
+message and ``target`` its first assistant turn (the single-turn view of the first step).
+``reward`` is the episode's outcome (1.0 resolved, 0.0 failed), which train can mask or weight
+by; it is null for examples that are not outcomes of an episode. Both keys are left out of a
+record when null, so a single-turn record is written exactly as before they existed.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from hrmcode.data.schema import validate_record
 
 LEVELS = ("plan", "edit", "tool", "coord", "solve")
 Level = Literal["plan", "edit", "tool", "coord", "solve"]
 Split = Literal["train", "heldout"]
+Role = Literal["system", "user", "assistant"]
+OPTIONAL_KEYS = ("messages", "reward")  # left out of a record when null
 
 
 class ExampleInput(BaseModel):
@@ -25,6 +35,13 @@ class ExampleInput(BaseModel):
 
     text: str = Field(description="the prompt the model sees")
     context: dict = Field(default_factory=dict, description="structured context (files, tests, state)")
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    content: str
 
 
 class Provenance(BaseModel):
@@ -48,6 +65,24 @@ class Example(BaseModel):
     stage: int = Field(ge=1, le=4, description="curriculum stage 1-4 from analyze")
     split: Split
     provenance: Provenance
+    messages: list[Turn] | None = Field(None, description="a multi-turn example's whole conversation; loss on its "
+                                                          "assistant turns")
+    reward: float | None = Field(None, ge=0.0, le=1.0, description="the episode's reward (1.0 resolved, 0.0 failed)")
+
+    @field_validator("messages")
+    @classmethod
+    def _messages_have_a_reply(cls, value: list[Turn] | None) -> list[Turn] | None:
+        if value is not None and not any(turn.role == "assistant" and turn.content.strip() for turn in value):
+            raise ValueError("messages must hold a non-empty assistant turn")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_null_optionals(self, handler):
+        record = handler(self)
+        for key in OPTIONAL_KEYS:
+            if record.get(key) is None:
+                record.pop(key, None)
+        return record
 
     @field_validator("target")
     @classmethod

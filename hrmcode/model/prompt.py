@@ -12,6 +12,13 @@ one role token per message: ``<|system|>TEXT`` (OpenAI's ``developer`` is a syst
 ``<|user|>TEXT``, earlier assistant turns as ``<|assistant|>TEXT<|eos|>`` (how targets end), then
 ``<|assistant|>``. So a chat of one user message renders exactly like a plain prompt.
 
+A conversation to train on (a recorded agent trajectory) is the same chat rendered through its
+last assistant turn, without the open ``<|assistant|>`` after it: ``encode_conversation`` gives its
+ids and a loss mask that is true exactly on each assistant turn's ``TEXT<|eos|>``. So the ids
+before each assistant turn's text are exactly ``encode_chat`` of the messages before it (what the
+model was prompted with at that step), and a conversation of one user and one assistant message
+encodes exactly like ``encode_example`` of that prompt and target, with the same loss.
+
 Guarantees: the ids are the tokenizer's encoding of the rendered text, so a client that sends
 the rendered text to a plain completion gets the same ids. Not guaranteed: that special-token
 strings inside message text stay text (the tokenizer reads them as the special tokens).
@@ -72,6 +79,29 @@ class PromptFormat:
         """(prompt ids + target ids + eos, number of prompt ids)."""
         prompt_ids = self.encode(tok, prompt, level)
         return prompt_ids + tok.encode(target) + [tok.eos_id], len(prompt_ids)
+
+    def encode_conversation(self, tok: CodeTokenizer, messages: Sequence[tuple[str, str]],
+                            level: str | None = CHAT_LEVEL) -> tuple[list[int], list[bool]]:
+        """(ids, loss mask) of a conversation through its last assistant turn (later turns are
+        dropped: nothing follows them to learn). The mask is true on each assistant turn's text
+        and its ``<|eos|>``, false on the level, role tokens, system and user turns. ``InputError``
+        when there is no assistant turn."""
+        last = max((i for i, (role, _) in enumerate(messages) if role == "assistant"), default=None)
+        if last is None:
+            raise InputError("a conversation to train on needs an assistant turn", "drop conversations without a reply")
+        rendered = self.render_chat(messages[:last + 1], level).removesuffix(_ROLE_TOKENS["assistant"])
+        ids: list[int] = tok.encode(f"<|{level}|>") if level is not None else []
+        mask = [False] * len(ids)
+        for role, text in messages[:last + 1]:
+            head = tok.encode(_ROLE_TOKENS[role])
+            body = tok.encode(text + _END_OF_TURN.get(role, ""))
+            ids += head + body
+            mask += [False] * len(head) + [role == "assistant"] * len(body)
+        # The mask is built turn by turn; it is only right if the turns' ids are the whole text's ids.
+        if ids != tok.encode(rendered):
+            raise InputError("this tokenizer encodes the conversation differently turn by turn than as one text",
+                             "train a tokenizer whose special tokens split the text (hrmcode's do)")
+        return ids, mask
 
 
 FORMATS = {DEFAULT_FORMAT: PromptFormat(DEFAULT_FORMAT)}

@@ -69,3 +69,46 @@ def test_unknown_prompt_format_is_a_one_line_checkpoint_error(tmp_path, tok):
     with pytest.raises(CheckpointError, match="unknown prompt format 'chatml'") as info:
         load_checkpoint(path)
     assert "\n" not in str(info.value)
+
+
+# -- conversations to train on (recorded agent trajectories) ---------------------------------
+TWO_TURNS = [("system", "you act in a repo"), ("user", "fix add()"), ("assistant", "THOUGHT: look\n```bash\ncat a.py\n```"),
+             ("user", "<returncode>0</returncode>\ndef add(a, b):\n    return a - b\n"),
+             ("assistant", "```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```"), ("user", "")]
+
+
+def test_conversation_loss_mask_is_exactly_the_assistant_turns(tok):
+    ids, mask = HRMCODE_V1.encode_conversation(tok, TWO_TURNS)
+    assert len(ids) == len(mask)
+    # Expected, token by token: every segment of the rendered chat, flagged by who wrote it.
+    segments = [("<|solve|>", False), ("<|system|>", False), (TWO_TURNS[0][1], False), ("<|user|>", False),
+                (TWO_TURNS[1][1], False), ("<|assistant|>", False), (TWO_TURNS[2][1], True), ("<|eos|>", True),
+                ("<|user|>", False), (TWO_TURNS[3][1], False), ("<|assistant|>", False), (TWO_TURNS[4][1], True),
+                ("<|eos|>", True)]  # the trailing empty observation has nothing after it to learn: dropped
+    expected_ids, expected_mask = [], []
+    for text, learned in segments:
+        piece = tok.encode(text)
+        expected_ids += piece
+        expected_mask += [learned] * len(piece)
+    assert ids == expected_ids and mask == expected_mask
+    assert tok.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=False) == (
+        TWO_TURNS[2][1] + "<|eos|>" + TWO_TURNS[4][1] + "<|eos|>")
+    # The ids before each assistant turn's text are exactly the chat the model was prompted with there.
+    first_reply = mask.index(True)
+    assert ids[:first_reply] == HRMCODE_V1.encode_chat(tok, TWO_TURNS[:2])
+    second_reply = len(expected_ids) - len(tok.encode(TWO_TURNS[4][1])) - 1
+    assert ids[:second_reply] == HRMCODE_V1.encode_chat(tok, TWO_TURNS[:4]) and mask[second_reply]
+    assert not mask[second_reply - 1]
+
+
+def test_one_turn_conversation_encodes_like_a_training_example(tok):
+    ids, mask = HRMCODE_V1.encode_conversation(tok, [("user", "print(1)"), ("assistant", "1")], "plan")
+    full, n_prompt = HRMCODE_V1.encode_example(tok, "print(1)", "1", "plan")
+    assert ids == full and mask == [False] * n_prompt + [True] * (len(full) - n_prompt)
+
+
+def test_conversation_without_a_reply_or_with_unknown_roles_is_refused(tok):
+    with pytest.raises(InputError, match="needs an assistant turn"):
+        HRMCODE_V1.encode_conversation(tok, [("system", "s"), ("user", "u")])
+    with pytest.raises(InputError, match="role 'tool'"):
+        HRMCODE_V1.encode_conversation(tok, [("tool", "x"), ("assistant", "y")])
