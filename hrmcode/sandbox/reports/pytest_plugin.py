@@ -89,7 +89,9 @@ def _framework_state():
             if callable(value):
                 state[(name, attr)] = id(value)
             if isinstance(value, type) and value.__module__ == name:
-                state.update({(name, attr, key): id(item) for key, item in list(vars(value).items()) if callable(item)})
+                # classmethod, staticmethod and property objects are not callable themselves, but swapping one is tampering
+                state.update({(name, attr, key): id(item) for key, item in list(vars(value).items())
+                              if callable(item) or isinstance(item, (classmethod, staticmethod, property))})
     return state
 
 

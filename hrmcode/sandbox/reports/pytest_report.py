@@ -90,7 +90,9 @@ def run_suite(sandbox: Sandbox, files: dict[str, str], command: str, limits: Lim
     candidate supplied (a test whose function is defined in one of them does not pass); ``strict``
     turns on the reporter's strict checks; ``worker`` is the sandbox's worker slot (parallel runs)."""
     nonce = secrets.token_hex(16)
-    tree = {**files, **plugin_files(nonce)}
+    # nothing of the candidate's may stand in the reporter's directory (it is on PYTHONPATH: a
+    # sitecustomize.py there would run before the reporter and could read the nonce)
+    tree = {**{p: t for p, t in files.items() if not p.startswith(f"{REPORT_DIR}/")}, **plugin_files(nonce)}
     script = reporting_script(command, strict)
     limits = dataclasses.replace(limits, output_bytes=max(limits.output_bytes, REPORT_BYTES))
     result = sandbox.run(["/bin/sh", "-c", script], tree, limits, collect=[REPORT], worker=worker)
