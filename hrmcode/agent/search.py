@@ -75,7 +75,6 @@ if TYPE_CHECKING:
 NEUTRAL_VALUE = 0.5
 FORMAT_ERROR_PENALTY = 0.25
 FAILED_COMMAND_PENALTY = 0.1
-SEARCH_METHODS = ("best-of-n", "mcts")
 
 _SEGMENT_SPLIT_RE = re.compile(r"&&|\|\||[;|\n()]")
 _ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")

@@ -3,6 +3,7 @@ UCB1 selection, exact call budget, determinism, best leaf and exact restore of f
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import random
 import re
@@ -18,6 +19,7 @@ from hrmcode.agent.search import (
 from hrmcode.agent.trajectory import Step, Trajectory
 from hrmcode.errors import UsageError
 from hrmcode.sandbox.base import ExecResult
+from tests._sandboxes import BACKENDS, real_sandbox
 
 # -- hand-built trajectories ---------------------------------------------------------------------------
 
@@ -351,3 +353,39 @@ def test_search_module_never_takes_a_grade():
     source = inspect.getsource(module)
     assert not re.search(r"^from hrmcode\.agent\.(grading|repo)\b", source, re.MULTILINE)
     assert "VisibleEvidence" in source and VisibleEvidence.__dataclass_fields__.keys().isdisjoint({"resolved", "grade"})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_restore_into_a_fresh_real_session_is_exact(backend):
+    """In real sandbox sessions: the state a step leaves (a nested binary file, a deleted file, an
+    edit) is what the next step's fresh session starts with, byte for byte."""
+    sandbox = real_sandbox(backend)
+    blob = bytes(range(256))
+    script = iter([
+        reply("mkdir -p deep/er && head -c 256 /dev/zero > zeros && rm tests/test_calc.py && "
+              "sed -i 's/a - b/a + b/' calc.py"),
+        reply("sha256sum data.bin zeros calc.py"),
+        reply(SUBMIT_SENTINEL),
+    ])
+
+    class Script:
+        name = "script"
+
+        def act(self, messages):
+            return PolicyReply(next(script))
+
+    opened = []
+
+    def session(files):
+        opened.append(files)
+        return sandbox.session(START if files is None else files)
+
+    result = mcts("p", session, Script(), AgentLimits(command_timeout_s=30), budget_calls=3, expansions=1)
+    assert result.calls == 3 and result.submitted
+    first, second, _ = result.trajectory.steps
+    assert first.exit_code == 0 and set(first.state["files_modified"]) == {"calc.py", "zeros", "tests/test_calc.py"}
+    for name, data in (("data.bin", blob), ("zeros", bytes(256)), ("calc.py", FIXED.encode())):
+        assert f"{hashlib.sha256(data).hexdigest()}  {name}" in second.observation
+    assert opened[:2] == [None, START]  # the starting tree, then the root's snapshot of it
+    assert opened[3] == opened[2] == result.files  # the second step changed nothing
+    assert result.files == {"calc.py": FIXED.encode(), "data.bin": blob, "zeros": bytes(256)}
