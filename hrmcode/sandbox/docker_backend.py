@@ -25,8 +25,9 @@ process is gone, never another live process's running sandbox.
 A session (``Sandbox.session``; ``session.py``) is ONE warm container with the same profile whose
 init runs ``sleep infinity`` as another uid (``nobody``); each command is a ``docker exec`` as the
 session's uid under its own RLIMIT_CPU and ``timeout -s KILL``, after which every process of that uid
-in the container is killed (``kill -9 -1``, by the command's wrapper and again by a second exec, so
-a command that kills its wrapper still leaves nothing behind); a host-side deadline
+in the container is killed: by the command's wrapper (``kill -9 -1``), and again from this host by
+uid and PID namespace (a ``kill -9 -1`` exec where the container's namespace cannot be read), so a
+command that kills its wrapper still leaves nothing behind; a host-side deadline
 (``SESSION_GRACE_S`` after the command's) does the same if the inner one did not. Files go in and
 out through the bind-mounted run dir on this host, never ``docker cp``: nothing is parsed from the
 container. The container is removed at ``close``; a SIGKILLed owner's by the next ``clean()``.
@@ -41,6 +42,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -339,7 +341,7 @@ KEEPER_UID = 65534  # the session container's init and sleeper: never the comman
 # Kill every process of the calling uid but the caller (kill(-1) spares pid 1 and itself); until none is left.
 _SWEEP = 'i=0; while kill -9 -1 2>/dev/null && [ "$i" -lt 1000 ]; do i=$((i + 1)); done'
 # A session command: $0 the command, $1 its CPU seconds, $2 its wall seconds; then the sweep.
-_SESSION_WRAPPER = ('ulimit -t "$1" || exit 125; timeout -s KILL "$2" /bin/bash -c "$0"; status=$?; '
+_SESSION_WRAPPER = ('ulimit -t "$1" || exit 125; timeout --foreground -s KILL "$2" /bin/bash -c "$0"; status=$?; '
                     + _SWEEP + '; exit "$status"')
 
 
@@ -360,6 +362,8 @@ class DockerSession(WorkDirSession):
             self.container = sandbox.create_container(["sleep", "infinity"], self.run, limits, keeper, ENV, cpu_s=None)
             stack.callback(_remove_container, self.container)
             self.container.start()
+            self.container.reload()
+            self._namespace = _pid_namespace(int(self.container.attrs["State"]["Pid"]))
         except BaseException:
             stack.close()
             raise
@@ -377,7 +381,7 @@ class DockerSession(WorkDirSession):
         def on_deadline() -> None:
             killed.set()
             with contextlib.suppress(Exception):
-                self._sweep()
+                self._kill_leftovers()
 
         timer = threading.Timer(deadline - start, on_deadline)
         sock = api.exec_start(exec_id, socket=True)
@@ -391,7 +395,7 @@ class DockerSession(WorkDirSession):
             with contextlib.suppress(Exception):
                 raw.close()
         wall = time.monotonic() - start
-        self._sweep()  # also when the command killed its wrapper before the wrapper's own sweep
+        self._kill_leftovers()  # also when the command killed its wrapper before the wrapper's own sweep
         timed_out = killed.is_set() or (code == 128 + 9 and wall >= limits.timeout_s)
         out, err = caps[1], caps[2]
         result = runs.interpret(Finished(code, out.value(), err.value(), out.truncated, err.truncated, wall, timed_out),
@@ -409,12 +413,29 @@ class DockerSession(WorkDirSession):
                 return int(code) if code is not None else 128 + 9
             if time.monotonic() > deadline and not killed.is_set():
                 killed.set()
-                self._sweep()
+                self._kill_leftovers()
             time.sleep(0.01)
 
-    def _sweep(self, wait_s: float = 10.0) -> None:
-        """Kill every process of the session's uid in the container and wait until the killer is done;
-        retried while the engine cannot start it (a fork bomb holding every pid of the container)."""
+    def _kill_leftovers(self, wait_s: float = 10.0) -> None:
+        """Kill every process of the session's uid in the container and wait until none is left: from
+        this host (the engine is local: the work dir is bind-mounted), by uid and PID namespace, where
+        the container's namespace can be read; else by a ``kill -9 -1`` exec inside."""
+        if self._namespace is None:
+            self._sweep_inside(wait_s)
+            return
+        until = time.monotonic() + wait_s
+        while True:
+            pids = [pid for pid in runs.pids_of(self.uid) if _pid_namespace(pid) == self._namespace]
+            if not pids or time.monotonic() > until:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.002)
+
+    def _sweep_inside(self, wait_s: float) -> None:
+        """``kill -9 -1`` as the session's uid in the container, until it is done; retried while the
+        engine cannot start it (a fork bomb holding every pid of the container)."""
         api = self.sandbox.client.api
         until = time.monotonic() + wait_s
         while True:
@@ -431,6 +452,13 @@ class DockerSession(WorkDirSession):
                                        f"{' '.join(str(exc).split())[:200]}",
                                        "close the session; `hrmcode sandbox clean` removes what is left") from None
                 time.sleep(0.05)
+
+
+def _pid_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:  # gone, a zombie, or not ours to inspect
+        return None
 
 
 def _remove_container(container) -> None:

@@ -105,6 +105,16 @@ def test_daemons_that_leave_the_session_die_with_their_command(isolating):
         assert session.exec("echo still here").stdout == "still here\n"
 
 
+def test_a_command_that_kills_what_runs_it_still_leaves_nothing_behind(isolating):
+    """The grandparent of the command's shell is what would sweep after it (docker: the exec's
+    wrapper); killing it must not let a background process survive the command."""
+    with isolating.session({}, FAST) as session:
+        session.exec("sleep 987.875 </dev/null >/dev/null 2>&1 & read -r _ _ _ up _ < /proc/$PPID/stat; "
+                     '[ "$up" -gt 1 ] && kill -9 "$up"; sleep 0.2; echo done')
+        assert host_processes_with("sleep 987.875") == []
+        assert session.exec("echo still here").stdout == "still here\n"
+
+
 def test_read_files_never_follows_links_and_skips_what_is_not_a_plain_file(any_sandbox):
     with any_sandbox.session({"keep.py": "x = 1\n"}, FAST) as session:
         result = session.exec("ln -s /etc/passwd leak; ln -s / root; mkdir sub; ln -s /etc sub/etc; mkfifo pipe; "
