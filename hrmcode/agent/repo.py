@@ -88,7 +88,9 @@ def load_repo_tasks(path: Path | str, *, repos: Path | str | None = None, ids: l
         raise InputError(f"{origin} holds no repository task (kind repo-patch)",
                          "give the artifact of `hrmcode synthesize --source repo:PATH` or `hrmcode fetch swe-smith`")
     if repository is None and repos is None:
-        raise InputError(f"{origin} carries no {REPOSITORY} (the repository's files)", REPOS_HINT)
+        what = "holds SWE-smith instances, whose repository is not in them" if path.is_file() else \
+            f"carries no {REPOSITORY} (the repository's files)"
+        raise InputError(f"{origin} {what}", REPOS_HINT)
     clones = _Clones(Path(repos)) if repos is not None else None
     return [_repo_task(task, repository, clones) for task in tasks]
 

@@ -119,7 +119,7 @@ def test_one_line_errors_for_what_is_missing(demo, tmp_path):
         load_repo_tasks(path, repos=repos)
     for name in ("local__demo.", "/local__demo,", "/demo)"):
         assert name in str(info.value)
-    with pytest.raises(InputError, match="carries no repository.jsonl"):
+    with pytest.raises(InputError, match="holds SWE-smith instances, whose repository is not in them"):
         load_repo_tasks(path)
     with pytest.raises(ArtifactError, match="no artifact"):
         load_repo_tasks(tmp_path / "nothing-here")

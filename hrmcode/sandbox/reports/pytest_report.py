@@ -19,7 +19,8 @@ pytest recorded at the end. So a program that exits early (``os._exit(0)`` at im
 exit status at exit, prints pytest's summary lines, or writes a report file of its own gets no
 verdict; a caller counts its expected tests (from a run of the pristine tree) against the report,
 and a test missing from it has not passed. Which files a candidate may supply is the caller's rule:
-tests, ``conftest.py`` and pytest's config come from the pristine tree.
+tests, ``conftest.py`` and pytest's config come from the pristine tree. ``files`` under the
+reporter's directory (on ``PYTHONPATH``) are never written: only the reporter and its nonce are.
 
 Not guaranteed: pytest runs in the tested code's process, so code written against this reporter
 can still forge outcomes in place: read the nonce out of the interpreter's memory and write records
