@@ -236,8 +236,11 @@ class SweOptions:
                                        "before the actor starts; same specs as --model.")
     attempts: int = option(1, "Trajectories per task (use --temperature above 0 for a sampled model); pass@1 and "
                               "pass@N are reported.", min=1)
-    search: str = option("none", "Which attempt is each task's prediction: none (attempt 1) or best-of-n (picked "
-                                 "from the agent's own test runs, never the hidden tests). Default none.")
+    search: str = option("none", "none (each attempt one agent run; attempt 1 is the prediction), best-of-n (the "
+                                 "prediction is picked from the agent's own test runs, never the hidden tests) or "
+                                 "mcts (each attempt a tree search over agent states, UCB1 on agent-visible test "
+                                 "feedback). Default none.")
+    search_budget: int = option(0, "--search mcts: model calls per attempt (default 0 = --step-limit).", min=0)
     repos: Path | None = option(None, "For an SWE-smith instances file as --tasks: a directory of git clones "
                                       "(<owner>__<name> or <name>).")
     grade_timeout_s: float = option(300.0, "Seconds for grading one patch (FAIL_TO_PASS and PASS_TO_PASS), above 0 "
@@ -273,6 +276,7 @@ def eval_swe(config: EvalConfig, options: SweOptions | None = None, limits: Any 
     o = options or SweOptions(**fields)
     limits = limits or AgentLimits()
     config.check()
+    limits.check()
     positive_seconds("--grade-timeout", o.grade_timeout_s)
     models = list(o.models) or ([config.model] if config.model else [])
     if not models:
@@ -283,9 +287,14 @@ def eval_swe(config: EvalConfig, options: SweOptions | None = None, limits: Any 
                              "use oracle, stub, openai:URL or checkpoint:PATH")
     if o.search not in SEARCHES:
         raise UsageError(f"unknown --search '{o.search}'", f"choose one of: {', '.join(SEARCHES)}")
+    if o.search_budget < 0:
+        raise UsageError(f"--search-budget {o.search_budget} is negative", "give model calls per attempt, or 0 for --step-limit")
     if o.attempts < 1:
         raise UsageError(f"--attempts {o.attempts} must be at least 1", "the number of trajectories per task")
     weights = parse_weights(o.model_weights, models)
+    if o.attempts > 1 and config.temperature == 0 and any(spec.startswith(("openai:", "checkpoint:")) for spec in models):
+        reporter().warn(f"--attempts {o.attempts} at --temperature 0: a greedy model may repeat its trajectory; "
+                        "sample with --temperature above 0")
     tasks, artifact = _swe_tasks(config, o.repos)
     routed = route([task.id for task in tasks], models, weights, config.seed)
     tasks = _limit(sorted(tasks, key=lambda task: task.id), config.limit)
@@ -299,11 +308,12 @@ def eval_swe(config: EvalConfig, options: SweOptions | None = None, limits: Any 
                             api_key=config.api_key) if o.planner else None)
     cases = [SweCase(case_id(task.id, attempt), task, attempt, routed[task.id])
              for task in tasks for attempt in range(1, o.attempts + 1)]
-    settings = SweSettings(limits=limits, attempts=o.attempts, search=o.search, planner=o.planner,
-                           grade_timeout_s=o.grade_timeout_s)
+    settings = SweSettings(limits=limits, models=models, attempts=o.attempts, search=o.search, planner=o.planner,
+                           grade_timeout_s=o.grade_timeout_s, search_budget=o.search_budget)
     bench = SweBench(backends, planner, config.get_sandbox(), settings)
     params = config.params("swe", model=models, model_weights=o.model_weights, planner=o.planner,
-                           attempts=o.attempts, search=o.search, grade_timeout_s=o.grade_timeout_s,
+                           attempts=o.attempts, search=o.search, search_budget=o.search_budget,
+                           grade_timeout_s=o.grade_timeout_s,
                            agent=dataclasses.asdict(limits), repos=str(o.repos) if o.repos else None)
     return run_benchmark(bench, cases, _options(config, params, artifact, 1))
 

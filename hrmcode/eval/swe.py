@@ -54,7 +54,7 @@ from hrmcode.agent.grading import Grade, grade, model_patch
 from hrmcode.agent.loop import AgentLimits, PolicyReply, run_agent
 from hrmcode.agent.protocol import SUBMIT_SENTINEL
 from hrmcode.agent.repo import RepoTask
-from hrmcode.agent.search import best_of_n
+from hrmcode.agent.search import best_of_n, mcts
 from hrmcode.agent.trajectory import Trajectory
 from hrmcode.artifacts import ArtifactWriter
 from hrmcode.data.synthesize.context import build_context
@@ -65,9 +65,9 @@ from hrmcode.errors import HrmcodeError, UsageError
 from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.jsonl import AppendLog
-from hrmcode.sandbox.base import Limits, Sandbox
+from hrmcode.sandbox.base import Limits, Sandbox, Session
 
-SEARCHES = ("none", "best-of-n")
+SEARCHES = ("none", "best-of-n", "mcts")
 PLAN_KEYWORDS = ("FILE", "TOUCH", "TEST", "RUN")
 PLANNER_SYSTEM = (
     "You are the planner of a software engineering agent. Read the task and write a plan for the agent that "
@@ -249,10 +249,12 @@ class SweSettings:
     """What one ``eval swe`` run does per attempt (resolved by ``eval.api.eval_swe``)."""
 
     limits: AgentLimits
+    models: list[str] = dataclasses.field(default_factory=list)  # the --model specs, in order
     attempts: int = 1
     search: str = "none"
     planner: str | None = None
     grade_timeout_s: float = 300.0
+    search_budget: int = 0  # mcts: model calls per attempt (0: the step limit)
     session_limits: Limits = dataclasses.field(default_factory=Limits)
 
 
@@ -308,11 +310,10 @@ class SweBench:
             if self.settings.search == "none" or len(attempts) == 1:
                 picks[task_id] = attempts[0]["attempt"]
                 continue
-            candidates = [Trajectory.from_record(trajectories[r["id"]]) for r in attempts if r["id"] in trajectories]
-            if len(candidates) != len(attempts):
-                picks[task_id] = attempts[0]["attempt"]
-                continue
-            picks[task_id] = attempts[best_of_n(candidates)]["attempt"]
+            candidates = [Trajectory.from_record(trajectories[r["id"]]) for r in attempts]
+            chosen = best_of_n(candidates, patches=[r["model_patch"] for r in attempts],
+                               test_command=attempts[0]["test_command"])
+            picks[task_id] = attempts[chosen]["attempt"]
         return picks
 
     # -- one attempt --
@@ -325,19 +326,43 @@ class SweBench:
         raw = replies[0].text if replies else ""
         return plan_lines(raw), raw
 
+    def open_session(self, task: RepoTask, files: dict[str, bytes] | None, worker: int) -> Session:
+        """A session holding the task's repository committed as git's base, then, for a state of the
+        tree search, that state's ``files`` written over it (so ``git diff`` shows the whole change)."""
+        limits = dataclasses.replace(self.settings.session_limits, timeout_s=self.settings.limits.command_timeout_s)
+        session = self.sandbox.session(files=dict(task.files), limits=limits, worker=worker)
+        try:
+            session.exec(f"command -v git >/dev/null 2>&1 && {{ {GIT_BASE}; }} >/dev/null 2>&1; true")
+            if files is not None:
+                changed = {path: data for path, data in files.items() if task.files.get(path, "").encode() != data}
+                removed = sorted(path for path in task.files if path not in files)
+                if changed:
+                    session.write_files(changed)
+                if removed:
+                    session.exec("rm -f -- " + " ".join(shlex.quote(path) for path in removed))
+        except BaseException:
+            session.close()
+            raise
+        return session
+
     def attempt(self, case: SweCase, worker: int) -> dict:
         task, settings = case.task, self.settings
         backend = self.backends[(case.model, case.attempt)]
         plan, plan_raw = self.plan(task)
         policy = BackendPolicy(backend, case.model, task, AgentAnswers())
         started = time.monotonic()
-        session_limits = dataclasses.replace(settings.session_limits, timeout_s=settings.limits.command_timeout_s)
-        with self.sandbox.session(files=dict(task.files), limits=session_limits, worker=worker) as session:
-            session.exec(f"command -v git >/dev/null 2>&1 && {{ {GIT_BASE}; }} >/dev/null 2>&1; true",
-                         timeout_s=settings.limits.command_timeout_s)
-            trajectory = run_agent(task.problem, session, policy, settings.limits, plan=plan,
-                                   planner=settings.planner)
-            final = session.read_files()
+        search: dict | None = None
+        if settings.search == "mcts":
+            result = mcts(task.problem, lambda files: self.open_session(task, files, worker), policy, settings.limits,
+                          budget_calls=settings.search_budget or settings.limits.step_limit, plan=plan,
+                          test_command=task.test_command)
+            trajectory, final, search = result.trajectory, result.files, result.stats()
+            trajectory.planner = settings.planner
+        else:
+            with self.open_session(task, None, worker) as session:
+                trajectory = run_agent(task.problem, session, policy, settings.limits, plan=plan,
+                                       planner=settings.planner)
+                final = session.read_files()
         agent_seconds = time.monotonic() - started
         if policy.failure is not None:
             raise policy.failure
@@ -362,7 +387,8 @@ class SweBench:
                                       "plan_reply": plan_raw, "grade": grade_record, "reward": reward})
         return {
             "id": case.id, "task_id": task.id, "instance_id": task.instance_id, "attempt": case.attempt,
-            "model": case.model, "planner": settings.planner, "plan": plan,
+            "model": case.model, "planner": settings.planner, "plan": plan, "search": search,
+            "test_command": task.test_command,
             "resolved": resolved, "passed": resolved, "reward": reward,
             "exit_status": trajectory.exit_status, "steps": len(trajectory.steps),
             "format_errors": trajectory.format_errors,
@@ -377,7 +403,7 @@ class SweBench:
 
     # -- metrics --
     def summarize(self, records: Sequence[dict], cases: Sequence[SweCase]) -> dict:
-        return summarize_records(records, self.settings, self.picks, models=sorted({c.model for c in cases}))
+        return summarize_records(records, self.settings, self.picks)
 
 
 def swe_bench_report(picked: Sequence[dict]) -> dict:
@@ -400,8 +426,7 @@ def swe_bench_report(picked: Sequence[dict]) -> dict:
     }
 
 
-def summarize_records(records: Sequence[dict], settings: SweSettings, picks: dict[str, int],
-                      models: Sequence[str]) -> dict:
+def summarize_records(records: Sequence[dict], settings: SweSettings, picks: dict[str, int]) -> dict:
     """Resolved rate (= the score, mean pass@1 in percent), pass@1 and pass@N, the best-of-N pick's
     resolved rate, and the means and counts of the trajectories."""
     by_task: dict[str, list[dict]] = {}
@@ -420,7 +445,8 @@ def summarize_records(records: Sequence[dict], settings: SweSettings, picks: dic
     for entry in by_model.values():
         entry["resolved_rate"] = percent(entry["resolved"], entry["attempts"])
     return {
-        "bench": "swe", "model": {"model": ",".join(models)}, "models": list(models), "planner": settings.planner,
+        "bench": "swe", "model": {"model": ",".join(settings.models)}, "models": list(settings.models),
+        "planner": settings.planner,
         "search": settings.search, "cases": len(by_task), "attempts": settings.attempts, "trajectories": n,
         "resolved": sum(r["resolved"] for r in records),
         "resolved_rate": percent(sum(r["resolved"] for r in records), n),
