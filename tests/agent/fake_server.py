@@ -27,6 +27,7 @@ How it answers a chat request:
   by ``(seed, task, the request's seed field, the assistant turns so far, how many times this exact
   history was asked before)``: reproducible for the same sequence of requests, and a state expanded
   twice gets two independent draws.
+- ``delay_s`` makes every chat reply wait that long (a slow model, so a kill can land mid-run).
 - ``usage`` is reported: prompt tokens ~ characters/4 of the messages, completion ~ characters/4
   of the reply.
 
@@ -48,6 +49,7 @@ import random
 import re
 import shlex
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -230,10 +232,11 @@ class FakeAgentServer:
     """The server (module docstring). ``url`` is the base URL to give ``--model openai:``."""
 
     def __init__(self, scripts: Mapping[str, Sequence[ScriptStep]], *, model_name: str = "fake-agent",
-                 stochastic: Stochastic | None = None):
+                 stochastic: Stochastic | None = None, delay_s: float = 0.0):
         self.scripts = {key: list(steps) for key, steps in scripts.items()}
         self.model_name = model_name
         self.stochastic = stochastic
+        self.delay_s = delay_s  # seconds before each chat reply: a slow model, so a test can act mid-run
         self.requests: list[dict] = []
         self.unmatched = 0
         self._seen: Counter[str] = Counter()
@@ -315,6 +318,8 @@ class FakeAgentServer:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._send(404, {"error": {"message": "not found"}})
                     return
+                if fake.delay_s:
+                    time.sleep(fake.delay_s)
                 n = max(1, int(body.get("n") or 1))
                 texts = [fake.answer(body) for _ in range(n)]
                 prompt = sum(_tokens(m.get("content") or "") for m in body.get("messages") or [])
