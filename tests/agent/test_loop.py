@@ -17,7 +17,8 @@ from hrmcode.agent.loop import EXIT_STATUSES, AgentLimits, PolicyReply, run_agen
 from hrmcode.agent.protocol import PLAN_HEADING, PROTOCOL, SUBMIT_MARKER, SUBMIT_SENTINEL
 from hrmcode.agent.trajectory import TRAJECTORY_FORMAT, Trajectory
 from hrmcode.errors import InputError, SandboxError, UsageError
-from hrmcode.sandbox.base import ExecResult
+from hrmcode.sandbox.base import ExecResult, Limits
+from tests._sandboxes import BACKENDS, real_sandbox
 
 
 class DirSession:
@@ -316,3 +317,23 @@ def test_trajectory_round_trips_through_its_json_record(session):
         Trajectory.from_record({**record, "format": 99})
     with pytest.raises(InputError, match="malformed"):
         Trajectory.from_record({k: v for k, v in record.items() if k != "steps"})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_loop_in_a_real_sandbox_session(backend):
+    """Read, edit with SEARCH/REPLACE, run the code, outlive a runaway command, submit: in bubblewrap
+    (and docker where it runs), with what each step changed seen through the session."""
+    sandbox = real_sandbox(backend)
+    policy = Scripted(bash("cat calc.py"), FIX, bash("python3 -c 'from calc import add; print(add(2, 3))'"),
+                      bash("sleep 60 & sleep 60"), bash("echo made > made.txt"), SUBMIT)
+    with sandbox.session({"calc.py": CALC}, Limits(timeout_s=30)) as live:
+        trajectory = run_agent("add() subtracts", live, policy, AgentLimits(command_timeout_s=2))
+        final = live.read_files()
+    assert trajectory.exit_status == "submitted", trajectory.error
+    steps = trajectory.steps
+    assert CALC in steps[0].observation and steps[0].state["files_modified"] == []
+    assert steps[1].state["files_modified"] == ["calc.py"] and steps[1].exit_code == 0
+    assert steps[2].observation == "<returncode>0</returncode>\n<output>\n5\n</output>"
+    assert steps[3].exit_code is None and "ran past its time limit" in steps[3].observation
+    assert steps[4].state["files_modified"] == ["made.txt"]
+    assert final["calc.py"] == b"def add(a, b):\n    return a + b\n" and final["made.txt"] == b"made\n"
