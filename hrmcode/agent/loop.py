@@ -215,7 +215,7 @@ def _loop(trajectory: Trajectory, session: Session, policy: Policy, limits: Agen
             return "context_overflow"
         step_start = time.monotonic()
         try:
-            reply = policy.act(window.messages)
+            reply = policy.act([dict(message) for message in window.messages])  # the policy cannot alter the record
         except Exception as exc:
             raise _Crash("policy", exc) from exc
         trajectory.prompt_tokens += reply.prompt_tokens
