@@ -153,10 +153,10 @@ def test_time_limit_caps_the_running_command_and_ends_the_run(session):
 def test_a_model_call_that_uses_up_the_time_leaves_its_command_unrun(session):
     class Slow(Scripted):
         def act(self, messages):
-            time.sleep(0.6)
+            time.sleep(2.5)
             return super().act(messages)
 
-    trajectory = run_agent("p", session, Slow(bash("touch ran")), AgentLimits(time_limit_s=0.5))
+    trajectory = run_agent("p", session, Slow(bash("touch ran")), AgentLimits(time_limit_s=2.0))
     assert trajectory.exit_status == "time_limit" and session.commands == []
     assert "the command was not run" in trajectory.steps[0].observation and not (session.root / "ran").exists()
 
@@ -327,7 +327,7 @@ def test_the_loop_in_a_real_sandbox_session(backend):
     policy = Scripted(bash("cat calc.py"), FIX, bash("python3 -c 'from calc import add; print(add(2, 3))'"),
                       bash("sleep 60 & sleep 60"), bash("echo made > made.txt"), SUBMIT)
     with sandbox.session({"calc.py": CALC}, Limits(timeout_s=30)) as live:
-        trajectory = run_agent("add() subtracts", live, policy, AgentLimits(command_timeout_s=2))
+        trajectory = run_agent("add() subtracts", live, policy, AgentLimits(command_timeout_s=5))
         final = live.read_files()
     assert trajectory.exit_status == "submitted", trajectory.error
     steps = trajectory.steps
