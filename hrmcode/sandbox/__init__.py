@@ -24,6 +24,12 @@ What each backend guarantees:
 - ``unsafe`` (only with ``unsafe_no_sandbox=True`` when bwrap is missing): a plain subprocess with
   rlimits and a timeout on its process group. It isolates nothing.
 
+Sessions (``Sandbox.session(files, limits)``, ``session.py``): one work dir across many commands
+under the same profile, for an agent acting in a repository. Files persist between commands;
+processes do not (each command's die when its ``exec`` returns); the work dir is capped as a run's.
+Local runs each command as a new bubblewrap over the session's run dir; docker as a ``docker exec``
+in one warm container; unsafe in a plain temporary directory.
+
 Both isolating backends share their plumbing (uid slots, run directories, killing a uid's
 processes, reading results, sweeping what a killed hrmcode left) through ``runs.py``, which states
 what that plumbing guarantees.
