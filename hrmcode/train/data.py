@@ -7,6 +7,18 @@ models: ``<|LEVEL|><|user|>PROMPT<|assistant|>TARGET<|eos|>``) with the loss on
 the loss on every token. Rows are filled greedily with whole documents in order and padded;
 attention never crosses documents (``doc_ids``).
 
+Multi-turn examples (``messages``: recorded agent trajectories) are rendered by the same format
+as the chat the acting model was prompted with (``PromptFormat.encode_conversation`` at the chat
+level) and the loss is on the assistant turns only (each turn's text and ``<|eos|>``); the
+system prompt, the task and every observation are context. Their PrefixLM prefix is the prompt
+before the first reply. By ``reward`` (``--reward-weighting``; examples without a reward are
+never touched): ``mask`` leaves out every example whose reward is below 1 (a failed trajectory
+contributes no loss), ``weight`` multiplies each of its loss tokens by
+``failed_weight + (1 - failed_weight) * reward`` (reward 0 -> ``failed_weight``, 1 -> 1; the step's
+loss is still divided by the number of loss tokens, so a failed trajectory contributes exactly
+that factor times what it would unweighted), ``none`` trains on every example alike. Held-out
+loss is unweighted (examples left out by ``mask`` are left out there too).
+
 Order: each epoch shuffles the documents with ``(seed, epoch)``; ``--curriculum`` orders them
 by stage (1..4), shuffled within a stage. The stream position is (epoch, row), so a resumed run
 continues with exactly the rows an uninterrupted run would have seen.
@@ -28,17 +40,22 @@ from hrmcode.artifacts import Artifact
 from hrmcode.data.examples import Example, parse_example
 from hrmcode.errors import InputError
 from hrmcode.jsonl import read_jsonl
-from hrmcode.model.base import IGNORE
-from hrmcode.model.prompt import DEFAULT_FORMAT, PromptFormat, prompt_format
+from hrmcode.model.base import IGNORE, ModelOutput, shifted_token_loss
+from hrmcode.model.prompt import CHAT_LEVEL, DEFAULT_FORMAT, PromptFormat, prompt_format
 from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.reporting import reporter
+
+
+REWARD_WEIGHTINGS = ("mask", "weight", "none")
 
 
 @dataclass
 class Doc:
     ids: list[int]
-    prompt_len: int
+    prompt_len: int  # the PrefixLM prefix; the loss starts here unless ``loss_mask`` says otherwise
     stage: int = 1
+    loss_mask: list[bool] | None = None  # a multi-turn document: loss exactly where true
+    weight: float = 1.0  # each loss token's factor (``--reward-weighting weight``)
 
 
 @dataclass
@@ -47,13 +64,18 @@ class Batch:
     labels: torch.Tensor  # [B, T], IGNORE where no loss
     doc_ids: torch.Tensor  # [B, T]
     prefix_mask: torch.Tensor  # [B, T] bool: prompt tokens
+    weights: torch.Tensor | None = None  # [B, T] float: each label's loss factor; None: all 1
+
+    def _map(self, fn) -> "Batch":
+        return Batch(*(fn(t) for t in (self.input_ids, self.labels, self.doc_ids, self.prefix_mask)),
+                     weights=None if self.weights is None else fn(self.weights))
 
     def to(self, device: torch.device | str) -> "Batch":
-        return Batch(*(t.to(device) for t in (self.input_ids, self.labels, self.doc_ids, self.prefix_mask)))
+        return self._map(lambda t: t.to(device))
 
     def shard(self, rank: int, world: int) -> "Batch":
         """Rows ``rank::world`` (one DDP process's share of a global batch)."""
-        return Batch(*(t[rank::world] for t in (self.input_ids, self.labels, self.doc_ids, self.prefix_mask)))
+        return self._map(lambda t: t[rank::world])
 
     @property
     def tokens(self) -> int:
@@ -89,7 +111,9 @@ def corpus_is_heldout(record: dict) -> bool:
 
 
 def example_texts(examples: list[Example]) -> list[str]:
-    return [t for ex in examples for t in (ex.input.text, ex.target)]
+    """What a tokenizer for these examples is trained on: every text train will encode."""
+    return [t for ex in examples
+            for t in ((turn.content for turn in ex.messages) if ex.messages is not None else (ex.input.text, ex.target))]
 
 
 # -- encoding -------------------------------------------------------------------------------
@@ -97,18 +121,45 @@ def example_texts(examples: list[Example]) -> list[str]:
 class EncodedSet:
     docs: list[Doc] = field(default_factory=list)
     skipped_too_long: int = 0
+    masked_by_reward: int = 0  # failed trajectories left out (``--reward-weighting mask``)
+
+
+def reward_weight(reward: float | None, weighting: str, failed_weight: float) -> float:
+    """The loss factor of an example with ``reward`` (0.0 = leave it out); see the module docstring."""
+    if weighting not in REWARD_WEIGHTINGS:
+        raise ValueError(f"unknown reward weighting {weighting!r}")
+    if reward is None or weighting == "none":
+        return 1.0
+    if weighting == "mask":
+        return 1.0 if reward >= 1.0 else 0.0
+    return failed_weight + (1.0 - failed_weight) * reward
+
+
+def encode_example(ex: Example, tok: CodeTokenizer, prompt: PromptFormat) -> Doc:
+    """One example as a document: the chat of a multi-turn example, else prompt + target."""
+    if ex.messages is not None:
+        ids, mask = prompt.encode_conversation(tok, [(turn.role, turn.content) for turn in ex.messages], CHAT_LEVEL)
+        return Doc(ids, mask.index(True), ex.stage, loss_mask=mask)
+    ids, prompt_len = prompt.encode_example(tok, ex.input.text, ex.target, ex.level)
+    return Doc(ids, prompt_len, ex.stage)
 
 
 def encode_examples(examples: list[Example], tok: CodeTokenizer, seq_len: int,
-                    prompt: PromptFormat = prompt_format(DEFAULT_FORMAT)) -> EncodedSet:
+                    prompt: PromptFormat = prompt_format(DEFAULT_FORMAT), *,
+                    reward_weighting: str = "none", failed_weight: float = 0.0) -> EncodedSet:
     """``prompt``: the format of the model being trained (its ``config.prompt``)."""
     encoded = EncodedSet()
     for ex in examples:
-        ids, prompt_len = prompt.encode_example(tok, ex.input.text, ex.target, ex.level)
-        if len(ids) > seq_len:
+        weight = reward_weight(ex.reward, reward_weighting, failed_weight)
+        if weight == 0.0:
+            encoded.masked_by_reward += 1
+            continue
+        doc = encode_example(ex, tok, prompt)
+        if len(doc.ids) > seq_len:
             encoded.skipped_too_long += 1
             continue
-        encoded.docs.append(Doc(ids, prompt_len, ex.stage))
+        doc.weight = weight
+        encoded.docs.append(doc)
     return encoded
 
 
@@ -124,39 +175,67 @@ def encode_corpus(records: list[dict], tok: CodeTokenizer, seq_len: int) -> Enco
 
 
 # -- packing --------------------------------------------------------------------------------
-def pack(docs: list[Doc], seq_len: int, pad_id: int) -> list[tuple[list[int], list[int], list[int], list[bool]]]:
-    """Greedy in-order packing into rows of exactly ``seq_len`` (ids, labels, doc ids, prefix flags)."""
+Row = tuple  # (ids, labels, doc ids, prefix flags), and each label's weight when packed ``weighted``
+
+
+def doc_labels(doc: Doc) -> list[int]:
+    """The document's labels: its ids where it has loss, ``IGNORE`` elsewhere. The first token is
+    never a target: nothing in its document precedes it."""
+    if doc.loss_mask is not None:
+        return [IGNORE] + [t if learned else IGNORE for t, learned in zip(doc.ids[1:], doc.loss_mask[1:])]
+    return [IGNORE] * max(doc.prompt_len, 1) + doc.ids[max(doc.prompt_len, 1):]
+
+
+def pack(docs: list[Doc], seq_len: int, pad_id: int, weighted: bool = False) -> list[Row]:
+    """Greedy in-order packing into rows of exactly ``seq_len``: (ids, labels, doc ids, prefix flags),
+    plus each position's weight when ``weighted``."""
     rows = []
     ids: list[int] = []
     labels: list[int] = []
     docs_of: list[int] = []
     prefix: list[bool] = []
+    weights: list[float] = []
 
     def flush() -> None:
         pad = seq_len - len(ids)
         pad_doc = (docs_of[-1] + 1) if docs_of else 0
-        rows.append((ids + [pad_id] * pad, labels + [IGNORE] * pad, docs_of + [pad_doc] * pad, prefix + [False] * pad))
+        row = (ids + [pad_id] * pad, labels + [IGNORE] * pad, docs_of + [pad_doc] * pad, prefix + [False] * pad)
+        rows.append((*row, weights + [1.0] * pad) if weighted else row)
 
     n_in_row = 0
     for doc in docs:
         if ids and len(ids) + len(doc.ids) > seq_len:
             flush()
-            ids, labels, docs_of, prefix, n_in_row = [], [], [], [], 0
+            ids, labels, docs_of, prefix, weights, n_in_row = [], [], [], [], [], 0
         ids += doc.ids
-        # The first token of a document is never a target: nothing in its document precedes it.
-        labels += [IGNORE] * max(doc.prompt_len, 1) + doc.ids[max(doc.prompt_len, 1):]
+        labels += doc_labels(doc)
         docs_of += [n_in_row] * len(doc.ids)
         prefix += [True] * doc.prompt_len + [False] * (len(doc.ids) - doc.prompt_len)
+        weights += [doc.weight] * len(doc.ids)
         n_in_row += 1
     if ids:
         flush()
     return rows
 
 
-def collate(rows: list[tuple[list[int], list[int], list[int], list[bool]]]) -> Batch:
-    ids, labels, docs, prefix = zip(*rows)
+def collate(rows: list[Row]) -> Batch:
+    """A batch of packed rows; it carries weights only when some row has a weight other than 1."""
+    ids, labels, docs, prefix = (list(column) for column in zip(*(row[:4] for row in rows)))
+    weights = [row[4] for row in rows if len(row) > 4]
+    weighted = any(w != 1.0 for row in weights for w in row)
     return Batch(torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long),
-                 torch.tensor(docs, dtype=torch.long), torch.tensor(prefix, dtype=torch.bool))
+                 torch.tensor(docs, dtype=torch.long), torch.tensor(prefix, dtype=torch.bool),
+                 torch.tensor([row[4] for row in rows], dtype=torch.float32) if weighted else None)
+
+
+def step_loss_sum(out: ModelOutput, batch: Batch) -> torch.Tensor:
+    """The loss sum a training step backpropagates: the model's own, or, when the batch carries
+    weights, each label's cross entropy times its weight (the model's token loss, reweighted;
+    ACT training's per-sequence loss cannot be, and ``hrmcode train`` refuses that combination)."""
+    if batch.weights is None:
+        return out.loss_sum
+    ce, _valid, _correct = shifted_token_loss(out.logits, batch.labels)
+    return (ce * batch.weights[:, 1:].to(ce.dtype)).sum()
 
 
 class RowStream:
@@ -166,6 +245,7 @@ class RowStream:
         if not docs:
             raise InputError("no training documents fit the sequence length", "raise --seq-len or check the data")
         self.docs, self.seq_len, self.pad_id, self.seed, self.curriculum = docs, seq_len, pad_id, seed, curriculum
+        self.weighted = any(doc.weight != 1.0 for doc in docs)
         self.epoch, self.row = 0, 0
         self._rows = self._epoch_rows(0)
 
@@ -174,7 +254,7 @@ class RowStream:
         random.Random(f"{self.seed}/{epoch}").shuffle(order)
         if self.curriculum:
             order.sort(key=lambda i: self.docs[i].stage)  # stable: shuffled within a stage
-        return pack([self.docs[i] for i in order], self.seq_len, self.pad_id)
+        return pack([self.docs[i] for i in order], self.seq_len, self.pad_id, weighted=self.weighted)
 
     def next_batch(self, size: int) -> Batch:
         taken = []
@@ -203,3 +283,8 @@ def eval_batches(docs: list[Doc], seq_len: int, pad_id: int, max_rows: int, batc
 def log_skipped(kind: str, skipped: int, total: int, seq_len: int) -> None:
     if skipped:
         reporter().warn(f"{skipped} of {total} {kind} examples are longer than --seq-len {seq_len} tokens and are skipped")
+
+
+def log_masked(kind: str, masked: int, total: int) -> None:
+    if masked:
+        reporter().log(f"{masked} of {total} {kind} examples are failed trajectories left out (--reward-weighting mask)")

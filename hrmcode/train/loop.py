@@ -115,6 +115,9 @@ def load_inputs(data_ref: str, options: TrainOptions, pretrain_ref: str | None, 
         corpus = load_artifact(pretrain_ref, "corpus", workspace)
         inputs.artifacts.append(corpus)
         inputs.corpus = D.read_corpus(corpus)
+    if options.reward_weighting == "weight" and options.mode == "act":
+        raise UsageError("--reward-weighting weight scales token losses; ACT training's loss is per sequence",
+                         "use --reward-weighting mask or --mode fixed")
     if options.pretrain_steps and inputs.corpus is None:
         raise UsageError("--pretrain-steps needs --pretrain CORPUS", "name a corpus artifact with --pretrain")
     if options.pretrain_steps >= options.max_steps:
@@ -133,13 +136,15 @@ def build_phases(inputs: Inputs, tok: CodeTokenizer, prompt: PromptFormat, optio
     if inputs.examples is not None:
         train_ex = [ex for ex in inputs.examples if ex.split == "train"]
         held_ex = [ex for ex in inputs.examples if ex.split == "heldout"]
-        train_set = D.encode_examples(train_ex, tok, options.seq_len, prompt)
-        held_set = D.encode_examples(held_ex, tok, options.seq_len, prompt)
+        by_reward = {"reward_weighting": options.reward_weighting, "failed_weight": options.failed_weight}
+        train_set = D.encode_examples(train_ex, tok, options.seq_len, prompt, **by_reward)
+        held_set = D.encode_examples(held_ex, tok, options.seq_len, prompt, **by_reward)
+        D.log_masked("training", train_set.masked_by_reward, len(train_ex))
         D.log_skipped("training", train_set.skipped_too_long, len(train_ex), options.seq_len)
         if not held_ex:
             reporter().warn("no held-out examples (split == 'heldout'): evaluation is skipped")
-        fits = [ex for ex in held_ex
-                if len(prompt.encode_example(tok, ex.input.text, ex.target, ex.level)[0]) <= options.seq_len]
+        fits = [ex for ex in held_ex if ex.messages is None
+                and len(prompt.encode_example(tok, ex.input.text, ex.target, ex.level)[0]) <= options.seq_len]
         phases.append(Phase("sft", train_set, held_set, fits[:options.eval_generate]))
     for phase in phases:
         if not phase.train.docs:
@@ -272,8 +277,9 @@ class Trainer:
             with (contextlib.nullcontext() if sync else self.model.no_sync()), self.autocast:
                 out = self.model(batch.input_ids, labels=batch.labels, prefix_mask=batch.prefix_mask,
                                  doc_ids=batch.doc_ids)
-            (out.loss_sum * scale).backward()
-            loss_sum += out.loss_sum.detach().float()
+            step_loss = D.step_loss_sum(out, batch)
+            (step_loss * scale).backward()
+            loss_sum += step_loss.detach().float()
             for key, value in out.metrics.items():
                 metric_sums[key] = metric_sums.get(key, 0.0) + value
         grad_norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), opts.clip_grad)

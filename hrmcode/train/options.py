@@ -50,6 +50,12 @@ class TrainOptions(BaseModel):
     beta2: float = Field(0.95, ge=0, lt=1)
     clip_grad: float = Field(1.0, gt=0, description="Gradient-norm clip.")
     curriculum: bool = Field(False, description="Order each epoch by the examples' stage (1..4).")
+    reward_weighting: Literal["mask", "weight", "none"] = Field(
+        "mask", description="Examples with an episode reward (agent trajectories): mask leaves out failed ones "
+                            "(reward < 1), weight scales their loss by --failed-weight + (1 - --failed-weight) * reward, "
+                            "none trains on all alike.")
+    failed_weight: float = Field(0.1, ge=0, le=1, description="With --reward-weighting weight: the loss factor of a "
+                                                              "trajectory of reward 0.")
     eval_every: int = Field(
         50, ge=0, description="Evaluate on the held-out split every N steps (0: only at the end).")
     eval_rows: int = Field(64, ge=1, description="held-out rows scored for loss/accuracy")

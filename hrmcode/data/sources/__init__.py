@@ -1,7 +1,7 @@
 """The registry of task sources and ``fetch``: turn one source into a ``tasks`` (or ``corpus``) artifact.
 
 Sources (one module each): ``humaneval``, ``polyglot``, ``swe-smith``, ``swe-smith-trajectories``,
-``livecodebench``, ``tasks`` (a JSONL already in hrmcode's schema) and ``code`` (a pretraining
+``eval-swe`` (trajectories recorded by ``hrmcode eval swe``), ``livecodebench``, ``tasks`` (a JSONL already in hrmcode's schema) and ``code`` (a pretraining
 corpus of source files). Each keeps its real remote location in code and reads a local copy
 given with ``--from``.
 
@@ -39,6 +39,7 @@ _MODULES = {
     "polyglot": "polyglot",
     "swe-smith": "swe_smith",
     "swe-smith-trajectories": "swe_smith_trajectories",
+    "eval-swe": "eval_swe",
     "livecodebench": "livecodebench",
     "tasks": "tasks_file",
     "code": "code",

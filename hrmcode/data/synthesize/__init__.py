@@ -5,7 +5,11 @@ One module per level holds its rules (``plan``, ``edit``, ``tool``, ``coord``, `
 parallel. ``synthesize()`` is the one library entry point the CLI calls.
 
 Sources: a ``tasks`` artifact by name (the newest fetched version, e.g. ``swe-smith``) or path,
-or ``repo:PATH`` (bugs injected into a local git repository, see ``hrmcode.data.bugs``). The
+or ``repo:PATH`` (bugs injected into a local git repository, see ``hrmcode.data.bugs``), or an
+``hrmcode eval swe`` run directory (its trajectories, with their rewards, fetched first as source
+``eval-swe`` into the workspace as ``fetch/eval-swe-<run key>``, as ``fetch eval-swe --from RUN``
+would, and reused while the run is unchanged, so a rerun resumes; the ``tool`` level makes one
+multi-turn example of each trajectory). The
 analysis of those tasks is taken from the workspace (the newest ``analysis`` artifact whose
 input is exactly this tasks artifact), else ``--analysis``, else ``analyze`` is run in-process
 and its artifact written to the workspace. Guarantees are those of ``pipeline``.
@@ -16,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrmcode.artifacts import Artifact, load_artifact, read_manifest, workspace_root
+from hrmcode.artifacts import Artifact, latest_in_workspace, load_artifact, read_manifest, workspace_root
 from hrmcode.data.examples import LEVELS
+from hrmcode.data.sources import fetch
+from hrmcode.data.sources.eval_swe import is_eval_swe_run, run_key
 from hrmcode.data.synthesize.pipeline import SynthesisResult, run_synthesis
 from hrmcode.errors import ArtifactError
 from hrmcode.options import option
@@ -111,6 +117,16 @@ def synthesize(
             return SynthesisResult(None, {"bugs": result.stats}, dry_run=True)
         tasks = result.artifact
         extra = {"repo": source[len(REPO_PREFIX):], "test_cmd": test_cmd}
+    elif is_eval_swe_run(source):
+        fetched_name = f"eval-swe-{run_key(source)}"
+        latest = latest_in_workspace("fetch", fetched_name, workspace)
+        if latest is not None:
+            tasks = load_artifact(latest, "tasks")
+        else:
+            fetched = fetch("eval-swe", from_path=source, workspace=workspace, name=fetched_name, dry_run=dry_run)
+            if fetched.artifact is None:
+                return SynthesisResult(None, {"trajectories": fetched.records, "fetch": fetched.stats}, dry_run=True)
+            tasks = fetched.artifact
     else:
         tasks = load_artifact(source, "tasks", workspace)
     name = tasks.name

@@ -17,6 +17,9 @@ class Draft:
     target: str  # what it must produce
     language: str
     context: dict = field(default_factory=dict)
+    messages: list[dict] | None = None  # a multi-turn example's conversation (Example.messages)
+    reward: float | None = None  # the episode's reward (Example.reward)
+    model_written: bool = False  # a model wrote the target (a recorded agent's turns)
 
 
 def fenced(path: str, content: str) -> str:

@@ -89,7 +89,7 @@ def task_examples(task: dict, profile: dict, settings: Settings) -> list[dict]:
     examples: list[dict] = []
     for level in settings.levels:
         for n, draft in enumerate(RULES[level](ctx)):
-            examples.append({
+            example = {
                 "id": f"{task['id']}#{level}-{n}",
                 "task_id": task["id"],
                 "source": task.get("source", ""),
@@ -99,8 +99,11 @@ def task_examples(task: dict, profile: dict, settings: Settings) -> list[dict]:
                 "language": draft.language,
                 "stage": stage,
                 "split": split,
-                "provenance": {"inputs": settings.inputs, "rule": draft.rule, "model_written": False},
-            })
+                "provenance": {"inputs": settings.inputs, "rule": draft.rule, "model_written": draft.model_written},
+            }
+            # Only multi-turn examples carry these (Example leaves them out when null).
+            example.update({k: v for k, v in (("messages", draft.messages), ("reward", draft.reward)) if v is not None})
+            examples.append(example)
     return examples
 
 

@@ -16,7 +16,17 @@ the SWE-smith trajectories.
   test run's is one ``<test> PASSED`` line per FAIL_TO_PASS and PASS_TO_PASS test (what the
   record states the fixed code does), or ``exit status 0`` for exercises (the reference passes;
   ``hrmcode validate`` checks this by execution where it can). Reward 1.0: the reference fix.
-Paths are under ``/testbed`` as in SWE-agent.
+  Paths are under ``/testbed`` as in SWE-agent.
+- ``tool/from-agent-run``: one multi-turn example per trajectory recorded by ``hrmcode eval swe``
+  (tasks of source ``eval-swe``), resolved or not. ``messages`` is the conversation exactly as the
+  acting model saw it (system prompt, task, then each reply and the observation that answered it:
+  mini-swe-agent's protocol, one bash block or SEARCH/REPLACE edits per turn); train takes the
+  loss on the replies only. ``reward`` is the episode's (1.0 resolved, 0.0 failed), so training can
+  mask or weight failed runs (``--reward-weighting``); ``context`` records the acting model,
+  ``resolved``, ``exit_status``, steps, attempt, planner and the run. ``input.text`` / ``target``
+  are the first user message and the first reply (the single-turn view of the first step).
+  ``provenance.model_written`` is true: a model wrote every reply. A trajectory without a
+  non-empty reply (the model crashed before answering) yields nothing.
 """
 
 from __future__ import annotations
@@ -151,7 +161,28 @@ def canonical_examples(ctx: TaskContext) -> list[Draft]:
                   ctx.language, context)]
 
 
+AGENT_RUN_SOURCE = "eval-swe"  # hrmcode.data.sources.eval_swe's tasks
+_AGENT_CONTEXT_KEYS = ("model", "resolved", "exit_status", "instance_id", "attempt", "planner", "format_errors",
+                       "protocol", "context_policy", "eval_run", "record_id")
+
+
+def agent_run_examples(ctx: TaskContext) -> list[Draft]:
+    """The ``tool/from-agent-run`` example of one recorded ``eval swe`` trajectory, or [] without a reply."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in ctx.metadata.get("messages") or []]
+    replies = [m["content"] for m in messages if m["role"] == "assistant" and m["content"].strip()]
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    if not replies or not users:
+        return []
+    reward = float(ctx.metadata["reward"])
+    context = {key: ctx.metadata.get(key) for key in _AGENT_CONTEXT_KEYS}
+    context.update({"reward": reward, "steps": len(ctx.metadata.get("steps") or []), "turns": len(replies)})
+    return [Draft("tool", "tool/from-agent-run", users[0], replies[0], ctx.language, context,
+                  messages=messages, reward=reward, model_written=True)]
+
+
 def tool_examples(ctx: TaskContext) -> list[Draft]:
+    if ctx.task.get("source") == AGENT_RUN_SOURCE:
+        return agent_run_examples(ctx)
     if "messages" in ctx.metadata:
         return trajectory_examples(ctx)
     return canonical_examples(ctx)
