@@ -422,3 +422,20 @@ def test_tree_search_resolves_with_the_gold_agent(cli, demo_tasks, tmp_path):
     assert payload["score"] == 100.0 and payload["search"] == "mcts"
     for record in _jsonl(out / "results.jsonl"):
         assert record["search"]["method"] == "mcts" and record["search"]["calls"] <= 4 and record["resolved"]
+
+
+def test_a_checkpoint_acts_through_its_own_prompt_format(cli, demo_tasks, tmp_path):
+    """A tiny untrained model: the run completes and records what it did, whatever it resolves."""
+    from hrmcode.agent.loop import EXIT_STATUSES
+    from tests.quantize.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path, max_seq_len=4096)
+    out = tmp_path / "tiny"
+    result, payload = _run(cli, demo_tasks, out, "--model", f"checkpoint:{model}", "--max-tokens", "8",
+                           "--step-limit", "2", "--limit", "1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    [trajectory] = _jsonl(out / "trajectories.jsonl")
+    assert trajectory["exit_status"] in EXIT_STATUSES and trajectory["exit_status"] != "crash", trajectory.get("error")
+    assert trajectory["model"] == f"checkpoint:{model}" and len(trajectory["steps"]) >= 1
+    assert all(step["prompt_tokens"] > 0 and step["completion_tokens"] >= 1 for step in trajectory["steps"])
+    assert payload["tokens"]["prompt"] == sum(step["prompt_tokens"] for step in trajectory["steps"])
