@@ -384,6 +384,7 @@ class DockerSession(WorkDirSession):
                 self._kill_leftovers()
 
         timer = threading.Timer(deadline - start, on_deadline)
+        began = time.time()
         sock = api.exec_start(exec_id, socket=True)
         raw = getattr(sock, "_sock", sock)
         timer.start()
@@ -401,7 +402,18 @@ class DockerSession(WorkDirSession):
         result = runs.interpret(Finished(code, out.value(), err.value(), out.truncated, err.truncated, wall, timed_out),
                                 limits, signal_offset=True)
         result.memory_cap = "docker (whole container)"
+        result.memory_exceeded = result.memory_exceeded or self._oom_kills(began, time.time()) > 0
         return result
+
+    def _oom_kills(self, since: float, until: float) -> int:
+        """The engine's ``oom`` events for the container between two wall-clock times (a command's
+        OOM-killed child, even when the command itself exits 0)."""
+        events = self.sandbox.client.api.events(since=f"{since:.9f}", until=f"{until:.9f}", decode=True,
+                                                filters={"container": self.container.id, "event": "oom"})
+        try:
+            return sum(1 for _ in events)
+        finally:
+            events.close()
 
     def _exit_code(self, exec_id: str, deadline: float, killed: threading.Event) -> int:
         """The exec's exit status once it has exited: a command that closed its output keeps running

@@ -33,8 +33,11 @@ What a session guarantees, in every isolating backend (``local`` bubblewrap, ``d
   its container is labelled with the owner and removed by the next docker sandbox start
   (``docker_backend.clean``); bubblewrap dies with its parent.
 
-Not guaranteed: a command's ``memory_exceeded`` counts only the OOM kills during that command;
-one session is used by one thread at a time (``exec`` calls are serialised); the total that
+A command's ``memory_exceeded`` is set by an OOM kill during that command (local: the session
+cgroup's count; docker: the engine's ``oom`` events for the container), even of a child when the
+command itself exits 0, or by a runtime's out-of-memory message on a failing exit, as for a run.
+
+Not guaranteed: one session is used by one thread at a time (``exec`` calls are serialised); the total that
 ``read_files`` returns is bounded only by the disk cap. The ``unsafe`` backend's session is a plain
 temporary directory: commands can read and write anything the caller can, reach the network, and
 only their process group is killed after each command (a daemon that calls ``setsid`` survives).

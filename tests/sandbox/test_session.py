@@ -115,6 +115,19 @@ def test_a_command_that_kills_what_runs_it_still_leaves_nothing_behind(isolating
         assert session.exec("echo still here").stdout == "still here\n"
 
 
+def test_an_oom_killed_child_marks_only_its_own_command(isolating):
+    """Three 150 MB children pass RLIMIT_AS (256 MB each) but not the 256 MB cap summed over the
+    command (local: the session's cgroup; docker: the container); the command itself exits 0."""
+    if isolating.name == "local" and local._cgroup.hierarchy() is None:
+        pytest.skip("no memory cgroup here: only the per-process cap applies")
+    hog = "python3 -c 'import time; b = bytearray(150 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(3)'"
+    with isolating.session({}, Limits(timeout_s=30, memory_mb=256, processes=64, disk_mb=64)) as session:
+        result = session.exec(f"for i in 1 2 3; do {hog} & done; wait; echo done")
+        assert result.exit_code == 0 and result.stdout == "done\n" and result.memory_exceeded, result
+        after = session.exec("echo fine")
+        assert after.ok and not after.memory_exceeded
+
+
 def test_read_files_never_follows_links_and_skips_what_is_not_a_plain_file(any_sandbox):
     with any_sandbox.session({"keep.py": "x = 1\n"}, FAST) as session:
         result = session.exec("ln -s /etc/passwd leak; ln -s / root; mkdir sub; ln -s /etc sub/etc; mkfifo pipe; "
