@@ -439,3 +439,31 @@ def test_a_checkpoint_acts_through_its_own_prompt_format(cli, demo_tasks, tmp_pa
     assert trajectory["model"] == f"checkpoint:{model}" and len(trajectory["steps"]) >= 1
     assert all(step["prompt_tokens"] > 0 and step["completion_tokens"] >= 1 for step in trajectory["steps"])
     assert payload["tokens"]["prompt"] == sum(step["prompt_tokens"] for step in trajectory["steps"])
+
+
+def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(demo_tasks, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "hrmcode", "eval", "swe", "--tasks", str(demo_tasks), "--model", "oracle",
+               "--attempts", "4", "-j", "2", "--out", str(out)]
+    expected = sorted(f"{task}@{attempt}" for task in _task_ids(demo_tasks) for attempt in range(1, 5))
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if results.is_file() and results.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)  # the process we started, and everything it started
+    process.wait()
+    before = {json.loads(line)["id"] for line in results.read_bytes().split(b"\n")[:-1] if line.strip()}
+    assert before and not (out / "manifest.json").exists()
+    rerun = _hrmcode("--json", *command[3:])
+    assert rerun.returncode == 0, rerun.stderr
+    payload = json.loads(rerun.stdout)
+    assert payload["skipped"] >= len(before) and payload["ran"] + payload["skipped"] == len(expected)
+    assert [r["id"] for r in _jsonl(results)] == expected
+    assert [t["id"] for t in _jsonl(out / "trajectories.jsonl")] == expected
+    assert payload["score"] == 100.0 and payload["pass@4"] == 1.0
