@@ -373,15 +373,25 @@ def _tree_path(path: str | None) -> str | None:
     return path
 
 
+def _git_header_name(line: str) -> str:
+    """The name of ``diff --git a/NAME b/NAME`` (the same name twice, so spaces in it are no
+    ambiguity); a rename's two names come from its ``rename from/to`` lines instead."""
+    rest = line[len("diff --git a/"):] if line.startswith("diff --git a/") else ""
+    name = rest[:(len(rest) - 3) // 2]
+    if rest and rest == f"{name} b/{name}":
+        return name
+    match = re.match(r"diff --git a/(\S+) b/(\S+)$", line)
+    if match is None:
+        raise PatchError("a file diff names no file", "the patch is malformed")
+    return match.group(1)
+
+
 def _file_paths(part: FileDiff) -> tuple[str | None, str | None]:
     """(path before, path after) of one file diff; None where the file does not exist."""
     if any(line.startswith("--- ") for line in part.header):
         old, new = part.old_path, part.new_path
     else:  # no ---/+++ lines (an empty new file, a pure rename): the names of 'diff --git'
-        match = re.match(r"diff --git a/(\S+) b/(\S+)$", part.header[0]) if part.header else None
-        if match is None:
-            raise PatchError("a file diff names no file", "the patch is malformed")
-        old, new = match.group(1), match.group(2)
+        old = new = _git_header_name(part.header[0] if part.header else "")
     for line in part.header:
         if line.startswith("new file mode "):
             old = None

@@ -176,9 +176,10 @@ def test_model_patch_is_the_diff_of_text_files_and_names_what_it_left_out():
 
 
 def test_a_tree_patch_is_what_git_apply_applies(tmp_path):
-    before = {"a.py": "one\ntwo\nthree\n", "b.txt": "no newline", "c/d.py": "gone\n", "empty.txt": ""}
+    before = {"a.py": "one\ntwo\nthree\n", "b.txt": "no newline", "c/d.py": "gone\n", "empty.txt": "",
+              "with space.txt": "x\n"}
     after = {"a.py": "one\n2\nthree\nfour\n", "b.txt": "no newline, still", "e/f.py": "new\n", "empty.txt": "",
-             "new-empty.txt": ""}
+             "new-empty.txt": "", "with space.txt": "y\n", "new dir/empty file.txt": ""}
     patch = tree_patch(before, after)
     assert apply_patch(before, patch) == after
     for path, text in before.items():
