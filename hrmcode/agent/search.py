@@ -32,13 +32,12 @@ node's conversation (sampling at temperature > 0 is the backend's business), run
 call is one child; the search stops after exactly ``budget_calls`` calls, or earlier when every state
 is terminal or ``limits.time_limit_s`` has passed (the whole search's wall time).
 
-Node value (``node_value``), in [0, 1], from agent-visible feedback only:
-
-- the pass fraction of the path's last visible test run (stale or not); 0.5 when there is none;
-- a submitted state: 1.0 when its last visible test run is fresh and passing; 0.0 when it changed
-  no file; else the value above;
-- minus 0.25 when the step into the node was a format error, minus 0.1 when it was a failed command
-  (non-zero exit, not a test run); never below 0.
+Node value (``node_value``), in [0, 1], from agent-visible feedback only, ordered as ``best_of_n``'s
+tiers: 1.0 when the path's last visible test run is fresh and passing; half its pass fraction when it
+is fresh and failing (below any state without evidence); 0.5 with no usable evidence (no run, or a
+stale one); 0.0 for a submitted state that changed no file; then minus 0.25 when the step into the
+node was a format error, minus 0.1 when it was a failed command (non-zero exit, not a test run),
+never below 0.
 
 Selection descends from the root by UCB1 (``mean value + c * sqrt(ln(parent visits) / visits)``,
 the first child wins a tie) through expanded nodes until it reaches an unexpanded, non-terminal one;
@@ -221,13 +220,16 @@ def best_of_n(trajectories: list[Trajectory], *, patches: list[str] | None = Non
 
 
 def node_value(evidence: VisibleEvidence) -> float:
-    """A state's value in [0, 1] from agent-visible feedback (module docstring)."""
-    value = evidence.last_run.pass_fraction if evidence.last_run is not None else NEUTRAL_VALUE
-    if evidence.submitted:
-        if not evidence.changed:
-            value = 0.0
-        elif evidence.last_run is not None and evidence.fresh and evidence.last_run.passing:
-            value = 1.0
+    """A state's value in [0, 1] from agent-visible feedback (module docstring); it orders states as
+    ``best_of_n``'s tiers do: a fresh visible pass above no evidence above a fresh visible failure."""
+    if evidence.tier == 2:
+        value = 1.0
+    elif evidence.tier == 0:
+        value = NEUTRAL_VALUE * evidence.last_run.pass_fraction
+    else:
+        value = NEUTRAL_VALUE
+    if evidence.submitted and not evidence.changed:
+        value = 0.0
     if evidence.last_step_kind == "format_error":
         value -= FORMAT_ERROR_PENALTY
     elif evidence.last_step_failed:

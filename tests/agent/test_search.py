@@ -115,14 +115,15 @@ def test_node_value_from_visible_feedback():
         return node_value(visible_evidence(trajectory(*specs, status=status)))
 
     assert value("ls") == NEUTRAL_VALUE
-    assert value("edit", "fail") == 0.5  # 1 of 2 passed
+    assert value("edit", "fail") == 0.25  # fresh and failing: half its pass fraction (1 of 2), below no evidence
     assert value("edit", "pass") == 1.0
+    assert value("pass", "edit") == NEUTRAL_VALUE  # stale: no usable evidence
     assert value("edit", "pass", "submit", status="submitted") == 1.0
     assert value("submit", status="submitted") == 0.0  # submitted nothing
     assert value("edit", "submit", status="submitted") == NEUTRAL_VALUE
     assert value("ls", "format") == NEUTRAL_VALUE - FORMAT_ERROR_PENALTY
     assert value("ls", "bad") == NEUTRAL_VALUE - FAILED_COMMAND_PENALTY
-    assert value("edit", "fail", "submit", status="submitted") == 0.5  # submitted on a failing run: no bonus
+    assert value("edit", "fail", "submit", status="submitted") == 0.25
 
 
 # -- UCB1 on a hand-built tree -------------------------------------------------------------------------
