@@ -50,7 +50,7 @@ NOT_RUN = "not run"
 @dataclass
 class Grade:
     resolved: bool
-    fail_to_pass: dict[str, str]      # test id -> "passed" | "failed" | "skipped" | "missing" | "no verdict" | "not run"
+    fail_to_pass: dict[str, str]      # test id -> passed | failed | skipped | missing | no verdict | not run
     pass_to_pass: dict[str, str]
     f2p_fixed: float                  # fraction of FAIL_TO_PASS that pass
     p2p_broken: int                   # PASS_TO_PASS tests that no longer pass
@@ -71,7 +71,9 @@ def _generated(path: str, final: dict) -> bool:
         return True
     for depth in range(1, len(parts)):
         ignore = final.get("/".join(parts[:depth]) + "/.gitignore")
-        if ignore is not None and (ignore.decode("utf-8", "replace") if isinstance(ignore, bytes) else ignore).strip() == "*":
+        if isinstance(ignore, bytes):
+            ignore = ignore.decode("utf-8", "replace")
+        if ignore is not None and ignore.strip() == "*":
             return True
     return False
 

@@ -169,7 +169,8 @@ def _read_tree(clone: Path, commit: str) -> tuple[dict[str, str], int]:
     try:
         _git(clone, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
     except InputError:
-        raise InputError(f"{clone} has no commit {commit}", "fetch it there (git fetch), or clone the repository again") from None
+        raise InputError(f"{clone} has no commit {commit}",
+                         "fetch it there (git fetch), or clone the repository again") from None
     data = _git(clone, "archive", "--format=tar", commit)
     files: dict[str, str] = {}
     skipped = 0

@@ -8,7 +8,6 @@ did not fix. Also: ``model_patch`` (what an agent's final work dir becomes), tre
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -190,7 +189,8 @@ def test_a_tree_patch_is_what_git_apply_applies(tmp_path):
     done = subprocess.run(["git", "-C", str(tmp_path), "apply", "p.diff"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (tmp_path / "p.diff").unlink()
-    got = {str(p.relative_to(tmp_path)): p.read_text() for p in tmp_path.rglob("*") if p.is_file() and ".git" not in p.parts}
+    got = {str(p.relative_to(tmp_path)): p.read_text() for p in tmp_path.rglob("*")
+           if p.is_file() and ".git" not in p.parts}
     assert got == after
     assert tree_patch(after, after) == ""
 

@@ -211,7 +211,8 @@ def test_deleting_a_shared_config_file_brings_back_its_test_sections_only_when_i
 
 
 def test_package_json_gets_its_test_keys_back_and_keeps_the_rest():
-    base = {"name": "x", "version": "1.0.0", "scripts": {"test": "jest", "build": "tsc"}, "jest": {"testMatch": ["**/*.test.js"]}}
+    base = {"name": "x", "version": "1.0.0", "scripts": {"test": "jest", "build": "tsc"},
+            "jest": {"testMatch": ["**/*.test.js"]}}
     final = {"name": "x", "version": "1.1.0", "scripts": {"test": "echo ok", "build": "tsc -p ."},
              "jest": {"testMatch": []}, "mocha": {"spec": "none"}}
     tree, discarded = _discard({"package.json": json.dumps(base, indent=2) + "\n"},
@@ -221,6 +222,7 @@ def test_package_json_gets_its_test_keys_back_and_keeps_the_rest():
                    "jest": {"testMatch": ["**/*.test.js"]}}
     assert tree["package.json"].startswith('{\n    "name"') and discarded == ["package.json"]
     untouched = json.dumps({**base, "version": "2.0.0"}, indent=2)
-    assert _discard({"package.json": json.dumps(base)}, {"package.json": untouched}) == ({"package.json": untouched}, [])
+    kept = _discard({"package.json": json.dumps(base)}, {"package.json": untouched})
+    assert kept == ({"package.json": untouched}, [])
     broken = _discard({"package.json": json.dumps(base)}, {"package.json": "{not json"})
     assert broken == ({"package.json": json.dumps(base)}, ["package.json"])
