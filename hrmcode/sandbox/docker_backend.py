@@ -371,8 +371,12 @@ class DockerSession(WorkDirSession):
     def _exec(self, command: str, limits: Limits, env: dict[str, str]) -> ExecResult:
         api = self.sandbox.client.api
         argv = ["/bin/sh", "-c", _SESSION_WRAPPER, command, str(runs.cpu_seconds(limits)), f"{limits.timeout_s:g}"]
-        exec_id = api.exec_create(self.container.id, argv, user=f"{self.uid}:{self.uid}", workdir="/work",
-                                  environment={**ENV, **env})["Id"]
+        try:
+            exec_id = api.exec_create(self.container.id, argv, user=f"{self.uid}:{self.uid}", workdir="/work",
+                                      environment={**ENV, **env})["Id"]
+        except Exception as exc:  # noqa: BLE001 - a stopped or removed container, an engine gone
+            raise SandboxError(f"the session's container {self.container.name} cannot run commands: "
+                               f"{' '.join(str(exc).split())[:200]}", "close the session and open a new one") from None
         caps = {1: CappedOutput(limits.output_bytes), 2: CappedOutput(limits.output_bytes)}
         start = time.monotonic()
         deadline = start + limits.timeout_s + SESSION_GRACE_S

@@ -27,7 +27,8 @@ for later runs of that worker.
 A session (``Sandbox.session``; ``session.py``) holds one uid slot, run dir and memory cgroup
 for its whole life and runs each command as a new bubblewrap over that run dir, with the profile
 above; after each command every process left in the session's cgroup (without one, of its uid, as
-root) is killed before ``exec`` returns.
+root) is killed before ``exec`` returns. As a normal user (no cgroup, no uid of its own) what a
+command left dies with bubblewrap's PID namespace, whose teardown the kernel finishes just after.
 
 Both modes install a seccomp filter (``_seccomp.py``, x86_64) refusing namespace creation, mounts,
 keyrings, bpf, io_uring and similar kernel surface. Not guaranteed by either: protection against

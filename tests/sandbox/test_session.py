@@ -280,3 +280,15 @@ def test_a_sigkilled_owners_session_is_swept_by_the_next_start(backend, tmp_path
     assert not root.exists()
     assert [m for m in Path("/proc/self/mounts").read_text().splitlines() if str(root) in m] == []
     assert runs.owner_gone(root.name)
+
+
+@pytest.mark.docker
+def test_a_docker_session_whose_container_is_gone_says_so_in_one_line():
+    sandbox = real_sandbox("docker")
+    session = sandbox.session({}, FAST)
+    try:
+        session.container.remove(force=True)
+        with pytest.raises(SandboxError, match="cannot run commands"):
+            session.exec("true")
+    finally:
+        session.close()
