@@ -83,16 +83,16 @@ def read_tree(root: Path, max_file_bytes: int) -> dict[str, bytes]:
     module docstring for what is skipped."""
     files: dict[str, bytes] = {}
     top = os.open(root, _DIR_FLAGS)
-    stack: list[tuple[int, str, list[str]]] = []
+    stack: list[tuple[int, str, list[str]]] = []  # open directories, each with its names still to visit (last first)
     try:
-        stack.append((top, "", sorted(os.listdir(top))))
+        stack.append((top, "", sorted(os.listdir(top), reverse=True)))
         while stack:
             dir_fd, prefix, names = stack[-1]
             if not names:
                 stack.pop()
                 os.close(dir_fd)
                 continue
-            name = names.pop(0)
+            name = names.pop()
             try:
                 info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             except OSError:
@@ -105,7 +105,7 @@ def read_tree(root: Path, max_file_bytes: int) -> dict[str, bytes]:
                 except OSError:  # replaced by a link between the lstat and the open: skipped
                     continue
                 try:
-                    stack.append((child, f"{prefix}{name}/", sorted(os.listdir(child))))
+                    stack.append((child, f"{prefix}{name}/", sorted(os.listdir(child), reverse=True)))
                 except OSError:
                     os.close(child)
             elif stat.S_ISREG(info.st_mode) and info.st_size <= max_file_bytes:

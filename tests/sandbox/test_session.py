@@ -138,6 +138,15 @@ def test_read_files_never_follows_links_and_skips_what_is_not_a_plain_file(any_s
         assert session.read_files()["big"] == b"\0" * 2000
 
 
+def test_read_files_skips_what_is_nested_too_deep_and_keeps_the_rest(any_sandbox):
+    from hrmcode.sandbox.session import MAX_DEPTH
+
+    deep = "/".join(["d"] * (MAX_DEPTH + 5))
+    with any_sandbox.session({}, FAST) as session:
+        assert session.exec(f"mkdir -p {deep} && echo lost > {deep}/f && echo kept > d/d/f && echo top > z").ok
+        assert session.read_files() == {"d/d/f": b"kept\n", "z": b"top\n"}
+
+
 def test_write_files_refuses_names_outside_the_work_dir_and_writes_nothing_then(any_sandbox):
     with any_sandbox.session({}, FAST) as session:
         for bad in ("../x", "/etc/x", "a/../../x", ""):
