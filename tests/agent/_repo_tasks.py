@@ -14,7 +14,7 @@ from tests.synth.conftest import commit_tree
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "demo-repo"
 HOSTILE = Path(__file__).parent / "hostile_grading"
-TEST_CMD = "python -m pytest -q tests"
+TEST_CMD = "python3 -m pytest -q tests"  # python3: the docker image has no `python`
 
 
 def demo_tasks(root: Path, max_bugs: int = 4) -> tuple[Path, Path]:

@@ -15,7 +15,7 @@ from hrmcode.agent.grading import Grade, grade, model_patch
 from hrmcode.agent.repo import load_repo_tasks
 from hrmcode.diffs import PatchError, apply_patch, tree_patch
 from hrmcode.errors import InputError
-from tests._sandboxes import real_sandbox
+from tests._sandboxes import BACKENDS, real_sandbox
 from tests.agent._repo_tasks import HOSTILE, attack_changes, demo_tasks
 
 ATTACKS = sorted(HOSTILE.glob("*.attack"))
@@ -24,13 +24,15 @@ ATTACKS = sorted(HOSTILE.glob("*.attack"))
 TOUCH = "toolkit/__init__.py"
 
 
-@pytest.fixture(scope="module")
-def box():
-    return real_sandbox("local")
+@pytest.fixture(scope="module", params=BACKENDS)
+def box(request):
+    """The sandbox grading runs in: bubblewrap, and docker where an engine is up."""
+    return real_sandbox(request.param)
 
 
 @pytest.fixture(scope="module")
-def tasks(tmp_path_factory, box):
+def tasks(tmp_path_factory):
+    """Bugs of the demo repository, made once (in the local sandbox) for every backend."""
     _, artifact = demo_tasks(tmp_path_factory.mktemp("grading"), max_bugs=4)
     return load_repo_tasks(artifact)
 
