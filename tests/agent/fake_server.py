@@ -9,7 +9,8 @@ Usage::
         hrmcode eval swe --tasks T --model openai:{server.url} --model-name {server.model_name}
 
 What it serves (stdlib ``http.server`` in a daemon thread on ``127.0.0.1:0``, loopback only):
-``POST /v1/chat/completions`` and ``GET /v1/models``. Every request body is kept in ``requests``.
+``POST /v1/chat/completions`` and ``GET /v1/models``. Every POST body is kept in ``requests``, every
+GET path in ``gets``.
 
 How it answers a chat request:
 
@@ -206,9 +207,14 @@ def _steps(task: RepoTask, edits: list[str]) -> list[ScriptStep]:
     return steps
 
 
+def fix_commands(task: RepoTask) -> list[str]:
+    """The commands that make the gold patch's change, one per file it changes."""
+    return [_edit_command(task, diff) for diff in content_diffs(task.gold_patch)]
+
+
 def correct_script(task: RepoTask) -> list[ScriptStep]:
     """Search, read, run the tests, edit as the gold patch does (one command per file), test, diff, submit."""
-    return _steps(task, [_edit_command(task, diff) for diff in content_diffs(task.gold_patch)])
+    return _steps(task, fix_commands(task))
 
 
 def wrong_script(task: RepoTask) -> list[ScriptStep]:
@@ -237,7 +243,8 @@ class FakeAgentServer:
         self.model_name = model_name
         self.stochastic = stochastic
         self.delay_s = delay_s  # seconds before each chat reply: a slow model, so a test can act mid-run
-        self.requests: list[dict] = []
+        self.requests: list[dict] = []  # every POST body
+        self.gets: list[str] = []  # every GET path (eval swe never sends one: a GET came from elsewhere)
         self.unmatched = 0
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -300,6 +307,8 @@ class FakeAgentServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                with fake._lock:
+                    fake.gets.append(self.path)
                 if self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": fake.model_name, "object": "model",
                                                                  "owned_by": "tests"}]})
