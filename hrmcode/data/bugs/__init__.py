@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
 from hrmcode.data.bugs.transforms import candidate_bugs
-from hrmcode.diffs import FileDiff, apply_file_diff, content_diffs, diff_texts, hunk_line
+from hrmcode.diffs import apply_file_diff, content_diffs, tree_patch
 from hrmcode.errors import InputError, ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
 from hrmcode.sandbox.base import Limits
@@ -168,13 +168,7 @@ def candidates(info: RepoInfo, seed: int) -> list[Candidate]:
 
 def bug_patch(path: str, before: str, after: str) -> str:
     """A git-style unified diff of one file (the bug-introducing ``patch``)."""
-    diff: FileDiff = diff_texts(path, path, before, after)
-    lines = [f"diff --git a/{path} b/{path}\n", f"--- a/{path}\n", f"+++ b/{path}\n"]
-    for hunk in diff.hunks:
-        lines.append(f"@@ -{hunk.old_start},{hunk.old_len} +{hunk.new_start},{hunk.new_len} @@\n")
-        for tag, text in hunk.lines:
-            lines.extend(line + "\n" for line in hunk_line(tag, text))
-    return "".join(lines)
+    return tree_patch({path: before}, {path: after})
 
 
 def short_hash(text: str) -> str:
