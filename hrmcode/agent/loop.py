@@ -17,7 +17,7 @@ model's or the command's faults, which end the run with one of ``EXIT_STATUSES``
 - ``context_overflow``: even the system prompt, the task and the latest action do not fit
   ``context_tokens``;
 - ``crash``: the policy, the session or the loop raised; ``Trajectory.error`` records the exception
-  and where (``policy:``, ``session:``), and the run stops.
+  and where (``policy:``, ``session:``, ``loop:``), and the run stops.
 
 A command runs as ``session.exec(command, timeout_s=...)`` in a fresh subshell at the repository
 root. A SEARCH/REPLACE reply is applied to the session's text files (``session.read_files`` /
@@ -37,7 +37,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from hrmcode.agent.context import ContextOverflow, ContextPolicy
 from hrmcode.agent.protocol import (
@@ -48,9 +48,7 @@ from hrmcode.agent.trajectory import Step, Trajectory
 from hrmcode.edits import MalformedEdit, apply_edits_partial, reflection, resolve_path
 from hrmcode.errors import HrmcodeError, UsageError
 from hrmcode.options import option
-
-if TYPE_CHECKING:
-    from hrmcode.sandbox.base import Session
+from hrmcode.sandbox.base import Session
 
 _TIME_UP = "<exception>The attempt's time limit ran out during the model call; the command was not run.</exception>"
 
