@@ -5,10 +5,11 @@
 change to tests and test configuration is put back (``hrmcode.agent.testfiles``). Left out of it,
 and returned in its list of paths with the discarded test changes: files that are not UTF-8 text
 (a binary file cannot be a text diff) and paths with a newline or tab (a diff cannot name them).
-Left out silently: what running the tests leaves behind, ``__pycache__/`` and every directory
-whose own ``.gitignore`` is ``*`` (``.pytest_cache/``, as ``git diff`` leaves them out). A file of
-the base that the work dir no longer holds as a regular file is deleted by the patch (the work
-dir is read without following symlinks, and files over its size cap are not read).
+Left out silently: new files that running the tests leaves behind, under ``__pycache__/`` or a
+directory whose own ``.gitignore`` is ``*`` (``.pytest_cache/``, as ``git diff`` leaves them out;
+a file of the base there stays in the diff). A file of the base that the work dir no longer holds
+as a regular file is deleted by the patch (the work dir is read without following symlinks, and
+files over its size cap are not read).
 
 ``grade(task, patch, sandbox)`` applies ``patch`` to the task's buggy tree (``apply_patch``: exact,
 no fuzz), puts every test and test-configuration change back again (a patch need not come from
@@ -85,7 +86,7 @@ def model_patch(base: dict[str, str], final: dict[str, bytes | str],
     text: dict[str, str] = {}
     left_out: list[str] = []
     for path, data in final.items():
-        if _generated(path, final):
+        if path not in base and _generated(path, final):
             continue
         try:
             decoded = data if isinstance(data, str) else data.decode("utf-8")

@@ -174,6 +174,10 @@ def test_model_patch_is_the_diff_of_text_files_and_names_what_it_left_out():
                                         "tests/test_a.py": "def test(): pass\n", "logo.txt": "text\n"}
     assert "deleted file mode 100644" in patch and "new file mode 100644" in patch
     assert model_patch(base, {p: t.encode() for p, t in base.items()}) == ("", [])
+    # a self-ignoring directory hides new files only: the base's files there are not deleted
+    hidden = {**{p: t.encode() for p, t in base.items()}, "pkg/.gitignore": b"*\n", "pkg/a.py": b"x = 3\n"}
+    patch, _ = model_patch(base, hidden)
+    assert apply_patch(base, patch) == {**base, "pkg/a.py": "x = 3\n"}
 
 
 def test_a_tree_patch_is_what_git_apply_applies(tmp_path):
