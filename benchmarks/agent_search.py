@@ -5,27 +5,27 @@ Tasks: bugs injected into ``examples/demo-repo`` by ``synthesize --source repo:`
 runs in a real local (bubblewrap) sandbox session; each pick is graded by ``agent.grading.grade``
 (FAIL_TO_PASS + PASS_TO_PASS in a fresh sandbox run).
 
-The model is a scripted stochastic policy, in-process (no fake OpenAI-compatible server existed in
-``tests/agent/`` when this was written): search the code, read the file, edit, run the tests, submit
-after a visible pass, edit again after a failure. Each reply slips with probability ``--p-slip``
-(a format error or a command on a file that does not exist); an edit is the gold fix with
-probability ``--p-fix``, else a harmless wrong edit; after an edit it submits without testing with
-probability ``--p-skip``. The policy decides from the conversation it is sent and its seeded RNG only.
+The model is the scripted OpenAI-compatible server of the tests (``tests/agent/fake_server.py``) in
+its seeded stochastic mode, reached over HTTP through ``eval swe``'s own ``openai:`` backend and
+policy: per task a correct multi-step script (search, read, run the failing tests, edit, test
+again, diff, submit); each reply is the script's next step with probability ``--p-step``, else that
+step's wrong alternative (a wrong-line edit, which also spoils the right edit after it, or an
+unhelpful command). A fresh server per method and seed, so both methods draw from the same seed.
 
 Per task and seed: best-of-N runs ``--attempts`` attempts (``run_agent``, ``--step-limit`` steps each)
 and submits ``best_of_n``'s pick; MCTS then gets exactly the model calls best-of-N used on that task
-and seed (``budget_calls``), so both columns spend the same calls. "pass@N" grades every attempt: the
-rate a pick that could see the hidden tests would reach (a ceiling, not a method). Usage:
+and seed (``budget_calls``), so both rows spend the same calls (the server's own request count is
+checked against it). "pass@N" grades every attempt: the rate a pick that could see the hidden tests
+would reach (a ceiling, not a method). Usage:
 
     python benchmarks/agent_search.py                       # 5 tasks x 3 seeds, N = 4
-    python benchmarks/agent_search.py --tasks 3 --seeds 2 --attempts 3 --p-fix 0.5
+    python benchmarks/agent_search.py --tasks 3 --seeds 2 --attempts 3 --p-step 0.8
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -34,19 +34,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from hrmcode.agent.grading import grade, model_patch
-from hrmcode.agent.loop import AgentLimits, PolicyReply, run_agent
-from hrmcode.agent.protocol import SUBMIT_SENTINEL
-from hrmcode.agent.repo import RepoTask, load_repo_tasks
-from hrmcode.agent.search import best_of_n, mcts
-from hrmcode.data.bugs import repo_tasks
-from hrmcode.diffs import content_diffs
-from hrmcode.eval.swe import gold_command
-from hrmcode.sandbox import get_sandbox
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the fake server lives in the tests
+
+from hrmcode.agent.grading import grade, model_patch  # noqa: E402
+from hrmcode.agent.loop import AgentLimits, run_agent  # noqa: E402
+from hrmcode.agent.repo import RepoTask, load_repo_tasks  # noqa: E402
+from hrmcode.agent.search import best_of_n, mcts  # noqa: E402
+from hrmcode.data.bugs import repo_tasks  # noqa: E402
+from hrmcode.eval.backends import Generation, make_backend  # noqa: E402
+from hrmcode.eval.swe import AgentAnswers, BackendPolicy  # noqa: E402
+from hrmcode.sandbox import get_sandbox  # noqa: E402
+from tests.agent.fake_server import FakeAgentServer, Stochastic, correct_script  # noqa: E402
+
 TEST_CMD = "python -m pytest -q tests"
-STAGES = ("search", "read", "edit", "test", "submit")
 
 
 def demo_tasks(root: Path, count: int, sandbox) -> list[RepoTask]:
@@ -62,56 +63,14 @@ def demo_tasks(root: Path, count: int, sandbox) -> list[RepoTask]:
     return load_repo_tasks(result.artifact.path)[:count]
 
 
-class ScriptedPolicy:
-    """The stochastic script of the module docstring for one task; a stage is tagged in each thought."""
+def serve(task: RepoTask, p_step: float, seed: int) -> FakeAgentServer:
+    return FakeAgentServer({task.instance_id: correct_script(task)}, stochastic=Stochastic(p_step, seed))
 
-    name = "scripted-stochastic"
 
-    def __init__(self, task: RepoTask, seed: int, p_fix: float, p_slip: float, p_skip: float):
-        self.rng = random.Random(seed)
-        self.p_fix, self.p_slip, self.p_skip = p_fix, p_slip, p_skip
-        self.path = next(d.new_path or d.old_path for d in content_diffs(task.gold_patch))
-        self.function = self.path.rsplit("/", 1)[-1].removesuffix(".py")
-        self.fix = gold_command(task)
-        self.test_command = task.test_command
-        self.calls = 0
-
-    def act(self, messages: list[dict[str, str]]) -> PolicyReply:
-        self.calls += 1
-        stage = self.next_stage(messages)
-        if stage != "submit" and self.rng.random() < self.p_slip:
-            if self.rng.random() < 0.5:
-                return PolicyReply(f"THOUGHT: [{stage}] I will {stage} now.")  # no action block: a format error
-            return self.reply(stage, f"cat {self.path}.orig")  # a file that is not there
-        if stage == "search":
-            return self.reply(stage, f"grep -rn 'def ' --include=*.py . | grep -i {self.function} | head -20")
-        if stage == "read":
-            return self.reply(stage, f"cat -n {self.path}")
-        if stage == "edit":
-            if self.rng.random() < self.p_fix:
-                return self.reply(stage, self.fix)
-            return self.reply(stage, f"printf '\\n# reviewed: the bug is elsewhere\\n' >> {self.path}")
-        if stage == "test":
-            return self.reply(stage, self.test_command)
-        return self.reply(stage, SUBMIT_SENTINEL)
-
-    def reply(self, stage: str, command: str) -> PolicyReply:
-        return PolicyReply(f"THOUGHT: [{stage}] next.\n\n```bash\n{command}\n```\n", prompt_tokens=0, completion_tokens=0)
-
-    def next_stage(self, messages: list[dict[str, str]]) -> str:
-        """From the last reply's stage and whether it worked (its observation's return code)."""
-        if len(messages) < 4:
-            return "search"
-        last, observation = messages[-2]["content"], messages[-1]["content"]
-        stage = next((s for s in STAGES if f"[{s}]" in last), "search")
-        worked = "<returncode>0</returncode>" in observation
-        if stage == "test":
-            return "submit" if worked else "edit"
-        if not worked:
-            return stage
-        if stage == "edit":
-            return "submit" if self.rng.random() < self.p_skip else "test"
-        return STAGES[STAGES.index(stage) + 1]
+def policy_of(server: FakeAgentServer, task: RepoTask) -> BackendPolicy:
+    backend = make_backend(f"openai:{server.url}", model_name=server.model_name,
+                           generation=Generation(temperature=0.8, retries=0, timeout_s=60))
+    return BackendPolicy(backend, server.model_name, task, AgentAnswers())
 
 
 def resolved(task: RepoTask, files: dict[str, bytes], sandbox) -> bool:
@@ -125,9 +84,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--attempts", type=int, default=4, help="N of best-of-N")
     parser.add_argument("--step-limit", type=int, default=10)
-    parser.add_argument("--p-fix", type=float, default=0.3)
-    parser.add_argument("--p-slip", type=float, default=0.1)
-    parser.add_argument("--p-skip", type=float, default=0.3)
+    parser.add_argument("--p-step", type=float, default=0.7, help="probability a reply is the script's next step")
     parser.add_argument("--expansions", type=int, default=2)
     parser.add_argument("--c", type=float, default=1.4, help="UCB1 exploration constant")
     args = parser.parse_args()
@@ -143,14 +100,17 @@ def main() -> int:
             for seed in range(args.seeds):
                 start = time.perf_counter()
                 trajectories, finals = [], []
-                for attempt in range(args.attempts):
-                    policy = ScriptedPolicy(task, 1000 * seed + attempt, args.p_fix, args.p_slip, args.p_skip)
-                    with sandbox.session(task.files) as session:
-                        trajectories.append(run_agent(task.problem, session, policy, limits))
-                        finals.append(session.read_files())
+                with serve(task, args.p_step, seed) as server:
+                    policy = policy_of(server, task)
+                    for _ in range(args.attempts):
+                        with sandbox.session(task.files) as session:
+                            trajectories.append(run_agent(task.problem, session, policy, limits))
+                            finals.append(session.read_files())
+                    served = len(server.requests)
                 patches = [model_patch(task.files, files)[0] for files in finals]
                 pick = best_of_n(trajectories, patches=patches, test_command=task.test_command)
                 calls = sum(len(t.steps) for t in trajectories)
+                assert served == calls, (served, calls)
                 ok = resolved(task, finals[pick], sandbox)
                 rows["best-of-N"]["seconds"].append(time.perf_counter() - start)
                 rows["best-of-N"]["calls"].append(calls)
@@ -160,12 +120,13 @@ def main() -> int:
                                                             for i, files in enumerate(finals) if i != pick))
 
                 start = time.perf_counter()
-                policy = ScriptedPolicy(task, 1000 * seed + 999, args.p_fix, args.p_slip, args.p_skip)
-                result = mcts(task.problem, lambda files: sandbox.session(task.files if files is None else files),
-                              policy, limits, budget_calls=calls, c=args.c, expansions=args.expansions,
-                              test_command=task.test_command)
+                with serve(task, args.p_step, seed) as server:
+                    result = mcts(task.problem, lambda files: sandbox.session(task.files if files is None else files),
+                                  policy_of(server, task), limits, budget_calls=calls, c=args.c,
+                                  expansions=args.expansions, test_command=task.test_command)
+                    served = len(server.requests)
+                assert served == result.calls and (result.calls == calls or result.stopped != "budget"), result.stats()
                 ok = resolved(task, result.files, sandbox)
-                assert result.calls == policy.calls == calls or result.stopped != "budget", result.stats()
                 rows["MCTS"]["seconds"].append(time.perf_counter() - start)
                 rows["MCTS"]["calls"].append(result.calls)
                 rows["MCTS"]["resolved"].append(ok)
@@ -174,7 +135,7 @@ def main() -> int:
 
     runs = len(tasks) * args.seeds
     print(f"{len(tasks)} demo-repo tasks x {args.seeds} seeds = {runs} runs per method; N = {args.attempts}, "
-          f"step limit {args.step_limit}, p_fix {args.p_fix}, p_slip {args.p_slip}, p_skip {args.p_skip}, "
+          f"step limit {args.step_limit}, p_step {args.p_step}, "
           f"MCTS c = {args.c}, expansions = {args.expansions}; load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
     print(f"| {'method':<34} | {'model calls (mean)':>18} | {'resolved':>12} | {'mean seconds':>12} |")
     print(f"|{'-' * 36}|{'-' * 20}|{'-' * 14}|{'-' * 14}|")

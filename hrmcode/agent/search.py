@@ -10,15 +10,17 @@ command that runs pytest (``pytest``, ``py.test``, ``python -m pytest``) or cont
 command. Its outcome is pytest's summary line, the last ``N failed, M passed ... in T s`` in the
 observation (errors count as failures), and the step's exit code; with no summary line (a crash at
 collection, output cut), exit code 0 counts as all passed and anything else as all failed. A test
-run is *fresh* when no later step changed a file (``Step.state["files_modified"]``, exact per step).
+run is *fresh* when no later step changed a file (``Step.state["files_modified"]``, exact per step),
+and it *tests the agent's change* when some earlier step (or the run itself) changed one: a failing
+run before any change only reproduces the bug, so it is no evidence either way.
 Anyone can print a fake summary line; that only fools this pick, never the grade.
 
 ``best_of_n`` ordering — the attempt that comes first under these keys, in this order, is submitted:
 
 1. submitted (exit status ``submitted``) before not submitted;
 2. a non-empty model patch before an empty one (the given patch, else: some step changed a file);
-3. the last visible test run: fresh and passing (exit 0, no failures), then no usable evidence (no
-   test run, or the last one is stale), then fresh and failing;
+3. the last visible test run: fresh, testing the change, and passing (exit 0, no failures); then no
+   usable evidence (no test run, a stale one, or one before any change); then fresh and failing;
 4. fewer failures in that last run (failing ones only), then a higher pass fraction;
 5. fewer format errors, then fewer failed commands (non-zero exit of a step that is not a test run);
 6. fewer steps;
@@ -75,6 +77,8 @@ NEUTRAL_VALUE = 0.5
 FORMAT_ERROR_PENALTY = 0.25
 FAILED_COMMAND_PENALTY = 0.1
 
+# what running Python and pytest leaves behind; grading leaves these out of the model patch too
+_TOOL_DIRS = ("__pycache__", ".pytest_cache")
 _SEGMENT_SPLIT_RE = re.compile(r"&&|\|\||[;|\n()]")
 _ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 # pytest's last line: "===== 2 failed, 3 passed, 1 warning in 0.12s =====", or without the rules in -q mode
@@ -134,6 +138,15 @@ def pytest_counts(output: str) -> tuple[int, int] | None:
     return counts.get("passed", 0), failed
 
 
+def is_tool_output(path: str) -> bool:
+    """A file the tools leave behind (under ``__pycache__/`` or ``.pytest_cache/``), not the agent's change."""
+    return any(part in _TOOL_DIRS for part in path.split("/")[:-1])
+
+
+def _changes(step: Step) -> list[str]:
+    return [path for path in step.state.get("files_modified") or [] if not is_tool_output(path)]
+
+
 def _test_run(step: Step, test_command: str | None) -> TestRun | None:
     if step.action.get("kind") != "bash" or not is_test_command(step.action.get("command", ""), test_command):
         return None
@@ -152,6 +165,7 @@ class VisibleEvidence:
     changed: bool  # a non-empty model patch
     last_run: TestRun | None
     fresh: bool  # no file changed after last_run
+    tested_change: bool  # some file had changed before last_run (so it tested the agent's change)
     format_errors: int
     failed_commands: int
     steps: int
@@ -160,8 +174,9 @@ class VisibleEvidence:
 
     @property
     def tier(self) -> int:
-        """2: the last test run is fresh and passing; 1: no usable evidence; 0: fresh and failing."""
-        if self.last_run is None or not self.fresh:
+        """2: the last test run tested the agent's change, is fresh and passed; 0: the same, but it
+        failed; 1: no usable evidence (no run, a stale one, or one before any change)."""
+        if self.last_run is None or not self.fresh or not self.tested_change:
             return 1
         return 2 if self.last_run.passing else 0
 
@@ -179,22 +194,26 @@ def visible_evidence(trajectory: Trajectory, *, patch: str | None = None,
     whether some step changed a file decides ``changed``)."""
     last_run: TestRun | None = None
     fresh = True
+    changed_before = tested_change = False
     failed_commands = 0
     last_failed = False
     for step in trajectory.steps:
         run = _test_run(step, test_command)
-        if run is not None:
-            last_run, fresh = run, True
-        elif step.state.get("files_modified"):
+        changes = _changes(step)
+        if run is not None:  # a run whose own command also edits (``sed -i ... && pytest``) tests that edit
+            last_run, fresh, tested_change = run, True, changed_before or bool(changes)
+        elif changes:
             fresh = False
+        changed_before = changed_before or bool(changes)
         last_failed = run is None and step.action.get("kind") == "bash" and step.exit_code != 0
         failed_commands += last_failed
     if patch is not None:
         changed = bool(patch.strip())
     else:
-        changed = any(step.state.get("files_modified") for step in trajectory.steps)
+        changed = any(_changes(step) for step in trajectory.steps)
     return VisibleEvidence(
         submitted=trajectory.exit_status == "submitted", changed=changed, last_run=last_run, fresh=fresh,
+        tested_change=tested_change,
         format_errors=sum(step.action.get("kind") == "format_error" for step in trajectory.steps),
         failed_commands=failed_commands, steps=len(trajectory.steps),
         last_step_kind=trajectory.steps[-1].action.get("kind", "") if trajectory.steps else "",
@@ -357,7 +376,7 @@ def _path_trajectory(problem: str, policy_name: str, plan: str | None, node: Sea
 
 
 def _texts(files: dict[str, bytes]) -> dict[str, str]:
-    return {path: data.decode("utf-8", "replace") for path, data in files.items()}
+    return {path: data.decode("utf-8", "replace") for path, data in files.items() if not is_tool_output(path)}
 
 
 def mcts(problem: str, make_session: Callable[[dict[str, bytes] | None], Session], policy: Policy,

@@ -75,6 +75,15 @@ def test_visible_evidence_reads_the_last_run_and_its_freshness():
     crashed.steps.insert(1, step(2, command="pytest", observation="<returncode>4</returncode>", exit_code=4))
     assert visible_evidence(crashed).last_run == TestRun(2, 4, 0, 1, False)
     assert visible_evidence(trajectory("ls", "bad", "format", status="step_limit")).failed_commands == 1
+    # a failing run before any change only reproduces the bug: no evidence either way
+    reproduced = visible_evidence(trajectory("fail", "ls", status="step_limit"))
+    assert reproduced.fresh and not reproduced.tested_change and reproduced.tier == 1
+    # what pytest and Python leave behind is neither a change nor makes a run stale
+    cached = trajectory("fail", "pass", "submit")
+    cached.steps[0].state["files_modified"] = ["__pycache__/calc.cpython-311.pyc", ".pytest_cache/v/lastfailed"]
+    assert not visible_evidence(cached).changed and visible_evidence(cached).tier == 1
+    cached.steps[1].state["files_modified"] = ["calc.py"]  # the run's own command edited a file first
+    assert visible_evidence(cached).changed and visible_evidence(cached).tier == 2
 
 
 def test_a_hidden_resolve_does_not_beat_visible_evidence():
