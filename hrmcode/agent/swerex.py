@@ -627,10 +627,15 @@ class _BwrapDeployment(RemoteDeployment):
 # -- the offline image ------------------------------------------------------------------------------
 
 def _swerex_dockerfile() -> str:
+    # swe-rex goes into its own directory, on the server's PYTHONPATH only: the agent's python3 keeps
+    # the sandbox image's packages (commands start with the docker backend's environment).
     return (f"FROM {docker_backend.image_tag()}\n"
             "USER root\n"
-            f"RUN pip install --no-cache-dir --break-system-packages {' '.join(SWEREX_REQUIREMENTS)} \\\n"
-            " && swerex-remote --version\n"
+            f"RUN pip install --no-cache-dir --break-system-packages --target /opt/swerex "
+            f"{' '.join(SWEREX_REQUIREMENTS)} \\\n"
+            " && printf '#!/bin/sh\\nPYTHONPATH=/opt/swerex exec python3 -m swerex.server \"$@\"\\n'"
+            " > /usr/local/bin/swerex-remote \\\n"
+            " && chmod 755 /usr/local/bin/swerex-remote && swerex-remote --version\n"
             "LABEL hrmcode.swerex.image=1\n"
             "WORKDIR /work\n")
 

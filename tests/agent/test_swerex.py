@@ -9,17 +9,24 @@ its absence fail)."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from hrmcode.agent.loop import AgentLimits, PolicyReply, run_agent
 from hrmcode.agent.protocol import SUBMIT_SENTINEL
-from hrmcode.agent.swerex import SPEC_FORMS, is_swerex_spec, open_swerex_session, parse_spec
+from hrmcode.agent.swerex import (SPEC_FORMS, TOKEN_ENV, SwerexSpec, _DockerStarter, _free_port, is_swerex_spec,
+                                  open_swerex_session, parse_spec)
 from hrmcode.errors import SandboxError, UsageError
 from hrmcode.sandbox import docker_backend, local
 from hrmcode.sandbox.base import Limits
 
-DEPLOYMENTS = ["local-unsafe", "bwrap", pytest.param("docker", marks=pytest.mark.docker)]
+DEPLOYMENTS = ["local-unsafe", "remote", "bwrap", pytest.param("docker", marks=pytest.mark.docker)]
 ISOLATED = ["bwrap", pytest.param("docker", marks=pytest.mark.docker)]  # they own their PID namespace
 
 CALC = "def add(a, b):\n    return a - b\n"
@@ -38,14 +45,42 @@ def docker_image():
     return swerex_image()
 
 
+@pytest.fixture(scope="module")
+def remote_server():
+    """An unsandboxed swerex-remote on 127.0.0.1 (this venv's), as someone else would start one: (url, token)."""
+    token, port = "test-token-" + os.urandom(8).hex(), _free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "swerex-remote"), "--host", "127.0.0.1", "--port",
+                               str(port), "--auth-token", token], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            request = urllib.request.Request(f"{url}/is_alive", headers={"X-API-Key": token})
+            with urllib.request.urlopen(request, timeout=1):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"swerex-remote did not start: {server.stderr.read().decode()[-500:]}")
+            time.sleep(0.1)
+    yield url, token
+    server.kill()
+    server.wait()
+    server.stderr.close()
+
+
 @pytest.fixture
-def spec(request):
+def spec(request, monkeypatch):
     """The deployment's spec, skipping when it cannot run here."""
     kind = request.param
     if kind == "bwrap" and local.bwrap_path() is None:
         pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
     if kind == "docker":
         return f"swerex:docker:{request.getfixturevalue('docker_image')}"
+    if kind == "remote":
+        url, token = request.getfixturevalue("remote_server")
+        monkeypatch.setenv(TOKEN_ENV, token)
+        return f"swerex:remote:{url}"
     return f"swerex:{kind}"
 
 
@@ -180,6 +215,20 @@ def test_isolated_profile(spec):
         assert session.exec("cat /etc/shadow").exit_code != 0
         assert session.exec("echo hi > /tmp/x && cat /tmp/x").stdout == "hi\n"
         assert session.exec("env | grep -c HRMCODE_SWEREX_TOKEN || true").stdout.strip() == "0"
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
+def test_docker_cli_accepts_the_deployment_arguments():
+    """Without an engine, the CLI still parses every flag and value before it fails to connect."""
+    deployment = _DockerStarter(SwerexSpec("docker", "hrmcode-swerex:probe"), Limits(memory_mb=512), 0).deployment()
+    config = deployment._config
+    assert config.pull == "never" and config.image == "hrmcode-swerex:probe"
+    for flag in ("--read-only", "--init", "--memory", "--pids-limit", "--cap-drop", "--label"):
+        assert flag in config.docker_args
+    probe = subprocess.run(["docker", "run", "--rm", "--pull", "never", "-p", "1:8000", *config.docker_args, "--name", "probe",
+                            config.image, "true"], capture_output=True, text=True, timeout=60)
+    assert "unknown flag" not in probe.stderr and "invalid argument" not in probe.stderr, probe.stderr
+    assert probe.returncode == 0 or "daemon" in probe.stderr.lower() or "No such image" in probe.stderr
 
 
 def test_close_is_idempotent_and_final():
