@@ -337,3 +337,23 @@ def test_the_loop_in_a_real_sandbox_session(backend):
     assert steps[3].exit_code is None and "ran past its time limit" in steps[3].observation
     assert steps[4].state["files_modified"] == ["made.txt"]
     assert final["calc.py"] == b"def add(a, b):\n    return a + b\n" and final["made.txt"] == b"made\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hostile_replies_in_a_real_session_are_contained_and_reported(backend):
+    """An edit through a symlink the agent planted, a flood of output, a command that kills its own
+    shell: each is one reported step, and the run goes on to submit."""
+    sandbox = real_sandbox(backend)
+    through_link = "escape/etc/hrmcode-owned.py\n```\n<<<<<<< SEARCH\n=======\nowned = True\n>>>>>>> REPLACE\n```\n"
+    policy = Scripted(bash("mkdir -p /tmp/out && ln -s /tmp/out escape"), through_link,
+                      bash("yes 0123456789 | head -c 50000000"), bash("kill -9 $$"), SUBMIT)
+    with sandbox.session({"calc.py": CALC}, Limits(timeout_s=30)) as live:
+        trajectory = run_agent("add() subtracts", live, policy, AgentLimits(command_timeout_s=20, observation_chars=2000))
+        final = live.read_files()
+    assert trajectory.exit_status == "submitted", trajectory.error
+    link, flood, killed = trajectory.steps[1], trajectory.steps[2], trajectory.steps[3]
+    assert link.exit_code == 1 and "escape/etc/hrmcode-owned.py could not be written" in link.observation
+    assert link.state["files_modified"] == [] and not Path("/tmp/out/etc/hrmcode-owned.py").exists()
+    assert "characters elided" in flood.observation and len(flood.observation) < 4000
+    assert killed.exit_code != 0 and "<returncode>" in killed.observation
+    assert sorted(final) == ["calc.py"]
