@@ -381,6 +381,7 @@ class UnsafeSession(WorkDirSession):
             work = root / "work"
             work.mkdir()
             self._group_file = root / "pgid"  # the command's process group, written by its first process
+            stack.callback(self._kill_group)  # before the directory goes: a command still running ends
             super().__init__(str(work), work, None, limits, env, stack)
             self.write_files(files)
         except BaseException:
@@ -388,13 +389,18 @@ class UnsafeSession(WorkDirSession):
             raise
 
     def _exec(self, command: str, limits: Limits, env: dict[str, str]) -> ExecResult:
-        self._group_file.unlink(missing_ok=True)
         argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec /bin/bash -c "$1"', str(self._group_file), command]
         finished = supervise(argv, timeout_s=limits.timeout_s, output_bytes=limits.output_bytes,
                              env={**os.environ, "HRMCODE_SANDBOX": "unsafe", **env}, cwd=self.workdir,
                              preexec_fn=_rlimits_setter(limits))
-        with contextlib.suppress(OSError, ValueError):  # its background jobs: the group outlives its leader
-            kill_group(int(self._group_file.read_text()))
+        self._kill_group()  # its background jobs: the group outlives its leader
         result = interpret(finished, limits, signal_offset=False)
         result.memory_cap = UNSAFE_MEMORY_CAP
         return result
+
+    def _kill_group(self) -> None:
+        """Kill the running (or just finished) command's process group, then forget it: a group id
+        kept after its group is gone could be reused by a stranger's."""
+        with contextlib.suppress(OSError, ValueError):
+            kill_group(int(self._group_file.read_text()))
+        self._group_file.unlink(missing_ok=True)

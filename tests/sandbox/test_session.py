@@ -301,3 +301,21 @@ def test_a_docker_session_whose_container_is_gone_says_so_in_one_line():
             session.exec("true")
     finally:
         session.close()
+
+
+def test_closing_from_another_thread_ends_a_running_command(any_sandbox):
+    import threading
+
+    session = any_sandbox.session({}, FAST)
+    closer = threading.Timer(0.5, session.close)
+    closer.start()
+    start = time.monotonic()
+    try:
+        result = session.exec("sleep 987.625; echo finished", timeout_s=30)
+        assert "finished" not in result.stdout and not result.ok
+    except SandboxError:
+        pass  # the session went away under the command: also an acceptable end
+    finally:
+        closer.join()
+    assert time.monotonic() - start < 15
+    assert host_processes_with("sleep 987.625") == [] and not session.host_work.exists()
