@@ -66,6 +66,24 @@ class ContextWindow:
                 "tokens": self.tokens}
 
 
+def sent_messages(messages: list[dict[str, str]], record: dict) -> list[dict[str, str]]:
+    """The messages a step was sent, rebuilt from the whole conversation and the step's
+    ``state["context"]`` record (``ContextWindow.record``): what training needs to learn each action
+    under the prompt it was taken with."""
+    elided, dropped = set(record["elided"]), record["dropped"]
+    out = []
+    for index in record["sent"]:
+        if dropped and index == dropped[-1] + 1:  # the marker stands where the dropped steps were
+            out.append({"role": "user", "content": drop_marker(len(dropped) // 2)})
+        if index in elided:
+            step = (index - 1) // 2
+            out.append({"role": messages[index]["role"],
+                        "content": elision_marker(step, len(messages[index]["content"]))})
+        else:
+            out.append(messages[index])
+    return out
+
+
 class ContextPolicy:
     """``fit(messages)`` for one growing conversation, with its token counts cached."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hrmcode.agent.context import (
-    CONTEXT_POLICY, ContextOverflow, ContextPolicy, drop_marker, elision_marker, estimate_tokens,
+    CONTEXT_POLICY, ContextOverflow, ContextPolicy, drop_marker, elision_marker, estimate_tokens, sent_messages,
 )
 
 
@@ -120,3 +120,17 @@ def test_token_counts_use_the_given_counter_plus_overhead_and_default_to_chars_o
 def test_record_names_the_policy():
     record = fit(conversation(2), 0).record()
     assert record == {"policy": CONTEXT_POLICY, "sent": [0, 1, 2, 3, 4, 5], "elided": [], "dropped": [], "tokens": 230}
+
+
+@pytest.mark.parametrize("obs_chars, action_chars", [(60, 5), (60, 60), (300, 40)])
+def test_each_window_is_rebuilt_exactly_from_its_record(obs_chars, action_chars):
+    messages = conversation(5, obs_chars, action_chars)
+    kinds = set()
+    for budget in range(20, 20 + 5 * (obs_chars + action_chars) + 5, 3):
+        try:
+            window = fit(messages, budget)
+        except ContextOverflow:
+            continue
+        assert sent_messages(messages, window.record()) == window.messages
+        kinds.add((bool(window.elided), bool(window.dropped)))
+    assert kinds >= {(False, False), (True, False), (False, True)}

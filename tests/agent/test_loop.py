@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hrmcode.agent.context import CONTEXT_POLICY
+from hrmcode.agent.context import CONTEXT_POLICY, sent_messages
 from hrmcode.agent.loop import EXIT_STATUSES, AgentLimits, PolicyReply, run_agent
 from hrmcode.agent.protocol import PLAN_HEADING, PROTOCOL, SUBMIT_MARKER, SUBMIT_SENTINEL
 from hrmcode.agent.trajectory import TRAJECTORY_FORMAT, Trajectory
@@ -290,6 +290,8 @@ def test_tiny_context_budget_elides_old_observations_and_records_what_was_sent(s
     assert last_sent[:3] + last_sent[4:] == trajectory.messages[:3] + trajectory.messages[4:8]
     assert last_sent[3] == {"role": "user", "content": f"[observation of step 1 elided: {len(trajectory.messages[3]['content'])} chars]"}
     assert len(trajectory.messages) == 10  # the trajectory keeps the whole conversation
+    for step, seen in zip(trajectory.steps, policy.seen):
+        assert sent_messages(trajectory.messages, step.state["context"]) == seen
 
 
 def test_context_overflow_ends_the_run(session):
