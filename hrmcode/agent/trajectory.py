@@ -4,9 +4,9 @@
 ``Trajectory.from_record`` reads back (``from_record(to_record(t)) == t``). A record is also a
 mini-swe-agent trajectory (``trajectory_format`` ``mini-swe-agent-1.1``): ``messages`` holds
 ``{"role", "content"}`` dicts and ``info`` carries ``exit_status`` (in mini-swe-agent's words),
-``submission`` and ``model_stats.api_calls``, so its readers (``mini-extra inspector``, the SWE-smith
-scripts that turn trajectories into training data) can load it. ``info`` and ``trajectory_format``
-are derived from the fields and ignored when reading.
+``submission`` and ``model_stats.api_calls``, as its ``DefaultAgent.serialize`` writes them
+(mini-swe-agent's inspector reads ``messages`` from one record saved as a JSON file). ``info`` and
+``trajectory_format`` are derived from the fields and ignored when reading.
 
 A step is one model call: the action it parsed to (``kind`` ``bash``, ``edit``, ``submit``, or
 ``format_error`` for a reply that held no valid action), the observation sent back, the command's
