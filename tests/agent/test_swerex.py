@@ -102,7 +102,8 @@ def bash(command: str) -> str:
     return f"THOUGHT: next.\n\n```bash\n{command}\n```\n"
 
 
-FIX = "I fix the sign.\n\ncalc.py\n```python\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE\n```\n"
+FIX = ("I fix the sign.\n\ncalc.py\n```python\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n"
+       ">>>>>>> REPLACE\n```\n")
 
 
 def test_specs():
@@ -225,8 +226,8 @@ def test_docker_cli_accepts_the_deployment_arguments():
     assert config.pull == "never" and config.image == "hrmcode-swerex:probe"
     for flag in ("--read-only", "--init", "--memory", "--pids-limit", "--cap-drop", "--label"):
         assert flag in config.docker_args
-    probe = subprocess.run(["docker", "run", "--rm", "--pull", "never", "-p", "1:8000", *config.docker_args, "--name", "probe",
-                            config.image, "true"], capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(["docker", "run", "--rm", "--pull", "never", "-p", "1:8000", *config.docker_args,
+                            "--name", "probe", config.image, "true"], capture_output=True, text=True, timeout=60)
     assert "unknown flag" not in probe.stderr and "invalid argument" not in probe.stderr, probe.stderr
     assert probe.returncode == 0 or "daemon" in probe.stderr.lower() or "No such image" in probe.stderr
 
