@@ -76,7 +76,7 @@ def parse_action(text: str) -> Action:
         edit_error = exc
     if len(blocks) > 1:
         raise FormatError(f"Expected exactly 1 action, found {len(blocks)}.", len(blocks))
-    if blocks and edits:
+    if blocks and (edits or (edit_error is not None and _SEARCH_HEAD_RE.search(rest))):
         raise FormatError("Expected exactly 1 action, found a bash block and SEARCH/REPLACE blocks; send them in "
                           "separate replies.", 1 + len(edits))
     if blocks:

@@ -61,6 +61,12 @@ def test_bash_block_and_edits_together_are_a_format_error():
         parse_action(SR + "\n```bash\npytest\n```\n")
 
 
+def test_bash_block_and_a_broken_search_replace_block_are_a_format_error_too():
+    broken = "src/calc.py\n```python\n<<<<<<< SEARCH\n    return a - b\n```\n"
+    with pytest.raises(FormatError, match="a bash block and SEARCH/REPLACE blocks"):
+        parse_action(broken + "\n```bash\npytest\n```\n")
+
+
 def test_malformed_search_replace_block_says_what_is_wrong():
     broken = "src/calc.py\n```python\n<<<<<<< SEARCH\n    return a - b\n```\n"
     with pytest.raises(FormatError, match="does not parse: .*no '=======' line"):
