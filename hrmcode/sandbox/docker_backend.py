@@ -30,7 +30,8 @@ uid and PID namespace (a ``kill -9 -1`` exec where the container's namespace can
 command that kills its wrapper still leaves nothing behind; a host-side deadline
 (``SESSION_GRACE_S`` after the command's) does the same if the inner one did not. Files go in and
 out through the bind-mounted run dir on this host, never ``docker cp``: nothing is parsed from the
-container. The container is removed at ``close``; a SIGKILLed owner's by the next ``clean()``.
+container. The container is removed at ``close``; a SIGKILLed owner's by the next ``clean()`` (until
+then it only sleeps: a command in flight stops at its own ``timeout``).
 
 Not guaranteed: isolation beyond what Docker and the kernel give; a remote engine (``DOCKER_HOST``
 on another machine) is not supported, because work dirs are bind-mounted from this host.

@@ -53,7 +53,7 @@ from pathlib import Path
 from hrmcode.atomic import staged
 from hrmcode.errors import ToolchainMissing
 from hrmcode.sandbox import _cgroup, _fs, _seccomp, hostpaths
-from hrmcode.sandbox._proc import kill_group, supervise
+from hrmcode.sandbox._proc import supervise
 from hrmcode.sandbox.base import ExecResult, Limits, RunRequest, Sandbox
 from hrmcode.sandbox.runs import (NOFILE, UID_SLOTS, RunDir, as_argv, collect_files, cpu_seconds, interpret, is_root,
                                   kill_uid, pids_of, run_cgroup, run_dir, uid_base, uid_slot)
@@ -401,6 +401,26 @@ class UnsafeSession(WorkDirSession):
     def _kill_group(self) -> None:
         """Kill the running (or just finished) command's process group, then forget it: a group id
         kept after its group is gone could be reused by a stranger's."""
-        with contextlib.suppress(OSError, ValueError):
-            kill_group(int(self._group_file.read_text()))
+        try:
+            group = int(self._group_file.read_text())
+            os.killpg(group, signal.SIGKILL)
+        except (OSError, ValueError):  # no group left (ProcessLookupError), or no command ran
+            group = None
         self._group_file.unlink(missing_ok=True)
+        deadline = time.monotonic() + 2.0
+        while group is not None and _live_members(group) and time.monotonic() < deadline:
+            time.sleep(0.002)  # SIGKILL is delivered asynchronously: wait until they are gone (or zombies)
+
+
+def _live_members(group: int) -> bool:
+    """Whether any process of process group ``group`` is still running (not yet dead or a zombie)."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()  # state, ppid, pgrp, ...
+            if len(fields) > 2 and fields[2] == str(group) and fields[0] != "Z":
+                return True
+    return False
