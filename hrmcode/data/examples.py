@@ -92,5 +92,17 @@ class Example(BaseModel):
         return value
 
 
+def compared_texts(record: dict) -> tuple[str, str]:
+    """(what the model sees, what it produces) of an example record, as duplicate and contamination
+    checks compare them: ``input.text`` and ``target``, or for a multi-turn example every
+    non-assistant turn and every assistant turn (two trajectories that share their first step are
+    different examples)."""
+    messages = record.get("messages")
+    if messages is None:
+        return record["input"]["text"], record["target"]
+    return ("\n".join(m["content"] for m in messages if m["role"] != "assistant"),
+            "\n".join(m["content"] for m in messages if m["role"] == "assistant"))
+
+
 def parse_example(record: dict, where: str = "") -> Example:
     return validate_record(Example, record, where, "example", "docs/examples.md", count_more=False)

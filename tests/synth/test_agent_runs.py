@@ -111,3 +111,27 @@ def test_a_bare_trajectories_file_and_several_runs(tmp_path, workspace):
     ids = [json.loads(line)["id"] for line in both.artifact.file("tasks.jsonl").read_text().splitlines()]
     assert len(set(ids)) == 6 and len({i.split("/")[1] for i in ids}) == 2  # one key per run
     assert fetch("eval-swe", from_path=bare).records == 5
+
+
+def test_validate_compares_whole_conversations_and_checks_the_agent_protocol(tmp_path, workspace):
+    from hrmcode.data.validate import validate
+
+    same_start = trajectory_record(0, resolved=True, model="m")  # first step: `cat calc.py`, then a fix
+    other_end = trajectory_record(0, resolved=True, model="m", attempt=2)
+    other_end["messages"][4]["content"] = "THOUGHT: fix it another way.\n\n```bash\npython fix.py\n```"
+    again = trajectory_record(0, resolved=True, model="m", attempt=3)  # the first attempt, exactly
+    no_action = trajectory_record(5, resolved=False, model="m")
+    for message in no_action["messages"]:
+        if message["role"] == "assistant":
+            message["content"] = "I think the bug is in add(); it should add."
+    run = write_swe_run(tmp_path / "run", [same_start, other_end, again, no_action])
+    examples = synthesize(str(run), out=tmp_path / "ex", heldout_fraction=0.0).artifact
+    result = validate(examples.path, exec_checks=False, out=tmp_path / "val")
+    accepted = [r["id"].rsplit("__", 1)[1] for r in read_jsonl(result.artifact.file("accepted.jsonl"))]
+    rejected = {r["id"].rsplit("__", 1)[1]: r["reasons"] for r in read_jsonl(result.artifact.file("rejected.jsonl"))}
+    # Sharing the first step does not make two trajectories duplicates; an identical one is.
+    assert accepted == ["0000@1#tool-0", "0000@2#tool-0"]
+    assert rejected["0000@3#tool-0"][0].startswith("exact duplicate of")
+    assert rejected["0000@3#tool-0"][0].endswith("0000@1#tool-0")
+    assert rejected["0005@1#tool-0"] == ["incomplete: failed tool_reply_has_action"]
+    assert all("messages" in r and "reward" in r for r in read_jsonl(result.artifact.file("accepted.jsonl")))

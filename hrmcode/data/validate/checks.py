@@ -5,7 +5,8 @@ records in the canonical form ``synthesize`` writes are accepted without pydanti
 verdicts, see ``_is_canonical``). ``completeness`` returns each check's verdict by name (plan:
 only FILE/TOUCH/TEST/RUN lines, at least one FILE, FILE lines equal to the context's files;
 edit: the target parses as SEARCH/REPLACE blocks and applies to the files in
-``input.context``; tool: at least one complete ``<function=...>`` call; coord: AGENT and S
+``input.context``; tool: at least one complete ``<function=...>`` call, or for a multi-turn
+example (an agent trajectory) a reply holding a fenced bash block or SEARCH/REPLACE edits; coord: AGENT and S
 lines, every AFTER names an earlier S; solve: the target parses as whole files). Nothing here
 runs code: execution checks are ``execution.py``'s.
 """
@@ -46,6 +47,9 @@ def _edit_checks(example: dict) -> dict[str, bool]:
 
 
 def _tool_checks(example: dict) -> dict[str, bool]:
+    if example.get("messages") is not None:  # mini-swe-agent's protocol: a bash block or SEARCH/REPLACE edits
+        return {"tool_reply_has_action": any(m["role"] == "assistant" and ("```bash" in m["content"] or
+                                             "<<<<<<< SEARCH" in m["content"]) for m in example["messages"])}
     target = example["target"]
     return {"tool_has_call": "<function=" in target and "</function>" in target,
             "tool_calls_closed": target.count("<function=") == target.count("</function>")}

@@ -16,6 +16,7 @@ import numpy as np
 
 from hrmcode.atomic import atomic_open, write_text
 from hrmcode.data.contamination import STRIDE, ContaminationIndex, batch_window_hashes
+from hrmcode.data.examples import compared_texts
 from hrmcode.data.validate.checks import checked_example, completeness
 from hrmcode.data.validate.neardup import NUM_PERM, signatures
 from hrmcode.errors import InputError
@@ -55,7 +56,7 @@ def score_chunk(path: str, start: int, end: int, first_line: int, part: str) -> 
             entries.append({"line": lineno, "id": str(given_id), "schema_error": exc.message})
             continue
         checks = completeness(example)
-        text, target = example["input"]["text"], example["target"]
+        text, target = compared_texts(example)
         valid.append((len(entries), text, target))
         entries.append({
             "line": lineno, "id": example["id"], "task_id": example["task_id"], "level": example["level"],
