@@ -49,10 +49,10 @@ from typing import TypeVar
 from hrmcode.errors import ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import docker_backend, local, runs
-from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
+from hrmcode.sandbox.base import ExecResult, Limits, Sandbox, Session
 from hrmcode.sandbox.hostpaths import tool_version
 
-__all__ = ["ExecResult", "Limits", "Sandbox", "get_sandbox", "backend_status", "run_many", "BACKENDS"]
+__all__ = ["ExecResult", "Limits", "Sandbox", "Session", "get_sandbox", "backend_status", "run_many", "BACKENDS"]
 
 BACKENDS = ("local", "docker")
 T = TypeVar("T")
