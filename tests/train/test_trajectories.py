@@ -191,3 +191,52 @@ def test_train_command_takes_the_reward_options(cli, tmp_path, workspace):
     assert result.exit_code == 0, result.stderr
     bad = cli("train", str(tmp_path / "ex"), "--reward-weighting", "sometimes")
     assert bad.exit_code == 2 and "reward_weighting: Input should be 'mask', 'weight' or 'none'" in bad.stderr
+
+
+# -- the real loop: eval swe acts in the sandbox, its run is learned from ----------------------------
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """A real `eval swe` run on bugs injected into examples/demo-repo: oracle and stub routed 1:1."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests._sandboxes import real_sandbox
+
+    real_sandbox("local")  # skips without bubblewrap
+    root = tmp_path_factory.mktemp("loop")
+    repo = root / "demo"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples/demo-repo", repo)
+    env = {**os.environ, "HRMCODE_NO_PROGRESS": "1", "HRMCODE_HOME": str(root / "ws"),
+           "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "demo"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
+    for args in (["synthesize", "--source", f"repo:{repo}", "--test-cmd", "python -m pytest -q tests", "--max-bugs", "3",
+                  "--levels", "plan"],
+                 ["eval", "swe", "--tasks", f"repo-{repo.name}", "--model", "oracle", "--model", "stub",
+                  "--out", str(root / "run")]):
+        done = subprocess.run([sys.executable, "-m", "hrmcode", *args], capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr
+    return root / "run"
+
+
+@pytest.mark.integration
+def test_a_real_eval_swe_run_is_learned_from(demo_run, tmp_path, workspace):
+    results = {r["id"]: r for r in read_jsonl(demo_run / "results.jsonl")}
+    trajectories = {t["id"]: t for t in read_jsonl(demo_run / "trajectories.jsonl")}
+    assert {r["model"] for r in results.values()} == {"oracle", "stub"}
+    assert {r["resolved"] for r in results.values()} == {True, False}  # the oracle's resolve, the stub's do not
+    examples = synthesize(str(demo_run), out=tmp_path / "ex", heldout_fraction=0.0).artifact
+    written = list(read_jsonl(examples.file("examples.jsonl")))
+    assert len(written) == len(trajectories) == len(results)
+    for example in written:
+        record_id = example["input"]["context"]["record_id"]
+        assert example["messages"] == trajectories[record_id]["messages"]
+        assert example["reward"] == (1.0 if results[record_id]["resolved"] else 0.0) == trajectories[record_id]["reward"]
+        assert example["input"]["context"]["model"] == results[record_id]["model"]
+        assert example["provenance"]["model_written"] is True
+    result = train(_fast(seq_len=4096, batch_size=1, max_steps=2, reward_weighting="weight", failed_weight=0.25),
+                   str(examples.path), out=tmp_path / "model")
+    assert result.completed and load_checkpoint(tmp_path / "model").config.max_seq_len == 4096
