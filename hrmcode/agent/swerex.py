@@ -88,6 +88,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
+import swerex.runtime.remote
 from swerex.deployment.abstract import AbstractDeployment
 from swerex.deployment.docker import DockerDeployment
 from swerex.deployment.local import LocalDeployment
@@ -109,6 +110,10 @@ _BACKSTOP_S = 10.0  # SWE-ReX's own timeout and this side's wait, past the wrapp
 _START_TIMEOUT_S = 60.0
 _DOCKER_UID = 1000  # the image's "sandbox" user
 _SITE_MOUNT = f"{local.OPT}/swerex-site"
+_TIMEOUTS = (CommandTimeoutError, TimeoutError, asyncio.TimeoutError)
+# swe-rex 1.4.0's RemoteRuntime prints "module ExceptionName" on stdout for every exception its server
+# sends back (a command that outlived SWE-ReX's timeout); hrmcode's stdout carries results (--json).
+swerex.runtime.remote.print = lambda *args, **kwargs: None
 _LOG = logging.getLogger("hrmcode.swerex")
 _LOG.addHandler(logging.NullHandler())  # SWE-ReX logs a server's traceback as critical; not the terminal's business
 
@@ -344,8 +349,8 @@ class SwerexSession:
                         info.size = len(raw)
                         tar.addfile(info, io.BytesIO(raw))
                 stage = f"{self._starter.stage_dir}/hrmcode-files-{secrets.token_hex(8)}.tar"
-                self._loop.run(self.runtime.upload(UploadRequest(source_path=str(archive), target_path=stage)),
-                               self.limits.timeout_s + 60)
+                self._call(self.runtime.upload(UploadRequest(source_path=str(archive), target_path=stage)),
+                           self.limits.timeout_s + 60)
             response = self._raw(["/bin/sh", "-c", 'python3 -c "$0" "$1" "$2"; rc=$?; rm -f -- "$1"; exit $rc',
                                   _UNPACK, stage, self.workdir], timeout_s=self.limits.timeout_s + 60)
             if response.exit_code == 3:
@@ -377,8 +382,18 @@ class SwerexSession:
             raise SandboxError("the SWE-ReX session is closed", "open a new one with open_swerex_session()")
 
     def _raw(self, argv: list[str], *, timeout_s: float):
-        """One SWE-ReX ``execute`` of ``argv`` (no shell), its ``CommandResponse``."""
-        return self._loop.run(self.runtime.execute(Command(command=argv, timeout=timeout_s)), timeout_s + _BACKSTOP_S)
+        """One SWE-ReX ``execute`` of ``argv`` (no shell), its ``CommandResponse``; timeouts pass
+        through, any other failure of the runtime is a ``SandboxError``."""
+        return self._call(self.runtime.execute(Command(command=argv, timeout=timeout_s)), timeout_s + _BACKSTOP_S)
+
+    def _call(self, coroutine, timeout_s: float):
+        try:
+            return self._loop.run(coroutine, timeout_s)
+        except _TIMEOUTS:
+            raise
+        except Exception as exc:
+            raise SandboxError(f"the SWE-ReX runtime failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
+                               "a command may have killed its server; open a new session") from None
 
     def _exec(self, command: str, limits: Limits, env: dict[str, str]) -> ExecResult:
         argv = ["/bin/bash", "-c", _WRAPPER, "hrmcode-swerex", command, f"{limits.timeout_s:g}",
@@ -388,7 +403,7 @@ class SwerexSession:
         start = time.monotonic()
         try:
             response = self._raw(argv, timeout_s=limits.timeout_s + _BACKSTOP_S)
-        except (CommandTimeoutError, TimeoutError, asyncio.TimeoutError):
+        except _TIMEOUTS:
             self._sweep()  # the wrapper never got to its own
             finished = Finished(-9, b"", b"", False, False, time.monotonic() - start, True)
             return self._result(finished, limits)

@@ -209,6 +209,23 @@ def test_no_process_outlives_its_command(spec):
 
 
 @pytest.mark.parametrize("spec", ISOLATED, indirect=True)
+def test_hostile_commands_are_contained(spec):
+    with open_session(spec, {"a.py": "a"}, processes=64) as session:
+        bomb = session.exec("bomb() { bomb | bomb & }; bomb", timeout_s=5.0)
+        assert bomb.wall_s < 15
+        assert session.exec("echo alive").stdout == "alive\n"
+        session.exec("rm -rf / /work 2>/dev/null; rm -rf ./* ./.[!.]* 2>/dev/null")
+        assert session.read_files() == {}
+        session.write_files({"b.py": "b"})
+        assert session.read_files() == {"b.py": b"b"}
+        # the command's parent is `timeout`, whose parent is the wrapper, whose parent is the server
+        server = "$(cut -d' ' -f4 /proc/$(cut -d' ' -f4 /proc/$PPID/stat)/stat)"
+        with pytest.raises(SandboxError, match="SWE-ReX runtime failed"):
+            session.exec(f"kill -9 {server}")
+    assert session.closed
+
+
+@pytest.mark.parametrize("spec", ISOLATED, indirect=True)
 def test_isolated_profile(spec):
     with open_session(spec) as session:
         assert session.exec("id -u").stdout.strip() != "0"
