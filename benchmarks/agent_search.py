@@ -14,7 +14,8 @@ unhelpful command). A fresh server per method and seed, so both methods draw fro
 
 Per task and seed: best-of-N runs ``--attempts`` attempts (``run_agent``, ``--step-limit`` steps each)
 and submits ``best_of_n``'s pick; MCTS then gets exactly the model calls best-of-N used on that task
-and seed (``budget_calls``), so both rows spend the same calls (the server's own request count is
+and seed (``budget_calls``), once with ``--expansions`` children per expansion and once with
+progressive widening (``widening=True``), so every row spends the same calls (the server's own request count is
 checked against it). "pass@N" grades every attempt: the rate a pick that could see the hidden tests
 would reach (a ceiling, not a method). Usage:
 
@@ -48,6 +49,7 @@ from hrmcode.sandbox import get_sandbox  # noqa: E402
 from tests.agent.fake_server import FakeAgentServer, Stochastic, correct_script  # noqa: E402
 
 TEST_CMD = "python -m pytest -q tests"
+SEARCHES = {"MCTS": False, "MCTS widening": True}  # row name -> mcts(widening=)
 
 
 def demo_tasks(root: Path, count: int, sandbox) -> list[RepoTask]:
@@ -92,7 +94,7 @@ def main() -> int:
     sandbox = get_sandbox("local")
     limits = AgentLimits(step_limit=args.step_limit, command_timeout_s=60)
     rows: dict[str, dict[str, list]] = {name: {"calls": [], "resolved": [], "seconds": []}
-                                        for name in ("best-of-N", "MCTS", "pass@N")}
+                                        for name in ("best-of-N", *SEARCHES, "pass@N")}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tasks = demo_tasks(Path(tmp), args.tasks, sandbox)
@@ -119,19 +121,22 @@ def main() -> int:
                 rows["pass@N"]["resolved"].append(ok or any(resolved(task, files, sandbox)
                                                             for i, files in enumerate(finals) if i != pick))
 
-                start = time.perf_counter()
-                with serve(task, args.p_step, seed) as server:
-                    result = mcts(task.problem, lambda files: sandbox.session(task.files if files is None else files),
-                                  policy_of(server, task), limits, budget_calls=calls, c=args.c,
-                                  expansions=args.expansions, test_command=task.test_command)
-                    served = len(server.requests)
-                assert served == result.calls and (result.calls == calls or result.stopped != "budget"), result.stats()
-                ok = resolved(task, result.files, sandbox)
-                rows["MCTS"]["seconds"].append(time.perf_counter() - start)
-                rows["MCTS"]["calls"].append(result.calls)
-                rows["MCTS"]["resolved"].append(ok)
-                print(f"{task.instance_id} seed {seed}: best-of-{args.attempts} {'resolved' if rows['best-of-N']['resolved'][-1] else 'unresolved'}, "
-                      f"mcts {'resolved' if ok else 'unresolved'} ({result.stats()})", file=sys.stderr)
+                for name, widening in SEARCHES.items():
+                    start = time.perf_counter()
+                    with serve(task, args.p_step, seed) as server:
+                        result = mcts(task.problem, lambda files: sandbox.session(task.files if files is None else files),
+                                      policy_of(server, task), limits, budget_calls=calls, c=args.c,
+                                      expansions=args.expansions, test_command=task.test_command,
+                                      widening=widening)
+                        served = len(server.requests)
+                    assert served == result.calls and (result.calls == calls or result.stopped != "budget"), result.stats()
+                    ok = resolved(task, result.files, sandbox)
+                    row = rows[name]
+                    row["seconds"].append(time.perf_counter() - start)
+                    row["calls"].append(result.calls)
+                    row["resolved"].append(ok)
+                    print(f"{task.instance_id} seed {seed}: best-of-{args.attempts} resolved="
+                          f"{rows['best-of-N']['resolved'][-1]}, {name} resolved={ok} {result.stats()}", file=sys.stderr)
 
     runs = len(tasks) * args.seeds
     print(f"{len(tasks)} demo-repo tasks x {args.seeds} seeds = {runs} runs per method; N = {args.attempts}, "
@@ -139,7 +144,9 @@ def main() -> int:
           f"MCTS c = {args.c}, expansions = {args.expansions}; load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
     print(f"| {'method':<34} | {'model calls (mean)':>18} | {'resolved':>12} | {'mean seconds':>12} |")
     print(f"|{'-' * 36}|{'-' * 20}|{'-' * 14}|{'-' * 14}|")
-    names = {"best-of-N": f"best-of-{args.attempts} (visible pick)", "MCTS": "MCTS at equal calls",
+    names = {"best-of-N": f"best-of-{args.attempts} (visible pick)",
+             "MCTS": f"MCTS, {args.expansions} children per expansion",
+             "MCTS widening": f"MCTS, 1 child per step, widening to {args.expansions}",
              "pass@N": f"pass@{args.attempts} (hidden-test ceiling)"}
     for key, label in names.items():
         row = rows[key]

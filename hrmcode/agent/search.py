@@ -50,6 +50,13 @@ the root (visits + 1, total + value). A node is terminal when it submitted, its 
 non-root node's root-to-node path (so a submitted state wins when there is one), returned as one
 linear ``Trajectory`` with that state's files.
 
+Widening (``widening=True``, SWE-Search's one child per iteration): each selection expands ONE
+child, and a node gains another child, up to ``expansions``, once it has been visited ``k**2``
+times for its ``k``-th child (progressive widening, exponent 1/2), or when all its children are
+exhausted. Without it, an agent tree whose states mostly carry no test evidence (value 0.5 alike)
+is searched breadth first, so at a few dozen calls it rarely gets as deep as a whole attempt; with
+it the search goes deep first and branches where it has spent visits.
+
 Not guaranteed: the state is what ``read_files`` sees, so ``.git/``, symlinks, files over 1 MiB and
 file modes are not carried into a child's session; processes and files outside the work dir do not
 survive between steps (as with every step of ``run_agent``, each command is a fresh subshell).
@@ -300,18 +307,30 @@ def ucb1(child: SearchNode, parent_visits: int, c: float) -> float:
     return child.mean + c * math.sqrt(math.log(max(parent_visits, 1)) / child.visits)
 
 
-def select(root: SearchNode, c: float) -> SearchNode | None:
+def widening_allows(node: SearchNode, max_children: int) -> bool:
+    """Progressive widening: a node may hold ``floor(sqrt(visits))`` children (at least 1, at most
+    ``max_children``); True when it holds fewer."""
+    return len(node.children) < min(max_children, max(1, math.isqrt(node.visits)))
+
+
+def select(root: SearchNode, c: float, *, max_children: int | None = None) -> SearchNode | None:
     """The node to expand next: descend by UCB1 (first child on a tie) through expanded nodes to an
-    unexpanded, non-terminal one; None when the whole tree is exhausted. Marks the exhausted nodes met."""
+    unexpanded, non-terminal one; None when the whole tree is exhausted. Marks the exhausted nodes met.
+
+    With ``max_children`` (progressive widening) a node on the way down is expanded again, by one
+    child, when ``widening_allows`` it, or when all its children are exhausted and it has fewer than
+    ``max_children``."""
     node = root
     while not root.exhausted:
         if node.exhausted:  # a dead end found on the way down: start again from the root
             node = root
             continue
-        if not node.children:
+        if not node.children or (max_children is not None and widening_allows(node, max_children)):
             return node
         open_children = [child for child in node.children if not child.exhausted]
         if not open_children:
+            if max_children is not None and len(node.children) < max_children:
+                return node
             node.exhausted = True
             continue
         node = max(open_children, key=lambda child: ucb1(child, node.visits, c))  # max keeps the first of a tie
@@ -382,13 +401,15 @@ def _texts(files: dict[str, bytes]) -> dict[str, str]:
 def mcts(problem: str, make_session: Callable[[dict[str, bytes] | None], Session], policy: Policy,
          limits: AgentLimits, *, budget_calls: int, c: float = 1.4, expansions: int = 2, plan: str | None = None,
          test_command: str | None = None, count_tokens: Callable[[str], int] | None = None,
-         on_node: Callable[[SearchNode], None] | None = None) -> SearchResult:
+         on_node: Callable[[SearchNode], None] | None = None, widening: bool = False) -> SearchResult:
     """Tree search over agent states (module docstring) with exactly at most ``budget_calls`` model calls.
 
     ``make_session(None)`` opens the task's starting work tree (read once, for the root's files);
     ``make_session(files)`` a fresh one holding exactly ``files``. Every session is closed.
     ``test_command``: the task's test command, to recognise the agent's test runs. ``on_node`` is
-    called with each new state. ``UsageError`` for a budget below 1, ``expansions`` below 1 or ``c`` below 0.
+    called with each new state. ``widening``: one child per selection and progressive widening up to
+    ``expansions`` children per node (``select``'s ``max_children``), instead of ``expansions``
+    children at once per leaf (module docstring, "Widening"). ``UsageError`` for a budget below 1, ``expansions`` below 1 or ``c`` below 0.
     """
     limits.check()
     if budget_calls < 1:
@@ -451,11 +472,11 @@ def mcts(problem: str, make_session: Callable[[dict[str, bytes] | None], Session
                           error=one.error, context_policy=one.context_policy, protocol=one.protocol)
 
     while calls < budget_calls and stopped == "budget":
-        node = select(root, c)
+        node = select(root, c, max_children=expansions if widening else None)
         if node is None:
             stopped = "exhausted"
             break
-        for _ in range(expansions):
+        for _ in range(1 if widening else expansions):
             time_left = limits.time_limit_s - (time.monotonic() - start)
             if time_left <= 0:
                 stopped = "time_limit"

@@ -15,6 +15,7 @@ from hrmcode.agent.protocol import SUBMIT_SENTINEL
 from hrmcode.agent.search import (
     FAILED_COMMAND_PENALTY, FORMAT_ERROR_PENALTY, NEUTRAL_VALUE, SearchNode, TestRun, VisibleEvidence, best_of_n,
     is_test_command, mcts, node_value, pytest_counts, rank_attempts, select, ucb1, visible_evidence,
+    widening_allows,
 )
 from hrmcode.agent.trajectory import Step, Trajectory
 from hrmcode.errors import UsageError
@@ -170,6 +171,22 @@ def test_ucb1_selection_order_on_a_hand_built_tree():
     assert select(root, 1.4) is None and root.exhausted
 
 
+def test_progressive_widening_expands_a_visited_node_again():
+    root = node(0, visits=3, total=1.5)
+    a = node(1, root, visits=3, total=1.5)
+    a1 = node(2, a, visits=2, total=1.0)
+    # 3 visits allow 1 child: descend; a1 (2 visits, no child) is the one to expand
+    assert not widening_allows(root, 2) and select(root, 1.4, max_children=2) is a1
+    root.visits = a.visits = 4  # 4 visits allow a second child: the root itself is expanded again
+    assert widening_allows(root, 2) and select(root, 1.4, max_children=2) is root
+    assert not widening_allows(root, 1) and select(root, 1.4, max_children=1) is a1
+    # all children exhausted but room for more: widen instead of giving up
+    root.visits = a.visits = 3
+    a.exhausted = True
+    assert select(root, 1.4, max_children=2) is root and not root.exhausted
+    assert select(root, 1.4, max_children=1) is None and root.exhausted
+
+
 # -- tree search over a fake session ---------------------------------------------------------------------
 
 BUGGY = "def add(a, b):\n    return a - b\n"
@@ -269,6 +286,16 @@ def test_mcts_spends_exactly_its_budget_and_closes_every_session():
         assert result.calls == len(policy.calls) == budget
         assert result.nodes == budget + 1 and not result.submitted and result.stopped == "budget"
         assert all(s.closed for s in FakeSession.opened)
+
+
+def test_widening_spends_one_call_per_selection_and_the_budget_exactly():
+    for budget in (1, 4, 9):
+        seen = []
+        result, policy = search(budget=budget, p=0.0, widening=True, on_node=seen.append)
+        assert result.calls == len(policy.calls) == len(seen) == budget
+    # the first calls go deep along one path before the root gets a second child
+    assert [n.depth for n in seen[:3]] == [1, 2, 3]
+    assert max(len(n.children) for n in seen) <= 2
 
 
 def test_mcts_is_deterministic_with_a_seeded_policy():
