@@ -91,7 +91,7 @@ def main() -> int:
     finally:
         for session in sessions:
             session.close()
-    base = statistics.median(times[names[0]])
+    base = percentile(times[names[0]], 0.5)
     print(f"{'arm':<34}{'steps':>6}{'p50 ms':>9}{'p95 ms':>9}{'added p50 ms':>14}{'target':>9}")
     for name in names:
         p50, p95 = percentile(times[name], 0.5), percentile(times[name], 0.95)
