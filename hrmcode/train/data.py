@@ -11,7 +11,8 @@ Multi-turn examples (``messages``: recorded agent trajectories) are rendered by 
 as the chat the acting model was prompted with (``PromptFormat.encode_conversation`` at the chat
 level) and the loss is on the assistant turns only (each turn's text and ``<|eos|>``); the
 system prompt, the task and every observation are context. Their PrefixLM prefix is the prompt
-before the first reply. By ``reward`` (``--reward-weighting``; examples without a reward are
+before the first reply (a model built with ``prefix_bidirectional`` so reads later observations
+causally, where generation takes the whole chat so far as its prefix). By ``reward`` (``--reward-weighting``; examples without a reward are
 never touched): ``mask`` leaves out every example whose reward is below 1 (a failed trajectory
 contributes no loss), ``weight`` multiplies each of its loss tokens by
 ``failed_weight + (1 - failed_weight) * reward`` (reward 0 -> ``failed_weight``, 1 -> 1; the step's
