@@ -12,9 +12,11 @@ as the chat the acting model was prompted with (``PromptFormat.encode_conversati
 level) and the loss is on the assistant turns only (each turn's text and ``<|eos|>``); the
 system prompt, the task and every observation are context. Their PrefixLM prefix is the prompt
 before the first reply (a model built with ``prefix_bidirectional`` so reads later observations
-causally, where generation takes the whole chat so far as its prefix). By ``reward`` (``--reward-weighting``; examples without a reward are
-never touched): ``mask`` leaves out every example whose reward is below 1 (a failed trajectory
-contributes no loss), ``weight`` multiplies each of its loss tokens by
+causally, where generation takes the whole chat so far as its prefix).
+
+By ``reward`` (``--reward-weighting``; examples without a reward are never touched): ``mask``
+leaves out every example whose reward is below 1 (a failed trajectory contributes no loss),
+``weight`` multiplies each of its loss tokens by
 ``failed_weight + (1 - failed_weight) * reward`` (reward 0 -> ``failed_weight``, 1 -> 1; the step's
 loss is still divided by the number of loss tokens, so a failed trajectory contributes exactly
 that factor times what it would unweighted), ``none`` trains on every example alike. Held-out
