@@ -7,8 +7,8 @@ kills everything and removes the work dir. An agent acting in a repository is on
 
 What a session guarantees, in every isolating backend (``local`` bubblewrap, ``docker``):
 
-- Files persist: what one command writes under the work dir, the next one sees. Nothing else
-  persists: each command is a fresh process tree under the same profile as ``Sandbox.run`` (same
+- Files persist: what one command writes under the work dir (or ``/tmp``, ``$HOME``), the next one
+  sees. Nothing else persists: each command is a fresh process tree under the same profile as ``Sandbox.run`` (same
   uid, namespaces, seccomp, rlimits, network), starting in the work dir with the same environment,
   and when ``exec`` returns every process it started is dead — a ``sleep 1000 &`` or a
   double-forked daemon does not outlive its command. Local: a new bubblewrap over the same run dir,

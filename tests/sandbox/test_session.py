@@ -65,6 +65,12 @@ def test_files_persist_across_commands_and_the_directory_resets(any_sandbox):
         assert session.read_files() == {"src/a.txt": b"hello\n", "b.txt": b"made\n"}
 
 
+def test_tmp_and_home_persist_across_commands_too(isolating):
+    with isolating.session({}, FAST) as session:
+        assert session.exec("echo kept > /tmp/t && echo home > ~/h").ok
+        assert session.exec("cat /tmp/t ~/h").stdout == "kept\nhome\n"
+
+
 def test_environment_and_exit_codes_are_per_command(any_sandbox):
     with any_sandbox.session({}, FAST, env={"SESSION_VAR": "s"}) as session:
         result = session.exec('export LEAK=1; echo "$SESSION_VAR-$CMD_VAR"; exit 7', env={"CMD_VAR": "c"})
