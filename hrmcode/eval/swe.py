@@ -326,6 +326,12 @@ class SweBench:
         raw = replies[0].text if replies else ""
         return plan_lines(raw), raw
 
+    @staticmethod
+    def token_counter(backend: Backend) -> Any:
+        """A checkpoint's own tokenizer for the context policy (other backends: its estimate)."""
+        loaded = getattr(backend, "loaded", None)
+        return (lambda text: len(loaded.tokenizer.encode(text))) if loaded is not None else None
+
     def open_session(self, task: RepoTask, files: dict[str, bytes] | None, worker: int) -> Session:
         """A session holding the task's repository committed as git's base, then, for a state of the
         tree search, that state's ``files`` written over it (so ``git diff`` shows the whole change)."""
@@ -355,13 +361,13 @@ class SweBench:
         if settings.search == "mcts":
             result = mcts(task.problem, lambda files: self.open_session(task, files, worker), policy, settings.limits,
                           budget_calls=settings.search_budget or settings.limits.step_limit, plan=plan,
-                          test_command=task.test_command)
+                          test_command=task.test_command, count_tokens=self.token_counter(backend))
             trajectory, final, search = result.trajectory, result.files, result.stats()
             trajectory.planner = settings.planner
         else:
             with self.open_session(task, None, worker) as session:
                 trajectory = run_agent(task.problem, session, policy, settings.limits, plan=plan,
-                                       planner=settings.planner)
+                                       planner=settings.planner, count_tokens=self.token_counter(backend))
                 final = session.read_files()
         agent_seconds = time.monotonic() - started
         if policy.failure is not None:
