@@ -9,7 +9,9 @@ One case is one attempt at one task (``<task id>@<attempt>``). Per attempt:
    (``FILE``/``TOUCH``/``TEST``/``RUN`` lines, ``hrmcode.data.synthesize.plan``); its plan lines are
    given to the actor. Both are recorded.
 3. The actor (``--model``; several are routed across tasks round-robin or by ``--model-weights``)
-   runs through ``hrmcode.agent.loop.run_agent`` until it submits or a limit ends it.
+   runs through ``hrmcode.agent.loop.run_agent`` until it submits or a limit ends it; under
+   ``--search mcts`` the attempt is one tree search (``agent.search.mcts``, ``--search-budget``
+   model calls), each state's session rebuilt as the base commit with that state's files over it.
 4. The model patch is computed by hrmcode from the session's files against the base
    (``agent.grading.model_patch``: test-file changes are discarded), never taken from the agent's
    git; the session is closed; the patch is graded in a FRESH sandbox run on the pristine tests
@@ -28,11 +30,13 @@ kill never leaves a result without its trajectory), ``predictions.jsonl`` (SWE-b
 the picked attempt), ``report.json`` (SWE-bench's run report, ``schema_version`` 2, over the
 picked attempts). The pick is attempt 1 under ``--search none`` and the best-of-N choice
 (``agent.search.best_of_n``, from what the agent could see: its own test runs, never the hidden
-tests) under ``--search best-of-n``; the summary reports the best-of-N pick's resolved rate either
+tests) under ``--search best-of-n`` and ``mcts``; the summary reports the best-of-N pick's resolved rate either
 way, next to pass@1 and pass@N (the unbiased estimator of ``eval/metrics.py``).
 
 Guarantees: a verdict is the grader's, from per-test reports in a sandbox the agent never touched;
-nothing the agent writes to test files or test configuration reaches it. Not guaranteed: the same
+nothing the agent writes to test files or test configuration reaches it. A model that cannot
+answer at all (server down after its retries) stops the run instead of being scored, so a rerun
+retries that attempt; a prompt too long for the model ends that attempt with its reason. Not guaranteed: the same
 trajectory twice from a model sampled at temperature > 0 (each attempt gets seed + attempt - 1).
 """
 
