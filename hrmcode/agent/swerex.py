@@ -140,7 +140,7 @@ parent() {  # P = the parent of $1; false when $1 is gone or a zombie
 if [ "$sweep" = 1 ]; then
   keep=" 1 " p=$$
   while [ "$p" -gt 1 ] && parent "$p"; do keep="$keep$p "; p=$P; done
-  for pass in $(seq 200); do
+  for ((pass = 0; pass < 200; pass++)); do  # no fork: a fork bomb's leftovers may hold every pid
     killed=0
     for q in /proc/[0-9]*; do
       q=${q#/proc/}
