@@ -14,6 +14,7 @@ a tasks artifact holding another benchmark's tasks (``BENCH_KINDS``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
@@ -300,10 +301,15 @@ def eval_swe(config: EvalConfig, options: SweOptions | None = None, limits: Any 
     tasks = _limit(sorted(tasks, key=lambda task: task.id), config.limit)
     backends = {}
     for spec in dict.fromkeys(models):
+        # one backend per model (a checkpoint loaded once, one cap on a server's requests); each attempt
+        # a shallow copy of it with its own seed
+        backend = make_backend(spec, model_name=config.model_name, generation=config.generation,
+                               api_key=config.api_key)
         for attempt in range(1, o.attempts + 1):
-            generation = dataclasses.replace(config.generation, seed=config.seed + attempt - 1)
-            backends[(spec, attempt)] = make_backend(spec, model_name=config.model_name, generation=generation,
-                                                     api_key=config.api_key)
+            backends[(spec, attempt)] = copy.copy(backend)
+            if hasattr(backend, "generation"):
+                backends[(spec, attempt)].generation = dataclasses.replace(config.generation,
+                                                                           seed=config.seed + attempt - 1)
     planner = (make_backend(o.planner, model_name=config.model_name, generation=config.generation,
                             api_key=config.api_key) if o.planner else None)
     cases = [SweCase(case_id(task.id, attempt), task, attempt, routed[task.id])
