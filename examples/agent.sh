@@ -60,6 +60,11 @@ for step in first["steps"]:
           file=sys.stderr)
 EOF
 
+step "learn from acting: the mixed run's trajectories (resolved and failed, with their rewards) -> tool examples -> train"
+hrmcode synthesize --source "$runs/mixed" --levels tool -o "$HRMCODE_HOME/agent-examples"
+hrmcode train "$HRMCODE_HOME/agent-examples" --config tiny --seq-len 4096 --batch-size 1 --max-steps 2 \
+    --reward-weighting weight --failed-weight 0.25 --eval-generate 0 -o "$HRMCODE_HOME/agent-model"
+
 if [ -n "$model" ]; then
     step "eval swe through hrmcode serve: $model acts through the OpenAI API (resolution is whatever it is)"
     port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
