@@ -330,6 +330,16 @@ class SweBench:
         raw = replies[0].text if replies else ""
         return plan_lines(raw), raw
 
+    def limits_for(self, backend: Backend) -> AgentLimits:
+        """The agent's limits for ``backend``: a checkpoint without ``--context-tokens`` gets its own
+        context less the reply's tokens as the budget, so a conversation that outgrows the model is
+        fitted by the context policy (or ends as ``context_overflow``) instead of failing the call."""
+        limits, loaded = self.settings.limits, getattr(backend, "loaded", None)
+        if loaded is None or limits.context_tokens:
+            return limits
+        budget = loaded.model.config.max_seq_len - backend.generation.max_tokens  # type: ignore[attr-defined]
+        return dataclasses.replace(limits, context_tokens=max(1, budget))
+
     @staticmethod
     def token_counter(backend: Backend) -> Any:
         """A checkpoint's own tokenizer for the context policy (other backends: its estimate)."""
@@ -362,15 +372,16 @@ class SweBench:
         policy = BackendPolicy(backend, case.model, task, AgentAnswers())
         started = time.monotonic()
         search: dict | None = None
+        limits = self.limits_for(backend)
         if settings.search == "mcts":
-            result = mcts(task.problem, lambda files: self.open_session(task, files, worker), policy, settings.limits,
+            result = mcts(task.problem, lambda files: self.open_session(task, files, worker), policy, limits,
                           budget_calls=settings.search_budget or settings.limits.step_limit, plan=plan,
                           test_command=task.test_command, count_tokens=self.token_counter(backend))
             trajectory, final, search = result.trajectory, result.files, result.stats()
             trajectory.planner = settings.planner
         else:
             with self.open_session(task, None, worker) as session:
-                trajectory = run_agent(task.problem, session, policy, settings.limits, plan=plan,
+                trajectory = run_agent(task.problem, session, policy, limits, plan=plan,
                                        planner=settings.planner, count_tokens=self.token_counter(backend))
                 final = session.read_files()
         agent_seconds = time.monotonic() - started

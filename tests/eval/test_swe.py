@@ -467,3 +467,13 @@ def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(demo_tasks, tmp_
     assert [r["id"] for r in _jsonl(results)] == expected
     assert [t["id"] for t in _jsonl(out / "trajectories.jsonl")] == expected
     assert payload["score"] == 100.0 and payload["pass@4"] == 1.0
+
+
+def test_a_checkpoint_whose_context_cannot_hold_the_task_ends_with_context_overflow(cli, demo_tasks, tmp_path):
+    from tests.quantize.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path, max_seq_len=256)
+    out = tmp_path / "short"
+    result, payload = _run(cli, demo_tasks, out, "--model", f"checkpoint:{model}", "--max-tokens", "8", "--limit", "1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert payload["exit_status"] == {"context_overflow": 1} and payload["mean_steps"] == 0.0
