@@ -124,7 +124,7 @@ def example_texts(examples: list[Example]) -> list[str]:
 class EncodedSet:
     docs: list[Doc] = field(default_factory=list)
     skipped_too_long: int = 0
-    masked_by_reward: int = 0  # failed trajectories left out (``--reward-weighting mask``)
+    masked_by_reward: int = 0  # failed trajectories left out (their weight is 0: ``mask``, or ``weight`` at 0)
 
 
 def reward_weight(reward: float | None, weighting: str, failed_weight: float) -> float:
@@ -290,4 +290,4 @@ def log_skipped(kind: str, skipped: int, total: int, seq_len: int) -> None:
 
 def log_masked(kind: str, masked: int, total: int) -> None:
     if masked:
-        reporter().log(f"{masked} of {total} {kind} examples are failed trajectories left out (--reward-weighting mask)")
+        reporter().log(f"{masked} of {total} {kind} examples are failed trajectories left out (--reward-weighting)")

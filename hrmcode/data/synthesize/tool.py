@@ -24,7 +24,7 @@ the SWE-smith trajectories.
   loss on the replies only. ``reward`` is the episode's (1.0 resolved, 0.0 failed), so training can
   mask or weight failed runs (``--reward-weighting``); ``context`` records the acting model,
   ``resolved``, ``exit_status``, steps, attempt, planner and the run. ``input.text`` / ``target``
-  are the first user message and the first reply (the single-turn view of the first step).
+  are the first user message and the first non-empty reply (the single-turn view of the first step).
   ``provenance.model_written`` is true: a model wrote every reply. A trajectory without a
   non-empty reply (the model crashed before answering) yields nothing.
 """
