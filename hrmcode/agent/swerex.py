@@ -96,7 +96,7 @@ from swerex.deployment.remote import RemoteDeployment
 from swerex.exceptions import CommandTimeoutError
 from swerex.runtime.abstract import Command, UploadRequest
 
-from hrmcode.errors import SandboxError, ToolchainMissing, UsageError
+from hrmcode.errors import HrmcodeError, SandboxError, UsageError
 from hrmcode.sandbox import _cgroup, docker_backend, local, runs
 from hrmcode.sandbox._proc import Finished
 from hrmcode.sandbox.base import ExecResult, Limits
@@ -306,7 +306,7 @@ class SwerexSession:
             self.workdir = starter.workdir(self._raw)
         except BaseException as exc:
             self._teardown()
-            if isinstance(exc, (SandboxError, ToolchainMissing, UsageError)):
+            if not isinstance(exc, Exception) or isinstance(exc, HrmcodeError):
                 raise
             raise SandboxError(f"the SWE-ReX deployment {spec!r} did not start: {type(exc).__name__}: "
                                f"{' '.join(str(exc).split())[:300]}", starter.hint) from None
@@ -362,7 +362,8 @@ class SwerexSession:
 
     def close(self) -> None:
         """Idempotent: stop the deployment (its container, server and every process under it) and
-        remove the work dir."""
+        remove the work dir. From another thread while a command runs, that command ends with a
+        ``SandboxError``."""
         with self._closing:
             if self.closed:
                 return
@@ -434,12 +435,14 @@ class SwerexSession:
             if deployment is not None and getattr(self, "workdir", None):
                 with contextlib.suppress(Exception):
                     self._starter.remove_workdir(self._raw, self.workdir)
-            if deployment is not None:
-                with contextlib.suppress(Exception):
-                    self._loop.run(deployment.stop(), 30)
         finally:
-            self._starter.stop()
-            self._loop.close()
+            try:
+                self._starter.stop()  # first: a server that is gone answers the deployment's stop at once
+                if deployment is not None:
+                    with contextlib.suppress(Exception):
+                        self._loop.run(deployment.stop(), 30)
+            finally:
+                self._loop.close()
 
 
 def _members(archive: bytes, max_file_bytes: int) -> dict[str, bytes]:
