@@ -115,8 +115,9 @@ def corpus_is_heldout(record: dict) -> bool:
 
 def example_texts(examples: list[Example]) -> list[str]:
     """What a tokenizer for these examples is trained on: every text train will encode."""
-    return [t for ex in examples
-            for t in ((turn.content for turn in ex.messages) if ex.messages is not None else (ex.input.text, ex.target))]
+    return [text for ex in examples
+            for text in ([turn.content for turn in ex.messages] if ex.messages is not None
+                         else [ex.input.text, ex.target])]
 
 
 # -- encoding -------------------------------------------------------------------------------

@@ -52,8 +52,8 @@ class TrainOptions(BaseModel):
     curriculum: bool = Field(False, description="Order each epoch by the examples' stage (1..4).")
     reward_weighting: Literal["mask", "weight", "none"] = Field(
         "mask", description="Examples with an episode reward (agent trajectories): mask leaves out failed ones "
-                            "(reward < 1), weight scales their loss by --failed-weight + (1 - --failed-weight) * reward, "
-                            "none trains on all alike.")
+                            "(reward < 1), weight scales their loss by --failed-weight + (1 - --failed-weight) * "
+                            "reward, none trains on all alike.")
     failed_weight: float = Field(0.1, ge=0, le=1, description="With --reward-weighting weight: the loss factor of a "
                                                               "trajectory of reward 0.")
     eval_every: int = Field(

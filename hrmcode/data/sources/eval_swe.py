@@ -57,7 +57,8 @@ def _task_languages(run: Artifact) -> dict[str, str]:
         try:
             tasks = load_artifact(entry["path"], "tasks")
             languages.update({r["id"]: r["language"] for r in read_jsonl(tasks.file("tasks.jsonl"))
-                              if isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("language"), str)})
+                              if isinstance(r, dict) and isinstance(r.get("id"), str)
+                              and isinstance(r.get("language"), str)})
         except (ArtifactError, InputError, OSError, KeyError):
             continue  # moved or replaced since the run: the trajectory's own paths say the language
     return languages
@@ -75,14 +76,16 @@ def _run_file(path: Path) -> tuple[Path, str, dict[str, str]]:
     if path.is_file():
         return path, hashlib.sha256(path.read_bytes()).hexdigest()[:8], {}
     if not (path / TRAJECTORIES).is_file():
-        raise InputError(f"--from {path}: no {TRAJECTORIES} there", "point --from at an `hrmcode eval swe` run directory")
+        raise InputError(f"--from {path}: no {TRAJECTORIES} there",
+                         "point --from at an `hrmcode eval swe` run directory")
     try:
         run = load_artifact(path, "eval-run")
     except ArtifactError as exc:
         raise InputError(f"--from {path}: not a finished eval run ({exc.message})",
                          "finish it first: rerun the same `hrmcode eval swe ... --out` command") from None
-    if run.manifest.get("params", {}).get("bench") != "swe":
-        raise InputError(f"--from {path}: an eval run of bench {run.manifest.get('params', {}).get('bench')!r}, not swe",
+    bench = run.manifest.get("params", {}).get("bench")
+    if bench != "swe":
+        raise InputError(f"--from {path}: an eval run of bench {bench!r}, not swe",
                          "point --from at an `hrmcode eval swe` run directory")
     return run.file(TRAJECTORIES), run.manifest_sha256()[:8], _task_languages(run)
 
@@ -123,8 +126,8 @@ def to_task(record: dict, where: str, run_key: str, origin: str, languages: dict
     grade = record.get("grade") if isinstance(record.get("grade"), dict) else None
     resolved = bool(grade["resolved"]) if grade and "resolved" in grade else reward >= 1.0
     language, all_languages = _language(record, languages or {})
-    steps = [{k: step.get(k) for k in ("index", "exit_code", "reward", "done")} | {"kind": (step.get("action") or {}).get("kind")}
-             for step in record.get("steps") or []]
+    steps = [{k: step.get(k) for k in ("index", "exit_code", "reward", "done")}
+             | {"kind": (step.get("action") or {}).get("kind")} for step in record.get("steps") or []]
     metadata = {
         "messages": _messages(record, where), "reward": float(reward), "resolved": resolved,
         "exit_status": record["exit_status"], "model": record["model"], "policy": record.get("policy"),
