@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from hrmcode.agent.grading import grade, model_patch
 from hrmcode.agent.loop import AgentLimits, PolicyReply, run_agent
 from hrmcode.agent.protocol import SUBMIT_SENTINEL
 from hrmcode.agent.swerex import (SPEC_FORMS, TOKEN_ENV, SwerexSpec, _DockerStarter, _free_port, is_swerex_spec,
@@ -25,6 +26,8 @@ from hrmcode.agent.swerex import (SPEC_FORMS, TOKEN_ENV, SwerexSpec, _DockerStar
 from hrmcode.errors import SandboxError, UsageError
 from hrmcode.sandbox import docker_backend, local
 from hrmcode.sandbox.base import Limits
+from tests._sandboxes import real_sandbox
+from tests.agent.fake_server import correct_script, wrong_script
 
 DEPLOYMENTS = ["local-unsafe", "remote", "bwrap", pytest.param("docker", marks=pytest.mark.docker)]
 ISOLATED = ["bwrap", pytest.param("docker", marks=pytest.mark.docker)]  # they own their PID namespace
@@ -142,6 +145,24 @@ def test_scripted_agent_edits_runs_and_submits(spec):
     assert edit.state["files_modified"] == ["calc.py"]
     assert "ok" in test.observation and test.exit_code == 0
     assert final == {"calc.py": b"def add(a, b):\n    return a + b\n", "test_calc.py": TEST.encode()}
+
+
+@pytest.mark.parametrize("spec", ISOLATED, indirect=True)
+def test_demo_tasks_resolve_exactly_when_the_script_is_correct(spec, demo_task_set):
+    """Tasks made from the demo repository: the fake server's realistic trajectories (search, read,
+    run the tests, edit, diff, submit) played on SWE-ReX, the model patch taken from the session's
+    files and graded in a fresh hrmcode sandbox."""
+    grader = real_sandbox("local")
+    right, wrong = demo_task_set.tasks[:2]
+    for task, script, resolved in ((right, correct_script(right), True), (wrong, wrong_script(wrong), False)):
+        policy = Scripted(*(step.reply for step in script))
+        with open_session(spec, task.files) as session:
+            trajectory = run_agent(task.problem, session, policy, AgentLimits(command_timeout_s=60))
+            patch, _ = model_patch(task.files, session.read_files())
+        assert trajectory.exit_status == "submitted", (task.id, trajectory.error)
+        assert patch.strip(), task.id
+        graded = grade(task, patch, grader, timeout_s=120)
+        assert graded.resolved is resolved, (task.id, graded)
 
 
 @pytest.mark.parametrize("spec", DEPLOYMENTS, indirect=True)
