@@ -77,8 +77,9 @@ def main() -> int:
             names = names[round_index % len(names):] + names[:round_index % len(names)]
             for name in names:
                 session = rows[name]
+                edit = {"pkg/edit.py": f"x = {round_index}\n"}
                 for what, call in (("exec", lambda: session.exec("true")), ("read_files", session.read_files),
-                                   ("write_files", lambda: session.write_files({"pkg/edit.py": f"x = {round_index}\n"}))):
+                                   ("write_files", lambda: session.write_files(edit))):
                     begin = time.monotonic()
                     call()
                     times[name][what].append((time.monotonic() - begin) * 1000)
