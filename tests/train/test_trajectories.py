@@ -240,3 +240,19 @@ def test_a_real_eval_swe_run_is_learned_from(demo_run, tmp_path, workspace):
     result = train(_fast(seq_len=4096, batch_size=1, max_steps=2, reward_weighting="weight", failed_weight=0.25),
                    str(examples.path), out=tmp_path / "model")
     assert result.completed and load_checkpoint(tmp_path / "model").config.max_seq_len == 4096
+
+
+def test_a_weighted_run_resumes_exactly(tmp_path, workspace):
+    run = write_swe_run(tmp_path / "run")
+    examples = str(synthesize(str(run), out=tmp_path / "ex", heldout_fraction=0.0).artifact.path)
+    options = _fast(reward_weighting="weight", failed_weight=0.25, batch_size=1)
+    train(options, examples, out=tmp_path / "whole")
+    assert not train(options, examples, out=tmp_path / "split", stop_after=2).completed
+    assert train(options, examples, out=tmp_path / "split", resume="auto").completed
+    losses = [[r["loss"] for r in read_jsonl(tmp_path / d / "metrics.jsonl") if r["split"] == "train"]
+              for d in ("whole", "split")]
+    assert losses[0] == losses[1] and len(losses[0]) == 4
+    # Some step saw only a failed trajectory: its loss is the weight times its token loss, exactly.
+    records = [r for r in read_jsonl(tmp_path / "whole/metrics.jsonl") if r["split"] == "train"]
+    assert any(r["loss"] == pytest.approx(0.25 * r["lm_loss"], rel=1e-5) for r in records)
+    assert (tmp_path / "split/model.safetensors").read_bytes() == (tmp_path / "whole/model.safetensors").read_bytes()
