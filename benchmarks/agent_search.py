@@ -17,7 +17,8 @@ and submits ``best_of_n``'s pick; MCTS then gets exactly the model calls best-of
 and seed (``budget_calls``), once with ``--expansions`` children per expansion and once with
 progressive widening (``widening=True``), so every row spends the same calls (the server's own request count is
 checked against it). "pass@N" grades every attempt: the rate a pick that could see the hidden tests
-would reach (a ceiling, not a method). Usage:
+would reach (a ceiling, not a method). "submitted": how many picks had submitted (an unsubmitted
+state of the search is still graded on its files, as ``eval swe --search mcts`` does). Usage:
 
     python benchmarks/agent_search.py                       # 5 tasks x 3 seeds, N = 4
     python benchmarks/agent_search.py --tasks 3 --seeds 2 --attempts 3 --p-step 0.8
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -44,7 +46,7 @@ from hrmcode.agent.repo import RepoTask, load_repo_tasks  # noqa: E402
 from hrmcode.agent.search import best_of_n, mcts  # noqa: E402
 from hrmcode.data.bugs import repo_tasks  # noqa: E402
 from hrmcode.eval.backends import Generation, make_backend  # noqa: E402
-from hrmcode.eval.swe import AgentAnswers, BackendPolicy  # noqa: E402
+from hrmcode.eval.swe import GIT_BASE, AgentAnswers, BackendPolicy  # noqa: E402
 from hrmcode.sandbox import get_sandbox  # noqa: E402
 from tests.agent.fake_server import FakeAgentServer, Stochastic, correct_script  # noqa: E402
 
@@ -63,6 +65,19 @@ def demo_tasks(root: Path, count: int, sandbox) -> list[RepoTask]:
         subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
     result = repo_tasks(str(repo), test_cmd=TEST_CMD, max_bugs=3 * count, out=root / "tasks", sandbox=sandbox)
     return load_repo_tasks(result.artifact.path)[:count]
+
+
+def open_session(sandbox, task: RepoTask, files: dict[str, bytes] | None):
+    """As ``eval swe`` opens one: the task's repository committed as git's base (so the script's
+    ``git diff`` works), then a search state's ``files`` written over it."""
+    session = sandbox.session(dict(task.files))
+    session.exec(GIT_BASE)
+    if files is not None:
+        session.write_files({path: data for path, data in files.items() if task.files.get(path, "").encode() != data})
+        removed = [path for path in task.files if path not in files]
+        if removed:
+            session.exec("rm -f -- " + " ".join(shlex.quote(path) for path in removed))
+    return session
 
 
 def serve(task: RepoTask, p_step: float, seed: int) -> FakeAgentServer:
@@ -93,7 +108,7 @@ def main() -> int:
 
     sandbox = get_sandbox("local")
     limits = AgentLimits(step_limit=args.step_limit, command_timeout_s=60)
-    rows: dict[str, dict[str, list]] = {name: {"calls": [], "resolved": [], "seconds": []}
+    rows: dict[str, dict[str, list]] = {name: {"calls": [], "resolved": [], "seconds": [], "submitted": []}
                                         for name in ("best-of-N", *SEARCHES, "pass@N")}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +120,7 @@ def main() -> int:
                 with serve(task, args.p_step, seed) as server:
                     policy = policy_of(server, task)
                     for _ in range(args.attempts):
-                        with sandbox.session(task.files) as session:
+                        with open_session(sandbox, task, None) as session:
                             trajectories.append(run_agent(task.problem, session, policy, limits))
                             finals.append(session.read_files())
                     served = len(server.requests)
@@ -117,6 +132,7 @@ def main() -> int:
                 rows["best-of-N"]["seconds"].append(time.perf_counter() - start)
                 rows["best-of-N"]["calls"].append(calls)
                 rows["best-of-N"]["resolved"].append(ok)
+                rows["best-of-N"]["submitted"].append(trajectories[pick].exit_status == "submitted")
                 rows["pass@N"]["calls"].append(calls)
                 rows["pass@N"]["resolved"].append(ok or any(resolved(task, files, sandbox)
                                                             for i, files in enumerate(finals) if i != pick))
@@ -124,7 +140,7 @@ def main() -> int:
                 for name, widening in SEARCHES.items():
                     start = time.perf_counter()
                     with serve(task, args.p_step, seed) as server:
-                        result = mcts(task.problem, lambda files: sandbox.session(task.files if files is None else files),
+                        result = mcts(task.problem, lambda files: open_session(sandbox, task, files),
                                       policy_of(server, task), limits, budget_calls=calls, c=args.c,
                                       expansions=args.expansions, test_command=task.test_command,
                                       widening=widening)
@@ -135,6 +151,7 @@ def main() -> int:
                     row["seconds"].append(time.perf_counter() - start)
                     row["calls"].append(result.calls)
                     row["resolved"].append(ok)
+                    row["submitted"].append(result.submitted)
                     print(f"{task.instance_id} seed {seed}: best-of-{args.attempts} resolved="
                           f"{rows['best-of-N']['resolved'][-1]}, {name} resolved={ok} {result.stats()}", file=sys.stderr)
 
@@ -142,8 +159,8 @@ def main() -> int:
     print(f"{len(tasks)} demo-repo tasks x {args.seeds} seeds = {runs} runs per method; N = {args.attempts}, "
           f"step limit {args.step_limit}, p_step {args.p_step}, "
           f"MCTS c = {args.c}, expansions = {args.expansions}; load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
-    print(f"| {'method':<34} | {'model calls (mean)':>18} | {'resolved':>12} | {'mean seconds':>12} |")
-    print(f"|{'-' * 36}|{'-' * 20}|{'-' * 14}|{'-' * 14}|")
+    print(f"| {'method':<38} | {'model calls (mean)':>18} | {'resolved':>12} | {'submitted':>9} | {'mean seconds':>12} |")
+    print(f"|{'-' * 40}|{'-' * 20}|{'-' * 14}|{'-' * 11}|{'-' * 14}|")
     names = {"best-of-N": f"best-of-{args.attempts} (visible pick)",
              "MCTS": f"MCTS, {args.expansions} children per expansion",
              "MCTS widening": f"MCTS, 1 child per step, widening to {args.expansions}",
@@ -152,7 +169,8 @@ def main() -> int:
         row = rows[key]
         rate = f"{sum(row['resolved'])}/{runs} {100 * sum(row['resolved']) / runs:.0f}%"
         seconds = f"{statistics.mean(row['seconds']):.1f}" if row["seconds"] else "-"
-        print(f"| {label:<34} | {statistics.mean(row['calls']):>18.1f} | {rate:>12} | {seconds:>12} |")
+        submitted = f"{sum(row['submitted'])}/{runs}" if row["submitted"] else "-"
+        print(f"| {label:<38} | {statistics.mean(row['calls']):>18.1f} | {rate:>12} | {submitted:>9} | {seconds:>12} |")
     return 0
 
 
