@@ -368,9 +368,9 @@ class SweBench:
     def attempt(self, case: SweCase, worker: int) -> dict:
         task, settings = case.task, self.settings
         backend = self.backends[(case.model, case.attempt)]
+        started = time.monotonic()  # the agent's seconds include the planner's
         plan, plan_raw = self.plan(task)
         policy = BackendPolicy(backend, case.model, task, AgentAnswers())
-        started = time.monotonic()
         search: dict | None = None
         limits = self.limits_for(backend)
         if settings.search == "mcts":
