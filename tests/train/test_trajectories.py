@@ -231,6 +231,8 @@ def test_a_real_eval_swe_run_is_learned_from(demo_run, tmp_path, workspace):
     examples = synthesize(str(demo_run), out=tmp_path / "ex", heldout_fraction=0.0).artifact
     written = list(read_jsonl(examples.file("examples.jsonl")))
     assert len(written) == len(trajectories) == len(results)
+    # The stub changed no file and was not graded: its language comes from the run's input tasks artifact.
+    assert {e["language"] for e in written} == {"python"}
     for example in written:
         record_id = example["input"]["context"]["record_id"]
         assert example["messages"] == trajectories[record_id]["messages"]

@@ -71,10 +71,10 @@ def run_key(path: str | Path) -> str:
     return _run_file(Path(path))[1]
 
 
-def _run_file(path: Path) -> tuple[Path, str, dict[str, str]]:
-    """(the trajectories file, the run key, task id -> language where known)."""
+def _run_file(path: Path) -> tuple[Path, str, Artifact | None]:
+    """(the trajectories file, the run key, the run's artifact unless a bare file was given)."""
     if path.is_file():
-        return path, hashlib.sha256(path.read_bytes()).hexdigest()[:8], {}
+        return path, hashlib.sha256(path.read_bytes()).hexdigest()[:8], None
     if not (path / TRAJECTORIES).is_file():
         raise InputError(f"--from {path}: no {TRAJECTORIES} there",
                          "point --from at an `hrmcode eval swe` run directory")
@@ -87,7 +87,7 @@ def _run_file(path: Path) -> tuple[Path, str, dict[str, str]]:
     if bench != "swe":
         raise InputError(f"--from {path}: an eval run of bench {bench!r}, not swe",
                          "point --from at an `hrmcode eval swe` run directory")
-    return run.file(TRAJECTORIES), run.manifest_sha256()[:8], _task_languages(run)
+    return run.file(TRAJECTORIES), run.manifest_sha256()[:8], run
 
 
 def _messages(record: dict, where: str) -> list[dict]:
@@ -156,7 +156,8 @@ def _open(request: FetchRequest) -> Iterator[Fetched]:
     runs = []
     for given in request.from_paths:
         path = require_path(given, "eval run directory or trajectories file")
-        runs.append((*_run_file(path), str(path)))
+        file, key, run = _run_file(path)
+        runs.append((file, key, _task_languages(run) if run is not None else {}, str(path)))
     stats: dict = {"resolved": 0, "unresolved": 0, "by_model": {}, "by_exit_status": {}}
     yield Fetched(records=_convert(runs, stats), origin=", ".join(request.from_paths), stats=stats)
 
