@@ -12,7 +12,8 @@ observation (errors count as failures), and the step's exit code; with no summar
 collection, output cut), exit code 0 counts as all passed and anything else as all failed. A test
 run is *fresh* when no later step changed a file (``Step.state["files_modified"]``, exact per step),
 and it *tests the agent's change* when some earlier step (or the run itself) changed one: a failing
-run before any change only reproduces the bug, so it is no evidence either way.
+run before any change only reproduces the bug, so it is no evidence either way. Files under
+``__pycache__/`` and ``.pytest_cache/`` (what running the tests leaves) are not changes.
 Anyone can print a fake summary line; that only fools this pick, never the grade.
 
 ``best_of_n`` ordering — the attempt that comes first under these keys, in this order, is submitted:
@@ -35,9 +36,9 @@ call is one child; the search stops after exactly ``budget_calls`` calls, or ear
 is terminal or ``limits.time_limit_s`` has passed (the whole search's wall time).
 
 Node value (``node_value``), in [0, 1], from agent-visible feedback only, ordered as ``best_of_n``'s
-tiers: 1.0 when the path's last visible test run is fresh and passing; half its pass fraction when it
-is fresh and failing (below any state without evidence); 0.5 with no usable evidence (no run, or a
-stale one); 0.0 for a submitted state that changed no file; then minus 0.25 when the step into the
+tiers: 1.0 when the path's last visible test run is fresh, tests the change and passes; half its pass
+fraction when it is fresh, tests the change and fails (below any state without evidence); 0.5 with no
+usable evidence (no run, a stale one, or one before any change); 0.0 for a submitted state that changed no file; then minus 0.25 when the step into the
 node was a format error, minus 0.1 when it was a failed command (non-zero exit, not a test run),
 never below 0.
 
