@@ -143,8 +143,10 @@ def main() -> int:
         tasks = {task.id: task for task in load_repo_tasks(tasks_path)}
         common = ["eval", "swe", "--tasks", str(tasks_path), "--backend", args.backend]
 
-        print(f"backend {args.backend}, {len(tasks)} tasks x {args.attempts} attempts, --model oracle")
-        print(f"{'run':>12} | {'attempts':>8} | {'wall s':>7} | {'tasks/hour':>10} | {'agent s':>7} | {'grade s':>7} | resolved")
+        print(f"backend {args.backend}, {len(tasks)} tasks x {args.attempts} attempts, --model oracle; "
+              f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print(f"{'run':>12} | {'attempts':>8} | {'wall s':>7} | {'tasks/hour':>10} | {'agent s':>7} | "
+              f"{'grade s':>7} | resolved")
         for jobs in (1, 2):
             seconds, summary = hrmcode(*common, "--model", "oracle", "--attempts", str(args.attempts),
                                        "-j", str(jobs), "--out", str(root / f"oracle-j{jobs}"))
@@ -190,6 +192,7 @@ def main() -> int:
                 bucket.extend(values)
             row(kind, bare[kind], session[kind], in_eval[kind])
         row("all commands", *everything)
+        print(f"load average {os.getloadavg()[0]:.2f}")
         print(f"commands whose exit code differed between the bare and the sandboxed replay: {differing}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -191,7 +191,8 @@ def _steps(task: RepoTask, edits: list[str]) -> list[ScriptStep]:
         ScriptStep(bash_reply("I start by finding the code the failing tests exercise.",
                               f"grep -rnF {shlex.quote(_search_term(task, first))} --include='*.py' . | head -n 20"),
                    bash_reply("Let me search for TODO markers.", "grep -rn TODO . | head -n 5")),
-        ScriptStep(bash_reply(f"I read the code around line {hunk.old_start} of {path}.", f"sed -n {start},{end}p {shlex.quote(path)}"),
+        ScriptStep(bash_reply(f"I read the code around line {hunk.old_start} of {path}.",
+                              f"sed -n {start},{end}p {shlex.quote(path)}"),
                    useless),
         ScriptStep(bash_reply("I run the failing tests to see the error.", tests), useless),
     ]
@@ -222,7 +223,8 @@ def wrong_script(task: RepoTask) -> list[ScriptStep]:
     return _steps(task, [_wrong_edit_command(task, diff) for diff in content_diffs(task.gold_patch)])
 
 
-def command_script(commands: Sequence[str], thought: str = "I run this command.", submit: bool = True) -> list[ScriptStep]:
+def command_script(commands: Sequence[str], thought: str = "I run this command.",
+                   submit: bool = True) -> list[ScriptStep]:
     """One bash reply per command, then (by default) the submit sentinel."""
     steps = [ScriptStep(bash_reply(thought, command)) for command in commands]
     return [*steps, SUBMIT] if submit else steps

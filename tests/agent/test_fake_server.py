@@ -15,9 +15,11 @@ FIXED = BUGGY.replace("a - b", "a + b")
 
 
 def _task(instance: str = "local__calc.0001") -> RepoTask:
-    files = {"calc.py": BUGGY, "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"}
+    test = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    files = {"calc.py": BUGGY, "tests/test_calc.py": test}
     return RepoTask(id=f"swe-smith/{instance}", instance_id=instance, problem=f"The repository has a bug ({instance}).",
-                    files=files, test_command="python -m pytest -q tests", fail_to_pass=["tests/test_calc.py::test_add"],
+                    files=files, test_command="python -m pytest -q tests",
+                    fail_to_pass=["tests/test_calc.py::test_add"],
                     pass_to_pass=[], gold_patch=tree_patch({"calc.py": BUGGY}, {"calc.py": FIXED}))
 
 

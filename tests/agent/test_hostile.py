@@ -103,7 +103,8 @@ def test_hostile_agent_is_contained_and_never_resolves_what_it_did_not_fix(attac
     assert run.returncode in (0, 1), f"{attack.name}: eval swe exited {run.returncode}:\n{run.stderr[-3000:]}"
 
     # contained: the host and the task data untouched, nothing left running, no stray request
-    assert canary.read_text() == f"host canary {token}\n" and sorted(p.name for p in canary_dir.iterdir()) == [canary.name]
+    assert canary.read_text() == f"host canary {token}\n"
+    assert sorted(p.name for p in canary_dir.iterdir()) == [canary.name]
     assert _digests(demo_task_set.path) == before, f"{attack.name} changed the tasks artifact"
     assert _leftovers() == [], f"{attack.name} left processes running"
     assert server.gets == [] and server.unmatched == 0, (server.gets, server.unmatched)
@@ -114,9 +115,9 @@ def test_hostile_agent_is_contained_and_never_resolves_what_it_did_not_fix(attac
     assert trajectory["id"] == record["id"]
     values = values_by_task[record["instance_id"]]
     if not spec["fix"]:
-        assert record["resolved"] is False and trajectory["reward"] == 0.0, f"{attack.name} resolved a task it did not fix"
+        assert record["resolved"] is False and trajectory["reward"] == 0.0, f"{attack.name} resolved an unfixed task"
     if spec.get("expect_resolved"):
-        assert record["resolved"] is True, f"{attack.name}: the fix after the attack was not graded resolved: {record['grade']}"
+        assert record["resolved"] is True, f"{attack.name}: the fix after the attack did not resolve: {record['grade']}"
     for path in spec.get("discarded", []):
         assert _fill(path, values) in record["discarded"], (path, record["discarded"])
     if "exit_status" in spec:
