@@ -38,13 +38,8 @@ def _hrmcode(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
                           timeout=900)
 
 
-@pytest.fixture(scope="module")
-def demo_tasks(tmp_path_factory) -> Path:
-    """A tasks artifact of bugs injected into the demo repository (``synthesize --source repo:``)."""
-    from tests._sandboxes import real_sandbox
-
-    real_sandbox("local")  # skips without bubblewrap
-    root = tmp_path_factory.mktemp("swe")
+def _synthesize(root: Path, test_cmd: str) -> Path:
+    """A tasks artifact of bugs injected into a copy of the demo repository (``synthesize --source repo:``)."""
     repo = root / "demo"
     shutil.copytree(DEMO, repo)
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -55,11 +50,19 @@ def demo_tasks(tmp_path_factory) -> Path:
                         "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"})
     workspace = root / "ws"
     made = _hrmcode("--workspace", str(workspace), "synthesize", "--source", f"repo:{repo}",
-                    "--test-cmd", "python -m pytest -q tests", "--max-bugs", "3", "--levels", "plan")
+                    "--test-cmd", test_cmd, "--max-bugs", "3", "--levels", "plan")
     assert made.returncode == 0, made.stderr
     [tasks] = [p for p in (workspace / "fetch").glob("*/*") if (p / "tasks.jsonl").is_file()]
     assert sum(1 for _ in (tasks / "tasks.jsonl").open()) >= 2
     return tasks
+
+
+@pytest.fixture(scope="module")
+def demo_tasks(tmp_path_factory) -> Path:
+    from tests._sandboxes import real_sandbox
+
+    real_sandbox("local")  # skips without bubblewrap
+    return _synthesize(tmp_path_factory.mktemp("swe"), "python -m pytest -q tests")
 
 
 def _run(cli, tasks: Path, out: Path, *args: str):
@@ -477,3 +480,17 @@ def test_a_checkpoint_whose_context_cannot_hold_the_task_ends_with_context_overf
     result, payload = _run(cli, demo_tasks, out, "--model", f"checkpoint:{model}", "--max-tokens", "8", "--limit", "1")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert payload["exit_status"] == {"context_overflow": 1} and payload["mean_steps"] == 0.0
+
+
+@pytest.mark.docker
+def test_oracle_resolves_and_stub_does_not_in_docker(cli, tmp_path):
+    """The docker backend: one warm container per attempt (the image has python3 and no git: the
+    session is then not a git repository, and nothing else changes)."""
+    from tests._sandboxes import real_sandbox
+
+    real_sandbox("docker")  # skips when no Docker engine is reachable
+    tasks = _synthesize(tmp_path, "python3 -m pytest -q tests")
+    for model, score in (("oracle", 100.0), ("stub", 0.0)):
+        result, payload = _run(cli, tasks, tmp_path / model, "--model", model, "--backend", "docker")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert payload["score"] == score and payload["grading_errors"] == 0, payload
