@@ -1,5 +1,6 @@
 """The hostile agent corpus (``tests/agent/hostile/*.json``), each played through ``hrmcode eval swe``
-by the scripted agent server on the demo repository's tasks, in the real local sandbox.
+by the scripted agent server on the demo repository's tasks, in each real backend (bubblewrap, and
+docker where an engine and its image are up: ``tests/_sandboxes.py``).
 
 A corpus file is one agent: ``commands`` (one reply each, then the submit sentinel; a command that
 is exactly ``{fix}`` stands for the task's correct edit commands), ``attack`` (what it tries),
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from hrmcode.agent.repo import RepoTask
+from tests._sandboxes import BACKENDS, real_sandbox
 from tests.agent.conftest import TaskSet, hrmcode
 from tests.agent.fake_server import FakeAgentServer, ScriptStep, command_script, fix_commands
 
@@ -76,9 +78,15 @@ def test_corpus_is_not_empty_and_well_formed():
                              "steps"}, path.name
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    real_sandbox(request.param)  # skips (or fails, under HRMCODE_REQUIRE_DOCKER=1) when it is not there
+    return request.param
+
+
 @pytest.mark.parametrize("attack", ATTACKS, ids=[p.stem for p in ATTACKS])
-def test_hostile_agent_is_contained_and_never_resolves_what_it_did_not_fix(attack: Path, demo_task_set: TaskSet,
-                                                                          tmp_path: Path):
+def test_hostile_agent_is_contained_and_never_resolves_what_it_did_not_fix(attack: Path, backend: str,
+                                                                          demo_task_set: TaskSet, tmp_path: Path):
     spec = json.loads(attack.read_text())
     canary_dir = tmp_path / "host"
     canary_dir.mkdir()
@@ -98,7 +106,8 @@ def test_hostile_agent_is_contained_and_never_resolves_what_it_did_not_fix(attac
             server.scripts[task.instance_id] = _script(spec, task, values)
         out = tmp_path / "run"
         run = hrmcode("--json", "eval", "swe", "--tasks", str(demo_task_set.path), "--out", str(out), "--limit", "1",
-                      "--model", f"openai:{server.url}", "--model-name", server.model_name, *spec.get("args", []),
+                      "--model", f"openai:{server.url}", "--model-name", server.model_name, "--backend", backend,
+                      *spec.get("args", []),
                       timeout=500)
     assert run.returncode in (0, 1), f"{attack.name}: eval swe exited {run.returncode}:\n{run.stderr[-3000:]}"
 
