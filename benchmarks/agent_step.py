@@ -27,7 +27,8 @@ from pathlib import Path
 from hrmcode.sandbox.base import Limits
 
 COMMANDS = ("true", "ls", "cat file.txt")
-FILES = {"file.txt": "hello\n" * 50, "src/app.py": "def f():\n    return 1\n", "tests/test_app.py": "from src import app\n"}
+FILES = {"file.txt": "hello\n" * 50, "src/app.py": "def f():\n    return 1\n",
+         "tests/test_app.py": "from src import app\n"}
 TARGETS_MS = {"local session": 30.0, "docker session": 150.0}
 
 

@@ -269,7 +269,7 @@ class BubblewrapSandbox(Sandbox):
         counts only the cgroup's OOM kills during this launch."""
         oom_before = cgroup.oom_kills() if cgroup is not None else 0
         if seccomp_fd is not None:
-            os.lseek(seccomp_fd, 0, os.SEEK_SET)  # bwrap reads the filter to its end: a session's next launch rereads it
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)  # bwrap reads the filter to its end; a session's next launch rereads
         command = self.bwrap_argv(argv, run, limits, uid, env, seccomp_fd)
         finished = supervise(
             cgroup.join_argv(command) if cgroup is not None else command, timeout_s=limits.timeout_s,

@@ -178,7 +178,8 @@ def _write_file(dir_fd: int, leaf: str, raw: bytes, uid: int | None, shown: str)
     except FileNotFoundError:
         info = None
     if info is not None and stat.S_ISDIR(info.st_mode):
-        raise SandboxError(f"cannot write {shown!r} in the session: it is a directory", "write a file path, not a directory")
+        raise SandboxError(f"cannot write {shown!r} in the session: it is a directory",
+                           "write a file path, not a directory")
     if info is not None and (not stat.S_ISREG(info.st_mode) or info.st_nlink > 1):
         os.unlink(leaf, dir_fd=dir_fd)  # a planted link, fifo or hard link is replaced, never written through
     mode = 0o755 if raw.startswith(b"#!") else 0o644
