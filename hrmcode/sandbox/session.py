@@ -152,6 +152,10 @@ def write_into(root: Path, files: dict[str, str | bytes], uid: int | None) -> No
                 dir_fd = child
             data = files[name]
             _write_file(dir_fd, rel.parts[-1], data.encode() if isinstance(data, str) else data, uid, name)
+        except OSError as exc:  # ENOSPC / EDQUOT: the session's disk or inode cap is spent
+            raise SandboxError(f"cannot write {name!r} in the session: {exc.strerror}",
+                               "the session's disk cap (Limits.disk_mb, Limits.inodes) may be full; "
+                               "files written before this one were kept") from None
         finally:
             os.close(dir_fd)
 

@@ -242,6 +242,8 @@ def test_filling_the_disk_fails_inside_the_session_only(isolating):
         assert session.exec("rm big && echo ok > small && cat small").stdout == "ok\n"
         files = session.exec("for i in $(seq 1 5000); do : > f$i || break; done; echo made $i")
         assert "made 5000" not in files.stdout, files
+        with pytest.raises(SandboxError, match="cannot write 'more.txt'"):
+            session.write_files({"more.txt": "x"})
 
 
 def test_host_files_stay_out_of_reach(isolating):
