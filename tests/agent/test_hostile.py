@@ -109,7 +109,7 @@ def test_hostile_agent_is_contained_and_never_resolves_what_it_did_not_fix(attac
                       "--model", f"openai:{server.url}", "--model-name", server.model_name, "--backend", backend,
                       *spec.get("args", []),
                       timeout=500)
-    assert run.returncode in (0, 1), f"{attack.name}: eval swe exited {run.returncode}:\n{run.stderr[-3000:]}"
+    assert run.returncode in (0, 1) and (out / "results.jsonl").exists(), f"{attack.name}: eval swe exited {run.returncode}:\n{run.stderr[-3000:]}"
 
     # contained: the host and the task data untouched, nothing left running, no stray request
     assert canary.read_text() == f"host canary {token}\n"

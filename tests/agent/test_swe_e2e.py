@@ -30,7 +30,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 def _eval_swe(tasks: Path, out: Path, *args: str, timeout: float = 900) -> dict:
     run = hrmcode("--json", "eval", "swe", "--tasks", str(tasks), "--out", str(out), *args, timeout=timeout)
-    assert run.returncode in (0, 1), f"eval swe exited {run.returncode}:\n{run.stderr[-3000:]}"
+    assert run.returncode in (0, 1) and run.stdout.strip(), f"eval swe exited {run.returncode}:\n{run.stderr[-3000:]}"
     return json.loads(run.stdout)
 
 
