@@ -45,7 +45,7 @@ RUN_FILES = ("run.json", "results.jsonl", "summary.json", "manifest.json")
 # whenever a change can turn a verdict (strict reports, editable files, the trust boundary ...):
 # a run scored under other rules is never resumed into a mix. Runs written before the field
 # existed are version 1.
-VERDICT_RULES = 2
+VERDICT_RULES = 3
 # parameters that may change between a run and its resume
 RESUMABLE_CHANGES = {"jobs", "fail_under", "limit", "languages", "exercises", "batch", "out"}
 

@@ -42,7 +42,7 @@ from hrmcode.sandbox.base import Limits, Sandbox
 from hrmcode.sandbox.reports.pytest_report import run_suite
 from hrmcode.sandbox.toolchains import run_tests
 
-RULES = "strict-2"  # part of every cache key: verdicts given under other rules are not reused
+RULES = "strict-3"  # part of every cache key: verdicts given under other rules are not reused
 HUMANEVAL_TEST = "test_solution.py"
 HUMANEVAL_TEST_ID = f"{HUMANEVAL_TEST}::test_check"
 
