@@ -2,7 +2,7 @@
 
 ``model_patch(base, final, language)`` is what an agent's work becomes: the git-style diff
 (``hrmcode.diffs.tree_patch``) from the task's buggy tree to the agent's final work dir, after every
-change to tests and test configuration is put back (``hrmcode.agent.testfiles``). Left out of it,
+change to tests and test configuration is put back (``hrmcode.data.testfiles``). Left out of it,
 and returned in its list of paths with the discarded test changes: files that are not UTF-8 text
 (a binary file cannot be a text diff) and paths with a newline or tab (a diff cannot name them).
 Left out silently: new files that running the tests leaves behind, under ``__pycache__/`` or a
@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 
 from hrmcode.agent.repo import RepoTask
-from hrmcode.agent.testfiles import discard_test_changes
+from hrmcode.data.testfiles import discard_test_changes
 from hrmcode.diffs import apply_patch, tree_patch
 from hrmcode.errors import InputError
 from hrmcode.sandbox.base import Limits, Sandbox

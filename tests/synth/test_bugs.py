@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from hrmcode.data.bugs import candidates, is_test_path, parse_pytest_log, read_repo, repo_tasks
+from hrmcode.data.bugs import candidates, parse_pytest_log, read_repo, repo_tasks
+from hrmcode.data.testfiles import is_test_path
 from hrmcode.data.bugs.transforms import apply_site, sites
 from hrmcode.data.synthesize import synthesize
 from hrmcode.jsonl import read_jsonl
@@ -67,7 +68,7 @@ def test_candidates_skip_tests_and_are_seeded(minirepo):
     info = read_repo(minirepo)
     assert info.owner == "local" and info.name == "minipkg" and len(info.commit) == 40
     pool = candidates(info, 0)
-    assert pool and all(not is_test_path(c.path) for c in pool)
+    assert pool and all(not is_test_path(c.path, "python") for c in pool)
     assert [c.bugged for c in candidates(info, 0)] == [c.bugged for c in pool]
     assert [c.bugged for c in candidates(info, 1)] != [c.bugged for c in pool]
 

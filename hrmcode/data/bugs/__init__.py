@@ -41,10 +41,11 @@ import re
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
 from hrmcode.data.bugs.transforms import candidate_bugs
+from hrmcode.data.testfiles import is_test_path
 from hrmcode.diffs import apply_file_diff, content_diffs, tree_patch
 from hrmcode.errors import InputError, ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
@@ -84,13 +85,6 @@ def _git(repo: Path, *args: str) -> str:
         raise InputError(f"{repo}: git {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}",
                          "repo:PATH must be a git repository with at least one commit")
     return done.stdout
-
-
-def is_test_path(path: str) -> bool:
-    parts = PurePosixPath(path).parts
-    name = parts[-1]
-    return (name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
-            or any(p in ("tests", "test", "testing") for p in parts[:-1]))
 
 
 @dataclass
@@ -149,7 +143,7 @@ class Candidate:
 def candidates(info: RepoInfo, seed: int) -> list[Candidate]:
     found: list[Candidate] = []
     for path in sorted(info.files):
-        if not path.endswith(".py") or is_test_path(path):
+        if not path.endswith(".py") or is_test_path(path, "python"):
             continue
         source = info.files[path]
         try:

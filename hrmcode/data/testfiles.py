@@ -3,7 +3,8 @@
 As in SWE-bench, an agent sees the repository with its tests and may change anything; before its
 patch is graded, every change to the tests, to the test configuration and to the places a test run
 can be forged from is put back to the task's base tree (``discard_test_changes``). Grading then
-runs the task's pristine tests against what is left: the agent's change to the code.
+runs the task's pristine tests against what is left: the agent's change to the code. The same rules
+keep test code out of the functions ``synthesize --source repo:`` injects bugs into (``data/bugs``).
 
 ``is_test_path(path, language)`` — a test file or a whole test-configuration file. The rules, by
 ``language`` (``typescript`` uses javascript's; an unknown language uses all of them):

@@ -1,4 +1,4 @@
-"""Every rule of ``hrmcode.agent.testfiles``: which paths are tests per language, and what
+"""Every rule of ``hrmcode.data.testfiles``: which paths are tests per language, and what
 ``discard_test_changes`` puts back (whole files, forging places, test sections of shared config)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from hrmcode.agent.testfiles import discard_test_changes, is_test_path
+from hrmcode.data.testfiles import discard_test_changes, is_test_path
 
 TESTS = {
     "python": ["test_x.py", "pkg/test_x.py", "pkg/x_test.py", "tests/helpers.py", "test/data.json", "testing/util.py",
