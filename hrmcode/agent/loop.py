@@ -15,7 +15,9 @@ model's or the command's faults, which end the run with one of ``EXIT_STATUSES``
 - ``format_errors``: ``format_error_limit`` replies in a row held no valid action (mini-swe-agent's
   ``max_consecutive_format_errors``);
 - ``context_overflow``: even the system prompt, the task and the latest action do not fit
-  ``context_tokens``;
+  ``context_tokens``, or the policy raised ``ContextExceeded`` (the model itself refused the prompt
+  as longer than its context: a served model's HTTP 400, a checkpoint's own length check);
+  ``Trajectory.error`` then records its reason as ``policy: ContextExceeded: ...``;
 - ``crash``: the policy, the session or the loop raised; ``Trajectory.error`` records the exception
   and where (``policy:``, ``session:``, ``loop:``), and the run stops.
 
@@ -88,7 +90,17 @@ class PolicyReply:
     completion_tokens: int = 0
 
 
+class ContextExceeded(Exception):
+    """What a ``Policy.act`` raises when its model refused the messages as longer than its context:
+    the model's limit, not a failure of the policy, so the run ends as ``context_overflow`` (not
+    ``crash``) with the exception's message recorded as the reason. The loop's own context policy
+    cannot always prevent it: its token counts may be estimates, and a server's limit unknown."""
+
+
 class Policy(Protocol):
+    """A model answering the conversation so far with one reply. ``act`` raises ``ContextExceeded``
+    when the model cannot take that many tokens; anything else it raises ends the run as a crash."""
+
     name: str
 
     def act(self, messages: list[dict[str, str]]) -> PolicyReply: ...
@@ -214,6 +226,9 @@ def _loop(trajectory: Trajectory, session: Session, policy: Policy, limits: Agen
         step_start = time.monotonic()
         try:
             reply = policy.act([dict(message) for message in window.messages])  # the policy cannot alter the record
+        except ContextExceeded as exc:
+            trajectory.error = f"policy: ContextExceeded: {exc}"
+            return "context_overflow"
         except Exception as exc:
             raise _Crash("policy", exc) from exc
         trajectory.prompt_tokens += reply.prompt_tokens

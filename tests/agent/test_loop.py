@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hrmcode.agent.context import CONTEXT_POLICY, sent_messages
-from hrmcode.agent.loop import EXIT_STATUSES, AgentLimits, PolicyReply, run_agent
+from hrmcode.agent.loop import EXIT_STATUSES, AgentLimits, ContextExceeded, PolicyReply, run_agent
 from hrmcode.agent.protocol import PLAN_HEADING, PROTOCOL, SUBMIT_MARKER, SUBMIT_SENTINEL
 from hrmcode.agent.trajectory import TRAJECTORY_FORMAT, Trajectory
 from hrmcode.errors import InputError, SandboxError, UsageError
@@ -297,6 +297,14 @@ def test_tiny_context_budget_elides_old_observations_and_records_what_was_sent(s
 def test_context_overflow_ends_the_run(session):
     trajectory, policy = run(session, SUBMIT, limits=AgentLimits(context_tokens=50))
     assert trajectory.exit_status == "context_overflow" and trajectory.steps == [] and policy.seen == []
+
+
+def test_a_model_that_refuses_the_prompt_as_too_long_ends_with_context_overflow_and_its_reason(session):
+    refusal = ContextExceeded("the prompt has 300 tokens, the model's context is 256")
+    trajectory, _ = run(session, bash("ls"), refusal)
+    assert trajectory.exit_status == "context_overflow" and len(trajectory.steps) == 1
+    assert trajectory.error == "policy: ContextExceeded: the prompt has 300 tokens, the model's context is 256"
+    assert trajectory.steps[0].done
 
 
 def test_impossible_limits_are_a_usage_error(session):
