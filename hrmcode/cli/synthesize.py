@@ -14,7 +14,6 @@ from hrmcode.cli._output import out
 from hrmcode.data.examples import LEVELS
 from hrmcode.data.synthesize import SynthesizeOptions
 from hrmcode.data.synthesize import synthesize as run_synthesize
-from hrmcode.errors import UsageError
 
 
 # Where each option appears in --help; the SynthesizeOptions fields named here are generated from the library.
@@ -58,13 +57,16 @@ def register(app: typer.Typer) -> None:
         **options: Any,
     ) -> None:
         chosen = tuple(level.strip() for level in levels.split(",") if level.strip())
-        if source.startswith("repo:") and not options["test_cmd"]:
-            raise UsageError("--source repo:PATH needs --test-cmd", "e.g. --test-cmd 'python -m pytest tests'")
         result = run_synthesize(source, out=out_dir, workspace=workspace(ctx), seed=seed, levels=chosen, jobs=jobs,
                                 redo=redo, limit=limit, dry_run=dry_run, **options)
         stats = result.stats
+        if result.dry_run:
+            out.result({"artifact": None, "dry_run": True, **stats}, lambda: _dry_run_report(stats))
+            return
 
         def tables() -> None:
+            if "bugs" in stats:
+                _bug_tables(stats["bugs"])
             out.table(f"{stats['examples']} examples from {stats['tasks']} tasks",
                       ["level", "examples"], [[k, v] for k, v in stats["by_level"].items()])
             out.table("by language", ["language", "examples"], [[k, v] for k, v in stats["by_language"].items()])
@@ -74,3 +76,31 @@ def register(app: typer.Typer) -> None:
                 out.warn(f"{stats['tasks_without_examples']} tasks gave no example (see synthesis-report.json)")
 
         artifact_result(result, stats, tables)
+
+
+def _bug_tables(bugs: dict) -> None:
+    """repo:PATH: candidates, tried, kept and rejected, by reason and by strategy."""
+    resumed = f", {bugs['resumed']} of them from {bugs['verdict_log']}" if bugs.get("resumed") else ""
+    out.table(f"bugs in {bugs['repo']} at {bugs['commit'][:12]}: {bugs['kept']} kept of {bugs['tried']} tried "
+              f"({bugs['candidates']} candidates{resumed})",
+              ["rejected because", "candidates"], [[k, v] for k, v in bugs["rejected"].items()] or [["-", 0]])
+    kinds = sorted(set(bugs["by_type_tried"]))
+    out.table("by strategy", ["strategy", "tried", "kept", "rejected"],
+              [[k, bugs["by_type_tried"][k], bugs["by_type_kept"].get(k, 0), bugs["by_type_rejected"].get(k, 0)]
+               for k in kinds])
+
+
+def _dry_run_report(stats: dict) -> None:
+    """What a real run would do, in words and tables (not the summary's dict)."""
+    if "bugs" in stats:
+        bugs = stats["bugs"]
+        out.table(f"dry run: would test {bugs['tried']} of {bugs['candidates']} candidate bugs in {bugs['repo']} "
+                  f"at {bugs['commit'][:12]}", ["strategy", "would try"], [[k, v] for k, v in bugs["by_type_tried"].items()])
+    elif "trajectories" in stats:
+        out.data(f"dry run: would fetch {stats['trajectories']} trajectories, then synthesize from them")
+    elif "analysis" in stats:
+        out.data(f"dry run: would analyze {stats['tasks']} first, then synthesize from it")
+    else:
+        out.data(f"dry run: would synthesize from {stats['tasks']} tasks ({stats['tasks_file']}) in {stats['chunks']} "
+                 f"chunks, levels {','.join(stats['params']['levels'])}")
+    out.data("nothing written")

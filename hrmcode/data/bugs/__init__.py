@@ -35,27 +35,37 @@ that test ids are stable across runs of flaky suites.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
+import json
 import random
 import re
 import subprocess
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
+from hrmcode.artifacts import Artifact, ArtifactWriter, output_location, workspace_root
 from hrmcode.data.bugs.transforms import candidate_bugs
 from hrmcode.data.testfiles import is_test_path
 from hrmcode.diffs import apply_file_diff, content_diffs, tree_patch
 from hrmcode.errors import InputError, ToolchainMissing, UsageError
+from hrmcode.jsonl import AppendLog
 from hrmcode.reporting import reporter
+from hrmcode.sandbox import get_sandbox, run_many
 from hrmcode.sandbox.base import Limits
-from hrmcode.sandbox.reports.pytest_report import run_suite
+from hrmcode.sandbox.reports.pytest_report import SuiteRun, run_suite
 
 STATUS = re.compile(r"^(?:(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b|"
                     r"(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+::\S+))")
 MAX_FILE_BYTES = 1 << 20
 REPOSITORY = "repository.jsonl"  # the repository's files at HEAD, beside tasks.jsonl
+MAX_BUGS = 50  # candidates tried by default
+BUG_TIMEOUT_S = 120.0  # seconds per test run of one candidate, by default
+VERDICTS = "bug-verdicts.jsonl"  # each tested candidate's verdict, beside the output: a rerun skips it
+# the strict reporter's rules (validate's cache key names the same): verdicts under other rules are not reused
+VERDICT_RULES = "strict-3"
 
 
 def parse_pytest_log(log: str) -> dict[str, str]:
@@ -77,8 +87,13 @@ def parse_pytest_log(log: str) -> dict[str, str]:
 
 
 def _git(repo: Path, *args: str) -> str:
+    """A read-only git command in ``repo``. ``safe.directory`` is set for this one command: git
+    refuses a repository another user owns ("dubious ownership") because its config could make git
+    run that user's code; the commands here run no hook, and ``core.fsmonitor`` (the one setting
+    that makes ``ls-files`` run a program) is turned off. The user's own git config is never changed."""
+    command = ["git", "-c", f"safe.directory={repo}", "-c", "core.fsmonitor=false", "-C", str(repo), *args]
     try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
         raise ToolchainMissing("git is not installed", "apt-get install git") from None
     if done.returncode != 0:
@@ -175,6 +190,70 @@ def pytest_command(test_cmd: str) -> str:
     return test_cmd
 
 
+def tree_digest(info: RepoInfo) -> str:
+    """The repository as tested: its commit and the files read (the working tree may differ from HEAD)."""
+    files = hashlib.sha256(json.dumps(sorted(info.files.items())).encode("utf-8")).hexdigest()
+    return f"{info.commit}:{files}"
+
+
+def candidate_hash(candidate: Candidate) -> str:
+    return hashlib.sha256(f"{candidate.path}\0{candidate.bugged}".encode("utf-8")).hexdigest()
+
+
+def verdict_key(tree: str, item: str, command: str, timeout_s: float) -> str:
+    """What a logged verdict stands for: the tree, the candidate (or "reference"), the test command,
+    the per-run timeout and the verdict rules; a change to any of them tests the candidate again."""
+    return hashlib.sha256(json.dumps([VERDICT_RULES, tree, item, command, timeout_s]).encode("utf-8")).hexdigest()
+
+
+def verdict_log_path(info: RepoInfo, workspace: Path | str | None, out: Path | str | None) -> Path:
+    """``<out>.bug-verdicts.jsonl`` beside ``-o DIR``, else ``bug-verdicts.jsonl`` beside the
+    workspace's versions of ``fetch/repo-<name>`` (each run writes a new version; the log outlives them)."""
+    if out is not None:
+        out = Path(out)
+        return out.parent / f"{out.name}.{VERDICTS}"
+    return workspace_root(workspace) / "fetch" / f"repo-{info.name}" / VERDICTS
+
+
+def _reference_run(log: AppendLog, sandbox, info: RepoInfo, tree: str, command: str, limits: Limits) -> dict:
+    """The clean tree's run: how many tests it ran and which passed (logged like a candidate's
+    verdict, so a resumed run judges against the same reference)."""
+    key = verdict_key(tree, "reference", command, limits.timeout_s)
+    if log.done(key):
+        return log.records[key]
+    # strict, as validate runs these tests later: both see the same reporter checks
+    reference = run_suite(sandbox, info.files, command, limits, strict=True)
+    passing = reference.passing()
+    if not passing:
+        why = reference.problem or f"{len(reference.outcomes)} tests, none passed"
+        raise InputError(f"the reference run of `{command}` gives no passing test: {why}",
+                         "check --test-cmd; it must run pytest over the repository's tests, which must pass at HEAD")
+    log.append({"key": key, "reference": True, "tests": len(reference.outcomes), "passing": sorted(passing)})
+    return log.records[key]
+
+
+def _validate(sandbox, info: RepoInfo, candidate: Candidate, command: str, limits: Limits, passing: set[str],
+              worker: int) -> dict:
+    """One candidate's verdict: kept with its FAIL_TO_PASS / PASS_TO_PASS, or rejected with the reason."""
+    # only the bugged file is the candidate's: tests, conftest and config stay as at HEAD
+    files = {**info.files, candidate.path: candidate.bugged}
+    run = run_suite(sandbox, files, command, limits, changed=[candidate.path], strict=True, worker=worker)
+    return judge_candidate(run, passing)
+
+
+def judge_candidate(run: SuiteRun, passing: set[str]) -> dict:
+    if run.problem is not None:
+        return {"verdict": "rejected", "reason": "timed_out" if run.result.timed_out else "no_complete_report"}
+    # counted against the reference's passing tests: a test missing from the report did not pass
+    fail_to_pass = run.not_passed(passing)
+    pass_to_pass = sorted(passing - set(fail_to_pass))
+    if not fail_to_pass:
+        return {"verdict": "rejected", "reason": "no_test_broke"}
+    if not pass_to_pass:
+        return {"verdict": "rejected", "reason": "no_test_kept_passing"}
+    return {"verdict": "kept", "FAIL_TO_PASS": fail_to_pass, "PASS_TO_PASS": pass_to_pass}
+
+
 @dataclass
 class BugResult:
     artifact: Artifact | None
@@ -186,11 +265,12 @@ def repo_tasks(
     *,
     test_cmd: str | None,
     seed: int = 0,
-    max_bugs: int = 50,
-    timeout_s: float = 120.0,
+    max_bugs: int = MAX_BUGS,
+    timeout_s: float = BUG_TIMEOUT_S,
     workspace: Path | str | None = None,
     out: Path | str | None = None,
     dry_run: bool = False,
+    jobs: int = 1,
     sandbox=None,
 ) -> BugResult:
     """Inject, validate and gather bugs of the repository at ``path`` into a ``tasks`` artifact."""
@@ -207,61 +287,66 @@ def repo_tasks(
         raise InputError(f"repo:{path} has no Python function a bug can be injected into",
                          "repo:PATH needs non-test Python code")
     if sandbox is None:
-        from hrmcode.sandbox import get_sandbox
-
         sandbox = get_sandbox()
     command = pytest_command(test_cmd)
     limits = Limits(timeout_s=timeout_s, memory_mb=4096)
-    # strict, as validate runs these tests later: both see the same reporter checks
-    reference = run_suite(sandbox, info.files, command, limits, strict=True)
-    passing = reference.passing()
-    if not passing:
-        why = reference.problem or f"{len(reference.outcomes)} tests, none passed"
-        raise InputError(f"the reference run of `{command}` gives no passing test: {why}",
-                         "check --test-cmd; it must run pytest over the repository's tests, which must pass at HEAD")
-    stats["reference_tests"] = len(reference.outcomes)
-    stats["reference_passing"] = len(passing)
+    tree = tree_digest(info)
+    log_path = verdict_log_path(info, workspace, out)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with AppendLog(log_path, key="key") as log:
+        reference = _reference_run(log, sandbox, info, tree, command, limits)
+        passing = set(reference["passing"])
+        stats["reference_tests"] = reference["tests"]
+        stats["reference_passing"] = len(passing)
+        keys = [verdict_key(tree, candidate_hash(c), command, timeout_s) for c in tried]
+        todo = [i for i, key in enumerate(keys) if not log.done(key)]
+        stats["resumed"] = len(tried) - len(todo)
+        if stats["resumed"]:
+            reporter().log(f"resuming: {stats['resumed']} of {len(tried)} candidates already tested ({log_path})")
+        lock = threading.Lock()
+        with reporter().task("validate bugs", total=len(tried)) as bar:
+            bar.advance(stats["resumed"])
+
+            def record(index: int, verdict: dict) -> None:  # called from the worker threads
+                candidate = tried[todo[index]]
+                with lock:
+                    log.append({"key": keys[todo[index]], "path": candidate.path, "kind": candidate.kind, **verdict})
+                    bar.advance()
+
+            run_many([functools.partial(_validate, sandbox, info, tried[i], command, limits, passing) for i in todo],
+                     n_workers=jobs, on_done=record)
+        verdicts = [log.records[key] for key in keys]
     instances: list[dict] = []
     rejected: Counter = Counter()
-    with reporter().task("validate bugs", total=len(tried)) as bar:
-        for candidate in tried:
-            # only the bugged file is the candidate's: tests, conftest and config stay as at HEAD
-            files = {**info.files, candidate.path: candidate.bugged}
-            run = run_suite(sandbox, files, command, limits, changed=[candidate.path], strict=True)
-            bar.advance()
-            if run.problem is not None:
-                rejected["timed_out" if run.result.timed_out else "no_complete_report"] += 1
-                continue
-            # counted against the reference's passing tests: a test missing from the report did not pass
-            fail_to_pass = run.not_passed(passing)
-            pass_to_pass = sorted(passing - set(fail_to_pass))
-            if not fail_to_pass:
-                rejected["no_test_broke"] += 1
-                continue
-            if not pass_to_pass:
-                rejected["no_test_kept_passing"] += 1
-                continue
-            patch = bug_patch(candidate.path, info.files[candidate.path], candidate.bugged)
-            instances.append({
-                "instance_id": f"{info.repo_name}.func_pm_{candidate.kind}__{short_hash(patch)}",
-                "repo": info.repo_name,
-                "patch": patch,
-                "FAIL_TO_PASS": fail_to_pass,
-                "PASS_TO_PASS": pass_to_pass,
-                "created_at": info.created_at,
-                "image_name": "",
-                "base_commit": info.commit,
-                "problem_statement": "",
-            })
+    rejected_by_type: Counter = Counter()
+    for candidate, verdict in zip(tried, verdicts):
+        if verdict["verdict"] != "kept":
+            rejected[verdict["reason"]] += 1
+            rejected_by_type[candidate.kind] += 1
+            continue
+        fail_to_pass, pass_to_pass = verdict["FAIL_TO_PASS"], verdict["PASS_TO_PASS"]
+        patch = bug_patch(candidate.path, info.files[candidate.path], candidate.bugged)
+        instances.append({
+            "instance_id": f"{info.repo_name}.func_pm_{candidate.kind}__{short_hash(patch)}",
+            "repo": info.repo_name,
+            "patch": patch,
+            "FAIL_TO_PASS": fail_to_pass,
+            "PASS_TO_PASS": pass_to_pass,
+            "created_at": info.created_at,
+            "image_name": "",
+            "base_commit": info.commit,
+            "problem_statement": "",
+        })
     stats["kept"] = len(instances)
     stats["rejected"] = dict(sorted(rejected.items()))
-    stats["by_type_kept"] = dict(sorted(Counter(i["instance_id"].split(".func_pm_")[1].split("__")[0]
-                                                for i in instances).items()))
+    stats["by_type_kept"] = dict(sorted(Counter(c.kind for c, v in zip(tried, verdicts) if v["verdict"] == "kept").items()))
+    stats["by_type_rejected"] = dict(sorted(rejected_by_type.items()))
     if not instances:
         raise InputError(f"none of the {len(tried)} candidate bugs in repo:{path} broke a test while others kept passing",
                          "raise --max-bugs, or check that --test-cmd runs the tests of the code")
+    resumed = stats.pop("resumed")  # how this run went, not what it made: kept out of the manifest
     artifact = _write_tasks(info, instances, command, stats, seed, workspace, out)
-    return BugResult(artifact, stats)
+    return BugResult(artifact, {**stats, "resumed": resumed, "verdict_log": str(log_path)})
 
 
 def _write_tasks(info: RepoInfo, instances: list[dict], command: str, stats: dict, seed: int,

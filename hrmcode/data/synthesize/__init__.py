@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hrmcode.artifacts import Artifact, latest_in_workspace, load_artifact, read_manifest, workspace_root
+from hrmcode.data.bugs import BUG_TIMEOUT_S, MAX_BUGS, repo_tasks
 from hrmcode.data.examples import LEVELS
 from hrmcode.data.sources import fetch
 from hrmcode.data.sources.eval_swe import is_eval_swe_run, run_key
 from hrmcode.data.synthesize.pipeline import SynthesisResult, run_synthesis
-from hrmcode.errors import ArtifactError
+from hrmcode.errors import ArtifactError, UsageError
 from hrmcode.options import option
 from hrmcode.reporting import reporter
 
@@ -45,9 +46,9 @@ class SynthesizeOptions:
                                      min=0.0, max=0.99)
     test_cmd: str | None = option(None, "repo:PATH only: the test command, run in the repository root (pytest; "
                                         "-rA is added so per-test results can be read).")
-    max_bugs: int = option(50, "repo:PATH only: most candidate bugs to try.", min=1)
-    bug_timeout_s: float = option(120.0, "repo:PATH only: seconds per test run of one candidate.",
-                                  flags=("--bug-timeout",), min=1.0)
+    max_bugs: int | None = option(None, f"repo:PATH only: most candidate bugs to try (default {MAX_BUGS}).", min=1)
+    bug_timeout_s: float | None = option(None, f"repo:PATH only: seconds per test run of one candidate "
+                                               f"(default {BUG_TIMEOUT_S:g}).", flags=("--bug-timeout",), min=1.0)
 
 
 def find_analysis(tasks: Artifact, workspace: Path | str | None = None) -> Artifact | None:
@@ -104,31 +105,40 @@ def synthesize(
     limit: int | None = None,
     dry_run: bool = False,
     test_cmd: str | None = SynthesizeOptions.test_cmd,
-    max_bugs: int = SynthesizeOptions.max_bugs,
-    bug_timeout_s: float = SynthesizeOptions.bug_timeout_s,
+    max_bugs: int | None = SynthesizeOptions.max_bugs,
+    bug_timeout_s: float | None = SynthesizeOptions.bug_timeout_s,
 ) -> SynthesisResult:
     extra: dict = {}
+    bugs: dict | None = None  # repo:PATH's own report
     if source.startswith(REPO_PREFIX):
-        from hrmcode.data.bugs import repo_tasks
-
-        result = repo_tasks(source[len(REPO_PREFIX):], test_cmd=test_cmd, seed=seed, max_bugs=max_bugs,
-                            timeout_s=bug_timeout_s, workspace=workspace, dry_run=dry_run)
+        result = repo_tasks(source[len(REPO_PREFIX):], test_cmd=test_cmd, seed=seed,
+                            max_bugs=MAX_BUGS if max_bugs is None else max_bugs,
+                            timeout_s=BUG_TIMEOUT_S if bug_timeout_s is None else bug_timeout_s,
+                            workspace=workspace, dry_run=dry_run, jobs=jobs)
         if result.artifact is None:
             return SynthesisResult(None, {"bugs": result.stats}, dry_run=True)
         tasks = result.artifact
+        bugs = result.stats
         extra = {"repo": source[len(REPO_PREFIX):], "test_cmd": test_cmd}
-    elif is_eval_swe_run(source):
-        fetched_name = f"eval-swe-{run_key(source)}"
-        latest = latest_in_workspace("fetch", fetched_name, workspace)
-        if latest is not None:
-            tasks = load_artifact(latest, "tasks")
-        else:
-            fetched = fetch("eval-swe", from_path=source, workspace=workspace, name=fetched_name, dry_run=dry_run)
-            if fetched.artifact is None:
-                return SynthesisResult(None, {"trajectories": fetched.records, "fetch": fetched.stats}, dry_run=True)
-            tasks = fetched.artifact
     else:
-        tasks = load_artifact(source, "tasks", workspace)
+        given = [flag for flag, value in (("--test-cmd", test_cmd), ("--max-bugs", max_bugs),
+                                          ("--bug-timeout", bug_timeout_s)) if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to --source repo:PATH, not to {source}",
+                             f"drop {', '.join(given)}, or inject bugs with --source repo:PATH")
+        if is_eval_swe_run(source):
+            fetched_name = f"eval-swe-{run_key(source)}"
+            latest = latest_in_workspace("fetch", fetched_name, workspace)
+            if latest is not None:
+                tasks = load_artifact(latest, "tasks")
+            else:
+                fetched = fetch("eval-swe", from_path=source, workspace=workspace, name=fetched_name, dry_run=dry_run)
+                if fetched.artifact is None:
+                    return SynthesisResult(None, {"trajectories": fetched.records, "fetch": fetched.stats},
+                                           dry_run=True)
+                tasks = fetched.artifact
+        else:
+            tasks = load_artifact(source, "tasks", workspace)
     name = tasks.name
     if analysis is not None:
         analysis_artifact = load_artifact(analysis, "analysis", workspace)
@@ -139,8 +149,11 @@ def synthesize(
                 return SynthesisResult(None, {"tasks": str(tasks.path), "analysis": "would run analyze first"}, dry_run=True)
             analysis_artifact = _run_analysis(tasks, workspace)
     profiles = load_profiles(analysis_artifact)
-    return run_synthesis(
+    synthesis = run_synthesis(
         tasks, analysis_artifact, profiles, out=out, workspace=workspace, seed=seed,
         heldout_fraction=heldout_fraction, levels=tuple(levels), jobs=jobs, redo=redo, limit=limit,
         dry_run=dry_run, name=name, extra_params=extra,
     )
+    if bugs is not None:  # repo:PATH: how the bugs were found and judged, beside the examples' counts
+        synthesis.stats["bugs"] = bugs
+    return synthesis
