@@ -242,6 +242,12 @@ class SweOptions:
                                  "mcts (each attempt a tree search over agent states, UCB1 on agent-visible test "
                                  "feedback). Default none.")
     search_budget: int = option(0, "--search mcts: model calls per attempt (default 0 = --step-limit).", min=0)
+    search_widening: bool = option(False, "--search mcts: expand one child per selection and widen a state "
+                                          "progressively (its k-th child after k^2 visits) instead of two children "
+                                          "per expansion; deeper trees at equal calls (docs/agent.md, Search).")
+    runtime: str = option("sandbox", "Where the agent's commands run: sandbox (a session of --backend) or a SWE-ReX "
+                                     "deployment: swerex:bwrap, swerex:docker[:IMAGE], swerex:remote:URL (token in "
+                                     "$HRMCODE_SWEREX_TOKEN). Grading always runs in --backend's sandbox.")
     repos: Path | None = option(None, "For an SWE-smith instances file as --tasks: a directory of git clones "
                                       "(<owner>__<name> or <name>).")
     grade_timeout_s: float = option(300.0, "Seconds for grading one patch (FAIL_TO_PASS and PASS_TO_PASS), above 0 "
@@ -272,7 +278,7 @@ def eval_swe(config: EvalConfig, options: SweOptions | None = None, limits: Any 
     """Agents in repositories (``hrmcode.eval.swe``) with ``options`` (or ``SweOptions(**fields)``) and
     the agent's ``limits`` (an ``AgentLimits``; default its defaults)."""
     from hrmcode.agent.loop import AgentLimits
-    from hrmcode.eval.swe import SEARCHES, SweBench, SweCase, SweSettings, case_id, parse_weights, route
+    from hrmcode.eval.swe import SEARCHES, SweBench, SweCase, SweSettings, case_id, check_runtime, parse_weights, route
 
     o = options or SweOptions(**fields)
     limits = limits or AgentLimits()
@@ -288,6 +294,9 @@ def eval_swe(config: EvalConfig, options: SweOptions | None = None, limits: Any 
                              "use oracle, stub, openai:URL or checkpoint:PATH")
     if o.search not in SEARCHES:
         raise UsageError(f"unknown --search '{o.search}'", f"choose one of: {', '.join(SEARCHES)}")
+    if o.search_widening and o.search != "mcts":
+        raise UsageError(f"--search-widening widens the tree search, and --search is {o.search}", "add --search mcts")
+    check_runtime(o.runtime)
     if o.search_budget < 0:
         raise UsageError(f"--search-budget {o.search_budget} is negative", "give model calls per attempt, or 0 for --step-limit")
     if o.attempts < 1:
@@ -315,11 +324,12 @@ def eval_swe(config: EvalConfig, options: SweOptions | None = None, limits: Any 
     cases = [SweCase(case_id(task.id, attempt), task, attempt, routed[task.id])
              for task in tasks for attempt in range(1, o.attempts + 1)]
     settings = SweSettings(limits=limits, models=models, attempts=o.attempts, search=o.search, planner=o.planner,
-                           grade_timeout_s=o.grade_timeout_s, search_budget=o.search_budget)
+                           grade_timeout_s=o.grade_timeout_s, search_budget=o.search_budget,
+                           search_widening=o.search_widening, runtime=o.runtime)
     bench = SweBench(backends, planner, config.get_sandbox(), settings)
     params = config.params("swe", model=models, model_weights=o.model_weights, planner=o.planner,
                            attempts=o.attempts, search=o.search, search_budget=o.search_budget,
-                           grade_timeout_s=o.grade_timeout_s,
+                           search_widening=o.search_widening, runtime=o.runtime, grade_timeout_s=o.grade_timeout_s,
                            agent=dataclasses.asdict(limits), repos=str(o.repos) if o.repos else None)
     return run_benchmark(bench, cases, _options(config, params, artifact, 1))
 

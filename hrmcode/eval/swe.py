@@ -2,16 +2,21 @@
 
 One case is one attempt at one task (``<task id>@<attempt>``). Per attempt:
 
-1. The task's repository at its buggy state is written into a fresh sandbox session
-   (``Sandbox.session``) and committed there once as a git repository, so ``git diff`` and
-   ``git status`` work for the agent as in SWE-bench's ``/testbed``.
+1. The task's repository at its buggy state is written into a fresh session and committed there
+   once as a git repository, so ``git diff`` and ``git status`` work for the agent as in
+   SWE-bench's ``/testbed``. The session (``--runtime``) is the sandbox's own (``Sandbox.session``
+   of ``--backend``, the default) or a SWE-ReX deployment (``hrmcode.agent.swerex``:
+   ``swerex:bwrap``, ``swerex:docker[:IMAGE]``, ``swerex:remote:URL``). Only the agent runs there:
+   grading always runs in ``--backend``'s sandbox, whatever the agent's runtime, so a runtime that
+   isolates less (SWE-ReX's deployments share a network) never weakens the verdict.
 2. With ``--planner``, the planner is asked once for a plan in the ``plan`` level's format
    (``FILE``/``TOUCH``/``TEST``/``RUN`` lines, ``hrmcode.data.synthesize.plan``); its plan lines are
    given to the actor. Both are recorded.
 3. The actor (``--model``; several are routed across tasks round-robin or by ``--model-weights``)
    runs through ``hrmcode.agent.loop.run_agent`` until it submits or a limit ends it; under
    ``--search mcts`` the attempt is one tree search (``agent.search.mcts``, ``--search-budget``
-   model calls), each state's session rebuilt as the base commit with that state's files over it.
+   model calls; plain UCB1 expansion, or progressive widening with ``--search-widening``), each
+   state's session rebuilt as the base commit with that state's files over it.
 4. The model patch is computed by hrmcode from the session's files against the base
    (``agent.grading.model_patch``: test-file changes are discarded), never taken from the agent's
    git; the session is closed; the patch is graded in a FRESH sandbox run on the pristine tests
@@ -36,7 +41,8 @@ way, next to pass@1 and pass@N (the unbiased estimator of ``eval/metrics.py``).
 Guarantees: a verdict is the grader's, from per-test reports in a sandbox the agent never touched;
 nothing the agent writes to test files or test configuration reaches it. A model that cannot
 answer at all (server down after its retries) stops the run instead of being scored, so a rerun
-retries that attempt; a prompt too long for the model ends that attempt with its reason. Not guaranteed: the same
+retries that attempt; a prompt too long for the model ends that attempt as ``context_overflow``
+with its reason (``agent_error``). Not guaranteed: the same
 trajectory twice from a model sampled at temperature > 0 (each attempt gets seed + attempt - 1).
 """
 
@@ -55,10 +61,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hrmcode.agent.grading import Grade, grade, model_patch
-from hrmcode.agent.loop import AgentLimits, PolicyReply, run_agent
+from hrmcode.agent.loop import AgentLimits, ContextExceeded, PolicyReply, run_agent
 from hrmcode.agent.protocol import SUBMIT_SENTINEL
 from hrmcode.agent.repo import RepoTask
 from hrmcode.agent.search import best_of_n, mcts
+from hrmcode.agent.swerex import is_swerex_spec, open_swerex_session, parse_spec
 from hrmcode.agent.trajectory import Trajectory
 from hrmcode.artifacts import ArtifactWriter
 from hrmcode.data.synthesize.context import build_context
@@ -72,6 +79,7 @@ from hrmcode.jsonl import AppendLog
 from hrmcode.sandbox.base import Limits, Sandbox, Session
 
 SEARCHES = ("none", "best-of-n", "mcts")
+SANDBOX_RUNTIME = "sandbox"  # --runtime's default: the agent's session is a session of --backend's sandbox
 PLAN_KEYWORDS = ("FILE", "TOUCH", "TEST", "RUN")
 PLANNER_SYSTEM = (
     "You are the planner of a software engineering agent. Read the task and write a plan for the agent that "
@@ -130,6 +138,22 @@ def route(task_ids: Sequence[str], models: Sequence[str], weights: Sequence[floa
         draw = int.from_bytes(hashlib.sha256(f"{seed}/{task_id}".encode()).digest()[:8], "big")
         routed[task_id] = random.Random(draw).choices(list(models), weights=list(weights))[0]
     return routed
+
+
+def check_runtime(runtime: str) -> None:
+    """``--runtime``: ``sandbox`` or a SWE-ReX deployment that isolates (``UsageError`` otherwise;
+    ``swerex:local-unsafe`` runs the agent's commands on this host unisolated, for tests only)."""
+    if runtime == SANDBOX_RUNTIME:
+        return
+    hint = "use sandbox (--backend's, the default), swerex:bwrap, swerex:docker[:IMAGE] or swerex:remote:URL"
+    try:
+        kind = parse_spec(runtime).kind if is_swerex_spec(runtime) else None
+    except UsageError:
+        kind = None
+    if kind is None:
+        raise UsageError(f"unknown --runtime {runtime!r}", hint)
+    if kind == "local-unsafe":
+        raise UsageError(f"--runtime {runtime} would run the agent's commands unisolated on this host", hint)
 
 
 # -- the gold agent and the planner's answers ------------------------------------------------------
@@ -222,7 +246,9 @@ class BackendPolicy:
     A backend that cannot answer at all (server down after its retries, a broken checkpoint) is
     kept in ``failure`` as well as raised: the loop ends the attempt as a crash, and the benchmark
     then raises it, so the run stops and a rerun retries the attempt instead of scoring it. A prompt
-    too long for the model is the model's fault and stays a crash of that attempt."""
+    too long for the model (``PromptTooLong``: a checkpoint's length check, a server's HTTP 400 that
+    says the context is exceeded) is the model's limit: it is raised as the loop's
+    ``ContextExceeded``, which ends that attempt as ``context_overflow`` with the reason recorded."""
 
     def __init__(self, backend: Backend, name: str, task: RepoTask, answers: Any):
         self.backend = backend
@@ -235,8 +261,8 @@ class BackendPolicy:
         request = Request(bench="swe", task=self.task, messages=list(messages), answer_key=self.answers)  # type: ignore[arg-type]
         try:
             replies = self.backend.complete(request)
-        except PromptTooLong:
-            raise
+        except PromptTooLong as exc:
+            raise ContextExceeded(str(exc)) from exc
         except HrmcodeError as exc:
             self.failure = exc
             raise
@@ -259,6 +285,8 @@ class SweSettings:
     planner: str | None = None
     grade_timeout_s: float = 300.0
     search_budget: int = 0  # mcts: model calls per attempt (0: the step limit)
+    search_widening: bool = False  # mcts: one child per selection, progressive widening
+    runtime: str = SANDBOX_RUNTIME  # where the agent's commands run (grading: always the sandbox)
     session_limits: Limits = dataclasses.field(default_factory=Limits)
 
 
@@ -350,7 +378,10 @@ class SweBench:
         """A session holding the task's repository committed as git's base, then, for a state of the
         tree search, that state's ``files`` written over it (so ``git diff`` shows the whole change)."""
         limits = dataclasses.replace(self.settings.session_limits, timeout_s=self.settings.limits.command_timeout_s)
-        session = self.sandbox.session(files=dict(task.files), limits=limits, worker=worker)
+        if self.settings.runtime == SANDBOX_RUNTIME:
+            session = self.sandbox.session(files=dict(task.files), limits=limits, worker=worker)
+        else:
+            session = open_swerex_session(self.settings.runtime, dict(task.files), limits, worker=worker)
         try:
             session.exec(f"command -v git >/dev/null 2>&1 && {{ {GIT_BASE}; }} >/dev/null 2>&1; true")
             if files is not None:
@@ -376,8 +407,10 @@ class SweBench:
         if settings.search == "mcts":
             result = mcts(task.problem, lambda files: self.open_session(task, files, worker), policy, limits,
                           budget_calls=settings.search_budget or settings.limits.step_limit, plan=plan,
-                          test_command=task.test_command, count_tokens=self.token_counter(backend))
-            trajectory, final, search = result.trajectory, result.files, result.stats()
+                          test_command=task.test_command, count_tokens=self.token_counter(backend),
+                          widening=settings.search_widening)
+            trajectory, final = result.trajectory, result.files
+            search = {**result.stats(), "widening": settings.search_widening}
             trajectory.planner = settings.planner
         else:
             with self.open_session(task, None, worker) as session:
@@ -411,7 +444,7 @@ class SweBench:
             "model": case.model, "planner": settings.planner, "plan": plan, "search": search,
             "test_command": task.test_command,
             "resolved": resolved, "passed": resolved, "reward": reward,
-            "exit_status": trajectory.exit_status, "steps": len(trajectory.steps),
+            "exit_status": trajectory.exit_status, "agent_error": trajectory.error, "steps": len(trajectory.steps),
             "format_errors": trajectory.format_errors,
             "prompt_tokens": trajectory.prompt_tokens, "completion_tokens": trajectory.completion_tokens,
             "seconds": {"agent": round(agent_seconds, 3), "grade": round(grade_seconds, 3)},
@@ -468,7 +501,8 @@ def summarize_records(records: Sequence[dict], settings: SweSettings, picks: dic
     return {
         "bench": "swe", "model": {"model": ",".join(settings.models)}, "models": list(settings.models),
         "planner": settings.planner,
-        "search": settings.search, "cases": len(by_task), "attempts": settings.attempts, "trajectories": n,
+        "search": settings.search, "search_widening": settings.search_widening, "runtime": settings.runtime,
+        "cases": len(by_task), "attempts": settings.attempts, "trajectories": n,
         "resolved": sum(r["resolved"] for r in records),
         "resolved_rate": percent(sum(r["resolved"] for r in records), n),
         "score": round(100.0 * passes.get("pass@1", 0.0), 2),

@@ -209,6 +209,10 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, demo_tasks, tmp_path):
         (["--tasks", str(demo_tasks), "--model", "oracle", "--planner", "samples:x"], 2, "samples"),
         (["--tasks", str(demo_tasks)], 2, "--model"),
         (["--tasks", str(demo_tasks), "--model", "oracle", "--grade-timeout", "0"], 2, "--grade-timeout"),
+        (["--tasks", str(demo_tasks), "--model", "oracle", "--runtime", "swerex:modal"], 2, "--runtime"),
+        (["--tasks", str(demo_tasks), "--model", "oracle", "--runtime", "docker"], 2, "--runtime"),
+        (["--tasks", str(demo_tasks), "--model", "oracle", "--runtime", "swerex:local-unsafe"], 2, "unisolated"),
+        (["--tasks", str(demo_tasks), "--model", "oracle", "--search-widening"], 2, "--search mcts"),
     ]
     for args, code, word in cases:
         result = cli("eval", "swe", "--out", str(out), *args)
@@ -480,6 +484,135 @@ def test_a_checkpoint_whose_context_cannot_hold_the_task_ends_with_context_overf
     result, payload = _run(cli, demo_tasks, out, "--model", f"checkpoint:{model}", "--max-tokens", "8", "--limit", "1")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert payload["exit_status"] == {"context_overflow": 1} and payload["mean_steps"] == 0.0
+
+
+def test_a_served_model_that_refuses_a_grown_prompt_ends_with_context_overflow(cli, demo_tasks, tmp_path):
+    """An OpenAI-compatible server answering HTTP 400 "maximum context length" once the conversation
+    outgrows the first request by 500 characters: the step before is kept, the attempt ends as
+    context_overflow with the server's reason, and the run goes on (no crash, no stopped run)."""
+    sizes: list[int] = []
+
+    def answer(body: dict) -> tuple[int, dict]:
+        size = sum(len(m["content"]) for m in body["messages"])
+        sizes.append(size)
+        if size > sizes[0] + 500:
+            return 400, {"error": {"message": f"This model's maximum context length is {sizes[0] + 500} tokens. "
+                                              f"However, you requested {size} tokens.",
+                                   "code": "context_length_exceeded"}}
+        text = _bash("python3 -c \"print('x' * 2000)\"")
+        return 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                  "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+
+    with _StatusServer(answer) as url:
+        out = tmp_path / "served"
+        result, payload = _run(cli, demo_tasks, out, "--model", f"openai:{url}", "--model-name", "short",
+                               "--limit", "1", "--retries", "0")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert payload["exit_status"] == {"context_overflow": 1} and payload["mean_steps"] == 1.0
+    [record] = _jsonl(out / "results.jsonl")
+    assert record["agent_error"].startswith("policy: ContextExceeded: the model's context is too short")
+    assert "maximum context length" in record["agent_error"]
+    [trajectory] = _jsonl(out / "trajectories.jsonl")
+    assert trajectory["error"] == record["agent_error"] and trajectory["steps"][0]["exit_code"] == 0
+
+
+class _StatusServer:
+    """A loopback HTTP server whose ``answer(body) -> (status, payload)`` may refuse a request."""
+
+    def __init__(self, answer):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+                status, payload = answer(body)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __exit__(self, *exc_info) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_checkpoint_that_refuses_a_prompt_longer_than_its_context_ends_with_context_overflow(
+        cli, demo_tasks, tmp_path):
+    """--context-tokens far above the checkpoint's own context: the whole task is sent, the checkpoint
+    refuses it, and the attempt ends as context_overflow with the reason (before: a crash)."""
+    from tests.quantize.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path, max_seq_len=256)
+    out = tmp_path / "refused"
+    result, payload = _run(cli, demo_tasks, out, "--model", f"checkpoint:{model}", "--max-tokens", "8",
+                           "--context-tokens", "100000", "--limit", "1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert payload["exit_status"] == {"context_overflow": 1} and payload["mean_steps"] == 0.0
+    [record] = _jsonl(out / "results.jsonl")
+    assert record["agent_error"].startswith("policy: ContextExceeded: the prompt has ")
+    assert "the model's context is 256" in record["agent_error"]
+    assert _jsonl(out / "trajectories.jsonl")[0]["error"] == record["agent_error"]
+
+
+def test_search_widening_reaches_the_tree_search(cli, demo_tasks, tmp_path, monkeypatch):
+    """At 2 calls the gold agent (fix, then submit) submits only when widening lets the second call
+    go one state deeper; plain UCB1 expansion spends both calls on two children of the root."""
+    import hrmcode.eval.swe as swe
+
+    seen = []
+    real = swe.mcts
+    monkeypatch.setattr(swe, "mcts", lambda *args, **kwargs: seen.append(kwargs["widening"]) or real(*args, **kwargs))
+    depths = {}
+    for widening in (False, True):
+        out = tmp_path / f"widening-{widening}"
+        flags = ["--search-widening"] if widening else []
+        result, payload = _run(cli, demo_tasks, out, "--model", "oracle", "--search", "mcts", "--search-budget", "2",
+                               "--limit", "1", *flags)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert payload["search_widening"] is widening
+        assert json.loads((out / "manifest.json").read_text())["params"]["search_widening"] is widening
+        [record] = _jsonl(out / "results.jsonl")
+        assert record["search"]["widening"] is widening and record["search"]["calls"] == 2
+        depths[widening] = (record["search"]["depth"], record["search"]["submitted"], record["resolved"])
+    assert seen == [False, True]
+    assert depths == {False: (1, False, True), True: (2, True, True)}
+
+
+def test_the_agent_acts_on_a_swerex_deployment_and_is_graded_in_the_sandbox(cli, demo_tasks, tmp_path, monkeypatch):
+    """--runtime swerex:bwrap: the agent's session is SWE-ReX's (one per attempt); grading stays in
+    --backend's sandbox. One task: oracle resolves it, stub does not."""
+    import hrmcode.eval.swe as swe
+    from hrmcode.sandbox import local
+
+    if local.bwrap_path() is None:
+        pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
+    opened = []
+    real = swe.open_swerex_session
+    monkeypatch.setattr(swe, "open_swerex_session", lambda spec, *a, **kw: opened.append(spec) or real(spec, *a, **kw))
+    for model, score in (("oracle", 100.0), ("stub", 0.0)):
+        out = tmp_path / model
+        result, payload = _run(cli, demo_tasks, out, "--model", model, "--runtime", "swerex:bwrap", "--limit", "1")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert payload["score"] == score and payload["runtime"] == "swerex:bwrap" and payload["grading_errors"] == 0
+        assert json.loads((out / "manifest.json").read_text())["params"]["runtime"] == "swerex:bwrap"
+        [record] = _jsonl(out / "results.jsonl")
+        assert record["exit_status"] == "submitted" and record["resolved"] is (model == "oracle")
+        if model == "oracle":
+            assert all(v == "passed" for v in record["grade"]["fail_to_pass"].values())
+    assert opened == ["swerex:bwrap", "swerex:bwrap"]
 
 
 @pytest.mark.docker
