@@ -146,6 +146,9 @@ SWE_EXAMPLES = (
     "hrmcode eval swe --tasks repo-mypkg --model stub --model oracle --model-weights 1,3 -j 2",
     "hrmcode eval swe --tasks repo-mypkg --model openai:http://127.0.0.1:8000/v1 --model-name m --planner oracle "
     "--attempts 4 --temperature 0.8 --search best-of-n --step-limit 20",
+    "hrmcode eval swe --tasks repo-mypkg --model openai:http://127.0.0.1:8000/v1 --model-name m --temperature 0.8 "
+    "--search mcts --search-widening --search-budget 40",
+    "hrmcode eval swe --tasks repo-mypkg --model oracle --runtime swerex:bwrap",
 )
 
 
@@ -155,9 +158,10 @@ def _swe_command() -> None:
     shared = [option for option in library_options(EvalConfig) if option.name != "model"]
     own = library_options(SweOptions)
 
-    @eval_app.command("swe", help="Agents in repositories: each task's repository in a sandbox session, the model "
-                                  "acts through shell commands until it submits, the patch is graded on the "
-                                  "pristine tests (SWE-bench's report and predictions; trajectories with rewards).",
+    @eval_app.command("swe", help="Agents in repositories: each task's repository in a sandbox session (or a "
+                                  "SWE-ReX deployment, --runtime), the model acts through shell commands until it "
+                                  "submits, the patch is graded on the pristine tests in --backend's sandbox "
+                                  "(SWE-bench's report and predictions; trajectories with rewards).",
                       epilog=examples_epilog(*SWE_EXAMPLES))
     @handle_errors
     @with_options(shared + own + library_options(AgentLimits),
