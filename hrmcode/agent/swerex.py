@@ -2,7 +2,7 @@
 ``run_agent`` drives, carried out by SWE-ReX (``swe-rex``, the runtime behind SWE-agent) instead of
 an hrmcode sandbox backend.
 
-Contract (what ``eval swe --sandbox`` and any other caller rely on)::
+Contract (what ``eval swe --runtime`` and any other caller rely on)::
 
     open_swerex_session(spec, files=None, limits=None, *, worker=0, env=None) -> Session
     is_swerex_spec(spec) -> bool          # spec.startswith("swerex:")
