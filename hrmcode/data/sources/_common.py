@@ -1,6 +1,11 @@
 """Helpers shared by the source modules: the source description, record readers with line
 numbers, language detection by extension, and the two remote transports (git, Hugging Face).
 
+Record files: JSONL (``.jsonl``, ``.jsonl.gz``), parquet, and whole JSON documents (``.json``,
+SWE-agent's ``.traj``): a JSON array of objects (SWE-smith's ``harness.gather`` output), one
+object, pretty-printed or not (SWE-smith's instance files, a ``.traj``), or JSON Lines under a
+``.json`` name. A JSON document is read whole into memory; JSONL and parquet are streamed.
+
 Guarantees: every reader error names the file and 1-based line (or parquet row) it came from;
 every remote failure becomes one ``SourceUnavailable`` line that names ``--from``. Nothing here
 writes an artifact; ``hrmcode.data.sources.fetch`` does.
@@ -9,6 +14,7 @@ writes an artifact; ``hrmcode.data.sources.fetch`` does.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -114,17 +120,87 @@ def iter_parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[tuple[int,
             yield row, record
 
 
+JSON_DOCUMENT_SUFFIXES = (".json", ".traj")
+RECORD_FILE_PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.parquet")
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    return at
+
+
+def _malformed(path: Path, text: str, at: int, what: str) -> InputError:
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    return InputError(f"{path}:{line}: malformed JSON ({what} at column {column})", "fix the file at that line")
+
+
+def iter_json_document(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line, object)`` for each object of a JSON document: the elements of a top-level array, or
+    the one top-level object (``line`` is where each starts). A file of several top-level objects
+    one after another is JSON Lines under another name and is read as such. Every error names the
+    file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})", "is it a UTF-8 JSON file?") from None
+    decoder = json.JSONDecoder()
+
+    def value_at(at: int) -> tuple[Any, int]:
+        try:
+            return decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            raise _malformed(path, text, exc.pos, exc.msg) from None
+
+    def an_object(value: Any, at: int) -> tuple[int, dict]:
+        line = text.count("\n", 0, at) + 1
+        if not isinstance(value, dict):
+            raise InputError(f"{path}:{line}: expected a JSON object, got {type(value).__name__}",
+                             "the file must hold one object, an array of objects, or one object per line")
+        return line, value
+
+    at = _skip_space(text, 0)
+    if at == len(text):
+        return
+    if text[at] != "[":
+        value, end = value_at(at)
+        rest = _skip_space(text, end)
+        if rest < len(text):
+            if text[rest] == "{" and "\n" in text[end:rest]:
+                yield from iter_jsonl_lines(path)  # JSON Lines named .json
+                return
+            raise _malformed(path, text, rest, "extra data after the top-level value")
+        yield an_object(value, at)
+        return
+    at = _skip_space(text, at + 1)
+    while at >= len(text) or text[at] != "]":
+        value, end = value_at(at)
+        yield an_object(value, at)
+        at = _skip_space(text, end)
+        if at < len(text) and text[at] == ",":
+            at = _skip_space(text, at + 1)
+        elif at >= len(text) or text[at] != "]":
+            raise _malformed(path, text, at, "expected ',' or ']' in the array")
+    if _skip_space(text, at + 1) < len(text):
+        raise _malformed(path, text, _skip_space(text, at + 1), "extra data after the array")
+
+
 def iter_records(path: Path) -> Iterator[tuple[str, dict]]:
-    """``(where, record)`` for a .jsonl/.jsonl.gz/.json-lines or .parquet file; ``where`` is ``file:line``."""
+    """``(where, record)`` for a JSONL, parquet or JSON-document (``.json``/``.traj``) file;
+    ``where`` is ``file:line`` (``file:row N`` for parquet)."""
     if path.suffix == ".parquet":
         for row, record in iter_parquet_rows(path):
             yield f"{path}:row {row}", record
+    elif path.suffix in JSON_DOCUMENT_SUFFIXES:
+        for lineno, record in iter_json_document(path):
+            yield f"{path}:{lineno}", record
     else:
         for lineno, record in iter_jsonl_lines(path):
             yield f"{path}:{lineno}", record
 
 
-def data_files(path: Path, patterns: tuple[str, ...] = ("*.jsonl", "*.jsonl.gz", "*.parquet")) -> list[Path]:
+def data_files(path: Path, patterns: tuple[str, ...] = RECORD_FILE_PATTERNS) -> list[Path]:
     """The data files ``--from`` names: the file itself, or the matching files in a directory (sorted)."""
     if path.is_file():
         return [path]

@@ -1,5 +1,8 @@
 """SWE-smith task instances: a Hugging Face dataset (default ``SWE-bench/SWE-smith``, ``--split train``,
-parquet files read one at a time so ``--limit`` stops early) or a local JSONL/parquet (``--from``).
+parquet files read one at a time so ``--limit`` stops early) or local files (``--from``): JSONL,
+parquet, one instance as (pretty-printed) JSON as SWE-smith's tests ship it, or the JSON array
+SWE-smith's ``harness.gather`` writes (``logs/task_insts/<run_id>.json``); a directory is searched
+for ``*.jsonl``, ``*.jsonl.gz``, ``*.parquet`` and ``*.json``.
 
 Both published schemas are read: the first release's 9 fields (with ``base_commit`` and
 ``created_at``) and the later 7 (``instance_id, patch, FAIL_TO_PASS, PASS_TO_PASS, image_name, repo,
@@ -30,6 +33,7 @@ from hrmcode.data.sources._common import (
     FetchRequest,
     HubDataset,
     SourceSpec,
+    RECORD_FILE_PATTERNS,
     data_files,
     iter_jsonl_lines,
     iter_parquet_rows,
@@ -42,6 +46,7 @@ from hrmcode.errors import InputError, UsageError
 from hrmcode.reporting import reporter
 
 DEFAULT_DATASET = "SWE-bench/SWE-smith"
+FILE_PATTERNS = (*RECORD_FILE_PATTERNS, "*.json")  # what a --from directory is searched for
 REQUIRED = ("instance_id", "repo", "patch", "FAIL_TO_PASS", "PASS_TO_PASS")
 SCHEMA_9 = ("instance_id", "repo", "patch", "FAIL_TO_PASS", "PASS_TO_PASS", "created_at", "image_name",
             "base_commit", "problem_statement")
@@ -166,8 +171,10 @@ def hub_rows(hub: HubDataset, split: str) -> tuple[Iterator[tuple[str, dict]], l
     return rows(), names
 
 
-def local_rows(from_path: str) -> tuple[Iterator[tuple[str, dict]], list[Path]]:
-    files = data_files(require_path(from_path))
+def local_rows(
+    from_path: str, patterns: tuple[str, ...] = FILE_PATTERNS
+) -> tuple[Iterator[tuple[str, dict]], list[Path]]:
+    files = data_files(require_path(from_path), patterns)
 
     def rows() -> Iterator[tuple[str, dict]]:
         for path in files:
@@ -177,12 +184,14 @@ def local_rows(from_path: str) -> tuple[Iterator[tuple[str, dict]], list[Path]]:
 
 
 def open_rows(
-    request: FetchRequest, default_dataset: str, split: str, convert: Callable[[Iterator, dict], Iterator]
+    request: FetchRequest, default_dataset: str, split: str, convert: Callable[[Iterator, dict], Iterator],
+    patterns: tuple[str, ...] = FILE_PATTERNS,
 ) -> Iterator[Fetched]:
-    """Rows from ``--from`` when given, else from the Hugging Face dataset, through ``convert``."""
+    """Rows from ``--from`` when given (a directory: its files matching ``patterns``), else from the
+    Hugging Face dataset, through ``convert``."""
     stats: dict[str, Any] = {}
     if request.from_paths:
-        rows, _ = local_rows(request.from_paths[0])
+        rows, _ = local_rows(request.from_paths[0], patterns)
         yield Fetched(records=convert(rows, stats), origin=request.from_paths[0], stats=stats)
         return
     dataset = request.options["dataset"] or default_dataset
@@ -199,7 +208,7 @@ def _open(request: FetchRequest) -> Iterator[Fetched]:
 
 SPEC = SourceSpec(
     name="swe-smith",
-    summary="SWE-smith bug-fix task instances (HF SWE-bench/SWE-smith or --from JSONL/parquet)",
+    summary="SWE-smith bug-fix task instances (HF SWE-bench/SWE-smith or --from JSONL/parquet/JSON)",
     remote=f"hf:{DEFAULT_DATASET}",
     open=_open,
     options={"dataset": None, "split": "train"},

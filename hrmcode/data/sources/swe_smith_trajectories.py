@@ -1,6 +1,18 @@
 """SWE-smith agent trajectories: a Hugging Face dataset (default ``SWE-bench/SWE-smith-trajectories``,
-``--split xml|tool|ticks``; the splits are the same runs in three action formats) or a local
-JSONL/parquet (``--from``).
+``--split xml|tool|ticks``; the splits are the same runs in three action formats) or local files
+(``--from``): JSONL, parquet, JSON, or SWE-agent's own ``.traj`` files (a directory is searched for
+``*.jsonl``, ``*.jsonl.gz``, ``*.parquet`` and ``*.traj``, so a SWE-agent run directory can be named).
+
+A ``.traj`` (``{trajectory, history, info, replay_config, environment}``) is turned into a row the
+way SWE-smith's ``train/traj_mgr/collect_trajs.py`` does (its ``xml`` style): the messages are the
+last step's ``query`` (or its ``messages`` before SWE-agent 1.1; the step before when the last
+one is an exit on cost or context window), else the ``history``; ``tool`` messages become
+``user`` ones, an assistant message is its thought plus its tool calls written as
+``<function=NAME><parameter=K>V</parameter></function>``, list contents are joined to text. The
+system message is kept as recorded (SWE-smith swaps in its inference prompt). ``instance_id``
+is the record's, else ``replay_config``'s ``problem_statement.id``, else the file's stem (SWE-smith
+names a ``.traj`` after its instance); ``patch`` is ``info.submission``; ``model`` comes from
+``replay_config``. ``resolved`` is unknown (SWE-smith takes it from a separate evaluation report).
 
 Rows carry ``messages`` (a list of ``{role, content}``, or that list as a JSON string) and
 ``instance_id``; dataset rows also ``resolved``, ``model``, ``traj_id`` and ``patch`` (the agent's
@@ -22,10 +34,11 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from hrmcode.data.schema import Solution, Task, Tests
-from hrmcode.data.sources._common import Fetched, FetchRequest, SourceSpec, language_of
+from hrmcode.data.sources._common import RECORD_FILE_PATTERNS, Fetched, FetchRequest, SourceSpec, language_of
 from hrmcode.data.sources.swe_smith import open_rows
 from hrmcode.diffs import PatchError, changed_files
 from hrmcode.errors import InputError, UsageError
@@ -34,6 +47,10 @@ DEFAULT_DATASET = "SWE-bench/SWE-smith-trajectories"
 SPLITS = ("xml", "tool", "ticks")
 PR_DESCRIPTION = re.compile(r"<pr_description>\s*(.*?)\s*</pr_description>", re.S)
 TESTBED_PATH = re.compile(r"/testbed/([\w./-]+\.\w+)")
+FILE_PATTERNS = (*RECORD_FILE_PATTERNS, "*.traj")  # not *.json: a SWE-agent run directory has preds.json
+# SWE-smith's get_messages: a last step that only records the exit carries no query of its own
+EXIT_RESPONSES = ("Exit due to cost limit", "Exit due to context window")
+XML_MULTILINE_PARAMETERS = ("old_str", "new_str", "file_text")  # SWE-smith's XML_STR_REPLACES
 
 
 def parse_messages(value: Any, where: str) -> list[dict]:
@@ -70,7 +87,82 @@ def _language(patch: str | None, messages: list[dict]) -> tuple[str, list[str]]:
     return counts.most_common(1)[0][0], sorted(counts)
 
 
+def is_swe_agent_traj(record: dict) -> bool:
+    return ("messages" not in record and isinstance(record.get("trajectory"), list)
+            and isinstance(record.get("info"), dict))
+
+
+def _tool_call_text(call: Any, where: str) -> str:
+    """One tool call as SWE-smith's ``tool_call_to_action`` writes it."""
+    try:
+        function = call["function"]
+        arguments = function["arguments"]
+        arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+        lines = [f"<function={function['name']}>"]
+        for key, value in arguments.items():
+            lines.append(f"<parameter={key}>\n{value}\n</parameter>" if key in XML_MULTILINE_PARAMETERS
+                         else f"<parameter={key}>{value}</parameter>")
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError):
+        raise InputError(f"{where}: a tool call is not {{function: {{name, arguments}}}}",
+                         "check the .traj file") from None
+    return "\n".join([*lines, "</function>"])
+
+
+def _traj_messages(traj: dict, where: str) -> list[dict]:
+    steps = [step for step in traj["trajectory"] if isinstance(step, dict)]
+    raw: Any = None
+    if steps:
+        last = steps[-1]
+        if isinstance(last.get("messages"), list):
+            raw = last["messages"][:-1]  # before SWE-agent 1.1: the last message is the submission
+        elif last.get("response") in EXIT_RESPONSES and len(steps) > 1:
+            raw = steps[-2].get("query")
+        else:
+            raw = last.get("query")
+    if not raw:
+        raw = traj.get("history")
+    if not isinstance(raw, list) or not raw:
+        raise InputError(f"{where}: the .traj has no messages (no step query, no history)", "check the .traj file")
+    messages = []
+    for message in raw:
+        if not isinstance(message, dict) or "role" not in message:
+            raise InputError(f"{where}: a .traj message is not a {{role, content}} object", "check the .traj file")
+        role = "user" if message["role"] == "tool" else message["role"]
+        if message["role"] == "assistant":
+            content = message.get("thought") or _text(message.get("content"))
+            calls = message.get("tool_calls") or []
+            if calls:
+                content += "\n\n" + "\n".join(_tool_call_text(call, where) for call in calls)
+            content = content.strip()
+        else:
+            content = _text(message.get("content"))
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def traj_record(traj: dict, where: str) -> dict:
+    """A SWE-agent ``.traj`` as a trajectories row (see the module docstring)."""
+    replay: Any = traj.get("replay_config")
+    if isinstance(replay, str):
+        with contextlib.suppress(json.JSONDecodeError):
+            replay = json.loads(replay)
+    replay = replay if isinstance(replay, dict) else {}
+    statement = replay.get("problem_statement") if isinstance(replay.get("problem_statement"), dict) else {}
+    instance_id = traj.get("instance_id") or statement.get("id") or Path(where.rsplit(":", 1)[0]).stem
+    info = traj["info"]
+    record: dict[str, Any] = {"instance_id": instance_id, "messages": _traj_messages(traj, where),
+                              "patch": info.get("submission") or "", "exit_status": info.get("exit_status"),
+                              "traj_format": "swe-agent"}
+    agent = replay.get("agent") if isinstance(replay.get("agent"), dict) else {}
+    model = agent.get("model") if isinstance(agent.get("model"), dict) else {}
+    if isinstance(model.get("name"), str):
+        record["model"] = model["name"]
+    return record
+
+
 def to_task(record: dict, where: str, seen: set[str]) -> Task:
+    if is_swe_agent_traj(record):
+        record = traj_record(record, where)
     if not isinstance(record.get("instance_id"), str) or "messages" not in record:
         raise InputError(f"{where}: not a SWE-smith trajectory: needs instance_id and messages", "check the file")
     messages = parse_messages(record["messages"], where)
@@ -117,7 +209,7 @@ def _open(request: FetchRequest) -> Iterator[Fetched]:
     split = request.options["split"]
     if split not in SPLITS:
         raise UsageError(f"unknown trajectories split '{split}'", f"choose from {', '.join(SPLITS)}")
-    yield from open_rows(request, DEFAULT_DATASET, split, _convert)
+    yield from open_rows(request, DEFAULT_DATASET, split, _convert, FILE_PATTERNS)
 
 
 SPEC = SourceSpec(
