@@ -51,6 +51,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import os
 import random
 import shlex
 import threading
@@ -65,7 +66,7 @@ from hrmcode.agent.loop import AgentLimits, ContextExceeded, PolicyReply, run_ag
 from hrmcode.agent.protocol import SUBMIT_SENTINEL
 from hrmcode.agent.repo import RepoTask
 from hrmcode.agent.search import best_of_n, mcts
-from hrmcode.agent.swerex import is_swerex_spec, open_swerex_session, parse_spec
+from hrmcode.agent.swerex import TOKEN_ENV, is_swerex_spec, open_swerex_session, parse_spec
 from hrmcode.agent.trajectory import Trajectory
 from hrmcode.artifacts import ArtifactWriter
 from hrmcode.data.synthesize.context import build_context
@@ -142,7 +143,8 @@ def route(task_ids: Sequence[str], models: Sequence[str], weights: Sequence[floa
 
 def check_runtime(runtime: str) -> None:
     """``--runtime``: ``sandbox`` or a SWE-ReX deployment that isolates (``UsageError`` otherwise;
-    ``swerex:local-unsafe`` runs the agent's commands on this host unisolated, for tests only)."""
+    ``swerex:local-unsafe`` runs the agent's commands on this host unisolated, for tests only), checked
+    before the run starts: a remote deployment's token must be set."""
     if runtime == SANDBOX_RUNTIME:
         return
     hint = "use sandbox (--backend's, the default), swerex:bwrap, swerex:docker[:IMAGE] or swerex:remote:URL"
@@ -154,6 +156,8 @@ def check_runtime(runtime: str) -> None:
         raise UsageError(f"unknown --runtime {runtime!r}", hint)
     if kind == "local-unsafe":
         raise UsageError(f"--runtime {runtime} would run the agent's commands unisolated on this host", hint)
+    if kind == "remote" and not os.environ.get(TOKEN_ENV):
+        raise UsageError(f"--runtime {runtime} needs the swerex-remote server's token", f"set ${TOKEN_ENV}")
 
 
 # -- the gold agent and the planner's answers ------------------------------------------------------

@@ -199,8 +199,9 @@ def test_planner_plan_reaches_the_actor_and_is_recorded(cli, demo_tasks, tmp_pat
     assert record["plan"].strip() in trajectory["messages"][1]["content"]
 
 
-def test_bad_input_is_one_line_and_writes_nothing(cli, demo_tasks, tmp_path):
+def test_bad_input_is_one_line_and_writes_nothing(cli, demo_tasks, tmp_path, monkeypatch):
     out = tmp_path / "bad"
+    monkeypatch.delenv("HRMCODE_SWEREX_TOKEN", raising=False)
     cases = [
         (["--tasks", str(tmp_path / "missing"), "--model", "oracle"], 1, "missing"),
         (["--tasks", str(demo_tasks), "--model", f"samples:{tmp_path / 's.jsonl'}"], 2, "samples"),
@@ -213,6 +214,8 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, demo_tasks, tmp_path):
         (["--tasks", str(demo_tasks), "--model", "oracle", "--runtime", "docker"], 2, "--runtime"),
         (["--tasks", str(demo_tasks), "--model", "oracle", "--runtime", "swerex:local-unsafe"], 2, "unisolated"),
         (["--tasks", str(demo_tasks), "--model", "oracle", "--search-widening"], 2, "--search mcts"),
+        (["--tasks", str(demo_tasks), "--model", "oracle", "--runtime", "swerex:remote:http://127.0.0.1:9"], 2,
+         "HRMCODE_SWEREX_TOKEN"),
     ]
     for args, code, word in cases:
         result = cli("eval", "swe", "--out", str(out), *args)
