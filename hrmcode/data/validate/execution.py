@@ -15,8 +15,12 @@ pass in the sandbox, and the starting files alone must fail them. Verdicts are s
   it ran); the starting files fail when some FAIL_TO_PASS test does not pass. Exercises run through ``hrmcode.sandbox.toolchains.run_tests`` in its strict
   mode, counted against the task's own test files.
 
-Every other task kind (and a repository task without its repository's files) is ``skipped`` with
-the reason, as is every check when no sandbox can be started. Verdicts are cached in
+The target is applied to the task's files; a task that carries none (rows of a SWE-smith dataset,
+whose repository lives in a Docker image) has its target applied to the files the example itself
+shows (``input.context.files``), so a target that does not apply there fails. Every other task kind
+(and a repository task without its repository's files, such as those dataset rows, whose tests
+cannot run offline) is ``skipped`` with the reason, as is every check when no sandbox can be
+started. Verdicts are cached in
 ``exec.jsonl`` by a hash of (verdict rules, task id, files), so a resumed run does not run them
 again and never reuses a verdict given under other rules.
 Not guaranteed: that a pass proves the target right (the task's tests are all the evidence); what
@@ -94,6 +98,10 @@ class ExecChecker:
         kind = task.get("kind")
         runnable = ((kind == "function" and tests.get("entry_point") and tests.get("files"))
                     or kind == "exercise" or (kind == "repo-patch" and task["id"] in self.repositories))
+        if not runnable and kind == "repo-patch":
+            metadata = task.get("metadata") or {}
+            where = metadata.get("image_name") or metadata.get("repo") or "its repository"
+            return None, f"its tests run in {where}, and the repository's files are not here: they cannot run offline"
         if not runnable:
             return None, "the task carries no tests that can run here"
         box = self._box()
@@ -127,9 +135,14 @@ class ExecChecker:
         task = self.tasks.get(example["task_id"])
         if task is None:
             return "skipped", "task not found in the examples' input tasks artifact"
-        paths = example["input"]["context"].get("paths") or []
-        editable = set(task.get("editable") or [])
-        start = {p: (task.get("files") or {}).get(p, "") for p in sorted(editable | set(paths))}
+        context = example["input"]["context"]
+        paths = context.get("paths") or []
+        task_files = task.get("files") or {}
+        # a repository task without files (a dataset row): the example's own files are what its target edits
+        shown = ({p: t for p, t in (context.get("files") or {}).items() if isinstance(t, str)}
+                 if task.get("kind") == "repo-patch" and not task_files else {})
+        editable = set(task.get("editable") or shown)
+        start = {p: task_files.get(p, shown.get(p, "")) for p in sorted(editable | set(paths))}
         # the target is applied to the whole tree it works on; only the editable files are taken
         tree = {**self._pristine(task), **start}
         try:
@@ -143,7 +156,7 @@ class ExecChecker:
         note = f"; ignored (not editable): {', '.join(ignored)}" if ignored else ""
         passed, detail = self._run(task, candidate, stub=False)
         if passed is None:
-            return "skipped", detail
+            return "skipped", f"the target applies; {detail}" if shown else detail
         if not passed:
             return "failed", f"tests fail with the target applied ({detail}){note}"
         stub_passed, stub_detail = self._run(task, {p: start[p] for p in sorted(editable)}, stub=True)
