@@ -18,7 +18,7 @@ from hrmcode.data.synthesize import synthesize as run_synthesize
 
 # Where each option appears in --help; the SynthesizeOptions fields named here are generated from the library.
 HELP_ORDER = ("source out_dir analysis levels heldout_fraction seed jobs redo limit dry_run test_cmd max_bugs "
-              "bug_timeout_s").split()
+              "bug_timeout_s llm llm_model").split()
 
 
 def register(app: typer.Typer) -> None:
@@ -81,9 +81,12 @@ def register(app: typer.Typer) -> None:
 def _bug_tables(bugs: dict) -> None:
     """repo:PATH: candidates, tried, kept and rejected, by reason and by strategy."""
     resumed = f", {bugs['resumed']} of them from {bugs['verdict_log']}" if bugs.get("resumed") else ""
-    out.table(f"bugs in {bugs['repo']} at {bugs['commit'][:12]}: {bugs['kept']} kept of {bugs['tried']} tried "
-              f"({bugs['candidates']} candidates{resumed})",
-              ["rejected because", "candidates"], [[k, v] for k, v in bugs["rejected"].items()] or [["-", 0]])
+    title = (f"bugs in {bugs['repo']} at {bugs['commit'][:12]}: {bugs['kept']} kept of {bugs['tried']} tried "
+             f"({bugs['candidates']} candidates{resumed})")
+    if bugs["rejected"]:
+        out.table(title, ["rejected because", "candidates"], [[k, v] for k, v in bugs["rejected"].items()])
+    else:
+        out.data(f"{title}, none rejected")
     kinds = sorted(set(bugs["by_type_tried"]))
     out.table("by strategy", ["strategy", "tried", "kept", "rejected"],
               [[k, bugs["by_type_tried"][k], bugs["by_type_kept"].get(k, 0), bugs["by_type_rejected"].get(k, 0)]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hrmcode.artifacts import Artifact, latest_in_workspace, load_artifact, read_manifest, workspace_root
 from hrmcode.data.bugs import BUG_TIMEOUT_S, MAX_BUGS, repo_tasks
+from hrmcode.data.bugs.lm import ChatClient
 from hrmcode.data.examples import LEVELS
 from hrmcode.data.sources import fetch
 from hrmcode.data.sources.eval_swe import is_eval_swe_run, run_key
@@ -49,6 +50,10 @@ class SynthesizeOptions:
     max_bugs: int | None = option(None, f"repo:PATH only: most candidate bugs to try (default {MAX_BUGS}).", min=1)
     bug_timeout_s: float | None = option(None, f"repo:PATH only: seconds per test run of one candidate "
                                                f"(default {BUG_TIMEOUT_S:g}).", flags=("--bug-timeout",), min=1.0)
+    llm: str | None = option(None, "repo:PATH only: an OpenAI-compatible server (openai:BASE_URL) whose model writes "
+                                   "the problem statements; a text that leaks the fix falls back to a template "
+                                   "(templates without --llm).")
+    llm_model: str | None = option(None, "repo:PATH only: the model name the --llm server serves.")
 
 
 def find_analysis(tasks: Artifact, workspace: Path | str | None = None) -> Artifact | None:
@@ -107,24 +112,31 @@ def synthesize(
     test_cmd: str | None = SynthesizeOptions.test_cmd,
     max_bugs: int | None = SynthesizeOptions.max_bugs,
     bug_timeout_s: float | None = SynthesizeOptions.bug_timeout_s,
+    llm: str | None = SynthesizeOptions.llm,
+    llm_model: str | None = SynthesizeOptions.llm_model,
 ) -> SynthesisResult:
     extra: dict = {}
     bugs: dict | None = None  # repo:PATH's own report
     if source.startswith(REPO_PREFIX):
+        if llm_model and not llm:
+            raise UsageError("--llm-model needs --llm", "e.g. --llm openai:http://127.0.0.1:8000/v1 --llm-model NAME")
+        client = ChatClient(llm, llm_model, seed=seed) if llm else None
         result = repo_tasks(source[len(REPO_PREFIX):], test_cmd=test_cmd, seed=seed,
                             max_bugs=MAX_BUGS if max_bugs is None else max_bugs,
                             timeout_s=BUG_TIMEOUT_S if bug_timeout_s is None else bug_timeout_s,
-                            workspace=workspace, dry_run=dry_run, jobs=jobs)
+                            workspace=workspace, dry_run=dry_run, jobs=jobs, llm=client)
         if result.artifact is None:
             return SynthesisResult(None, {"bugs": result.stats}, dry_run=True)
         tasks = result.artifact
         bugs = result.stats
-        extra = {"repo": source[len(REPO_PREFIX):], "test_cmd": test_cmd}
+        extra = {"repo": source[len(REPO_PREFIX):], "test_cmd": test_cmd, **(client.describe() if client else {})}
     else:
         given = [flag for flag, value in (("--test-cmd", test_cmd), ("--max-bugs", max_bugs),
-                                          ("--bug-timeout", bug_timeout_s)) if value is not None]
+                                          ("--bug-timeout", bug_timeout_s), ("--llm", llm),
+                                          ("--llm-model", llm_model)) if value is not None]
         if given:
-            raise UsageError(f"{', '.join(given)} only apply to --source repo:PATH, not to {source}",
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UsageError(f"{', '.join(given)} only {verb} to --source repo:PATH, not to {source}",
                              f"drop {', '.join(given)}, or inject bugs with --source repo:PATH")
         if is_eval_swe_run(source):
             fetched_name = f"eval-swe-{run_key(source)}"
