@@ -18,9 +18,11 @@ Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``
    tree (FAIL_TO_PASS; a test missing from the report has not passed) and at least one still
    passes (PASS_TO_PASS), and the run gave a verdict (not timed out, report complete).
 5. Emit SWE-smith task instances (the 9-field schema: ``instance_id`` =
-   ``<owner>__<repo>.<commit8>.func_pm_<type>__<hash8>``, ``repo``, ``patch`` = the bug-introducing
+   ``<owner>__<repo>.<commit8>.func_pm_<type>__<hash8>`` with no dot in owner or repo
+   (``swe_smith_repo_name``), ``repo``, ``patch`` = the bug-introducing
    diff, FAIL_TO_PASS, PASS_TO_PASS, ``created_at`` = the commit's date (so reruns give the same
-   bytes), ``image_name`` = "" (no Docker image: the tree is run from the host's files),
+   bytes), ``image_name`` = the image SWE-smith's harness would run it in (``swe_smith_image_name``;
+   hrmcode neither builds nor needs it: the tree is run from the host's files),
    ``base_commit`` = HEAD, ``problem_statement`` = "" (no LM writes issues here, so the prompt is
    built from the failing tests, as for the first SWE-smith release's rows without one)),
    normalised by the ``swe-smith`` source into a ``tasks`` artifact whose tasks also carry the
@@ -102,6 +104,30 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout
 
 
+# SWE-smith's defaults (swesmith/constants.py ORG_NAME_DH; profiles/base.py arch): its images are
+# x86_64 only, and a fixed arch keeps reruns on any machine byte-identical
+SWE_SMITH_IMAGE_ORG = "swebench"
+SWE_SMITH_ARCH = "x86_64"
+
+
+def swe_smith_repo_name(owner: str, name: str, commit: str) -> str:
+    """``<owner>__<repo>.<commit8>`` (SWE-smith's ``RepoProfile.repo_name``, the part of an instance id
+    before ``.<bug>``) with each dot of owner and repo made ``_``: SWE-smith finds the repository
+    by cutting an instance id at dots (``rsplit(".", 1)[0]`` in its registry, ``split(".")[0]`` in
+    users of its datasets), so ``toolz-1.0.0`` becomes ``toolz-1_0_0`` and the id splits into
+    exactly repository, commit and bug."""
+    return f"{owner.replace('.', '_')}__{name.replace('.', '_')}.{commit[:8]}"
+
+
+def swe_smith_image_name(owner: str, name: str, commit: str) -> str:
+    """The Docker image SWE-smith's harness runs the repository's tasks in (``RepoProfile.image_name``:
+    ``<org>/swesmith.<arch>.<owner>_1776_<repo>.<commit8>``, lower-cased), from the same dot-free
+    names as ``swe_smith_repo_name``. hrmcode does not build or push it: it runs the tests from
+    the host's files; the name says where SWE-smith would look for the environment."""
+    owner, name = owner.replace(".", "_"), name.replace(".", "_")
+    return f"{SWE_SMITH_IMAGE_ORG}/swesmith.{SWE_SMITH_ARCH}.{owner}_1776_{name}.{commit[:8]}".lower()
+
+
 @dataclass
 class RepoInfo:
     path: Path
@@ -113,7 +139,11 @@ class RepoInfo:
 
     @property
     def repo_name(self) -> str:
-        return f"{self.owner}__{self.name}.{self.commit[:8]}"
+        return swe_smith_repo_name(self.owner, self.name, self.commit)
+
+    @property
+    def image_name(self) -> str:
+        return swe_smith_image_name(self.owner, self.name, self.commit)
 
 
 def read_repo(path: str | Path) -> RepoInfo:
@@ -333,7 +363,7 @@ def repo_tasks(
             "FAIL_TO_PASS": fail_to_pass,
             "PASS_TO_PASS": pass_to_pass,
             "created_at": info.created_at,
-            "image_name": "",
+            "image_name": info.image_name,
             "base_commit": info.commit,
             "problem_statement": "",
         })
