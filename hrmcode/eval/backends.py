@@ -7,7 +7,8 @@
 - ``openai:BASE_URL`` with ``--model-name``: any OpenAI-compatible ``/chat/completions`` server,
   through ``httpx``: temperature, n, max_tokens, a cap on concurrent requests, a per-request
   timeout, and retries with exponential backoff (honouring ``Retry-After``) on 429, 5xx, timeouts
-  and connection errors. The API key is read from ``$OPENAI_API_KEY`` when set;
+  and connection errors. The API key is read from ``$OPENAI_API_KEY`` when set; each request names
+  its task in OpenAI's ``user`` field (the server sees it, the model's prompt does not);
 - ``samples:FILE``: answers computed elsewhere, in the official harnesses' formats (human-eval
   ``{task_id, completion}`` JSONL; LiveCodeBench ``[{"question_id", "code_list"}]``; polyglot JSONL
   ``{id, reply}`` / ``{id, replies: [...]}`` / ``{id, files: {path: text}}``);
@@ -318,6 +319,10 @@ class OpenAIBackend:
             }
             if g.stop:
                 body["stop"] = g.stop
+            if request.task is not None:
+                # OpenAI's end-user field: lets a server (a replay or scripted server, a gateway's logs) tell
+                # tasks apart without the id in the prompt, where it would tell the model what the task is
+                body["user"] = request.task.id
             started = time.monotonic()
             data = self._post(body)
             seconds = time.monotonic() - started

@@ -14,8 +14,9 @@ GET path in ``gets``.
 
 How it answers a chat request:
 
-- The task is the script whose key (an instance id, or any string the first user message holds,
-  e.g. a test name) occurs in the first user message; the longest matching key wins. A request that
+- The task is the script whose key (an instance id) occurs in the request's ``user`` field (hrmcode's
+  OpenAI backend sends the task id there; the prompt does not name the task), else the script whose
+  key (any string, e.g. a test name) occurs in the first user message; the longest matching key wins. A request that
   matches no script is answered with the submit sentinel (and counted in ``unmatched``).
 - Deterministic mode (the default): the reply is step ``k`` of the script, ``k`` = the number of
   assistant messages already in the request, so the server holds no per-run state and a resumed or
@@ -269,14 +270,19 @@ class FakeAgentServer:
         self.server.server_close()
 
     # -- answering --
-    def task_of(self, messages: Sequence[dict]) -> str | None:
+    def task_of(self, messages: Sequence[dict], user: str = "") -> str | None:
+        """The script for a request: the task named in OpenAI's ``user`` field (hrmcode's backend sends
+        the task id there), else a key found in the first user message."""
         first = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
-        keys = [key for key in self.scripts if key in first]
-        return max(keys, key=len) if keys else None
+        for text in (user, first):
+            keys = [key for key in self.scripts if key and key in text]
+            if keys:
+                return max(keys, key=len)
+        return None
 
     def answer(self, body: dict) -> str:
         messages = body.get("messages") or []
-        key = self.task_of(messages)
+        key = self.task_of(messages, str(body.get("user") or ""))
         if key is None:
             with self._lock:
                 self.unmatched += 1
