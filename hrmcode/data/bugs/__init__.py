@@ -13,7 +13,12 @@ Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``
    runs them later): per-test outcomes come only from hrmcode's pytest reporter (full node ids,
    subtests), never from the output the tested code prints; a run whose report is missing, torn
    or disagrees with the exit status gives no verdict. The bugged tree differs from HEAD in the bugged file only
-   (tests, ``conftest.py`` and config are HEAD's).
+   (tests, ``conftest.py`` and config are HEAD's). Candidates run on ``jobs`` workers (each its own
+   sandbox slot); each verdict, and the reference run, is appended to ``bug-verdicts.jsonl`` beside
+   the output (``verdict_log_path``; ``jsonl.AppendLog``, so a kill -9 loses at most the run in
+   flight) under a key of the tree, the candidate, the test command, the timeout and the verdict
+   rules, and a rerun tests only candidates without one. Verdicts are gathered in candidate order,
+   so the kept bugs and the bytes written do not depend on ``jobs`` or on resuming.
 4. Keep a bug only when at least one of the reference's passing tests does not pass on the bugged
    tree (FAIL_TO_PASS; a test missing from the report has not passed) and at least one still
    passes (PASS_TO_PASS), and the run gave a verdict (not timed out, report complete).
@@ -31,7 +36,8 @@ Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``
    (``path``, ``text``), so ``validate`` can run an example's FAIL_TO_PASS / PASS_TO_PASS tests.
 
 Not guaranteed: that every candidate is tried within a time budget (each costs one test run);
-that test ids are stable across runs of flaky suites.
+that test ids are stable across runs of flaky suites (a resumed run reuses the verdicts a flaky
+suite gave before).
 """
 
 from __future__ import annotations
