@@ -156,6 +156,12 @@ def test_two_workers_give_the_same_bytes_and_a_rerun_tests_nothing(names_repo, t
                        sandbox=again_box)
     assert again_box.runs == 0 and again.stats["resumed"] == tried
     assert _outputs(again) == _outputs(serial)
+    # --redo tests every candidate again, to the same result
+    redo_box = CountingSandbox(sandbox)
+    redone = repo_tasks(str(names_repo), test_cmd=TEST_CMD, max_bugs=10, out=tmp_path / "j1", redo=True,
+                        sandbox=redo_box)
+    assert redo_box.runs == 1 + tried and redone.stats["resumed"] == 0
+    assert _outputs(redone) == _outputs(serial)
     # another test command is another key: tested again
     other_box = CountingSandbox(sandbox)
     repo_tasks(str(names_repo), test_cmd=TEST_CMD + " -p no:cacheprovider", max_bugs=2, out=tmp_path / "j1",

@@ -307,6 +307,7 @@ def repo_tasks(
     out: Path | str | None = None,
     dry_run: bool = False,
     jobs: int = 1,
+    redo: bool = False,
     sandbox=None,
 ) -> BugResult:
     """Inject, validate and gather bugs of the repository at ``path`` into a ``tasks`` artifact."""
@@ -329,6 +330,8 @@ def repo_tasks(
     tree = tree_digest(info)
     log_path = verdict_log_path(info, workspace, out)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if redo:  # test every candidate again
+        log_path.unlink(missing_ok=True)
     with AppendLog(log_path, key="key") as log:
         reference = _reference_run(log, sandbox, info, tree, command, limits)
         passing = set(reference["passing"])

@@ -124,7 +124,7 @@ def synthesize(
         result = repo_tasks(source[len(REPO_PREFIX):], test_cmd=test_cmd, seed=seed,
                             max_bugs=MAX_BUGS if max_bugs is None else max_bugs,
                             timeout_s=BUG_TIMEOUT_S if bug_timeout_s is None else bug_timeout_s,
-                            workspace=workspace, dry_run=dry_run, jobs=jobs, llm=client)
+                            workspace=workspace, dry_run=dry_run, jobs=jobs, redo=redo, llm=client)
         if result.artifact is None:
             return SynthesisResult(None, {"bugs": result.stats}, dry_run=True)
         tasks = result.artifact
