@@ -62,7 +62,8 @@ def assert_swe_smith_parses(instance: dict, owner: str, repo: str, commit: str, 
 def test_dots_in_the_repository_name_become_underscores():
     assert swe_smith_repo_name("local", "toolz-1.0.0", COMMIT) == "local__toolz-1_0_0.ef069668"
     assert swe_smith_repo_name("pdfminer", "pdfminer.six", COMMIT) == "pdfminer__pdfminer_six.ef069668"
-    assert swe_smith_image_name("local", "toolz-1.0.0", COMMIT) == "swebench/swesmith.x86_64.local_1776_toolz-1_0_0.ef069668"
+    image = swe_smith_image_name("local", "toolz-1.0.0", COMMIT)
+    assert image == "swebench/swesmith.x86_64.local_1776_toolz-1_0_0.ef069668"
     assert swe_smith_image_name("Pallets", "Flask", COMMIT) == "swebench/swesmith.x86_64.pallets_1776_flask.ef069668"
     instance = {"instance_id": f"{swe_smith_repo_name('local', 'toolz-1.0.0', COMMIT)}.func_pm_op_flip__e655932a",
                 "repo": swe_smith_repo_name("local", "toolz-1.0.0", COMMIT),
@@ -96,8 +97,10 @@ def test_generated_instances_parse_with_swe_smiths_rules(minirepo, tmp_path):
 
 
 def test_old_instances_with_dotted_ids_still_load(tmp_path):
-    old = {"instance_id": "local__toolz-1.0.0.ef069668.func_pm_op_flip__e655932a", "repo": "local__toolz-1.0.0.ef069668",
-           "patch": "diff --git a/toolz/a.py b/toolz/a.py\n--- a/toolz/a.py\n+++ b/toolz/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n",
+    old = {"instance_id": "local__toolz-1.0.0.ef069668.func_pm_op_flip__e655932a",
+           "repo": "local__toolz-1.0.0.ef069668",
+           "patch": ("diff --git a/toolz/a.py b/toolz/a.py\n--- a/toolz/a.py\n+++ b/toolz/a.py\n"
+                     "@@ -1 +1 @@\n-x = 1\n+x = 2\n"),
            "FAIL_TO_PASS": ["tests/test_a.py::test_x"], "PASS_TO_PASS": ["tests/test_a.py::test_y"],
            "created_at": "2024-11-01T00:00:00+00:00", "image_name": "", "base_commit": COMMIT, "problem_statement": ""}
     path = tmp_path / "instances.jsonl"

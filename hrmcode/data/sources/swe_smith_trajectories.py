@@ -7,8 +7,9 @@ A ``.traj`` (``{trajectory, history, info, replay_config, environment}``) is tur
 way SWE-smith's ``train/traj_mgr/collect_trajs.py`` does (its ``xml`` style): the messages are the
 last step's ``query`` (or its ``messages`` before SWE-agent 1.1; the step before when the last
 one is an exit on cost or context window), else the ``history``; ``tool`` messages become
-``user`` ones, an assistant message is its thought plus its tool calls written as
-``<function=NAME><parameter=K>V</parameter></function>``, list contents are joined to text. The
+``user`` ones, an assistant message with tool calls is its thought plus the calls written as
+``<function=NAME><parameter=K>V</parameter></function>`` (one without, from a thought-action agent,
+keeps its whole reply, where the action already is), list contents are joined to text. The
 system message is kept as recorded (SWE-smith swaps in its inference prompt). ``instance_id``
 is the record's, else ``replay_config``'s ``problem_statement.id``, else the file's stem (SWE-smith
 names a ``.traj`` after its instance); ``patch`` is ``info.submission``; ``model`` comes from
@@ -128,12 +129,12 @@ def _traj_messages(traj: dict, where: str) -> list[dict]:
         if not isinstance(message, dict) or "role" not in message:
             raise InputError(f"{where}: a .traj message is not a {{role, content}} object", "check the .traj file")
         role = "user" if message["role"] == "tool" else message["role"]
-        if message["role"] == "assistant":
-            content = message.get("thought") or _text(message.get("content"))
-            calls = message.get("tool_calls") or []
-            if calls:
-                content += "\n\n" + "\n".join(_tool_call_text(call, where) for call in calls)
-            content = content.strip()
+        calls = (message.get("tool_calls") or []) if message["role"] == "assistant" else []
+        if calls:  # SWE-smith's transform_traj_xml, exactly
+            thought = message["thought"] if isinstance(message.get("thought"), str) else _text(message.get("content"))
+            content = (thought + "\n\n" + "\n".join(_tool_call_text(call, where) for call in calls)).strip()
+        elif message["role"] == "assistant":  # a thought-action agent: its reply holds the action already
+            content = (_text(message.get("content")) or message.get("thought") or "").strip()
         else:
             content = _text(message.get("content"))
         messages.append({"role": role, "content": content})
