@@ -11,7 +11,7 @@ from pathlib import Path
 from hrmcode.data.sources import fetch
 from hrmcode.data.synthesize import synthesize
 from hrmcode.data.validate import validate
-from hrmcode.data.validate.execution import ExecChecker, tasks_of
+from hrmcode.data.validate.execution import ExecChecker, TaskBook, tasks_of
 from hrmcode.jsonl import AppendLog, read_jsonl
 
 INSTANCE = (Path(__file__).parents[1] / "data" / "fixtures" / "swe_smith_formats"
@@ -54,3 +54,14 @@ def test_the_shown_files_are_what_the_target_is_applied_to(tmp_path):
     emptied = json.loads(json.dumps(edit))
     emptied["input"]["context"]["files"] = {path: ""}  # the task has no files either: nothing to apply to
     assert checker.check(emptied)[0] == "failed"
+
+
+def test_shown_files_never_stand_in_where_the_tests_could_run(tmp_path):
+    """A repository task with its repository's files runs its tests: the files an example shows (which
+    the example itself wrote) must not become the tree they run on."""
+    edit, checker = _edit_example_and_checker(tmp_path)
+    task = checker.tasks[edit["task_id"]]
+    book = TaskBook(tasks={task["id"]: task}, repositories={task["id"]: {"README.md": "a repository\n"}})
+    with_repository = ExecChecker(book, AppendLog(tmp_path / "exec-repo.jsonl", key="id"))
+    verdict, detail = with_repository.check(edit)
+    assert verdict == "failed" and detail.startswith("target does not apply")

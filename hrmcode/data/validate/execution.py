@@ -15,9 +15,10 @@ pass in the sandbox, and the starting files alone must fail them. Verdicts are s
   it ran); the starting files fail when some FAIL_TO_PASS test does not pass. Exercises run through ``hrmcode.sandbox.toolchains.run_tests`` in its strict
   mode, counted against the task's own test files.
 
-The target is applied to the task's files; a task that carries none (rows of a SWE-smith dataset,
-whose repository lives in a Docker image) has its target applied to the files the example itself
-shows (``input.context.files``), so a target that does not apply there fails. Every other task kind
+The target is applied to the task's files; a repository task that carries neither files nor its
+repository's (rows of a SWE-smith dataset, whose repository lives in a Docker image) has its target
+applied to the files the example itself shows (``input.context.files``), so a target that does not
+apply there fails; those files never stand in where tests run. Every other task kind
 (and a repository task without its repository's files, such as those dataset rows, whose tests
 cannot run offline) is ``skipped`` with the reason, as is every check when no sandbox can be
 started. Verdicts are cached in
@@ -138,9 +139,10 @@ class ExecChecker:
         context = example["input"]["context"]
         paths = context.get("paths") or []
         task_files = task.get("files") or {}
-        # a repository task without files (a dataset row): the example's own files are what its target edits
-        shown = ({p: t for p, t in (context.get("files") or {}).items() if isinstance(t, str)}
-                 if task.get("kind") == "repo-patch" and not task_files else {})
+        # a repository task without files or repository (a dataset row): the example's own files are what
+        # its target edits. Never where tests can run: the example's files are not evidence of the task's
+        dataset_row = task.get("kind") == "repo-patch" and not task_files and task["id"] not in self.repositories
+        shown = {p: t for p, t in (context.get("files") or {}).items() if isinstance(t, str)} if dataset_row else {}
         editable = set(task.get("editable") or shown)
         start = {p: task_files.get(p, shown.get(p, "")) for p in sorted(editable | set(paths))}
         # the target is applied to the whole tree it works on; only the editable files are taken
