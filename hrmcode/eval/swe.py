@@ -353,14 +353,19 @@ class SweBench:
         return picks
 
     # -- one attempt --
-    def plan(self, task: RepoTask) -> tuple[str | None, str | None]:
-        """(the plan given to the actor, the planner's raw reply), or (None, None) with no planner."""
+    def plan(self, task: RepoTask) -> tuple[str | None, str | None, str | None]:
+        """(the plan given to the actor, the planner's raw reply, why there is none), all None with no
+        planner. A planner whose context cannot hold the task gives no plan, and the reason: the actor
+        still acts (a planner that cannot answer at all stops the run, as an actor does)."""
         if self.planner is None:
-            return None, None
+            return None, None, None
         request = Request(bench="swe", task=task, messages=planner_messages(task), answer_key=PlanAnswers())  # type: ignore[arg-type]
-        replies = self.planner.complete(request)
+        try:
+            replies = self.planner.complete(request)
+        except PromptTooLong as exc:
+            return None, None, str(exc)
         raw = replies[0].text if replies else ""
-        return plan_lines(raw), raw
+        return plan_lines(raw), raw, None
 
     def limits_for(self, backend: Backend) -> AgentLimits:
         """The agent's limits for ``backend``: a checkpoint without ``--context-tokens`` gets its own
@@ -404,7 +409,7 @@ class SweBench:
         task, settings = case.task, self.settings
         backend = self.backends[(case.model, case.attempt)]
         started = time.monotonic()  # the agent's seconds include the planner's
-        plan, plan_raw = self.plan(task)
+        plan, plan_raw, plan_error = self.plan(task)
         policy = BackendPolicy(backend, case.model, task, AgentAnswers())
         search: dict | None = None
         limits = self.limits_for(backend)
@@ -442,10 +447,11 @@ class SweBench:
         with self._appending:
             self.trajectories.append({"id": case.id, "task_id": task.id, "instance_id": task.instance_id,
                                       "attempt": case.attempt, "model": case.model, **trajectory.to_record(),
-                                      "plan_reply": plan_raw, "grade": grade_record, "reward": reward})
+                                      "plan_reply": plan_raw, "plan_error": plan_error, "grade": grade_record,
+                                      "reward": reward})
         return {
             "id": case.id, "task_id": task.id, "instance_id": task.instance_id, "attempt": case.attempt,
-            "model": case.model, "planner": settings.planner, "plan": plan, "search": search,
+            "model": case.model, "planner": settings.planner, "plan": plan, "plan_error": plan_error, "search": search,
             "test_command": task.test_command,
             "resolved": resolved, "passed": resolved, "reward": reward,
             "exit_status": trajectory.exit_status, "agent_error": trajectory.error, "steps": len(trajectory.steps),

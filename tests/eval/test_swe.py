@@ -570,6 +570,21 @@ def test_a_checkpoint_that_refuses_a_prompt_longer_than_its_context_ends_with_co
     assert _jsonl(out / "trajectories.jsonl")[0]["error"] == record["agent_error"]
 
 
+def test_a_planner_whose_context_cannot_hold_the_task_gives_no_plan_and_its_reason(cli, demo_tasks, tmp_path):
+    from tests.quantize.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path, max_seq_len=64)
+    out = tmp_path / "short-planner"
+    result, payload = _run(cli, demo_tasks, out, "--model", "oracle", "--planner", f"checkpoint:{model}",
+                           "--max-tokens", "8", "--limit", "1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert payload["score"] == 100.0
+    [record] = _jsonl(out / "results.jsonl")
+    assert record["plan"] is None and "the model's context is 64" in record["plan_error"]
+    [trajectory] = _jsonl(out / "trajectories.jsonl")
+    assert trajectory["plan_error"] == record["plan_error"] and trajectory["plan"] is None
+
+
 def test_search_widening_reaches_the_tree_search(cli, demo_tasks, tmp_path, monkeypatch):
     """At 2 calls the gold agent (fix, then submit) submits only when widening lets the second call
     go one state deeper; plain UCB1 expansion spends both calls on two children of the root."""
