@@ -11,7 +11,8 @@ One case is one attempt at one task (``<task id>@<attempt>``). Per attempt:
    isolates less (SWE-ReX's deployments share a network) never weakens the verdict.
 2. With ``--planner``, the planner is asked once for a plan in the ``plan`` level's format
    (``FILE``/``TOUCH``/``TEST``/``RUN`` lines, ``hrmcode.data.synthesize.plan``); its plan lines are
-   given to the actor. Both are recorded.
+   given to the actor. Both are recorded; a planner whose context cannot hold the task gives no plan
+   (``plan_error`` says why) and the actor acts without one.
 3. The actor (``--model``; several are routed across tasks round-robin or by ``--model-weights``)
    runs through ``hrmcode.agent.loop.run_agent`` until it submits or a limit ends it; under
    ``--search mcts`` the attempt is one tree search (``agent.search.mcts``, ``--search-budget``
