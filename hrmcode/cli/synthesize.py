@@ -87,10 +87,9 @@ def _bug_tables(bugs: dict) -> None:
         out.table(title, ["rejected because", "candidates"], [[k, v] for k, v in bugs["rejected"].items()])
     else:
         out.data(f"{title}, none rejected")
-    kinds = sorted(set(bugs["by_type_tried"]))
     out.table("by strategy", ["strategy", "tried", "kept", "rejected"],
-              [[k, bugs["by_type_tried"][k], bugs["by_type_kept"].get(k, 0), bugs["by_type_rejected"].get(k, 0)]
-               for k in kinds])
+              [[k, tried, bugs["by_type_kept"].get(k, 0), bugs["by_type_rejected"].get(k, 0)]
+               for k, tried in bugs["by_type_tried"].items()])
 
 
 def _dry_run_report(stats: dict) -> None:

@@ -245,6 +245,17 @@ def test_dry_run_reports_in_words(cli, names_repo, workspace):
     assert sum(as_json["bugs"]["by_type_tried"].values()) == 5
 
 
+def test_dry_run_of_a_tasks_artifact_reports_in_words(cli, humaneval_tasks):
+    first = cli("synthesize", "--source", "humaneval", "--dry-run")
+    assert first.exit_code == 0, first.output
+    assert "would analyze" in first.stdout and "{" not in first.stdout
+    assert cli("analyze", "humaneval").exit_code == 0
+    second = cli("synthesize", "--source", "humaneval", "--dry-run", "--levels", "plan,solve")
+    assert second.exit_code == 0, second.output
+    assert "would synthesize from 3 tasks" in second.stdout and "levels plan,solve" in second.stdout
+    assert "{" not in second.stdout and "nothing written" in second.stdout
+
+
 @pytest.mark.integration
 def test_normal_and_json_output_report_bugs_by_reason_and_strategy(cli, names_repo, workspace):
     args = ["synthesize", "--source", f"repo:{names_repo}", "--test-cmd", TEST_CMD, "--max-bugs", "40",

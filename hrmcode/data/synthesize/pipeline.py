@@ -216,8 +216,9 @@ def run_synthesis(
               "heldout_fraction": heldout_fraction, "levels": list(levels), "limit": limit, **(extra_params or {})}
     if dry_run:
         lines = sum(c[1] - c[0] > 0 for c in chunks)
+        count = tasks.stats.get("tasks") or tasks.stats.get("records") or tasks.stats.get("count")
         return SynthesisResult(None, {"tasks_file": str(tasks_path), "chunks": lines, "params": params,
-                                      "tasks": tasks.stats.get("tasks") or tasks.stats.get("count")}, dry_run=True)
+                                      "tasks": count}, dry_run=True)
     out_dir, update_latest = output_location("synthesize", name, out, workspace, params)
     settings = Settings(seed, heldout_fraction, tuple(levels), [tasks.manifest_sha256(), analysis.manifest_sha256()])
     resume_params = {k: v for k, v in params.items() if k not in ("tasks", "analysis")} | {"inputs": settings.inputs}
