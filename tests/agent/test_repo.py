@@ -49,7 +49,8 @@ def test_tasks_of_a_synthesized_artifact_are_the_repository_with_the_bug(demo):
         assert apply_patch(task.files, task.gold_patch) == head
         assert task.fail_to_pass == instance["FAIL_TO_PASS"] and task.pass_to_pass == instance["PASS_TO_PASS"]
         assert task.test_command.startswith(TEST_CMD) and task.language == "python" and task.skipped_files == 0
-        assert all(name in task.problem for name in task.fail_to_pass)
+        # the problem is the instance's issue text, which never names the instance (its bug type)
+        assert task.problem == instance["problem_statement"] and task.instance_id not in task.problem
 
 
 def test_ids_pick_tasks_by_task_id_or_instance_id(demo):

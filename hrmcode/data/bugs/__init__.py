@@ -28,8 +28,9 @@ Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``
    diff, FAIL_TO_PASS, PASS_TO_PASS, ``created_at`` = the commit's date (so reruns give the same
    bytes), ``image_name`` = the image SWE-smith's harness would run it in (``swe_smith_image_name``;
    hrmcode neither builds nor needs it: the tree is run from the host's files),
-   ``base_commit`` = HEAD, ``problem_statement`` = "" (no LM writes issues here, so the prompt is
-   built from the failing tests, as for the first SWE-smith release's rows without one)),
+   ``base_commit`` = HEAD, ``problem_statement`` = an issue text written from the failing tests and
+   the first one's failure, by an LM with ``llm``, else from SWE-smith's templates (``issues``: it
+   never holds the instance id, a strategy name or a line of the fix)),
    normalised by the ``swe-smith`` source into a ``tasks`` artifact whose tasks also carry the
    bugged files (``files``/``editable``) so edit examples can show whole files. ``instances.jsonl``
    is kept beside ``tasks.jsonl``, and ``repository.jsonl`` holds the repository's files at HEAD
@@ -55,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location, workspace_root
+from hrmcode.data.bugs.issues import (ChatModel, Statement, evidence, failure_excerpt, problem_statement, secrets,
+                                      statement_stats)
 from hrmcode.data.bugs.transforms import candidate_bugs
 from hrmcode.data.testfiles import is_test_path
 from hrmcode.diffs import apply_file_diff, content_diffs, tree_patch
@@ -274,7 +277,10 @@ def _validate(sandbox, info: RepoInfo, candidate: Candidate, command: str, limit
     # only the bugged file is the candidate's: tests, conftest and config stay as at HEAD
     files = {**info.files, candidate.path: candidate.bugged}
     run = run_suite(sandbox, files, command, limits, changed=[candidate.path], strict=True, worker=worker)
-    return judge_candidate(run, passing)
+    verdict = judge_candidate(run, passing)
+    if verdict["verdict"] == "kept":  # kept for the issue text: the first failing test's failure, bounded
+        verdict["failure"] = failure_excerpt(run.result.stdout, verdict["FAIL_TO_PASS"][0])
+    return verdict
 
 
 def judge_candidate(run: SuiteRun, passing: set[str]) -> dict:
@@ -309,8 +315,10 @@ def repo_tasks(
     jobs: int = 1,
     redo: bool = False,
     sandbox=None,
+    llm: ChatModel | None = None,
 ) -> BugResult:
-    """Inject, validate and gather bugs of the repository at ``path`` into a ``tasks`` artifact."""
+    """Inject, validate and gather bugs of the repository at ``path`` into a ``tasks`` artifact;
+    ``llm`` writes the problem statements (``issues.problem_statement``; templates without it)."""
     if not test_cmd:
         raise UsageError("--source repo:PATH needs --test-cmd", "e.g. --test-cmd 'python -m pytest tests'")
     info = read_repo(path)
@@ -356,6 +364,7 @@ def repo_tasks(
                      n_workers=jobs, on_done=record)
         verdicts = [log.records[key] for key in keys]
     instances: list[dict] = []
+    statements: dict[str, Statement] = {}
     rejected: Counter = Counter()
     rejected_by_type: Counter = Counter()
     for candidate, verdict in zip(tried, verdicts):
@@ -376,7 +385,12 @@ def repo_tasks(
             "base_commit": info.commit,
             "problem_statement": "",
         })
+        instance_id, bugged_tree = instances[-1]["instance_id"], {**info.files, candidate.path: candidate.bugged}
+        found = evidence(bugged_tree, patch, fail_to_pass, verdict.get("failure", ""), [candidate.function])
+        statements[instance_id] = problem_statement(found, secrets(instance_id, patch, bugged_tree), instance_id, llm)
+        instances[-1]["problem_statement"] = statements[instance_id].text
     stats["kept"] = len(instances)
+    stats["problem_statements"] = statement_stats(statements)
     stats["rejected"] = dict(sorted(rejected.items()))
     stats["by_type_kept"] = dict(sorted(Counter(c.kind for c, v in zip(tried, verdicts) if v["verdict"] == "kept").items()))
     stats["by_type_rejected"] = dict(sorted(rejected_by_type.items()))

@@ -12,8 +12,9 @@ Each task: kind ``repo-patch``; ``solution.patch`` = the gold fix = the REVERSE 
 bug-introducing ``patch`` (which stays in ``metadata.patch``); ``tests.fail_to_pass`` /
 ``pass_to_pass``; ``language`` from the changed files' extensions (most changed files; ties by
 first seen; ``unknown`` when no code file is touched); ``prompt`` = ``problem_statement``, or, when
-that is empty (most rows of the first release), a prompt built from the failing test names
-(``metadata.prompt_source`` says which). ``files`` is empty: the repository lives in the
+that is empty (most rows of the first release), an issue text built from the failing test names and
+the patch's files and functions by SWE-smith's templates, never naming the instance id or its bug
+type (``metadata.prompt_source`` says which). ``files`` is empty: the repository lives in the
 instance's Docker image (``metadata.image_name``) at branch ``instance_id`` of ``metadata.repo``.
 A record whose patch cannot be reversed (binary diff) is skipped and counted in the stats.
 """
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hrmcode.data.bugs.issues import evidence, problem_statement, secrets
 from hrmcode.data.schema import Solution, Task, Tests
 from hrmcode.data.sources._common import (
     Fetched,
@@ -79,14 +81,11 @@ def primary_language(paths: list[str]) -> tuple[str, list[str]]:
     return ordered[0], sorted(counts)
 
 
-def fallback_prompt(instance_id: str, fail_to_pass: list[str]) -> str:
-    shown = fail_to_pass[:20]
-    more = f"\n... and {len(fail_to_pass) - len(shown)} more" if len(fail_to_pass) > len(shown) else ""
-    tests = "\n".join(f"- {name}" for name in shown) or "- (no test names given)"
-    return (
-        f"The repository has a bug ({instance_id}). These tests fail and must pass after your fix, "
-        f"without breaking the tests that pass now:\n{tests}{more}\n"
-    )
+def fallback_prompt(instance_id: str, fail_to_pass: list[str], patch: str) -> str:
+    """An issue text from the failing tests and the patch's files and functions (SWE-smith's templates,
+    ``data/bugs/issues.py``), drawn by the instance id; it never holds the id, a strategy name or the fix."""
+    found = evidence({}, patch, fail_to_pass)
+    return problem_statement(found, secrets(instance_id, patch, {}), instance_id).text
 
 
 def to_task(record: dict, where: str) -> Task:
@@ -121,7 +120,7 @@ def to_task(record: dict, where: str) -> Task:
         languages=languages,
         kind="repo-patch",
         title=instance_id,
-        prompt=statement if prompt_source == "problem_statement" else fallback_prompt(instance_id, fail_to_pass),
+        prompt=statement if prompt_source == "problem_statement" else fallback_prompt(instance_id, fail_to_pass, patch),
         solution=Solution(patch=fix),
         tests=Tests(fail_to_pass=fail_to_pass, pass_to_pass=pass_to_pass, command=TEST_COMMANDS.get(language)),
         metadata=metadata,
