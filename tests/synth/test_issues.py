@@ -260,6 +260,14 @@ def test_llm_writes_statements_from_the_cli_and_leaks_fall_back(tmp_path, cli, m
         else:
             assert task["prompt"] == f"Something in {next(iter(task['files']))} returns wrong results since the last release."
         assert not [line for line in fix_lines(task, bugged_tree(tasks_dir, task)) if line in task["prompt"]]
+    # what the examples show the model (header, title, problem) names neither the instance nor its strategy
+    examples_dir = next((tmp_path / "workspace" / "synthesize").glob("*/*/examples.jsonl")).parent
+    examples = list(read_jsonl(examples_dir / "examples.jsonl"))
+    ids = [t["metadata"]["instance_id"] for t in tasks]
+    assert examples
+    for example in examples:
+        shown = json.dumps(example["input"]).lower()
+        assert not [i for i in ids if i.lower() in shown] and not [n for n in STRATEGY_NAMES if n in shown], shown[:300]
 
 
 def test_llm_options_are_refused_where_they_do_not_apply(cli, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import re
 
 import pytest
 
@@ -48,7 +49,10 @@ def test_planted_contaminated_example_is_rejected_with_reason(swe_examples, tmp_
     result = validate(_examples_artifact(tmp_path, swe_examples + [planted]).path, exec_checks=False)
     rejected = _rejected(result)
     assert list(rejected) == [planted["id"]]
-    assert any(r.startswith("contaminated: ") and "humaneval/HumanEval/7:solution" in r for r in rejected[planted["id"]])
+    # the planted text holds HumanEval/7's problem and solution; which of the two is reported (both can reach
+    # 100%) follows where the sampled windows fall, i.e. the length of the text before it (the task's header)
+    assert any(re.match(r"contaminated: \d+% of humaneval/HumanEval/7:(problem|solution) ", r)
+               for r in rejected[planted["id"]])
     accepted = [json.loads(line)["id"] for line in (result.artifact.path / "accepted.jsonl").read_text().splitlines()]
     assert accepted == [e["id"] for e in swe_examples]
     assert result.report["gates"]["contaminated"] == 1

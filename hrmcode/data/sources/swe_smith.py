@@ -119,7 +119,7 @@ def to_task(record: dict, where: str) -> Task:
         language=language,
         languages=languages,
         kind="repo-patch",
-        title=instance_id,
+        title=instance_id.rsplit(".", 1)[0],  # the repository: the id's last part names the bug's strategy
         prompt=statement if prompt_source == "problem_statement" else fallback_prompt(instance_id, fail_to_pass, patch),
         solution=Solution(patch=fix),
         tests=Tests(fail_to_pass=fail_to_pass, pass_to_pass=pass_to_pass, command=TEST_COMMANDS.get(language)),
