@@ -18,7 +18,7 @@ from hrmcode.data.synthesize import synthesize as run_synthesize
 
 # Where each option appears in --help; the SynthesizeOptions fields named here are generated from the library.
 HELP_ORDER = ("source out_dir analysis levels heldout_fraction seed jobs redo limit dry_run test_cmd max_bugs "
-              "bug_timeout_s llm llm_model").split()
+              "bug_timeout_s llm llm_model lm_bugs").split()
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,7 @@ from hrmcode.data.bugs import repo_tasks
 from hrmcode.data.bugs.issues import (MAX_OUTPUT_CHARS, MAX_OUTPUT_LINES, STRATEGY_NAMES, VARIANTS, Evidence, Secrets,
                                       evidence, failure_excerpt, find_leak, problem_statement, secrets,
                                       template_statement)
-from hrmcode.data.bugs.lm import ChatClient
+from hrmcode.data.bugs.lm import LM_MODIFY_SYSTEM, ChatClient, apply_rewrite
 from hrmcode.data.sources.swe_smith import to_task
 from hrmcode.diffs import content_diffs
 from hrmcode.errors import SourceUnavailable, UsageError
@@ -275,5 +275,76 @@ def test_llm_options_are_refused_where_they_do_not_apply(cli, tmp_path):
     assert done.exit_code == 2 and "--llm" in done.stderr
     done = cli("synthesize", "--source", f"repo:{tmp_path}", "--test-cmd", "pytest", "--llm-model", "m")
     assert done.exit_code == 2 and "--llm-model needs --llm" in done.stderr
+    done = cli("synthesize", "--source", f"repo:{tmp_path}", "--test-cmd", "pytest", "--lm-bugs", "3")
+    assert done.exit_code == 2 and "--lm-bugs needs --llm" in done.stderr
     done = cli("synthesize", "--source", f"repo:{tmp_path}", "--test-cmd", "pytest", "--llm", "ftp://x")
     assert done.exit_code == 2 and "openai:BASE_URL" in done.stderr
+
+
+# -- LM-written bugs (lm_modify) ----------------------------------------------------------------------
+
+FUNCTION = "def clamp(value, low, high):\n    if value < low:\n        return low\n    if value > high:\n        return high\n    return value\n"
+
+
+def _reply(code: str) -> str:
+    return f"Explanation:\nsubtle.\n\nBugged Code:\n```python\n{code}```\n"
+
+
+def test_an_lm_rewrite_is_kept_only_as_the_same_function_without_new_comments():
+    text = "import os\n\n\n" + FUNCTION + "\n\nX = 1\n"
+    node = next(n for n in __import__("ast").parse(text).body if getattr(n, "name", "") == "clamp")
+    bugged = apply_rewrite(text, node, _reply(FUNCTION.replace("value < low", "value <= low")))
+    assert bugged == text.replace("value < low", "value <= low")
+    refused = {
+        "a comment points at the bug": FUNCTION.replace("value < low:", "value <= low:  # bug here"),
+        "renamed": FUNCTION.replace("def clamp", "def clamp2"),
+        "another signature": FUNCTION.replace("high):", "high=0):"),
+        "no change": FUNCTION,
+        "not Python": "def clamp(value, low, high):\n    if value <\n",
+    }
+    for why, code in refused.items():
+        assert apply_rewrite(text, node, _reply(code)) is None, why
+    assert apply_rewrite(text, node, "no code at all") is None
+    assert apply_rewrite(text, node, _reply(FUNCTION) + _reply(FUNCTION)) is None  # two blocks: which one?
+
+
+class ScriptedLM:
+    """An in-process LM: an lm_modify request gets its function back with the first comparison
+    flipped; an issue request gets a plain sentence."""
+
+    FLIPS = ((" < ", " <= "), (" > ", " >= "), (" == ", " != "), (" + 1", " + 2"), ("not ", ""))
+
+    def __init__(self):
+        self.bug_requests = 0
+
+    def chat(self, messages):
+        if messages[0]["content"] != LM_MODIFY_SYSTEM:
+            return "Some results look wrong since the last update."
+        self.bug_requests += 1
+        source = messages[-1]["content"].split("<INPUT>\n", 1)[1].split("\n</INPUT>", 1)[0]
+        for old, new in self.FLIPS:
+            if old in source:
+                return _reply(source.replace(old, new, 1) + "\n")
+        return "I cannot."
+
+
+@pytest.mark.integration
+def test_lm_written_bugs_are_validated_like_procedural_ones_and_marked(tmp_path):
+    repo = demo_repo(tmp_path)
+    lm = ScriptedLM()
+    # timeout_s: an LM's `<=` in a while loop never ends
+    result = repo_tasks(str(repo), test_cmd=TEST_CMD, max_bugs=8, timeout_s=10, out=tmp_path / "tasks",
+                        sandbox=real_sandbox("local"), llm=lm, lm_bugs=5)
+    assert lm.bug_requests == 5
+    assert result.stats["by_type_tried"].get("lm_modify", 0) >= 3
+    kept = result.stats["by_type_kept"].get("lm_modify", 0)
+    assert kept >= 1
+    instances = list(read_jsonl(result.artifact.path / "instances.jsonl"))
+    written = [i for i in instances if i.get("model_written")]
+    assert len(written) == kept and all(".lm_modify__" in i["instance_id"] for i in written)
+    assert all(".func_pm_" in i["instance_id"] and "model_written" not in i for i in instances if i not in written)
+    for instance in written:  # validated as any bug: some tests break, others keep passing
+        assert instance["FAIL_TO_PASS"] and instance["PASS_TO_PASS"]
+        assert "lm_modify" not in instance["problem_statement"] and instance["instance_id"] not in instance["problem_statement"]
+    tasks = {t["metadata"]["instance_id"]: t for t in read_jsonl(result.artifact.path / "tasks.jsonl")}
+    assert all(tasks[i["instance_id"]]["metadata"]["model_written"] is True for i in written)

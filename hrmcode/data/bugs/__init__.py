@@ -58,6 +58,7 @@ from pathlib import Path
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location, workspace_root
 from hrmcode.data.bugs.issues import (ChatModel, Statement, evidence, failure_excerpt, problem_statement, secrets,
                                       statement_stats)
+from hrmcode.data.bugs.lm import lm_modify_bugs
 from hrmcode.data.bugs.transforms import candidate_bugs
 from hrmcode.data.testfiles import is_test_path
 from hrmcode.diffs import apply_file_diff, content_diffs, tree_patch
@@ -72,6 +73,7 @@ STATUS = re.compile(r"^(?:(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)
                     r"(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+::\S+))")
 MAX_FILE_BYTES = 1 << 20
 REPOSITORY = "repository.jsonl"  # the repository's files at HEAD, beside tasks.jsonl
+BUG_PREFIX = {"lm_modify": ""}  # instance-id prefix of LM-written bug kinds (SWE-smith's "<repo>.lm_modify__<hash>")
 MAX_BUGS = 50  # candidates tried by default
 BUG_TIMEOUT_S = 120.0  # seconds per test run of one candidate, by default
 VERDICTS = "bug-verdicts.jsonl"  # each tested candidate's verdict, beside the output: a rerun skips it
@@ -316,13 +318,19 @@ def repo_tasks(
     redo: bool = False,
     sandbox=None,
     llm: ChatModel | None = None,
+    lm_bugs: int = 0,
 ) -> BugResult:
     """Inject, validate and gather bugs of the repository at ``path`` into a ``tasks`` artifact;
-    ``llm`` writes the problem statements (``issues.problem_statement``; templates without it)."""
+    ``llm`` writes the problem statements (``issues.problem_statement``; templates without it) and,
+    with ``lm_bugs``, that many functions with a bug of its own (``lm.lm_modify_bugs``), tried first."""
     if not test_cmd:
         raise UsageError("--source repo:PATH needs --test-cmd", "e.g. --test-cmd 'python -m pytest tests'")
     info = read_repo(path)
     pool = candidates(info, seed)
+    if lm_bugs and llm is not None and not dry_run:  # asked for, so tried first (within max_bugs)
+        code = [p for p in info.files if p.endswith(".py") and not is_test_path(p, "python")]
+        written = lm_modify_bugs(info.files, code, llm, lm_bugs, seed)
+        pool = [Candidate(p, function, "lm_modify", bugged) for p, function, bugged in written] + pool
     tried = pool[:max_bugs]
     stats: dict = {"repo": str(info.path), "commit": info.commit, "candidates": len(pool), "tried": len(tried),
                    "by_type_tried": dict(sorted(Counter(c.kind for c in tried).items()))}
@@ -374,8 +382,9 @@ def repo_tasks(
             continue
         fail_to_pass, pass_to_pass = verdict["FAIL_TO_PASS"], verdict["PASS_TO_PASS"]
         patch = bug_patch(candidate.path, info.files[candidate.path], candidate.bugged)
+        prefix = BUG_PREFIX.get(candidate.kind, "func_pm_")
         instances.append({
-            "instance_id": f"{info.repo_name}.func_pm_{candidate.kind}__{short_hash(patch)}",
+            "instance_id": f"{info.repo_name}.{prefix}{candidate.kind}__{short_hash(patch)}",
             "repo": info.repo_name,
             "patch": patch,
             "FAIL_TO_PASS": fail_to_pass,
@@ -384,6 +393,7 @@ def repo_tasks(
             "image_name": info.image_name,
             "base_commit": info.commit,
             "problem_statement": "",
+            **({"model_written": True} if candidate.kind in BUG_PREFIX else {}),  # an LM wrote the bug
         })
         instance_id, bugged_tree = instances[-1]["instance_id"], {**info.files, candidate.path: candidate.bugged}
         found = evidence(bugged_tree, patch, fail_to_pass, verdict.get("failure", ""), [candidate.function])

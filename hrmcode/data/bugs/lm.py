@@ -1,5 +1,12 @@
 """The LM a bug-synthesis run asks (``--llm openai:URL --llm-model NAME``): one chat request at a time
-to an OpenAI-compatible ``/chat/completions`` server, through ``httpx``.
+to an OpenAI-compatible ``/chat/completions`` server, through ``httpx``; and LM-written bugs
+(SWE-smith's ``lm_modify``: ``lm_modify_bugs`` asks the LM to rewrite one function with a subtle bug).
+
+An LM bug is kept as a candidate only when the reply holds one fenced code block that parses as a
+function of the same name and signature, the file still parses with it in place, the file changed,
+and no comment line was added (SWE-smith asks for none: a comment would point at the bug). It is
+then validated exactly like a procedural bug (same test runs, same verdict rules); the caller marks
+its instance ``model_written``. Not guaranteed: that the LM's bug is subtle.
 
 A minimal second home for what ``hrmcode.eval.backends.OpenAIBackend`` does in full (data/ may not
 import eval/, see docs/architecture.md): temperature 0, a fixed ``seed``, retries with backoff on
@@ -11,8 +18,14 @@ a remote server (even with ``seed``).
 
 from __future__ import annotations
 
+import ast
+import io
 import os
+import random
+import re
+import textwrap
 import time
+import tokenize
 
 from hrmcode.errors import SourceUnavailable, UsageError
 
@@ -77,3 +90,104 @@ class ChatClient:
 
     def close(self) -> None:
         self.client.close()
+
+
+# -- LM-written bugs (configs/bug_gen/lm_modify.yml) -------------------------------------------------
+
+LM_MODIFY_SYSTEM = """You are a software developer doing chaos monkey testing.
+Your job is to rewrite a function such that it introduces a logical bug that will break existing unit test(s) in a codebase.
+
+To this end, some kinds of bugs you might introduce include:
+- Modify logic in conditionals or loops: adjust conditions or loop boundaries (e.g., replace <= with <).
+- Introduce off-by-one errors in indices or loop boundaries.
+- Change variable assignments to alter computation state.
+
+Tips about the bug-introducing task:
+- It should not cause compilation errors or syntax errors.
+- It should be subtle and challenging to detect.
+- It should not modify the function signature or the documentation significantly.
+- Please DO NOT INCLUDE COMMENTS IN THE CODE indicating the bug location or the bug itself.
+
+Your answer should be formatted as follows:
+
+Explanation:
+<explanation>
+
+Bugged Code:
+```
+<bugged_code>
+```"""
+
+LM_MODIFY_INSTANCE = """<INPUT>
+{source}
+</INPUT>
+
+<IMPORTANT>As a reminder, Please DO NOT INCLUDE ANY COMMENTS IN THE CODE OR POINT OUT THE BUG IN ANY WAY.</IMPORTANT>
+
+OUTPUT:"""
+FENCE = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
+MIN_BODY_LINES = 3  # shorter functions leave an LM no room for a subtle bug
+
+
+def functions_to_modify(files: dict[str, str], paths: list[str], n: int, seed: int) -> list[tuple[str, ast.AST]]:
+    """``n`` functions (of ``paths``, at least ``MIN_BODY_LINES`` long), drawn with ``seed``."""
+    found = []
+    for path in sorted(paths):
+        try:
+            tree = ast.parse(files[path])
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= MIN_BODY_LINES:
+                found.append((path, node))
+    found.sort(key=lambda item: (item[0], item[1].lineno))
+    random.Random(seed).shuffle(found)
+    return found[:n]
+
+
+def _comments(source: str) -> set[str]:
+    """Every comment of ``source``, trailing ones included."""
+    try:
+        return {t.string.strip() for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                if t.type == tokenize.COMMENT}
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return {"<unreadable>"}
+
+
+def apply_rewrite(text: str, node: ast.AST, reply: str) -> str | None:
+    """``text`` with ``node`` (a function) replaced by the reply's code, or None when the reply is
+    not a same-named, same-signature function without new comments, or changes nothing."""
+    blocks = FENCE.findall(reply.split("Bugged Code:", 1)[-1])
+    if len(blocks) != 1:
+        return None
+    lines = text.splitlines(keepends=True)
+    start = node.lineno - 1  # the def line: decorators stay as they are (the LM is shown the def onwards)
+    original = "".join(lines[start:node.end_lineno])
+    indent = re.match(r"\s*", lines[start]).group(0)
+    code = textwrap.indent(textwrap.dedent(blocks[0]).strip("\n") + "\n", indent)
+    try:
+        rewritten = ast.parse(textwrap.dedent(code)).body
+    except SyntaxError:
+        return None
+    if (len(rewritten) != 1 or not isinstance(rewritten[0], type(node)) or rewritten[0].name != node.name
+            or ast.dump(rewritten[0].args) != ast.dump(node.args) or _comments(code) - _comments(original)):
+        return None
+    bugged = "".join(lines[:start]) + code + "".join(lines[node.end_lineno:])
+    try:
+        ast.parse(bugged)
+    except SyntaxError:
+        return None
+    return bugged if bugged != text else None
+
+
+def lm_modify_bugs(files: dict[str, str], paths: list[str], client, n: int, seed: int) -> list[tuple[str, str, str]]:
+    """``(path, function, bugged file)`` for each of ``n`` functions the LM rewrote acceptably."""
+    bugs = []
+    for path, node in functions_to_modify(files, paths, n, seed):
+        source = ast.get_source_segment(files[path], node, padded=True) or ""
+        reply = client.chat([{"role": "system", "content": LM_MODIFY_SYSTEM},
+                             {"role": "user", "content": LM_MODIFY_INSTANCE.format(source=source)}])
+        bugged = apply_rewrite(files[path], node, reply)
+        if bugged is not None:
+            bugs.append((path, node.name, bugged))
+    return bugs

@@ -54,6 +54,8 @@ class SynthesizeOptions:
                                    "the problem statements; a text that leaks the fix falls back to a template "
                                    "(templates without --llm).")
     llm_model: str | None = option(None, "repo:PATH only: the model name the --llm server serves.")
+    lm_bugs: int | None = option(None, "repo:PATH with --llm: functions the LM rewrites with a bug of its own "
+                                       "(SWE-smith's lm_modify), tried first and validated like the others.", min=1)
 
 
 def find_analysis(tasks: Artifact, workspace: Path | str | None = None) -> Artifact | None:
@@ -114,17 +116,20 @@ def synthesize(
     bug_timeout_s: float | None = SynthesizeOptions.bug_timeout_s,
     llm: str | None = SynthesizeOptions.llm,
     llm_model: str | None = SynthesizeOptions.llm_model,
+    lm_bugs: int | None = SynthesizeOptions.lm_bugs,
 ) -> SynthesisResult:
     extra: dict = {}
     bugs: dict | None = None  # repo:PATH's own report
     if source.startswith(REPO_PREFIX):
-        if llm_model and not llm:
-            raise UsageError("--llm-model needs --llm", "e.g. --llm openai:http://127.0.0.1:8000/v1 --llm-model NAME")
+        for flag, value in (("--llm-model", llm_model), ("--lm-bugs", lm_bugs)):
+            if value and not llm:
+                raise UsageError(f"{flag} needs --llm", "e.g. --llm openai:http://127.0.0.1:8000/v1 --llm-model NAME")
         client = ChatClient(llm, llm_model, seed=seed) if llm else None
         result = repo_tasks(source[len(REPO_PREFIX):], test_cmd=test_cmd, seed=seed,
                             max_bugs=MAX_BUGS if max_bugs is None else max_bugs,
                             timeout_s=BUG_TIMEOUT_S if bug_timeout_s is None else bug_timeout_s,
-                            workspace=workspace, dry_run=dry_run, jobs=jobs, redo=redo, llm=client)
+                            workspace=workspace, dry_run=dry_run, jobs=jobs, redo=redo, llm=client,
+                            lm_bugs=lm_bugs or 0)
         if result.artifact is None:
             return SynthesisResult(None, {"bugs": result.stats}, dry_run=True)
         tasks = result.artifact
@@ -133,7 +138,7 @@ def synthesize(
     else:
         given = [flag for flag, value in (("--test-cmd", test_cmd), ("--max-bugs", max_bugs),
                                           ("--bug-timeout", bug_timeout_s), ("--llm", llm),
-                                          ("--llm-model", llm_model)) if value is not None]
+                                          ("--llm-model", llm_model), ("--lm-bugs", lm_bugs)) if value is not None]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise UsageError(f"{', '.join(given)} only {verb} to --source repo:PATH, not to {source}",
