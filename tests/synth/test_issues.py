@@ -20,7 +20,7 @@ from hrmcode.data.bugs import repo_tasks
 from hrmcode.data.bugs.issues import (MAX_OUTPUT_CHARS, MAX_OUTPUT_LINES, STRATEGY_NAMES, VARIANTS, Evidence, Secrets,
                                       evidence, failure_excerpt, find_leak, problem_statement, secrets,
                                       template_statement)
-from hrmcode.data.bugs.lm import LM_MODIFY_SYSTEM, ChatClient, apply_rewrite
+from hrmcode.data.bugs.lm import LM_MODIFY_SYSTEM, ChatClient, apply_rewrite, lm_modify_bugs
 from hrmcode.data.sources.swe_smith import to_task
 from hrmcode.diffs import content_diffs
 from hrmcode.errors import SourceUnavailable, UsageError
@@ -38,8 +38,8 @@ EVIDENCE = Evidence(fail_to_pass=["tests/test_a.py::test_one", "tests/test_a.py:
 class FakeLM:
     """An OpenAI-compatible ``/v1/chat/completions`` on loopback answering ``answer(messages)``."""
 
-    def __init__(self, answer, status: int = 200):
-        self.answer, self.status, self.requests = answer, status, []
+    def __init__(self, answer, status: int = 200, body: dict | None = None):
+        self.answer, self.status, self.body, self.requests = answer, status, body, []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,8 +50,11 @@ class FakeLM:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append(body)
                 if fake.status != 200:
+                    data = json.dumps(fake.body or {}).encode()
                     self.send_response(fake.status)
+                    self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
+                    self.wfile.write(data)
                     return
                 text = fake.answer(body["messages"])
                 data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
@@ -193,6 +196,16 @@ def test_chat_client_talks_to_an_openai_compatible_server():
         ChatClient("openai:http://127.0.0.1:1/v1", None)
 
 
+def test_a_prompt_too_long_for_the_model_falls_back_and_the_run_goes_on():
+    said = "the prompt has 1142 tokens, the model's context is 512"  # hrmcode serve's words
+    with FakeLM(lambda messages: "", status=400, body={"error": {"message": said, "code": "invalid_prompt"}}) as server:
+        client = ChatClient(f"openai:{server.url}", "tiny", retries=0)
+        statement = problem_statement(EVIDENCE, Secrets("x.y.func_pm_op_flip__1"), "k", client)
+        assert statement.source.startswith("template:") and said in statement.leak
+        assert lm_modify_bugs({"a.py": "import os\n\n\n" + FUNCTION}, ["a.py"], client, 1, 0) == []
+        assert len(server.requests) == 2  # one each, no retry: a longer wait does not make it fit
+
+
 def test_a_hub_row_without_a_statement_gets_one_without_its_id():
     record = swe_instance("    if value < low:", "    if value >= low:")
     task = to_task(record, "row 1")
@@ -249,7 +262,7 @@ def test_llm_writes_statements_from_the_cli_and_leaks_fall_back(tmp_path, cli, m
     stats = json.loads(done.stdout)["bugs"]["problem_statements"]
     tasks_dir = next((tmp_path / "workspace" / "fetch" / "repo-demo").glob("*/tasks.jsonl")).parent
     tasks = list(read_jsonl(tasks_dir / "tasks.jsonl"))
-    refused = {r["instance_id"]: r["leak"] for r in stats["refused"]}
+    refused = {r["instance_id"]: r["reason"] for r in stats["refused"]}
     assert stats["by_source"].get("lm", 0) >= 1 and refused
     for task in tasks:
         instance_id = task["metadata"]["instance_id"]

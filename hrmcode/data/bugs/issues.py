@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from hrmcode.data.bugs.lm import PromptTooLong
 from hrmcode.diffs import content_diffs
 
 # SWE-smith's bug-type names (its procedural modifiers across languages, its LM and combine
@@ -76,7 +77,7 @@ class Secrets:
 class Statement:
     text: str
     source: str                       # "lm", "template:<variant>"
-    leak: str | None = None           # why a better statement was refused (the LM's, or the variant first drawn)
+    leak: str | None = None           # why a better statement was refused (the LM's: a leak, no text, too long)
 
 
 class ChatModel(Protocol):
@@ -317,8 +318,12 @@ def problem_statement(ev: Evidence, secret: Secrets, key: str, lm: ChatModel | N
     template's (see the module docstring for the order)."""
     refused = None
     if lm is not None:
-        text = lm.chat(lm_messages(ev)).strip()
-        refused = "the LM wrote nothing" if not text else find_leak(text, secret)
+        try:
+            text = lm.chat(lm_messages(ev)).strip()
+        except PromptTooLong as exc:
+            text, refused = "", exc.message
+        else:
+            refused = "the LM wrote nothing" if not text else find_leak(text, secret)
         if refused is None:
             return Statement(text, "lm")
         refused = f"LM: {refused}"
@@ -337,5 +342,5 @@ def statement_stats(statements: dict[str, Statement]) -> dict:
     by_source: dict[str, int] = {}
     for statement in statements.values():
         by_source[statement.source] = by_source.get(statement.source, 0) + 1
-    refused = [{"instance_id": key, "leak": s.leak} for key, s in sorted(statements.items()) if s.leak]
+    refused = [{"instance_id": key, "reason": s.leak} for key, s in sorted(statements.items()) if s.leak]
     return {"by_source": dict(sorted(by_source.items())), "refused": refused}

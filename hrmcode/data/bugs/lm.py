@@ -11,8 +11,9 @@ its instance ``model_written``. Not guaranteed: that the LM's bug is subtle.
 A minimal second home for what ``hrmcode.eval.backends.OpenAIBackend`` does in full (data/ may not
 import eval/, see docs/architecture.md): temperature 0, a fixed ``seed``, retries with backoff on
 429/5xx, timeouts and connection errors, the API key from ``$OPENAI_API_KEY`` when set. Guaranteed:
-a server that cannot answer after the retries raises ``SourceUnavailable`` with the URL; an answer
-without text is returned as "" (the caller decides). Not guaranteed: the same text across runs from
+a server that cannot answer after the retries raises ``SourceUnavailable`` with the URL; a prompt
+longer than the model's context raises ``PromptTooLong`` (that request is skipped, the run goes on);
+an answer without text is returned as "" (the caller decides). Not guaranteed: the same text across runs from
 a remote server (even with ``seed``).
 """
 
@@ -27,9 +28,15 @@ import textwrap
 import time
 import tokenize
 
-from hrmcode.errors import SourceUnavailable, UsageError
+from hrmcode.errors import InputError, SourceUnavailable, UsageError
 
 PREFIX = "openai:"
+# OpenAI's code, vLLM's and hrmcode serve's words for a prompt longer than the model's context
+CONTEXT_EXCEEDED = ("context_length_exceeded", "maximum context length", "the model's context is")
+
+
+class PromptTooLong(InputError):
+    """This one prompt does not fit the model's context: the caller skips the request, the run goes on."""
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
@@ -78,6 +85,9 @@ class ChatClient:
                         last = "the server answered 200 with a body that is not a chat completion"
                 elif response.status_code in RETRY_STATUS:
                     last = f"HTTP {response.status_code}"
+                elif response.status_code == 400 and any(w in response.text for w in CONTEXT_EXCEEDED):
+                    raise PromptTooLong(f"the prompt is too long for {self.model}'s context "
+                                        f"({' '.join(response.text.split())[:160]})", "a model with a longer context")
                 else:
                     raise SourceUnavailable(f"{url} answered HTTP {response.status_code}: "
                                             f"{' '.join(response.text.split())[:200]}",
@@ -185,8 +195,11 @@ def lm_modify_bugs(files: dict[str, str], paths: list[str], client, n: int, seed
     bugs = []
     for path, node in functions_to_modify(files, paths, n, seed):
         source = ast.get_source_segment(files[path], node, padded=True) or ""
-        reply = client.chat([{"role": "system", "content": LM_MODIFY_SYSTEM},
-                             {"role": "user", "content": LM_MODIFY_INSTANCE.format(source=source)}])
+        try:
+            reply = client.chat([{"role": "system", "content": LM_MODIFY_SYSTEM},
+                                 {"role": "user", "content": LM_MODIFY_INSTANCE.format(source=source)}])
+        except PromptTooLong:
+            continue  # this function does not fit the model: the others may
         bugged = apply_rewrite(files[path], node, reply)
         if bugged is not None:
             bugs.append((path, node.name, bugged))
