@@ -31,7 +31,8 @@ from tests.synth.conftest import commit_tree, swe_instance
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo-repo"
 TEST_CMD = "python3 -m pytest -q tests"
 EVIDENCE = Evidence(fail_to_pass=["tests/test_a.py::test_one", "tests/test_a.py::TestB::test_two[x y]"],
-                    files=["pkg/a.py"], functions=["clamp"], test_source="def test_one():\n    assert clamp(5, 0, 3) == 3",
+                    files=["pkg/a.py"], functions=["clamp"],
+                    test_source="def test_one():\n    assert clamp(5, 0, 3) == 3",
                     test_output="E       assert 5 == 3")
 
 
@@ -99,7 +100,8 @@ def demo_repo(root: Path) -> Path:
 
 def test_failure_excerpt_is_the_failing_tests_section_bounded(tmp_path):
     (tmp_path / "test_x.py").write_text(
-        "def test_ok():\n    assert True\n\n\ndef test_bad():\n    print('noise\\n' * 500)\n    assert [1, 2] == [1, 3]\n\n\n"
+        "def test_ok():\n    assert True\n\n\n"
+        "def test_bad():\n    print('noise\\n' * 500)\n    assert [1, 2] == [1, 3]\n\n\n"
         "class TestK:\n    def test_m(self):\n        assert 'a' == 'b'\n")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "test_x.py"],
                           cwd=tmp_path, capture_output=True, text=True)
@@ -109,7 +111,8 @@ def test_failure_excerpt_is_the_failing_tests_section_bounded(tmp_path):
     method = failure_excerpt(done.stdout, "test_x.py::TestK::test_m")
     assert "assert 'a' == 'b'" in method and "[1, 2]" not in method
     # no failures section (--tb=no): the summary line
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "--tb=no", "-p", "no:cacheprovider", "test_x.py"],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "--tb=no", "-p", "no:cacheprovider",
+                           "test_x.py"],
                           cwd=tmp_path, capture_output=True, text=True)
     assert failure_excerpt(done.stdout, "test_x.py::TestK::test_m").startswith("FAILED test_x.py::TestK::test_m")
     assert failure_excerpt("", "test_x.py::test_bad") == ""
@@ -150,7 +153,8 @@ def test_find_leak_names_what_leaked():
 
 def test_leaking_evidence_lines_are_dropped_and_recorded():
     secret = Secrets("x.y.func_pm_remove_assign__1", STRATEGY_NAMES, ("total = 0",))
-    leaky = Evidence(fail_to_pass=["t.py::test_sum"], files=["a.py"], functions=["add"], test_source="def test_sum():\n    pass",
+    leaky = Evidence(fail_to_pass=["t.py::test_sum"], files=["a.py"], functions=["add"],
+                     test_source="def test_sum():\n    pass",
                      test_output="E   hint: total = 0 was expected\nE   NameError: total")
     for n in range(40):
         statement = problem_statement(leaky, secret, f"k{n}")
@@ -175,7 +179,8 @@ def test_an_lm_statement_is_used_unless_it_leaks():
     assert (statement.text, statement.source, statement.leak) == (clean.text, "lm", None)
     assert "E       assert 5 == 3" in clean.asked[0][1]["content"]  # the LM is given the failure
     for text, why in (("Fix: change it back to `if value < low:`", "LM: a line of the fix"),
-                      ("This looks like an op_flip mutation", "LM: the strategy name"), ("   ", "LM: the LM wrote nothing")):
+                      ("This looks like an op_flip mutation", "LM: the strategy name"),
+                      ("   ", "LM: the LM wrote nothing")):
         statement = problem_statement(EVIDENCE, secret, "k", Said(text))
         assert statement.source.startswith("template:") and statement.leak.startswith(why), statement.leak
         assert statement.text == template_statement(EVIDENCE, "k")[1]
@@ -220,7 +225,8 @@ def test_a_hub_row_without_a_statement_gets_one_without_its_id():
 @pytest.mark.integration
 def test_no_demo_task_prompt_gives_away_its_id_strategy_or_fix(tmp_path):
     repo = demo_repo(tmp_path)
-    result = repo_tasks(str(repo), test_cmd=TEST_CMD, max_bugs=12, out=tmp_path / "tasks", sandbox=real_sandbox("local"))
+    result = repo_tasks(str(repo), test_cmd=TEST_CMD, max_bugs=12, out=tmp_path / "tasks",
+                        sandbox=real_sandbox("local"))
     artifact = result.artifact.path
     tasks = list(read_jsonl(artifact / "tasks.jsonl"))
     instances = {i["instance_id"]: i for i in read_jsonl(artifact / "instances.jsonl")}
@@ -248,7 +254,8 @@ def test_llm_writes_statements_from_the_cli_and_leaks_fall_back(tmp_path, cli, m
     def answer(messages):
         user = messages[-1]["content"]
         patch = user.split("<patch>", 1)[1].split("</patch>", 1)[0]
-        removed = [line[1:].strip() for line in patch.splitlines() if line.startswith("-") and not line.startswith("---")]
+        removed = [line[1:].strip() for line in patch.splitlines()
+                   if line.startswith("-") and not line.startswith("---")]
         if "rle.py" in patch and removed:  # a careless LM: it writes the fix into the issue
             return f"Decoding is broken. The code should read `{removed[0]}` instead."
         path = patch.split("+++ b/", 1)[1].split("\n", 1)[0]
@@ -269,9 +276,11 @@ def test_llm_writes_statements_from_the_cli_and_leaks_fall_back(tmp_path, cli, m
         rle = "toolkit/rle.py" in task["files"]
         assert (instance_id in refused) == rle
         if rle:
-            assert refused[instance_id].startswith("LM: a line of the fix") and "Decoding is broken" not in task["prompt"]
+            assert refused[instance_id].startswith("LM: a line of the fix")
+            assert "Decoding is broken" not in task["prompt"]
         else:
-            assert task["prompt"] == f"Something in {next(iter(task['files']))} returns wrong results since the last release."
+            path = next(iter(task["files"]))
+            assert task["prompt"] == f"Something in {path} returns wrong results since the last release."
         assert not [line for line in fix_lines(task, bugged_tree(tasks_dir, task)) if line in task["prompt"]]
     # what the examples show the model (header, title, problem) names neither the instance nor its strategy
     examples_dir = next((tmp_path / "workspace" / "synthesize").glob("*/*/examples.jsonl")).parent
@@ -296,7 +305,8 @@ def test_llm_options_are_refused_where_they_do_not_apply(cli, tmp_path):
 
 # -- LM-written bugs (lm_modify) ----------------------------------------------------------------------
 
-FUNCTION = "def clamp(value, low, high):\n    if value < low:\n        return low\n    if value > high:\n        return high\n    return value\n"
+FUNCTION = ("def clamp(value, low, high):\n    if value < low:\n        return low\n"
+            "    if value > high:\n        return high\n    return value\n")
 
 
 def _reply(code: str) -> str:
@@ -358,6 +368,7 @@ def test_lm_written_bugs_are_validated_like_procedural_ones_and_marked(tmp_path)
     assert all(".func_pm_" in i["instance_id"] and "model_written" not in i for i in instances if i not in written)
     for instance in written:  # validated as any bug: some tests break, others keep passing
         assert instance["FAIL_TO_PASS"] and instance["PASS_TO_PASS"]
-        assert "lm_modify" not in instance["problem_statement"] and instance["instance_id"] not in instance["problem_statement"]
+        statement = instance["problem_statement"]
+        assert "lm_modify" not in statement and instance["instance_id"] not in statement
     tasks = {t["metadata"]["instance_id"]: t for t in read_jsonl(result.artifact.path / "tasks.jsonl")}
     assert all(tasks[i["instance_id"]]["metadata"]["model_written"] is True for i in written)

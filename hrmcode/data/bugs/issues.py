@@ -93,7 +93,8 @@ def head_line(test_id: str) -> str:
 
 def failure_excerpt(output: str, test_id: str) -> str:
     """The failure section pytest printed for ``test_id`` (its traceback's last lines, where the
-    error is; not what the test printed), else its short-summary line, else ""; bounded to ``MAX_OUTPUT_LINES`` lines and ``MAX_OUTPUT_CHARS``."""
+    error is; not what the test printed), else its short-summary line, else ""; bounded to
+    ``MAX_OUTPUT_LINES`` lines and ``MAX_OUTPUT_CHARS``."""
     lines = output.splitlines()
     wanted = head_line(test_id)
     section: list[str] | None = None

@@ -105,7 +105,8 @@ class ChatClient:
 # -- LM-written bugs (configs/bug_gen/lm_modify.yml) -------------------------------------------------
 
 LM_MODIFY_SYSTEM = """You are a software developer doing chaos monkey testing.
-Your job is to rewrite a function such that it introduces a logical bug that will break existing unit test(s) in a codebase.
+Your job is to rewrite a function such that it introduces a logical bug that will break existing unit test(s)
+in a codebase.
 
 To this end, some kinds of bugs you might introduce include:
 - Modify logic in conditionals or loops: adjust conditions or loop boundaries (e.g., replace <= with <).
@@ -148,7 +149,8 @@ def functions_to_modify(files: dict[str, str], paths: list[str], n: int, seed: i
         except SyntaxError:
             continue
         for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= MIN_BODY_LINES:
+            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and node.end_lineno - node.lineno >= MIN_BODY_LINES):
                 found.append((path, node))
     found.sort(key=lambda item: (item[0], item[1].lineno))
     random.Random(seed).shuffle(found)
