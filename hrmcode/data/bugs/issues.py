@@ -5,10 +5,11 @@ files and functions, the source of the first failing test, and a bounded excerpt
 failure as the bug's validation run printed it (pytest's FAILURES section, else its summary line).
 ``template_statement(evidence, key)`` picks one of SWE-smith's template shapes (``get_static``'s
 prompts that say nothing, name the files, the functions or the failing tests, and ``get_from_tests``'
-test source plus test output), deterministically from ``key`` (the instance's bug patch), so reruns
-give the same bytes. SWE-smith's "bug type" variants are left out: they name the bug's strategy.
-``lm_statement(evidence, client)`` asks an LM (SWE-smith's ``ig_v2`` prompt: the bug patch, the test
-output and the test source) to write the issue.
+test source plus test output), drawn by weight with ``key`` (the instance id: it ends in the hash
+of the bug patch) as the seed, so reruns give the same bytes. SWE-smith's "bug type" variants are
+left out: they name the bug's strategy. With an LM (``lm.ChatClient``), ``lm_messages`` is
+SWE-smith's ``ig_v2`` prompt (the bug patch, the test output and the test source); a prompt too
+long for the model's context counts as a refused answer.
 
 Every statement is checked by ``find_leak`` against the ``Secrets`` of its instance: the instance
 id, the bug strategy names (SWE-smith's and hrmcode's, ``op_flip``, ``func_pm_…``, ``lm_modify``…)
@@ -17,8 +18,9 @@ and the fix's lines (the text the fix puts back that the bugged repository does 
 else a template with the leaking evidence lines dropped, else SWE-smith's says-nothing prompt; the
 ``Statement`` records which and why (``leak``).
 
-Guaranteed: no returned text contains a secret as a substring of one of its lines (case-insensitive
-for the names; a one-line secret is matched within lines). Not guaranteed: that a statement is
+Guaranteed: no returned text contains the instance id or a strategy name (case-insensitive), or a
+fix line within one of its lines (the last resort, SWE-smith's fixed says-nothing sentence, is
+returned unchecked: it holds no evidence of the instance). Not guaranteed: that a statement is
 sufficient to find the bug (SWE-smith's says-nothing prompt is one of its variants), or that a
 paraphrase of the fix (an LM describing the right comparison in words) is caught.
 """
