@@ -67,7 +67,7 @@ from hrmcode.jsonl import AppendLog
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import get_sandbox, run_many
 from hrmcode.sandbox.base import Limits
-from hrmcode.sandbox.reports.pytest_report import SuiteRun, run_suite
+from hrmcode.sandbox.reports.pytest_report import STRICT_RULES, SuiteRun, run_suite
 
 STATUS = re.compile(r"^(?:(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b|"
                     r"(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+::\S+))")
@@ -77,8 +77,6 @@ BUG_PREFIX = {"lm_modify": ""}  # instance-id prefix of LM-written bug kinds (SW
 MAX_BUGS = 50  # candidates tried by default
 BUG_TIMEOUT_S = 120.0  # seconds per test run of one candidate, by default
 VERDICTS = "bug-verdicts.jsonl"  # each tested candidate's verdict, beside the output: a rerun skips it
-# the strict reporter's rules (validate's cache key names the same): verdicts under other rules are not reused
-VERDICT_RULES = "strict-3"
 
 
 def parse_pytest_log(log: str) -> dict[str, str]:
@@ -244,7 +242,7 @@ def candidate_hash(candidate: Candidate) -> str:
 def verdict_key(tree: str, item: str, command: str, timeout_s: float) -> str:
     """What a logged verdict stands for: the tree, the candidate (or "reference"), the test command,
     the per-run timeout and the verdict rules; a change to any of them tests the candidate again."""
-    return hashlib.sha256(json.dumps([VERDICT_RULES, tree, item, command, timeout_s]).encode("utf-8")).hexdigest()
+    return hashlib.sha256(json.dumps([STRICT_RULES, tree, item, command, timeout_s]).encode("utf-8")).hexdigest()
 
 
 def verdict_log_path(info: RepoInfo, workspace: Path | str | None, out: Path | str | None) -> Path:

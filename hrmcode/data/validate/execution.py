@@ -44,10 +44,9 @@ from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox import get_sandbox
 from hrmcode.sandbox.base import Limits, Sandbox
-from hrmcode.sandbox.reports.pytest_report import run_suite
+from hrmcode.sandbox.reports.pytest_report import STRICT_RULES, run_suite
 from hrmcode.sandbox.toolchains import run_tests
 
-RULES = "strict-3"  # part of every cache key: verdicts given under other rules are not reused
 HUMANEVAL_TEST = "test_solution.py"
 HUMANEVAL_TEST_ID = f"{HUMANEVAL_TEST}::test_check"
 
@@ -91,7 +90,7 @@ class ExecChecker:
     def _run(self, task: dict, files: dict[str, str], stub: bool) -> tuple[bool | None, str]:
         """(passed, detail) for ``files`` (only editable paths) on ``task``; None when it cannot run.
         For the stub (``stub=True``) of a repository task, passed = every FAIL_TO_PASS test passes."""
-        key = hashlib.sha256(json.dumps([RULES, task["id"], files, stub], sort_keys=True).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps([STRICT_RULES, task["id"], files, stub], sort_keys=True).encode()).hexdigest()
         if self.log.done(key):
             entry = self.log.records[key]
             return entry["passed"], entry["detail"]

@@ -44,6 +44,10 @@ REPORT_DIR = ".hrmcode-pytest"
 PLUGIN = "hrmcode_pytest_report"
 REPORT = f"{REPORT_DIR}/report.jsonl"
 REPORT_BYTES = 16 << 20  # a report longer than this is truncated, hence incomplete: no verdict
+# The version of the rules that turn a strict report into verdicts: part of every cache key of a verdict
+# (validate's execution check, repository bug validation), so verdicts given under other rules are not
+# reused. Bump it with the reporter's strict checks (and eval's VERDICT_RULES with it).
+STRICT_RULES = "strict-3"
 PLUGIN_SOURCE = (Path(__file__).parent / "pytest_plugin.py").read_text(encoding="utf-8")
 
 
