@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,10 @@ from pathlib import Path
 from hrmcode.artifacts import load_artifact
 from hrmcode.data.bugs import MAX_FILE_BYTES, REPOSITORY
 from hrmcode.data.schema import Task, parse_task
+from hrmcode.data.gitread import git_output
 from hrmcode.data.sources.swe_smith import to_task
 from hrmcode.diffs import apply_patch
-from hrmcode.errors import InputError, ToolchainMissing, UsageError
+from hrmcode.errors import InputError, UsageError
 from hrmcode.jsonl import read_jsonl_numbered
 
 REPOS_HINT = "pass --repos DIR holding a git clone of each task's repository (DIR/<owner>__<name> or DIR/<name>)"
@@ -112,15 +112,8 @@ def _repo_task(task: Task, repository: dict[str, str] | None, clones: _Clones | 
 
 
 def _git(clone: Path, *args: str) -> bytes:
-    try:
-        done = subprocess.run(["git", "-C", str(clone), *args], capture_output=True, timeout=600)
-    except FileNotFoundError:
-        raise ToolchainMissing("git is not installed", "apt-get install git") from None
-    if done.returncode != 0:
-        error = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise InputError(f"{clone}: git {' '.join(args)} failed: {error[-1] if error else done.returncode}",
-                         "the clone must be a git repository holding the instances' base commits")
-    return done.stdout
+    return git_output(clone, *args, hint="the clone must be a git repository holding the instances' base commits",
+                      timeout_s=600)
 
 
 class _Clones:

@@ -49,7 +49,6 @@ import hashlib
 import json
 import random
 import re
-import subprocess
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -60,9 +59,10 @@ from hrmcode.data.bugs.issues import (ChatModel, Statement, evidence, failure_ex
                                       statement_stats)
 from hrmcode.data.bugs.lm import lm_modify_bugs
 from hrmcode.data.bugs.transforms import candidate_bugs
+from hrmcode.data.gitread import git_output
 from hrmcode.data.testfiles import is_test_path
 from hrmcode.diffs import apply_file_diff, content_diffs, tree_patch
-from hrmcode.errors import InputError, ToolchainMissing, UsageError
+from hrmcode.errors import InputError, UsageError
 from hrmcode.jsonl import AppendLog
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import get_sandbox, run_many
@@ -98,19 +98,7 @@ def parse_pytest_log(log: str) -> dict[str, str]:
 
 
 def _git(repo: Path, *args: str) -> str:
-    """A read-only git command in ``repo``. ``safe.directory`` is set for this one command: git
-    refuses a repository another user owns ("dubious ownership") because its config could make git
-    run that user's code; the commands here run no hook, and ``core.fsmonitor`` (the one setting
-    that makes ``ls-files`` run a program) is turned off. The user's own git config is never changed."""
-    command = ["git", "-c", f"safe.directory={repo}", "-c", "core.fsmonitor=false", "-C", str(repo), *args]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except FileNotFoundError:
-        raise ToolchainMissing("git is not installed", "apt-get install git") from None
-    if done.returncode != 0:
-        raise InputError(f"{repo}: git {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}",
-                         "repo:PATH must be a git repository with at least one commit")
-    return done.stdout
+    return git_output(repo, *args, hint="repo:PATH must be a git repository with at least one commit").decode()
 
 
 # SWE-smith's defaults (swesmith/constants.py ORG_NAME_DH; profiles/base.py arch): its images are
