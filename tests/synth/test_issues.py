@@ -251,7 +251,11 @@ def test_llm_writes_statements_from_the_cli_and_leaks_fall_back(tmp_path, cli, m
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     repo = demo_repo(tmp_path)
 
+    bug_writer = ScriptedLM()
+
     def answer(messages):
+        if messages[0]["content"] == LM_MODIFY_SYSTEM:
+            return bug_writer.chat(messages)
         user = messages[-1]["content"]
         patch = user.split("<patch>", 1)[1].split("</patch>", 1)[0]
         removed = [line[1:].strip() for line in patch.splitlines()
@@ -263,10 +267,13 @@ def test_llm_writes_statements_from_the_cli_and_leaks_fall_back(tmp_path, cli, m
 
     with FakeLM(answer) as server:
         done = cli("--json", "synthesize", "--source", f"repo:{repo}", "--test-cmd", TEST_CMD, "--max-bugs", "12",
-                   "--levels", "plan", "--llm", f"openai:{server.url}", "--llm-model", "fake-issues")
+                   "--levels", "plan", "--llm", f"openai:{server.url}", "--llm-model", "fake-issues",
+                   "--lm-bugs", "2", "--bug-timeout", "10")
     assert done.exit_code == 0, done.stderr
     assert server.requests and all(r["model"] == "fake-issues" for r in server.requests)
-    stats = json.loads(done.stdout)["bugs"]["problem_statements"]
+    bugs = json.loads(done.stdout)["bugs"]
+    assert bug_writer.bug_requests == 2 and bugs["by_type_tried"].get("lm_modify", 0) >= 1
+    stats = bugs["problem_statements"]
     tasks_dir = next((tmp_path / "workspace" / "fetch" / "repo-demo").glob("*/tasks.jsonl")).parent
     tasks = list(read_jsonl(tasks_dir / "tasks.jsonl"))
     refused = {r["instance_id"]: r["reason"] for r in stats["refused"]}
