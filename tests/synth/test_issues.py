@@ -241,6 +241,13 @@ def test_no_demo_task_prompt_gives_away_its_id_strategy_or_fix(tmp_path):
         assert not leaked, (instance_id, leaked, prompt)
     counts = result.stats["problem_statements"]["by_source"]
     assert sum(counts.values()) == len(tasks) and all(k.startswith("template:") for k in counts)
+    # the failure each kept bug's validation run printed is kept, and the test-output variant shows it
+    verdicts = [json.loads(line) for line in (tmp_path / "tasks.bug-verdicts.jsonl").read_text().splitlines()]
+    kept = [v for v in verdicts if v.get("verdict") == "kept"]
+    assert len(kept) == len(tasks) and all(v["failure"].strip() for v in kept)
+    shown = [t["prompt"] for t in tasks if "**Test Output**" in t["prompt"]]
+    assert counts.get("template:from_tests") == len(shown) >= 1
+    assert all(re.search(r"^E +\S", p, re.M) or "Error" in p for p in shown)
     # the same repository, seed and options: the same statements (the failures come from the verdict log)
     again = repo_tasks(str(repo), test_cmd=TEST_CMD, max_bugs=12, out=tmp_path / "tasks", sandbox=real_sandbox("local"))
     assert [t["prompt"] for t in read_jsonl(again.artifact.path / "tasks.jsonl")] == [t["prompt"] for t in tasks]

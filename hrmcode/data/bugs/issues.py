@@ -143,10 +143,11 @@ def test_source(files: dict[str, str], test_id: str) -> str | None:
     return None
 
 
-def evidence(files: dict[str, str], patch: str, fail_to_pass: list[str], output: str = "",
+def evidence(files: dict[str, str], patch: str, fail_to_pass: list[str], failure: str = "",
              functions: Iterable[str] = ()) -> Evidence:
-    """The evidence of one bug: ``files`` the bugged tree (may be empty), ``output`` its validation
-    run's stdout; ``functions`` default to those the patch's hunk headers name."""
+    """The evidence of one bug: ``files`` the bugged tree (may be empty), ``failure`` the first
+    failing test's ``failure_excerpt`` from its validation run; ``functions`` default to those the
+    patch's hunk headers name."""
     diffs = content_diffs(patch)
     first = fail_to_pass[0] if fail_to_pass else ""
     named = list(functions) or [m.group(1) for d in diffs for h in d.hunks
@@ -156,7 +157,7 @@ def evidence(files: dict[str, str], patch: str, fail_to_pass: list[str], output:
         files=sorted({d.new_path or d.old_path or "" for d in diffs} - {""}),
         functions=sorted(set(named)),
         test_source=test_source(files, first) if first else None,
-        test_output=failure_excerpt(output, first) if first else "",
+        test_output=failure[-MAX_OUTPUT_CHARS:],
         patch=patch,
     )
 
