@@ -30,7 +30,6 @@ guaranteed: identical answers across runs from a remote server (even with ``seed
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,12 +38,9 @@ from typing import Any, Protocol
 
 from hrmcode.data.schema import Task
 from hrmcode.errors import CheckpointError, InputError, SourceUnavailable, UsageError
+from hrmcode.openai_client import PromptTooLong, post_chat
 
 BACKEND_SPECS = ("oracle", "stub", "openai:BASE_URL", "samples:FILE", "checkpoint:PATH")
-
-
-class PromptTooLong(InputError):
-    """This request's prompt does not fit the model's context: the case fails, the run goes on."""
 
 
 @dataclass
@@ -243,7 +239,6 @@ class SamplesBackend:
 
 # -- OpenAI-compatible servers -------------------------------------------------------------------
 
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
 class OpenAIBackend:
@@ -273,41 +268,10 @@ class OpenAIBackend:
                 "max_tokens": g.max_tokens, "top_p": g.top_p}
 
     def _post(self, body: dict) -> dict:
-        import httpx
-
-        url = f"{self.base_url}/chat/completions"
-        delay = 0.5
-        last = ""
-        for attempt in range(self.generation.retries + 1):
-            try:
-                with self._slots:
-                    response = self.client.post(url, json=body)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    try:
-                        return response.json()
-                    except json.JSONDecodeError:
-                        last = "the server answered 200 with a body that is not JSON"
-                elif response.status_code in RETRY_STATUS:
-                    last = f"HTTP {response.status_code}"
-                    retry_after = response.headers.get("retry-after")
-                    if retry_after and retry_after.replace(".", "", 1).isdigit():
-                        delay = max(delay, min(float(retry_after), 60.0))
-                elif response.status_code == 400 and _says_context_exceeded(response):
-                    raise PromptTooLong(f"the model's context is too short for this prompt ({_error_text(response)})",
-                                        "a model with a longer context, or a shorter prompt")
-                else:
-                    raise SourceUnavailable(
-                        f"{url} answered HTTP {response.status_code}: {' '.join(response.text.split())[:200]}",
-                        "check --model-name and the server's options",
-                    )
-            if attempt < self.generation.retries:
-                time.sleep(delay * (1 + 0.25 * random.random()))
-                delay = min(delay * 2, 30.0)
-        raise SourceUnavailable(f"{url} failed after {self.generation.retries + 1} tries ({last})",
-                                "check that the server is up; rerun with the same --out to resume")
+        return post_chat(self.client, f"{self.base_url}/chat/completions", body, retries=self.generation.retries,
+                         rejected_hint="check --model-name and the server's options",
+                         down_hint="check that the server is up; rerun with the same --out to resume",
+                         slots=self._slots)
 
     def complete(self, request: Request) -> list[Reply]:
         g = self.generation
@@ -338,27 +302,6 @@ class OpenAIBackend:
                     completion_tokens=int(usage.get("completion_tokens", 0)) // len(choices),
                 ))
         return replies
-
-
-def _error_text(response: Any) -> str:
-    try:
-        error = response.json().get("error") or {}
-        message = str(error.get("message") or "") if isinstance(error, dict) else str(error)
-    except (ValueError, AttributeError):
-        message = ""
-    return " ".join((message or response.text).split())[:200]
-
-
-def _says_context_exceeded(response: Any) -> bool:
-    """OpenAI's ``context_length_exceeded`` code, vLLM's "maximum context length", hrmcode serve's
-    "the model's context is N"."""
-    try:
-        error = response.json().get("error") or {}
-        code = error.get("code") if isinstance(error, dict) else None
-    except (ValueError, AttributeError):
-        code = None
-    text = _error_text(response).lower()
-    return code == "context_length_exceeded" or "maximum context length" in text or "the model's context is" in text
 
 
 # -- hrmcode checkpoints -------------------------------------------------------------------------

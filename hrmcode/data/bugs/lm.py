@@ -8,13 +8,12 @@ and no comment line was added (SWE-smith asks for none: a comment would point at
 then validated exactly like a procedural bug (same test runs, same verdict rules); the caller marks
 its instance ``model_written``. Not guaranteed: that the LM's bug is subtle.
 
-A minimal second home for what ``hrmcode.eval.backends.OpenAIBackend`` does in full (data/ may not
-import eval/, see docs/architecture.md): temperature 0, a fixed ``seed``, retries with backoff on
-429/5xx, timeouts and connection errors, the API key from ``$OPENAI_API_KEY`` when set. Guaranteed:
-a server that cannot answer after the retries raises ``SourceUnavailable`` with the URL; a prompt
-longer than the model's context raises ``PromptTooLong`` (that request is skipped, the run goes on);
-an answer without text is returned as "" (the caller decides). Not guaranteed: the same text across runs from
-a remote server (even with ``seed``).
+Requests go through ``hrmcode.openai_client.post_chat``, the transport ``eval --model openai:`` uses too:
+temperature 0, a fixed ``seed``, retries with backoff, the API key from ``$OPENAI_API_KEY`` when set.
+Guaranteed: a server that cannot answer after the retries raises ``SourceUnavailable`` with the URL; a
+prompt longer than the model's context raises ``PromptTooLong`` (that request is skipped, the run goes
+on); an answer without text is returned as "" (the caller decides). Not guaranteed: the same text
+across runs from a remote server (even with ``seed``).
 """
 
 from __future__ import annotations
@@ -25,19 +24,12 @@ import os
 import random
 import re
 import textwrap
-import time
 import tokenize
 
-from hrmcode.errors import InputError, SourceUnavailable, UsageError
+from hrmcode.errors import SourceUnavailable, UsageError
+from hrmcode.openai_client import PromptTooLong, post_chat
 
 PREFIX = "openai:"
-# OpenAI's code, vLLM's and hrmcode serve's words for a prompt longer than the model's context
-CONTEXT_EXCEEDED = ("context_length_exceeded", "maximum context length", "the model's context is")
-
-
-class PromptTooLong(InputError):
-    """This one prompt does not fit the model's context: the caller skips the request, the run goes on."""
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
 class ChatClient:
@@ -65,38 +57,17 @@ class ChatClient:
         return {"llm": f"{PREFIX}{self.base_url}", "llm_model": self.model}
 
     def chat(self, messages: list[dict[str, str]]) -> str:
-        import httpx
-
-        url = f"{self.base_url}/chat/completions"
         body = {"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": self.max_tokens,
                 "seed": self.seed, "n": 1}
-        last, delay = "", 0.5
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.client.post(url, json=body)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    try:
-                        choices = response.json().get("choices") or [{}]
-                        return str((choices[0].get("message") or {}).get("content") or "")
-                    except (ValueError, AttributeError):
-                        last = "the server answered 200 with a body that is not a chat completion"
-                elif response.status_code in RETRY_STATUS:
-                    last = f"HTTP {response.status_code}"
-                elif response.status_code == 400 and any(w in response.text for w in CONTEXT_EXCEEDED):
-                    raise PromptTooLong(f"the prompt is too long for {self.model}'s context "
-                                        f"({' '.join(response.text.split())[:160]})", "a model with a longer context")
-                else:
-                    raise SourceUnavailable(f"{url} answered HTTP {response.status_code}: "
-                                            f"{' '.join(response.text.split())[:200]}",
-                                            "check --llm-model and the server's options")
-            if attempt < self.retries:
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        raise SourceUnavailable(f"{url} failed after {self.retries + 1} tries ({last})",
-                                "check that the server is up, or drop --llm (templates need no LM)")
+        answer = post_chat(self.client, f"{self.base_url}/chat/completions", body, retries=self.retries,
+                           rejected_hint="check --llm-model and the server's options",
+                           down_hint="check that the server is up, or drop --llm (templates need no LM)")
+        try:
+            choices = answer.get("choices") or [{}]
+            return str((choices[0].get("message") or {}).get("content") or "")
+        except (AttributeError, IndexError):
+            raise SourceUnavailable(f"{self.base_url} answered with a body that is not a chat completion",
+                                    "check that --llm names an OpenAI-compatible server") from None
 
     def close(self) -> None:
         self.client.close()
