@@ -38,11 +38,12 @@ class ModelConfig:
     h_cycles: int = 2
     l_cycles: int = 2
     max_seq_len: int = 256
-    mode: str = "fixed"  # hrm only: fixed (HRM-Text) | act (HRM paper)
+    mode: str = "fixed"  # hrm only: fixed (a fixed number of segments) | act (HRM paper)
     halt_max_steps: int = 2  # act: most segments per sequence in training
     halt_exploration_prob: float = 0.1  # act: chance that a sequence gets a random minimum of segments
     bp_steps: int = 2  # gradient flows through the last bp_steps module calls of a segment (2 = HRM's 1-step)
-    inference_segments: int | None = None  # segments at eval/inference; None = halt_max_steps (act) or 1 (fixed)
+    inference_segments: int | None = None  # segments at eval/inference; None = halt_max_steps (act) or train_segments
+    train_segments: int | None = None  # fixed: segments per training forward; None = inference_segments or 1 (older configs)
     prefix_bidirectional: bool = False  # PrefixLM: the prompt attends to itself both ways
     rope_theta: float = 10000.0
     rms_eps: float = 1e-5
@@ -71,7 +72,28 @@ class ModelConfig:
             return 1
         if self.inference_segments is not None:
             return self.inference_segments
-        return self.halt_max_steps if self.mode == "act" else 1
+        return self.halt_max_steps if self.mode == "act" else self.training_segments
+
+    @property
+    def training_segments(self) -> int:
+        """Most segments one training forward runs (``act`` halts sooner, per sequence)."""
+        if self.arch != "hrm":
+            return 1
+        if self.mode == "act":
+            return self.halt_max_steps
+        if self.train_segments is not None:
+            return self.train_segments
+        # configs written before train_segments trained with inference_segments segments
+        return self.inference_segments if self.inference_segments is not None else 1
+
+    def segment_mismatch(self) -> str | None:
+        """Why this config's inference is out of its training distribution, or None: a ``fixed``
+        model run with more segments than it was trained with iterates past the fixed point it
+        learned."""
+        if self.arch == "hrm" and self.mode == "fixed" and self.segments > self.training_segments:
+            return (f"fixed-mode HRM trained with {self.training_segments} segment(s) runs {self.segments} at inference; "
+                    f"its outputs degrade past the trained depth (use mode=act to vary segments)")
+        return None
 
     def layer_applications_per_token(self) -> int:
         """Transformer blocks applied per token at inference (the compute unit of both archs)."""
@@ -125,8 +147,12 @@ class ModelConfig:
         if self.arch == "hrm" and not 2 <= self.bp_steps <= self.calls_per_segment:
             bad(f"bp_steps must be in [2, {self.calls_per_segment}] (the last H call and at least one L call), "
                 f"got {self.bp_steps}")
-        if self.inference_segments is not None and self.inference_segments < 1:
-            bad(f"inference_segments must be >= 1, got {self.inference_segments}")
+        for name in ("inference_segments", "train_segments"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                bad(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.arch == "hrm" and self.mode == "act" and self.halt_max_steps < 2:
+            bad(f"mode=act needs halt_max_steps >= 2, got {self.halt_max_steps} (one segment leaves nothing to halt)",
+                "raise halt_max_steps, or use mode=fixed for one segment per forward")
         prompt_format(self.prompt_format)
 
 

@@ -13,7 +13,11 @@ earlier calls run under ``torch.no_grad()`` and so are absent from the autograd 
 
 Training modes (``config.mode``):
 
-- ``fixed`` (HRM-Text): ``config.segments`` segments per forward, fixed compute per token.
+- ``fixed``: ``config.training_segments`` segments per training forward (``train_segments``),
+  ``config.segments`` at evaluation and inference; fixed compute per token. (HRM-Text's recipe
+  differs: z_H starts at x, no x injection in H, a back-prop warm-up and EMA; this is not it.)
+  Running more segments than trained iterates past what the model learned: constructing such a
+  model warns (``ModelConfig.segment_mismatch``).
 - ``act`` (HRM paper): deep supervision inside one forward. Each segment starts from the
   previous segment's detached state and is supervised (LM loss per sequence, averaged over
   its target tokens). A Q head on the mean of ``z_H`` predicts (halt, continue) per sequence;
@@ -34,6 +38,8 @@ evaluation runs all of them too), so per-token compute is known in advance.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +74,9 @@ class HRM(CausalLM):
                 init_linear(module)
         self.register_buffer("H_init", trunc_normal_(torch.empty(config.hidden_size), 1.0))
         self.register_buffer("L_init", trunc_normal_(torch.empty(config.hidden_size), 1.0))
+        mismatch = config.segment_mismatch()
+        if mismatch:
+            warnings.warn(mismatch, stacklevel=2)
         if config.mode == "act":
             self.q_head = nn.Linear(config.hidden_size, 2)
             with torch.no_grad():  # Q ~ 0 at the start: halting is learned, not random
@@ -131,7 +140,7 @@ class HRM(CausalLM):
             if cache is not None:
                 raise ValueError("ACT training does not use a KV cache")
             return self._act_train(z_h, z_l, x, rope, mask, labels, trace)
-        segments = self.config.segments
+        segments = self.config.training_segments if self.training else self.config.segments
         for index in range(segments):
             grad_calls = self.config.bp_steps if index == segments - 1 else 0
             z_h, z_l = self.segment(z_h, z_l, x, rope, mask, cache, index, grad_calls)

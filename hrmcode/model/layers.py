@@ -31,9 +31,17 @@ def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     return x.to(dtype)
 
 
-def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
-    """Normal(0, std) truncated at +-2 std (the HRM's init, without its variance correction)."""
-    return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2 * std, b=2 * std)
+def trunc_normal_(tensor: torch.Tensor, std: float, bound: float = 2.0) -> torch.Tensor:
+    """A normal truncated at +-``bound`` standard deviations whose *measured* std is ``std`` (the
+    HRM's ``trunc_normal_init_``, after JAX/flax): truncation removes the tails, so the underlying
+    normal is widened by the truncated distribution's std ratio (0.88 at +-2) before cutting.
+    ``nn.init.trunc_normal_`` with ``std=s`` yields 0.88 s."""
+    pdf = math.exp(-0.5 * bound ** 2) / math.sqrt(2 * math.pi)
+    mass = math.erf(bound / math.sqrt(2))  # P(|z| < bound)
+    ratio = math.sqrt(1 - 2 * bound * pdf / mass)  # std of N(0, 1) truncated at +-bound
+    wide = std / ratio
+    with torch.no_grad():
+        return nn.init.trunc_normal_(tensor, mean=0.0, std=wide, a=-bound * wide, b=bound * wide)
 
 
 def init_linear(layer: nn.Linear) -> None:

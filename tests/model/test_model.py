@@ -182,3 +182,36 @@ def test_packed_documents_do_not_see_each_other(arch):
     together = model(packed, doc_ids=doc_ids).logits
     alone = model(second).logits
     assert torch.allclose(together[0, 5:], alone[0], atol=1e-4)
+
+
+def test_act_with_one_halting_step_is_refused_not_crashed():
+    with pytest.raises(UsageError, match="halt_max_steps >= 2"):
+        preset("tiny", "hrm", mode="act", halt_max_steps=1)
+    assert preset("tiny", "hrm", mode="fixed", halt_max_steps=1).segments == 1  # fixed ignores it
+
+
+def test_truncated_normal_init_has_the_asked_std():
+    from hrmcode.model.layers import trunc_normal_
+
+    torch.manual_seed(0)
+    sample = trunc_normal_(torch.empty(400_000), 0.02)
+    assert sample.std().item() == pytest.approx(0.02, rel=0.01)  # nn.init.trunc_normal_ gives 0.0176
+    assert sample.abs().max().item() <= 2 * 0.02 / 0.8796 + 1e-9  # cut at 2 of the widened stds
+
+
+def test_fixed_mode_splits_training_from_inference_segments_and_warns_past_training():
+    old = preset("tiny", "hrm", inference_segments=2)  # configs written before train_segments
+    assert (old.training_segments, old.segments) == (2, 2) and old.segment_mismatch() is None
+    deeper = preset("tiny", "hrm", train_segments=1, inference_segments=3)
+    assert (deeper.training_segments, deeper.segments) == (1, 3)
+    with pytest.warns(UserWarning, match="trained with 1 segment"):
+        model = build_model(deeper)
+    calls = []
+    model.segment = lambda *args, **kwargs: calls.append(args[6]) or (args[0], args[1])  # index of each segment
+    ids = torch.zeros(1, 4, dtype=torch.long)
+    model.train()(ids)
+    assert calls == [0]
+    calls.clear()
+    model.eval()(ids)
+    assert calls == [0, 1, 2]
+    assert preset("tiny", "hrm", mode="act", inference_segments=8).segment_mismatch() is None  # act may vary
