@@ -66,6 +66,7 @@ KINDS: dict[str, tuple[str, int]] = {
     "model": ("train", 1),
     "quantized-model": ("quantize", 1),
     "eval-run": ("eval", 1),
+    "hf-model": ("export", 1),
 }
 
 # Steps that write in place and resume (no staging, no replacement of their output directory).
@@ -87,6 +88,7 @@ PRODUCER_HINT = {
     "model": "run `hrmcode train EXAMPLES` first",
     "quantized-model": "run `hrmcode quantize CHECKPOINT` first",
     "eval-run": "run `hrmcode eval BENCH` first",
+    "hf-model": "run `hrmcode export model MODEL` first",
 }
 
 

@@ -21,6 +21,7 @@ FORBIDDEN = {
     "quantize": {"agent", "eval", "serve", "cli"},
     "eval": {"serve", "cli"},
     "serve": {"agent", "eval", "cli"},
+    "export": {"sandbox", "data", "agent", "train", "quantize", "eval", "serve", "cli"},
 }
 
 

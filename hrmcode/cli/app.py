@@ -80,9 +80,10 @@ def _global_options(
 
 
 def _register() -> None:
-    from hrmcode.cli import analyze, env, eval, fetch, quantize, sandbox, serve, synthesize, train, validate, version
+    from hrmcode.cli import (analyze, env, eval, export, fetch, quantize, sandbox, serve, synthesize, train, validate,
+                             version)
 
-    for module in (version, env, fetch, analyze, synthesize, validate, train, quantize, eval, serve, sandbox):
+    for module in (version, env, fetch, analyze, synthesize, validate, train, quantize, eval, serve, export, sandbox):
         module.register(app)
 
 
