@@ -1,0 +1,345 @@
+"""Procedural bugs for JavaScript, TypeScript, Go, Rust, Java and C++, on tree-sitter trees.
+
+SWE-smith's language adapters (``swesmith/bug_gen/procedural/<language>/``) rewrite one function
+at a time on its tree-sitter tree; this module does the same with SWE-smith's strategy names:
+
+- ``op_change``: an arithmetic, logical, bitwise or shift operator changed (``+`` -> ``-``,
+  ``*`` -> ``/``, ``&&`` -> ``||``, ``&`` -> ``|``, ``<<`` -> ``>>``, ``??`` -> ``||``); never a
+  ``+`` with a string literal operand (a concatenation);
+- ``op_flip``: a comparison flipped (``<`` <-> ``>=``, ``>`` <-> ``<=``, ``==`` <-> ``!=``,
+  ``===`` <-> ``!==``);
+- ``op_swap``: the operands of a non-commutative binary expression swapped (``a - b`` ->
+  ``b - a``, ``x != nil && x.ok`` -> ``x.ok && x != nil``, string concatenation), an operand that
+  is itself a binary expression parenthesised so the tree keeps its shape;
+- ``op_change_const``: a decimal integer literal moved by one (its type suffix kept; never in a
+  type, an array declarator, a ``case`` label or a preprocessor line);
+- ``remove_assign``: one assignment statement dropped (``x = ...``, ``x += ...``; declarations are
+  kept: dropping one is a compile error in four of the five languages, not a bug);
+- ``remove_cond``: one ``if`` statement dropped with its branches;
+- ``remove_loop``: one loop statement dropped (``for``, ``for ... in/of``, range-``for``, ``while``,
+  ``do``, Rust's ``loop``);
+- ``ctrl_invert_if``: the two branches of an ``if``/``else`` swapped, the condition kept (an
+  ``else if`` chain is not an ``if``/``else``).
+
+A removed statement takes its whole line(s) when nothing else is on them.
+
+Guarantees: every bug is one edit inside one named function (``syntax.functions``; code outside
+every function is never touched), its whole-file text parses without ERROR or MISSING nodes, and
+it differs from the source in its tokens (an edit that would change only whitespace or comments,
+such as swapping two equal branches, is not made). The order is deterministic: functions in source
+order, then strategies in the order above, then sites in source order. ``rng``, when given, picks
+among several replacements where SWE-smith has several (``+`` -> ``-``, ``*`` or ``/``; a constant
+up or down); without it the first is taken.
+
+Not guaranteed: that a bug compiles (Go's unused-variable rule, Rust's borrow checker, C++
+templates are the compiler's business) or is observable; the test run decides both.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tree_sitter import Node
+
+from hrmcode.data.syntax import Function, functions, parse_tree, parses
+
+KINDS = ("op_change", "op_flip", "op_swap", "op_change_const", "remove_assign", "remove_cond", "remove_loop",
+         "ctrl_invert_if")
+
+
+@dataclass(frozen=True)
+class _Grammar:
+    blocks: frozenset[str]  # nodes whose children are statements
+    ifs: frozenset[str]
+    loops: frozenset[str]
+    assignments: frozenset[str]
+    integers: frozenset[str]
+    strings: frozenset[str]
+    branch_blocks: frozenset[str]  # what an if's branches must be for ctrl_invert_if
+    literal_parents_skipped: frozenset[str]  # where a constant is a type, a size or a label
+
+
+_JS = _Grammar(
+    blocks=frozenset({"statement_block", "switch_case", "switch_default"}),
+    ifs=frozenset({"if_statement"}),
+    loops=frozenset({"for_statement", "for_in_statement", "while_statement", "do_statement"}),
+    assignments=frozenset({"assignment_expression", "augmented_assignment_expression"}),
+    integers=frozenset({"number"}),
+    strings=frozenset({"string", "template_string"}),
+    branch_blocks=frozenset({"statement_block"}),
+    literal_parents_skipped=frozenset({"switch_case", "literal_type"}),
+)
+GRAMMARS: dict[str, _Grammar] = {
+    "javascript": _JS,
+    "typescript": _JS,
+    "tsx": _JS,
+    "go": _Grammar(
+        blocks=frozenset({"statement_list"}),
+        ifs=frozenset({"if_statement"}),
+        loops=frozenset({"for_statement"}),
+        assignments=frozenset({"assignment_statement"}),
+        integers=frozenset({"int_literal"}),
+        strings=frozenset({"interpreted_string_literal", "raw_string_literal"}),
+        branch_blocks=frozenset({"block"}),
+        literal_parents_skipped=frozenset({"array_type", "expression_case", "implicit_length_array_type"}),
+    ),
+    "rust": _Grammar(
+        blocks=frozenset({"block"}),
+        ifs=frozenset({"if_expression"}),
+        loops=frozenset({"for_expression", "while_expression", "loop_expression"}),
+        assignments=frozenset({"assignment_expression", "compound_assignment_expr"}),
+        integers=frozenset({"integer_literal"}),
+        strings=frozenset({"string_literal", "raw_string_literal"}),
+        branch_blocks=frozenset({"block"}),
+        literal_parents_skipped=frozenset({"array_type", "type_arguments", "match_pattern", "range_pattern"}),
+    ),
+    "java": _Grammar(
+        blocks=frozenset({"block", "switch_block_statement_group"}),
+        ifs=frozenset({"if_statement"}),
+        loops=frozenset({"for_statement", "enhanced_for_statement", "while_statement", "do_statement"}),
+        assignments=frozenset({"assignment_expression"}),
+        integers=frozenset({"decimal_integer_literal"}),
+        strings=frozenset({"string_literal", "text_block"}),
+        branch_blocks=frozenset({"block"}),
+        literal_parents_skipped=frozenset({"switch_label", "dimensions_expr"}),
+    ),
+    "cpp": _Grammar(
+        blocks=frozenset({"compound_statement", "case_statement"}),
+        ifs=frozenset({"if_statement"}),
+        loops=frozenset({"for_statement", "for_range_loop", "while_statement", "do_statement"}),
+        assignments=frozenset({"assignment_expression"}),
+        integers=frozenset({"number_literal"}),
+        strings=frozenset({"string_literal", "raw_string_literal", "concatenated_string", "char_literal"}),
+        branch_blocks=frozenset({"compound_statement"}),
+        literal_parents_skipped=frozenset({"case_statement", "array_declarator", "template_argument_list",
+                                           "enumerator", "bitfield_clause"}),
+    ),
+}
+LANGUAGES = frozenset(GRAMMARS)
+
+# The first replacement is the default; rng picks among all of them (SWE-smith's aggressive sets).
+OP_CHANGE = {
+    "+": ("-", "*"), "-": ("+", "*"), "*": ("/", "+"), "/": ("*", "-"), "%": ("/",),
+    "&&": ("||",), "||": ("&&",), "??": ("||",),
+    "&": ("|",), "|": ("&",), "^": ("&",), "<<": (">>",), ">>": ("<<",), ">>>": ("<<",),
+}
+OP_FLIP = {"<": ">=", ">=": "<", ">": "<=", "<=": ">", "==": "!=", "!=": "==", "===": "!==", "!==": "==="}
+NON_COMMUTATIVE = {"-", "/", "%", "<", ">", "<=", ">=", "<<", ">>", ">>>", "&&", "||", "??"}
+_INTEGER = re.compile(r"(0|[1-9][0-9]*)([uUlLn]{0,3}|_?[ui](?:8|16|32|64|128|size))")
+_COMMENTS = {"comment", "line_comment", "block_comment"}
+
+
+@dataclass(frozen=True)
+class _Edit:
+    start: int
+    end: int
+    text: bytes
+
+
+@dataclass(frozen=True)
+class _Bug:
+    kind: str
+    edits: tuple[_Edit, ...]  # non-overlapping
+
+    @property
+    def start(self) -> int:
+        return min(e.start for e in self.edits)
+
+    @property
+    def end(self) -> int:
+        return max(e.end for e in self.edits)
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.named_children))
+
+
+def _operator(node: Node) -> Node | None:
+    operator = node.child_by_field_name("operator")
+    if operator is None and node.child_count == 3:
+        operator = node.children[1]
+    return operator
+
+
+def _pick(options: tuple[str, ...], rng: random.Random | None) -> str:
+    return options[0] if rng is None or len(options) == 1 else rng.choice(options)
+
+
+def _statement(node: Node, grammar: _Grammar, language: str) -> Node | None:
+    """The statement to drop for ``node`` (itself or its expression statement), if it sits in a block."""
+    statement = node.parent if node.parent is not None and node.parent.type == "expression_statement" else node
+    if language == "rust" and statement.type != "expression_statement":
+        return None  # a block's tail expression is its value
+    if statement.parent is None or statement.parent.type not in grammar.blocks:
+        return None
+    return statement
+
+
+def _removal(data: bytes, node: Node) -> _Edit:
+    """Drop ``node``; with its line(s) when nothing else is on them."""
+    start, end = node.start_byte, node.end_byte
+    line_start = data.rfind(b"\n", 0, start) + 1
+    line_end = data.find(b"\n", end)
+    line_end = len(data) if line_end < 0 else line_end
+    if not data[line_start:start].strip() and not data[end:line_end].strip():
+        return _Edit(line_start, min(len(data), line_end + 1), b"")
+    if start > 0 and data[start - 1:start] in (b" ", b"\t"):
+        while end < line_end and data[end:end + 1] in (b" ", b"\t"):
+            end += 1  # "{ a = 1; }" -> "{ }", not "{  }"
+    return _Edit(start, end, b"")
+
+
+def _is_string(node: Node | None, grammar: _Grammar) -> bool:
+    return node is not None and node.type in grammar.strings
+
+
+def _binary_bugs(node: Node, data: bytes, grammar: _Grammar, rng: random.Random | None) -> Iterator[_Bug]:
+    operator = _operator(node)
+    left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
+    if operator is None or left is None or right is None:
+        return
+    op = data[operator.start_byte:operator.end_byte].decode()
+    stringy = _is_string(left, grammar) or _is_string(right, grammar)
+    if op in OP_CHANGE and not (stringy and op == "+"):
+        yield _Bug("op_change", (_Edit(operator.start_byte, operator.end_byte, _pick(OP_CHANGE[op], rng).encode()),))
+    if op in OP_FLIP:
+        yield _Bug("op_flip", (_Edit(operator.start_byte, operator.end_byte, OP_FLIP[op].encode()),))
+    left_text, right_text = data[left.start_byte:left.end_byte], data[right.start_byte:right.end_byte]
+    if (op in NON_COMMUTATIVE or (op == "+" and stringy)) and left_text != right_text:
+        def moved(operand: Node, text: bytes) -> bytes:
+            return b"(" + text + b")" if operand.type == "binary_expression" else text
+        middle = data[left.end_byte:right.start_byte]
+        yield _Bug("op_swap", (_Edit(left.start_byte, right.end_byte,
+                                     moved(right, right_text) + middle + moved(left, left_text)),))
+
+
+def _constant_bug(node: Node, data: bytes, grammar: _Grammar, rng: random.Random | None) -> _Bug | None:
+    parent = node.parent
+    if parent is None:
+        return None
+    around = {parent.type, parent.parent.type if parent.parent is not None else ""}  # Go: case -> list -> literal
+    if around & grammar.literal_parents_skipped or parent.type.startswith("preproc"):
+        return None
+    match = _INTEGER.fullmatch(data[node.start_byte:node.end_byte].decode())
+    if match is None:
+        return None
+    value = int(match.group(1))
+    new = value + 1 if value == 0 else value + int(_pick(("1", "-1"), rng))
+    return _Bug("op_change_const", (_Edit(node.start_byte, node.end_byte, f"{new}{match.group(2)}".encode()),))
+
+
+def _branches(node: Node, grammar: _Grammar) -> tuple[Node, Node] | None:
+    """The two block branches of an if/else (not an else-if chain)."""
+    consequence = node.child_by_field_name("consequence")
+    alternative = node.child_by_field_name("alternative")
+    if alternative is not None and alternative.type == "else_clause":
+        alternative = alternative.named_children[-1] if alternative.named_children else None
+    if consequence is None or alternative is None:
+        return None
+    if consequence.type not in grammar.branch_blocks or alternative.type not in grammar.branch_blocks:
+        return None
+    return consequence, alternative
+
+
+def _tokens(node: Node) -> list[bytes]:
+    """The node's tokens in order, comments left out (what a whitespace-or-comment edit keeps)."""
+    found: list[bytes] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.type in _COMMENTS:
+            continue
+        if current.child_count == 0:
+            found.append(current.text or b"")
+        stack.extend(reversed(current.children))
+    return found
+
+
+def _is_else_if(node: Node, grammar: _Grammar) -> bool:
+    parent = node.parent
+    if parent is None:
+        return False
+    if parent.type == "else_clause":  # javascript, rust, c++
+        return True
+    return parent.type in grammar.ifs and parent.child_by_field_name("alternative") == node  # go, java
+
+
+def _sites(language: str, root: Node, data: bytes, rng: random.Random | None) -> Iterator[_Bug]:
+    grammar = GRAMMARS[language]
+    for node in _walk(root):
+        kind = node.type
+        if kind == "binary_expression":
+            yield from _binary_bugs(node, data, grammar, rng)
+        elif kind in grammar.integers:
+            bug = _constant_bug(node, data, grammar, rng)
+            if bug is not None:
+                yield bug
+        elif kind in grammar.assignments or kind in grammar.loops:
+            statement = _statement(node, grammar, language)
+            if statement is not None:
+                kind_name = "remove_assign" if kind in grammar.assignments else "remove_loop"
+                yield _Bug(kind_name, (_removal(data, statement),))
+        elif kind in grammar.ifs and not _is_else_if(node, grammar):
+            statement = _statement(node, grammar, language)
+            if statement is not None:
+                yield _Bug("remove_cond", (_removal(data, statement),))
+            branches = _branches(node, grammar)
+            if branches is not None and _tokens(branches[0]) != _tokens(branches[1]):
+                first, second = branches
+                yield _Bug("ctrl_invert_if", (
+                    _Edit(first.start_byte, first.end_byte, data[second.start_byte:second.end_byte]),
+                    _Edit(second.start_byte, second.end_byte, data[first.start_byte:first.end_byte]),
+                ))
+
+
+def _apply(data: bytes, edits: tuple[_Edit, ...]) -> bytes:
+    for edit in sorted(edits, key=lambda e: e.start, reverse=True):
+        data = data[:edit.start] + edit.text + data[edit.end:]
+    return data
+
+
+def _owner(found: list[Function], bug: _Bug) -> int | None:
+    """Index of the innermost function holding every byte the bug touches."""
+    best = None
+    for index, function in enumerate(found):
+        if function.start_byte <= bug.start and bug.end <= function.end_byte:
+            if best is None or function.start_byte >= found[best].start_byte:
+                best = index
+    return best
+
+
+def candidate_bugs(language: str, source: str, rng: random.Random | None = None) -> Iterator[tuple[str, str, str]]:
+    """``(function name, kind, whole bugged file)`` for every single-site bug in ``source``."""
+    if language not in GRAMMARS:
+        raise ValueError(f"no procedural modifiers for {language!r} (known: {', '.join(sorted(GRAMMARS))})")
+    data = source.encode()
+    tree = parse_tree(language, data)
+    if tree.root_node.has_error:
+        return  # a bug must parse; a file that does not cannot be checked
+    found = functions(language, source)
+    if not found:
+        return
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    placed: list[tuple[int, int, int, _Bug]] = []
+    for bug in _sites(language, tree.root_node, data, rng):
+        owner = _owner(found, bug)
+        if owner is not None:
+            placed.append((owner, order[bug.kind], bug.start, bug))
+    placed.sort(key=lambda item: item[:3])
+    seen: set[bytes] = set()
+    for owner, _, _, bug in placed:
+        bugged = _apply(data, bug.edits)
+        if bugged == data or bugged in seen:
+            continue
+        text = bugged.decode()
+        if not parses(language, text):
+            continue
+        seen.add(bugged)
+        yield found[owner].name, bug.kind, text
