@@ -67,6 +67,7 @@ KINDS: dict[str, tuple[str, int]] = {
     "quantized-model": ("quantize", 1),
     "eval-run": ("eval", 1),
     "hf-model": ("export", 1),
+    "hf-dataset": ("export", 1),
 }
 
 # Steps that write in place and resume (no staging, no replacement of their output directory).
@@ -89,6 +90,7 @@ PRODUCER_HINT = {
     "quantized-model": "run `hrmcode quantize CHECKPOINT` first",
     "eval-run": "run `hrmcode eval BENCH` first",
     "hf-model": "run `hrmcode export model MODEL` first",
+    "hf-dataset": "run `hrmcode export dataset EXAMPLES` first",
 }
 
 
