@@ -14,11 +14,12 @@ from hrmcode.cli._output import out
 from hrmcode.data.examples import LEVELS
 from hrmcode.data.synthesize import SynthesizeOptions
 from hrmcode.data.synthesize import synthesize as run_synthesize
+from hrmcode.executor import ExecutorOptions, using
 
 
 # Where each option appears in --help; the SynthesizeOptions fields named here are generated from the library.
 HELP_ORDER = ("source out_dir analysis levels heldout_fraction seed jobs redo limit dry_run test_cmd max_bugs "
-              "bug_timeout_s llm llm_model lm_bugs").split()
+              "bug_timeout_s llm llm_model lm_bugs combine").split()
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
         ),
     )
     @handle_errors
-    @with_options(library_options(SynthesizeOptions), order=HELP_ORDER)
+    @with_options(library_options(SynthesizeOptions) + library_options(ExecutorOptions), order=HELP_ORDER)
     def synthesize(
         ctx: typer.Context,
         source: Annotated[
@@ -57,8 +58,9 @@ def register(app: typer.Typer) -> None:
         **options: Any,
     ) -> None:
         chosen = tuple(level.strip() for level in levels.split(",") if level.strip())
-        result = run_synthesize(source, out=out_dir, workspace=workspace(ctx), seed=seed, levels=chosen, jobs=jobs,
-                                redo=redo, limit=limit, dry_run=dry_run, **options)
+        with using(ExecutorOptions.take(options), jobs):
+            result = run_synthesize(source, out=out_dir, workspace=workspace(ctx), seed=seed, levels=chosen,
+                                    jobs=jobs, redo=redo, limit=limit, dry_run=dry_run, **options)
         stats = result.stats
         if result.dry_run:
             out.result({"artifact": None, "dry_run": True, **stats}, lambda: _dry_run_report(stats))

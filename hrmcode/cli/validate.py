@@ -12,6 +12,7 @@ from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
 from hrmcode.data.validate import ValidateOptions
 from hrmcode.data.validate import validate as run_validate
+from hrmcode.executor import ExecutorOptions, using
 
 # The quality gates' options, generated from the library's ValidateOptions.
 GATES = library_options(ValidateOptions)
@@ -31,7 +32,7 @@ def register(app: typer.Typer) -> None:
         ),
     )
     @handle_errors
-    @with_options(GATES, order=("out_dir", *(gate.name for gate in GATES)))
+    @with_options(GATES + library_options(ExecutorOptions), order=("out_dir", *(gate.name for gate in GATES)))
     def validate(
         ctx: typer.Context,
         examples: Annotated[str, typer.Argument(help="An examples artifact: its directory, or its name in the workspace.",
@@ -42,8 +43,9 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRunOpt = False,
         **gates: Any,
     ) -> None:
-        result = run_validate(examples, out=out_dir, workspace=workspace(ctx), jobs=jobs, redo=redo, dry_run=dry_run,
-                              **gates)
+        with using(ExecutorOptions.take(gates), jobs):
+            result = run_validate(examples, out=out_dir, workspace=workspace(ctx), jobs=jobs, redo=redo,
+                                  dry_run=dry_run, **gates)
         report = result.report
 
         def tables() -> None:

@@ -2,8 +2,9 @@
 
 ``get_sandbox("local"|"docker", unsafe_no_sandbox=False)`` returns a backend;
 ``backend_status()`` says which backends work here; ``run_many(jobs, n_workers)`` runs jobs in
-parallel, each with its own worker id (and so its own uid and caches); ``toolchains.run_tests``
-builds and tests an exercise tree in one language.
+parallel (threads, or Ray tasks under ``--executor ray``: ``hrmcode/executor.py``), each with its own
+worker id (and so its own uid and caches); ``toolchains.run_tests`` builds and tests an exercise tree
+in one language.
 
 What each backend guarantees:
 
@@ -41,15 +42,14 @@ identical timings under load, or that a test suite is itself correct.
 
 from __future__ import annotations
 
-import queue
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from hrmcode import executor
 from hrmcode.errors import ToolchainMissing, UsageError
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import docker_backend, local, runs
-from hrmcode.sandbox.base import ExecResult, Limits, Sandbox, Session
+from hrmcode.sandbox.base import ExecResult, Limits, PythonEnv, Sandbox, Session
 from hrmcode.sandbox.hostpaths import tool_version
 
 __all__ = ["ExecResult", "Limits", "Sandbox", "Session", "get_sandbox", "backend_status", "run_many", "BACKENDS"]
@@ -92,27 +92,29 @@ def backend_status() -> dict[str, str]:
 
 def run_many(jobs: Iterable[Callable[[int], T]], n_workers: int = 1,
              on_done: Callable[[int, T], None] | None = None) -> list[T]:
-    """Run ``job(worker)`` for every job on ``n_workers`` threads; results in input order.
+    """Run ``job(worker)`` for every job; results in input order.
 
-    Each running job holds a distinct worker id in ``range(n_workers)``, so sandboxes started
-    with ``worker=`` never share a uid or a per-worker cache. ``on_done(index, result)`` is
-    called as each job finishes (for progress and resumable logs)."""
-    job_list = list(jobs)
-    free: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for worker in range(max(1, n_workers)):
-        free.put(worker)
+    On the executor a ``hrmcode.executor.using`` block chose (``--executor ray``: Ray tasks, one
+    sandbox slot each), else on ``n_workers`` threads. Each running job holds a worker id no other
+    job running on its machine holds, so sandboxes started with ``worker=`` never share a uid or a
+    per-worker cache. ``on_done(index, result)`` is called in the caller's thread as each job
+    finishes (for progress and resumable logs); a job that raises stops the rest from starting."""
+    return executor.current(n_workers).map(_call, list(jobs), on_done)
 
-    def call(index: int) -> T:
-        worker = free.get()
-        try:
-            result = job_list[index](worker)
-        finally:
-            free.put(worker)
-        if on_done is not None:
-            on_done(index, result)
-        return result
 
-    if n_workers <= 1:
-        return [call(i) for i in range(len(job_list))]
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        return list(pool.map(call, range(len(job_list))))
+def _call(job: Callable[[int], T], worker: int) -> T:
+    return job(worker)
+
+
+def _docker_state(sandbox: docker_backend.DockerSandbox) -> PythonEnv | None:
+    return sandbox.python_env
+
+
+def _docker_on_worker(python_env: PythonEnv | None) -> docker_backend.DockerSandbox:
+    """A docker sandbox rebuilt on a Ray worker: its own client to that node's engine."""
+    sandbox = docker_backend.DockerSandbox()
+    return sandbox.with_python_env(python_env) if python_env is not None else sandbox
+
+
+# a docker client holds a socket: a Ray worker gets the sandbox's Python environment and builds its own
+executor.rebuilt_on_worker(docker_backend.DockerSandbox, _docker_state, _docker_on_worker)

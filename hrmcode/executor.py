@@ -1,0 +1,294 @@
+"""Where per-item work runs: this machine's threads (the default) or a Ray cluster's sandbox slots.
+
+One seam, ``Executor.map(fn, items, on_done)``, used by every per-item fan-out that runs code in a
+sandbox (``sandbox.run_many``: repository bug validation, validate's execution checks; the eval
+runner: every ``eval`` benchmark including ``eval swe``). ``fn(item, worker)`` runs once per item;
+``worker`` is an id no other item running on the same machine holds at that moment, so sandboxes
+started with ``worker=`` use separate uids and caches.
+
+What every executor guarantees:
+
+- ``on_done(index, result)`` is called in the caller's thread as each item finishes, so the caller
+  appends results to its resumable logs itself: the driver writes every byte, in the order and
+  format the local run writes them, and a rerun skips what was appended.
+- The returned list is in input order.
+- When an item raises, no further item starts; the items already running finish and get their
+  ``on_done``; then the first error is raised (a task's own ``HrmcodeError`` unchanged).
+
+``LocalExecutor(slots)``: ``slots`` threads in this process (``-j``).
+
+``RayExecutor`` (``--executor ray``, ``pip install 'hrmcode[ray]'``): each item is a Ray task asking
+for one ``sandbox_slot`` resource (and no CPU), so a node runs as many items at once as it declares
+slots (``ray start --resources '{"sandbox_slot": N}'``). ``fn`` (with what it closes over) is
+shipped once per run with ``ray.put``; results come back to the driver. A worker id is a per-node
+lock file (``$TMPDIR/hrmcode-worker-slots/N.lock``, released by the kernel when a worker dies).
+Ray retries a task whose worker process died (``max_retries``); when the retries are spent the run
+stops with one line, and a rerun redoes only the items whose results were not appended.
+Without ``--address`` it starts a one-machine cluster with ``slots`` sandbox slots for this run; a
+process that has already called ``ray.init`` (tests, notebooks) is used as it is.
+
+Not guaranteed: that a worker sees the driver's files or environment variables (each node needs
+hrmcode installed and, for sandboxes, its toolchains or docker images; jobs carry their inputs, not
+paths), or that objects a job closes over can be sent at all (an unpicklable one is a one-line
+error before anything runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import fcntl
+import os
+import queue
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from hrmcode.errors import HrmcodeError, SandboxError, ToolchainMissing, UsageError
+from hrmcode.options import option
+
+T = TypeVar("T")
+EXECUTORS = ("local", "ray")
+SLOT_RESOURCE = "sandbox_slot"
+WORKER_SLOTS = 1024  # per-node worker ids a Ray run hands out (far above any node's slot count)
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """Where ``synthesize``, ``validate`` and ``eval`` run their per-item sandbox work."""
+
+    executor: str = option("local", "Where per-item sandbox work runs: local (this machine, -j threads) or ray "
+                                    "(a Ray cluster's sandbox_slot resources; pip install 'hrmcode[ray]').")
+    address: str | None = option(None, "With --executor ray: the cluster to join (HOST:6379, or ray://HOST:10001); "
+                                       "default: start one on this machine with -j slots.")
+
+    @classmethod
+    def take(cls, options: dict[str, Any]) -> ExecutorOptions:
+        """Remove this record's fields from a command's ``options`` and return them as a record."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{name: options.pop(name) for name in names if name in options})
+
+    def check(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise UsageError(f"unknown --executor {self.executor!r}", f"choose one of: {', '.join(EXECUTORS)}")
+        if self.address is not None and self.executor != "ray":
+            raise UsageError("--address is for --executor ray", "add --executor ray, or drop --address")
+
+
+class Executor(Protocol):
+    slots: int  # how many items run at once
+
+    def map(self, fn: Callable[[Any, int], T], items: Sequence[Any],
+            on_done: Callable[[int, T], None] | None = None) -> list[T]: ...
+
+
+class LocalExecutor:
+    """``slots`` threads in this process; worker ids ``range(slots)``."""
+
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = max(1, slots)
+
+    def map(self, fn: Callable[[Any, int], T], items: Sequence[Any],
+            on_done: Callable[[int, T], None] | None = None) -> list[T]:
+        results: dict[int, T] = {}
+
+        def finished(index: int, result: T) -> None:
+            results[index] = result
+            if on_done is not None:
+                on_done(index, result)
+
+        if self.slots == 1:
+            for index, item in enumerate(items):
+                finished(index, fn(item, 0))
+            return [results[i] for i in range(len(items))]
+        free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for worker in range(self.slots):
+            free.put(worker)
+
+        def call(item: Any) -> T:
+            worker = free.get()
+            try:
+                return fn(item, worker)
+            finally:
+                free.put(worker)
+
+        with ThreadPoolExecutor(self.slots, thread_name_prefix="hrmcode-item") as pool:
+            futures: dict[Future[T], int] = {pool.submit(call, item): i for i, item in enumerate(items)}
+            _drain(futures, finished)
+        return [results[i] for i in range(len(items))]
+
+
+def _drain(futures: dict[Future, int], finished: Callable[[int, Any], None]) -> None:
+    """Hand each finished future to ``finished`` in this thread; on the first error cancel what has not
+    started, let the running ones finish, then raise it."""
+    failure: BaseException | None = None
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is not None:
+                if failure is None:
+                    failure = error
+                    for other in pending:
+                        other.cancel()
+                continue
+            finished(futures[future], future.result())
+    if failure is not None:
+        raise failure
+
+
+# -- Ray ---------------------------------------------------------------------------------------------
+# Classes that cannot be pickled as they are (a docker client's socket) register how a worker rebuilds
+# them: (class, state(obj), rebuild(state)); RayExecutor hands them to Ray's serializer registry.
+_REBUILT_ON_WORKER: list[tuple[type, Callable[[Any], Any], Callable[[Any], Any]]] = []
+
+
+def rebuilt_on_worker(cls: type, state: Callable[[Any], Any], rebuild: Callable[[Any], Any]) -> None:
+    """Send a ``cls`` object to Ray workers as ``state(obj)`` and rebuild it there with ``rebuild(state)``."""
+    _REBUILT_ON_WORKER.append((cls, state, rebuild))
+
+
+@contextlib.contextmanager
+def worker_slot(root: Path | None = None) -> Iterator[int]:
+    """Hold the lowest free per-machine worker id (a lock file) while the block runs."""
+    root = root or Path(tempfile.gettempdir()) / "hrmcode-worker-slots"
+    root.mkdir(parents=True, exist_ok=True)
+    for slot in range(WORKER_SLOTS):
+        fd = os.open(root / f"{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield slot
+        finally:
+            os.close(fd)  # closing releases the lock; a killed worker's lock goes with its process
+        return
+    raise SandboxError(f"all {WORKER_SLOTS} worker slots under {root} are taken", "give this node fewer sandbox_slot")
+
+
+def _run_item(fn: Callable[[Any, int], T], item: Any) -> T:
+    """A Ray task's body on a worker: the item under this node's worker id."""
+    with worker_slot() as worker:
+        return fn(item, worker)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray  # the optional extra; only --executor ray needs it
+    except ImportError:
+        raise ToolchainMissing("--executor ray needs Ray, which is not installed",
+                               "pip install 'hrmcode[ray]' (or use --executor local)") from None
+    return ray
+
+
+class RayExecutor:
+    """Items as Ray tasks, one ``sandbox_slot`` each (see the module docstring)."""
+
+    def __init__(self, address: str | None = None, slots: int = 1, max_retries: int = 2) -> None:
+        self.ray = _import_ray()
+        self.max_retries = max_retries
+        self.started = False
+        if not self.ray.is_initialized():
+            init = dict(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+            try:
+                if address is None:
+                    self.ray.init(num_cpus=max(1, slots), resources={SLOT_RESOURCE: max(1, slots)}, **init)
+                else:
+                    self.ray.init(address=address, **init)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UsageError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}",
+                                 "start it with `ray start --head --resources '{\"sandbox_slot\": N}'`, "
+                                 "or check --address") from None
+            self.started = True
+        for cls, state, rebuild in _REBUILT_ON_WORKER:
+            self.ray.util.register_serializer(cls, serializer=state, deserializer=rebuild)
+        self.slots = int(self.ray.cluster_resources().get(SLOT_RESOURCE, 0))
+        if self.slots < 1:
+            raise UsageError(f"the Ray cluster has no {SLOT_RESOURCE} resources, so no sandbox can run on it",
+                             f"start its nodes with ray start --resources '{{\"{SLOT_RESOURCE}\": N}}' (N sandboxes "
+                             "per node)")
+        self._task = self.ray.remote(_run_item).options(num_cpus=0, resources={SLOT_RESOURCE: 1},
+                                                         max_retries=max_retries)
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+    def map(self, fn: Callable[[Any, int], T], items: Sequence[Any],
+            on_done: Callable[[int, T], None] | None = None) -> list[T]:
+        if not items:
+            return []
+        try:
+            fn_ref = self.ray.put(fn)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure, said in one line
+            raise UsageError(f"this work cannot be sent to Ray workers: {str(exc).splitlines()[0]}",
+                             "use --executor local") from None
+        results: dict[int, T] = {}
+        waiting = list(range(len(items)))[::-1]  # popped from the end: input order
+        running: dict[Any, int] = {}
+        failure: BaseException | None = None
+        window = 2 * self.slots  # submitted ahead of the slots, so a failure stops the rest from starting
+        while waiting or running:
+            while failure is None and waiting and len(running) < window:
+                index = waiting.pop()
+                running[self._task.remote(fn_ref, items[index])] = index
+            if not running:
+                break
+            done, _ = self.ray.wait(list(running), num_returns=1)
+            for ref in done:
+                index = running.pop(ref)
+                try:
+                    result = self.ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - translated to the task's own error or one line
+                    if failure is None:
+                        failure = self._error(exc, index)
+                    continue
+                results[index] = result
+                if on_done is not None:
+                    on_done(index, result)
+        if failure is not None:
+            raise failure
+        return [results[i] for i in range(len(items))]
+
+    def _error(self, exc: BaseException, index: int) -> BaseException:
+        exceptions = self.ray.exceptions
+        if isinstance(exc, exceptions.RayTaskError) and isinstance(exc.cause, BaseException):
+            return exc.cause  # the job's own exception (an HrmcodeError keeps its message and hint)
+        if isinstance(exc, HrmcodeError):
+            return exc
+        return SandboxError(f"item {index} was lost on the Ray cluster: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": "),
+                            "rerun the same command: finished items are kept and skipped")
+
+
+_ACTIVE: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("hrmcode_executor", default=None)
+
+
+def current(slots: int) -> Executor:
+    """The executor a ``using`` block chose, else ``slots`` local threads."""
+    return _ACTIVE.get() or LocalExecutor(slots)
+
+
+@contextlib.contextmanager
+def using(options: ExecutorOptions, slots: int = 1) -> Iterator[Executor]:
+    """Run the block's per-item fan-outs on ``options``' executor (``slots``: -j, a local cluster's size)."""
+    options.check()
+    if options.executor == "local":
+        yield LocalExecutor(slots)
+        return
+    executor = RayExecutor(options.address, slots)
+    token = _ACTIVE.set(executor)
+    try:
+        yield executor
+    finally:
+        _ACTIVE.reset(token)
+        executor.close()
