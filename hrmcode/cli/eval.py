@@ -26,6 +26,7 @@ from hrmcode.eval.api import (
     eval_swe,
 )
 from hrmcode.eval.runner import enforce_threshold
+from hrmcode.executor import ExecutorOptions, using
 
 eval_app = typer.Typer(
     help="Score a model on a benchmark (polyglot, humaneval, livecodebench, swe) or compare two runs.",
@@ -38,7 +39,7 @@ def bench_options(record: type) -> Any:
     from the library: --model, --model-name and --tasks first in --help, then the benchmark's own, then
     the rest."""
     own = library_options(record)
-    return with_options(library_options(EvalConfig) + own,
+    return with_options(library_options(EvalConfig) + own + library_options(ExecutorOptions),
                         order=("model", "model_name", "tasks", *(option.name for option in own)))
 
 
@@ -115,8 +116,10 @@ def _bench_command(name: str, help_text: str, examples: tuple[str, ...], record:
     @handle_errors
     @bench_options(record)
     def bench(ctx: typer.Context, **options: Any) -> None:
+        chosen = ExecutorOptions.take(options)
         config, own = _config(ctx, options, record)
-        result = evaluate(config, own)
+        with using(chosen, config.jobs):
+            result = evaluate(config, own)
         _finish(result, config.fail_under, render)
 
 
@@ -164,17 +167,19 @@ def _swe_command() -> None:
                                   "(SWE-bench's report and predictions; trajectories with rewards).",
                       epilog=examples_epilog(*SWE_EXAMPLES))
     @handle_errors
-    @with_options(shared + own + library_options(AgentLimits),
+    @with_options(shared + own + library_options(AgentLimits) + library_options(ExecutorOptions),
                   order=("models", "model_name", "tasks", *(option.name for option in own if option.name != "models")))
     def swe(ctx: typer.Context, **options: Any) -> None:
+        chosen = ExecutorOptions.take(options)
         own_names = {field.name for field in dataclasses.fields(SweOptions)}
         agent_names = {field.name for field in dataclasses.fields(AgentLimits)}
         models = options["models"]
         config = EvalConfig(model=models[0] if models else "", api_key=os.environ.get("OPENAI_API_KEY"),
                             workspace=workspace(ctx),
                             **{k: v for k, v in options.items() if k not in own_names | agent_names})
-        result = eval_swe(config, SweOptions(**{k: v for k, v in options.items() if k in own_names}),
-                          AgentLimits(**{k: v for k, v in options.items() if k in agent_names}))
+        with using(chosen, config.jobs):
+            result = eval_swe(config, SweOptions(**{k: v for k, v in options.items() if k in own_names}),
+                              AgentLimits(**{k: v for k, v in options.items() if k in agent_names}))
         _finish(result, config.fail_under, _render_swe)
 
 

@@ -14,7 +14,8 @@ appended, and a rerun with the same ``--out`` skips exactly those (a torn last l
 kill is dropped) and appends each remaining case once, so the finished run holds each selected
 case once; ``--redo`` deletes those four files first. A rerun whose parameters differ from
 ``run.json`` (other than jobs, limits and selection), or whose run was scored under other verdict
-rules, is refused rather than mixing two experiments in one file. Cases run on ``jobs`` threads,
+rules, is refused rather than mixing two experiments in one file. Cases run on ``jobs`` threads
+(or Ray tasks under ``--executor ray``, ``hrmcode/executor.py``; records are still appended here),
 each holding its own worker id (passed to the sandbox so parallel runs use separate uids and
 caches). A case that raises stops the run after the batches already running have finished and
 been appended. A case the model cannot be asked (a prompt longer than its context) is the
@@ -27,13 +28,13 @@ again (its record was never written).
 from __future__ import annotations
 
 import json
-import queue
+import functools
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from hrmcode import executor
 from hrmcode.artifacts import Artifact, ArtifactWriter, latest_in_workspace, load_artifact, output_location
 from hrmcode.data.schema import Task, parse_task
 from hrmcode.errors import ArtifactError, ThresholdNotMet, UsageError
@@ -166,6 +167,10 @@ def _prepare(out_dir: Path, options: RunOptions, own_files: Sequence[str] = ()) 
             )
 
 
+def _evaluate(bench: Bench, batch: Sequence[Task], worker: int) -> list[dict]:
+    return bench.evaluate(batch, worker)
+
+
 def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> RunResult:
     """Evaluate every task not already finished in the run directory, then summarise all of them."""
     check_fail_under(options.fail_under)
@@ -187,39 +192,13 @@ def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> R
         if skipped:
             reporter().log(f"resuming {out_dir}: {skipped} of {len(tasks)} cases already done")
         batches = [pending[i:i + max(1, options.batch)] for i in range(0, len(pending), max(1, options.batch))]
-        workers: queue.Queue[int] = queue.Queue()
-        for worker in range(options.jobs):
-            workers.put(worker)
+        def appended(_index: int, batch: list[dict]) -> None:
+            # each batch's records go to disk the moment it finishes, so a kill loses only those still running
+            log.extend(batch)
+            bar.advance(len(batch))
 
-        def run_batch(batch: Sequence[Task]) -> list[dict]:
-            worker = workers.get()
-            try:
-                return bench.evaluate(batch, worker)
-            finally:
-                workers.put(worker)
-
-        with reporter().task(f"eval {bench.name}", len(pending)) as bar, ThreadPoolExecutor(options.jobs) as pool:
-            futures: set[Future[list[dict]]] = {pool.submit(run_batch, batch) for batch in batches}
-            failure: BaseException | None = None
-            while futures:
-                # Each batch's records go to disk the moment it finishes, so a kill loses only
-                # the batches still running.
-                done, futures = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    if future.cancelled():
-                        continue
-                    error = future.exception()
-                    if error is not None:
-                        if failure is None:
-                            failure = error
-                            for other in futures:  # those not started; running ones finish and are kept
-                                other.cancel()
-                        continue
-                    batch = future.result()
-                    log.extend(batch)
-                    bar.advance(len(batch))
-            if failure is not None:
-                raise failure
+        with reporter().task(f"eval {bench.name}", len(pending)) as bar:
+            executor.current(options.jobs).map(functools.partial(_evaluate, bench), batches, appended)
     finally:
         log.close()
     wanted = {task.id for task in tasks}
