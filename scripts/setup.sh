@@ -19,7 +19,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from the machine's local wheel dir.
 # (Only grep's "nothing left to print" is ignored: a failing pip install fails the script.)
-.venv/bin/pip install -q -e '.[dev,hf]' 2>&1 | { grep -v -e '^WARNING: Location' -e '^$' || true; }
+.venv/bin/pip install -q -e '.[dev,hf,ray]' 2>&1 | { grep -v -e '^WARNING: Location' -e '^$' || true; }
 .venv/bin/python -c 'import hrmcode, torch; print(f"hrmcode {hrmcode.__version__}, torch {torch.__version__}")'
 
 if [ -f scripts/setup-toolchains.sh ]; then
