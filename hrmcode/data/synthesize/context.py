@@ -30,6 +30,7 @@ class TaskContext:
     fix: list[FileDiff] = field(default_factory=list)
     before: dict[str, str] = field(default_factory=dict)  # whole files before the fix, where known
     after: dict[str, str] = field(default_factory=dict)  # whole files after the fix, where known
+    run: dict | None = None  # the task's executed reference run, when one was kept (tool.execute_reference_runs)
 
     @property
     def id(self) -> str:
@@ -77,8 +78,8 @@ class TaskContext:
         return command
 
 
-def build_context(task: dict, profile: dict) -> TaskContext:
-    ctx = TaskContext(task=task, profile=profile)
+def build_context(task: dict, profile: dict, run: dict | None = None) -> TaskContext:
+    ctx = TaskContext(task=task, profile=profile, run=run)
     files = task.get("files") or {}
     solution = task.get("solution") or {}
     patch = solution.get("patch")

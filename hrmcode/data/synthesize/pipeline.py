@@ -16,7 +16,13 @@ Guarantees:
   ``tasks.jsonl`` themselves, so no task is pickled between processes. ``examples.jsonl`` is
   assembled in input order, so the bytes are the same for any ``jobs``.
 - A task that yields no example (no fix, no reference, no trajectory) is counted with its
-  reason in the manifest stats, not an error. A malformed line of ``tasks.jsonl`` is an error
+  reason in the manifest stats, not an error. Tasks whose coord targets are the same (nothing
+  distinguishes them: ``coord.coord_key``) keep one coord example, the first in input order; the
+  others are left out of ``examples.jsonl`` and counted (``coord_same_target``), for any ``jobs``.
+- Repository tasks with their repository (``repository.jsonl`` beside ``tasks.jsonl``) get their
+  ``tool`` examples from reference runs executed in the sandbox before the chunks
+  (``tool.execute_reference_runs``: ``jobs`` sandbox slots, resumable through
+  ``parts/tool-runs.jsonl``); their outcome is in the stats (``tool_runs``). A malformed line of ``tasks.jsonl`` is an error
   naming file and line.
 """
 
@@ -32,13 +38,14 @@ from pathlib import Path
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
 from hrmcode.atomic import atomic_open
+from hrmcode.data.bugs import REPOSITORY
 from hrmcode.data.examples import LEVELS
 from hrmcode.data.synthesize.context import build_context
 from hrmcode.data.synthesize.coord import coord_examples
 from hrmcode.data.synthesize.edit import edit_examples
 from hrmcode.data.synthesize.plan import plan_examples
 from hrmcode.data.synthesize.solve import solve_examples
-from hrmcode.data.synthesize.tool import tool_examples
+from hrmcode.data.synthesize.tool import RUN_LOG, execute_reference_runs, tool_examples
 from hrmcode.edits import MalformedEdit
 from hrmcode.errors import InputError, UsageError
 from hrmcode.jsonl import AppendLog, dumps, iter_chunk_lines
@@ -77,11 +84,12 @@ class Settings:
     heldout_fraction: float
     levels: tuple[str, ...]
     inputs: list[str]  # sha256 of input manifests
+    tool_runs: dict[str, dict] = field(default_factory=dict)  # task id -> its kept reference run (tool level)
 
 
 def task_examples(task: dict, profile: dict, settings: Settings) -> list[dict]:
     """All examples of one task, as JSON-ready dicts in level order."""
-    ctx = build_context(task, profile)
+    ctx = build_context(task, profile, settings.tool_runs.get(task["id"]))
     stage = stage_of(profile)
     if stage is None:
         raise InputError(f"the analysis has no curriculum stage for task {task['id']}", "rerun `hrmcode analyze`")
@@ -126,6 +134,7 @@ def _run_chunk(tasks_path: str, start: int, end: int, first_line: int, part_path
     counts: dict[str, Counter] = {"level": Counter(), "split": Counter(), "language": Counter(), "stage": Counter()}
     task_splits: Counter = Counter()
     empty: dict[str, str] = {}
+    coord: list[list] = []  # [line in the part, coord key, task id, split, language, stage, the task's only example]
     count = 0
     with atomic_open(part_path) as out:
         for lineno, task in iter_chunk_lines(raw, first_line, tasks_path, "fix the line or refetch"):
@@ -145,13 +154,16 @@ def _run_chunk(tasks_path: str, start: int, end: int, first_line: int, part_path
             else:
                 task_splits[examples[0]["split"]] += 1
             for example in examples:
+                if example["level"] == "coord":
+                    coord.append([count, example["input"]["context"].get("coord_key"), task["id"], example["split"],
+                                  example["language"], str(example["stage"]), len(examples) == 1])
                 out.write(dumps(example))
                 out.write("\n")
                 for key in counts:
                     counts[key][str(example[key])] += 1
                 count += 1
     return {"ids": ids, "examples": count, "counts": {k: dict(v) for k, v in counts.items()},
-            "task_splits": dict(task_splits), "empty": empty}
+            "task_splits": dict(task_splits), "empty": empty, "coord": coord}
 
 
 # -- driver side -------------------------------------------------------------------------------
@@ -221,11 +233,16 @@ def run_synthesis(
                                       "tasks": count}, dry_run=True)
     out_dir, update_latest = output_location("synthesize", name, out, workspace, params)
     settings = Settings(seed, heldout_fraction, tuple(levels), [tasks.manifest_sha256(), analysis.manifest_sha256()])
+    repository = tasks.path / REPOSITORY
     resume_params = {k: v for k, v in params.items() if k not in ("tasks", "analysis")} | {"inputs": settings.inputs}
     _prepare_resume(out_dir, resume_params, redo)
     writer = ArtifactWriter(out_dir, "examples", name=name, params=params, seed=seed, inputs=[tasks, analysis],
                             resumable=True, update_latest=update_latest)
     (out_dir / PARTS).mkdir(exist_ok=True)
+    tool_runs = None
+    if "tool" in levels and repository.is_file():
+        settings.tool_runs, tool_runs = execute_reference_runs(tasks_path, repository, out_dir / PARTS / RUN_LOG, jobs,
+                                                               limit=limit, workspace=workspace)
     names = [f"{i:06d}" for i in range(len(chunks))]
     with AppendLog(out_dir / PROGRESS, key="chunk") as log:
         todo = [(n, c) for n, c in zip(names, chunks) if not (log.done(n) and (out_dir / PARTS / f"{n}.jsonl").exists())]
@@ -248,6 +265,8 @@ def run_synthesis(
                     bar.advance()
         records = [log.records[n] for n in names]
     stats = _assemble(writer, out_dir, names, records, tasks, settings)
+    if tool_runs is not None:
+        stats["tool_runs"] = tool_runs
     writer.write_json("synthesis-report.json", stats)
     artifact = writer.finish(stats)
     return SynthesisResult(artifact, stats)
@@ -300,18 +319,36 @@ def _assemble(writer: ArtifactWriter, out_dir: Path, names: list[str], records: 
         for key, values in record["counts"].items():
             counts[key].update(values)
         task_splits.update(record["task_splits"])
+    empty = {k: v for r in records for k, v in r["empty"].items()}
+    first_with: dict[str, str] = {}  # coord key -> the first task with that target
+    same: dict[str, str] = {}  # task id -> the task whose coord example stands for its own
+    dropped: dict[str, set[int]] = {}
+    for name, record in zip(names, records):
+        for line, key, task_id, split, language, stage, alone in record.get("coord", []):
+            if key is None or first_with.setdefault(key, task_id) == task_id:
+                continue
+            same[task_id] = first_with[key]
+            dropped.setdefault(name, set()).add(line)
+            for counter, value in (("level", "coord"), ("split", split), ("language", language), ("stage", stage)):
+                counts[counter][value] -= 1
+            if alone:
+                task_splits[split] -= 1
+                empty[task_id] = f"coord target the same as {first_with[key]}'s"
     target = writer.path("examples.jsonl")
     with atomic_open(target, "wb") as out:
         for name in names:
             with (out_dir / PARTS / f"{name}.jsonl").open("rb") as part:
-                shutil.copyfileobj(part, out, 1 << 20)
-    total = sum(r["examples"] for r in records)
+                if name not in dropped:
+                    shutil.copyfileobj(part, out, 1 << 20)
+                    continue
+                out.writelines(line for n, line in enumerate(part) if n not in dropped[name])
+    total = sum(r["examples"] for r in records) - len(same)
     writer.add("examples.jsonl", total)
-    empty = {k: v for r in records for k, v in r["empty"].items()}
+    counts = {key: +counter for key, counter in counts.items()}  # drop the zero counts
     return {
         "tasks": sum(len(r["ids"]) for r in records),
         "tasks_with_examples": sum(task_splits.values()),
-        "tasks_by_split": dict(sorted(task_splits.items())),
+        "tasks_by_split": dict(sorted((+task_splits).items())),
         "examples": total,
         "by_level": dict(sorted(counts["level"].items())),
         "by_split": dict(sorted(counts["split"].items())),
@@ -319,5 +356,7 @@ def _assemble(writer: ArtifactWriter, out_dir: Path, names: list[str], records: 
         "by_stage": dict(sorted(counts["stage"].items())),
         "tasks_without_examples": len(empty),
         "without_examples_sample": dict(list(sorted(empty.items()))[:20]),
+        "coord_same_target": len(same),
+        "coord_same_target_sample": dict(list(sorted(same.items()))[:20]),
         "source_tasks": str(tasks.path),
     }

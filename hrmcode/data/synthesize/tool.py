@@ -7,7 +7,28 @@ the SWE-smith trajectories.
   ``HISTORY`` action/observation pairs (observations cut to ``OBSERVATION_CHARS``); target: the
   assistant turn verbatim (thought and call); context: the observation that followed, the step
   number and the final reward (``metadata.resolved`` as 1.0/0.0, or null when not recorded).
-- ``tool/canonical-from-task``: one example per task with a fix, whose target is the whole
+- ``tool/executed-reference``: a repository task (``repo-patch``) with its repository at hand
+  (``synthesize --source repo:PATH`` writes ``repository.jsonl`` beside the tasks) and no
+  trajectory: the reference fix carried out step by step in a sandbox session over the task's
+  buggy tree, through the agent's own protocol (``hrmcode.data.turns``, what ``eval swe`` sends:
+  its system prompt, its task prompt around the problem statement, one ```` ```bash ```` block or
+  SEARCH/REPLACE blocks per reply, ``<returncode>``/``<output>`` observations cut as eval swe cuts
+  them). The replies are scripted from the task (``reference_replies``): run the test command and
+  see it fail; ``grep -n`` the functions the fix touches; ``nl -ba FILE | sed -n 'A,Bp'`` the
+  window the fix lies in (the ``edit`` level's window); the reference fix as SEARCH/REPLACE
+  blocks (the ``edit`` level's target); the test command again; the submit sentinel. Every
+  observation is what the session printed (``normalise`` puts timings, hex addresses and the host's
+  temporary paths into one spelling, so reruns give the same bytes). The example is kept only when
+  the first test run failed and the fixed tree passes every FAIL_TO_PASS and PASS_TO_PASS test under
+  hrmcode's strict verdict (``pytest_report.run_suite``, a fresh run on the pristine tests, as
+  ``eval swe`` grades): a fix that does not really pass gives no tool example, and the reason is
+  counted. ``messages`` hold the conversation (loss on the replies), ``reward`` 1.0, provenance not
+  model-written (hrmcode scripted the replies). Runs happen before the examples are written
+  (``execute_reference_runs``: in parallel on sandbox worker slots, each appended to
+  ``parts/tool-runs.jsonl`` as it finishes, so a rerun resumes). Python (pytest) suites only: the
+  strict verdict reads hrmcode's pytest reporter.
+- ``tool/canonical-from-task``: exercises and functions (not repository tasks, whose observations
+  it would have to invent): one example per task with a fix, whose target is the whole
   canonical sequence: one ``str_replace_editor`` call per hunk (``create`` for a new file), then
   ``bash`` running the task's test command, then ``submit``; the expected observation after each
   call is in ``context.observations`` (one example, not one per step: the sequence does not
@@ -31,11 +52,26 @@ the SWE-smith trajectories.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shlex
+import threading
+from collections import Counter
+from pathlib import Path
 
-from hrmcode.data.synthesize.context import TaskContext
+from hrmcode.data.bugs.environments import environment_sandbox
+from hrmcode.data.synthesize.context import TaskContext, build_context
 from hrmcode.data.synthesize.draft import Draft, header
+from hrmcode.data.synthesize.edit import window_spans
+from hrmcode.data.synthesize.plan import touched
+from hrmcode.data.turns import PROTOCOL, SUBMIT_SENTINEL, edit_observation, observation_text, system_prompt, task_prompt
+from hrmcode.edits import apply_edits, parse_edits, render_edits
+from hrmcode.jsonl import AppendLog, read_jsonl
+from hrmcode.reporting import reporter
+from hrmcode.sandbox import get_sandbox, run_many
+from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
+from hrmcode.sandbox.reports.pytest_report import STRICT_RULES, run_suite
 
 HISTORY = 2
 OBSERVATION_CHARS = 2000
@@ -185,4 +221,186 @@ def tool_examples(ctx: TaskContext) -> list[Draft]:
         return agent_run_examples(ctx)
     if "messages" in ctx.metadata:
         return trajectory_examples(ctx)
+    if ctx.kind == "repo-patch":
+        return executed_examples(ctx)
     return canonical_examples(ctx)
+
+
+# -- executed reference runs --------------------------------------------------------------------
+RUN_LOG = "tool-runs.jsonl"  # under the synthesis output's parts/: one record per executed task
+RUN_RULES = "executed-reference/1"  # bump when the scripted steps or the normalisation change
+RUN_OBSERVATION_CHARS = 10_000  # eval swe's default --observation-chars (AgentLimits.observation_chars)
+RUN_TIMEOUT_S = 120.0  # seconds per command of a run, and for the verdict's test run
+RUN_MEMORY_MB = 4096
+
+_NORMALISE = (
+    (re.compile(r"\b(in|took) \d+(?:\.\d+)?s\b"), r"\1 0.00s"),  # pytest's "9 passed in 0.03s"
+    (re.compile(r"\(\d+(?:\.\d+)?s\)"), "(0.00s)"),  # go test's "--- PASS: TestX (0.00s)"
+    (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "0x0"),  # object addresses in reprs
+    (re.compile(r"/tmp/[A-Za-z0-9_.-]*\d[A-Za-z0-9_.-]*"), "/tmp/tmp"),  # per-run temporary names
+)
+
+
+def normalise(text: str, workdir: str = "/work") -> str:
+    """One spelling for what varies between two runs of the same commands: durations, object
+    addresses, temporary names, and the work dir when the backend's is a host path."""
+    if workdir != "/work":
+        text = text.replace(workdir, "/work")
+    for pattern, replacement in _NORMALISE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _bash(thought: str, command: str) -> str:
+    return f"THOUGHT: {thought}\n\n```bash\n{command}\n```"
+
+
+def reference_replies(ctx: TaskContext) -> list[tuple[str, str, str]]:
+    """The scripted replies of a task's reference run: (kind, reply text, command or edit text),
+    kind ``bash`` | ``edit`` | ``submit``; [] when the task has no whole fixed files or no command."""
+    command = ctx.tests.get("command")
+    paths = [d.path for d in ctx.fix if d.path in ctx.after and ctx.before.get(d.path)]
+    if not command or not paths or len(paths) != len(ctx.fix):
+        return []
+    before = {p: ctx.before[p] for p in paths}
+    after = {p: ctx.after[p] for p in paths}
+    target = render_edits(before, after, "diff")
+    searches: dict[str, list[str]] = {p: [] for p in paths}
+    for edit in parse_edits(target, "diff", paths):
+        searches[edit.path].append(edit.before)
+    replies = [("bash", _bash("First I run the test suite to see which tests fail and how.", command), command)]
+    names = list(dict.fromkeys(name.rsplit(".", 1)[-1] for _, name in touched(ctx)))
+    if names:
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        pattern = shlex.quote("|".join(re.escape(n) for n in names))
+        grep = f"grep -n -w -E {pattern} {quoted}"
+        replies.append(("bash", _bash(f"The failures point at {', '.join(names)}; I find where they are defined and "
+                                      "used.", grep), grep))
+    for path in paths:
+        spans = window_spans(before[path], searches[path])
+        if spans is None:
+            return []
+        ranges = ";".join(f"{lo},{hi}p" for lo, hi in spans)
+        view = f"nl -ba {shlex.quote(path)} | sed -n '{ranges}'"
+        replies.append(("bash", _bash(f"I read the code around the suspect lines of {path}.", view), view))
+    replies.append(("edit", f"THOUGHT: This is the bug; I fix it.\n\n{target}", target))
+    replies.append(("bash", _bash("I run the test suite again to check the fix.", command), command))
+    replies.append(("submit", _bash("The tests pass; I submit.", SUBMIT_SENTINEL), SUBMIT_SENTINEL))
+    return replies
+
+
+def run_key(task: dict, tree_digest: str) -> str:
+    """What a recorded run depends on: the task, the repository and the rules of the run."""
+    material = json.dumps([RUN_RULES, STRICT_RULES, RUN_TIMEOUT_S, tree_digest, task], sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def execute_reference(task: dict, repository: dict[str, str], sandbox: Sandbox, worker: int = 0) -> dict:
+    """Carry out the reference run of one repository task (module docstring) and judge it:
+    ``{"task", "kept", "reason", "messages", "steps"}``; ``kept`` only when the first test run
+    failed and the fixed tree passes the strict verdict."""
+    ctx = build_context(task, {})
+    record: dict = {"task": task["id"], "kept": False, "reason": "", "messages": [], "steps": []}
+    if ctx.language != "python":
+        record["reason"] = f"no strict verdict for {ctx.language} suites"
+        return record
+    replies = reference_replies(ctx)
+    if not replies:
+        record["reason"] = "no test command or no whole file to fix"
+        return record
+    tree = {**repository, **(task.get("files") or {})}
+    messages = [{"role": "system", "content": system_prompt()},
+                {"role": "user", "content": task_prompt(ctx.prompt)}]
+    limits = Limits(timeout_s=RUN_TIMEOUT_S, memory_mb=RUN_MEMORY_MB)
+    exits: list[int | None] = []
+    with sandbox.session(tree, limits, worker=worker, env={"PYTHONHASHSEED": "0"}) as session:
+        for kind, reply, action in replies:
+            messages.append({"role": "assistant", "content": reply})
+            if kind == "submit":
+                break
+            if kind == "edit":
+                held = session.read_files()
+                current = {p: held[p].decode("utf-8") for p in ctx.after}
+                fixed = apply_edits(current, parse_edits(action, "diff", list(current)))
+                changed = sorted(p for p in fixed if fixed[p] != current[p])
+                session.write_files({p: fixed[p] for p in changed})
+                observation, code = edit_observation(changed, ""), 0
+            else:
+                result = session.exec(action)
+                observation = normalise(observation_text(result, RUN_OBSERVATION_CHARS), session.workdir)
+                code = _exit(result)
+            exits.append(code)
+            record["steps"].append({"kind": kind, "exit_code": code})
+            messages.append({"role": "user", "content": observation})
+        final = session.read_files()
+    record["messages"] = messages
+    if not exits or exits[0] == 0:
+        record["reason"] = "the test command passed before the fix"
+        return record
+    fixed_tree = {**tree, **{p: final[p].decode("utf-8") for p in ctx.after}}
+    run = run_suite(sandbox, fixed_tree, ctx.tests["command"], limits, changed=sorted(ctx.after), strict=True,
+                    worker=worker)
+    expected = list(ctx.tests.get("fail_to_pass", [])) + list(ctx.tests.get("pass_to_pass", []))
+    resolved, detail = run.verdict(expected) if expected else (False, "no FAIL_TO_PASS / PASS_TO_PASS tests")
+    record["kept"], record["reason"] = resolved, "" if resolved else f"the fixed tree fails the verdict: {detail}"
+    return record
+
+
+def _exit(result: ExecResult) -> int | None:
+    return None if result.timed_out or result.exit_code is None else result.exit_code
+
+
+def execute_reference_runs(tasks_path: Path, repository_path: Path, log_path: Path, jobs: int = 1,
+                           sandbox: Sandbox | None = None, limit: int | None = None,
+                           workspace: Path | str | None = None) -> tuple[dict[str, dict], dict]:
+    """The reference runs of every repository task of ``tasks_path`` without a trajectory, over the
+    repository of ``repository_path``: ``({task id: record}, stats)``. Runs go on ``jobs`` sandbox
+    worker slots (``run_many``; the first ``limit`` tasks of the file with ``limit``); each is appended to ``log_path`` as it finishes under its
+    ``run_key``, and a rerun only runs tasks without a record of the same key. A task that records
+    its test environment runs with it mounted (``environments.environment_sandbox``, prepared again
+    in ``workspace`` when this machine lacks it)."""
+    repository = {r["path"]: r["text"] for r in read_jsonl(repository_path)}
+    tree_digest = hashlib.sha256(json.dumps(repository, sort_keys=True).encode()).hexdigest()
+    tasks = list(read_jsonl(tasks_path))[:limit]
+    tasks = [t for t in tasks if isinstance(t, dict) and t.get("kind") == "repo-patch"
+             and t.get("source") != AGENT_RUN_SOURCE and "messages" not in (t.get("metadata") or {})]
+    records: dict[str, dict] = {}
+    with AppendLog(log_path, key="task") as log:
+        keys = {t["id"]: run_key(t, tree_digest) for t in tasks}
+        todo = [t for t in tasks if (log.records.get(t["id"]) or {}).get("key") != keys[t["id"]]]
+        if todo:
+            box = sandbox or get_sandbox()
+            with reporter().task("tool runs", total=len(todo)) as bar:
+                lock = threading.Lock()
+
+                def done(_index: int, record: dict) -> None:
+                    with lock:  # run_many's threads finish together
+                        log.append(record)
+                        bar.advance()
+
+                def job(task: dict):
+                    recorded = (task.get("metadata") or {}).get("environment")
+                    task_box = environment_sandbox(recorded, box, workspace)
+                    return lambda worker: {**execute_reference(task, repository, task_box, worker),
+                                           "key": keys[task["id"]]}
+
+                run_many([job(t) for t in todo], jobs, on_done=done)
+        records = {t["id"]: log.records[t["id"]] for t in tasks}
+    reasons = Counter(r["reason"] for r in records.values() if not r["kept"])
+    stats = {"tasks": len(tasks), "executed": len(todo), "kept": sum(r["kept"] for r in records.values()),
+             "not_kept": dict(sorted(reasons.items()))}
+    return {k: r for k, r in records.items() if r["kept"]}, stats
+
+
+def executed_examples(ctx: TaskContext) -> list[Draft]:
+    """The ``tool/executed-reference`` example of a repository task's kept reference run, if any."""
+    run = ctx.run
+    if not run or not run.get("kept"):
+        return []
+    messages = [dict(m) for m in run["messages"]]
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    replies = [m["content"] for m in messages if m["role"] == "assistant"]
+    context = {"steps": len(replies), "exit_codes": [s["exit_code"] for s in run["steps"]], "reward": 1.0,
+               "resolved": True, "protocol": PROTOCOL, "run_rules": RUN_RULES}
+    return [Draft("tool", "tool/executed-reference", users[0], replies[0], ctx.language, context,
+                  messages=messages, reward=1.0)]
