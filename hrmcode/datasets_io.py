@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from hrmcode.artifacts import KINDS, Artifact, ArtifactWriter, load_artifact, output_location, sha256_file
 from hrmcode.errors import HrmcodeError, InputError, SourceUnavailable, UsageError
 from hrmcode.jsonl import read_jsonl
+from hrmcode.options import option
 
 if TYPE_CHECKING:  # only for annotations: importing datasets is slow
     import datasets
@@ -317,6 +318,13 @@ def open_dataset(path: str | Path, split: str | None = None, *,
 
 # -- exporting examples ------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class DatasetExportOptions:
+    """``hrmcode export dataset``'s own options (``-o`` and ``--force`` are every writer's)."""
+
+    name: str | None = option(None, "Artifact name in the workspace (default: the examples artifact's name).")
+
+
 @dataclass
 class ExportResult:
     """What ``export_examples`` wrote: the artifact and the rows per split."""
@@ -394,7 +402,7 @@ def export_examples(
     out: str | Path | None = None,
     *,
     workspace: str | Path | None = None,
-    name: str | None = None,
+    name: str | None = DatasetExportOptions.name,
     force: bool = False,
 ) -> ExportResult:
     """Write an ``examples``/``validated-examples`` artifact as an ``hf-dataset`` artifact (see the

@@ -1,4 +1,5 @@
-"""``hrmcode export ...``: hrmcode's artifacts in other tools' formats (``export model``: Hugging Face transformers)."""
+"""``hrmcode export ...``: hrmcode's artifacts in other tools' formats (``export model``: Hugging Face transformers;
+``export dataset``: Hugging Face datasets)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from hrmcode.cli._common import ForceOpt, OutOpt, examples_epilog, workspace
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
+from hrmcode.datasets_io import DatasetExportOptions
 from hrmcode.export.options import HFExportOptions
 
 MODEL_OPTIONS = library_options(HFExportOptions)
+DATASET_OPTIONS = library_options(DatasetExportOptions)
 
 
 def register(app: typer.Typer) -> None:
@@ -52,3 +55,35 @@ def register(app: typer.Typer) -> None:
             out.data(f"artifact: {result.artifact.path}")
 
         out.result(payload, render)
+
+    @group.command(
+        "dataset",
+        help="Write an examples or validated-examples artifact as a Hugging Face dataset directory: a DatasetDict "
+        "(its train and heldout splits) that datasets.load_from_disk(dir) opens and .push_to_hub(repo) publishes, "
+        "with a README dataset card carrying the examples' provenance.",
+        epilog=examples_epilog(
+            "hrmcode export dataset humaneval",
+            "hrmcode export dataset runs/validated -o my-examples-hf",
+        ),
+    )
+    @handle_errors
+    @with_options(DATASET_OPTIONS)
+    def dataset(
+        ctx: typer.Context,
+        source: Annotated[str, typer.Argument(
+            help="An examples or validated-examples artifact: its directory, or its name in the workspace.",
+            show_default=False)],
+        out_dir: OutOpt = None,
+        force: ForceOpt = False,
+        **options: Any,
+    ) -> None:
+        from hrmcode.datasets_io import export_examples  # imported here: `datasets` loads only for this command
+
+        result = export_examples(source, out=out_dir, workspace=workspace(ctx), force=force, **options)
+
+        def render() -> None:
+            out.table(f"exported {sum(result.splits.values())} examples from {result.source.path}",
+                      ["split", "rows"], [[split, rows] for split, rows in result.splits.items()])
+            out.data(f"artifact: {result.artifact.path}")
+
+        out.result(result.to_dict(), render)

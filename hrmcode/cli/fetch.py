@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
             "hrmcode fetch humaneval",
             "hrmcode fetch polyglot --from ../polyglot-benchmark --languages python,go",
             "hrmcode fetch swe-smith --from instances.jsonl --limit 100",
+            "hrmcode fetch swe-smith --from smith-saved  # a save_to_disk dir",
             "hrmcode fetch swe-smith-trajectories --split xml --limit 500",
             "hrmcode fetch livecodebench --release v6 --since 2024-08-01 --until 2025-02-01",
             "hrmcode fetch tasks --from my-tasks.jsonl --name mine",
@@ -62,6 +63,14 @@ def register(app: typer.Typer) -> None:
                 "SWE-bench/SWE-smith-trajectories; livecodebench: livecodebench/code_generation_lite).",
             ),
         ] = None,
+        revision: Annotated[
+            Optional[str],
+            typer.Option(
+                "--revision",
+                help="Hugging Face dataset commit, tag or branch to read (default: the commit pinned in hrmcode for "
+                "swe-smith and livecodebench, the newest for swe-smith-trajectories; the manifest records it).",
+            ),
+        ] = None,
         split: Annotated[
             Optional[str],
             typer.Option("--split", help="Dataset split (swe-smith: default train; swe-smith-trajectories: xml|tool|ticks, default xml)."),
@@ -95,7 +104,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         options = {
-            "dataset": dataset, "split": split, "release": release, "since": since, "until": until,
+            "dataset": dataset, "revision": revision, "split": split, "release": release, "since": since, "until": until,
             "languages": languages, "max_file_bytes": max_file_bytes,
             "decontaminate": False if no_decontaminate else None,
         }

@@ -1,14 +1,22 @@
 """Helpers shared by the source modules: the source description, record readers with line
 numbers, language detection by extension, and the two remote transports (git, Hugging Face).
 
-Record files: JSONL (``.jsonl``, ``.jsonl.gz``), parquet, and whole JSON documents (``.json``,
-SWE-agent's ``.traj``): a JSON array of objects (SWE-smith's ``harness.gather`` output), one
-object, pretty-printed or not (SWE-smith's instance files, a ``.traj``), or JSON Lines under a
-``.json`` name. A JSON document is read whole into memory; JSONL and parquet are streamed.
+Record files: JSONL (``.jsonl``, ``.jsonl.gz``), parquet, arrow (``datasets``' own files), and
+whole JSON documents (``.json``, SWE-agent's ``.traj``): a JSON array of objects (SWE-smith's
+``harness.gather`` output), one object, pretty-printed or not (SWE-smith's instance files, a
+``.traj``), or JSON Lines under a ``.json`` name. A JSON document is read whole into memory;
+JSONL and parquet are streamed, arrow is memory-mapped.
 
-Guarantees: every reader error names the file and 1-based line (or parquet row) it came from;
-every remote failure becomes one ``SourceUnavailable`` line that names ``--from``. Nothing here
-writes an artifact; ``hrmcode.data.sources.fetch`` does.
+What users have on disk from ``datasets`` is read through it (``hrmcode/datasets_io.py``): a
+``save_to_disk`` directory (of a ``DatasetDict``: the source's ``--split``) and a local snapshot
+of a hub repository (a folder whose README.md is a dataset card: its ``--split`` as the card's
+``configs`` say). The hub itself is read with ``datasets.load_dataset`` at a pinned revision,
+streamed, after one short request (``HubDataset``) that checks the hub answers and resolves the
+revision: offline (``HF_HUB_OFFLINE=1``) or unreachable, that request fails at once.
+
+Guarantees: every reader error names the file and 1-based line (or parquet/arrow/dataset row) it
+came from; every remote failure becomes one ``SourceUnavailable`` line that names ``--from``.
+Nothing here writes an artifact; ``hrmcode.data.sources.fetch`` does.
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from hrmcode.datasets_io import arrow_rows, hub_rows, is_hub_snapshot, is_saved_dataset, saved_rows, snapshot_rows
 from hrmcode.errors import InputError, SourceUnavailable
 from hrmcode.jsonl import read_jsonl_numbered
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+HUB_TIMEOUT_S = 10  # the one request that checks the hub answers; the data is streamed afterwards
 
 # File extension -> language. ``.h`` counts as C++ (the polyglot and SWE-smith C++ repos use it).
 EXTENSION_LANGUAGE: dict[str, str] = {
@@ -121,7 +131,7 @@ def iter_parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[tuple[int,
 
 
 JSON_DOCUMENT_SUFFIXES = (".json", ".traj")
-RECORD_FILE_PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.parquet")
+RECORD_FILE_PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.parquet", "*.arrow")
 
 
 def _skip_space(text: str, at: int) -> int:
@@ -187,11 +197,13 @@ def iter_json_document(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def iter_records(path: Path) -> Iterator[tuple[str, dict]]:
-    """``(where, record)`` for a JSONL, parquet or JSON-document (``.json``/``.traj``) file;
-    ``where`` is ``file:line`` (``file:row N`` for parquet)."""
+    """``(where, record)`` for a JSONL, parquet, arrow or JSON-document (``.json``/``.traj``) file;
+    ``where`` is ``file:line`` (``file:row N`` for parquet and arrow)."""
     if path.suffix == ".parquet":
         for row, record in iter_parquet_rows(path):
             yield f"{path}:row {row}", record
+    elif path.suffix == ".arrow":
+        yield from arrow_rows(path)
     elif path.suffix in JSON_DOCUMENT_SUFFIXES:
         for lineno, record in iter_json_document(path):
             yield f"{path}:{lineno}", record
@@ -208,6 +220,19 @@ def data_files(path: Path, patterns: tuple[str, ...] = RECORD_FILE_PATTERNS) -> 
     if not found:
         raise InputError(f"--from {path}: no {'/'.join(patterns)} files in that directory", "point --from at a data file")
     return found
+
+
+def local_rows(from_path: str, patterns: tuple[str, ...], split: str | None) -> Iterator[tuple[str, dict]]:
+    """``(where, record)`` of ``--from``: a ``save_to_disk`` directory (its ``split`` when it holds
+    several), a hub snapshot (its ``split``), a record file, or a directory of record files
+    matching ``patterns``."""
+    path = require_path(from_path)
+    if is_saved_dataset(path):
+        return saved_rows(path, split)
+    if is_hub_snapshot(path):
+        return snapshot_rows(path, split or "train")
+    files = data_files(path, patterns)
+    return (row for file in files for row in iter_records(file))
 
 
 # -- git -----------------------------------------------------------------------------------------
@@ -275,9 +300,11 @@ def _unavailable(dataset: str, exc: BaseException) -> SourceUnavailable:
 
 
 class HubDataset:
-    """Read-only access to one dataset repository on the hub (listing, revision, file download)."""
+    """One dataset repository on the hub at one revision: ``revision`` (a pinned commit, a tag or a
+    branch; None: the newest) is resolved to its commit by one short request, which is also the
+    check that the hub answers; ``rows`` streams the data at that commit through ``datasets``."""
 
-    def __init__(self, dataset: str):
+    def __init__(self, dataset: str, revision: str | None = None):
         self.dataset = dataset
         try:
             from huggingface_hub import HfApi
@@ -287,18 +314,12 @@ class HubDataset:
             ) from exc
         self.api = HfApi(endpoint=hf_endpoint())
         try:
-            info = self.api.dataset_info(dataset, timeout=30)
-            self.revision: str | None = getattr(info, "sha", None)
-            self.files = sorted(self.api.list_repo_files(dataset, repo_type="dataset", revision=self.revision))
-        except Exception as exc:  # noqa: BLE001 - transport and HTTP errors all mean "not reachable"
+            info = self.api.dataset_info(dataset, revision=revision, timeout=HUB_TIMEOUT_S, files_metadata=False)
+        except Exception as exc:  # noqa: BLE001 - transport, HTTP and offline-mode errors all mean "not reachable"
             raise _unavailable(dataset, exc) from None
+        self.revision: str = getattr(info, "sha", None) or revision or "main"
+        self.files = sorted(sibling.rfilename for sibling in (info.siblings or []))
 
-    def download(self, filename: str) -> Path:
-        from huggingface_hub import hf_hub_download
-
-        try:
-            return Path(hf_hub_download(
-                self.dataset, filename, repo_type="dataset", revision=self.revision, endpoint=hf_endpoint(),
-            ))
-        except Exception as exc:  # noqa: BLE001
-            raise _unavailable(self.dataset, exc) from None
+    def rows(self, split: str | None = None, files: tuple[str, ...] = ()) -> Iterator[tuple[str, dict]]:
+        """``(where, row)`` of ``split`` (or of the JSON Lines ``files``) at the resolved revision."""
+        return hub_rows(self.dataset, self.revision, split=split, files=files)

@@ -1,5 +1,11 @@
 """LiveCodeBench code generation: the ``test*.jsonl`` files of ``livecodebench/code_generation_lite``
-read directly (no loading script), or a local file or directory of them (``--from``).
+at the pinned revision ``DEFAULT_REVISION`` (``--revision`` to move it), streamed through
+``datasets``' JSON loader (the repository's loading script is not run: ``datasets`` no longer runs
+scripts), or a local copy (``--from``): a ``test*.jsonl`` file or a folder holding them (a local
+snapshot of the repository), a ``save_to_disk`` directory of the dataset as ``datasets`` loaded
+it (its one split, or ``test``), or a parquet, arrow or JSON file. Release files apply to the
+hub and to a folder of ``test*.jsonl``; a single file or saved dataset is read whole (the window
+still applies).
 
 ``--release vN`` is cumulative as in LiveCodeBench: v1 = test.jsonl, v2 = + test2.jsonl, ...,
 v6 = + test6.jsonl; ``latest`` = all six. ``--since/--until YYYY-MM-DD`` keep problems whose
@@ -39,13 +45,16 @@ from hrmcode.data.sources._common import (
     FetchRequest,
     HubDataset,
     SourceSpec,
-    iter_jsonl_lines,
+    iter_records,
     require_path,
 )
+from hrmcode.datasets_io import is_saved_dataset, saved_rows
 from hrmcode.errors import InputError, UsageError
 from hrmcode.reporting import reporter
 
 DEFAULT_DATASET = "livecodebench/code_generation_lite"
+# The commit of DEFAULT_DATASET a fetch reads unless --revision says otherwise (it holds test.jsonl .. test6.jsonl).
+DEFAULT_REVISION = "0fe84c3912ea0c4d4a78037083943e8f0c4dd505"
 RELEASE_FILES = ("test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.jsonl", "test6.jsonl")
 REQUIRED = ("question_title", "question_content", "platform", "question_id", "contest_date")
 METHOD = re.compile(r"^\s*def\s+(\w+)\s*\(\s*self", re.M)
@@ -199,36 +208,42 @@ def _open(request: FetchRequest) -> Iterator[Fetched]:
         "outside_window": 0, "without_tests": 0,
     }
     revision = None
+    rows: Iterator[tuple[str, dict]]
     if request.from_paths:
-        files = _local_files(request.from_paths[0], names)
-        sources = [(str(p), p) for p in files]
         origin = request.from_paths[0]
-        if len(files) == 1 and Path(request.from_paths[0]).is_file():
-            stats["release"] = "file"
+        path = require_path(origin)
+        if is_saved_dataset(path):
+            rows, stats["release"], stats["files"] = saved_rows(path), "saved dataset", [origin]
+        else:
+            files = _local_files(origin, names)
+            rows = (row for file in files for row in iter_records(file))
+            stats["files"] = [str(p) for p in files]
+            if path.is_file():
+                stats["release"] = "file"
     else:
         dataset = request.options["dataset"] or DEFAULT_DATASET
-        hub = HubDataset(dataset)
+        wanted = request.options.get("revision") or (DEFAULT_REVISION if dataset == DEFAULT_DATASET else None)
+        hub = HubDataset(dataset, wanted)
         missing = [n for n in names if n not in hub.files]
         if missing:
             raise UsageError(f"dataset {dataset} has no {', '.join(missing)}", "check --release and --dataset")
-        sources = [(f"{dataset}/{n}", n) for n in names]
+        rows = hub.rows(files=names)
         origin, revision = f"hf:{dataset}", hub.revision
         stats["dataset"] = dataset
-    stats["files"] = [label for label, _ in sources]
+        stats["files"] = [f"{dataset}/{n}" for n in names]
 
     def records() -> Iterator[Task]:
-        for label, ref in sources:
-            path = ref if isinstance(ref, Path) else hub.download(ref)
-            for lineno, record in iter_jsonl_lines(path):
-                where = f"{label}:{lineno}"
-                check_required(record, where)
-                day = _contest_day(record, where)
-                if (since and day < since) or (until and day > until):
-                    stats["outside_window"] += 1
-                    continue
-                task = to_task(record, where)
-                stats["without_tests"] += not task.tests.cases
-                yield task
+        for where, record in rows:
+            if isinstance(record.get("contest_date"), dt.date):  # Arrow parsed the ISO string as a timestamp
+                record = {**record, "contest_date": record["contest_date"].isoformat()}
+            check_required(record, where)
+            day = _contest_day(record, where)
+            if (since and day < since) or (until and day > until):
+                stats["outside_window"] += 1
+                continue
+            task = to_task(record, where)
+            stats["without_tests"] += not task.tests.cases
+            yield task
 
     yield Fetched(records=records(), origin=origin, revision=revision, stats=stats)
 
@@ -236,7 +251,7 @@ def _open(request: FetchRequest) -> Iterator[Fetched]:
 SPEC = SourceSpec(
     name="livecodebench",
     summary="LiveCodeBench code generation problems (HF livecodebench/code_generation_lite or --from)",
-    remote=f"hf:{DEFAULT_DATASET}",
+    remote=f"hf:{DEFAULT_DATASET}@{DEFAULT_REVISION}",
     open=_open,
-    options={"dataset": None, "release": "latest", "since": None, "until": None},
+    options={"dataset": None, "revision": None, "release": "latest", "since": None, "until": None},
 )

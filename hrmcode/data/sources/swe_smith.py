@@ -1,8 +1,10 @@
-"""SWE-smith task instances: a Hugging Face dataset (default ``SWE-bench/SWE-smith``, ``--split train``,
-parquet files read one at a time so ``--limit`` stops early) or local files (``--from``): JSONL,
-parquet, one instance as (pretty-printed) JSON as SWE-smith's tests ship it, or the JSON array
-SWE-smith's ``harness.gather`` writes (``logs/task_insts/<run_id>.json``); a directory is searched
-for ``*.jsonl``, ``*.jsonl.gz``, ``*.parquet`` and ``*.json``.
+"""SWE-smith task instances: a Hugging Face dataset (default ``SWE-bench/SWE-smith`` at the pinned
+revision ``DEFAULT_REVISION``, ``--revision`` to move it; ``--split train``; streamed through
+``datasets.load_dataset`` so ``--limit`` stops early) or local files (``--from``): what
+``datasets`` leaves on disk (a ``save_to_disk`` directory, an arrow file, a local snapshot of the
+hub repository), JSONL, parquet, one instance as (pretty-printed) JSON as SWE-smith's tests ship
+it, or the JSON array SWE-smith's ``harness.gather`` writes (``logs/task_insts/<run_id>.json``);
+another directory is searched for ``*.jsonl``, ``*.jsonl.gz``, ``*.parquet``, ``*.arrow`` and ``*.json``.
 
 Both published schemas are read: the first release's 9 fields (with ``base_commit`` and
 ``created_at``) and the later 7 (``instance_id, patch, FAIL_TO_PASS, PASS_TO_PASS, image_name, repo,
@@ -25,7 +27,6 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from hrmcode.data.bugs.issues import evidence, problem_statement, secrets
@@ -36,18 +37,16 @@ from hrmcode.data.sources._common import (
     HubDataset,
     SourceSpec,
     RECORD_FILE_PATTERNS,
-    data_files,
-    iter_jsonl_lines,
-    iter_parquet_rows,
-    iter_records,
     language_of,
-    require_path,
+    local_rows,
 )
 from hrmcode.diffs import PatchError, changed_files, reverse_patch
 from hrmcode.errors import InputError, UsageError
 from hrmcode.reporting import reporter
 
 DEFAULT_DATASET = "SWE-bench/SWE-smith"
+# The commit of DEFAULT_DATASET a fetch reads unless --revision says otherwise (the first release's 9-field rows).
+DEFAULT_REVISION = "699b53400d3855206a0fbf3ff4beaf1a52f4f232"
 FILE_PATTERNS = (*RECORD_FILE_PATTERNS, "*.json")  # what a --from directory is searched for
 REQUIRED = ("instance_id", "repo", "patch", "FAIL_TO_PASS", "PASS_TO_PASS")
 SCHEMA_9 = ("instance_id", "repo", "patch", "FAIL_TO_PASS", "PASS_TO_PASS", "created_at", "image_name",
@@ -152,63 +151,37 @@ def hub_split_files(files: list[str], split: str) -> list[str]:
     return sorted(chosen)
 
 
-def hub_rows(hub: HubDataset, split: str) -> tuple[Iterator[tuple[str, dict]], list[str]]:
-    names = hub_split_files(hub.files, split)
-    if not names:
-        raise UsageError(f"dataset {hub.dataset} has no files for split '{split}'", "check --split")
-
-    def rows() -> Iterator[tuple[str, dict]]:
-        for name in names:
-            path = hub.download(name)
-            if name.endswith(".parquet"):
-                for row, record in iter_parquet_rows(path):
-                    yield f"{hub.dataset}/{name}:row {row}", record
-            else:
-                for lineno, record in iter_jsonl_lines(path):
-                    yield f"{hub.dataset}/{name}:{lineno}", record
-
-    return rows(), names
-
-
-def local_rows(
-    from_path: str, patterns: tuple[str, ...] = FILE_PATTERNS
-) -> tuple[Iterator[tuple[str, dict]], list[Path]]:
-    files = data_files(require_path(from_path), patterns)
-
-    def rows() -> Iterator[tuple[str, dict]]:
-        for path in files:
-            yield from iter_records(path)
-
-    return rows(), files
-
-
 def open_rows(
-    request: FetchRequest, default_dataset: str, split: str, convert: Callable[[Iterator, dict], Iterator],
-    patterns: tuple[str, ...] = FILE_PATTERNS,
+    request: FetchRequest, default_dataset: str, default_revision: str | None, split: str,
+    convert: Callable[[Iterator, dict], Iterator], patterns: tuple[str, ...] = FILE_PATTERNS,
 ) -> Iterator[Fetched]:
-    """Rows from ``--from`` when given (a directory: its files matching ``patterns``), else from the
-    Hugging Face dataset, through ``convert``."""
+    """Rows from ``--from`` when given (see ``local_rows``), else from the Hugging Face dataset at
+    ``--revision`` (default: ``default_revision`` for the default dataset, the newest commit for
+    another), through ``convert``."""
     stats: dict[str, Any] = {}
     if request.from_paths:
-        rows, _ = local_rows(request.from_paths[0], patterns)
+        rows = local_rows(request.from_paths[0], patterns, split)
         yield Fetched(records=convert(rows, stats), origin=request.from_paths[0], stats=stats)
         return
     dataset = request.options["dataset"] or default_dataset
-    hub = HubDataset(dataset)
-    rows, names = hub_rows(hub, split)
-    stats.update({"dataset": dataset, "split": split, "files": names})
-    yield Fetched(records=convert(rows, stats), origin=f"hf:{dataset}", revision=hub.revision, stats=stats)
+    revision = request.options.get("revision") or (default_revision if dataset == default_dataset else None)
+    hub = HubDataset(dataset, revision)
+    if hub.files and not hub_split_files(hub.files, split):
+        raise UsageError(f"dataset {dataset} has no files for split '{split}'", "check --split")
+    stats.update({"dataset": dataset, "split": split})
+    yield Fetched(records=convert(hub.rows(split=split), stats), origin=f"hf:{dataset}", revision=hub.revision,
+                  stats=stats)
 
 
 @contextlib.contextmanager
 def _open(request: FetchRequest) -> Iterator[Fetched]:
-    yield from open_rows(request, DEFAULT_DATASET, request.options["split"], _convert)
+    yield from open_rows(request, DEFAULT_DATASET, DEFAULT_REVISION, request.options["split"], _convert)
 
 
 SPEC = SourceSpec(
     name="swe-smith",
-    summary="SWE-smith bug-fix task instances (HF SWE-bench/SWE-smith or --from JSONL/parquet/JSON)",
-    remote=f"hf:{DEFAULT_DATASET}",
+    summary="SWE-smith bug-fix task instances (HF SWE-bench/SWE-smith or --from JSONL/parquet/JSON/a datasets folder)",
+    remote=f"hf:{DEFAULT_DATASET}@{DEFAULT_REVISION}",
     open=_open,
-    options={"dataset": None, "split": "train"},
+    options={"dataset": None, "revision": None, "split": "train"},
 )

@@ -1,7 +1,10 @@
 """SWE-smith agent trajectories: a Hugging Face dataset (default ``SWE-bench/SWE-smith-trajectories``,
-``--split xml|tool|ticks``; the splits are the same runs in three action formats) or local files
-(``--from``): JSONL, parquet, JSON, or SWE-agent's own ``.traj`` files (a directory is searched for
-``*.jsonl``, ``*.jsonl.gz``, ``*.parquet`` and ``*.traj``, so a SWE-agent run directory can be named).
+``--split xml|tool|ticks``; the splits are the same runs in three action formats; streamed through
+``datasets.load_dataset`` at ``--revision``, default the newest commit, which the manifest records)
+or local files (``--from``): what ``datasets`` leaves on disk (a ``save_to_disk`` directory, an arrow
+file, a local snapshot of the hub repository), JSONL, parquet, JSON, or SWE-agent's own ``.traj``
+files (another directory is searched for ``*.jsonl``, ``*.jsonl.gz``, ``*.parquet``, ``*.arrow`` and
+``*.traj``, so a SWE-agent run directory can be named).
 
 A ``.traj`` (``{trajectory, history, info, replay_config, environment}``) is turned into a row the
 way SWE-smith's ``train/traj_mgr/collect_trajs.py`` does (its ``xml`` style): the messages are the
@@ -45,6 +48,9 @@ from hrmcode.diffs import PatchError, changed_files
 from hrmcode.errors import InputError, UsageError
 
 DEFAULT_DATASET = "SWE-bench/SWE-smith-trajectories"
+# No commit of it is pinned here (none was known when this was written): a fetch reads the newest
+# commit, resolved once so every row comes from it, and records it; --revision pins one.
+DEFAULT_REVISION = None
 SPLITS = ("xml", "tool", "ticks")
 PR_DESCRIPTION = re.compile(r"<pr_description>\s*(.*?)\s*</pr_description>", re.S)
 TESTBED_PATH = re.compile(r"/testbed/([\w./-]+\.\w+)")
@@ -210,7 +216,7 @@ def _open(request: FetchRequest) -> Iterator[Fetched]:
     split = request.options["split"]
     if split not in SPLITS:
         raise UsageError(f"unknown trajectories split '{split}'", f"choose from {', '.join(SPLITS)}")
-    yield from open_rows(request, DEFAULT_DATASET, split, _convert, FILE_PATTERNS)
+    yield from open_rows(request, DEFAULT_DATASET, DEFAULT_REVISION, split, _convert, FILE_PATTERNS)
 
 
 SPEC = SourceSpec(
@@ -218,5 +224,5 @@ SPEC = SourceSpec(
     summary="SWE-agent trajectories on SWE-smith tasks (HF SWE-bench/SWE-smith-trajectories or --from)",
     remote=f"hf:{DEFAULT_DATASET}",
     open=_open,
-    options={"dataset": None, "split": "xml"},
+    options={"dataset": None, "revision": None, "split": "xml"},
 )
