@@ -4,6 +4,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --docker || exit 1
+# A headless browser for the HTML report tests (they check the rendered pixels).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null </dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+             chromium >/dev/null </dev/null; } || exit 1
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 # The setup above installed and started a Docker engine (or failed): docker tests must now fail,
 # not skip, if it does not work.

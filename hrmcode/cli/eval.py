@@ -207,16 +207,22 @@ def register(app: typer.Typer) -> None:
     _swe_command()
 
     @eval_app.command("compare", help="List the cases that regressed and improved from RUN_A to RUN_B.",
-                      epilog=examples_epilog("hrmcode eval compare runs/base runs/new", "hrmcode --json eval compare A B"))
+                      epilog=examples_epilog("hrmcode eval compare runs/base runs/new", "hrmcode --json eval compare A B",
+                                            "hrmcode eval compare A B --html compare.html"))
     @handle_errors
     def compare(
         ctx: typer.Context,
         run_a: Annotated[Path, typer.Argument(help="The baseline eval run (directory).")],
         run_b: Annotated[Path, typer.Argument(help="The eval run to compare with it (directory).")],
+        html: Annotated[Path | None, typer.Option("--html", help="Also write both runs side by side as one HTML "
+                                                                 "page (each case's outcome, reply and test output).")] = None,
     ) -> None:
         from hrmcode.eval.compare import compare_runs
+        from hrmcode.eval.html_report import write_compare_page
 
         report = compare_runs(run_a, run_b, workspace=workspace(ctx))
+        if html is not None:
+            report["html"] = str(write_compare_page(run_a, run_b, html, workspace=workspace(ctx)))
 
         def render() -> None:
             out.table(f"{report['bench']}: A {report['score_a']}% -> B {report['score_b']}%", ["", "cases"], [

@@ -30,7 +30,7 @@ EPILOG = examples_epilog(
 HELP_ORDER = ("config arch mode stage pretrain pretrain_steps tokenizer vocab_size seq_len batch_size grad_accum "
               "max_steps stop_after lr warmup_steps min_lr_ratio weight_decay clip_grad curriculum reward_weighting "
               "failed_weight eval_every "
-              "eval_generate save_every log_every device compile resume name seed").split()
+              "eval_generate save_every log_every logger device compile resume name seed").split()
 
 
 def register(app: typer.Typer) -> None:

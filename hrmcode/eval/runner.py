@@ -7,12 +7,14 @@ Layout of a run directory::
     results.jsonl   one record per case (``id`` = task id), appended (flushed and fsynced) as each
                     batch of cases finishes; rewritten sorted by id when the run completes
     summary.json    the benchmark's metrics, written when every selected case is done
+    report.html     the run for people (``html_report.render_run``): pass rate per language, each
+                    case's outcome, time, reply and test output
     manifest.json   written last (``kind: eval-run``)
 
 Guarantees: a process killed at any point (SIGKILL included) keeps every case whose record was
 appended, and a rerun with the same ``--out`` skips exactly those (a torn last line from the
 kill is dropped) and appends each remaining case once, so the finished run holds each selected
-case once; ``--redo`` deletes those four files first. A rerun whose parameters differ from
+case once; ``--redo`` deletes those files first. A rerun whose parameters differ from
 ``run.json`` (other than jobs, limits and selection), or whose run was scored under other verdict
 rules, is refused rather than mixing two experiments in one file. Cases run on ``jobs`` threads
 (or Ray tasks under ``--executor ray``, ``hrmcode/executor.py``; records are still appended here),
@@ -38,10 +40,11 @@ from hrmcode import executor
 from hrmcode.artifacts import Artifact, ArtifactWriter, latest_in_workspace, load_artifact, output_location
 from hrmcode.data.schema import Task, parse_task
 from hrmcode.errors import ArtifactError, ThresholdNotMet, UsageError
+from hrmcode.eval.html_report import REPORT, render_run
 from hrmcode.jsonl import AppendLog, read_jsonl, write_jsonl
 from hrmcode.reporting import reporter
 
-RUN_FILES = ("run.json", "results.jsonl", "summary.json", "manifest.json")
+RUN_FILES = ("run.json", "results.jsonl", "summary.json", REPORT, "manifest.json")
 # The version of the rules that turn a program's run into a verdict, for every benchmark. Bump it
 # whenever a change can turn a verdict (strict reports, editable files, the trust boundary ...):
 # a run scored under other rules is never resumed into a mix. Runs written before the field
@@ -211,6 +214,7 @@ def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> R
         finish_run(writer, records, selected)
     summary = {**bench.summarize(selected, tasks), "verdict_rules": VERDICT_RULES}
     writer.write_json("summary.json", summary)
+    writer.write_text(REPORT, render_run(bench.name, selected, summary))
     artifact = writer.finish({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
     return RunResult(artifact=artifact, summary=summary, ran=len(pending), skipped=skipped,
                      failed=[r["id"] for r in selected if not case_passed(r)])

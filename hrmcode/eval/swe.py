@@ -34,7 +34,7 @@ Run directory (``runner.run_benchmark``'s, plus): ``trajectories.jsonl`` (each a
 ``Trajectory.to_record()`` with its ids, model, grade and reward, appended before its result, so a
 kill never leaves a result without its trajectory), ``predictions.jsonl`` (SWE-bench: one per task,
 the picked attempt), ``report.json`` (SWE-bench's run report, ``schema_version`` 2, over the
-picked attempts). The pick is attempt 1 under ``--search none`` and the best-of-N choice
+picked attempts), ``trajectories.html`` (a viewer: each attempt's steps, final diff and graded tests). The pick is attempt 1 under ``--search none`` and the best-of-N choice
 (``agent.search.best_of_n``, from what the agent could see: its own test runs, never the hidden
 tests) under ``--search best-of-n`` and ``mcts``; the summary reports the best-of-N pick's resolved rate either
 way, next to pass@1 and pass@N (the unbiased estimator of ``eval/metrics.py``).
@@ -70,12 +70,14 @@ from hrmcode.agent.search import best_of_n, mcts
 from hrmcode.agent.swerex import TOKEN_ENV, is_swerex_spec, open_swerex_session, parse_spec
 from hrmcode.agent.trajectory import Trajectory
 from hrmcode.artifacts import ArtifactWriter
+from hrmcode.data.bugs.environments import environment_sandbox
 from hrmcode.data.synthesize.context import build_context
 from hrmcode.data.synthesize.draft import header
 from hrmcode.data.synthesize.plan import render_plan
 from hrmcode.diffs import apply_file_diff, content_diffs
 from hrmcode.errors import HrmcodeError, UsageError
 from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request
+from hrmcode.eval.html_report import TRAJECTORIES, render_trajectories
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.jsonl import AppendLog
 from hrmcode.sandbox.base import Limits, Sandbox, Session
@@ -299,7 +301,7 @@ class SweBench:
     """The ``Bench`` of ``runner.run_benchmark`` for repository tasks, one case per attempt."""
 
     name = "swe"
-    run_files = ("trajectories.jsonl", "predictions.jsonl", "report.json")
+    run_files = ("trajectories.jsonl", "predictions.jsonl", "report.json", TRAJECTORIES)
 
     def __init__(self, backends: dict[tuple[str, int], Backend], planner: Backend | None, sandbox: Sandbox,
                  settings: SweSettings):
@@ -326,6 +328,7 @@ class SweBench:
         finished = {record["id"] for record in records}
         kept = sorted((t for t in self.trajectories.records.values() if t["id"] in finished), key=lambda t: t["id"])
         writer.write_jsonl("trajectories.jsonl", kept)
+        writer.write_text(TRAJECTORIES, render_trajectories(kept, records))
         by_id = {t["id"]: t for t in kept}
         self.picks = self.pick(selected, by_id)
         picked = [r for r in selected if r["attempt"] == self.picks.get(r["task_id"])]
@@ -384,12 +387,16 @@ class SweBench:
         loaded = getattr(backend, "loaded", None)
         return (lambda text: len(loaded.tokenizer.encode(text))) if loaded is not None else None
 
+    def task_sandbox(self, task: RepoTask) -> Sandbox:
+        """The sandbox with the task's recorded test environment (its repository's dependencies, read-only)."""
+        return environment_sandbox(task.environment, self.sandbox)
+
     def open_session(self, task: RepoTask, files: dict[str, bytes] | None, worker: int) -> Session:
         """A session holding the task's repository committed as git's base, then, for a state of the
         tree search, that state's ``files`` written over it (so ``git diff`` shows the whole change)."""
         limits = dataclasses.replace(self.settings.session_limits, timeout_s=self.settings.limits.command_timeout_s)
         if self.settings.runtime == SANDBOX_RUNTIME:
-            session = self.sandbox.session(files=dict(task.files), limits=limits, worker=worker)
+            session = self.task_sandbox(task).session(files=dict(task.files), limits=limits, worker=worker)
         else:
             session = open_swerex_session(self.settings.runtime, dict(task.files), limits, worker=worker)
         try:
@@ -434,7 +441,7 @@ class SweBench:
         graded: Grade | None = None
         grade_started = time.monotonic()
         if patch.strip():
-            graded = grade(task, patch, self.sandbox, timeout_s=settings.grade_timeout_s, worker=worker)
+            graded = grade(task, patch, self.task_sandbox(task), timeout_s=settings.grade_timeout_s, worker=worker)
         grade_seconds = time.monotonic() - grade_started
         resolved = bool(graded is not None and graded.resolved)
         reward = 1.0 if resolved else 0.0

@@ -14,7 +14,9 @@ What it guarantees:
 - ``metrics.jsonl`` has one record per logged training step and per evaluation, without wall
   times, so it is byte-stable; speed goes to the progress line and the manifest stats.
 - The artifact root gets the final ``model.safetensors``/``config.json``/``tokenizer.json``/
-  ``hyperparameters.json`` and the manifest last.
+  ``hyperparameters.json``, ``curves.png`` (loss and accuracy against step, drawn from
+  ``metrics.jsonl``) and the manifest last. ``--logger`` mirrors the metrics to TensorBoard or
+  Weights & Biases (``loggers.py``).
 
 Not guaranteed: identical numbers across devices, dtypes, torch versions or process counts.
 """
@@ -48,6 +50,7 @@ from hrmcode.model.layers import Stack
 from hrmcode.reporting import reporter
 from hrmcode.train import data as D
 from hrmcode.train.distributed import Dist, setup, teardown
+from hrmcode.train.loggers import CURVES, TENSORBOARD_DIR, NoLogger, open_logger, plot_curves
 from hrmcode.train.options import RESUMABLE_CHANGES, TrainOptions, model_config
 
 METRICS = "metrics.jsonl"
@@ -423,7 +426,11 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
             reporter().log(f"resuming from {checkpoint} at step {trainer.step}")
 
     end = options.max_steps if stop_after is None else min(options.max_steps, trainer.step + stop_after)
-    last_train, last_eval = _run_steps(trainer, run_dir, end, plan["tokens_per_step"])
+    logger = open_logger(options.logger, run_dir, params) if dist.main else NoLogger()
+    try:
+        last_train, last_eval = _run_steps(trainer, run_dir, end, plan["tokens_per_step"], logger)
+    finally:
+        logger.close()
     result = TrainResult(out_dir=run_dir, completed=trainer.step >= options.max_steps, step=trainer.step,
                          params=counts, last_train=last_train, last_eval=last_eval, plan=plan)
     if dist.main and result.completed:
@@ -449,7 +456,8 @@ def _run_location(options: TrainOptions, dist: Dist, params: dict, *, name: str,
                                      "continue it with --resume auto, or start over with --redo")
                 if not dry_run:
                     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-                    for stale in (METRICS, WEIGHTS, MANIFEST):
+                    shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
+                    for stale in (METRICS, WEIGHTS, CURVES, MANIFEST):
                         (run_dir / stale).unlink(missing_ok=True)
         if checkpoint is not None:
             check_compatible(json.loads((checkpoint / HYPERPARAMETERS).read_text(encoding="utf-8")), options, checkpoint)
@@ -480,7 +488,7 @@ def _plan(options: TrainOptions, config: ModelConfig, tok: CodeTokenizer, phases
     }
 
 
-def _run_steps(trainer: Trainer, run_dir: Path, end: int, tokens_per_step: int) -> tuple[dict, dict]:
+def _run_steps(trainer: Trainer, run_dir: Path, end: int, tokens_per_step: int, logger) -> tuple[dict, dict]:
     """Train up to step ``end``, logging, evaluating and checkpointing on schedule; the last metrics."""
     options, dist, log = trainer.options, trainer.dist, reporter()
     metrics_path = run_dir / METRICS
@@ -495,6 +503,7 @@ def _run_steps(trainer: Trainer, run_dir: Path, end: int, tokens_per_step: int) 
             at_end = trainer.step == end
             if dist.main and (trainer.step % options.log_every == 0 or at_end):
                 _append_metrics(metrics_path, last_train)
+                logger.log(last_train)
                 elapsed = time.perf_counter() - window_start
                 log.log(f"step {trainer.step}/{options.max_steps} loss {last_train['loss']:.4f} "
                         f"lr {last_train['lr']:.2e} {tokens_per_step * window_steps / max(elapsed, 1e-9):,.0f} tok/s")
@@ -504,6 +513,7 @@ def _run_steps(trainer: Trainer, run_dir: Path, end: int, tokens_per_step: int) 
                     last_eval = trainer.evaluate()
                     if last_eval:
                         _append_metrics(metrics_path, last_eval)
+                        logger.log(last_eval)
                         log.log("eval " + " ".join(f"{k} {v:.4g}" for k, v in last_eval.items()
                                                    if isinstance(v, float)))
                 dist.barrier()
@@ -519,6 +529,10 @@ def _write_model(trainer: Trainer, writer: ArtifactWriter, run_dir: Path, result
     for file_name in save_checkpoint(run_dir, trainer.raw, trainer.tok, trainer.hyper):
         writer.add(file_name)
     writer.add(METRICS)
+    config = trainer.raw.config
+    title = f"{config.arch} ({config.mode if config.arch == 'hrm' else 'baseline'}), {trainer.step} steps"
+    if plot_curves(list(read_jsonl(run_dir / METRICS)), run_dir / CURVES, title) is not None:
+        writer.add(CURVES)
     result.elapsed_s = time.perf_counter() - started
     tokens_per_step = result.plan["tokens_per_step"]
     stats = {"steps": trainer.step, "params": result.params, "final_train": result.last_train,

@@ -63,6 +63,9 @@ class TrainOptions(BaseModel):
     save_every: int = Field(100, ge=1, description="Write a checkpoint every N steps.")
     keep_checkpoints: int = Field(2, ge=1)
     log_every: int = Field(10, ge=1, description="Progress line and metrics.jsonl record every N steps.")
+    logger: Literal["tensorboard", "wandb", "none"] = Field(
+        "tensorboard", description="Also log metrics to TensorBoard (<run>/tensorboard), Weights & Biases (wandb "
+                                   "installed, WANDB_* settings) or nowhere; metrics.jsonl is always written.")
     device: Literal["cpu", "cuda"] = Field("cpu", description="cpu or cuda.")
     compile: bool = Field(False, description="Run the model through torch.compile.")
     seed: int = Field(0, description="Seed for weights, data order and ACT exploration.")
@@ -71,7 +74,7 @@ class TrainOptions(BaseModel):
 
 # Options that may change between a run and its resumption (they do not change what is computed).
 RESUMABLE_CHANGES = frozenset({"eval_every", "eval_rows", "eval_generate", "save_every", "keep_checkpoints",
-                               "log_every", "device", "compile"})
+                               "log_every", "logger", "device", "compile"})
 
 # Training schedules per size; the vocabulary and sequence length come from the model presets.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {

@@ -4,6 +4,7 @@ SWE-bench report); resume after a torn results.jsonl; routing across models; the
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -115,9 +116,15 @@ def test_oracle_resolves_every_task_and_writes_swe_bench_outputs(cli, demo_tasks
     assert report["empty_patch_ids"] == report["error_ids"] == report["unresolved_ids"] == []
     manifest = json.loads((out / "manifest.json").read_text())
     listed = {o["name"] for o in manifest["outputs"]}
-    assert {"results.jsonl", "trajectories.jsonl", "predictions.jsonl", "report.json", "summary.json"} <= listed
+    assert {"results.jsonl", "trajectories.jsonl", "predictions.jsonl", "report.json", "summary.json",
+            "report.html", "trajectories.html"} <= listed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict_rules"] >= 2 and summary["score"] == 100.0
+    viewer = (out / "trajectories.html").read_text()  # each attempt with its command, diff and graded tests
+    assert viewer.count('<div class="step">') == 2 * len(ids) and viewer.count('class="outcome passed"') == len(ids)
+    first = results[0]
+    assert html.escape(first["model_patch"].splitlines()[0]) in viewer
+    assert all(f"passed     {html.escape(test)}" in viewer for test in first["grade"]["fail_to_pass"])
 
 
 def test_stub_resolves_nothing_and_fail_under_fails(cli, demo_tasks, tmp_path):

@@ -55,17 +55,19 @@ def test_resume_continues_exactly(tmp_path, toy_artifact, mode):
     assert len(_train_losses(tmp_path / "whole")) == 6
     whole = (tmp_path / "whole/model.safetensors").read_bytes()
     assert (tmp_path / "split/model.safetensors").read_bytes() == whole
+    assert (tmp_path / "split/curves.png").read_bytes() == (tmp_path / "whole/curves.png").read_bytes()
 
 
 def test_same_seed_same_bytes_and_artifact_contents(tmp_path, toy_artifact):
     a = train(_options(max_steps=3), str(toy_artifact.path), out=tmp_path / "a")
     b = train(_options(max_steps=3), str(toy_artifact.path), out=tmp_path / "b")
-    for name in ("model.safetensors", "tokenizer.json", "config.json", "metrics.jsonl"):
+    for name in ("model.safetensors", "tokenizer.json", "config.json", "metrics.jsonl", "curves.png"):
         assert (a.out_dir / name).read_bytes() == (b.out_dir / name).read_bytes()
+    assert (a.out_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = read_manifest(a.out_dir)
     assert manifest["kind"] == "model" and manifest["inputs"][0]["kind"] == "validated-examples"
     assert {o["name"] for o in manifest["outputs"]} == {
-        "model.safetensors", "config.json", "tokenizer.json", "hyperparameters.json", "metrics.jsonl"}
+        "model.safetensors", "config.json", "tokenizer.json", "hyperparameters.json", "metrics.jsonl", "curves.png"}
     hyper = json.loads((a.out_dir / "hyperparameters.json").read_text())
     assert hyper["train"]["max_steps"] == 3 and hyper["model"]["arch"] == "hrm"
     state = torch.load(a.out_dir / "checkpoints/step-00000003/training_state.pt", weights_only=False)

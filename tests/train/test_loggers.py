@@ -1,0 +1,55 @@
+"""Training metrics mirrored to TensorBoard and drawn as curves; Weights & Biases only when installed."""
+
+from __future__ import annotations
+
+import pytest
+
+from hrmcode.errors import UsageError
+from hrmcode.jsonl import read_jsonl
+from hrmcode.train.loggers import open_logger, plot_curves
+from hrmcode.train.loop import train
+from hrmcode.train.options import resolve_options
+
+FAST = {"seq_len": 64, "batch_size": 4, "max_steps": 4, "warmup_steps": 2, "eval_every": 2, "log_every": 1,
+        "save_every": 4, "eval_generate": 1, "vocab_size": 300}
+
+
+def test_tensorboard_holds_exactly_the_metrics_jsonl_values(tmp_path, toy_artifact):
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    train(resolve_options("tiny", FAST), str(toy_artifact.path), out=tmp_path / "run")
+    events = accumulator.EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    records = list(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    for split, metric in (("train", "loss"), ("train", "lr"), ("heldout", "loss"), ("heldout", "token_acc")):
+        logged = [(e.step, e.value) for e in events.Scalars(f"{split}/{metric}")]
+        expected = [(r["step"], r[metric]) for r in records if r["split"] == split]
+        assert len(logged) == len(expected) > 0
+        assert all(s == t and v == pytest.approx(w, rel=1e-6) for (s, v), (t, w) in zip(logged, expected))
+
+
+def test_logger_none_writes_no_events_and_wandb_without_the_package_is_refused(tmp_path, toy_artifact, monkeypatch):
+    train(resolve_options("tiny", {**FAST, "logger": "none"}), str(toy_artifact.path), out=tmp_path / "run")
+    assert not (tmp_path / "run" / "tensorboard").exists() and (tmp_path / "run" / "curves.png").is_file()
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "wandb" else object())
+    with pytest.raises(UsageError, match="needs the wandb package") as error:
+        open_logger("wandb", tmp_path, {})
+    assert "pip install wandb" in error.value.hint
+
+
+def test_wandb_cli_error_is_one_line_and_writes_nothing(cli, toy_artifact, tmp_path, monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    result = cli("train", toy_artifact.path, "--logger", "wandb", "--max-steps", "2", "-o", tmp_path / "run")
+    assert result.exit_code == 2 and "needs the wandb package" in result.stderr
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_curves_need_records_and_are_a_png(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    assert plot_curves([], tmp_path / "none.png", "empty") is None and not (tmp_path / "none.png").exists()
+    records = [{"step": s, "split": "train", "loss": 5.0 / s} for s in range(1, 6)]
+    records.append({"step": 5, "split": "heldout", "loss": 1.2, "token_acc": 0.4, "exact_match": 0.0})
+    path = plot_curves(records, tmp_path / "c.png", "tiny")
+    assert image.open(path).size == (900, 360)
