@@ -55,8 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location, workspace_root
-from hrmcode.data.bugs.issues import (ChatModel, Statement, evidence, failure_excerpt, problem_statement, secrets,
-                                      statement_stats)
+from hrmcode.data.bugs import suites
+from hrmcode.data.bugs.issues import ChatModel, Statement, evidence, problem_statement, secrets, statement_stats
 from hrmcode.data.bugs.lm import lm_modify_bugs
 from hrmcode.data.bugs.transforms import candidate_bugs
 from hrmcode.data.gitread import git_output
@@ -67,7 +67,7 @@ from hrmcode.jsonl import AppendLog
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import get_sandbox, run_many
 from hrmcode.sandbox.base import Limits
-from hrmcode.sandbox.reports.pytest_report import STRICT_RULES, SuiteRun, run_suite
+from hrmcode.sandbox.reports.pytest_report import STRICT_RULES, SuiteRun
 
 STATUS = re.compile(r"^(?:(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b|"
                     r"(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+::\S+))")
@@ -249,12 +249,14 @@ def _reference_run(log: AppendLog, sandbox, info: RepoInfo, tree: str, command: 
     if log.done(key):
         return log.records[key]
     # strict, as validate runs these tests later: both see the same reporter checks
-    reference = run_suite(sandbox, info.files, command, limits, strict=True)
+    language = suites.detect_language(info.files)
+    reference = suites.run_tests(sandbox, language, info.files, command, limits)
     passing = reference.passing()
     if not passing:
         why = reference.problem or f"{len(reference.outcomes)} tests, none passed"
+        runner = {"python": "pytest", "go": "go test", "rust": "cargo test", "javascript": "jest"}[language]
         raise InputError(f"the reference run of `{command}` gives no passing test: {why}",
-                         "check --test-cmd; it must run pytest over the repository's tests, which must pass at HEAD")
+                         f"check --test-cmd; it must run {runner} over the repository's tests, which must pass at HEAD")
     log.append({"key": key, "reference": True, "tests": len(reference.outcomes), "passing": sorted(passing)})
     return log.records[key]
 
@@ -263,11 +265,14 @@ def _validate(sandbox, info: RepoInfo, candidate: Candidate, command: str, limit
               worker: int) -> dict:
     """One candidate's verdict: kept with its FAIL_TO_PASS / PASS_TO_PASS, or rejected with the reason."""
     # only the bugged file is the candidate's: tests, conftest and config stay as at HEAD
+    language = suites.detect_language(info.files)
+    if not suites.tests_untouched(language, info.files[candidate.path], candidate.bugged):
+        return {"verdict": "rejected", "reason": "changed_tests"}  # Rust unit tests live in the bugged file
     files = {**info.files, candidate.path: candidate.bugged}
-    run = run_suite(sandbox, files, command, limits, changed=[candidate.path], strict=True, worker=worker)
+    run = suites.run_tests(sandbox, language, files, command, limits, changed=[candidate.path], worker=worker)
     verdict = judge_candidate(run, passing)
     if verdict["verdict"] == "kept":  # kept for the issue text: the first failing test's failure, bounded
-        verdict["failure"] = failure_excerpt(run.result.stdout, verdict["FAIL_TO_PASS"][0])
+        verdict["failure"] = suites.failure_excerpt(language, run, verdict["FAIL_TO_PASS"][0])
     return verdict
 
 
@@ -309,9 +314,13 @@ def repo_tasks(
     """Inject, validate and gather bugs of the repository at ``path`` into a ``tasks`` artifact;
     ``llm`` writes the problem statements (``issues.problem_statement``; templates without it) and,
     with ``lm_bugs``, that many functions with a bug of its own (``lm.lm_modify_bugs``), tried first."""
-    if not test_cmd:
-        raise UsageError("--source repo:PATH needs --test-cmd", "e.g. --test-cmd 'python -m pytest tests'")
     info = read_repo(path)
+    # the suite's language decides how tests run and are read (``suites``); go, rust and jest have a default command
+    language = suites.detect_language(info.files)
+    test_cmd = test_cmd or suites.default_test_command(language, info.files)
+    if not test_cmd:
+        example = "python -m pytest tests" if language == "python" else "jest" if language == "javascript" else ""
+        raise UsageError(f"--source repo:PATH ({language}) needs --test-cmd", f"e.g. --test-cmd '{example}'")
     pool = candidates(info, seed)
     if lm_bugs and llm is not None and not dry_run:  # asked for, so tried first (within max_bugs)
         code = [p for p in info.files if p.endswith(".py") and not is_test_path(p, "python")]

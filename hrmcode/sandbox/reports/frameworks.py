@@ -185,7 +185,8 @@ def parse_junit_xml(text: str | None) -> Report:
 
 # -- javascript: jest --json ----------------------------------------------------------------------
 
-def parse_jest(text: str | None) -> Report:
+def parse_jest(text: str | None, qualified: bool = False) -> Report:
+    """Each test's title; ``qualified``: ``<test file>::<describe blocks> <title>`` (jest's ``fullName``)."""
     if text is None:
         return Report(problem="no jest JSON report (jest did not finish: the run stopped first)")
     try:
@@ -203,6 +204,8 @@ def parse_jest(text: str | None) -> Report:
         for case in suite.get("assertionResults") or []:
             status = case.get("status") if isinstance(case, dict) else None
             title = str(case.get("title", "")) if isinstance(case, dict) else ""
+            if qualified and isinstance(case, dict):
+                title = f"{suite.get('name', '')}::{case.get('fullName', title)}"
             tests.append((title, {"passed": "passed", "failed": "failed"}.get(status, "skipped")))
     if (data.get("numFailedTests") or data.get("numFailedTestSuites") or data.get("numRuntimeErrorTestSuites")) \
             and not any(o == "failed" for _, o in tests):

@@ -1,0 +1,415 @@
+"""A repository's test suite in any language, run in the sandbox with per-test verdicts the tested
+code does not write by printing: what repository bug validation judges candidates by.
+
+``detect_language(files)`` is the language of most of a repository's non-test code;
+``default_test_command(language, files)`` the command its tests run with when ``--test-cmd`` is
+not given (None where there is no sound default: Python, whose runners and layouts vary);
+``run_tests(sandbox, language, files, command, limits, changed, worker) -> SuiteRun`` runs one
+command over one tree and returns ``pytest_report.SuiteRun``'s interface (``problem``,
+``outcomes`` by full test name, ``passing()``, ``not_passed()``). Per language:
+
+- python: ``pytest_report.run_suite(..., strict=True)`` (hrmcode's nonce-tagged reporter).
+- go (``go test [-short] [-run RE] [-tags T] [PKG...]``): each package that has test files
+  (found in the tree, ``testdata``/``vendor`` and ``_``/``.`` directories left out; a pattern with
+  ``...`` takes the packages under it) is compiled to a test binary (``go test -c``), every
+  ``*_test.go`` is deleted, and each binary runs in its package's directory with
+  ``-test.v=test2json`` (``frameworks.parse_go``: only ^V-framed lines count, as the polyglot route
+  reads them). The trusted shell brackets each binary's output with lines carrying the run's nonce
+  and the binary's exit status. Names are ``<package dir>::<TestName>`` (``.`` for the root).
+  A package whose binary panicked (a framed ``--- FAIL`` line, a non-zero exit, no final
+  ``PASS``/``FAIL``) is evidence for the tests it reported; its other tests did not run, so did not
+  pass. A package that fails to build makes the whole run no evidence.
+- rust (``cargo test [ARGS] [-- TESTARGS]``): against Debian's crate registry offline (the polyglot
+  route's ``--config``), ``--no-fail-fast`` (every test binary runs), libtest's ``--format pretty``
+  lines (``frameworks.parse_libtest``); each test binary's lines are named after the target cargo
+  announces (``src/lib.rs::snake::tests::test1``, ``tests/api.rs::roundtrip``). The run is no
+  evidence when any binary that started did not report its result, or the exit status disagrees
+  with the report (a failure with exit 0, or exit non-zero with nothing failed).
+- javascript (``jest [ARGS]``): jest from the shared read-only ``node_modules`` with
+  ``--json --outputFile`` into a per-run directory whose name carries a nonce, copied back by the
+  trusted shell after jest exits, and the polyglot route's strict guard (``jest_guard.js``);
+  ``frameworks.parse_jest`` with names ``<test file>::<describe> <title>``. The run is no evidence
+  when the report is missing or its ``success`` disagrees with jest's exit status.
+
+Every route: a run that timed out, whose output was truncated or whose report is incomplete has a
+``problem`` and no verdict; a test missing from the report has not passed.
+
+Not guaranteed (as ``reports.frameworks`` says per language): the framework runs in the tested
+code's process, so code written against this harness can print the framing or result lines, or
+find the per-run report path, and forge outcomes in place. In Rust, unit tests live in the source
+files a candidate changes: ``tests_untouched`` says whether a candidate left them as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+import shlex
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+
+from hrmcode.data.bugs.issues import failure_excerpt as pytest_failure_excerpt
+from hrmcode.data.syntax import language_of
+from hrmcode.data.testfiles import is_test_path
+from hrmcode.errors import ToolchainMissing, UsageError
+from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
+from hrmcode.sandbox.hostpaths import DEBIAN_CARGO_REGISTRY
+from hrmcode.sandbox.reports import frameworks, pytest_report
+from hrmcode.sandbox.reports.pytest_report import SuiteRun
+from hrmcode.sandbox.toolchains import DEFAULT_LIMITS, JS_HEAP_MB, ensure_go_seed, missing_toolchain
+
+LANGUAGES = ("python", "go", "rust", "javascript")
+REPORT_BYTES = 16 << 20  # output or report longer than this is cut, hence incomplete: no verdict
+WORK_DIR = "/work"  # where every sandbox backend runs the tree (jest reports absolute test paths)
+_GO_DIRS_LEFT_OUT = {"testdata", "vendor"}
+
+
+def detect_language(files: dict[str, str]) -> str:
+    """The language of most of the repository's non-test source files (by bytes; ties go to the
+    first of ``LANGUAGES``), "python" when it has none hrmcode can run."""
+    sizes: Counter = Counter()
+    for path, text in files.items():
+        language = language_of(path)
+        if language in LANGUAGES and not is_test_path(path, language):
+            sizes[language] += len(text)
+    if not sizes:
+        return "python"
+    return max(LANGUAGES, key=lambda language: (sizes[language], -LANGUAGES.index(language)))
+
+
+def default_test_command(language: str, files: dict[str, str]) -> str | None:
+    """The command ``run_tests`` runs when none is given, or None (python: give ``--test-cmd``;
+    javascript: only when the package's ``test`` script runs jest)."""
+    if language == "go":
+        return "go test ./..."
+    if language == "rust":
+        return "cargo test --offline"
+    if language == "javascript":
+        try:
+            scripts = json.loads(files.get("package.json", "{}")).get("scripts") or {}
+        except (json.JSONDecodeError, AttributeError):
+            return None
+        test = scripts.get("test") if isinstance(scripts, dict) else None
+        if isinstance(test, str) and re.match(r"^\s*jest(\s|$)", test) and not re.search(r"[;&|<>`$]", test):
+            return test.strip()
+        return None
+    return None
+
+
+def tests_untouched(language: str, before: str, after: str) -> bool:
+    """Whether a candidate's version of a source file keeps the unit tests that live inside it
+    (Rust's ``#[cfg(test)]`` items) exactly as they were; other languages keep tests in files of
+    their own, which candidates never change."""
+    if language != "rust":
+        return True
+    return _rust_test_items(before) == _rust_test_items(after)
+
+
+def _rust_test_items(source: str) -> list[str]:
+    """The text of each item marked ``#[cfg(test)]`` (the attribute through its closing brace or
+    semicolon), brace-matched outside strings, chars and comments."""
+    items = []
+    for match in re.finditer(r"#\[cfg\(test\)\]", source):
+        depth, index, end = 0, match.end(), len(source)
+        while index < end:
+            char = source[index]
+            if source.startswith("//", index):
+                index = source.find("\n", index) if "\n" in source[index:] else end
+                continue
+            if source.startswith("/*", index):
+                close = source.find("*/", index + 2)
+                index = end if close < 0 else close + 2
+                continue
+            if char == '"':
+                string = re.compile(r'"(?:\\.|[^"\\])*"', re.DOTALL).match(source, index)
+                index = string.end() if string else end
+                continue
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    index += 1
+                    break
+            elif char == ";" and depth == 0:
+                index += 1
+                break
+            index += 1
+        items.append(source[match.start():index])
+    return items
+
+
+def failure_excerpt(language: str, run: SuiteRun, test: str) -> str:
+    """What the run printed about ``test``'s failure, bounded (for the issue text), else ""."""
+    output = run.result.stdout + run.result.stderr
+    if language == "python":
+        return pytest_failure_excerpt(run.result.stdout, test)
+    name = test.split("::")[-1]
+    lines: list[str] = []
+    if language == "go":
+        readable = frameworks.go_feedback(output).splitlines()
+        start = next((i for i, line in enumerate(readable) if re.match(rf"\s*--- FAIL: {re.escape(name)}\b", line)), None)
+        if start is not None:  # the lines t.Error printed under the test's FAIL line
+            lines = [readable[start]]
+            for line in readable[start + 1:]:
+                if not line.startswith((" ", "\t")):
+                    break
+                lines.append(line)
+    elif language == "rust":
+        text = output.split(f"---- {name} stdout ----\n", 1)
+        if len(text) == 2:
+            lines = re.split(r"\n(?:----|failures:|\s*$)", text[1], maxsplit=1)[0].splitlines()
+    elif language == "javascript":
+        title = name.rsplit(" ", 1)[-1] if " " not in name else name
+        marker = next((i for i, line in enumerate(output.splitlines()) if line.strip().startswith("●")
+                       and line.strip().endswith(title.split(" ")[-1])), None)
+        if marker is not None:
+            following = output.splitlines()[marker:]
+            lines = following[:1]
+            for line in following[1:]:
+                if line.strip().startswith("●"):
+                    break
+                lines.append(line)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines[-30:])[-2000:]
+
+
+# -- running -----------------------------------------------------------------------------------
+
+def run_tests(sandbox: Sandbox, language: str, files: dict[str, str], command: str, limits: Limits,
+              changed: Iterable[str] = (), worker: int = 0) -> SuiteRun:
+    """Run ``command`` over the tree ``files`` and read its per-test verdicts (module docstring);
+    ``changed``: the files the candidate supplied (python: a test defined in one does not pass)."""
+    if language == "python":
+        return pytest_report.run_suite(sandbox, files, command, limits, changed=changed, strict=True, worker=worker)
+    if language not in LANGUAGES:
+        raise UsageError(f"no test route for {language} repositories", f"hrmcode runs {', '.join(LANGUAGES)} suites")
+    if getattr(sandbox, "name", "") == "local":
+        missing = missing_toolchain(language)
+        if missing is not None:
+            raise ToolchainMissing(*missing)
+    floor = DEFAULT_LIMITS[language]
+    limits = dataclasses.replace(limits, memory_mb=max(limits.memory_mb, floor.memory_mb),
+                                 processes=max(limits.processes, floor.processes),
+                                 output_bytes=max(limits.output_bytes, REPORT_BYTES))
+    nonce = secrets.token_hex(16)
+    if language == "go":
+        ensure_go_seed(sandbox, worker)
+        script, packages = _go_script(command, files, nonce)
+        result = sandbox.run(["/bin/sh", "-c", f"{{ {script} ; }} 2>&1"], files, limits, worker=worker)
+        return _go_run(result, nonce, packages)
+    if language == "rust":
+        result = sandbox.run(["/bin/sh", "-c", f"{{ {_rust_script(command)} ; }} 2>&1"], files, limits, worker=worker)
+        return _rust_run(result)
+    hidden, collected = f"/tmp/.hrmcode-{nonce}", f".hrmcode-report-{nonce}"
+    tree = {**files, frameworks.JEST_GUARD: frameworks.JEST_GUARD_SOURCE}
+    script = (f'mkdir -m 700 {hidden} && {{ {_jest_script(command, hidden)} ; }} 2>&1; s=$?; rm -rf "$PWD/{collected}"; '
+              f'cp {hidden}/jest.json "$PWD/{collected}" 2>/dev/null; exit $s')
+    result = sandbox.run(["/bin/sh", "-c", script], tree, limits, worker=worker, collect=[collected])
+    return _jest_run(result, result.files.get(collected))
+
+
+def _words(command: str, program: list[str], what: str) -> list[str]:
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the test command {command!r}: {exc}", f"give a {what} command") from None
+    if words[:len(program)] != program:
+        raise UsageError(f"a {what} repository's test command must start with `{' '.join(program)}`: {command!r}",
+                         f"e.g. --test-cmd '{' '.join(program)}'")
+    return words[len(program):]
+
+
+# -- go --------------------------------------------------------------------------------------------
+
+_GO_BEGIN = "\x16hrmcode-go-begin"
+_GO_END = "\x16hrmcode-go-end"
+
+
+def go_packages(files: dict[str, str], patterns: list[str]) -> list[str]:
+    """The package directories (relative, ``.`` for the root) with test files that ``patterns``
+    (``./...``, ``./x``, ``./x/...``, ``.``) name, sorted."""
+    dirs = set()
+    for path in files:
+        parts = PurePosixPath(path).parts
+        if path.endswith("_test.go") and not any(p in _GO_DIRS_LEFT_OUT or p[0] in "._" for p in parts[:-1]):
+            dirs.add("/".join(parts[:-1]) or ".")
+    chosen = set()
+    for pattern in patterns or ["."]:
+        clean = pattern.removeprefix("./").rstrip("/") or "."
+        if clean == "...":
+            chosen |= dirs
+        elif clean.endswith("/..."):
+            base = clean[:-4]
+            chosen |= {d for d in dirs if d == base or d.startswith(base + "/")}
+        elif clean in dirs:
+            chosen.add(clean)
+    return sorted(chosen)
+
+
+def _go_script(command: str, files: dict[str, str], nonce: str) -> tuple[str, list[str]]:
+    """The script that builds every package's test binary, deletes the test sources and runs each
+    binary bracketed by nonce lines carrying its exit status; and the packages, in binary order."""
+    words = _words(command, ["go", "test"], "Go")
+    build, run, patterns = [], ["-test.v=test2json", "-test.count=1", "-test.paniconexit0"], []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        flag, has_value, value = word.partition("=")
+        if flag in ("-run", "-tags", "-timeout", "-count") and not has_value:
+            index += 1
+            value = words[index] if index < len(words) else ""
+        if flag == "-tags":
+            build.append(f"-tags={value}")
+        elif flag == "-run":
+            run.append(f"-test.run={value}")
+        elif flag == "-short":
+            run.append("-test.short")
+        elif flag in ("-v", "-count", "-timeout"):
+            pass  # framing and a fresh count are always on; the sandbox's limit is the timeout
+        elif word.startswith("-"):
+            raise UsageError(f"the Go test command's flag {word} is not supported",
+                             "use go test [-short] [-run RE] [-tags T] [./PACKAGE ...]")
+        elif not word.startswith("."):
+            raise UsageError(f"Go packages must be named relative to the repository: {word!r}",
+                             "e.g. go test ./... or go test ./pkg/...")
+        else:
+            patterns.append(word)
+        index += 1
+    packages = go_packages(files, patterns)
+    if not packages:
+        raise UsageError(f"`{command}` names no Go package with test files", "check the packages of --test-cmd")
+    binary = f"/tmp/.hrmcode-go-{nonce}"
+    steps = [f"mkdir -m 700 {binary}"]
+    for i, package in enumerate(packages):
+        steps.append(f"go test -c -o {binary}/{i}.test {' '.join(shlex.quote(b) for b in build)} ./{shlex.quote(package)}")
+    steps.append("find . -name '*_test.go' -type f -delete")  # built: the expected answers leave the tree
+    runs = []
+    for i, package in enumerate(packages):
+        # the status comes from this shell; a package whose test files are all constrained out has no binary
+        runs.append(f"printf '\\n{_GO_BEGIN} {nonce} {i}\\n'; "
+                    f"if [ -x {binary}/{i}.test ]; then (cd ./{shlex.quote(package)} && exec {binary}/{i}.test "
+                    f"{' '.join(shlex.quote(r) for r in run)} </dev/null); s=$?; else s=none; fi; "
+                    f"printf '\\n{_GO_END} {nonce} {i} %s\\n' \"$s\"")
+    return " && ".join(steps) + " && { " + "; ".join(runs) + "; }", packages
+
+
+def _go_run(result: ExecResult, nonce: str, packages: list[str]) -> SuiteRun:
+    run = SuiteRun(result)
+    if result.timed_out:
+        run.problem = "timed out"
+        return run
+    if result.stdout_truncated:
+        run.problem = "the test output was truncated"
+        return run
+    output = result.stdout
+    for i, package in enumerate(packages):
+        begin = re.search(rf"^{_GO_BEGIN} {nonce} {i}$", output, re.MULTILINE)
+        end = re.search(rf"^{_GO_END} {nonce} {i} (\S+)$", output[begin.end():], re.MULTILINE) if begin else None
+        if begin is None:
+            run.problem = f"package {package}: its test binary never ran (exit {result.exit_code}): the build failed"
+            return run
+        if end is None:
+            run.problem = f"package {package}: its test binary's output has no end line: the run was stopped"
+            return run
+        status = end.group(1)
+        if status == "none":
+            continue  # no test binary for this platform
+        segment = output[begin.end():begin.end() + end.start()]
+        report = frameworks.parse_go(segment, False)
+        if report.problem is not None:
+            if status == "0" or not re.search(r"^\x16\s*--- FAIL: ", segment, re.MULTILINE):
+                run.problem = f"package {package}: {report.problem} (exit {status})"
+                return run
+            # a panic: the testing package framed the test's failure, then the binary died; the
+            # tests after it never ran (missing, so not passed)
+            report = frameworks.parse_go(segment + "\n\x16FAIL\n", False)
+        if bool(report.failed()) == (status == "0"):
+            run.problem = (f"package {package}: the test binary exited {status} but its report says "
+                           f"{'FAIL' if report.failed() else 'PASS'}")
+            return run
+        for name, outcome in report.tests:
+            run.outcomes[f"{package}::{name}"] = outcome
+    return run
+
+
+# -- rust ------------------------------------------------------------------------------------------
+
+# cargo's announcement of each test binary (its own stderr, printed before the binary starts)
+_CARGO_TARGET = re.compile(r"^\s+(?:Running (?:unittests )?(\S+)(?: \(.*\))?|Doc-tests (\S+))$", re.MULTILINE)
+
+
+def _rust_script(command: str) -> str:
+    words = _words(command, ["cargo", "test"], "Rust")
+    cut = words.index("--") if "--" in words else len(words)
+    cargo, libtest = words[:cut], words[cut + 1:]
+    if any(w in ("--format", "-q", "--quiet") or w.startswith(("--format=", "-Z")) for w in [*cargo, *libtest]):
+        raise UsageError(f"the Rust test command may not choose libtest's output format: {command!r}",
+                         "leave out --format and --quiet")
+    registry = DEBIAN_CARGO_REGISTRY
+    config = ["--config", 'source.crates-io.replace-with="debian"', "--config", f'source.debian.directory="{registry}"',
+              "--config", "net.offline=true"]
+    argv = ["cargo", "test", "--no-fail-fast", *config, *cargo, "--", *libtest, "--format", "pretty"]
+    return " ".join(shlex.quote(w) for w in argv)
+
+
+def _rust_run(result: ExecResult) -> SuiteRun:
+    run = SuiteRun(result)
+    if result.timed_out:
+        run.problem = "timed out"
+        return run
+    output = result.stdout
+    whole = frameworks.parse_libtest(output, result.stdout_truncated)
+    if whole.problem is not None:
+        run.problem = f"{whole.problem} (exit {result.exit_code})"
+        return run
+    targets = list(_CARGO_TARGET.finditer(output))
+    for i, target in enumerate(targets):
+        segment = output[target.end():targets[i + 1].start() if i + 1 < len(targets) else len(output)]
+        label = target.group(1) or f"doctests {target.group(2)}"
+        report = frameworks.parse_libtest(segment, False)
+        if report.problem is not None:
+            if target.group(2) and "never started" in report.problem:
+                continue  # a library without doc tests
+            run.problem = f"{label}: {report.problem} (exit {result.exit_code})"
+            return run
+        for name, outcome in report.tests:
+            run.outcomes[f"{label}::{name}"] = outcome
+    if not targets:
+        run.problem = "cargo announced no test binary"
+    elif ("failed" in run.outcomes.values()) == (result.exit_code == 0):
+        run.problem = f"cargo exited {result.exit_code} but the tests' report says the opposite"
+    return run
+
+
+# -- javascript ------------------------------------------------------------------------------------
+
+def _jest_script(command: str, hidden: str) -> str:
+    words = _words(command, ["jest"], "JavaScript")
+    if any(w.startswith(("--json", "--outputFile", "--setupFilesAfterEnv", "--watch")) for w in words):
+        raise UsageError(f"the jest command may not set its own report or watch mode: {command!r}",
+                         "leave out --json, --outputFile, --setupFilesAfterEnv and --watch")
+    # -i: one process (the sandbox's CPU budget is per run); --ci: no snapshot is written
+    argv = ["jest", "--ci", "-i", "--colors=false", *words, "--setupFilesAfterEnv",
+            f"{WORK_DIR}/{frameworks.JEST_GUARD}", "--json", f"--outputFile={hidden}/jest.json"]
+    return f"NODE_OPTIONS=--max-old-space-size={JS_HEAP_MB} " + " ".join(shlex.quote(w) for w in argv)
+
+
+def _jest_run(result: ExecResult, report_text: str | None) -> SuiteRun:
+    run = SuiteRun(result)
+    report = frameworks.Report(problem="timed out") if result.timed_out else frameworks.parse_jest(report_text, qualified=True)
+    if report.problem is not None:
+        run.problem = f"{report.problem} (exit {result.exit_code})"
+        return run
+    failed = bool(report.failed())
+    if failed == (result.exit_code == 0):
+        run.problem = f"jest exited {result.exit_code} but its report says {'failed' if failed else 'passed'}"
+        return run
+    for name, outcome in report.tests:
+        name = name.removeprefix(f"{WORK_DIR}/")
+        run.outcomes[name] = "failed" if run.outcomes.get(name) == "failed" else outcome  # one title twice: either failing fails
+    return run
