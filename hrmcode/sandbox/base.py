@@ -10,12 +10,15 @@ what each guarantees and what it does not.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from hrmcode.errors import SandboxError, UsageError
 
 NETWORKS = ("loopback", "host")
+ENV_MOUNT = "/opt/hrmcode/env"  # where a run sees a PythonEnv's packages (local: a read-only bind; docker: in its image)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,33 @@ class RunRequest:
         return self.stdin.encode() if isinstance(self.stdin, str) else self.stdin
 
 
+@dataclass(frozen=True)
+class PythonEnv:
+    """Third-party packages a run's Python may import, installed OUTSIDE the sandbox (it has no
+    network) by ``hrmcode.data.bugs.environments``. A run sees them read-only at ``ENV_MOUNT``, on
+    ``PYTHONPATH`` after the sandbox's own pytest: ``directory`` (local: a host directory bound
+    read-only, so the tested code cannot change it for a later run) or ``image`` (docker: an image built
+    from the sandbox image with the packages in its read-only root filesystem). ``work_paths`` are
+    work-dir directories put first on ``PYTHONPATH`` (the project's own code, ``.`` or ``src``), so
+    the code under test is always the work dir's, never a copy among the packages."""
+
+    directory: Path | None = None
+    image: str | None = None
+    work_paths: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for path in self.work_paths:
+            if path.startswith("/") or ".." in Path(path).parts:
+                raise UsageError(f"python path {path!r} leaves the work dir", "give paths relative to the repository root")
+
+    def pythonpath(self, *sandbox_paths: str) -> str:
+        """``PYTHONPATH``: the work paths, then ``sandbox_paths`` (the sandbox's pytest), then the packages."""
+        entries = [posixpath.normpath(f"/work/{path}") for path in self.work_paths] + list(sandbox_paths)
+        if self.directory is not None or self.image is not None:
+            entries.append(ENV_MOUNT)
+        return ":".join(entry for entry in entries if entry)
+
+
 class Session(Protocol):
     """A private work dir that lives across commands. Each exec is a fresh process tree inside the
     same sandbox profile as Sandbox.run (local: a new bwrap over the SAME run dir; docker: `docker exec`
@@ -153,3 +183,8 @@ class Sandbox(Protocol):
         ``inodes`` cap the whole session; ``memory_mb`` and ``processes`` apply per command;
         ``network`` as for ``run``. ``env`` is added to every command's environment."""
         raise SandboxError(f"the {self.name} sandbox backend has no sessions", "use the local or docker backend")
+
+    def with_python_env(self, env: PythonEnv) -> "Sandbox":
+        """This backend with ``env``'s packages visible, read-only, to every run and session (``PythonEnv``)."""
+        raise SandboxError(f"the {self.name} sandbox backend cannot mount a Python environment",
+                           "use the local or docker backend, or synthesize with --env none")

@@ -40,6 +40,7 @@ on another machine) is not supported, because work dirs are bind-mounted from th
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import os
 import shutil
@@ -54,7 +55,7 @@ from hrmcode.errors import SandboxError, ToolchainMissing
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import _fs, hostpaths, runs
 from hrmcode.sandbox._proc import CappedOutput, Finished
-from hrmcode.sandbox.base import ExecResult, Limits, RunRequest, Sandbox
+from hrmcode.sandbox.base import ENV_MOUNT, ExecResult, Limits, PythonEnv, RunRequest, Sandbox
 from hrmcode.sandbox.session import WorkDirSession
 
 LABEL = "hrmcode.sandbox"
@@ -199,6 +200,48 @@ def build_images(rebuild: bool = False) -> dict[str, str]:
     return done
 
 
+# A repository's test dependencies on top of the sandbox image (``build_python_env_image``): pip may not
+# replace what the image already has (its pytest), so the image's own packages are the constraints.
+ENV_DOCKERFILE = """FROM {base}
+COPY . /tmp/hrmcode-env
+RUN python3 -m pip freeze --all | grep -E '^[A-Za-z0-9._-]+==' > /tmp/hrmcode-env/sandbox-constraints.txt \\
+ && python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check --no-input \\
+      --target {mount} -r /tmp/hrmcode-env/requirements.txt -c /tmp/hrmcode-env/sandbox-constraints.txt \\
+ && rm -rf /tmp/hrmcode-env
+LABEL hrmcode.sandbox.image=1 hrmcode.environment={env_id}
+"""
+
+
+def python_env_image_tag(env_id: str) -> str:
+    """``hrmcode-env-<id>:<the sandbox image's tag>``: a rebuilt sandbox image gets its own env images."""
+    return f"hrmcode-env-{env_id}:{image_tag().split(':', 1)[1]}"
+
+
+def build_python_env_image(env_id: str, context: Path) -> str:
+    """The image of a Python environment, built FROM the sandbox image (built first when missing) and
+    reused when present: ``context`` holds ``requirements.txt`` (a pip requirements file whose local
+    ``--find-links`` directories are under ``/tmp/hrmcode-env``, where ``context`` is copied), installed
+    with pip at build time (builds reach the package index; runs never do) into ``ENV_MOUNT``."""
+    tag = python_env_image_tag(env_id)
+    client = _client(timeout=900)
+    if _has_image(client, tag):
+        return tag
+    if not _has_image(client, image_tag()):
+        build_images()
+    (context / "Dockerfile").write_text(ENV_DOCKERFILE.format(base=image_tag(), mount=ENV_MOUNT, env_id=env_id))
+    reporter().log(f"building {tag}: the environment's packages on {image_tag()}")
+    try:
+        _, logs = client.images.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False)
+        for chunk in logs:
+            line = (chunk.get("stream") or "").strip()
+            if line:
+                reporter().log(line)
+    except Exception as exc:  # noqa: BLE001 - BuildError and APIError carry the reason
+        raise SandboxError(f"docker build of {tag} failed: {' '.join(str(exc).split())[-300:]}",
+                           "check the requirements and network access to the package index from docker builds") from None
+    return tag
+
+
 def labelled_containers(owner_pid: int | None = None) -> list[str]:
     """Names of containers (any state) carrying hrmcode's label; only those ``owner_pid`` created if given."""
     client = _client()
@@ -236,8 +279,24 @@ class DockerSandbox(Sandbox):
             build_images()
         self._image_id = self.client.images.get(self.image).id
 
+    python_env: PythonEnv | None = None  # its packages are in ``self.image`` (``with_python_env``)
+
     def describe(self) -> str:
         return f"docker ({self.image})"
+
+    def with_python_env(self, env: PythonEnv) -> DockerSandbox:
+        if env.directory is not None and env.image is None:
+            raise SandboxError("this Python environment was prepared for the local backend (a directory)",
+                               "prepare it for docker: an image (build_python_env_image)")
+        view = copy.copy(self)
+        view.python_env = env
+        if env.image is not None:
+            view.image = env.image
+        return view
+
+    def run_env(self) -> dict[str, str]:
+        """Every command's environment: ``ENV``, with the Python environment's ``PYTHONPATH``."""
+        return {**ENV, "PYTHONPATH": self.python_env.pythonpath()} if self.python_env is not None else dict(ENV)
 
     def go_seed_path(self) -> Path:
         return hostpaths.go_seed_dir(f"docker-{self._image_id.split(':')[-1][:16]}")
@@ -260,7 +319,7 @@ class DockerSandbox(Sandbox):
                 argv = ["/bin/sh", "-c", 'exec "$@" < /.hrmcode/stdin', "sh", *argv]
             # The container's own deadline, for when hrmcode is killed and its timer with it.
             argv = ["timeout", "-s", "KILL", str(int(limits.timeout_s) + INNER_GRACE_S), *argv]
-            finished, oom = self._run_container(argv, run, limits, uid, {**ENV, **request.env}, stdin is not None)
+            finished, oom = self._run_container(argv, run, limits, uid, {**self.run_env(), **request.env}, stdin is not None)
             result = runs.interpret(finished, limits, signal_offset=True)
             result.memory_exceeded = result.memory_exceeded or oom
             result.memory_cap = "docker (whole container)"
@@ -374,7 +433,7 @@ class DockerSession(WorkDirSession):
         argv = ["/bin/sh", "-c", _SESSION_WRAPPER, command, str(runs.cpu_seconds(limits)), f"{limits.timeout_s:g}"]
         try:
             exec_id = api.exec_create(self.container.id, argv, user=f"{self.uid}:{self.uid}", workdir="/work",
-                                      environment={**ENV, **env})["Id"]
+                                      environment={**self.sandbox.run_env(), **env})["Id"]
         except Exception as exc:  # noqa: BLE001 - a stopped or removed container, an engine gone
             raise SandboxError(f"the session's container {self.container.name} cannot run commands: "
                                f"{' '.join(str(exc).split())[:200]}", "close the session and open a new one") from None

