@@ -108,9 +108,13 @@ def jsonl_features(path: Path) -> "datasets.Features":
     return Features(features)
 
 
-def _jsonl_records(path: str, digest: str) -> Iterator[dict]:
-    """The generator ``Dataset.from_generator`` runs (``digest`` keys its cache to the file's bytes)."""
-    yield from read_jsonl(Path(path))
+def _jsonl_records(path: str, digest: str, json_columns: tuple[str, ...]) -> Iterator[dict]:
+    """The generator ``Dataset.from_generator`` runs (``digest`` keys its cache to the file's bytes).
+    A ``Json`` column's values are handed over encoded: given a str, ``datasets.Json`` would keep a
+    string that parses as JSON (``"[1]"``) as that JSON, and it would come back as a list."""
+    for record in read_jsonl(Path(path)):
+        yield {key: json.dumps(value) if key in json_columns and value is not None else value
+               for key, value in record.items()}
 
 
 def _dataset_of_file(path: Path, digest: str | None = None) -> "datasets.Dataset":
@@ -122,8 +126,11 @@ def _dataset_of_file(path: Path, digest: str | None = None) -> "datasets.Dataset
             if next(iter(read_jsonl(path)), None) is None:
                 raise InputError(f"{path}: no records", "a dataset needs at least one record")
             digest = digest or sha256_file(path)
+            features = jsonl_features(path)
+            json_columns = tuple(key for key, feature in features.items() if isinstance(feature, datasets.Json))
             return datasets.Dataset.from_generator(
-                _jsonl_records, features=jsonl_features(path), gen_kwargs={"path": str(path), "digest": digest},
+                _jsonl_records, features=features,
+                gen_kwargs={"path": str(path), "digest": digest, "json_columns": json_columns},
                 fingerprint=hashlib.sha256(f"{CONVERSION_VERSION}:{digest}".encode()).hexdigest()[:32],
             )
         if name.endswith(".parquet"):

@@ -108,7 +108,9 @@ def to_task(record: dict, where: str) -> Task:
     prompt_source = "problem_statement" if statement.strip() else "fail_to_pass"
     metadata = {key: value for key, value in record.items()}
     metadata.update({
-        "schema": "9-field" if "base_commit" in record or "created_at" in record else "7-field",
+        # a key present as None is a 7-field row read through a schema that has the column (a datasets split)
+        "schema": "9-field" if record.get("base_commit") is not None or record.get("created_at") is not None
+        else "7-field",
         "prompt_source": prompt_source,
         "changed_files": paths,
     })
