@@ -57,6 +57,7 @@ class RepoTask:
     gold_patch: str                   # the fix: a unified diff buggy -> fixed (task.solution.patch)
     language: str = "python"
     skipped_files: int = 0            # files of a clone's tree left out (binary, over 1 MiB, symlinks)
+    environment: dict | None = None   # the test environment its tests run in (``data.bugs.environments``)
 
 
 def load_repo_tasks(path: Path | str, *, repos: Path | str | None = None, ids: list[str] | None = None,
@@ -108,7 +109,7 @@ def _repo_task(task: Task, repository: dict[str, str] | None, clones: _Clones | 
     return RepoTask(id=task.id, instance_id=instance_id, problem=task.prompt, files=files,
                     test_command=task.tests.command, fail_to_pass=list(task.tests.fail_to_pass),
                     pass_to_pass=list(task.tests.pass_to_pass), gold_patch=task.solution.patch or "",
-                    language=task.language, skipped_files=skipped)
+                    language=task.language, skipped_files=skipped, environment=task.metadata.get("environment"))
 
 
 def _git(clone: Path, *args: str) -> bytes:

@@ -30,7 +30,9 @@ Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``
    hrmcode neither builds nor needs it: the tree is run from the host's files),
    ``base_commit`` = HEAD, ``problem_statement`` = an issue text written from the failing tests and
    the first one's failure, by an LM with ``llm``, else from SWE-smith's templates (``issues``: it
-   never holds the instance id, a strategy name or a line of the fix)),
+   never holds the instance id, a strategy name or a line of the fix)), and, when its tests need more
+   than the plain sandbox, ``environment`` (``environments``: the repository's test dependencies,
+   installed outside the sandbox and mounted read-only; their id and requirements),
    normalised by the ``swe-smith`` source into a ``tasks`` artifact whose tasks also carry the
    bugged files (``files``/``editable``) so edit examples can show whole files. ``instances.jsonl``
    is kept beside ``tasks.jsonl``, and ``repository.jsonl`` holds the repository's files at HEAD
@@ -56,6 +58,7 @@ from pathlib import Path
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location, workspace_root
 from hrmcode.data.bugs import suites
+from hrmcode.data.bugs.environments import prepare_environment
 from hrmcode.data.bugs.issues import ChatModel, Statement, evidence, problem_statement, secrets, statement_stats
 from hrmcode.data.bugs.lm import lm_modify_bugs
 from hrmcode.data.bugs.transforms import candidate_bugs
@@ -310,6 +313,7 @@ def repo_tasks(
     sandbox=None,
     llm: ChatModel | None = None,
     lm_bugs: int = 0,
+    env: str | None = "auto",
 ) -> BugResult:
     """Inject, validate and gather bugs of the repository at ``path`` into a ``tasks`` artifact;
     ``llm`` writes the problem statements (``issues.problem_statement``; templates without it) and,
@@ -334,11 +338,12 @@ def repo_tasks(
     if not tried:
         raise InputError(f"repo:{path} has no Python function a bug can be injected into",
                          "repo:PATH needs non-test Python code")
-    if sandbox is None:
-        sandbox = get_sandbox()
+    # the repository's test dependencies, installed outside the sandbox, mounted read-only (``environments``)
+    environment = prepare_environment(info, language, getattr(sandbox, "name", "local"), spec=env, workspace=workspace)
+    sandbox = environment.sandbox(sandbox if sandbox is not None else get_sandbox())
     command = pytest_command(test_cmd)
     limits = Limits(timeout_s=timeout_s, memory_mb=4096)
-    tree = tree_digest(info)
+    tree = tree_digest(info) + (f":env-{environment.id}" if environment.mounts else "")
     log_path = verdict_log_path(info, workspace, out)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if redo:  # test every candidate again
@@ -389,6 +394,8 @@ def repo_tasks(
             "base_commit": info.commit,
             "problem_statement": "",
             **({"model_written": True} if candidate.kind in BUG_PREFIX else {}),  # an LM wrote the bug
+            # what its tests ran with beyond the plain sandbox (``environments.environment_sandbox``)
+            **({"environment": environment.record()} if environment.recorded else {}),
         })
         instance_id, bugged_tree = instances[-1]["instance_id"], {**info.files, candidate.path: candidate.bugged}
         found = evidence(bugged_tree, patch, fail_to_pass, verdict.get("failure", ""), [candidate.function])

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from hrmcode.artifacts import Artifact, load_artifact
 from hrmcode.data.bugs import REPOSITORY
+from hrmcode.data.bugs.environments import environment_sandbox
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl
@@ -122,6 +123,10 @@ class ExecChecker:
                 detail += f": {result.reason}"
         else:
             tree = {**self.repositories[task["id"]], **(task.get("files") or {}), **files}
+            try:  # the repository's test dependencies, as its tests ran when the task was made
+                box = environment_sandbox((task.get("metadata") or {}).get("environment"), box)
+            except HrmcodeError as exc:
+                return None, f"its test environment cannot be prepared here: {exc.message}"
             run = run_suite(box, tree, tests["command"], Limits(timeout_s=self.timeout_s * 4, memory_mb=4096),
                             changed=files, strict=True)
             expected = tests["fail_to_pass"] if stub else tests["fail_to_pass"] + tests["pass_to_pass"]
