@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrmcode.artifacts import Artifact, load_artifact
 from hrmcode.data.bugs import REPOSITORY
-from hrmcode.data.bugs.environments import environment_sandbox
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl
@@ -123,10 +123,6 @@ class ExecChecker:
                 detail += f": {result.reason}"
         else:
             tree = {**self.repositories[task["id"]], **(task.get("files") or {}), **files}
-            try:  # the repository's test dependencies, as its tests ran when the task was made
-                box = environment_sandbox((task.get("metadata") or {}).get("environment"), box)
-            except HrmcodeError as exc:
-                return None, f"its test environment cannot be prepared here: {exc.message}"
             run = run_suite(box, tree, tests["command"], Limits(timeout_s=self.timeout_s * 4, memory_mb=4096),
                             changed=files, strict=True)
             expected = tests["fail_to_pass"] if stub else tests["fail_to_pass"] + tests["pass_to_pass"]
@@ -193,3 +189,14 @@ def tasks_of(examples: Artifact) -> TaskBook:
                 if repository is not None and task.get("kind") == "repo-patch":
                     book.repositories[task["id"]] = repository
     return book
+
+
+def check_apart(book: TaskBook, timeout_s: float, cached: list[dict], example: dict, worker: int) -> list[dict]:
+    """``ExecChecker.check(example)`` away from the run's ``exec.jsonl`` (on a thread, or a Ray worker with
+    its own sandbox): ``book`` holds the example's task, ``cached`` the log's records for that task. Returns
+    the records the check added, for the run to append; its verdict is then read from the log."""
+    with tempfile.TemporaryDirectory(prefix="hrmcode-exec-") as tmp, AppendLog(Path(tmp) / "exec.jsonl") as log:
+        log.extend(cached)
+        ExecChecker(book, log, timeout_s).check(example)
+        known = {record["id"] for record in cached}
+        return [record for key, record in log.records.items() if key not in known]

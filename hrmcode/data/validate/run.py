@@ -18,6 +18,7 @@ redone (it is cheap next to scoring). The gates' options are ``ValidateOptions``
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 from collections import Counter
@@ -30,16 +31,18 @@ from typing import IO
 import numpy as np
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, load_artifact, output_location
+from hrmcode import executor
 from hrmcode.atomic import atomic_open, write_text
 from hrmcode.data.contamination import DEFAULT_THRESHOLD, ContaminationIndex, build_index
 from hrmcode.data.synthesize.pipeline import line_chunks
-from hrmcode.data.validate.execution import ExecChecker, tasks_of
+from hrmcode.data.validate.execution import ExecChecker, TaskBook, check_apart, tasks_of
 from hrmcode.data.validate.neardup import NearDuplicates, permutations
 from hrmcode.data.validate.scoring import PART_FILES, init_worker, score_chunk
 from hrmcode.errors import UsageError
 from hrmcode.jsonl import AppendLog, dumps
 from hrmcode.options import option
 from hrmcode.reporting import reporter
+from hrmcode.sandbox import run_many
 
 CHUNK_EXAMPLES = 2048
 PARTS = "parts"
@@ -182,15 +185,16 @@ def _score_and_decide(run: RunContext, jobs: int) -> dict:
                     score_chunk(*args[name])
                 bar.advance()
 
-            return _decide(run, scored)
+            return _decide(run, scored, jobs)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
-def _decide(run: RunContext, scored: Callable[[str], None]) -> dict:
+def _decide(run: RunContext, scored: Callable[[str], None], jobs: int = 1) -> dict:
     """The sequential pass, in input order: duplicates, thresholds, execution, and the output files.
-    ``scored(name)`` returns once chunk ``name``'s part files exist."""
+    ``scored(name)`` returns once chunk ``name``'s part files exist; with ``jobs`` > 1 or ``--executor
+    ray`` each chunk's execution checks run ahead in parallel (``_check_ahead``)."""
     tally = Tally()
     exec_log = AppendLog(run.out_dir / "exec.jsonl", key="id") if run.options.exec_checks else None
     checker = ExecChecker(tasks_of(run.source), exec_log, run.options.exec_timeout_s) if exec_log is not None else None
@@ -204,6 +208,8 @@ def _decide(run: RunContext, scored: Callable[[str], None]) -> dict:
                 entries, prefixes = _load_part(run, name)
                 examples_fh.seek(start)
                 lines = [line for line in examples_fh.read(end - start).split(b"\n") if line.strip()]
+                if checker is not None and executor.current(jobs).slots > 1:
+                    _check_ahead(checker, entries, lines, jobs)
                 for i, (entry, line, prefix) in enumerate(zip(entries, lines, prefixes)):
                     decided = _judge(run, tally, checker, entry, line, i)
                     _record(tally, entry, line, decided, acc, rej)
@@ -215,6 +221,30 @@ def _decide(run: RunContext, scored: Callable[[str], None]) -> dict:
     run.writer.add("rejected.jsonl", tally.counts["rejected"])
     run.writer.add("scores.jsonl")
     return _report(tally, run.index)
+
+
+def _check_ahead(checker: ExecChecker, entries: list[dict], lines: list[bytes], jobs: int) -> None:
+    """Run a chunk's execution checks in parallel (``run_many``: -j threads or Ray tasks) into the exec
+    log, so the decision pass reads their verdicts from it. Every complete edit/solve example is
+    checked, including those a duplicate gate will reject (the gates depend on input order; the checks
+    do not), so the verdicts and output bytes are the sequential pass's."""
+    cached: dict[str, list[dict]] = {}
+    for record in checker.log.records.values():
+        cached.setdefault(record.get("task_id"), []).append(record)
+    jobs_list = []
+    for entry, line in zip(entries, lines):
+        if "schema_error" in entry or entry["failed"] or entry["level"] not in ("edit", "solve"):
+            continue
+        task_id = entry.get("task_id")
+        if task_id not in checker.tasks:
+            continue
+        repository = {task_id: checker.repositories[task_id]} if task_id in checker.repositories else {}
+        book = TaskBook({task_id: checker.tasks[task_id]}, repository)
+        jobs_list.append(functools.partial(check_apart, book, checker.timeout_s, cached.get(task_id, []),
+                                           json.loads(line)))
+    # an edit and a solve example of one task often make the same check: its record is kept once
+    run_many(jobs_list, n_workers=jobs,
+             on_done=lambda _i, records: checker.log.extend(r for r in records if not checker.log.done(r["id"])))
 
 
 def _load_part(run: RunContext, name: str) -> tuple[list[dict], list[str]]:
