@@ -77,13 +77,14 @@ def _language(language: str) -> Language:
 _parsers = threading.local()  # a Parser is not safe to share between threads
 
 
-def parse_tree(language: str, data: bytes) -> Tree:
-    """The tree-sitter tree of ``data`` (UTF-8 bytes) in ``language``."""
+def parse_tree(language: str, data: bytes, old: Tree | None = None) -> Tree:
+    """The tree-sitter tree of ``data`` (UTF-8 bytes) in ``language``; ``old``, a tree of an earlier
+    version already told of the edits (``Tree.edit``), makes the parse incremental."""
     cache = _parsers.__dict__.setdefault("by_language", {})
     parser = cache.get(language)
     if parser is None:
         parser = cache[language] = Parser(_language(language))
-    return parser.parse(data)
+    return parser.parse(data, old) if old is not None else parser.parse(data)
 
 
 def parses(language: str, source: str) -> bool:

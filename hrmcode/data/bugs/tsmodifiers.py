@@ -42,9 +42,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tree_sitter import Node
+from tree_sitter import Node, Tree
 
-from hrmcode.data.syntax import Function, functions, parse_tree, parses
+from hrmcode.data.syntax import Function, functions, parse_tree
 
 KINDS = ("op_change", "op_flip", "op_swap", "op_change_const", "remove_assign", "remove_cond", "remove_loop",
          "ctrl_invert_if")
@@ -299,10 +299,22 @@ def _sites(language: str, root: Node, data: bytes, rng: random.Random | None) ->
                 ))
 
 
-def _apply(data: bytes, edits: tuple[_Edit, ...]) -> bytes:
-    for edit in sorted(edits, key=lambda e: e.start, reverse=True):
-        data = data[:edit.start] + edit.text + data[edit.end:]
-    return data
+def _point(data: bytes, offset: int) -> tuple[int, int]:
+    row = data.count(b"\n", 0, offset)
+    return row, offset - (data.rfind(b"\n", 0, offset) + 1)
+
+
+def _apply(language: str, tree: Tree, data: bytes, edits: tuple[_Edit, ...]) -> tuple[bytes, bool]:
+    """The edited bytes and whether they parse, re-parsed incrementally from ``tree``."""
+    edited = tree.copy()
+    for edit in sorted(edits, key=lambda e: e.start, reverse=True):  # later edits first: earlier offsets hold
+        new = data[:edit.start] + edit.text + data[edit.end:]
+        new_end = edit.start + len(edit.text)
+        edited.edit(start_byte=edit.start, old_end_byte=edit.end, new_end_byte=new_end,
+                    start_point=_point(data, edit.start), old_end_point=_point(data, edit.end),
+                    new_end_point=_point(new, new_end))
+        data = new
+    return data, not parse_tree(language, data, edited).root_node.has_error
 
 
 def _owner(found: list[Function], bug: _Bug) -> int | None:
@@ -335,11 +347,8 @@ def candidate_bugs(language: str, source: str, rng: random.Random | None = None)
     placed.sort(key=lambda item: item[:3])
     seen: set[bytes] = set()
     for owner, _, _, bug in placed:
-        bugged = _apply(data, bug.edits)
-        if bugged == data or bugged in seen:
-            continue
-        text = bugged.decode()
-        if not parses(language, text):
+        bugged, ok = _apply(language, tree, data, bug.edits)
+        if not ok or bugged == data or bugged in seen:
             continue
         seen.add(bugged)
-        yield found[owner].name, bug.kind, text
+        yield found[owner].name, bug.kind, bugged.decode()
