@@ -18,7 +18,6 @@ on a 2-core machine.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
@@ -32,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hrmcode.data.bugs import bug_patch  # noqa: E402
-from hrmcode.data.bugs.transforms import candidate_bugs  # noqa: E402
+from hrmcode.data.bugs.procedural import candidate_bugs  # noqa: E402
 
 MINIPKG = REPO / "tests" / "synth" / "fixtures" / "minipkg" / "minipkg" / "textstats.py"
 SHARED = Path(os.environ.get("HRMCODE_SHARED", REPO.parent / "shared"))
@@ -44,18 +43,16 @@ def base_instances() -> list[dict]:
     if sample.is_file():
         bases.extend(json.loads(line) for line in sample.read_text().splitlines() if line.strip())
     source = MINIPKG.read_text()
-    tree = ast.parse(source)
-    for function in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
-        for site, bugged in candidate_bugs(source, function):
-            bases.append({
-                "instance_id": f"local__minipkg.0123abcd.func_pm_{site.kind}__{len(bases):08d}",
-                "repo": "swesmith/local__minipkg.0123abcd",
-                "patch": bug_patch("minipkg/textstats.py", source, bugged),
-                "FAIL_TO_PASS": [f"tests/test_textstats.py::test_{function.name}"],
-                "PASS_TO_PASS": ["tests/test_textstats.py::test_mean_empty", "tests/test_textstats.py::test_clamp_inside"],
-                "image_name": "",
-                "problem_statement": f"{function.name} gives a wrong result after the last change.",
-            })
+    for bug in candidate_bugs(source, 0, "minipkg/textstats.py"):
+        bases.append({
+            "instance_id": f"local__minipkg.0123abcd.func_pm_{bug.kind}__{len(bases):08d}",
+            "repo": "swesmith/local__minipkg.0123abcd",
+            "patch": bug_patch("minipkg/textstats.py", source, bug.bugged),
+            "FAIL_TO_PASS": [f"tests/test_textstats.py::test_{bug.entity}"],
+            "PASS_TO_PASS": ["tests/test_textstats.py::test_mean_empty", "tests/test_textstats.py::test_clamp_inside"],
+            "image_name": "",
+            "problem_statement": f"{bug.entity} gives a wrong result after the last change.",
+        })
     return bases
 
 

@@ -45,7 +45,6 @@ suite gave before).
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import json
@@ -57,11 +56,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location, workspace_root
-from hrmcode.data.bugs import suites
 from hrmcode.data.bugs.environments import prepare_environment
+from hrmcode.data.bugs import suites
 from hrmcode.data.bugs.issues import ChatModel, Statement, evidence, problem_statement, secrets, statement_stats
 from hrmcode.data.bugs.lm import lm_modify_bugs
-from hrmcode.data.bugs.transforms import candidate_bugs
+from hrmcode.data.bugs.procedural import candidate_bugs
+from hrmcode.data.bugs.procedural.combine import COMBINE_FILE, file_combos
 from hrmcode.data.gitread import git_output
 from hrmcode.data.testfiles import is_test_path
 from hrmcode.diffs import apply_file_diff, content_diffs, tree_patch
@@ -77,6 +77,7 @@ STATUS = re.compile(r"^(?:(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)
 MAX_FILE_BYTES = 1 << 20
 REPOSITORY = "repository.jsonl"  # the repository's files at HEAD, beside tasks.jsonl
 BUG_PREFIX = {"lm_modify": ""}  # instance-id prefix of LM-written bug kinds (SWE-smith's "<repo>.lm_modify__<hash>")
+COMBINED = (COMBINE_FILE,)  # multi-bug kinds, named as SWE-smith names them ("<repo>.combine_file__<hash>")
 MAX_BUGS = 50  # candidates tried by default
 BUG_TIMEOUT_S = 120.0  # seconds per test run of one candidate, by default
 VERDICTS = "bug-verdicts.jsonl"  # each tested candidate's verdict, beside the output: a rerun skips it
@@ -183,26 +184,56 @@ class Candidate:
     function: str
     kind: str
     bugged: str  # the whole bugged file
+    language: str = "python"
+    in_bounds: bool = True  # within its modifier's complexity bounds (tried before those that are not)
 
 
 def candidates(info: RepoInfo, seed: int) -> list[Candidate]:
+    """Every procedural bug of every non-test source file, in the order they are tried: those within
+    their modifier's complexity bounds first, then the others; within each, round-robin across
+    strategies (each strategy's bugs and the order of the strategies shuffled with ``seed``), so no
+    strategy crowds the others out of the first ``max_bugs``."""
     found: list[Candidate] = []
     for path in sorted(info.files):
         if not path.endswith(".py") or is_test_path(path, "python"):
             continue
-        source = info.files[path]
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for site, bugged in candidate_bugs(source, node):
-                    found.append(Candidate(path, node.name, site.kind, bugged))
-    unique = {c.bugged: c for c in found}  # two sites giving the same text are one bug
-    ordered = sorted(unique.values(), key=lambda c: (c.path, c.function, c.kind, c.bugged))
-    random.Random(seed).shuffle(ordered)
+        for bug in candidate_bugs(info.files[path], seed, path):
+            found.append(Candidate(path, bug.entity, bug.kind, bug.bugged, "python", bug.in_bounds))
+    unique = {(c.path, c.bugged): c for c in found}  # two modifiers giving the same text are one bug
+    rng = random.Random(seed)
+    ordered: list[Candidate] = []
+    for in_bounds in (True, False):
+        by_kind: dict[str, list[Candidate]] = {}
+        for candidate in sorted(unique.values(), key=lambda c: (c.kind, c.path, c.function, c.bugged)):
+            if candidate.in_bounds is in_bounds:
+                by_kind.setdefault(candidate.kind, []).append(candidate)
+        kinds = sorted(by_kind)
+        rng.shuffle(kinds)
+        for kind in kinds:
+            rng.shuffle(by_kind[kind])
+        ordered += round_robin([by_kind[kind] for kind in kinds])
     return ordered
+
+
+def combined_candidates(info: RepoInfo, kept: list[Candidate]) -> list[Candidate]:
+    """SWE-smith's ``combine_file`` candidates: kept bugs of each file merged in pairs (``file_combos``)."""
+    by_path: dict[str, list[Candidate]] = {}
+    for candidate in kept:
+        by_path.setdefault(candidate.path, []).append(candidate)
+    combos: list[Candidate] = []
+    for path, bugs in sorted(by_path.items()):
+        for members, merged in file_combos(path, info.files[path], [c.bugged for c in bugs]):
+            functions = ",".join(dict.fromkeys(bugs[i].function for i in members))
+            combos.append(Candidate(path, functions, COMBINE_FILE, merged, bugs[members[0]].language))
+    return combos
+
+
+def round_robin(queues: list[list[Candidate]]) -> list[Candidate]:
+    """The first of each queue, then the second of each, and so on."""
+    merged: list[Candidate] = []
+    for depth in range(max((len(q) for q in queues), default=0)):
+        merged += [q[depth] for q in queues if depth < len(q)]
+    return merged
 
 
 def bug_patch(path: str, before: str, after: str) -> str:
@@ -313,11 +344,14 @@ def repo_tasks(
     sandbox=None,
     llm: ChatModel | None = None,
     lm_bugs: int = 0,
+    combine: bool = False,
     env: str | None = "auto",
 ) -> BugResult:
     """Inject, validate and gather bugs of the repository at ``path`` into a ``tasks`` artifact;
     ``llm`` writes the problem statements (``issues.problem_statement``; templates without it) and,
-    with ``lm_bugs``, that many functions with a bug of its own (``lm.lm_modify_bugs``), tried first."""
+    with ``lm_bugs``, that many functions with a bug of its own (``lm.lm_modify_bugs``), tried first;
+    ``combine`` also tries SWE-smith's ``combine_file`` tasks: kept procedural bugs of one file merged
+    in pairs (``procedural.combine.file_combos``) and validated like any candidate."""
     info = read_repo(path)
     # the suite's language decides how tests run and are read (``suites``); go, rust and jest have a default command
     language = suites.detect_language(info.files)
@@ -332,6 +366,8 @@ def repo_tasks(
         pool = [Candidate(p, function, "lm_modify", bugged) for p, function, bugged in written] + pool
     tried = pool[:max_bugs]
     stats: dict = {"repo": str(info.path), "commit": info.commit, "candidates": len(pool), "tried": len(tried),
+                   "outside_complexity": sum(not c.in_bounds for c in pool),
+                   "by_type_candidates": dict(sorted(Counter(c.kind for c in pool).items())),
                    "by_type_tried": dict(sorted(Counter(c.kind for c in tried).items()))}
     if dry_run:
         return BugResult(None, stats)
@@ -353,24 +389,36 @@ def repo_tasks(
         passing = set(reference["passing"])
         stats["reference_tests"] = reference["tests"]
         stats["reference_passing"] = len(passing)
-        keys = [verdict_key(tree, candidate_hash(c), command, timeout_s) for c in tried]
-        todo = [i for i, key in enumerate(keys) if not log.done(key)]
-        stats["resumed"] = len(tried) - len(todo)
-        if stats["resumed"]:
-            reporter().log(f"resuming: {stats['resumed']} of {len(tried)} candidates already tested ({log_path})")
         lock = threading.Lock()
-        with reporter().task("validate bugs", total=len(tried)) as bar:
-            bar.advance(stats["resumed"])
 
-            def record(index: int, verdict: dict) -> None:  # called from the worker threads
-                candidate = tried[todo[index]]
-                with lock:
-                    log.append({"key": keys[todo[index]], "path": candidate.path, "kind": candidate.kind, **verdict})
-                    bar.advance()
+        def judged(batch: list[Candidate], label: str) -> tuple[list[dict], int]:
+            """Each candidate's verdict, from the log or tested now; and how many came from the log."""
+            keys = [verdict_key(tree, candidate_hash(c), command, timeout_s) for c in batch]
+            todo = [i for i, key in enumerate(keys) if not log.done(key)]
+            if len(batch) - len(todo):
+                reporter().log(f"resuming: {len(batch) - len(todo)} of {len(batch)} {label} already tested ({log_path})")
+            with reporter().task(f"validate {label}", total=len(batch)) as bar:
+                bar.advance(len(batch) - len(todo))
 
-            run_many([functools.partial(_validate, sandbox, info, tried[i], command, limits, passing) for i in todo],
-                     n_workers=jobs, on_done=record)
-        verdicts = [log.records[key] for key in keys]
+                def record(index: int, verdict: dict) -> None:  # called from the worker threads
+                    candidate = batch[todo[index]]
+                    with lock:
+                        log.append({"key": keys[todo[index]], "path": candidate.path, "kind": candidate.kind, **verdict})
+                        bar.advance()
+
+                run_many([functools.partial(_validate, sandbox, info, batch[i], command, limits, passing) for i in todo],
+                         n_workers=jobs, on_done=record)
+            return [log.records[key] for key in keys], len(batch) - len(todo)
+
+        verdicts, stats["resumed"] = judged(tried, "bugs")
+        if combine:  # SWE-smith's combine step runs over validated bugs only
+            kept = [c for c, v in zip(tried, verdicts) if v["verdict"] == "kept" and c.kind not in BUG_PREFIX]
+            combos = combined_candidates(info, kept)
+            combo_verdicts, resumed = judged(combos, "combined bugs")
+            tried, verdicts = tried + combos, verdicts + combo_verdicts
+            stats["resumed"] += resumed
+            stats["tried"] = len(tried)
+            stats["by_type_tried"] = dict(sorted(Counter(c.kind for c in tried).items()))
     instances: list[dict] = []
     statements: dict[str, Statement] = {}
     rejected: Counter = Counter()
@@ -382,7 +430,7 @@ def repo_tasks(
             continue
         fail_to_pass, pass_to_pass = verdict["FAIL_TO_PASS"], verdict["PASS_TO_PASS"]
         patch = bug_patch(candidate.path, info.files[candidate.path], candidate.bugged)
-        prefix = BUG_PREFIX.get(candidate.kind, "func_pm_")
+        prefix = BUG_PREFIX.get(candidate.kind, "" if candidate.kind in COMBINED else "func_pm_")
         instances.append({
             "instance_id": f"{info.repo_name}.{prefix}{candidate.kind}__{short_hash(patch)}",
             "repo": info.repo_name,
@@ -398,7 +446,7 @@ def repo_tasks(
             **({"environment": environment.record()} if environment.recorded else {}),
         })
         instance_id, bugged_tree = instances[-1]["instance_id"], {**info.files, candidate.path: candidate.bugged}
-        found = evidence(bugged_tree, patch, fail_to_pass, verdict.get("failure", ""), [candidate.function])
+        found = evidence(bugged_tree, patch, fail_to_pass, verdict.get("failure", ""), candidate.function.split(","))
         statements[instance_id] = problem_statement(found, secrets(instance_id, patch, bugged_tree), instance_id, llm)
         instances[-1]["problem_statement"] = statements[instance_id].text
     stats["kept"] = len(instances)

@@ -56,6 +56,8 @@ class SynthesizeOptions:
     llm_model: str | None = option(None, "repo:PATH only: the model name the --llm server serves.")
     lm_bugs: int | None = option(None, "repo:PATH with --llm: functions the LM rewrites with a bug of its own "
                                        "(SWE-smith's lm_modify), tried first and validated like the others.", min=1)
+    combine: bool = option(False, "repo:PATH only: also make SWE-smith's combine_file tasks, kept bugs of one file "
+                                  "merged in pairs and validated again (extra test runs beyond --max-bugs).")
     env: str | None = option(None, "repo:PATH only: the test environment: auto (default; the test dependencies the "
                                    "repository declares, installed once with pip outside the sandbox into "
                                    "<workspace>/envs and mounted read-only), none, or a requirements file.")
@@ -120,6 +122,7 @@ def synthesize(
     llm: str | None = SynthesizeOptions.llm,
     llm_model: str | None = SynthesizeOptions.llm_model,
     lm_bugs: int | None = SynthesizeOptions.lm_bugs,
+    combine: bool = SynthesizeOptions.combine,
     env: str | None = SynthesizeOptions.env,
 ) -> SynthesisResult:
     extra: dict = {}
@@ -133,7 +136,7 @@ def synthesize(
                             max_bugs=MAX_BUGS if max_bugs is None else max_bugs,
                             timeout_s=BUG_TIMEOUT_S if bug_timeout_s is None else bug_timeout_s,
                             workspace=workspace, dry_run=dry_run, jobs=jobs, redo=redo, llm=client,
-                            lm_bugs=lm_bugs or 0, env=env or "auto")
+                            lm_bugs=lm_bugs or 0, combine=combine, env=env or "auto")
         if result.artifact is None:
             return SynthesisResult(None, {"bugs": result.stats}, dry_run=True)
         tasks = result.artifact
@@ -143,7 +146,7 @@ def synthesize(
         given = [flag for flag, value in (("--test-cmd", test_cmd), ("--max-bugs", max_bugs),
                                           ("--bug-timeout", bug_timeout_s), ("--llm", llm),
                                           ("--llm-model", llm_model), ("--lm-bugs", lm_bugs),
-                                          ("--env", env)) if value is not None]
+                                          ("--combine", combine or None), ("--env", env)) if value is not None]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise UsageError(f"{', '.join(given)} only {verb} to --source repo:PATH, not to {source}",
