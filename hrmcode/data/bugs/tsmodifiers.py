@@ -128,6 +128,20 @@ OP_CHANGE = {
 }
 OP_FLIP = {"<": ">=", ">=": "<", ">": "<=", "<=": ">", "==": "!=", "!=": "==", "===": "!==", "!==": "==="}
 NON_COMMUTATIVE = {"-", "/", "%", "<", ">", "<=", ">=", "<<", ">>", ">>>", "&&", "||", "??"}
+
+def _levels(*groups: str) -> dict[str, int]:
+    return {op: level for level, group in enumerate(groups) for op in group.split()}
+
+
+# Binding strength of binary operators (higher binds tighter), so a changed or moved operand keeps
+# the tree's shape: parentheses are added exactly where the new text would otherwise regroup.
+_C_LIKE = _levels("|| ??", "&&", "|", "^", "&", "== != === !==", "< <= > >= instanceof in", "<< >> >>>",
+                  "+ -", "* / %", "**")
+PRECEDENCE = {
+    "javascript": _C_LIKE, "typescript": _C_LIKE, "tsx": _C_LIKE, "java": _C_LIKE, "cpp": _C_LIKE,
+    "go": _levels("||", "&&", "== != < <= > >=", "+ - | ^", "* / % << >> & &^"),
+    "rust": _levels("||", "&&", "== != < <= > >=", "|", "^", "&", "<< >>", "+ -", "* / %"),
+}
 _INTEGER = re.compile(r"(0|[1-9][0-9]*)([uUlLn]{0,3}|_?[ui](?:8|16|32|64|128|size))")
 _COMMENTS = {"comment", "line_comment", "block_comment"}
 
@@ -200,24 +214,47 @@ def _is_string(node: Node | None, grammar: _Grammar) -> bool:
     return node is not None and node.type in grammar.strings
 
 
-def _binary_bugs(node: Node, data: bytes, grammar: _Grammar, rng: random.Random | None) -> Iterator[_Bug]:
+def _operator_text(node: Node, data: bytes) -> str | None:
+    operator = _operator(node) if node.type == "binary_expression" else None
+    return data[operator.start_byte:operator.end_byte].decode() if operator is not None else None
+
+
+def _wrapped(operand: Node, data: bytes, op: str, table: dict[str, int], right: bool) -> bytes:
+    """``operand``'s text as the left or right operand of ``op``, parenthesised if it would regroup."""
+    text = data[operand.start_byte:operand.end_byte]
+    inner = _operator_text(operand, data)
+    if inner is None:
+        return text
+    if inner in table and op in table and (table[inner] > table[op] or (table[inner] == table[op] and not right)):
+        return text
+    return b"(" + text + b")"
+
+
+def _binary_bugs(node: Node, data: bytes, language: str, grammar: _Grammar, rng: random.Random | None) -> Iterator[_Bug]:
     operator = _operator(node)
     left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
     if operator is None or left is None or right is None:
         return
+    table = PRECEDENCE[language]
     op = data[operator.start_byte:operator.end_byte].decode()
     stringy = _is_string(left, grammar) or _is_string(right, grammar)
     if op in OP_CHANGE and not (stringy and op == "+"):
-        yield _Bug("op_change", (_Edit(operator.start_byte, operator.end_byte, _pick(OP_CHANGE[op], rng).encode()),))
+        new = _pick(OP_CHANGE[op], rng)
+        text = (_wrapped(left, data, new, table, right=False) + data[left.end_byte:operator.start_byte] + new.encode()
+                + data[operator.end_byte:right.start_byte] + _wrapped(right, data, new, table, right=True))
+        parent_op = _operator_text(node.parent, data) if node.parent is not None else None
+        if parent_op is not None:
+            is_right = node.parent.child_by_field_name("right") == node
+            if not (new in table and parent_op in table and
+                    (table[new] > table[parent_op] or (table[new] == table[parent_op] and not is_right))):
+                text = b"(" + text + b")"
+        yield _Bug("op_change", (_Edit(node.start_byte, node.end_byte, text),))
     if op in OP_FLIP:
         yield _Bug("op_flip", (_Edit(operator.start_byte, operator.end_byte, OP_FLIP[op].encode()),))
-    left_text, right_text = data[left.start_byte:left.end_byte], data[right.start_byte:right.end_byte]
-    if (op in NON_COMMUTATIVE or (op == "+" and stringy)) and left_text != right_text:
-        def moved(operand: Node, text: bytes) -> bytes:
-            return b"(" + text + b")" if operand.type == "binary_expression" else text
+    if (op in NON_COMMUTATIVE or (op == "+" and stringy)) and data[left.start_byte:left.end_byte] != data[right.start_byte:right.end_byte]:
         middle = data[left.end_byte:right.start_byte]
-        yield _Bug("op_swap", (_Edit(left.start_byte, right.end_byte,
-                                     moved(right, right_text) + middle + moved(left, left_text)),))
+        yield _Bug("op_swap", (_Edit(left.start_byte, right.end_byte, _wrapped(right, data, op, table, right=False)
+                                     + middle + _wrapped(left, data, op, table, right=True)),))
 
 
 def _constant_bug(node: Node, data: bytes, grammar: _Grammar, rng: random.Random | None) -> _Bug | None:
@@ -276,7 +313,7 @@ def _sites(language: str, root: Node, data: bytes, rng: random.Random | None) ->
     for node in _walk(root):
         kind = node.type
         if kind == "binary_expression":
-            yield from _binary_bugs(node, data, grammar, rng)
+            yield from _binary_bugs(node, data, language, grammar, rng)
         elif kind in grammar.integers:
             bug = _constant_bug(node, data, grammar, rng)
             if bug is not None:
