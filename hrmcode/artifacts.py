@@ -49,9 +49,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hrmcode import __version__, atomic
+from hrmcode import atomic
 from hrmcode.errors import ArtifactError, UsageError, is_write_failure, output_error
 from hrmcode.jsonl import count_lines, write_jsonl
+from hrmcode.version import __version__
 
 MANIFEST = "manifest.json"
 LATEST = "LATEST"

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
 
+import hrmcode
 from hrmcode.artifacts import load_artifact
 from hrmcode.data.sources import fetch
 from hrmcode.data.synthesize import synthesize
@@ -51,7 +52,7 @@ def test_examples_artifact_opens_in_one_call_with_every_value(pipeline):
     examples = pipeline["examples"]
     records = list(read_jsonl(examples.path / "examples.jsonl"))
     assert len(records) == 30 and examples.stats["by_split"] == {"heldout": 25, "train": 5}
-    dataset = open_dataset(examples.path)
+    dataset = hrmcode.open_dataset(examples.path)  # the package's own name for it: one import, one call
     assert isinstance(dataset, datasets.Dataset) and len(dataset) == 30
     assert dataset.column_names == ["id", "task_id", "source", "level", "input", "target", "language", "stage",
                                     "split", "provenance"]
@@ -179,5 +180,6 @@ def test_export_refuses_other_input_and_keeps_what_is_there(cli, pipeline, tmp_p
 
 def test_the_cli_does_not_import_datasets_at_start_up():
     code = "import sys, hrmcode.cli.app; print('datasets' in sys.modules, 'pandas' in sys.modules)"
+    assert hrmcode.open_dataset is open_dataset
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert done.stdout.split() == ["False", "False"]
