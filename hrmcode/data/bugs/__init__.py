@@ -306,7 +306,8 @@ def _validate(sandbox, info: RepoInfo, candidate: Candidate, command: str, limit
     run = suites.run_tests(sandbox, language, files, command, limits, changed=[candidate.path], worker=worker)
     verdict = judge_candidate(run, passing)
     if verdict["verdict"] == "kept":  # kept for the issue text: the first failing test's failure, bounded
-        verdict["failure"] = suites.failure_excerpt(language, run, verdict["FAIL_TO_PASS"][0])
+        failing = next((t for t in verdict["FAIL_TO_PASS"] if run.outcomes.get(t) == "failed"), verdict["FAIL_TO_PASS"][0])
+        verdict["failure"] = suites.failure_excerpt(language, run, failing)  # a test that ran and failed, not one cut short
     return verdict
 
 

@@ -44,17 +44,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import secrets
 import shlex
+import shutil
+import subprocess
+import tarfile
+import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from hrmcode.data.bugs.issues import failure_excerpt as pytest_failure_excerpt
 from hrmcode.data.syntax import language_of
 from hrmcode.data.testfiles import is_test_path
-from hrmcode.errors import ToolchainMissing, UsageError
+from hrmcode.errors import InputError, ToolchainMissing, UsageError
 from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
 from hrmcode.sandbox.hostpaths import DEBIAN_CARGO_REGISTRY
 from hrmcode.sandbox.reports import frameworks, pytest_report
@@ -147,35 +152,37 @@ def failure_excerpt(language: str, run: SuiteRun, test: str) -> str:
     output = run.result.stdout + run.result.stderr
     if language == "python":
         return pytest_failure_excerpt(run.result.stdout, test)
-    name = test.split("::")[-1]
+    name = test.split("::", 1)[-1]  # without the package, target or test file
     lines: list[str] = []
-    if language == "go":
-        readable = frameworks.go_feedback(output).splitlines()
-        start = next((i for i, line in enumerate(readable) if re.match(rf"\s*--- FAIL: {re.escape(name)}\b", line)), None)
-        if start is not None:  # the lines t.Error printed under the test's FAIL line
-            lines = [readable[start]]
-            for line in readable[start + 1:]:
-                if not line.startswith((" ", "\t")):
+    if language == "go":  # what the test printed (t.Error streams before its FAIL line), its FAIL line, an example's got/want
+        raw = [line.removeprefix("\x16") for line in output.splitlines()]
+        fail = next((i for i, line in enumerate(raw) if re.match(rf"\s*--- FAIL: {re.escape(name)} ", line)), None)
+        if fail is not None:
+            start = max((i for i in range(fail) if re.match(rf"=== (RUN|CONT|NAME)\s+{re.escape(name)}$", raw[i])),
+                        default=fail)
+            lines = [line for line in raw[start + 1:fail + 1] if not line.startswith("=== ")]
+            for line in raw[fail + 1:]:
+                if re.match(r"(===|\s*---) |(PASS|FAIL)$", line):
                     break
                 lines.append(line)
     elif language == "rust":
         text = output.split(f"---- {name} stdout ----\n", 1)
         if len(text) == 2:
             lines = re.split(r"\n(?:----|failures:|\s*$)", text[1], maxsplit=1)[0].splitlines()
-    elif language == "javascript":
-        title = name.rsplit(" ", 1)[-1] if " " not in name else name
-        marker = next((i for i, line in enumerate(output.splitlines()) if line.strip().startswith("●")
-                       and line.strip().endswith(title.split(" ")[-1])), None)
-        if marker is not None:
-            following = output.splitlines()[marker:]
-            lines = following[:1]
-            for line in following[1:]:
-                if line.strip().startswith("●"):
-                    break
-                lines.append(line)
+    elif language == "javascript":  # the failure messages jest's report holds for the test
+        reports = [text for path, text in run.result.files.items() if path.startswith(".hrmcode-report-")]
+        try:
+            suites = json.loads(reports[0])["testResults"] if reports else []
+            for suite in suites:
+                for case in suite.get("assertionResults") or []:
+                    if f"{suite.get('name', '')}::{case.get('fullName')}".removeprefix(f"{WORK_DIR}/") == test:
+                        messages = "\n".join(str(m) for m in case.get("failureMessages") or []).splitlines()
+                        lines = [m for m in messages if not re.match(r"\s+at .*(/node_modules/|<anonymous>)", m)]
+        except (json.JSONDecodeError, TypeError, AttributeError, KeyError):
+            lines = []
     while lines and not lines[-1].strip():
         lines.pop()
-    return "\n".join(lines[-30:])[-2000:]
+    return "\n".join(lines[:30])[:2000]  # the first lines: the assertion, not the end of a stack trace
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -201,16 +208,26 @@ def run_tests(sandbox: Sandbox, language: str, files: dict[str, str], command: s
         ensure_go_seed(sandbox, worker)
         script, packages = _go_script(command, files, nonce)
         result = sandbox.run(["/bin/sh", "-c", f"{{ {script} ; }} 2>&1"], files, limits, worker=worker)
-        return _go_run(result, nonce, packages)
+        return _foreign_tests_fail(_go_run(result, nonce, packages), {str(PurePosixPath(p).parent) for p in changed if p.endswith("_test.go")})
     if language == "rust":
         result = sandbox.run(["/bin/sh", "-c", f"{{ {_rust_script(command)} ; }} 2>&1"], files, limits, worker=worker)
-        return _rust_run(result)
+        # unit tests inside a changed src file: the caller's ``tests_untouched``
+        return _foreign_tests_fail(_rust_run(result), {p for p in changed if re.fullmatch(r"tests/[^/]+\.rs", p)})
     hidden, collected = f"/tmp/.hrmcode-{nonce}", f".hrmcode-report-{nonce}"
     tree = {**files, frameworks.JEST_GUARD: frameworks.JEST_GUARD_SOURCE}
     script = (f'mkdir -m 700 {hidden} && {{ {_jest_script(command, hidden)} ; }} 2>&1; s=$?; rm -rf "$PWD/{collected}"; '
               f'cp {hidden}/jest.json "$PWD/{collected}" 2>/dev/null; exit $s')
     result = sandbox.run(["/bin/sh", "-c", script], tree, limits, worker=worker, collect=[collected])
-    return _jest_run(result, result.files.get(collected))
+    return _foreign_tests_fail(_jest_run(result, result.files.get(collected)), set(changed))
+
+
+def _foreign_tests_fail(run: SuiteRun, owners: set[str]) -> SuiteRun:
+    """A test whose name starts with one of ``owners`` (a changed test file, a package or target
+    holding one) fails: its code is the candidate's, not the repository's."""
+    for name in run.outcomes:
+        if name.split("::", 1)[0] in owners:
+            run.outcomes[name] = "failed"
+    return run
 
 
 def _words(command: str, program: list[str], what: str) -> list[str]:
@@ -286,7 +303,7 @@ def _go_script(command: str, files: dict[str, str], nonce: str) -> tuple[str, li
     binary = f"/tmp/.hrmcode-go-{nonce}"
     steps = [f"mkdir -m 700 {binary}"]
     for i, package in enumerate(packages):
-        steps.append(f"go test -c -o {binary}/{i}.test {' '.join(shlex.quote(b) for b in build)} ./{shlex.quote(package)}")
+        steps.append(f"go test -c -vet=off -o {binary}/{i}.test {' '.join(shlex.quote(b) for b in build)} ./{shlex.quote(package)}")
     steps.append("find . -name '*_test.go' -type f -delete")  # built: the expected answers leave the tree
     runs = []
     for i, package in enumerate(packages):
@@ -413,3 +430,58 @@ def _jest_run(result: ExecResult, report_text: str | None) -> SuiteRun:
         name = name.removeprefix(f"{WORK_DIR}/")
         run.outcomes[name] = "failed" if run.outcomes.get(name) == "failed" else outcome  # one title twice: either failing fails
     return run
+
+
+# -- offline sources -------------------------------------------------------------------------------
+
+SOURCE_KINDS = ("debian-go", "debian-rust", "npm")
+DEBIAN_GOCODE = "/usr/share/gocode/src"
+_COMMIT_ENV = {"GIT_AUTHOR_NAME": "hrmcode", "GIT_AUTHOR_EMAIL": "hrmcode@localhost",
+               "GIT_COMMITTER_NAME": "hrmcode", "GIT_COMMITTER_EMAIL": "hrmcode@localhost",
+               "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z"}
+
+
+def source_repository(spec: str, dest: Path | str) -> Path:
+    """A git repository at ``dest/<name>`` (one commit, fixed author and date, so its commit and the
+    task ids made from it are the same on every machine) holding an offline library source:
+
+    - ``debian-go:IMPORT/PATH``: Debian's ``golang-*-dev`` source under ``/usr/share/gocode/src``
+      (a ``go.mod`` naming the import path is added when the source has none);
+    - ``debian-rust:CRATE-VERSION``: Debian's ``librust-*-dev`` crate under ``/usr/share/cargo/registry``;
+    - ``npm:NAME@VERSION``: the package tarball ``npm pack`` fetches (its ``package/`` folder).
+    """
+    kind, _, name = spec.partition(":")
+    if kind not in SOURCE_KINDS or not name:
+        raise UsageError(f"unknown offline source {spec!r}", f"use one of {', '.join(k + ':NAME' for k in SOURCE_KINDS)}")
+    target = Path(dest) / re.sub(r"[^A-Za-z0-9_.-]", "_", name.rsplit("/", 1)[-1].replace("@", "-"))
+    if target.exists():
+        raise UsageError(f"{target} already exists", "give an empty destination")
+    if kind == "debian-go":
+        origin = Path(DEBIAN_GOCODE) / name
+        package = "golang-" + "-".join(re.sub(r"^github\.com/", "github-", name).replace("/", "-").split("-")) + "-dev"
+        _copy_source(origin, target, f"apt-get install {package} (Debian's Go library sources)")
+        if not (target / "go.mod").exists():
+            (target / "go.mod").write_text(f"module {name}\n\ngo 1.21\n", encoding="utf-8")
+    elif kind == "debian-rust":
+        crate = re.sub(r"-\d.*$", "", name)
+        _copy_source(Path(DEBIAN_CARGO_REGISTRY) / name, target, f"apt-get install librust-{crate}-dev")
+    else:
+        with tempfile.TemporaryDirectory() as packed:
+            proc = subprocess.run(["npm", "pack", "--silent", name, "--pack-destination", packed],
+                                  capture_output=True, text=True, timeout=300)
+            tarballs = list(Path(packed).glob("*.tgz"))
+            if proc.returncode != 0 or len(tarballs) != 1:
+                raise InputError(f"npm pack {name} failed: {(proc.stderr or proc.stdout).strip()[-300:]}",
+                                 "check the package name and version, and that the npm registry is reachable")
+            with tarfile.open(tarballs[0]) as tar:
+                tar.extractall(packed, filter="data")
+            shutil.copytree(Path(packed) / "package", target)
+    for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", f"{spec} as shipped"]):
+        subprocess.run(argv, cwd=target, check=True, capture_output=True, env={**os.environ, **_COMMIT_ENV})
+    return target
+
+
+def _copy_source(origin: Path, target: Path, install: str) -> None:
+    if not origin.is_dir():
+        raise InputError(f"{origin} is not installed", install)
+    shutil.copytree(origin, target, symlinks=False)
