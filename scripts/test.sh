@@ -14,6 +14,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 # The setup above installed and started a Docker engine (or failed): docker tests must now fail,
 # not skip, if it does not work.
 export HRMCODE_REQUIRE_DOCKER=1
+# ... and setup installed hrmcode[ray]: the local Ray cluster tests must run, not skip.
+export HRMCODE_REQUIRE_RAY=1
 python -m pytest -q -p no:cacheprovider --durations=15 "$@"
 status=$?
 if [ "$status" = 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi
