@@ -54,6 +54,7 @@ from hrmcode.options import option
 T = TypeVar("T")
 EXECUTORS = ("local", "ray")
 SLOT_RESOURCE = "sandbox_slot"
+TASK_NAME = "hrmcode-item"  # a Ray worker running an item is titled ray::hrmcode-item
 WORKER_SLOTS = 1024  # per-node worker ids a Ray run hands out (far above any node's slot count)
 
 
@@ -216,7 +217,7 @@ class RayExecutor:
             raise UsageError(f"the Ray cluster has no {SLOT_RESOURCE} resources, so no sandbox can run on it",
                              f"start its nodes with ray start --resources '{{\"{SLOT_RESOURCE}\": N}}' (N sandboxes "
                              "per node)")
-        self._task = self.ray.remote(_run_item).options(num_cpus=0, resources={SLOT_RESOURCE: 1},
+        self._task = self.ray.remote(_run_item).options(name=TASK_NAME, num_cpus=0, resources={SLOT_RESOURCE: 1},
                                                          max_retries=max_retries)
 
     def close(self) -> None:
@@ -285,10 +286,19 @@ def using(options: ExecutorOptions, slots: int = 1) -> Iterator[Executor]:
     if options.executor == "local":
         yield LocalExecutor(slots)
         return
-    executor = RayExecutor(options.address, slots)
+    ray_executor = RayExecutor(options.address, slots)
+    try:
+        with active(ray_executor):
+            yield ray_executor
+    finally:
+        ray_executor.close()
+
+
+@contextlib.contextmanager
+def active(executor: Executor) -> Iterator[Executor]:
+    """Run the block's per-item fan-outs (``current``) on ``executor``."""
     token = _ACTIVE.set(executor)
     try:
         yield executor
     finally:
         _ACTIVE.reset(token)
-        executor.close()
