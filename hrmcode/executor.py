@@ -63,7 +63,7 @@ class ExecutorOptions:
     """Where ``synthesize``, ``validate`` and ``eval`` run their per-item sandbox work."""
 
     executor: str = option("local", "Where per-item sandbox work runs: local (this machine, -j threads) or ray "
-                                    "(a Ray cluster's sandbox_slot resources; pip install 'hrmcode[ray]').")
+                                    "(a Ray cluster's sandbox_slot resources; needs hrmcode's ray extra).")
     address: str | None = option(None, "With --executor ray: the cluster to join (HOST:6379, or ray://HOST:10001); "
                                        "default: start one on this machine with -j slots.")
 
