@@ -224,7 +224,8 @@ def snapshot_rows(path: Path, split: str) -> Iterator[tuple[str, dict]]:
     import datasets
 
     try:
-        stream = datasets.load_dataset(str(path), split=split, streaming=True)
+        with _quiet_datasets():
+            stream = datasets.load_dataset(str(path), split=split, streaming=True)
         for row_number, row in enumerate(stream, 1):
             yield f"{path} ({split}):row {row_number}", row
     except HrmcodeError:
@@ -251,12 +252,14 @@ def hub_rows(repo: str, revision: str, *, split: str | None = None,
     try:
         if files:
             for name in files:
-                stream = datasets.load_dataset("json", data_files=f"hf://datasets/{repo}@{revision}/{name}",
-                                               split="train", streaming=True)
+                with _quiet_datasets():
+                    stream = datasets.load_dataset("json", data_files=f"hf://datasets/{repo}@{revision}/{name}",
+                                                   split="train", streaming=True)
                 for row_number, row in enumerate(stream, 1):
                     yield f"hf:{repo}@{short}/{name}:row {row_number}", row
             return
-        stream = datasets.load_dataset(repo, split=split, revision=revision, streaming=True)
+        with _quiet_datasets():
+            stream = datasets.load_dataset(repo, split=split, revision=revision, streaming=True)
         for row_number, row in enumerate(stream, 1):
             yield f"hf:{repo}@{short} ({split}):row {row_number}", row
     except HrmcodeError:

@@ -176,3 +176,14 @@ def test_offline_hub_fails_at_once_with_one_line(tmp_path):
     (line,) = done.stderr.strip().splitlines()
     assert "cannot reach Hugging Face dataset SWE-bench/SWE-smith" in line and "--from PATH" in line
     assert not (tmp_path / "ws" / "fetch").exists() or not any((tmp_path / "ws" / "fetch").rglob("manifest.json"))
+
+
+def test_hub_rows_streams_and_labels_each_row(tmp_path):
+    # the streaming path of a hub read, on a local copy (datasets reads a folder path without the network)
+    from hrmcode.datasets_io import hub_rows
+
+    snapshot = _snapshot(tmp_path / "repo", {"train": _smith_rows()})
+    rows = list(hub_rows(str(snapshot), "0123456789abcdef" * 2 + "01234567", split="train"))
+    assert [where.rsplit(":", 1)[1] for where, _ in rows] == ["row 1", "row 2"]
+    assert rows[0][0].startswith(f"hf:{snapshot}@0123456789ab (train)")
+    assert [row["instance_id"] for _, row in rows] == [r["instance_id"] for r in _smith_rows()]

@@ -292,7 +292,8 @@ def hf_endpoint() -> str:
 
 
 def _unavailable(dataset: str, exc: BaseException) -> SourceUnavailable:
-    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    reason = " ".join(str(exc).split())
+    reason = reason.split(". ", 1)[0][:200] or type(exc).__name__  # the first sentence says it
     return SourceUnavailable(
         f"cannot reach Hugging Face dataset {dataset} at {hf_endpoint()}: {reason}",
         "pass --from PATH with a local copy of its files",
