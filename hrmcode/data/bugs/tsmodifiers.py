@@ -189,10 +189,14 @@ def _pick(options: tuple[str, ...], rng: random.Random | None) -> str:
 def _statement(node: Node, grammar: _Grammar, language: str) -> Node | None:
     """The statement to drop for ``node`` (itself or its expression statement), if it sits in a block."""
     statement = node.parent if node.parent is not None and node.parent.type == "expression_statement" else node
-    if language == "rust" and statement.type != "expression_statement":
-        return None  # a block's tail expression is its value
     if statement.parent is None or statement.parent.type not in grammar.blocks:
         return None
+    if language == "rust":
+        if statement.type != "expression_statement":
+            return None
+        code = [c for c in statement.parent.named_children if c.type not in _COMMENTS]
+        if code[-1] == statement and statement.children[-1].type != ";":
+            return None  # the block's tail expression: its value
     return statement
 
 
