@@ -9,6 +9,7 @@ failure.
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -46,6 +47,16 @@ def on_ray(ray_cluster):
     """Per-item work of the test runs on the shared cluster."""
     with executor.active(executor.RayExecutor()) as ray_executor:
         yield ray_executor
+
+
+class CountingRay(executor.RayExecutor):
+    """The shared cluster, counting the items it ran (so a test knows the work went there)."""
+
+    items = 0
+
+    def map(self, fn, items, on_done=None):
+        self.items += len(items)
+        return super().map(fn, items, on_done)
 
 
 def _square_after(item: tuple[int, float], worker: int) -> tuple[int, int, int]:
@@ -215,3 +226,21 @@ def test_a_worker_killed_mid_run_loses_nothing_after_a_rerun(ray_cluster, cli, t
         rerun = eval_humaneval(EvalConfig(**config, out=tmp_path / "ray"), HumanEvalOptions())
     assert rerun.skipped == len(kept) and rerun.ran == 4 - len(kept)
     assert _untimed(tmp_path / "ray" / "results.jsonl") == _untimed(tmp_path / "local" / "results.jsonl")
+
+
+def test_repository_bug_validation_on_ray_writes_what_the_local_run_writes(ray_cluster, tmp_path):
+    _local_sandbox_or_skip()
+    from hrmcode.data.bugs import repo_tasks
+    from tests.synth.conftest import MINIPKG, commit_tree
+
+    repo = tmp_path / "minipkg"
+    shutil.copytree(MINIPKG, repo)
+    commit_tree(repo, "fixture")
+    options = {"test_cmd": "python3 -m pytest -q tests", "max_bugs": 2, "jobs": 2}
+    local = repo_tasks(str(repo), **options, out=tmp_path / "local")
+    with executor.active(CountingRay()) as on_cluster:
+        on_ray = repo_tasks(str(repo), **options, out=tmp_path / "ray", redo=True)  # redo: test every candidate again
+    assert on_cluster.items == 2 and on_ray.stats["resumed"] == 0
+    assert on_ray.stats["kept"] == local.stats["kept"] >= 1
+    for file in ("tasks.jsonl", "instances.jsonl"):
+        assert (on_ray.artifact.path / file).read_bytes() == (local.artifact.path / file).read_bytes(), file
