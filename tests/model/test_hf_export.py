@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -145,8 +144,8 @@ def loaded(exports, tok, tmp_path_factory):
         jobs[name] = {"dir": str(result.artifact.path), "chats": CHATS, "levels": LEVELS, "prompts": prompts,
                       "new_tokens": NEW_TOKENS, "batch": not config.prefix_bidirectional}
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    env = {**os.environ, "HF_HOME": str(elsewhere / "hf-home"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
-           "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HOME": str(elsewhere / "hf-home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": "",
+           "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", LOADER, json.dumps(jobs)], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -212,7 +211,8 @@ def test_export_is_an_artifact_with_remote_code_and_no_q_head(exports):
 def test_same_checkpoint_same_weight_bytes_and_bfloat16(exports, tmp_path):
     root, made = exports
     again = export_model(root / "hrm-ckpt", out=tmp_path / "again").artifact.path
-    assert (again / "model.safetensors").read_bytes() == (made["hrm"][2].artifact.path / "model.safetensors").read_bytes()
+    first = made["hrm"][2].artifact.path
+    assert (again / "model.safetensors").read_bytes() == (first / "model.safetensors").read_bytes()
     half = export_model(root / "hrm-ckpt", out=tmp_path / "half", dtype="bfloat16")
     assert half.dtype == "bfloat16"
     from safetensors.torch import load_file

@@ -53,3 +53,16 @@ def test_export_refuses_what_it_cannot_export(cli, tmp_path):
     assert (mine / "notes.txt").read_text() == "keep me"
     _one_line_error(cli("export", "model", str(fresh), "-o", str(tmp_path / "d"), "--dtype", "int3"), 2, "--dtype")
     assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_export_by_workspace_name_writes_a_workspace_version(cli, tmp_path):
+    workspace = tmp_path / "ws"
+    make_tiny_model(workspace / "train" / "toy")
+    (workspace / "train" / "toy" / "LATEST").write_text("model\n")
+    result = cli("--json", "--workspace", str(workspace), "export", "model", "toy", "--dtype", "bfloat16")
+    assert result.exit_code == 0, result.stderr
+    name = load_artifact("toy", "model", workspace).name + "-hf"  # the default: <model name>-hf
+    exported = load_artifact(name, "hf-model", workspace)
+    assert str(exported.path) == json.loads(result.stdout)["artifact"]
+    assert exported.path.parent == workspace / "export" / name
+    assert json.loads((exported.path / "config.json").read_text())["torch_dtype"] == "bfloat16"
