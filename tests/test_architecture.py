@@ -111,7 +111,7 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
 
 # The ground floor: modules directly under hrmcode/ that every room may use; they import no room.
 GROUND = ("errors", "atomic", "jsonl", "paths", "memory", "reporting", "options", "presets", "artifacts", "diffs",
-          "edits", "version", "datasets_io")
+          "edits", "version", "datasets_io", "executor")
 
 
 def _room(module: str) -> str | None:
