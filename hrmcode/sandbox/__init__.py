@@ -10,7 +10,8 @@ What each backend guarantees:
 
 - ``local`` (bubblewrap, the default): no network (a new network namespace with only loopback); the command
   sees only ``/usr``, a few toolchain ``/etc`` entries, the toolchains read-only under
-  ``/opt/hrmcode``, its private ``/work`` and ``/tmp`` — not ``/root``, ``/home``, the project
+  ``/opt/hrmcode`` (with ``Sandbox.with_python_env``, a repository's test dependencies at
+  ``/opt/hrmcode/env``, read-only too), its private ``/work`` and ``/tmp`` — not ``/root``, ``/home``, the project
   checkout or ``/etc/shadow``; it runs as an unprivileged uid with no capabilities and
   ``no_new_privs`` (setuid binaries cannot raise it); rlimits on address space, CPU time, processes,
   file size and open files; a wall-clock timeout that kills every process of the run (PID

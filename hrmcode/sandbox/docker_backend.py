@@ -4,7 +4,9 @@ Images: ``hrmcode-base:bookworm`` is ``debian:bookworm-slim`` pulled from a regi
 reachable, else a ``debootstrap --variant=minbase bookworm`` tree imported with ``docker import``
 (needs root and debootstrap); ``hrmcode-sandbox:<hash of the Dockerfile dir>`` is built on top from
 ``hrmcode/sandbox/docker/Dockerfile`` with every toolchain (apt, PyPI and npm only). ``build_images``
-does both; ``DockerSandbox`` builds them on first use.
+does both; ``DockerSandbox`` builds them on first use. A repository's test dependencies get an image of
+their own on top, ``hrmcode-env-<id>:<sandbox tag>`` (``build_python_env_image``: pip runs at build
+time, never in a run), which ``with_python_env`` runs instead, its packages in the read-only root.
 
 Each run: ``network_mode="none"`` (a private namespace with only loopback; ``bridge`` for
 ``Limits.network="host"``), memory limit = memory+swap limit on the whole container (an OOM kill
