@@ -213,9 +213,9 @@ def run_tests(sandbox: Sandbox, language: str, files: dict[str, str], command: s
         result = sandbox.run(["/bin/sh", "-c", f"{{ {_rust_script(command)} ; }} 2>&1"], files, limits, worker=worker)
         # unit tests inside a changed src file: the caller's ``tests_untouched``
         return _foreign_tests_fail(_rust_run(result), {p for p in changed if re.fullmatch(r"tests/[^/]+\.rs", p)})
-    hidden, collected = f"/tmp/.hrmcode-{nonce}", f".hrmcode-report-{nonce}"
+    hidden, collected = private_dir(nonce), f".hrmcode-report-{nonce}"
     tree = {**files, frameworks.JEST_GUARD: frameworks.JEST_GUARD_SOURCE}
-    script = (f'mkdir -m 700 {hidden} && {{ {_jest_script(command, hidden)} ; }} 2>&1; s=$?; rm -rf "$PWD/{collected}"; '
+    script = (f'{make_private_dir(hidden)} && {{ {_jest_script(command, hidden)} ; }} 2>&1; s=$?; rm -rf "$PWD/{collected}"; '
               f'cp {hidden}/jest.json "$PWD/{collected}" 2>/dev/null; exit $s')
     result = sandbox.run(["/bin/sh", "-c", script], tree, limits, worker=worker, collect=[collected])
     return _foreign_tests_fail(_jest_run(result, result.files.get(collected)), set(changed))
@@ -228,6 +228,17 @@ def _foreign_tests_fail(run: SuiteRun, owners: set[str]) -> SuiteRun:
         if name.split("::", 1)[0] in owners:
             run.outcomes[name] = "failed"
     return run
+
+
+def private_dir(nonce: str) -> str:
+    """A per-run directory for reports and test binaries, outside the work dir, under a parent that
+    cannot be listed: finding it takes the nonce (``make_private_dir`` is its shell)."""
+    return f"/tmp/.hrmcode-{nonce[:16]}/{nonce[16:]}"
+
+
+def make_private_dir(path: str) -> str:
+    parent = path.rsplit("/", 1)[0]
+    return f"mkdir -m 700 {parent} {path} && chmod 311 {parent}"
 
 
 def _words(command: str, program: list[str], what: str) -> list[str]:
@@ -300,11 +311,12 @@ def _go_script(command: str, files: dict[str, str], nonce: str) -> tuple[str, li
     packages = go_packages(files, patterns)
     if not packages:
         raise UsageError(f"`{command}` names no Go package with test files", "check the packages of --test-cmd")
-    binary = f"/tmp/.hrmcode-go-{nonce}"
-    steps = [f"mkdir -m 700 {binary}"]
+    binary = private_dir(nonce)
+    steps = [make_private_dir(binary)]
     for i, package in enumerate(packages):
         steps.append(f"go test -c -vet=off -o {binary}/{i}.test {' '.join(shlex.quote(b) for b in build)} ./{shlex.quote(package)}")
-    steps.append("find . -name '*_test.go' -type f -delete")  # built: the expected answers leave the tree
+    # built: the expected answers leave the tree, and the binaries can no longer be replaced by name
+    steps += ["find . -name '*_test.go' -type f -delete", f"chmod 500 {binary}"]
     runs = []
     for i, package in enumerate(packages):
         # the status comes from this shell; a package whose test files are all constrained out has no binary
