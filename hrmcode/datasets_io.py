@@ -43,8 +43,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hrmcode.artifacts import KINDS, Artifact, ArtifactWriter, load_artifact, output_location, sha256_file
-from hrmcode.errors import HrmcodeError, InputError, SourceUnavailable, UsageError
+from hrmcode.artifacts import (
+    KINDS,
+    Artifact,
+    ArtifactWriter,
+    latest_in_workspace,
+    load_artifact,
+    output_location,
+    sha256_file,
+)
+from hrmcode.errors import ArtifactError, HrmcodeError, InputError, SourceUnavailable, UsageError
 from hrmcode.jsonl import read_jsonl
 from hrmcode.options import option
 
@@ -288,13 +296,21 @@ def open_dataset(path: str | Path, split: str | None = None, *,
     """Any hrmcode data as a ``datasets.Dataset``, in one call.
 
     ``path``: a ``.jsonl``/``.jsonl.gz``/``.parquet``/``.arrow`` file (one inside an artifact is
-    checked against its manifest first); an artifact directory, or an artifact's name in the
-    workspace (its main file: ``tasks.jsonl``, ``examples.jsonl``, ``accepted.jsonl``,
-    ``analysis.parquet``, ``results.jsonl`` ...); or a ``save_to_disk`` directory (what
-    ``hrmcode export dataset`` writes). ``split``: the rows whose ``split`` column has that value
+    checked against its manifest first); an artifact directory, or an artifact in the workspace
+    as ``STEP/NAME`` (``synthesize/humaneval``: its newest version) or ``NAME`` (the first step,
+    in pipeline order, that has one of that name), whose main file is read (``tasks.jsonl``,
+    ``examples.jsonl``, ``accepted.jsonl``, ``analysis.parquet``, ``results.jsonl`` ...); or a
+    ``save_to_disk`` directory (what ``hrmcode export dataset`` writes). ``split``: the rows whose ``split`` column has that value
     (``train``/``heldout`` of examples), or that split of a saved ``DatasetDict``.
     """
     given = Path(path).expanduser()
+    steps = {step for step, _ in KINDS.values()}
+    if not given.exists() and not given.is_absolute() and len(given.parts) == 2 and given.parts[0] in steps:
+        found = latest_in_workspace(given.parts[0], given.parts[1], workspace)
+        if found is None:
+            raise ArtifactError(f"no {given.parts[0]} artifact named '{given.parts[1]}' in the workspace",
+                                "list them with ls under the workspace, or pass a directory")
+        given = found
     if not given.exists() and (given.is_absolute() or len(given.parts) > 1):
         raise InputError(f"{path}: no such file or directory", "check the path")
     if is_saved_dataset(given):

@@ -31,7 +31,7 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     workspace = root / "workspace"
     tasks = fetch("humaneval", limit=6, workspace=workspace).artifact
-    examples = synthesize("humaneval", out=root / "examples", workspace=workspace, heldout_fraction=0.5).artifact
+    examples = synthesize("humaneval", workspace=workspace, heldout_fraction=0.5).artifact
     analysis = load_artifact(examples.params["analysis"], "analysis")
     return {"workspace": workspace, "tasks": tasks, "examples": examples, "analysis": analysis, "root": root}
 
@@ -70,6 +70,10 @@ def test_tasks_by_workspace_name_and_file_and_the_analysis_parquet(pipeline):
     _same_records(_rows(by_name), records)
     assert by_name[0]["tests"] == records[0]["tests"] and isinstance(by_name[0]["metadata"], dict)
     assert len(open_dataset(tasks.path / "tasks.jsonl")) == 6
+    examples = open_dataset("synthesize/humaneval", workspace=pipeline["workspace"])  # STEP/NAME: that step's newest
+    assert len(examples) == 30 and "target" in examples.column_names
+    with pytest.raises(ArtifactError, match="no synthesize artifact named 'other'"):
+        open_dataset("synthesize/other", workspace=pipeline["workspace"])
     analysis = open_dataset(pipeline["analysis"].path)
     table = pq.read_table(pipeline["analysis"].path / "analysis.parquet")
     assert len(analysis) == table.num_rows == 6 and analysis.column_names == table.column_names
