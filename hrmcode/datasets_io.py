@@ -279,6 +279,11 @@ def hub_rows(repo: str, revision: str, *, split: str | None = None,
 
 # -- opening any artifact ----------------------------------------------------------------------
 
+def _output_sha256(artifact: Artifact, name: str) -> str | None:
+    """The sha256 the artifact's manifest records for its output ``name`` (None: not listed)."""
+    return next((o.get("sha256") for o in artifact.manifest.get("outputs", []) if o.get("name") == name), None)
+
+
 def _artifact_main_file(artifact: Artifact) -> str:
     listed = [str(o.get("name")) for o in artifact.manifest.get("outputs", [])]
     for name in MAIN_FILES.get(artifact.kind, ()):
@@ -300,8 +305,9 @@ def open_dataset(path: str | Path, split: str | None = None, *,
     as ``STEP/NAME`` (``synthesize/humaneval``: its newest version) or ``NAME`` (the first step,
     in pipeline order, that has one of that name), whose main file is read (``tasks.jsonl``,
     ``examples.jsonl``, ``accepted.jsonl``, ``analysis.parquet``, ``results.jsonl`` ...); or a
-    ``save_to_disk`` directory (what ``hrmcode export dataset`` writes). ``split``: the rows whose ``split`` column has that value
-    (``train``/``heldout`` of examples), or that split of a saved ``DatasetDict``.
+    ``save_to_disk`` directory (what ``hrmcode export dataset`` writes). ``split``: the rows whose
+    ``split`` column has that value (``train``/``heldout`` of examples), or that split of a saved
+    ``DatasetDict``.
     """
     given = Path(path).expanduser()
     steps = {step for step, _ in KINDS.values()}
@@ -316,24 +322,20 @@ def open_dataset(path: str | Path, split: str | None = None, *,
     if is_saved_dataset(given):
         return load_saved(given, split)
     if given.is_file():
-        digest = None
         try:
             owner: Artifact | None = load_artifact(given.parent, tuple(KINDS))
         except HrmcodeError:
             owner = None  # a file of the user's own, not inside an artifact
-        entry = next((o for o in owner.manifest.get("outputs", []) if o.get("name") == given.name), None) if owner else None
-        if owner is not None and entry is not None:
+        listed = owner is not None and _output_sha256(owner, given.name) is not None
+        if listed:
             owner.file(given.name)  # refuses a file that no longer matches its manifest
-            digest = entry.get("sha256")
-        dataset = _dataset_of_file(given, digest)
+        dataset = _dataset_of_file(given, _output_sha256(owner, given.name) if listed else None)
     else:
         artifact = load_artifact(given if given.is_dir() else str(path), tuple(KINDS), workspace)
         if artifact.kind == EXPORT_KIND:
             return load_saved(artifact.path, split)
         name = _artifact_main_file(artifact)
-        file = artifact.file(name)
-        entry = next(o for o in artifact.manifest["outputs"] if o.get("name") == name)
-        dataset = _dataset_of_file(file, entry.get("sha256"))
+        dataset = _dataset_of_file(artifact.file(name), _output_sha256(artifact, name))
     if split is None:
         return dataset
     if "split" not in dataset.column_names:
@@ -439,7 +441,7 @@ def export_examples(
     data_name = MAIN_FILES[source.kind][0]
     data = source.file(data_name)
     with _quiet_datasets():
-        rows = _dataset_of_file(data, next(o["sha256"] for o in source.manifest["outputs"] if o["name"] == data_name))
+        rows = _dataset_of_file(data, _output_sha256(source, data_name))
         if "split" not in rows.column_names:
             raise InputError(f"{data}: records without a 'split' field", "regenerate it with hrmcode synthesize")
         order = [s for s in ("train", "heldout") if s in set(rows["split"])]

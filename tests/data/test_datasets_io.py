@@ -168,7 +168,8 @@ def test_export_refuses_other_input_and_keeps_what_is_there(cli, pipeline, tmp_p
     assert export_examples(pipeline["examples"].path, out).splits == {"train": 5, "heldout": 25}
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     result = cli("export", "dataset", pipeline["tasks"].path, "-o", out)
-    assert result.exit_code == 1 and "is a 'tasks' artifact, expected 'examples' or 'validated-examples'" in result.stderr
+    assert result.exit_code == 1
+    assert "is a 'tasks' artifact, expected 'examples' or 'validated-examples'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     mine = tmp_path / "mine"
     mine.mkdir()
