@@ -323,8 +323,9 @@ def _go_script(command: str, files: dict[str, str], nonce: str) -> tuple[str, li
         runs.append(f"printf '\\n{_GO_BEGIN} {nonce} {i}\\n'; "
                     f"if [ -x {binary}/{i}.test ]; then (cd ./{shlex.quote(package)} && exec {binary}/{i}.test "
                     f"{' '.join(shlex.quote(r) for r in run)} </dev/null); s=$?; else s=none; fi; "
-                    f"printf '\\n{_GO_END} {nonce} {i} %s\\n' \"$s\"")
-    return " && ".join(steps) + " && { " + "; ".join(runs) + "; }", packages
+                    f"printf '\\n{_GO_END} {nonce} {i} %s\\n' \"$s\"; case $s in 0|none) ;; *) rc=1 ;; esac")
+    # exit 1 when any binary failed, as go test does
+    return " && ".join(steps) + " && { rc=0; " + "; ".join(runs) + "; exit $rc; }", packages
 
 
 def _go_run(result: ExecResult, nonce: str, packages: list[str]) -> SuiteRun:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrmcode.artifacts import Artifact, load_artifact
-from hrmcode.data.bugs import REPOSITORY
+from hrmcode.data.bugs import REPOSITORY, suites
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl
@@ -123,8 +123,9 @@ class ExecChecker:
                 detail += f": {result.reason}"
         else:
             tree = {**self.repositories[task["id"]], **(task.get("files") or {}), **files}
-            run = run_suite(box, tree, tests["command"], Limits(timeout_s=self.timeout_s * 4, memory_mb=4096),
-                            changed=files, strict=True)
+            # the repository's language decides the runner and its report, as when the bug was validated
+            run = suites.run_tests(box, suites.detect_language(tree), tree, tests["command"],
+                                   Limits(timeout_s=self.timeout_s * 4, memory_mb=4096), changed=files)
             expected = tests["fail_to_pass"] if stub else tests["fail_to_pass"] + tests["pass_to_pass"]
             # a suite of only expected tests must also exit 0; one with tests that failed at HEAD cannot
             passed, detail = run.verdict(expected)
