@@ -32,7 +32,11 @@ command over one tree and returns ``pytest_report.SuiteRun``'s interface (``prob
   when the report is missing or its ``success`` disagrees with jest's exit status.
 
 Every route: a run that timed out, whose output was truncated or whose report is incomplete has a
-``problem`` and no verdict; a test missing from the report has not passed.
+``problem`` and no verdict; a test missing from the report has not passed; a test whose file is one
+of the ``changed`` files (a Go package's ``*_test.go``, a Rust ``tests/*.rs`` target, a jest test
+file) fails. Test binaries and report files live in a per-run directory outside the work dir whose
+parent cannot be listed (``private_dir``), so finding them takes the run's nonce; Go's binaries are
+made read-only once built.
 
 Not guaranteed (as ``reports.frameworks`` says per language): the framework runs in the tested
 code's process, so code written against this harness can print the framing or result lines, or
