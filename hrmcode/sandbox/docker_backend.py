@@ -214,6 +214,10 @@ LABEL hrmcode.sandbox.image=1 hrmcode.environment={env_id}
 """
 
 
+def image_present(tag: str) -> bool:
+    return _has_image(_client(), tag)
+
+
 def python_env_image_tag(env_id: str) -> str:
     """``hrmcode-env-<id>:<the sandbox image's tag>``: a rebuilt sandbox image gets its own env images."""
     return f"hrmcode-env-{env_id}:{image_tag().split(':', 1)[1]}"

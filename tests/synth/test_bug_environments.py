@@ -18,8 +18,9 @@ from hrmcode.agent.repo import load_repo_tasks
 from hrmcode.data.bugs import environments, read_repo, repo_tasks
 from hrmcode.data.bugs.environments import (Requirements, discover, environment_id, environment_sandbox,
                                             from_requirements_file, prepare_environment)
+from hrmcode.data.validate.execution import ExecChecker, TaskBook
 from hrmcode.errors import InputError, UsageError
-from hrmcode.jsonl import read_jsonl
+from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox.base import ENV_MOUNT, Limits
 from hrmcode.sandbox.reports.pytest_report import run_suite
 from tests._sandboxes import real_sandbox
@@ -185,6 +186,18 @@ def test_repo_tasks_keeps_bugs_in_its_environment_records_it_and_reuses_it(dep_r
     assert task.environment == record
     box = environment_sandbox(task.environment, real_sandbox("local"))
     assert run_suite(box, task.files, TEST_CMD, Limits(timeout_s=60), strict=True).problem is None
+    # validate's execution check: the fix passes in the task's environment; without it nothing can pass
+    row = next(read_jsonl(result.artifact.path / "tasks.jsonl"))
+    repository = {r["path"]: r["text"] for r in read_jsonl(result.artifact.path / "repository.jsonl")}
+    fixed = {path: repository[path] for path in row["editable"]}
+    checker = ExecChecker(TaskBook({row["id"]: row}, {row["id"]: repository}),
+                          AppendLog(tmp_path / "exec.jsonl", key="id"), sandbox=real_sandbox("local"))
+    assert checker._run(row, fixed, stub=False)[0] is True
+    metadata = {key: value for key, value in row["metadata"].items() if key != "environment"}
+    bare = {**row, "id": row["id"] + "-bare", "metadata": metadata}
+    checker = ExecChecker(TaskBook({bare["id"]: bare}, {bare["id"]: repository}),
+                          AppendLog(tmp_path / "exec-bare.jsonl", key="id"), sandbox=real_sandbox("local"))
+    assert checker._run(bare, fixed, stub=False)[0] is False
 
 
 @pytest.mark.integration
@@ -195,6 +208,25 @@ def test_a_missing_environment_is_prepared_again_from_the_record(dep_repo, works
     box = environment_sandbox(record, real_sandbox("local"), workspace=tmp_path / "b")
     assert (tmp_path / "b" / "envs" / env.id / "site" / "tinydep").is_dir()
     assert box.run("python -c 'import tinydep; print(tinydep.triple(2))'").stdout.strip() == "6"
+
+
+@pytest.mark.integration
+def test_a_preparer_that_finished_first_wins_and_nothing_half_made_is_left(dep_repo, tmp_path, monkeypatch):
+    requirements = Requirements(("tinydep==1.0",), ("--no-index", "--find-links", str(dep_repo.parent / "wheels")))
+    final = tmp_path / "envs" / environment_id(requirements)
+    real_install = environments._install
+
+    def racing(wanted: Requirements, target: Path) -> None:  # another process renames its copy while pip runs
+        real_install(wanted, target)
+        (tmp_path / "theirs").mkdir()
+        (tmp_path / "theirs" / "site").mkdir()
+        (tmp_path / "theirs" / "environment.json").write_text(json.dumps({"installed": ["tinydep==0.9"]}))
+        (tmp_path / "theirs").rename(final)
+
+    monkeypatch.setattr(environments, "_install", racing)
+    env = environments._local_environment(requirements, "python", tmp_path)
+    assert env.directory == final / "site" and env.installed == ("tinydep==0.9",)  # theirs, complete
+    assert sorted(p.name for p in (tmp_path / "envs").iterdir()) == [final.name]  # our staging copy is gone
 
 
 def test_unresolvable_requirements_are_one_line_errors(tmp_path):

@@ -504,28 +504,32 @@ def _local_environment(requirements: Requirements, language: str, workspace: Pat
         final = known
     if not (final / "environment.json").is_file():
         final.parent.mkdir(parents=True, exist_ok=True)
+        staging: list[Path] = []
         try:
             with staged(final, unique=True) as tmp:
+                staging.append(tmp)
                 tmp.unlink()  # staged made a file to claim the name; the environment is a directory
-                try:
-                    _install(requirements, tmp)
-                    (tmp / "environment.json").write_text(json.dumps(
-                        {**base.record(), "installed": list(_installed(tmp / "site"))}, indent=2) + "\n")
-                    tmp.chmod(0o755)
-                except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
-        except OSError as exc:  # another process renamed its complete copy first: use that one
-            if not (final / "environment.json").is_file():
-                raise InputError(f"cannot store the environment at {final}: {exc}", "check the workspace is writable")
-            for leftover in final.parent.glob(f"{env_id}.*.tmp"):
-                shutil.rmtree(leftover, ignore_errors=True)
+                _install(requirements, tmp)
+                (tmp / "environment.json").write_text(json.dumps(
+                    {**base.record(), "installed": list(_installed(tmp / "site"))}, indent=2) + "\n")
+                tmp.chmod(0o755)
+        except BaseException as exc:
+            for tmp in staging:  # this process's own half-made copy (never another's in progress)
+                shutil.rmtree(tmp, ignore_errors=True)
+            # another process renamed its complete copy first (the rename fails on a full directory): use it
+            if not isinstance(exc, OSError) or not (final / "environment.json").is_file():
+                if isinstance(exc, OSError):
+                    raise InputError(f"cannot store the environment at {final}: {exc}",
+                                     "check that the workspace is writable") from None
+                raise
     installed = tuple(json.loads((final / "environment.json").read_text()).get("installed", []))
     return Environment(**{**base.__dict__, "installed": installed, "directory": final / "site"})
 
 
 def _docker_image(env: Environment) -> str:
     """The environment's docker image, with the versions the local install resolved."""
+    if docker_backend.image_present(docker_backend.python_env_image_tag(env.id)):
+        return docker_backend.python_env_image_tag(env.id)
     with tempfile.TemporaryDirectory(prefix="hrmcode-env-context-") as tmp:
         context = Path(tmp)
         options: list[str] = []
