@@ -78,6 +78,16 @@ def test_tox_deps_only_when_nothing_else_names_test_dependencies():
                     ).requirements == ("mock",)
 
 
+def test_env_file_reads_its_includes_beside_it(tmp_path):
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "test.txt").write_text("-r base.txt\n--find-links=../wheels\nhypothesis\npytest>=8\n")
+    (tmp_path / "ci" / "base.txt").write_text("attrs\n")
+    found = from_requirements_file(tmp_path / "ci" / "test.txt", {"src/pkg/__init__.py": ""})
+    assert found.requirements == ("attrs", "hypothesis") and found.paths == ("src",)
+    assert found.pip_options == ("--find-links", str(tmp_path / "wheels"))
+    assert found.sources == (str(tmp_path / "ci" / "test.txt"),)
+
+
 def test_env_id_is_stable_over_spelling_and_where_requirements_were_read():
     a = discover({"pyproject.toml": '[project]\nname = "x"\ndependencies = ["Attrs >= 22", "six"]\n'})
     b = discover({"requirements.txt": "six\nattrs>=22\n"})
@@ -103,7 +113,8 @@ def build_wheel(source: dict[str, str], name: str, version: str, dest: Path) -> 
     """A pure-Python wheel of ``source`` (PEP 427: the files, METADATA, WHEEL and a RECORD of hashes)."""
     dist = f"{name}-{version}.dist-info"
     files = {**source, f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: hrmcode-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: hrmcode-tests\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
     record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).decode().rstrip('=')},"
               f"{len(text.encode())}" for path, text in files.items()] + [f"{dist}/RECORD,,"]
     dest.mkdir(parents=True, exist_ok=True)

@@ -204,7 +204,8 @@ def _pyproject(text: str) -> tuple[str, list[str], bool, tuple[str, ...] | None]
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"pyproject.toml is not valid TOML: {exc}", "fix it, or pass --env none or --env FILE") from None
+        raise InputError(f"pyproject.toml is not valid TOML: {exc}",
+                         "fix it, or pass --env none or --env FILE") from None
     project = data.get("project") or {}
     own = canonical(str(project.get("name", "")))
     extras = {canonical(k): v for k, v in (project.get("optional-dependencies") or {}).items() if isinstance(v, list)}
@@ -224,7 +225,8 @@ def _setup_cfg(text: str) -> tuple[str, list[str], bool, tuple[str, ...] | None]
     try:
         parser.read_string(text)
     except configparser.Error as exc:
-        raise InputError(f"setup.cfg cannot be read: {str(exc).splitlines()[0]}", "fix it, or pass --env FILE") from None
+        raise InputError(f"setup.cfg cannot be read: {str(exc).splitlines()[0]}",
+                         "fix it, or pass --env none or --env FILE") from None
     own = canonical(parser.get("metadata", "name", fallback=""))
     def lines(value: str) -> list[str]:
         return [line.strip() for line in value.splitlines() if line.strip() and not line.strip().startswith("#")]
@@ -406,13 +408,15 @@ def from_requirements_file(path: Path | str, files: dict[str, str] | None = None
     with the repository's own import roots from ``files``."""
     file = Path(path).expanduser().resolve()
     if not file.is_file():
-        raise UsageError(f"--env {path}: no such requirements file", "give auto, none or the path of a requirements file")
+        raise UsageError(f"--env {path}: no such requirements file",
+                         "give auto, none or the path of a requirements file")
 
     def read(included: str) -> str | None:
         target = file.parent / included
         return target.read_text(encoding="utf-8") if target.is_file() else None
 
-    found, options = _requirements_file(file.read_text(encoding="utf-8"), file.name, read, {file.name}, str(file.parent))
+    text = file.read_text(encoding="utf-8")
+    found, options = _requirements_file(text, file.name, read, {file.name}, str(file.parent))
     return _finish(found, options, [str(file)], "", _import_roots(files or {}))
 
 
