@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from hrmcode.data.synthesize.context import TaskContext
 from hrmcode.data.synthesize.draft import Draft, fenced, header, problem_and_files
-from hrmcode.edits import parse_edits, render_edits
+from hrmcode.diffs import FileDiff
+from hrmcode.edits import MalformedEdit, apply_edits, parse_edits, render_edits, render_search_replace
 
 WINDOW_LINES = 12  # lines of the file shown above and below each SEARCH block
 WINDOW_CHARS = 8000  # most characters of one file's excerpts in an edit input
@@ -52,7 +53,7 @@ def edit_examples(ctx: TaskContext) -> list[Draft]:
         if diff.path in ctx.after:
             before, after = ctx.before[diff.path], ctx.after[diff.path]
             shown = {diff.path: before} if before else {}
-            target = render_edits(shown, {diff.path: after}, "diff")
+            target = fix_blocks(diff, before, after) if before else render_edits({}, {diff.path: after}, "diff")
             context: dict = {"files": shown, "paths": [diff.path]}
             if before:
                 spans = window_spans(before, [e.before for e in parse_edits(target, "diff", [diff.path])])
@@ -83,6 +84,22 @@ def edit_examples(ctx: TaskContext) -> list[Draft]:
                                 {"files": {diff.path: old}, "paths": [diff.path], "hunk": number,
                                  "old_start": hunk.old_start}))
     return drafts
+
+
+def fix_blocks(diff: FileDiff, before: str, after: str) -> str:
+    """SEARCH/REPLACE blocks turning the whole file ``before`` into ``after``: one per hunk of the
+    fix (its old side, context lines included, becomes the SEARCH text) when those blocks applied
+    to ``before`` give exactly ``after`` (each SEARCH text unique enough), else ``render_edits``'s
+    blocks. The hunks cost one pass over the file; ``render_edits`` diffs the whole file again,
+    which takes minutes on a file of many thousand lines with many repeated ones."""
+    blocks = "".join(render_search_replace(diff.path, h.old_text(), h.new_text()) for h in diff.hunks)
+    try:
+        if blocks and all(h.old_text() for h in diff.hunks) and \
+                apply_edits({diff.path: before}, parse_edits(blocks, "diff", [diff.path])) == {diff.path: after}:
+            return blocks
+    except MalformedEdit:
+        pass
+    return render_edits({diff.path: before}, {diff.path: after}, "diff")
 
 
 def _block_spans(lines: list[str], searches: list[str]) -> list[tuple[int, int]] | None:

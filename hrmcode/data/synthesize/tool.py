@@ -63,10 +63,10 @@ from pathlib import Path
 from hrmcode.data.bugs.environments import environment_sandbox
 from hrmcode.data.synthesize.context import TaskContext, build_context
 from hrmcode.data.synthesize.draft import Draft, header
-from hrmcode.data.synthesize.edit import window_spans
+from hrmcode.data.synthesize.edit import fix_blocks, window_spans
 from hrmcode.data.synthesize.plan import touched
 from hrmcode.data.turns import PROTOCOL, SUBMIT_SENTINEL, edit_observation, observation_text, system_prompt, task_prompt
-from hrmcode.edits import apply_edits, parse_edits, render_edits
+from hrmcode.edits import apply_edits, parse_edits
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import get_sandbox, run_many
@@ -263,8 +263,7 @@ def reference_replies(ctx: TaskContext) -> list[tuple[str, str, str]]:
     if not command or not paths or len(paths) != len(ctx.fix):
         return []
     before = {p: ctx.before[p] for p in paths}
-    after = {p: ctx.after[p] for p in paths}
-    target = render_edits(before, after, "diff")
+    target = "".join(fix_blocks(d, ctx.before[d.path], ctx.after[d.path]) for d in ctx.fix)
     searches: dict[str, list[str]] = {p: [] for p in paths}
     for edit in parse_edits(target, "diff", paths):
         searches[edit.path].append(edit.before)
