@@ -69,7 +69,7 @@ MAIN_FILES: dict[str, tuple[str, ...]] = {
     "eval-run": ("results.jsonl", "trajectories.jsonl"),
     "model": ("metrics.jsonl",),
 }
-EXAMPLE_KINDS = ("examples", "validated-examples")
+EXAMPLE_KINDS = ("validated-examples", "examples")  # a name finds the validated set first
 EXPORT_KIND = "hf-dataset"
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 # Bumped when the JSONL -> Arrow conversion changes, so a cached conversion of the old kind is not reused.

@@ -71,7 +71,8 @@ def register(app: typer.Typer) -> None:
     def dataset(
         ctx: typer.Context,
         source: Annotated[str, typer.Argument(
-            help="An examples or validated-examples artifact: its directory, or its name in the workspace.",
+            help="A validated-examples or examples artifact: its directory, or its name in the workspace (the "
+            "validated examples of that name when there are some).",
             show_default=False)],
         out_dir: OutOpt = None,
         force: ForceOpt = False,

@@ -18,6 +18,7 @@ import hrmcode
 from hrmcode.artifacts import load_artifact
 from hrmcode.data.sources import fetch
 from hrmcode.data.synthesize import synthesize
+from hrmcode.data.validate import validate
 from hrmcode.datasets_io import export_examples, open_dataset
 from hrmcode.errors import ArtifactError, InputError, UsageError
 from hrmcode.jsonl import read_jsonl
@@ -78,6 +79,20 @@ def test_tasks_by_workspace_name_and_file_and_the_analysis_parquet(pipeline):
     table = pq.read_table(pipeline["analysis"].path / "analysis.parquet")
     assert len(analysis) == table.num_rows == 6 and analysis.column_names == table.column_names
     assert list(analysis["id"]) == table.column("id").to_pylist() == [r["id"] for r in records]
+
+
+def test_validated_examples_open_and_export_their_accepted_rows(pipeline, tmp_path):
+    # HumanEval's examples overlap the benchmark itself: accepted here only because contamination is allowed
+    validated = validate(pipeline["examples"].path, workspace=pipeline["workspace"], exec_checks=False,
+                         allow_contaminated=True).artifact
+    accepted = list(read_jsonl(validated.path / "accepted.jsonl"))
+    assert validated.kind == "validated-examples" and len(accepted) == 30
+    _same_records(_rows(open_dataset(validated.path)), accepted)
+    exported = export_examples("humaneval", tmp_path / "validated-hf", workspace=pipeline["workspace"])
+    assert exported.source.path == validated.path  # the name finds the validated artifact first
+    loaded = datasets.load_from_disk(str(tmp_path / "validated-hf"))
+    assert {split: len(rows) for split, rows in loaded.items()} == {"train": 5, "heldout": 25}
+    _same_records(_rows(loaded["heldout"]), [r for r in accepted if r["split"] == "heldout"])
 
 
 def test_a_users_own_jsonl_and_mixed_value_types(tmp_path):
@@ -169,7 +184,7 @@ def test_export_refuses_other_input_and_keeps_what_is_there(cli, pipeline, tmp_p
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     result = cli("export", "dataset", pipeline["tasks"].path, "-o", out)
     assert result.exit_code == 1
-    assert "is a 'tasks' artifact, expected 'examples' or 'validated-examples'" in result.stderr
+    assert "is a 'tasks' artifact, expected 'validated-examples' or 'examples'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     mine = tmp_path / "mine"
     mine.mkdir()
