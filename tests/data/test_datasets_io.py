@@ -4,6 +4,7 @@ one-line errors of bad input."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -105,6 +106,9 @@ def test_a_users_own_jsonl_and_mixed_value_types(tmp_path):
     dataset = open_dataset(path)
     assert dataset.features["score"] == datasets.Value("float64") and dataset.features["extra"] == datasets.Json()
     _same_records(_rows(dataset), records)
+    packed = tmp_path / "mine.jsonl.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    _same_records(_rows(open_dataset(packed)), records)
 
 
 def test_an_edited_file_is_reopened_not_answered_from_the_cache(tmp_path):
