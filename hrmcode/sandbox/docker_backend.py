@@ -208,7 +208,7 @@ ENV_DOCKERFILE = """FROM {base}
 COPY . /tmp/hrmcode-env
 RUN python3 -m pip freeze --all | grep -E '^[A-Za-z0-9._-]+==' > /tmp/hrmcode-env/sandbox-constraints.txt \\
  && python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check --no-input \\
-      --target {mount} -r /tmp/hrmcode-env/requirements.txt -c /tmp/hrmcode-env/sandbox-constraints.txt \\
+      --only-binary :all: --target {mount} -r /tmp/hrmcode-env/requirements.txt -c /tmp/hrmcode-env/sandbox-constraints.txt \\
  && rm -rf /tmp/hrmcode-env
 LABEL hrmcode.sandbox.image=1 hrmcode.environment={env_id}
 """

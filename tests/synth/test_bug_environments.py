@@ -5,10 +5,14 @@ ids, a local package installed outside the sandbox and imported by a repository'
 from __future__ import annotations
 
 import base64
+import ensurepip
 import hashlib
+import io
 import json
 import os
+import shutil
 import subprocess
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -238,6 +242,27 @@ def test_a_preparer_that_finished_first_wins_and_nothing_half_made_is_left(dep_r
     env = environments._local_environment(requirements, "python", tmp_path)
     assert env.directory == final / "site" and env.installed == ("tinydep==0.9",)  # theirs, complete
     assert sorted(p.name for p in (tmp_path / "envs").iterdir()) == [final.name]  # our staging copy is gone
+
+
+def test_an_sdist_dependency_is_never_built_on_this_machine(tmp_path):
+    """A repository can name any package: building an sdist would run its setup.py here, unsandboxed."""
+    links, marker = tmp_path / "links", tmp_path / "ran-on-the-host"
+    links.mkdir()
+    # with setuptools at hand, pip would run setup.py to build it (as it would from any index)
+    bundled = Path(ensurepip.__file__).parent / "_bundled"
+    for wheel in bundled.glob("setuptools-*.whl"):
+        shutil.copy(wheel, links)
+    setup = f"open({str(marker)!r}, 'w').write('pwned')\nfrom setuptools import setup\nsetup(name='evil', version='1.0')\n"
+    with tarfile.open(links / "evil-1.0.tar.gz", "w:gz") as archive:
+        for name, text in {"evil-1.0/setup.py": setup,
+                           "evil-1.0/PKG-INFO": "Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            archive.addfile(info, io.BytesIO(text.encode()))
+    requirements = Requirements(("evil==1.0",), ("--no-index", "--find-links", str(links)), ("pyproject.toml",))
+    with pytest.raises(InputError, match="evil") as caught:
+        environments._local_environment(requirements, "python", tmp_path)
+    assert "wheel" in caught.value.hint and not marker.exists()
 
 
 def test_unresolvable_requirements_are_one_line_errors(tmp_path):

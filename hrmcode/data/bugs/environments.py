@@ -16,7 +16,8 @@ is never installed: it is a path entry (``.``, or ``src`` and the like for a src
 sandbox's versions (a pip constraints file), so the environment never replaces the sandbox's pytest.
 
 ``prepare_environment(info, language, backend)`` installs them with the host's pip (the sandbox runs
-the host's interpreter) into ``<workspace>/envs/<id>/site``, where ``id`` hashes the requirement
+the host's interpreter), wheels only (installing a wheel runs none of its code; building an sdist would
+run build scripts the repository chose on this machine, outside any sandbox), into ``<workspace>/envs/<id>/site``, where ``id`` hashes the requirement
 list, the pip options (and the files of local ``--find-links`` directories), the constraints, the
 Python version and the platform. The directory is written through ``atomic.staged`` (a complete
 environment or none; concurrent preparers each stage their own and the first rename wins) and reused
@@ -63,7 +64,7 @@ from hrmcode.reporting import reporter
 from hrmcode.sandbox import docker_backend, hostpaths
 from hrmcode.sandbox.base import ENV_MOUNT, PythonEnv, Sandbox
 
-RECIPE = 1  # bump when how an environment is installed changes: environments of another recipe are not reused
+RECIPE = 2  # bump when how an environment is installed changes: environments of another recipe are not reused
 ENVS = "envs"  # <workspace>/envs/<id>/{site/, environment.json}
 TEST_GROUPS = ("test", "tests", "testing", "dev")
 TOOLCHAIN_LANGUAGES = ("javascript", "typescript", "go", "rust", "java", "cpp")
@@ -461,8 +462,9 @@ def _pip_error(stderr: str, sources: tuple[str, ...]) -> InputError:
     why = (errors[-1] if errors else (lines[-1] if lines else "pip failed"))[:300]
     where = ", ".join(sources) or "the requirements"
     return InputError(f"cannot install the test dependencies read from {where}: {why}",
-                      "check the names and versions there and that the package index is reachable from this machine "
-                      "(not from the sandbox); --env FILE gives the requirements yourself, --env none runs without")
+                      "check the names and versions there, that each has a wheel (sdists are not built here) and "
+                      "that the package index is reachable from this machine; --env FILE gives the requirements "
+                      "yourself (--find-links DIR for wheels you built), --env none runs without")
 
 
 def _installed(site: Path) -> tuple[str, ...]:
@@ -481,8 +483,10 @@ def _install(requirements: Requirements, target: Path) -> None:
     (target / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements.requirements))
     (target / "constraints.txt").write_text(
         "".join(f"{canonical(n)}=={v}\n" for n, v in sorted(hostpaths.sandbox_python_packages().items())))
-    argv = [sys.executable, "-m", "pip", "install", "--target", str(site), "--no-input", "--disable-pip-version-check",
-            "--no-warn-script-location", "-r", str(target / "requirements.txt"), "-c", str(target / "constraints.txt"),
+    # wheels only: installing one runs none of its code here, while building an sdist would run the build
+    # scripts of whatever the repository names on this machine, outside any sandbox
+    argv = [sys.executable, "-m", "pip", "install", "--target", str(site), "--only-binary", ":all:", "--no-input",
+            "--disable-pip-version-check", "--no-warn-script-location", "-r", str(target / "requirements.txt"), "-c", str(target / "constraints.txt"),
             *requirements.pip_options]
     reporter().log(f"installing {len(requirements.requirements)} test dependencies into {target.parent.name}/"
                    f"{target.name} (pip, outside the sandbox)")
