@@ -79,6 +79,8 @@ class CausalLM(nn.Module):
         cache: KVCache | None,
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], AttnMask]:
         batch, length = input_ids.shape
+        if cache is not None and cache.row_lengths is not None:  # rows of their own lengths (a BatchKVCache)
+            return self._batch_context(cache.row_lengths, length, input_ids.device)
         past = cache.length if cache is not None else 0
         if past + length > self.config.max_seq_len:
             raise ValueError(f"sequence of {past + length} tokens exceeds max_seq_len {self.config.max_seq_len}")
@@ -89,6 +91,21 @@ class CausalLM(nn.Module):
         mask = build_attention_mask(batch, length, past, input_ids.device, prefix_lens=prefix_lens,
                                     prefix_mask=prefix_mask, doc_ids=doc_ids)
         return self.rotary(past, length, input_ids.device), mask
+
+    def _batch_context(self, lengths: torch.Tensor, length: int,
+                       device: torch.device) -> tuple[tuple[torch.Tensor, torch.Tensor], AttnMask]:
+        """Rotary angles at each row's own next position, and a mask that lets each row attend to
+        its own cached positions and itself only (one new position per row)."""
+        if length != 1:
+            raise ValueError("a batch of rows decodes one position per row")
+        if int(lengths.max()) + 1 > self.config.max_seq_len:
+            raise ValueError(f"a row of {int(lengths.max()) + 1} tokens exceeds max_seq_len {self.config.max_seq_len}")
+        lengths = lengths.to(device)
+        cos, sin = self.rotary.table(device)
+        rope = cos[lengths].view(-1, 1, 1, cos.shape[-1]), sin[lengths].view(-1, 1, 1, sin.shape[-1])
+        keys = torch.arange(int(lengths.max()) + 1, device=device)
+        mask = (keys[None, :] <= lengths[:, None]).view(len(lengths), 1, 1, -1)
+        return rope, AttnMask(mask, False)
 
     def loss_units(self, labels: torch.Tensor) -> int:
         """What ``loss_count`` will be for ``labels`` in the current mode (tokens, here)."""

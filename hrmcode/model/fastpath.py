@@ -15,7 +15,10 @@ close); the stack's KV slots are filled exactly as the PyTorch path fills them, 
 can take turns within one generation. Per-generation state (scratch buffers, int8 plans) lives in
 the cache's ``decode_state``, so concurrent generations never share memory, and holds no
 reference back to the cache, so a finished generation's buffers are freed without the cycle
-collector. Not guaranteed: any speed-up for batches, bfloat16 or GPU models (they never take it).
+collector. A batch of sequences (``kvcache.BatchKVCache``, continuous batching), one new position
+each, runs its int8 stacks in one ``hrm_stack_q8_rows`` call: each row attends to its own cache
+row, and the matmuls take every row in one pass over the weights. Not guaranteed: any speed-up
+for float batches, bfloat16 or GPU models (they never take it).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 from torch import nn
 
 from hrmcode.model import kernels
-from hrmcode.model.kvcache import KVCache, LayerKV
+from hrmcode.model.kvcache import BatchKVCache, KVCache, LayerKV
 
 Rope = tuple[torch.Tensor, torch.Tensor]
 
@@ -75,6 +78,8 @@ def runner(layers: nn.ModuleList, h: torch.Tensor, mask, cache: KVCache | None, 
     The runner takes ``(h, rope)`` and returns ``h`` updated in place: pass a tensor the caller owns.
     ``mask`` is the call's ``AttnMask``; ``key`` the stack call's cache key (the blocks' slots are ``(*key, i)``).
     """
+    if cache is not None and cache.row_lengths is not None:
+        return _rows_runner(layers, h, cache, key)
     if cache is None or mask.mask is not None or (mask.is_causal and cache.length != 0):
         return None
     fused = kernels.load() if kernels.usable(h, layers[0].attn.head_dim) else None
@@ -88,6 +93,49 @@ def runner(layers: nn.ModuleList, h: torch.Tensor, mask, cache: KVCache | None, 
     if h.shape[1] == 1 and cache.storage_dtype((*key, 0), h.dtype) == torch.float32:
         return partial(_decode_float, fused, layers, cache, key)
     return None
+
+
+def _rows_runner(layers: nn.ModuleList, h: torch.Tensor, cache: BatchKVCache, key: tuple
+                 ) -> Callable[[torch.Tensor, Rope], torch.Tensor] | None:
+    """A batch of sequences, one new position each, through ``hrm_stack_q8_rows`` when every block is int8."""
+    first = layers[0].attn
+    if not (h.dtype == torch.float32 and h.device.type == "cpu" and h.shape[1] == 1
+            and first.head_dim <= kernels.MAX_HEAD_DIM and not torch.is_grad_enabled()):
+        return None
+    fused = kernels.load()
+    blocks = cache.q8_blocks.get(key, False)
+    if blocks is False:
+        parts = [q8_block(layer) for layer in layers]
+        usable = None not in parts and cache.storage_dtype((*key, 0), torch.float16) == torch.float16
+        blocks = cache.q8_blocks[key] = (kernels.Q8Block * len(parts))(*parts) if usable else None
+    if fused is None or blocks is None:
+        return None
+    return partial(_run_q8_rows, fused, blocks, layers, cache, key)
+
+
+def _run_q8_rows(fused: kernels.Kernels, blocks: ctypes.Array, layers: nn.ModuleList, cache: BatchKVCache, key: tuple,
+                 h: torch.Tensor, rope: Rope) -> torch.Tensor:
+    """``[rows, 1, hidden]`` float32, row t at position ``cache.row_lengths[t]`` of its own sequence, updated in place."""
+    rows = h.shape[0]
+    first = layers[0].attn
+    hidden, inner = first.heads * first.head_dim, blocks[0].down.in_features
+    positions = cache.row_lengths.contiguous()
+    kvs = [cache.slot((*key, i)) for i in range(len(layers))]
+    like = h.new_empty(1, first.heads, 0, first.head_dim, dtype=torch.float16)  # see hrm_rope_attend_h
+    longest, current = int(positions.max()) + 1, max(kv.capacity for kv in kvs)
+    step = LayerKV.GROWTH_STEP
+    capacity = current if current >= longest else -(-max(longest, 2 * current) // step) * step
+    for kv in kvs:
+        kv.reserve_rows(like, capacity)  # one capacity for every block: the kernel takes one
+    cos, sin = (t.reshape(rows, -1).contiguous() for t in rope)
+    pointers = ctypes.c_void_p * len(kvs)
+    keys, values = pointers(*(kv.k_buffer.data_ptr() for kv in kvs)), pointers(*(kv.v_buffer.data_ptr() for kv in kvs))
+    scratch = torch.empty(rows * (4 * hidden + 3 * inner) + capacity, dtype=torch.float32)
+    codes = torch.empty(min(rows, 64) * max(hidden, inner), dtype=torch.uint8)
+    fused.stack_q8_rows(blocks, len(kvs), h.data_ptr(), rows, first.heads, first.head_dim, layers[0].eps, keys, values,
+                        capacity, positions.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+                        scratch.data_ptr(), codes.data_ptr())
+    return h
 
 
 def _run_q8(fused: kernels.Kernels, plan: _Q8Plan, layers: nn.ModuleList, state: DecodeState, h: torch.Tensor,

@@ -13,7 +13,8 @@ For timing, ``GenerationConfig(ignore_eos=True)`` generates exactly ``max_new_to
 only at a stop sequence or the end of the context), as llama.cpp's ``--ignore-eos`` does; the
 token-level ``next_tokens`` never stops by itself.
 
-Not guaranteed: batching several prompts (one prompt per call), contexts longer than the
+Not guaranteed: batching several prompts here (one prompt per call; ``hrmcode.serve.batching``
+decodes concurrent requests together), contexts longer than the
 model's ``max_seq_len`` (a longer prompt is refused; generation stops there with
 ``finish_reason == "length"``).
 """
@@ -50,7 +51,7 @@ class GenerationResult:
     finish_reason: str  # "stop" (stop sequence, EOS or should_stop) or "length"
 
 
-def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generator) -> int:
+def pick_token(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generator) -> int:
     if cfg.temperature <= 0:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits.double().cpu() / cfg.temperature, dim=-1)
@@ -77,7 +78,7 @@ def next_tokens(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: Generati
         else None
     logits = model(torch.tensor([ids], device=device), prefix_lens=prefix, cache=cache).logits[0, -1]
     while True:
-        token = _pick(logits, cfg, generator)
+        token = pick_token(logits, cfg, generator)
         yield token
         ids.append(token)
         if len(ids) >= max_len:
@@ -88,13 +89,21 @@ def next_tokens(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: Generati
             logits = model(torch.tensor([ids], device=device), prefix_lens=prefix).logits[0, -1]
 
 
+TokenSource = Callable[[torch.nn.Module, Sequence[int], GenerationConfig], Iterator[int]]
+
+
 class GenerationRun:
     """One generation: ``pieces()`` yields text pieces, then ``.result`` holds the ``GenerationResult``
-    (for callers that stream and also need the token counts and finish reason)."""
+    (for callers that stream and also need the token counts and finish reason).
+
+    ``tokens`` produces the token ids (``next_tokens`` by default: this thread runs the model; a
+    serving batch passes its own, fed by the thread that decodes every request together). The
+    text, stop sequences, EOS and ``max_new_tokens`` are handled here either way; closing the
+    iterator it returns tells that source the generation has ended."""
 
     def __init__(self, model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig,
-                 should_stop: Callable[[], bool] | None):
-        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+                 should_stop: Callable[[], bool] | None, tokens: TokenSource = next_tokens):
+        self.model, self.tokenizer, self.cfg, self.tokens = model, tokenizer, cfg, tokens
         self.prompt_ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
         self.should_stop = should_stop or (lambda: False)
         self.result: GenerationResult | None = None
@@ -114,9 +123,9 @@ class GenerationRun:
         finish = "length"
         was_training = self.model.training
         self.model.eval()
+        stream = self.tokens(self.model, self.prompt_ids, cfg) if cfg.max_new_tokens > 0 else iter(())
         try:
             with torch.no_grad():
-                stream = next_tokens(self.model, self.prompt_ids, cfg) if cfg.max_new_tokens > 0 else iter(())
                 for token in stream:
                     if token == tok.eos_id and not cfg.ignore_eos:
                         finish = "stop"
@@ -137,6 +146,9 @@ class GenerationRun:
                         finish = "stop"
                         break
         finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
             self.model.train(was_training)
         if len(text) > emitted:
             yield text[emitted:]

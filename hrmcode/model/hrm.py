@@ -145,7 +145,7 @@ class HRM(CausalLM):
             grad_calls = self.config.bp_steps if index == segments - 1 else 0
             z_h, z_l = self.segment(z_h, z_l, x, rope, mask, cache, index, grad_calls)
         if cache is not None:
-            cache.length += input_ids.shape[1]
+            cache.advance(input_ids.shape[1])
         return self.lm_output(self.lm_head(z_h), labels)
 
     def _act_train(

@@ -450,20 +450,23 @@ typedef struct {
     hrm_q8_linear qkv, o, gate_up, down;
 } hrm_q8_block;
 
-/* h [rows, hidden] = block(h) in place for positions pos .. pos + rows - 1 (causal: each attends to every cached
- * position and to the new ones before it): what hrm_qlinear, hrm_rope_attend, hrm_add_rms_norm and hrm_silu_mul
- * do one after the other. cos, sin: [rows, head_dim]. scratch: rows * (4 * hidden + 3 * inner) + pos + rows
- * floats; qscratch: min(rows, 64) * max(hidden, inner) bytes. */
-void hrm_block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int head_dim, float eps, _Float16 *kcache,
-                  _Float16 *vcache, int64_t capacity, int64_t pos, const float *cos, const float *sin, float *scratch,
-                  uint8_t *qscratch) {
+/* h [rows, hidden] = block(h) in place. Row t is at position positions[t] of its own sequence, whose keys and
+ * values start at kcache/vcache + t * row_stride (positions NULL: one sequence, row t at pos + t, row_stride 0);
+ * each row attends to its sequence's cached positions and, causally, the rows before it of the same sequence. What
+ * hrm_qlinear, hrm_rope_attend, hrm_add_rms_norm and hrm_silu_mul do one after the other. cos, sin:
+ * [rows, head_dim]. scratch: rows * (4 * hidden + 3 * inner) + capacity floats; qscratch: min(rows, 64) *
+ * max(hidden, inner) bytes. */
+static void block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int head_dim, float eps,
+                     _Float16 *kcache, _Float16 *vcache, int64_t capacity, int64_t row_stride, int64_t pos,
+                     const int64_t *positions, const float *cos, const float *sin, float *scratch, uint8_t *qscratch) {
     const int hidden = heads * head_dim, inner = b->down.in_features;
     float *qkv = scratch, *attended = qkv + (int64_t)rows * 3 * hidden, *projected = attended + (int64_t)rows * hidden;
     float *gated = projected + (int64_t)rows * 2 * inner, *scores = gated + (int64_t)rows * inner;
     hrm_qlinear(h, rows, hidden, b->qkv.weight, b->qkv.scale, b->qkv.rowsum, b->qkv.out_features, qkv, qscratch);
     for (int t = 0; t < rows; t++)
-        hrm_rope_attend_h(qkv + (int64_t)t * 3 * hidden, kcache, vcache, capacity, pos + t, cos + t * head_dim,
-                          sin + t * head_dim, heads, head_dim, attended + (int64_t)t * hidden, scores);
+        hrm_rope_attend_h(qkv + (int64_t)t * 3 * hidden, kcache + t * row_stride, vcache + t * row_stride, capacity,
+                          positions ? positions[t] : pos + t, cos + t * head_dim, sin + t * head_dim, heads, head_dim,
+                          attended + (int64_t)t * hidden, scores);
     hrm_qlinear(attended, rows, hidden, b->o.weight, b->o.scale, b->o.rowsum, hidden, projected, qscratch);
     for (int t = 0; t < rows; t++)
         hrm_add_rms_norm(h + (int64_t)t * hidden, projected + (int64_t)t * hidden, hidden, eps);
@@ -476,14 +479,27 @@ void hrm_block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int head
         hrm_add_rms_norm(h + (int64_t)t * hidden, projected + (int64_t)t * hidden, hidden, eps);
 }
 
-/* hrm_block_q8 for n blocks in a row, block i with its own float16 KV cache (kcaches[i], vcaches[i]). */
+/* One sequence: new positions pos .. pos + rows - 1 through n blocks in a row, block i with its own float16 KV
+ * cache (kcaches[i], vcaches[i]). */
 void hrm_stack_q8(const hrm_q8_block *blocks, int n, float *h, int rows, int heads, int head_dim, float eps,
                   _Float16 *const *kcaches, _Float16 *const *vcaches, int64_t capacity, int64_t pos, const float *cos,
                   const float *sin, float *scratch, uint8_t *qscratch) {
     for (int i = 0; i < n; i++)
-        hrm_block_q8(&blocks[i], h, rows, heads, head_dim, eps, kcaches[i], vcaches[i], capacity, pos, cos, sin,
-                     scratch, qscratch);
+        block_q8(&blocks[i], h, rows, heads, head_dim, eps, kcaches[i], vcaches[i], capacity, 0, pos, NULL, cos, sin,
+                 scratch, qscratch);
+}
+
+/* Continuous batching: row t is the next position (positions[t]) of sequence t, whose cache in block i is row t
+ * of kcaches[i]/vcaches[i] ([rows, heads, capacity, head_dim]); the int8 matmuls take all rows in one pass over
+ * the weights. */
+void hrm_stack_q8_rows(const hrm_q8_block *blocks, int n, float *h, int rows, int heads, int head_dim, float eps,
+                       _Float16 *const *kcaches, _Float16 *const *vcaches, int64_t capacity, const int64_t *positions,
+                       const float *cos, const float *sin, float *scratch, uint8_t *qscratch) {
+    const int64_t row_stride = (int64_t)heads * capacity * head_dim;
+    for (int i = 0; i < n; i++)
+        block_q8(&blocks[i], h, rows, heads, head_dim, eps, kcaches[i], vcaches[i], capacity, row_stride, 0, positions,
+                 cos, sin, scratch, qscratch);
 }
 
 /* The ABI version this file implements; kernels.py refuses a library that reports another. */
-int hrm_kernels_version(void) { return 12; }
+int hrm_kernels_version(void) { return 13; }

@@ -4,7 +4,8 @@ A batch-1 decode step of a small model is dominated by per-op overhead: the 27M 
 24 blocks per token, and each block is ~35 PyTorch ops around its 4 matmuls. ``kernels.c`` has
 a float32 block's rotary + KV-cache write + attention, residual + RMSNorm and SwiGLU gate (one
 call each, the matmuls left to PyTorch), the int8 matmul of ``DynamicInt8Linear``
-(``hrm_qlinear``), and a whole stack of int8 blocks in one call (``hrm_stack_q8``).
+(``hrm_qlinear``), and a whole stack of int8 blocks in one call, for new positions of one sequence
+(``hrm_stack_q8``) or the next position of each of a batch of sequences (``hrm_stack_q8_rows``).
 
 Guarantees:
 - Same math as ``hrmcode.model.layers`` and ``dynamic_int8_reference``: the results differ from
@@ -44,7 +45,7 @@ from hrmcode.atomic import staged
 from hrmcode.paths import cache_home
 
 SOURCE = Path(__file__).with_name("kernels.c")
-ABI_VERSION = 12
+ABI_VERSION = 13
 MAX_HEAD_DIM = 512  # the C kernels' per-head scratch size
 
 _lock = threading.Lock()
@@ -128,6 +129,9 @@ class Kernels:
         self.stack_q8 = lib.hrm_stack_q8
         self.stack_q8.argtypes = [ptr, i32, ptr, i32, i32, i32, f32, ptr, ptr, i64, i64, ptr, ptr, ptr, ptr]
         self.stack_q8.restype = None
+        self.stack_q8_rows = lib.hrm_stack_q8_rows
+        self.stack_q8_rows.argtypes = [ptr, i32, ptr, i32, i32, i32, f32, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr]
+        self.stack_q8_rows.restype = None
         self.path = path
 
     def set_threads(self, threads: int) -> int:

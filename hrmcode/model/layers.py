@@ -80,7 +80,7 @@ class Rotary:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [B, H, T, D]; cos/sin: [T, D]."""
+    """x: [B, H, T, D]; cos/sin: [T, D], or [B, 1, T, D] for rows at positions of their own."""
     dtype = x.dtype
     x = x.float()
     half = x.shape[-1] // 2

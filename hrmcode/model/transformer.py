@@ -36,5 +36,5 @@ class Transformer(CausalLM):
         rope, mask = self.attention_context(input_ids, prefix_lens, prefix_mask, doc_ids, cache)
         h = self.blocks(self.embed_tokens(input_ids), None, rope, mask, cache, ("blocks",))
         if cache is not None:
-            cache.length += input_ids.shape[1]
+            cache.advance(input_ids.shape[1])
         return self.lm_output(self.lm_head(h), labels)

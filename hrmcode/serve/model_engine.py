@@ -1,7 +1,8 @@
 """``ModelEngine``: the serve ``Engine`` on a loaded checkpoint (full precision or quantized).
 
-Generation is exactly the library's (``hrmcode.model.generate``): the same prompt and sampling
-settings give the same tokens over HTTP as from ``generate()``. Completions prompts are encoded
+Generation is the library's (``hrmcode.model.generate``): the same prompt and sampling settings
+give the same tokens over HTTP as from ``generate()`` (with batching, up to float rounding: see
+``hrmcode.serve.batching``). Completions prompts are encoded
 as plain text (``tokenizer.encode``), as ``generate(model, tok, text)`` does, so a client that
 wants the training template sends it itself; chat messages are rendered by the checkpoint's own
 prompt format (``config.prompt``), the renderer ``eval --model checkpoint:`` uses too, so a chat
@@ -17,17 +18,23 @@ from hrmcode.errors import InputError
 from hrmcode.memory import release_freed
 from hrmcode.model.generate import GenerationConfig, GenerationRun
 from hrmcode.model.prompt import CHAT_LEVEL, check_level
+from hrmcode.serve.batching import BatchDecoder
 from hrmcode.serve.engine import Completion, SamplingParams
 
 
 class ModelEngine:
-    def __init__(self, loaded, model_id: str | None = None, chat_level: str | None = CHAT_LEVEL):
+    """``max_batch`` > 1: concurrent generations are decoded together (``serve.batching``); 1: each
+    runs alone in its caller's thread."""
+
+    def __init__(self, loaded, model_id: str | None = None, chat_level: str | None = CHAT_LEVEL, max_batch: int = 1):
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.config = loaded.config
         self.model_id = model_id or Path(loaded.path).name
         self.chat_level = chat_level
         check_level(chat_level)  # refuses an unknown level now, not per request
+        self.model.eval()
+        self.batch = BatchDecoder(self.model, self.tokenizer.eos_id, max_batch) if max_batch > 1 else None
 
     def chat_prompt(self, messages: list[tuple[str, str]]) -> str:
         """The checkpoint's prompt format around (role, text) messages, starting with ``chat_level``."""
@@ -48,9 +55,14 @@ class ModelEngine:
         return len(ids)
 
     def stream(self, prompt: str, params: SamplingParams, should_stop: Callable[[], bool]) -> Iterator[str | Completion]:
-        run = GenerationRun(self.model, self.tokenizer, prompt, self._config(params), should_stop)
+        if self.batch is None:
+            run = GenerationRun(self.model, self.tokenizer, prompt, self._config(params), should_stop)
+        else:
+            run = GenerationRun(self.model, self.tokenizer, prompt, self._config(params), should_stop,
+                                tokens=self.batch.tokens)
         yield from run.pieces()
-        release_freed()  # the generation's KV cache, so an idle server holds only the model
+        if self.batch is None or not self.batch.running:
+            release_freed()  # the generation's KV cache, so an idle server holds only the model
         result = run.result
         yield Completion(result.text, result.prompt_tokens, result.completion_tokens, result.finish_reason)
 

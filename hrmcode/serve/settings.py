@@ -24,7 +24,9 @@ class ServeSettings:
     max_request_tokens: int = option(
         16384, "Most tokens one request may ask to generate: prompts x n x max_tokens; more is a 400. The "
                "default lets one prompt ask for n=16 at a max_tokens of 1024.", min=1)
-    max_concurrency: int = option(1, "Generations running at once (each in its own thread).", min=1)
+    max_concurrency: int = option(8, "Generations running at once, decoded together as one batch (continuous "
+                                     "batching: requests join and leave between decode steps); 1 runs them one "
+                                     "at a time.", min=1)
     max_queue: int = option(8, "Requests waiting for a slot; beyond that a request gets 429.", min=0)
     max_body_bytes: int = option(1 << 20, "Largest request body (bytes); more is a 413.", min=1024)
     client_timeout_s: float = option(

@@ -1,0 +1,190 @@
+"""Serving many clients: aggregate tokens/s and first-token latency with 1, 2, 4 and 8 concurrent
+clients, continuous batching on (``--max-concurrency 8``) against one generation at a time
+(``--max-concurrency 1``), for the int8 HRM and the int8 transformer baseline, side by side.
+
+    python benchmarks/serve_batching.py                         # random-init 27m, both archs
+    python benchmarks/serve_batching.py --config tiny --requests 2 --new-tokens 16   # quick check
+
+Each (arch, server mode) is a fresh server subprocess (as ``serve_speed.py`` starts them: the
+int8 model ``hrmcode quantize`` writes by default, threads split as ``hrmcode serve`` does). Every
+client streams ``--requests`` greedy completions of ``--new-tokens`` tokens (ignoring EOS is not
+possible over HTTP, so a random-init model is used: it rarely emits EOS) back to back, all clients
+at once after one warm-up request. Reported per row:
+
+- tokens/s: all clients' completion tokens / wall time from the first request sent to the last done
+- first token p50 / p95: time from sending a request to its first streamed text, over all requests
+- peak RSS: the server subprocess's maximum resident set
+
+Target (issue 16): with batching, 8 clients' aggregate tokens/s >= 3x one client's, on 2 cores, for
+both models, with first-token latency bounded while others decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_speed import peak_rss_mb, random_model, stdlib_examples, stdlib_sources  # noqa: E402
+
+
+def server(path: str, max_concurrency: int, max_tokens: int) -> None:
+    """The worker: load the int8 model, serve it, print {"url"}, serve until stdin closes."""
+    from hrmcode.memory import serve_policy
+    from hrmcode.model import kernels
+    from hrmcode.quantize import load_quantized
+    from hrmcode.serve.app import ServeSettings, create_app
+    from hrmcode.serve.model_engine import ModelEngine
+    from hrmcode.serve.server import background_server
+
+    serve_policy()
+    loaded = load_quantized(path)
+    kernels.use_threads(loaded.model, os.cpu_count())
+    engine = ModelEngine(loaded, model_id="bench", max_batch=max_concurrency)
+    settings = ServeSettings(max_tokens_cap=max(max_tokens, 16), max_concurrency=max_concurrency, max_queue=64)
+    with background_server(create_app(engine, settings)) as url:
+        print(json.dumps({"url": url}), flush=True)
+        sys.stdin.read()
+
+
+def stream_once(client, url: str, prompt: str, new_tokens: int) -> tuple[float, int]:
+    """(seconds to the first text, completion tokens) of one streamed greedy completion."""
+    body = {"model": "bench", "prompt": prompt, "max_tokens": new_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    sent = time.perf_counter()
+    first, tokens = None, 0
+    with client.stream("POST", f"{url}/v1/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            if first is None and any(c.get("text") for c in chunk["choices"]):
+                first = time.perf_counter() - sent
+    return (first if first is not None else time.perf_counter() - sent), tokens
+
+
+def load(url: str, prompts: list[str], clients: int, requests: int, new_tokens: int) -> dict:
+    import httpx
+
+    firsts: list[float] = []
+    tokens = [0]
+    lock = threading.Lock()
+
+    def client_loop(index: int) -> None:
+        with httpx.Client(timeout=600) as client:
+            for i in range(requests):
+                first, count = stream_once(client, url, prompts[(index + i) % len(prompts)], new_tokens)
+                with lock:
+                    firsts.append(first)
+                    tokens[0] += count
+
+    with httpx.Client(timeout=600) as client:
+        stream_once(client, url, prompts[0], new_tokens)  # warm-up
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    firsts.sort()
+    return {"tokens_per_s": tokens[0] / wall, "first_p50_ms": statistics.median(firsts) * 1000,
+            "first_p95_ms": firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))] * 1000, "tokens": tokens[0]}
+
+
+def measure_server(path: Path, max_concurrency: int, client_counts: list[int], args, prompts: list[str]) -> list[dict]:
+    command = [sys.executable, __file__, "--worker", str(path), "--worker-concurrency", str(max_concurrency),
+               "--new-tokens", str(args.new_tokens)]
+    rows = []
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"server failed:\n{proc.stderr.read()[-3000:]}")
+        url = json.loads(line)["url"]
+        try:
+            for clients in client_counts:
+                print(f"  {clients} client(s) ...", file=sys.stderr)
+                rows.append({"clients": clients, **load(url, prompts, clients, args.requests, args.new_tokens)})
+            rss = peak_rss_mb(proc.pid)
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=60)
+    for row in rows:
+        row["peak_rss_mb"] = rss
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="27m", help="model preset of the random-init models (default 27m)")
+    parser.add_argument("--archs", default="hrm,transformer")
+    parser.add_argument("--clients", default="1,2,4,8")
+    parser.add_argument("--requests", type=int, default=3, help="requests per client, back to back")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-concurrency", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        server(args.worker, args.worker_concurrency, args.new_tokens)
+        return
+
+    import torch
+
+    from hrmcode.model.checkpoint import read_config
+    from hrmcode.model.tokenizer import CodeTokenizer
+    from hrmcode.quantize import QuantSpec, quantize_checkpoint
+
+    client_counts = [int(c) for c in args.clients.split(",")]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="hrmcode-batching-bench-") as tmp:
+        examples = stdlib_examples(stdlib_sources(), 16)
+        for arch in args.archs.split(","):
+            work = Path(tmp) / arch
+            model_path = random_model(work, args.config, arch, 0, examples)
+            int8 = quantize_checkpoint(model_path, QuantSpec(), out=work / "int8", heldout=str(work / "examples"),
+                                       limit=2, exact_match_limit=0, latency_tokens=2).artifact.path
+            tokenizer = CodeTokenizer.load(model_path)
+            prompt = read_config(model_path).prompt
+            prompts = [tokenizer.decode(prompt.encode(tokenizer, e["input"]["text"], "solve")[: args.prompt_tokens],
+                                        skip_special_tokens=False) for e in examples[:8]]
+            for concurrency in (8, 1):
+                print(f"{arch} int8, --max-concurrency {concurrency}", file=sys.stderr)
+                results[(arch, concurrency)] = measure_server(int8, concurrency, client_counts, args, prompts)
+
+    print(f"\nrandom-init {args.config} models, int8 (hrmcode quantize's default); each client streams "
+          f"{args.requests} x {args.new_tokens} greedy tokens after ~{args.prompt_tokens} prompt tokens; "
+          f"torch {torch.__version__}, {os.cpu_count()} CPUs\n")
+    header = ["arch", "server", "clients", "tokens/s", "vs 1 client", "first token p50 ms", "first token p95 ms",
+              "peak RSS MB"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    checks = []
+    for (arch, concurrency), rows in results.items():
+        one = rows[0]["tokens_per_s"]
+        mode = "batched (8)" if concurrency > 1 else "one at a time"
+        for row in rows:
+            print(f"| {arch} | {mode} | {row['clients']} | {row['tokens_per_s']:.1f} | "
+                  f"{row['tokens_per_s'] / one:.2f}x | {row['first_p50_ms']:.0f} | {row['first_p95_ms']:.0f} | "
+                  f"{row['peak_rss_mb']:.0f} |")
+        if concurrency > 1 and rows[-1]["clients"] == 8:
+            checks.append((f"{arch}: 8 clients >= 3x one client's tokens/s", rows[-1]["tokens_per_s"] >= 3 * one))
+    print()
+    for label, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Continuous batching: concurrent requests decoded as one batch give each request the tokens it
+gets alone (float and int8 models, the fused int8 batch kernel included), rows join and leave
+mid-flight, sampling stays per request, a closed consumer leaves the batch, and over HTTP many
+concurrent clients get what the library gives each of them."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import torch
+from torch import nn
+
+from hrmcode.model import build_model, fastpath, preset
+from hrmcode.model.generate import GenerationConfig, generate, next_tokens
+from hrmcode.quantize import load_any
+from hrmcode.quantize.torch_backend import DynamicInt8Linear, int8_per_channel
+from hrmcode.serve.app import ServeSettings
+from hrmcode.serve.batching import BatchDecoder
+from hrmcode.serve.server import background_server, checkpoint_app
+from tests.quantize.tiny import make_tiny_model
+
+pytestmark = pytest.mark.timeout(300)
+PROMPTS = [[1, 5, 7, 9], [3] * 11, [4, 8, 15, 16, 23, 42], [2, 2], [9] * 70]  # the fifth waits for a free row
+
+
+def _model(arch: str, int8: bool, **overrides) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(preset("tiny", arch, vocab_size=97, **overrides)).eval()
+    if int8:
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, nn.Linear):
+                    setattr(module, name, DynamicInt8Linear(*int8_per_channel(child.weight)))
+        model.kv_dtype = torch.float16  # as the torch backend sets it
+    return model
+
+
+def _alone(model, prompt, cfg, count):
+    with torch.no_grad():
+        return list(itertools.islice(next_tokens(model, prompt, cfg), count))
+
+
+def _together(decoder, model, prompts, cfgs):
+    out = [None] * len(prompts)
+
+    def consume(i):
+        out[i] = list(decoder.tokens(model, prompts[i], cfgs[i]))
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return out
+
+
+# 70 tokens after a 70-token prompt: past 64 and 128 positions, the batch buffers grow mid-flight
+@pytest.mark.parametrize("arch,int8,overrides,tokens", [("hrm", False, {}, 12), ("transformer", False, {}, 12),
+                                                        ("hrm", True, {}, 70), ("transformer", True, {}, 12),
+                                                        ("hrm", True, {"mode": "act"}, 12)])
+def test_each_request_gets_its_own_tokens(arch, int8, overrides, tokens, monkeypatch):
+    model = _model(arch, int8, **overrides)
+    fused_calls = []
+    run_rows = fastpath._run_q8_rows
+    monkeypatch.setattr(fastpath, "_run_q8_rows", lambda *a: fused_calls.append(1) or run_rows(*a))
+    cfg = GenerationConfig(max_new_tokens=tokens)
+    expected = [_alone(model, p, cfg, tokens) for p in PROMPTS]
+    got = _together(BatchDecoder(model, eos_id=None, max_batch=4), model, PROMPTS, [cfg] * len(PROMPTS))
+    assert got == expected
+    assert bool(fused_calls) == int8  # int8 stacks ran through the batch kernel, float ones through PyTorch
+
+
+def test_sampling_is_per_request_and_seeded():
+    model = _model("hrm", True)
+    cfgs = [GenerationConfig(max_new_tokens=20, temperature=0.9, top_p=0.9, seed=s) for s in (1, 2, 3)]
+    expected = [_alone(model, PROMPTS[i], cfgs[i], 20) for i in range(3)]
+    assert len({tuple(e) for e in expected}) == 3
+    assert _together(BatchDecoder(model, eos_id=None, max_batch=8), model, PROMPTS[:3], cfgs) == expected
+
+
+def test_eos_ends_a_request_and_a_closed_consumer_leaves_the_batch():
+    model = _model("transformer", True)
+    cfg = GenerationConfig(max_new_tokens=40)
+    stream = _alone(model, PROMPTS[0], cfg, 40)
+    eos = stream[5]  # pretend this id is EOS: the request ends right after it
+    decoder = BatchDecoder(model, eos_id=eos, max_batch=4)
+    assert list(decoder.tokens(model, PROMPTS[0], cfg)) == stream[: stream.index(eos) + 1]
+    early = decoder.tokens(model, PROMPTS[1], cfg)
+    first = [next(early) for _ in range(3)]
+    other = list(decoder.tokens(model, PROMPTS[2], GenerationConfig(max_new_tokens=25)))  # runs beside the open one
+    early.close()  # a stop sequence or a client gone
+    assert first == _alone(model, PROMPTS[1], cfg, 3)
+    assert other == _alone(model, PROMPTS[2], cfg, 25)
+    for _ in range(200):
+        if decoder.running == 0:
+            break
+        threading.Event().wait(0.01)
+    assert decoder.running == 0
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def test_many_clients_over_http_get_what_the_library_gives_each(tiny):
+    loaded = load_any(tiny)
+    requests = [{"prompt": f"def f{i}(x):", "max_tokens": 24, "temperature": 0.7 * (i % 2), "seed": i,
+                 "stop": ["\n\n"] if i % 3 == 0 else []} for i in range(8)]
+    expected = [generate(loaded.model, loaded.tokenizer, r["prompt"],
+                         GenerationConfig(max_new_tokens=24, temperature=r["temperature"], seed=r["seed"],
+                                          stop=r["stop"])).text for r in requests]
+    app = checkpoint_app(tiny, ServeSettings(max_tokens_cap=64, max_concurrency=8, max_queue=8))
+    with background_server(app) as url, ThreadPoolExecutor(8) as pool:
+        def ask(request):
+            body = {"model": "model", **request}
+            return httpx.post(f"{url}/v1/completions", json=body, timeout=120).json()["choices"][0]["text"]
+
+        assert list(pool.map(ask, requests)) == expected
