@@ -486,8 +486,8 @@ def _install(requirements: Requirements, target: Path) -> None:
     # wheels only: installing one runs none of its code here, while building an sdist would run the build
     # scripts of whatever the repository names on this machine, outside any sandbox
     argv = [sys.executable, "-m", "pip", "install", "--target", str(site), "--only-binary", ":all:", "--no-input",
-            "--disable-pip-version-check", "--no-warn-script-location", "-r", str(target / "requirements.txt"), "-c", str(target / "constraints.txt"),
-            *requirements.pip_options]
+            "--disable-pip-version-check", "--no-warn-script-location", "-r", str(target / "requirements.txt"),
+            "-c", str(target / "constraints.txt"), *requirements.pip_options]
     reporter().log(f"installing {len(requirements.requirements)} test dependencies into {target.parent.name}/"
                    f"{target.name} (pip, outside the sandbox)")
     try:
