@@ -83,29 +83,36 @@ def candidate_bugs(source: str, seed: int | str = 0, path: str = "",
     except (SyntaxError, cst.ParserSyntaxError, ValueError):
         return
     found = entities(tree)
-    visitor = _Definitions()
-    module.visit(visitor)
-    if [e.name for e in found] != [n.name.value for n in visitor.found]:
-        return  # the two parsers disagree on this module: leave it alone
     tops = _top_level(module)
     if not tops or source[tops[-1][0]:tops[-1][1]] != module.code_for_node(tops[-1][2]):
         return  # the statements' text does not line up with the source: leave the module alone
-    original = ast.dump(tree)
-    for index, (entity, node) in enumerate(zip(found, visitor.found)):
-        top = next(i for i, (start, end, stmt) in enumerate(tops) if _contains(stmt, node))
+    nodes: list[tuple[int, cst.CSTNode]] = []  # (top-level statement, definition) in source order
+    for top, (_, _, statement) in enumerate(tops):
+        visitor = _Definitions()
+        statement.visit(visitor)
+        nodes += [(top, node) for node in visitor.found]
+    if [e.name for e in found] != [n.name.value for _, n in nodes]:
+        return  # the two parsers disagree on this module: leave it alone
+    before: dict[int, str] = {}  # each top-level statement's syntax tree, as ast dumps it
+    for index, (entity, (top, node)) in enumerate(zip(found, nodes)):
+        start, end, statement = tops[top]
         for modifier in modifiers or MODIFIERS:
             if not modifier.can_change(entity):
                 continue
             rng = random.Random(_entity_seed(seed, path, index, entity, modifier.name))
-            bugged = _apply(source, tops, top, node, modifier(rng))
-            if bugged is None:
+            text = _apply(statement, node, modifier(rng))
+            if text is None:
                 continue
+            # a top-level statement parses alone exactly when it parses in its module
             try:
-                if ast.dump(ast.parse(bugged)) == original:
-                    continue  # only layout changed
+                after = ast.dump(ast.parse(text))
             except SyntaxError:
                 continue
-            yield Bug(entity.name, modifier.name, bugged, modifier.in_bounds(entity))
+            if top not in before:
+                before[top] = ast.dump(ast.parse(source[start:end]))
+            if after == before[top]:
+                continue  # only layout changed
+            yield Bug(entity.name, modifier.name, source[:start] + text + source[end:], modifier.in_bounds(entity))
 
 
 def _top_level(module: cst.Module) -> list[tuple[int, int, cst.CSTNode]]:
@@ -119,22 +126,21 @@ def _top_level(module: cst.Module) -> list[tuple[int, int, cst.CSTNode]]:
     return spans
 
 
-def _contains(root: cst.CSTNode, node: cst.CSTNode) -> bool:
-    if root is node:
-        return True
-    return any(_contains(child, node) for child in root.children)
-
-
-def _apply(source: str, tops: list, top: int, node: cst.CSTNode, modifier: Modifier) -> str | None:
-    """The module with ``modifier`` run over ``node`` (only its top-level statement is re-printed)."""
-    start, end, statement = tops[top]
+def _apply(statement: cst.CSTNode, node: cst.CSTNode, modifier: Modifier) -> str | None:
+    """The text of top-level ``statement`` with ``modifier`` run over ``node`` inside it; None when
+    five visits change nothing (SWE-smith's retry)."""
+    original = None
     for _ in range(ATTEMPTS):
+        modifier.touched = False
         changed = node.visit(modifier)
-        if isinstance(changed, cst.RemovalSentinel) or changed is node or changed.deep_equals(node):
+        if not modifier.touched:
             continue
-        new_statement = statement.deep_replace(node, changed)
-        text = cst.Module([]).code_for_node(new_statement)
-        return source[:start] + text + source[end:]
+        if isinstance(changed, cst.RemovalSentinel):
+            return None
+        text = cst.Module([]).code_for_node(statement.deep_replace(node, changed))
+        original = original if original is not None else cst.Module([]).code_for_node(statement)
+        if text != original:
+            return text
     return None
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import libcst as cst
@@ -100,9 +99,12 @@ class Modifier(cst.CSTTransformer):
     def __init__(self, rng: random.Random):
         super().__init__()
         self.rand = rng
+        self.touched = False  # a node was picked for change in this visit (else the visit changed nothing)
 
     def flip(self) -> bool:
-        return self.rand.random() < self.likelihood
+        picked = self.rand.random() < self.likelihood
+        self.touched |= picked
+        return picked
 
     @classmethod
     def can_change(cls, entity: Entity) -> bool:

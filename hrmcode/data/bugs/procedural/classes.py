@@ -74,4 +74,5 @@ class ClassShuffleFuncs(Modifier):
         methods = [s for s in body if isinstance(s, cst.FunctionDef)]
         others = [s for s in body if not isinstance(s, cst.FunctionDef)]
         self.rand.shuffle(methods)
+        self.touched = True  # no likelihood: every class is shuffled, as SWE-smith does
         return updated_node.with_changes(body=updated_node.body.with_changes(body=others + methods))
