@@ -17,7 +17,7 @@ keep test code out of the functions ``synthesize --source repo:`` injects bugs i
   are code and are not told apart).
 - java: anything under ``src/test/`` (at any depth, for multi-module builds).
 - javascript: ``*.test.*`` and ``*.spec.*`` (``js``, ``jsx``, ``ts``, ``tsx``, ``mjs``, ``cjs``),
-  anything under ``__tests__/``, ``test/`` or ``tests/``; ``jest.config.*``, ``vitest.config.*``,
+  anything under ``__tests__/``, ``test/``, ``tests/`` or ``spec/``; ``jest.config.*``, ``vitest.config.*``,
   ``.mocharc.*``.
 - cpp: anything under ``test/`` or ``tests/``; ``*_test.<ext>`` and ``test_*.<ext>`` for ``cpp``,
   ``cc``, ``cxx``, ``c``.
@@ -74,7 +74,7 @@ _TEST_DIRS = {
     "go": {"testdata"},
     "rust": {"tests", "benches"},
     "java": set(),
-    "javascript": {"__tests__", "test", "tests"},
+    "javascript": {"__tests__", "test", "tests", "spec"},  # spec/: jasmine's default spec_dir
     "cpp": {"test", "tests"},
 }
 _TEST_NAMES = {

@@ -18,7 +18,7 @@ TESTS = {
     "rust": ["tests/it.rs", "crate/tests/it.rs", "benches/b.rs"],
     "java": ["src/test/java/FooTest.java", "module/src/test/resources/x.txt"],
     "javascript": ["a.test.js", "src/a.spec.ts", "b.test.tsx", "c.spec.mjs", "src/__tests__/a.js", "test/a.js",
-                   "tests/b.js", "jest.config.js", "jest.config.ts", "vitest.config.mts", ".mocharc.yml"],
+                   "tests/b.js", "spec/toWordsSpec.js", "jest.config.js", "jest.config.ts", "vitest.config.mts", ".mocharc.yml"],
     "cpp": ["test/main.cpp", "tests/CMakeLists.txt", "src/x_test.cpp", "test_y.cc", "z_test.c"],
 }
 CODE = {

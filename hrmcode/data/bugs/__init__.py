@@ -60,8 +60,10 @@ from hrmcode.data.bugs.environments import prepare_environment
 from hrmcode.data.bugs import suites
 from hrmcode.data.bugs.issues import ChatModel, Statement, evidence, problem_statement, secrets, statement_stats
 from hrmcode.data.bugs.lm import lm_modify_bugs
+from hrmcode.data.bugs import tsmodifiers
 from hrmcode.data.bugs.procedural import candidate_bugs
 from hrmcode.data.bugs.procedural.combine import COMBINE_FILE, file_combos
+from hrmcode.data import syntax
 from hrmcode.data.gitread import git_output
 from hrmcode.data.testfiles import is_test_path
 from hrmcode.diffs import apply_file_diff, content_diffs, tree_patch
@@ -195,10 +197,16 @@ def candidates(info: RepoInfo, seed: int) -> list[Candidate]:
     strategy crowds the others out of the first ``max_bugs``."""
     found: list[Candidate] = []
     for path in sorted(info.files):
-        if not path.endswith(".py") or is_test_path(path, "python"):
+        language = "python" if path.endswith(".py") else syntax.language_of(path)
+        if language is None or is_test_path(path, language):
             continue
-        for bug in candidate_bugs(info.files[path], seed, path):
-            found.append(Candidate(path, bug.entity, bug.kind, bug.bugged, "python", bug.in_bounds))
+        if language == "python":
+            for bug in candidate_bugs(info.files[path], seed, path):
+                found.append(Candidate(path, bug.entity, bug.kind, bug.bugged, "python", bug.in_bounds))
+        elif language in tsmodifiers.GRAMMARS:  # javascript, go, rust, java, cpp: tree-sitter modifiers
+            rng = random.Random(f"{seed}\0{path}")
+            for function, kind, bugged in tsmodifiers.candidate_bugs(language, info.files[path], rng):
+                found.append(Candidate(path, function, kind, bugged, language))
     unique = {(c.path, c.bugged): c for c in found}  # two modifiers giving the same text are one bug
     rng = random.Random(seed)
     ordered: list[Candidate] = []
@@ -288,6 +296,8 @@ def _reference_run(log: AppendLog, sandbox, info: RepoInfo, tree: str, command: 
     passing = reference.passing()
     if not passing:
         why = reference.problem or f"{len(reference.outcomes)} tests, none passed"
+        printed = " ".join((reference.result.stdout + reference.result.stderr).split()[-40:])
+        why += f"; its output ends: {printed}" if printed and language != "python" else ""  # the build's error
         runner = {"python": "pytest", "go": "go test", "rust": "cargo test", "javascript": "jest"}[language]
         raise InputError(f"the reference run of `{command}` gives no passing test: {why}",
                          f"check --test-cmd; it must run {runner} over the repository's tests, which must pass at HEAD")
@@ -304,6 +314,8 @@ def _validate(sandbox, info: RepoInfo, candidate: Candidate, command: str, limit
         return {"verdict": "rejected", "reason": "changed_tests"}  # Rust unit tests live in the bugged file
     files = {**info.files, candidate.path: candidate.bugged}
     run = suites.run_tests(sandbox, language, files, command, limits, changed=[candidate.path], worker=worker)
+    if any(test.split("::", 1)[0] == candidate.path for test in run.outcomes):
+        return {"verdict": "rejected", "reason": "changed_tests"}  # the bugged file holds tests the run ran
     verdict = judge_candidate(run, passing)
     if verdict["verdict"] == "kept":  # kept for the issue text: the first failing test's failure, bounded
         failing = next((t for t in verdict["FAIL_TO_PASS"] if run.outcomes.get(t) == "failed"), verdict["FAIL_TO_PASS"][0])
