@@ -260,3 +260,19 @@ def change_runs(patch: str) -> int:
 
 def test_candidate_defaults_keep_old_constructors_working():
     assert Candidate("a.py", "f", "op_flip", "x = 1\n").language == "python"
+
+
+def test_candidates_dispatch_by_language_and_skip_tests():
+    from pathlib import Path
+
+    from hrmcode.data.bugs import RepoInfo
+    files = {"lib/add.js": "function add(a, b) {\n  if (a > b) { return a - b; }\n  return a + b;\n}\n",
+             "test/add.test.js": "test('add', () => { expect(add(1, 2)).toBe(3); });\n",
+             "calc.go": "package calc\n\nfunc F(a int) int {\n\tif a > 1 {\n\t\treturn a + 1\n\t}\n\treturn a\n}\n",
+             "calc_test.go": "package calc\n\nfunc helper(a int) int {\n\tif a > 1 {\n\t\treturn a + 1\n\t}\n\treturn a\n}\n",
+             "README.md": "# x\n"}
+    pool = candidates(RepoInfo(Path("."), "o", "n", "0" * 40, "", files), 0)
+    assert {c.path for c in pool} == {"lib/add.js", "calc.go"}
+    assert {c.language for c in pool if c.path == "calc.go"} == {"go"}
+    assert all(c.bugged != files[c.path] for c in pool) and pool == candidates(RepoInfo(Path("."), "o", "n", "0" * 40,
+                                                                                         "", files), 0)
