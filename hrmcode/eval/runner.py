@@ -59,7 +59,9 @@ class Bench(Protocol):
 
     A bench with files of its own beside ``results.jsonl`` (``eval swe``) may also have
     ``run_files`` (names ``--redo`` deletes too), ``open_run(writer)`` (called before the first
-    case) and ``finish_run(writer, records, selected)`` (called once ``results.jsonl`` is final,
+    case), ``before_append(records)`` (called with each finished batch, in the driver, before its
+    records are appended; it may take fields of its own out of them: ``evaluate`` may run on a Ray
+    worker, which writes nothing) and ``finish_run(writer, records, selected)`` (called once ``results.jsonl`` is final,
     before the summary; it writes and registers its files through ``writer``).
     """
 
@@ -195,8 +197,12 @@ def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> R
         if skipped:
             reporter().log(f"resuming {out_dir}: {skipped} of {len(tasks)} cases already done")
         batches = [pending[i:i + max(1, options.batch)] for i in range(0, len(pending), max(1, options.batch))]
+        before_append = getattr(bench, "before_append", None)
+
         def appended(_index: int, batch: list[dict]) -> None:
             # each batch's records go to disk the moment it finishes, so a kill loses only those still running
+            if before_append is not None:
+                before_append(batch)
             log.extend(batch)
             bar.advance(len(batch))
 

@@ -55,7 +55,6 @@ import hashlib
 import os
 import random
 import shlex
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -309,9 +308,12 @@ class SweBench:
         self.planner = planner
         self.sandbox = sandbox
         self.settings = settings
-        self.trajectories: AppendLog | None = None
-        self._appending = threading.Lock()  # -j workers append to one log
+        self.trajectories: AppendLog | None = None  # the driver's: attempts return their trajectory
         self.picks: dict[str, int] = {}
+
+    def __getstate__(self) -> dict:
+        """What a Ray worker gets (``--executor ray``): everything but the driver's open log."""
+        return {**self.__dict__, "trajectories": None}
 
     # -- runner hooks --
     def open_run(self, writer: ArtifactWriter) -> None:
@@ -319,6 +321,13 @@ class SweBench:
 
     def evaluate(self, cases: Sequence[SweCase], worker: int) -> list[dict]:
         return [self.attempt(case, worker) for case in cases]
+
+    def before_append(self, records: list[dict]) -> None:
+        """In the driver, before the runner appends ``records``: each attempt's trajectory goes to disk
+        first (a kill in between only makes the rerun do that attempt again; the log keeps its last
+        trajectory per id)."""
+        assert self.trajectories is not None
+        self.trajectories.extend(record.pop("trajectory") for record in records)
 
     def finish_run(self, writer: ArtifactWriter, records: Sequence[dict], selected: Sequence[dict]) -> None:
         """trajectories.jsonl (those with a result, by id), then the pick per task, predictions.jsonl
@@ -449,15 +458,11 @@ class SweBench:
             trajectory.steps[-1].reward = reward
             trajectory.steps[-1].done = True
         grade_record = graded.to_dict() if graded is not None else None
-        assert self.trajectories is not None
-        # The trajectory goes to disk before its result: a kill in between only makes the rerun
-        # do this attempt again, and the log keeps its last trajectory per id.
-        with self._appending:
-            self.trajectories.append({"id": case.id, "task_id": task.id, "instance_id": task.instance_id,
-                                      "attempt": case.attempt, "model": case.model, **trajectory.to_record(),
-                                      "plan_reply": plan_raw, "plan_error": plan_error, "grade": grade_record,
-                                      "reward": reward})
+        trajectory_record = {"id": case.id, "task_id": task.id, "instance_id": task.instance_id,
+                             "attempt": case.attempt, "model": case.model, **trajectory.to_record(),
+                             "plan_reply": plan_raw, "plan_error": plan_error, "grade": grade_record, "reward": reward}
         return {
+            "trajectory": trajectory_record,  # taken out by before_append, in the driver
             "id": case.id, "task_id": task.id, "instance_id": task.instance_id, "attempt": case.attempt,
             "model": case.model, "planner": settings.planner, "plan": plan, "plan_error": plan_error, "search": search,
             "test_command": task.test_command,
