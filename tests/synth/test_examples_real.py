@@ -16,7 +16,7 @@ from hrmcode.data.synthesize import synthesize
 from hrmcode.data.synthesize.context import build_context
 from hrmcode.data.synthesize.coord import coord_examples, runner_of
 from hrmcode.data.synthesize.edit import WINDOW_CHARS, edit_examples
-from hrmcode.data.synthesize.tool import RUN_OBSERVATION_CHARS, execute_reference, normalise
+from hrmcode.data.synthesize.tool import RUN_OBSERVATION_CHARS, execute_reference, normalise, tool_examples
 from hrmcode.data.turns import observation_text
 from hrmcode.edits import apply_edits, parse_edits
 from hrmcode.jsonl import read_jsonl
@@ -178,7 +178,8 @@ def test_a_fix_that_does_not_pass_gives_no_tool_example(sandbox, name, fixed):
     task = repo_task("    if value < low:", "    if value >= low:", fixed=fixed, name=name)
     record = execute_reference(task, _minipkg_files(), sandbox)
     assert not record["kept"] and record["reason"].startswith("the fixed tree fails the verdict")
-    assert build_context(task, {}, record).run is record and not record["kept"]
+    assert tool_examples(build_context(task, {}, record)) == []  # and no canonical sequence in its place
+    assert tool_examples(build_context(task, {}))[0].rule == "tool/canonical-from-task"  # no repository: no run
 
 
 @pytest.mark.integration

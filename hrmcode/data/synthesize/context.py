@@ -30,7 +30,7 @@ class TaskContext:
     fix: list[FileDiff] = field(default_factory=list)
     before: dict[str, str] = field(default_factory=dict)  # whole files before the fix, where known
     after: dict[str, str] = field(default_factory=dict)  # whole files after the fix, where known
-    run: dict | None = None  # the task's executed reference run, when one was kept (tool.execute_reference_runs)
+    run: dict | None = None  # the task's executed reference run, kept or not (tool.execute_reference_runs)
 
     @property
     def id(self) -> str:

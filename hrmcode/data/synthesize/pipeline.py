@@ -84,7 +84,7 @@ class Settings:
     heldout_fraction: float
     levels: tuple[str, ...]
     inputs: list[str]  # sha256 of input manifests
-    tool_runs: dict[str, dict] = field(default_factory=dict)  # task id -> its kept reference run (tool level)
+    tool_runs: dict[str, dict] = field(default_factory=dict)  # task id -> its reference run (tool level)
 
 
 def task_examples(task: dict, profile: dict, settings: Settings) -> list[dict]:

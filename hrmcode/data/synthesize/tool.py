@@ -27,8 +27,9 @@ the SWE-smith trajectories.
   (``execute_reference_runs``: in parallel on sandbox worker slots, each appended to
   ``parts/tool-runs.jsonl`` as it finishes, so a rerun resumes). Python (pytest) suites only: the
   strict verdict reads hrmcode's pytest reporter.
-- ``tool/canonical-from-task``: exercises and functions (not repository tasks, whose observations
-  it would have to invent): one example per task with a fix, whose target is the whole
+- ``tool/canonical-from-task``: exercises, functions, and repository tasks whose repository is
+  not at hand (SWE-smith's own records: nothing to run them in); never a task that had a reference
+  run, kept or not. One example per task with a fix, whose target is the whole
   canonical sequence: one ``str_replace_editor`` call per hunk (``create`` for a new file), then
   ``bash`` running the task's test command, then ``submit``; the expected observation after each
   call is in ``context.observations`` (one example, not one per step: the sequence does not
@@ -221,7 +222,7 @@ def tool_examples(ctx: TaskContext) -> list[Draft]:
         return agent_run_examples(ctx)
     if "messages" in ctx.metadata:
         return trajectory_examples(ctx)
-    if ctx.kind == "repo-patch":
+    if ctx.run is not None:  # its repository was at hand: what the run printed, or nothing
         return executed_examples(ctx)
     return canonical_examples(ctx)
 
@@ -353,7 +354,8 @@ def execute_reference_runs(tasks_path: Path, repository_path: Path, log_path: Pa
                            sandbox: Sandbox | None = None, limit: int | None = None,
                            workspace: Path | str | None = None) -> tuple[dict[str, dict], dict]:
     """The reference runs of every repository task of ``tasks_path`` without a trajectory, over the
-    repository of ``repository_path``: ``({task id: record}, stats)``. Runs go on ``jobs`` sandbox
+    repository of ``repository_path``: ``({task id: record}, stats)``; a run not kept is returned
+    as ``{"kept": False, "reason"}`` only (it gives no example, and no other tool example either). Runs go on ``jobs`` sandbox
     worker slots (``run_many``; the first ``limit`` tasks of the file with ``limit``); each is appended to ``log_path`` as it finishes under its
     ``run_key``, and a rerun only runs tasks without a record of the same key. A task that records
     its test environment runs with it mounted (``environments.environment_sandbox``, prepared again
@@ -388,7 +390,7 @@ def execute_reference_runs(tasks_path: Path, repository_path: Path, log_path: Pa
     reasons = Counter(r["reason"] for r in records.values() if not r["kept"])
     stats = {"tasks": len(tasks), "executed": len(todo), "kept": sum(r["kept"] for r in records.values()),
              "not_kept": dict(sorted(reasons.items()))}
-    return {k: r for k, r in records.items() if r["kept"]}, stats
+    return {k: r if r["kept"] else {"kept": False, "reason": r["reason"]} for k, r in records.items()}, stats
 
 
 def executed_examples(ctx: TaskContext) -> list[Draft]:
