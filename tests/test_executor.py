@@ -157,10 +157,10 @@ def _local_sandbox_or_skip() -> None:
 
 
 def _untimed(path: Path) -> list[dict]:
-    """results.jsonl without its timings (the one field a rerun may change)."""
+    """A JSONL file's records without their timings (what a rerun may change)."""
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if not k.endswith("_s")}
+            return {k: strip(v) for k, v in value.items() if not (k.endswith("_s") or k == "seconds")}
         return [strip(v) for v in value] if isinstance(value, list) else value
     return [strip(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -228,7 +228,7 @@ def test_a_worker_killed_mid_run_loses_nothing_after_a_rerun(ray_cluster, cli, t
     assert _untimed(tmp_path / "ray" / "results.jsonl") == _untimed(tmp_path / "local" / "results.jsonl")
 
 
-def test_repository_bug_validation_on_ray_writes_what_the_local_run_writes(ray_cluster, tmp_path):
+def test_bug_validation_and_eval_swe_on_ray_write_what_the_local_run_writes(ray_cluster, cli, tmp_path):
     _local_sandbox_or_skip()
     from hrmcode.data.bugs import repo_tasks
     from tests.synth.conftest import MINIPKG, commit_tree
@@ -244,3 +244,13 @@ def test_repository_bug_validation_on_ray_writes_what_the_local_run_writes(ray_c
     assert on_ray.stats["kept"] == local.stats["kept"] >= 1
     for file in ("tasks.jsonl", "instances.jsonl"):
         assert (on_ray.artifact.path / file).read_bytes() == (local.artifact.path / file).read_bytes(), file
+    # eval swe on those tasks: the agent's sessions and the grading run on the cluster, the driver writes
+    for name, extra in (("local", ()), ("ray", ("--executor", "ray"))):
+        result = cli("eval", "swe", "--tasks", local.artifact.path, "--model", "oracle", "-j", "2",
+                     "-o", tmp_path / f"swe-{name}", *extra)
+        assert result.exit_code == 0, result.stderr
+    for file in ("results.jsonl", "trajectories.jsonl"):
+        assert _untimed(tmp_path / "swe-ray" / file) == _untimed(tmp_path / "swe-local" / file), file
+    assert all(r["resolved"] for r in _untimed(tmp_path / "swe-ray" / "results.jsonl"))
+    for file in ("predictions.jsonl", "report.json"):
+        assert (tmp_path / "swe-ray" / file).read_bytes() == (tmp_path / "swe-local" / file).read_bytes(), file
