@@ -210,3 +210,21 @@ def test_a_debian_go_library_becomes_a_repository_whose_tests_pass(sandbox, tmp_
     run = suites.run_tests(sandbox, "go", info.files, "go test ./...", LIMITS)
     assert run.problem is None and len(run.passing()) >= 10 and "difflib::TestSplitLines" in run.passing()
 
+
+def test_synthesize_cli_makes_go_tasks_without_a_test_command(cli, tmp_path):
+    toolchain("go")
+    real_sandbox("local")
+    repo = tmp_path / "gocalc"
+    shutil.copytree(FIXTURES / "gocalc", repo)
+    commit_tree(repo, "fixture")
+    done = cli("--json", "synthesize", "--source", f"repo:{repo}", "--max-bugs", "4", "--bug-timeout", "60")
+    assert done.exit_code == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["bugs"]["reference_passing"] == 5 and report["bugs"]["kept"] >= 1, report["bugs"]
+    assert report["by_language"] == {"go": report["examples"]}
+    instances = [json.loads(line) for line in (Path(report["source_tasks"]) / "instances.jsonl").read_text().splitlines()]
+    assert len(instances) == report["bugs"]["kept"]
+    for instance in instances:
+        assert instance["FAIL_TO_PASS"] and instance["PASS_TO_PASS"]
+        assert set(instance["FAIL_TO_PASS"]) | set(instance["PASS_TO_PASS"]) == PASSING["go"]
+        assert instance["patch"].startswith("diff --git a/") and "_test.go" not in instance["patch"]
