@@ -40,6 +40,7 @@ from pathlib import Path
 
 from hrmcode.artifacts import Artifact, load_artifact
 from hrmcode.data.bugs import REPOSITORY, suites
+from hrmcode.data.bugs.environments import environment_sandbox
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.errors import HrmcodeError
 from hrmcode.jsonl import AppendLog, read_jsonl
@@ -123,6 +124,10 @@ class ExecChecker:
                 detail += f": {result.reason}"
         else:
             tree = {**self.repositories[task["id"]], **(task.get("files") or {}), **files}
+            try:  # the repository's test dependencies, as its tests ran when the task was made
+                box = environment_sandbox((task.get("metadata") or {}).get("environment"), box)
+            except HrmcodeError as exc:
+                return None, f"its test environment cannot be prepared here: {exc.message}"
             # the repository's language decides the runner and its report, as when the bug was validated
             run = suites.run_tests(box, suites.detect_language(tree), tree, tests["command"],
                                    Limits(timeout_s=self.timeout_s * 4, memory_mb=4096), changed=files)
