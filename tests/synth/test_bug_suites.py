@@ -170,6 +170,15 @@ def test_reference_passes_and_the_planted_bug_fails_exactly_its_test(language, s
     assert {"go": "Sign(0) = 1, want 0", "rust": "left: 1", "javascript": "Received: 1"}[language] in excerpt
 
 
+def test_a_bug_that_does_not_compile_is_rejected_as_such(sandbox, references):
+    ref = reference("go", sandbox, references)
+    files = fixture_files("gocalc")
+    files["calc.go"] = files["calc.go"].replace("\ttotal := 0\n", "\ttotal := 0\n\tunused := 1\n")
+    run = suites.run_tests(sandbox, "go", files, "go test ./...", LIMITS, changed=["calc.go"])
+    assert judge_candidate(run, ref.passing()) == {"verdict": "rejected", "reason": "does_not_build"}
+    assert "declared and not used" in run.result.stdout
+
+
 def test_a_changed_test_file_gives_no_pass(sandbox, references):
     ref = reference("javascript", sandbox, references)
     files = fixture_files("jscalc")

@@ -324,8 +324,10 @@ def _validate(sandbox, info: RepoInfo, candidate: Candidate, command: str, limit
 
 
 def judge_candidate(run: SuiteRun, passing: set[str]) -> dict:
-    if run.problem is not None:
-        return {"verdict": "rejected", "reason": "timed_out" if run.result.timed_out else "no_complete_report"}
+    if run.problem is not None:  # a compiled language's tests that never ran because the bug does not compile
+        reason = "timed_out" if run.result.timed_out else "does_not_build" if "the build failed" in run.problem \
+            else "no_complete_report"
+        return {"verdict": "rejected", "reason": reason}
     # counted against the reference's passing tests: a test missing from the report did not pass
     fail_to_pass = run.not_passed(passing)
     pass_to_pass = sorted(passing - set(fail_to_pass))
