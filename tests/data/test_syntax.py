@@ -337,3 +337,83 @@ def test_threads_share_nothing_mutable():
     for thread in threads:
         thread.join()
     assert len(results) == 80 and all(r == expected for r in results)
+
+
+# -- synthesize's symbol finder on top of syntax -------------------------------------------------
+from hrmcode.data.synthesize.symbols import Symbol, file_symbols, touched_in_file, touched_in_hunks  # noqa: E402
+from hrmcode.diffs import parse_patch  # noqa: E402
+
+MULTILINE_JS = """export const inc = async (
+  version,
+  release,
+) => {
+  return version + 1;
+};
+
+function plain() { return 1; }
+"""
+
+MACRO_CPP = """#define LOCKED(body) { lock(); body; unlock(); }
+#define OPEN_NS namespace util {
+
+static const char *
+name_of(int code) {
+    return code ? "{" : "}";
+}
+
+int add(int a, int b) { return a + b; }
+"""
+
+
+def test_symbols_the_regex_finder_missed():
+    # the old line finder saw only "plain" (the arrow's parameters span lines), lost "add" after a
+    # macro that opens a brace, and started name_of on its second line
+    assert file_symbols(MULTILINE_JS, "javascript") == [Symbol("inc", 1, 6), Symbol("plain", 8, 8)]
+    assert file_symbols(MACRO_CPP, "cpp") == [Symbol("name_of", 4, 7), Symbol("add", 9, 9)]
+    assert file_symbols("x = 1\n", "cobol") == []
+
+
+def test_touched_in_file_with_tree_sitter():
+    after = MACRO_CPP.replace("return a + b;", "return a - b;")
+    from hrmcode.diffs import diff_texts
+
+    diff = diff_texts("u.cc", "u.cc", MACRO_CPP, after)
+    assert touched_in_file(MACRO_CPP, diff, "cpp") == ["add"]
+
+
+HUNKS_GO = """diff --git a/s.go b/s.go
+--- a/s.go
++++ b/s.go
+@@ -10,6 +10,6 @@ func (s *Server) Serve(l net.Listener) error {
+ 	defer l.Close()
+ 	for {
+-		conn, err := l.Accept()
++		conn, err := l.Accept2()
+ 		if err != nil {
+ 			return err
+ 		}
+@@ -40,5 +40,6 @@ type Server struct {
+ }
+ 
+ func (s *Server) Close() error {
+ 	s.mu.Lock() // {
++	s.closed = "}"
+ 	return nil
+"""
+
+
+def test_touched_in_hunks_reads_headers_and_signatures_with_tree_sitter():
+    (diff,) = parse_patch(HUNKS_GO)
+    assert touched_in_hunks(diff, "go") == ["Server.Serve", "Server.Close"]
+    java = """diff --git a/A.java b/A.java
+--- a/A.java
++++ b/A.java
+@@ -3,4 +3,4 @@ public class Stack<T> {
+     public static <T> List<T> of(T x) {
+         if (x == null) {
+-            return null;
++            return List.of();
+         }
+"""
+    (diff,) = parse_patch(java)
+    assert touched_in_hunks(diff, "java") == ["Stack.of"]

@@ -3,38 +3,32 @@
 Guarantees:
 - Python with the whole file: exact, from ``ast`` (qualified names such as ``Index.get_loc``;
   nested functions included). A file that does not parse falls back to the indentation scan.
-- Go, Rust, Java, JavaScript/TypeScript, C/C++ (tree-sitter is not installed): a line-based
-  fallback. Signature lines are found with per-language regular expressions and their bodies by
-  counting braces after string literals and ``//`` / ``/* */`` comments are blanked. It misses
-  symbols whose signature spans lines in unusual ways, and macros that open braces.
+- Go, Rust, Java, JavaScript/TypeScript, C/C++ with the whole file: tree-sitter's definitions
+  (``hrmcode.data.syntax``): functions, methods and the types around them, qualified
+  (``Outer.method``, Go's ``Receiver.Method``), whatever the layout of their signatures. Not
+  found: functions tree-sitter cannot parse and what macros expand to.
 - Without the whole file (SWE-smith records carry only the diff), names come from the hunk:
   git's section header (the enclosing function or class line) and signature lines in the hunk's
-  context above each change, nested by indentation (Python) or braces (others).
+  context above each change, nested by indentation (Python) or braces (others). A line is a
+  signature when tree-sitter reads it, closed with a brace, as a definition; braces are counted
+  on tree-sitter's tokens, so those in strings and comments do not count. A signature spread
+  over several lines of a hunk is not recognised there.
 Names are returned in order of first appearance, without duplicates.
 """
 
 from __future__ import annotations
 
 import ast
-import os
+import functools
 import re
 from dataclasses import dataclass
 
+from hrmcode.data import syntax
 from hrmcode.diffs import FileDiff
-
-EXTENSIONS = {
-    ".py": "python", ".pyi": "python",
-    ".go": "go",
-    ".rs": "rust",
-    ".java": "java",
-    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
-    ".ts": "javascript", ".tsx": "javascript",
-    ".c": "cpp", ".h": "cpp", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp",
-}
 
 
 def language_of(path: str) -> str | None:
-    return EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    return syntax.language_of(path)
 
 
 @dataclass(frozen=True)
@@ -91,104 +85,48 @@ def _indent_symbols(lines: list[str]) -> list[Symbol]:
     return sorted(found, key=lambda s: s.start)
 
 
-# -- brace languages -------------------------------------------------------------------------
-_CONTROL = {"if", "for", "while", "switch", "catch", "return", "else", "do", "try", "sizeof", "new", "delete", "case"}
-_SIGNATURES = {
-    "go": [re.compile(r"^\s*func\s+(?:\(([^)]*)\)\s*)?([A-Za-z_]\w*)"), re.compile(r"^\s*type\s+([A-Za-z_]\w*)\s+(?:struct|interface)")],
-    "rust": [
-        re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?(?:extern\s+\"[^\"]*\"\s+)?fn\s+([A-Za-z_]\w*)"),
-        re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:unsafe\s+)?impl(?:<[^>{]*>)?\s+(?:[\w:<>, ]+\s+for\s+)?([A-Za-z_]\w*)"),
-        re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:struct|enum|trait|mod)\s+([A-Za-z_]\w*)"),
-    ],
-    "java": [
-        re.compile(r"^\s*(?:[\w@]+\s+)*(?:class|interface|enum|record)\s+([A-Za-z_]\w*)"),
-        re.compile(r"^\s*(?:(?:public|private|protected|static|final|synchronized|abstract|native|default)\s+)*"
-                   r"(?:<[^>]+>\s+)?[\w<>\[\],.? ]+\s+([A-Za-z_]\w*)\s*\([^;]*$"),
-        re.compile(r"^\s*(?:public|private|protected)\s+([A-Z]\w*)\s*\([^;]*$"),  # constructors
-    ],
-    "javascript": [
-        re.compile(r"^\s*(?:export\s+)?(?:default\s+)?class\s+([A-Za-z_$][\w$]*)"),
-        re.compile(r"^\s*(?:export\s+)?(?:default\s+)?(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)"),
-        re.compile(r"^\s*(?:export\s+)?(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*=\s*(?:async\s*)?(?:function|\([^)]*\)\s*=>|[A-Za-z_$][\w$]*\s*=>)"),
-        re.compile(r"^\s*(?:static\s+)?(?:async\s+)?(?:get\s+|set\s+)?\*?([A-Za-z_$][\w$]*)\s*\([^)]*\)\s*\{"),
-    ],
-    "cpp": [
-        re.compile(r"^\s*(?:template\s*<[^>]*>\s*)?(?:class|struct|namespace)\s+([A-Za-z_]\w*)\s*(?:final\s*)?(?::[^{;]*)?\{?\s*$"),
-        re.compile(r"^\s*(?:[\w:<>,*&~\s]+?\s+[*&]*)?([A-Za-z_~][\w:~]*)\s*\([^;]*\)\s*(?:const\s*)?(?:noexcept\s*)?(?:override\s*)?(?:->\s*[\w:<>]+\s*)?\{?\s*$"),
-    ],
-}
-_STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`(?:\\.|[^`\\])*`')
+# -- other languages ---------------------------------------------------------------------------
+_CLOSERS = ("\n}", "\n};")  # what makes a signature line a whole definition (C++ classes need the ";")
+_CLASS_MEMBERS = {"java", "javascript", "typescript", "tsx"}  # a method line reads as one only inside a class
 
 
-def _signature(line: str, language: str) -> str | None:
-    for pattern in _SIGNATURES.get(language, ()):
-        match = pattern.match(line)
-        if match:
-            name = match.group(match.lastindex or 1)
-            if language == "go" and match.lastindex == 2 and match.group(1):
-                receiver = re.findall(r"[A-Za-z_]\w*", match.group(1).replace("*", " "))
-                if receiver:
-                    name = f"{receiver[-1]}.{match.group(2)}"
-            if name.split("::")[-1] in _CONTROL:
-                return None
-            return name
+@functools.lru_cache(maxsize=4096)
+def _signature(line: str, language: str) -> syntax.Function | None:
+    """What a signature line defines (name and kind), or None when the line defines nothing."""
+    if language not in syntax.LANGUAGES or not line.strip():
+        return None
+    stripped = line.strip()
+    attempts = [(stripped + closer, "") for closer in _CLOSERS]
+    if language in _CLASS_MEMBERS:
+        attempts += [(f"class _ {{\n{stripped}{closer}\n}}", "_.") for closer in _CLOSERS]
+    for text, prefix in attempts:
+        if not syntax.parses(language, text):
+            continue
+        row = 1 if prefix else 0
+        for definition in syntax.definitions(language, text):
+            if definition.start_line - 1 == row and definition.name.startswith(prefix):
+                return syntax.Function(definition.name[len(prefix):], 0, 0, 0, 0, definition.kind)
+        return None  # the line parses, but as a statement (an if, a call, a block)
     return None
 
 
-def _code_only(lines: list[str]) -> list[str]:
-    """Lines with string literals and comments blanked, so braces can be counted."""
-    cleaned: list[str] = []
-    in_block = False
-    for line in lines:
-        text = _STRINGS.sub('""', line)
-        out = []
-        i = 0
-        while i < len(text):
-            if in_block:
-                end = text.find("*/", i)
-                if end < 0:
-                    i = len(text)
-                    continue
-                in_block = False
-                i = end + 2
-                continue
-            if text.startswith("//", i):
-                break
-            if text.startswith("/*", i):
-                in_block = True
-                i += 2
-                continue
-            out.append(text[i])
-            i += 1
-        cleaned.append("".join(out))
-    return cleaned
+def _qualified(name: str, parent: str | None) -> str:
+    """``parent.name``, unless the name already says where it lives (Go's ``Recv.M``, C++'s ``A::m``)."""
+    return f"{parent}.{name}" if parent and "." not in name and "::" not in name else name
 
 
-def _brace_symbols(lines: list[str], language: str) -> list[Symbol]:
-    found: list[Symbol] = []
-    code = _code_only(lines)
-    depth = 0
-    pending: tuple[str, int] | None = None  # a signature seen, waiting for its "{"
-    stack: list[tuple[str, int, int]] = []  # (name, depth its body opened at, start line)
-    for number, (raw, line) in enumerate(zip(lines, code), 1):
-        name = _signature(raw, language)
-        if name is not None:
-            pending = (name, number)
-        for ch in line:
-            if ch == "{":
-                depth += 1
-                if pending is not None:
-                    qual = ".".join([s[0] for s in stack[-1:]] + [pending[0]]) if stack and "." not in pending[0] else pending[0]
-                    stack.append((qual, depth, pending[1]))
-                    pending = None
-            elif ch == "}":
-                if stack and stack[-1][1] == depth:
-                    qual, _, start = stack.pop()
-                    found.append(Symbol(qual, start, number))
-                depth = max(0, depth - 1)
-            elif ch == ";" and pending is not None and depth >= 0:
-                pending = None  # a declaration without a body
-    return sorted(found, key=lambda s: s.start)
+def _brace_balance(line: str, language: str) -> int:
+    """Opening minus closing braces among the line's tokens (none in strings or comments)."""
+    if language not in syntax.LANGUAGES:
+        return 0
+    balance = 0
+    stack = [syntax.parse_tree(language, line.encode()).root_node]
+    while stack:
+        node = stack.pop()
+        if node.child_count == 0:
+            balance += {"{": 1, "}": -1}.get(node.type, 0)
+        stack.extend(node.children)
+    return balance
 
 
 def file_symbols(source: str, language: str) -> list[Symbol]:
@@ -198,7 +136,9 @@ def file_symbols(source: str, language: str) -> list[Symbol]:
             return _python_ast_symbols(source)
         except (SyntaxError, ValueError):
             return _indent_symbols(source.splitlines())
-    return _brace_symbols(source.splitlines(), language)
+    if language not in syntax.LANGUAGES:
+        return []
+    return [Symbol(d.name, d.start_line, d.end_line) for d in syntax.definitions(language, source)]
 
 
 def _innermost(symbols: list[Symbol], line: int) -> Symbol | None:
@@ -239,7 +179,8 @@ def _header_name(section: str, language: str) -> str | None:
     if language == "python":
         match = _PY_DEF.match(section)
         return match.group(2) if match else None
-    return _signature(section, language)
+    signature = _signature(section, language)
+    return signature.name if signature is not None else None
 
 
 def touched_in_hunks(diff: FileDiff, language: str) -> list[str]:
@@ -247,6 +188,8 @@ def touched_in_hunks(diff: FileDiff, language: str) -> list[str]:
     names: list[str] = []
     for hunk in diff.hunks:
         header = _header_name(hunk.section, language)
+        section = _signature(hunk.section, language) if language != "python" else None
+        header_is_type = section is not None and section.kind == "type"
         enclosing: list[tuple[int, str]] = []  # (indent or brace depth marker, name)
         depth = 0
         for tag, text in hunk.lines:
@@ -267,12 +210,14 @@ def touched_in_hunks(diff: FileDiff, language: str) -> list[str]:
                         parent = enclosing[-1][1] + "." if enclosing else (header + "." if header else "")
                         enclosing.append((indent, parent + match.group(2)))
             else:
-                name = _signature(line, language)
-                code = _code_only([line])[0]
-                if name is not None:
-                    enclosing.append((depth, name))
-                depth += code.count("{") - code.count("}")
-                while enclosing and depth <= enclosing[-1][0] and "}" in code and name is None:
+                signature = _signature(line, language)
+                if signature is not None:
+                    # inside a type seen in the hunk, or the header's type while its body is still open
+                    parent = enclosing[-1][1] if enclosing else (header if header_is_type and depth >= 0 else None)
+                    enclosing.append((depth, _qualified(signature.name, parent)))
+                balance = _brace_balance(line, language)
+                depth += balance
+                while enclosing and depth <= enclosing[-1][0] and balance < 0 and signature is None:
                     enclosing.pop()
             if tag == "-":
                 if enclosing:
