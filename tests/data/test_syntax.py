@@ -8,6 +8,8 @@ import threading
 import pytest
 
 from hrmcode.data import syntax
+from hrmcode.data.synthesize.symbols import Symbol, file_symbols, touched_in_file, touched_in_hunks
+from hrmcode.diffs import diff_texts, parse_patch
 
 
 def names(language: str, source: str) -> list[tuple[str, int, int]]:
@@ -340,8 +342,6 @@ def test_threads_share_nothing_mutable():
 
 
 # -- synthesize's symbol finder on top of syntax -------------------------------------------------
-from hrmcode.data.synthesize.symbols import Symbol, file_symbols, touched_in_file, touched_in_hunks  # noqa: E402
-from hrmcode.diffs import parse_patch  # noqa: E402
 
 MULTILINE_JS = """export const inc = async (
   version,
@@ -375,8 +375,6 @@ def test_symbols_the_regex_finder_missed():
 
 def test_touched_in_file_with_tree_sitter():
     after = MACRO_CPP.replace("return a + b;", "return a - b;")
-    from hrmcode.diffs import diff_texts
-
     diff = diff_texts("u.cc", "u.cc", MACRO_CPP, after)
     assert touched_in_file(MACRO_CPP, diff, "cpp") == ["add"]
 
