@@ -207,8 +207,9 @@ class RayExecutor:
                     self.ray.init(address=address, **init)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise UsageError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}",
-                                 "start it with `ray start --head --resources '{\"sandbox_slot\": N}'`, "
-                                 "or check --address") from None
+                                 "check --address; a cluster with token authentication (ray start's default) also "
+                                 "needs RAY_AUTH_MODE=token and its token here (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+                                 ) from None
             self.started = True
         for cls, state, rebuild in _REBUILT_ON_WORKER:
             self.ray.util.register_serializer(cls, serializer=state, deserializer=rebuild)
