@@ -16,14 +16,15 @@ Guarantees:
   ``tasks.jsonl`` themselves, so no task is pickled between processes. ``examples.jsonl`` is
   assembled in input order, so the bytes are the same for any ``jobs``.
 - A task that yields no example (no fix, no reference, no trajectory) is counted with its
-  reason in the manifest stats, not an error. Tasks whose coord targets are the same (nothing
-  distinguishes them: ``coord.coord_key``) keep one coord example, the first in input order; the
-  others are left out of ``examples.jsonl`` and counted (``coord_same_target``), for any ``jobs``.
+  reason in the manifest stats, not an error. A malformed line of ``tasks.jsonl`` is an error
+  naming file and line.
+- Tasks whose coord targets are the same (nothing distinguishes them: ``coord.coord_key``) keep
+  one coord example, the first in input order; the others are left out of ``examples.jsonl``
+  and counted (``coord_same_target``), for any ``jobs``.
 - Repository tasks with their repository (``repository.jsonl`` beside ``tasks.jsonl``) get their
   ``tool`` examples from reference runs executed in the sandbox before the chunks
   (``tool.execute_reference_runs``: ``jobs`` sandbox slots, resumable through
-  ``parts/tool-runs.jsonl``); their outcome is in the stats (``tool_runs``). A malformed line of ``tasks.jsonl`` is an error
-  naming file and line.
+  ``parts/tool-runs.jsonl``); their outcome is in the stats (``tool_runs``).
 """
 
 from __future__ import annotations

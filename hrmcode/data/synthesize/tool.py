@@ -67,7 +67,7 @@ from hrmcode.data.synthesize.draft import Draft, header
 from hrmcode.data.synthesize.edit import fix_blocks, window_spans
 from hrmcode.data.synthesize.plan import touched
 from hrmcode.data.turns import PROTOCOL, SUBMIT_SENTINEL, edit_observation, observation_text, system_prompt, task_prompt
-from hrmcode.edits import apply_edits, parse_edits
+from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import get_sandbox, run_many
@@ -320,8 +320,12 @@ def execute_reference(task: dict, repository: dict[str, str], sandbox: Sandbox, 
                 break
             if kind == "edit":
                 held = session.read_files()
-                current = {p: held[p].decode("utf-8") for p in ctx.after}
-                fixed = apply_edits(current, parse_edits(action, "diff", list(current)))
+                current = {p: held[p].decode("utf-8") for p in ctx.after if p in held}
+                try:
+                    fixed = apply_edits(current, parse_edits(action, "diff", list(current)))
+                except MalformedEdit as exc:
+                    record["reason"] = f"the reference fix does not apply in the session: {exc}"
+                    return record
                 changed = sorted(p for p in fixed if fixed[p] != current[p])
                 session.write_files({p: fixed[p] for p in changed})
                 observation, code = edit_observation(changed, ""), 0
@@ -355,9 +359,10 @@ def execute_reference_runs(tasks_path: Path, repository_path: Path, log_path: Pa
                            workspace: Path | str | None = None) -> tuple[dict[str, dict], dict]:
     """The reference runs of every repository task of ``tasks_path`` without a trajectory, over the
     repository of ``repository_path``: ``({task id: record}, stats)``; a run not kept is returned
-    as ``{"kept": False, "reason"}`` only (it gives no example, and no other tool example either). Runs go on ``jobs`` sandbox
-    worker slots (``run_many``; the first ``limit`` tasks of the file with ``limit``); each is appended to ``log_path`` as it finishes under its
-    ``run_key``, and a rerun only runs tasks without a record of the same key. A task that records
+    as ``{"kept": False, "reason"}`` only (it gives no example, and no other tool example either).
+    Runs go on ``jobs`` sandbox worker slots (``run_many``; with ``limit``, the first ``limit``
+    tasks of the file); each is appended to ``log_path`` as it finishes under its ``run_key``, and
+    a rerun only runs tasks without a record of the same key. A task that records
     its test environment runs with it mounted (``environments.environment_sandbox``, prepared again
     in ``workspace`` when this machine lacks it)."""
     repository = {r["path"]: r["text"] for r in read_jsonl(repository_path)}
