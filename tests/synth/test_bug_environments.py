@@ -239,7 +239,7 @@ def test_a_preparer_that_finished_first_wins_and_nothing_half_made_is_left(dep_r
         (tmp_path / "theirs").rename(final)
 
     monkeypatch.setattr(environments, "_install", racing)
-    env = environments._local_environment(requirements, "python", tmp_path)
+    env = environments._local_environment(requirements, "python", tmp_path / "envs")
     assert env.directory == final / "site" and env.installed == ("tinydep==0.9",)  # theirs, complete
     assert sorted(p.name for p in (tmp_path / "envs").iterdir()) == [final.name]  # our staging copy is gone
 
@@ -261,7 +261,7 @@ def test_an_sdist_dependency_is_never_built_on_this_machine(tmp_path):
             archive.addfile(info, io.BytesIO(text.encode()))
     requirements = Requirements(("evil==1.0",), ("--no-index", "--find-links", str(links)), ("pyproject.toml",))
     with pytest.raises(InputError, match="evil") as caught:
-        environments._local_environment(requirements, "python", tmp_path)
+        environments._local_environment(requirements, "python", tmp_path / "envs")
     assert "wheel" in caught.value.hint and not marker.exists()
 
 
@@ -271,7 +271,7 @@ def test_unresolvable_requirements_are_one_line_errors(tmp_path):
     requirements = Requirements(("no-such-package-hrmcode==1.0",), ("--no-index", "--find-links", str(empty)),
                                 ("requirements.txt",))
     with pytest.raises(InputError) as caught:
-        environments._local_environment(requirements, "python", tmp_path)
+        environments._local_environment(requirements, "python", tmp_path / "envs")
     message = caught.value.message
     assert "\n" not in message and "requirements.txt" in message and "no-such-package-hrmcode" in message
     assert not list((tmp_path / "envs").iterdir())  # nothing half-installed is left
@@ -319,7 +319,7 @@ def test_docker_image_holds_the_environment_read_only(dep_repo, tmp_path):
 @pytest.mark.integration
 def test_a_pypi_dependency(tmp_path):
     env = environments._local_environment(Requirements(("six==1.17.0",), (), ("requirements.txt",)), "python",
-                                          tmp_path)
+                                          tmp_path / "envs")
     assert env.installed == ("six==1.17.0",)
     box = env.sandbox(real_sandbox("local"))
     assert box.run("python -c 'import six; print(six.__version__)'").stdout.strip() == "1.17.0"

@@ -11,7 +11,8 @@ every ``requirements*.txt``, ``requirements/*.txt`` and ``test-requirements.txt`
 ones (``-r`` includes followed; ``--find-links``/``--no-index``/index URLs kept as pip options), and
 ``tox.ini``'s ``[testenv] deps`` only when none of those named a test dependency. The project itself
 is never installed: it is a path entry (``.``, or ``src`` and the like for a src layout) put first on
-``PYTHONPATH``, so the tested code is always the work dir's. What the sandbox already provides
+``PYTHONPATH``, so the tested code is always the work dir's (a released copy that a dependency pulls in,
+as freezegun pulls in python-dateutil, is shadowed by it). What the sandbox already provides
 (pytest and its dependencies, ``hostpaths.sandbox_python_packages``) is left out and pinned to the
 sandbox's versions (a pip constraints file), so the environment never replaces the sandbox's pytest.
 
@@ -499,15 +500,15 @@ def _install(requirements: Requirements, target: Path) -> None:
         raise _pip_error(proc.stderr or proc.stdout, requirements.sources)
 
 
-def _local_environment(requirements: Requirements, language: str, workspace: Path | str | None,
+def _local_environment(requirements: Requirements, language: str, root: Path,
                        known: Path | None = None) -> Environment:
-    """Installed into ``<workspace>/envs/<id>`` unless there (or at ``known``, a recorded directory) already."""
+    """Installed into ``root/<id>`` (``envs_root``) unless there (or at ``known``, a recorded directory) already."""
     env_id = environment_id(requirements)
     base = Environment(env_id, language, "python", requirements.requirements, requirements.pip_options,
                        requirements.sources, requirements.paths, python_tag(), platform_tag())
     if not requirements.requirements:
         return base
-    final = envs_root(workspace) / env_id
+    final = root / env_id
     if known is not None and known.name == env_id and (known / "environment.json").is_file():
         final = known
     if not (final / "environment.json").is_file():
@@ -571,7 +572,7 @@ def prepare_environment(info, language: str, backend: str = "local", *, spec: st
         requirements = discover(files, info.path)
     else:
         requirements = from_requirements_file(spec, files)
-    return _for_backend(_local_environment(requirements, language, workspace), backend)
+    return _for_backend(_local_environment(requirements, language, envs_root(workspace)), backend)
 
 
 def _for_backend(env: Environment, backend: str) -> Environment:
@@ -592,7 +593,9 @@ def environment_sandbox(record: dict | None, sandbox: Sandbox, workspace: Path |
     if not requirements.requirements and paths == (".",):
         return sandbox
     known = Path(record["directory"]) if record.get("directory") else None
-    env = _local_environment(requirements, record.get("language", "python"), workspace, known)
+    # beside the recorded one when it lies on this machine (its workspace), unless a workspace is given
+    root = known.parent if workspace is None and known is not None and known.parent.is_dir() else envs_root(workspace)
+    env = _local_environment(requirements, record.get("language", "python"), root, known)
     if env.id != record.get("id"):
         reporter().log(f"environment {record.get('id')} was made for {record.get('python')} on "
                        f"{record.get('platform')}: using {env.id} for {env.python} on {env.platform}")
