@@ -66,6 +66,8 @@ def test_coord_targets_follow_the_task_and_never_invent_docker():
     with_env["metadata"]["environment"] = {"id": "0f1e2d3c", "kind": "python", "requirements": []}
     with_env["metadata"]["image_name"] = "swebench/swesmith.x86_64.local__minipkg.0123abcd"
     assert "AGENT env:" not in coord_examples(build_context(with_env, PROFILE))[0].target  # the plain sandbox
+    del with_env["metadata"]["environment"]  # a repo:PATH task: SWE-smith's name for an image never built
+    assert "AGENT env:" not in coord_examples(build_context(with_env, PROFILE, from_repository=True))[0].target
     hub = build_context(to_task(swe_instance("    if value < low:", "    if value >= low:") |
                                 {"image_name": "swebench/swesmith.x86_64.acme__calc.1a2b3c4d"}, "x")
                         .model_dump(mode="json"), PROFILE)

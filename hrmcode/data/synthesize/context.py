@@ -31,6 +31,9 @@ class TaskContext:
     before: dict[str, str] = field(default_factory=dict)  # whole files before the fix, where known
     after: dict[str, str] = field(default_factory=dict)  # whole files after the fix, where known
     run: dict | None = None  # the task's executed reference run, kept or not (tool.execute_reference_runs)
+    # its tests run from its repository's files (``repo:PATH`` tasks, ``repository.jsonl`` beside them),
+    # not in the image its ``image_name`` names (SWE-smith's name for it, which hrmcode never builds)
+    from_repository: bool = False
 
     @property
     def id(self) -> str:
@@ -78,8 +81,8 @@ class TaskContext:
         return command
 
 
-def build_context(task: dict, profile: dict, run: dict | None = None) -> TaskContext:
-    ctx = TaskContext(task=task, profile=profile, run=run)
+def build_context(task: dict, profile: dict, run: dict | None = None, from_repository: bool = False) -> TaskContext:
+    ctx = TaskContext(task=task, profile=profile, run=run, from_repository=from_repository)
     files = task.get("files") or {}
     solution = task.get("solution") or {}
     patch = solution.get("patch")

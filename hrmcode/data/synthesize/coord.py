@@ -67,17 +67,20 @@ def runner_of(command: str) -> str | None:
     return program
 
 
-def environment_of(task: dict) -> str | None:
+def environment_of(task: dict, from_repository: bool = False) -> str | None:
     """The environment the task records: a prepared test environment with packages (its id, as
     ``repo:PATH`` tasks record it: ``hrmcode.data.bugs.environments``), else its ``image_name`` (the
-    image SWE-smith's tasks run in) when it has no environment record; None when it records
-    neither (a task whose tests run in the plain sandbox)."""
+    image SWE-smith's tasks run in) when it has no environment record and does not run
+    ``from_repository`` (a ``repo:PATH`` task's ``image_name`` is only the name SWE-smith would give
+    an image hrmcode never builds); None when it records neither (the plain sandbox)."""
     metadata = task.get("metadata") or {}
     record = metadata.get("environment")
     if isinstance(record, dict):
         if record.get("requirements") and isinstance(record.get("id"), str):
             return f"{record.get('kind') or 'python'}:{record['id']}"
         return None  # recorded, and nothing beyond the plain sandbox
+    if from_repository:
+        return None
     image = metadata.get("image_name")
     return image.strip() if isinstance(image, str) and image.strip() else None
 
@@ -87,7 +90,7 @@ def render_coord(ctx: TaskContext, domain: str) -> str:
     languages = list(dict.fromkeys(ctx.file_language(p) for p in paths))
     command = ctx.test_command()
     runner = runner_of(command) if command else None
-    environment = environment_of(ctx.task)
+    environment = environment_of(ctx.task, ctx.from_repository)
     lines = [f"AGENT domain:{domain}"] + [f"AGENT lang:{lang}" for lang in languages]
     if runner:
         lines.append(f"AGENT tool:{runner}")

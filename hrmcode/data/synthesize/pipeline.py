@@ -86,11 +86,12 @@ class Settings:
     levels: tuple[str, ...]
     inputs: list[str]  # sha256 of input manifests
     tool_runs: dict[str, dict] = field(default_factory=dict)  # task id -> its reference run (tool level)
+    from_repository: bool = False  # the tasks' repository is beside them (their tests run from its files)
 
 
 def task_examples(task: dict, profile: dict, settings: Settings) -> list[dict]:
     """All examples of one task, as JSON-ready dicts in level order."""
-    ctx = build_context(task, profile, settings.tool_runs.get(task["id"]))
+    ctx = build_context(task, profile, settings.tool_runs.get(task["id"]), settings.from_repository)
     stage = stage_of(profile)
     if stage is None:
         raise InputError(f"the analysis has no curriculum stage for task {task['id']}", "rerun `hrmcode analyze`")
@@ -235,6 +236,7 @@ def run_synthesis(
     out_dir, update_latest = output_location("synthesize", name, out, workspace, params)
     settings = Settings(seed, heldout_fraction, tuple(levels), [tasks.manifest_sha256(), analysis.manifest_sha256()])
     repository = tasks.path / REPOSITORY
+    settings.from_repository = repository.is_file()
     resume_params = {k: v for k, v in params.items() if k not in ("tasks", "analysis")} | {"inputs": settings.inputs}
     _prepare_resume(out_dir, resume_params, redo)
     writer = ArtifactWriter(out_dir, "examples", name=name, params=params, seed=seed, inputs=[tasks, analysis],
