@@ -14,8 +14,9 @@ files over its size cap are not read).
 ``grade(task, patch, sandbox)`` applies ``patch`` to the task's buggy tree (``apply_patch``: exact,
 no fuzz), puts every test and test-configuration change back again (a patch need not come from
 ``model_patch``), and runs the task's test command once in a fresh ``sandbox.run`` (not the
-agent's session) through ``hrmcode.sandbox.reports.pytest_report.run_suite`` with the reporter's
-strict checks, ``changed`` = the files the patch still changes (a test whose function is defined
+agent's session) through ``hrmcode.data.bugs.suites.run_tests`` (pytest with hrmcode's reporter's
+strict checks; Go, Rust and jest repositories with their framework's own per-test report, as the bug
+was validated), ``changed`` = the files the patch still changes (a test whose function is defined
 in one of them fails). ``SuiteRun.verdict`` (the one validate's execution check uses) decides:
 
 - ``resolved`` = the run is evidence (``problem`` None: not timed out, the nonce-tagged report
@@ -38,11 +39,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 
 from hrmcode.agent.repo import RepoTask
+from hrmcode.data.bugs import suites
 from hrmcode.data.testfiles import discard_test_changes
 from hrmcode.diffs import apply_patch, tree_patch
 from hrmcode.errors import InputError
 from hrmcode.sandbox.base import Limits, Sandbox
-from hrmcode.sandbox.reports.pytest_report import run_suite
 
 NO_VERDICT = "no verdict"
 NOT_RUN = "not run"
@@ -126,8 +127,8 @@ def grade(task: RepoTask, patch: str, sandbox: Sandbox, *, timeout_s: float = 30
                         applied=True, discarded=discarded)
     if not task.fail_to_pass:
         return _not_run(task, "the task has no FAIL_TO_PASS tests", applied=True, discarded=discarded)
-    run = run_suite(sandbox, tree, task.test_command, Limits(timeout_s=timeout_s, memory_mb=memory_mb),
-                    changed=changed, strict=True, worker=worker)
+    run = suites.run_tests(sandbox, suites.detect_language(tree), tree, task.test_command,
+                           Limits(timeout_s=timeout_s, memory_mb=memory_mb), changed=changed, worker=worker)
     resolved, detail = run.verdict(task.fail_to_pass + task.pass_to_pass)
 
     def verdicts(tests: list[str]) -> dict[str, str]:
