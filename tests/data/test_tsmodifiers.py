@@ -271,3 +271,11 @@ def test_typescript_uses_its_own_grammar():
     source = "export function f(xs: number[]): number {\n  return xs.length - 1;\n}\n"
     found = [(name, kind) for name, kind, _ in candidate_bugs("typescript", source)]
     assert ("f", "op_change") in found and ("f", "op_change_const") in found
+
+
+def test_a_concatenation_chain_keeps_its_plus():
+    source = 'class A { String f(int h, int m) { return "hits=" + h + ", misses=" + m; } }'
+    changed = [t for _, k, t in candidate_bugs("java", source) if k == "op_change"]
+    assert changed == []  # every "+" here joins strings: "-" would not compile
+    swapped = [t.split("return ")[1].split(";")[0] for _, k, t in candidate_bugs("java", source) if k == "op_swap"]
+    assert swapped == ['m + ("hits=" + h + ", misses=")', '", misses=" + ("hits=" + h) + m', 'h + "hits=" + ", misses=" + m']

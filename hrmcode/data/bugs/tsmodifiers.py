@@ -214,8 +214,18 @@ def _removal(data: bytes, node: Node) -> _Edit:
     return _Edit(start, end, b"")
 
 
-def _is_string(node: Node | None, grammar: _Grammar) -> bool:
-    return node is not None and node.type in grammar.strings
+def _is_string(node: Node | None, grammar: _Grammar, data: bytes) -> bool:
+    """A string literal, or a concatenation with one (``"n=" + n + ", m="``)."""
+    if node is None:
+        return False
+    if node.type in grammar.strings:
+        return True
+    if node.type == "parenthesized_expression":
+        return any(_is_string(child, grammar, data) for child in node.named_children)
+    if node.type == "binary_expression" and _operator_text(node, data) == "+":
+        return _is_string(node.child_by_field_name("left"), grammar, data) or _is_string(
+            node.child_by_field_name("right"), grammar, data)
+    return False
 
 
 def _operator_text(node: Node, data: bytes) -> str | None:
@@ -241,7 +251,7 @@ def _binary_bugs(node: Node, data: bytes, language: str, grammar: _Grammar, rng:
         return
     table = PRECEDENCE[language]
     op = data[operator.start_byte:operator.end_byte].decode()
-    stringy = _is_string(left, grammar) or _is_string(right, grammar)
+    stringy = _is_string(left, grammar, data) or _is_string(right, grammar, data)
     if op in OP_CHANGE and not (stringy and op == "+"):
         new = _pick(OP_CHANGE[op], rng)
         text = (_wrapped(left, data, new, table, right=False) + data[left.end_byte:operator.start_byte] + new.encode()
