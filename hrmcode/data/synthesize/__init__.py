@@ -45,8 +45,9 @@ class SynthesizeOptions:
                                                "in the workspace; analyze runs in-process when there is none).")
     heldout_fraction: float = option(0.1, "Fraction of TASKS (not examples) put in the held-out split.",
                                      min=0.0, max=0.99)
-    test_cmd: str | None = option(None, "repo:PATH only: the test command, run in the repository root (pytest; "
-                                        "-rA is added so per-test results can be read).")
+    test_cmd: str | None = option(None, "repo:PATH only: the test command, run in the repository root: pytest "
+                                        "(-rA is added), go test, cargo test or jest (Go, Rust and jest repositories "
+                                        "default to go test ./..., cargo test --offline, the package's jest script).")
     max_bugs: int | None = option(None, f"repo:PATH only: most candidate bugs to try (default {MAX_BUGS}).", min=1)
     bug_timeout_s: float | None = option(None, f"repo:PATH only: seconds per test run of one candidate "
                                                f"(default {BUG_TIMEOUT_S:g}).", flags=("--bug-timeout",), min=1.0)
