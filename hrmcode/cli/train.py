@@ -27,8 +27,9 @@ EPILOG = examples_epilog(
 
 # Where each option appears in --help. TrainOptions fields named here are generated from the library
 # (help, range, default); the others are this command's own parameters.
-HELP_ORDER = ("config arch mode stage pretrain pretrain_steps tokenizer vocab_size seq_len batch_size grad_accum "
-              "max_steps stop_after lr warmup_steps min_lr_ratio weight_decay clip_grad curriculum reward_weighting "
+HELP_ORDER = ("config arch depth_match mode stage pretrain pretrain_steps tokenizer vocab_size seq_len batch_size "
+              "grad_accum max_steps stop_after lr warmup_steps min_lr_ratio weight_decay clip_grad ema_decay curriculum "
+              "reward_weighting "
               "failed_weight eval_every "
               "eval_generate save_every log_every logger device compile resume name seed").split()
 

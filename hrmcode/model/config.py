@@ -1,9 +1,13 @@
-"""Model configuration: one dataclass for both architectures, serialised to ``config.json``.
+"""Model configuration: one dataclass for every architecture, serialised to ``config.json``.
 
-``preset("tiny" | "27m", arch="hrm" | "transformer")`` gives the shipped sizes. A transformer
-preset has ``n_layers = h_layers + l_layers``, so it has the same parameters as the HRM of
-that preset (minus the HRM's 2-output Q head in ``act`` mode); the HRM spends
-``segments x h_cycles x (l_cycles + 1)`` module calls per token where the transformer spends one.
+``preset("tiny" | "27m", arch=...)`` gives the shipped sizes. Architectures (``ARCHS``): ``hrm``;
+``transformer`` (the baseline); ``trm`` (Tiny Recursive Model: one shared stack of ``n_layers``
+blocks for both updates); ``ut`` (a looped transformer: one stack of ``n_layers`` blocks applied
+``loops`` times). A preset gives every non-HRM arch ``n_layers = h_layers + l_layers``, so it has
+the HRM's parameters (minus the HRM's 2-output Q head in ``act`` mode); ``depth_match="flops"``
+gives the transformer instead ``n_layers`` = the HRM's block applications per token (equal compute,
+more parameters). A ``ut`` preset loops its stack as often as that takes to spend the HRM's compute
+(rounded, at least once), so it matches the HRM in both parameters and compute.
 
 Guarantees: ``validate()`` rejects inconsistent settings with a one-line ``UsageError``;
 ``from_dict(to_dict(c)) == c``; unknown keys in a ``config.json`` are refused, not ignored, and
@@ -21,8 +25,10 @@ from hrmcode.errors import UsageError
 from hrmcode.model.prompt import DEFAULT_FORMAT, PromptFormat, prompt_format
 from hrmcode.presets import PRESETS
 
-ARCHS = ("hrm", "transformer")
+ARCHS = ("hrm", "transformer", "trm", "ut")
+RECURRENT = ("hrm", "trm")  # archs with segments, modes and ACT halting
 MODES = ("fixed", "act")
+DEPTH_MATCHES = ("params", "flops")
 
 
 @dataclass
@@ -34,14 +40,15 @@ class ModelConfig:
     expansion: float = 4.0
     h_layers: int = 2
     l_layers: int = 2
-    n_layers: int = 4  # transformer only
+    n_layers: int = 4  # transformer, trm, ut: blocks in the (one) stack
+    loops: int = 3  # ut only: times its stack is applied
     h_cycles: int = 2
     l_cycles: int = 2
     max_seq_len: int = 256
-    mode: str = "fixed"  # hrm only: fixed (a fixed number of segments) | act (HRM paper)
+    mode: str = "fixed"  # hrm and trm: fixed (a fixed number of segments) | act (HRM paper)
     halt_max_steps: int = 2  # act: most segments per sequence in training
     halt_exploration_prob: float = 0.1  # act: chance that a sequence gets a random minimum of segments
-    bp_steps: int = 2  # gradient flows through the last bp_steps module calls of a segment (2 = HRM's 1-step)
+    bp_steps: int = 2  # hrm: gradient flows through the last bp_steps module calls of a segment (2 = HRM's 1-step)
     inference_segments: int | None = None  # segments at eval/inference; None = halt_max_steps (act) or train_segments
     train_segments: int | None = None  # fixed: segments per training forward; None = inference_segments or 1 (older configs)
     prefix_bidirectional: bool = False  # PrefixLM: the prompt attends to itself both ways
@@ -68,7 +75,7 @@ class ModelConfig:
     @property
     def segments(self) -> int:
         """Segments run at evaluation/inference (fixed compute per token)."""
-        if self.arch != "hrm":
+        if self.arch not in RECURRENT:
             return 1
         if self.inference_segments is not None:
             return self.inference_segments
@@ -77,7 +84,7 @@ class ModelConfig:
     @property
     def training_segments(self) -> int:
         """Most segments one training forward runs (``act`` halts sooner, per sequence)."""
-        if self.arch != "hrm":
+        if self.arch not in RECURRENT:
             return 1
         if self.mode == "act":
             return self.halt_max_steps
@@ -90,15 +97,20 @@ class ModelConfig:
         """Why this config's inference is out of its training distribution, or None: a ``fixed``
         model run with more segments than it was trained with iterates past the fixed point it
         learned."""
-        if self.arch == "hrm" and self.mode == "fixed" and self.segments > self.training_segments:
-            return (f"fixed-mode HRM trained with {self.training_segments} segment(s) runs {self.segments} at inference; "
+        if self.arch in RECURRENT and self.mode == "fixed" and self.segments > self.training_segments:
+            return (f"fixed-mode {self.arch.upper()} trained with {self.training_segments} segment(s) runs "
+                    f"{self.segments} at inference; "
                     f"its outputs degrade past the trained depth (use mode=act to vary segments)")
         return None
 
     def layer_applications_per_token(self) -> int:
-        """Transformer blocks applied per token at inference (the compute unit of both archs)."""
+        """Transformer blocks applied per token at inference (the compute unit of every arch)."""
         if self.arch == "transformer":
             return self.n_layers
+        if self.arch == "ut":
+            return self.loops * self.n_layers
+        if self.arch == "trm":
+            return self.segments * self.calls_per_segment * self.n_layers
         per_segment = self.h_cycles * (self.l_cycles * self.l_layers + self.h_layers)
         return self.segments * per_segment
 
@@ -135,7 +147,7 @@ class ModelConfig:
         if self.mode not in MODES:
             bad(f"unknown mode {self.mode!r}", f"use one of {', '.join(MODES)}")
         for name in ("vocab_size", "hidden_size", "num_heads", "h_layers", "l_layers", "n_layers", "h_cycles",
-                     "l_cycles", "max_seq_len", "halt_max_steps", "bp_steps", "mlp_multiple"):
+                     "l_cycles", "max_seq_len", "halt_max_steps", "bp_steps", "mlp_multiple", "loops"):
             if int(getattr(self, name)) < 1:
                 bad(f"model config {name} must be >= 1, got {getattr(self, name)}")
         if self.hidden_size % self.num_heads:
@@ -150,19 +162,36 @@ class ModelConfig:
         for name in ("inference_segments", "train_segments"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.arch == "hrm" and self.mode == "act" and self.halt_max_steps < 2:
+        if self.arch in RECURRENT and self.mode == "act" and self.halt_max_steps < 2:
             bad(f"mode=act needs halt_max_steps >= 2, got {self.halt_max_steps} (one segment leaves nothing to halt)",
                 "raise halt_max_steps, or use mode=fixed for one segment per forward")
         prompt_format(self.prompt_format)
 
 
-def preset(name: str, arch: str = "hrm", **overrides: Any) -> ModelConfig:
-    """A shipped size for ``arch``; ``overrides`` replace single fields (e.g. ``vocab_size``)."""
+def preset(name: str, arch: str = "hrm", depth_match: str = "params", **overrides: Any) -> ModelConfig:
+    """A shipped size for ``arch``; ``overrides`` replace single fields (e.g. ``vocab_size``).
+
+    ``depth_match`` (transformer only): ``params`` gives it the HRM's parameters, ``flops`` as many
+    layers as the HRM of this preset (with the same overrides) applies blocks per token."""
     if name not in PRESETS:
         raise UsageError(f"unknown model preset {name!r}", f"use one of {', '.join(PRESETS)} or a config file")
+    if depth_match not in DEPTH_MATCHES:
+        raise UsageError(f"unknown depth_match {depth_match!r}", f"use one of {', '.join(DEPTH_MATCHES)}")
+    if depth_match == "flops" and arch != "transformer":
+        raise UsageError(f"depth_match flops is for the transformer, not arch {arch}",
+                         "drop --depth-match flops or use --arch transformer")
     values = dict(PRESETS[name], arch=arch)
     values["n_layers"] = values["h_layers"] + values["l_layers"]
-    values.update(overrides)
+    if arch in ("transformer", "ut"):
+        reference = {k: v for k, v in overrides.items() if k not in ("n_layers", "loops")}
+        applications = ModelConfig.from_dict({**values, **reference, "arch": "hrm"}).layer_applications_per_token()
+        if depth_match == "flops":
+            values["n_layers"] = applications
+        values.update(overrides)
+        if arch == "ut" and "loops" not in overrides:
+            values["loops"] = max(1, round(applications / values["n_layers"]))
+    else:
+        values.update(overrides)
     return ModelConfig.from_dict(values)
 
 

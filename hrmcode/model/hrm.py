@@ -64,14 +64,12 @@ def q_continue_target(next_q_halt: torch.Tensor, next_q_continue: torch.Tensor, 
 
 
 class HRM(CausalLM):
+    # ACT: learn q_continue (bootstrapped) and halt when q_halt > q_continue; False (TRM): halt when q_halt > 0
+    learns_continue = True
+
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        args = (config.hidden_size, config.num_heads, config.mlp_hidden, config.rms_eps)
-        self.L = Stack(config.l_layers, *args)
-        self.H = Stack(config.h_layers, *args)
-        for module in (*self.L.modules(), *self.H.modules()):
-            if isinstance(module, nn.Linear):
-                init_linear(module)
+        self.build_stacks()
         self.register_buffer("H_init", trunc_normal_(torch.empty(config.hidden_size), 1.0))
         self.register_buffer("L_init", trunc_normal_(torch.empty(config.hidden_size), 1.0))
         mismatch = config.segment_mismatch()
@@ -82,6 +80,27 @@ class HRM(CausalLM):
             with torch.no_grad():  # Q ~ 0 at the start: halting is learned, not random
                 self.q_head.weight.zero_()
                 self.q_head.bias.fill_(-5.0)
+
+    def build_stacks(self) -> None:
+        args = (self.config.hidden_size, self.config.num_heads, self.config.mlp_hidden, self.config.rms_eps)
+        self.L = Stack(self.config.l_layers, *args)
+        self.H = Stack(self.config.h_layers, *args)
+        for module in (*self.L.modules(), *self.H.modules()):
+            if isinstance(module, nn.Linear):
+                init_linear(module)
+
+    @property
+    def l_stack(self) -> Stack:
+        return self.L
+
+    @property
+    def h_stack(self) -> Stack:
+        return self.H
+
+    @property
+    def grad_calls(self) -> int:
+        """Module calls at the end of a supervised segment that run with gradient."""
+        return self.config.bp_steps
 
     # -- recurrence --------------------------------------------------------------------
     def segment(
@@ -102,10 +121,10 @@ class HRM(CausalLM):
         for _ in range(self.config.h_cycles):
             for _ in range(self.config.l_cycles):
                 with torch.set_grad_enabled(grad_allowed and call >= calls - grad_calls):
-                    z_l = self.L(z_l, z_h + x, rope, mask, cache, ("L", index, call))
+                    z_l = self.l_stack(z_l, z_h + x, rope, mask, cache, ("L", index, call))
                 call += 1
             with torch.set_grad_enabled(grad_allowed and call >= calls - grad_calls):
-                z_h = self.H(z_h, z_l, rope, mask, cache, ("H", index, call))
+                z_h = self.h_stack(z_h, z_l, rope, mask, cache, ("H", index, call))
             call += 1
         return z_h, z_l
 
@@ -142,7 +161,7 @@ class HRM(CausalLM):
             return self._act_train(z_h, z_l, x, rope, mask, labels, trace)
         segments = self.config.training_segments if self.training else self.config.segments
         for index in range(segments):
-            grad_calls = self.config.bp_steps if index == segments - 1 else 0
+            grad_calls = self.grad_calls if index == segments - 1 else 0
             z_h, z_l = self.segment(z_h, z_l, x, rope, mask, cache, index, grad_calls)
         if cache is not None:
             cache.advance(input_ids.shape[1])
@@ -188,7 +207,7 @@ class HRM(CausalLM):
 
         logits = None
         for step in range(1, max_steps + 1):
-            z_h, z_l = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step - 1, cfg.bp_steps)
+            z_h, z_l = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step - 1, self.grad_calls)
             logits = self.lm_head(z_h)
             q = self.q_logits(z_h)
             if pending is not None:
@@ -204,7 +223,7 @@ class HRM(CausalLM):
             halt_loss_sum = halt_loss_sum + loss_h.detach()
 
             is_last = step >= max_steps
-            wants_halt = (q[:, 0] > q[:, 1]) if max_steps > 1 else torch.zeros_like(halted)
+            wants_halt = q[:, 0] > (q[:, 1] if self.learns_continue else 0.0)
             halt_now = (~halted) & (torch.full_like(halted, is_last) | (wants_halt & (step >= min_steps)))
             newly = halt_now.float()
             final_ce = final_ce + ce_row.detach() * newly
@@ -216,14 +235,15 @@ class HRM(CausalLM):
                 records.append({"step": step, "active": ~halted, "q_halt": q[:, 0].detach(), "q_continue": q[:, 1].detach(),
                                 "target_halt": exact, "halted": halt_now | halted, "min_steps": min_steps})
             halted = halted | halt_now
-            pending = (q[:, 1], active, is_last)
+            pending = (q[:, 1], active, is_last) if self.learns_continue else None
             if bool(halted.all()):
-                with torch.no_grad():
-                    next_h, _ = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step, 0)
-                    next_q = self.q_logits(next_h)
-                loss_c = settle(next_q)
-                continue_loss_sum = continue_loss_sum + loss_c.detach()
-                total = total + cfg.q_loss_weight * loss_c
+                if self.learns_continue:
+                    with torch.no_grad():
+                        next_h, _ = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step, 0)
+                        next_q = self.q_logits(next_h)
+                    loss_c = settle(next_q)
+                    continue_loss_sum = continue_loss_sum + loss_c.detach()
+                    total = total + cfg.q_loss_weight * loss_c
                 break
 
         n_tokens = max(int(n_valid.sum()), 1)

@@ -11,6 +11,10 @@ What it guarantees:
   hyperparameters and ``training_state.pt`` (optimizer, scheduler, RNG states, data position,
   step); ``--resume`` continues so that the following steps compute exactly what an
   uninterrupted run computes (same losses, same weights, on the same device and process count).
+- ``--ema-decay d`` keeps ``ema = d * ema + (1 - d) * weights`` after every optimizer step,
+  starting from the initial weights (``WeightEMA``); held-out evaluation and the final model
+  artifact use the EMA weights, checkpoints hold the raw weights and (in ``training_state.pt``)
+  the EMA, so resuming stays exact.
 - ``metrics.jsonl`` has one record per logged training step and per evaluation, without wall
   times, so it is byte-stable; speed goes to the progress line and the manifest stats.
 - The artifact root gets the final ``model.safetensors``/``config.json``/``tokenizer.json``/
@@ -44,7 +48,7 @@ from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.model.checkpoint import (
     HYPERPARAMETERS, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint,
 )
-from hrmcode.model.config import ModelConfig
+from hrmcode.model.config import RECURRENT, ModelConfig
 from hrmcode.model.generate import GenerationConfig, generate
 from hrmcode.model.layers import Stack
 from hrmcode.reporting import reporter
@@ -212,6 +216,35 @@ def check_compatible(saved: dict, options: TrainOptions, where: Path) -> None:
 
 
 # -- the loop -------------------------------------------------------------------------------
+class WeightEMA:
+    """An exponential moving average of a model's trainable parameters (TRM's recipe, for every arch)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.weights = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for name, p in model.named_parameters():
+            if name in self.weights:
+                self.weights[name].lerp_(p.detach(), 1.0 - self.decay)
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module):
+        """The model holds the EMA weights inside the block and exactly its own weights again after it."""
+        params = dict(model.named_parameters())
+        raw = {name: params[name].detach().clone() for name in self.weights}
+        with torch.no_grad():
+            for name, value in self.weights.items():
+                params[name].copy_(value)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in raw.items():
+                    params[name].copy_(value)
+
+
 class Trainer:
     def __init__(self, options: TrainOptions, dist: Dist, device: torch.device, model: torch.nn.Module,
                  tok: CodeTokenizer, phases: list[Phase], hyper: dict):
@@ -222,6 +255,7 @@ class Trainer:
         self.streams = {p.name: D.RowStream(p.train.docs, options.seq_len, tok.pad_id, options.seed + i,
                                             options.curriculum) for i, p in enumerate(phases)}
         self.step = 0
+        self.ema = WeightEMA(model, options.ema_decay) if options.ema_decay else None
         if options.compile:
             # The block stacks hold nearly all the compute; compiling them in place keeps the
             # Python-level recurrence, ACT control flow and metrics out of the traced graphs.
@@ -235,6 +269,10 @@ class Trainer:
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                          else contextlib.nullcontext())
 
+    def weights_for_use(self) -> contextlib.AbstractContextManager:
+        """The weights evaluation and the model artifact see: the EMA when on, else the raw ones."""
+        return self.ema.applied(self.raw) if self.ema is not None else contextlib.nullcontext()
+
     def phase_at(self, step: int) -> Phase:
         if len(self.phases) == 2 and step >= self.options.pretrain_steps:
             return self.phases[1]
@@ -245,8 +283,11 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": rng, "data": {k: s.state() for k, s in self.streams.items()}, "world_size": self.dist.world}
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "rng": rng, "data": {k: s.state() for k, s in self.streams.items()}, "world_size": self.dist.world}
+        if self.ema is not None:
+            state["ema"] = self.ema.weights
+        return state
 
     def restore(self, checkpoint: Path) -> None:
         load_weights(self.raw, checkpoint / WEIGHTS)
@@ -263,6 +304,12 @@ class Trainer:
         for key, stream_state in state["data"].items():
             self.streams[key].restore(stream_state)
         self.step = int(state["step"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise CheckpointError(f"{checkpoint} was trained without --ema-decay; it has no EMA to resume",
+                                      "resume without --ema-decay, or start over with --redo")
+            for name, value in state["ema"].items():
+                self.ema.weights[name].copy_(value)
 
     # -- one step --------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -288,6 +335,8 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), opts.clip_grad)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.raw)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -304,7 +353,7 @@ class Trainer:
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
         # Eager: evaluation shapes (and the growing KV cache) would only trigger recompiles.
-        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"), self.weights_for_use():
             return self._evaluate()
 
     def _evaluate(self) -> dict[str, float]:
@@ -419,7 +468,7 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
         writer = ArtifactWriter(run_dir, "model", name=name, params=params, seed=options.seed, inputs=inputs.artifacts,
                                 resumable=True, update_latest=out is None)
         _truncate_metrics(run_dir / METRICS, trainer.step)
-        reporter().log(f"training {config.arch} ({config.mode if config.arch == 'hrm' else 'baseline'}): "
+        reporter().log(f"training {config.arch} ({config.mode if config.arch in RECURRENT else 'baseline'}): "
                        f"{counts['total']:,} parameters ({counts['non_embedding']:,} without embeddings), "
                        f"{config.layer_applications_per_token()} block applications per token -> {run_dir}")
         if checkpoint is not None:
@@ -526,11 +575,12 @@ def _run_steps(trainer: Trainer, run_dir: Path, end: int, tokens_per_step: int, 
 def _write_model(trainer: Trainer, writer: ArtifactWriter, run_dir: Path, result: TrainResult,
                  started: float) -> Artifact:
     """The finished run: final weights, config and tokenizer at the artifact root, then the manifest."""
-    for file_name in save_checkpoint(run_dir, trainer.raw, trainer.tok, trainer.hyper):
-        writer.add(file_name)
+    with trainer.weights_for_use():
+        for file_name in save_checkpoint(run_dir, trainer.raw, trainer.tok, trainer.hyper):
+            writer.add(file_name)
     writer.add(METRICS)
     config = trainer.raw.config
-    title = f"{config.arch} ({config.mode if config.arch == 'hrm' else 'baseline'}), {trainer.step} steps"
+    title = f"{config.arch} ({config.mode if config.arch in RECURRENT else 'baseline'}), {trainer.step} steps"
     if plot_curves(list(read_jsonl(run_dir / METRICS)), run_dir / CURVES, title) is not None:
         writer.add(CURVES)
     result.elapsed_s = time.perf_counter() - started

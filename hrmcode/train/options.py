@@ -30,9 +30,14 @@ class TrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     preset: str = Field("tiny", description="model size preset: tiny | 27m")
-    arch: Literal["hrm", "transformer"] = Field("hrm", description="hrm, or transformer (the equal-parameter baseline).")
+    arch: Literal["hrm", "transformer", "trm", "ut"] = Field(
+        "hrm", description="hrm, transformer (the baseline), trm (Tiny Recursive Model: one shared stack) or ut "
+                           "(looped transformer: one stack applied --model loops times).")
+    depth_match: Literal["params", "flops"] = Field(
+        "params", description="Transformer depth: params (the HRM's parameters) or flops (as many layers as the HRM "
+                              "applies blocks per token).")
     mode: Literal["fixed", "act"] = Field(
-        "fixed", description="HRM training mode: fixed (fixed cycles, gradient through the last bp_steps module calls) "
+        "fixed", description="HRM/TRM training mode: fixed (fixed cycles, gradient through the last bp_steps module calls) "
                              "or act (paper: deep supervision, Q-learned halting).")
     stage: Literal["sft", "pretrain"] = Field(
         "sft", description="sft (examples, loss on targets) or pretrain (corpus, loss on all tokens).")
@@ -49,6 +54,8 @@ class TrainOptions(BaseModel):
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
     clip_grad: float = Field(1.0, gt=0, description="Gradient-norm clip.")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="Keep an exponential moving average of the weights with "
+                                                         "this decay (0: off); evaluation and the model artifact use it.")
     curriculum: bool = Field(False, description="Order each epoch by the examples' stage (1..4).")
     reward_weighting: Literal["mask", "weight", "none"] = Field(
         "mask", description="Examples with an episode reward (agent trajectories): mask leaves out failed ones "
@@ -143,9 +150,9 @@ def model_config(options: TrainOptions, vocab_size: int) -> ModelConfig:
     from hrmcode.model.config import preset
 
     overrides = dict(options.model)
-    for key in ("arch", "mode", "vocab_size", "max_seq_len"):
+    for key in ("arch", "mode", "vocab_size", "max_seq_len", "depth_match"):
         if key in overrides:
             raise UsageError(f"model override {key!r} is set by the training options",
-                             "use --arch, --mode, --vocab-size/--tokenizer or --seq-len")
-    return preset(options.preset, options.arch, mode=options.mode, vocab_size=vocab_size,
+                             "use --arch, --mode, --depth-match, --vocab-size/--tokenizer or --seq-len")
+    return preset(options.preset, options.arch, options.depth_match, mode=options.mode, vocab_size=vocab_size,
                   max_seq_len=options.seq_len, **overrides)
