@@ -9,9 +9,12 @@ seeded generator. A request leaves between two steps, in any order: at EOS, at `
 at the model's context, or when its consumer stops reading (a stop sequence, a client gone:
 ``GenerationRun`` closes the token iterator).
 
-Guarantees: each request's tokens are those ``generate()`` gives the same prompt and settings,
-up to float rounding (the batch runs PyTorch ops where a lone request may run the fused kernels;
-greedy tokens can differ only where two logits nearly tie); sampling stays per request and
+Guarantees: a request that decodes alone from start to end runs exactly ``generate()``'s
+computation (its own ``KVCache``, the fused single-sequence kernels), so sequential clients get
+exactly the library's tokens; a request that shares the batch gets them up to float rounding (int8
+models: the batch kernel computes each row as the single-sequence one does; float models run
+PyTorch ops where a lone request runs the fused kernels, so greedy tokens can differ where two
+logits nearly tie); sampling stays per request and
 seeded; at most one prompt is prefilled between two decode steps, so a new request delays the
 running ones by one prefill at most, and waits for at most one step before its prefill. Not
 guaranteed: fairness beyond first come, first served; a prompt longer than the context is refused
@@ -59,6 +62,7 @@ class BatchDecoder:
         self._wake = threading.Event()
         self._rows: list[_Request] = []
         self._cache = BatchKVCache(max_batch, getattr(model, "kv_dtype", None))
+        self._solo: KVCache | None = None  # a request decoding alone keeps its own cache: generate()'s exact path
         self._thread = threading.Thread(target=self._loop, name="hrmcode-batch", daemon=True)
         self._thread.start()
 
@@ -101,6 +105,7 @@ class BatchDecoder:
                     request.out.put(exc)
                 self._rows.clear()
                 self._cache = BatchKVCache(self.max_batch, getattr(self.model, "kv_dtype", None))
+                self._solo = None
 
     def _drop_cancelled(self) -> None:
         for index in range(len(self._rows) - 1, -1, -1):
@@ -110,6 +115,10 @@ class BatchDecoder:
     def _leave(self, index: int) -> None:
         request = self._rows[index]
         request.out.put(_END)
+        if self._solo is not None:
+            self._solo = None
+            self._rows.pop()
+            return
         moved = self._cache.remove_row(index)
         if moved is not None:
             self._rows[index] = self._rows[moved]
@@ -131,7 +140,13 @@ class BatchDecoder:
         logits = self.model(torch.tensor([ids], device=self.device), prefix_lens=prefix, cache=single).logits[0, -1]
         request.length = len(ids)
         if self._emit(request, pick_token(logits, cfg, request.generator)):
-            self._cache.add_row(single)
+            if not self._rows:
+                self._solo = single
+            else:
+                if self._solo is not None:  # the lone request joins the batch it now shares
+                    self._cache.add_row(self._solo)
+                    self._solo = None
+                self._cache.add_row(single)
             self._rows.append(request)
         else:
             request.out.put(_END)
@@ -149,7 +164,7 @@ class BatchDecoder:
     def _step(self) -> None:
         """One position for every row, in one forward."""
         tokens = torch.tensor([[r.last] for r in self._rows], device=self.device)
-        logits = self.model(tokens, cache=self._cache).logits[:, -1]
+        logits = self.model(tokens, cache=self._solo if self._solo is not None else self._cache).logits[:, -1]
         finished = [index for index, request in enumerate(self._rows)
                     if not self._emit(request, pick_token(logits[index], request.cfg, request.generator))]
         for index in reversed(finished):

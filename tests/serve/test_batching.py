@@ -121,3 +121,16 @@ def test_many_clients_over_http_get_what_the_library_gives_each(tiny):
             return httpx.post(f"{url}/v1/completions", json=body, timeout=120).json()["choices"][0]["text"]
 
         assert list(pool.map(ask, requests)) == expected
+
+
+def test_a_request_alone_runs_exactly_the_library_path(monkeypatch):
+    model = _model("hrm", False)
+    single_calls = []
+    decode = fastpath._decode_float
+    monkeypatch.setattr(fastpath, "_decode_float", lambda *a: single_calls.append(1) or decode(*a))
+    cfg = GenerationConfig(max_new_tokens=12)
+    expected = _alone(model, PROMPTS[1], cfg, 12)
+    alone_calls = len(single_calls)
+    decoder = BatchDecoder(model, eos_id=None, max_batch=8)
+    assert list(decoder.tokens(model, PROMPTS[1], cfg)) == expected
+    assert len(single_calls) == 2 * alone_calls > 0  # the same fused single-sequence calls, none batched
