@@ -19,7 +19,10 @@ at a time on its tree-sitter tree; this module does the same with SWE-smith's st
 - ``remove_loop``: one loop statement dropped (``for``, ``for ... in/of``, range-``for``, ``while``,
   ``do``, Rust's ``loop``);
 - ``ctrl_invert_if``: the two branches of an ``if``/``else`` swapped, the condition kept (an
-  ``else if`` chain is not an ``if``/``else``).
+  ``else if`` chain is not an ``if``/``else``);
+- ``ctrl_shuffle``: a run of consecutive simple statements in one block (calls, assignments,
+  increments; never a declaration, a return or a compound statement, whose moves would not compile)
+  reordered: rotated by one, or shuffled by ``rng``.
 
 A removed statement takes its whole line(s) when nothing else is on them.
 
@@ -47,7 +50,7 @@ from tree_sitter import Node, Tree
 from hrmcode.data.syntax import Function, functions, parse_tree
 
 KINDS = ("op_change", "op_flip", "op_swap", "op_change_const", "remove_assign", "remove_cond", "remove_loop",
-         "ctrl_invert_if")
+         "ctrl_invert_if", "ctrl_shuffle")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class _Grammar:
     strings: frozenset[str]
     branch_blocks: frozenset[str]  # what an if's branches must be for ctrl_invert_if
     literal_parents_skipped: frozenset[str]  # where a constant is a type, a size or a label
+    simple_statements: frozenset[str] = frozenset({"expression_statement"})  # what ctrl_shuffle moves
 
 
 _JS = _Grammar(
@@ -85,6 +89,8 @@ GRAMMARS: dict[str, _Grammar] = {
         strings=frozenset({"interpreted_string_literal", "raw_string_literal"}),
         branch_blocks=frozenset({"block"}),
         literal_parents_skipped=frozenset({"array_type", "expression_case", "implicit_length_array_type"}),
+        simple_statements=frozenset({"expression_statement", "assignment_statement", "inc_statement",
+                                     "dec_statement", "send_statement"}),
     ),
     "rust": _Grammar(
         blocks=frozenset({"block"}),
@@ -313,6 +319,34 @@ def _tokens(node: Node) -> list[bytes]:
     return found
 
 
+def _simple(node: Node, grammar: _Grammar, language: str) -> bool:
+    if node.type not in grammar.simple_statements:
+        return False
+    if language == "rust":  # an expression statement there may be an if, a loop or a block's value
+        return node.children[-1].type == ";" and node.named_children[0].type not in grammar.ifs | grammar.loops
+    return True
+
+
+def _shuffle_bugs(block: Node, data: bytes, grammar: _Grammar, language: str, rng: random.Random | None) -> Iterator[_Bug]:
+    """One bug per run of two or more consecutive simple statements in ``block``."""
+    runs: list[list[Node]] = [[]]
+    for child in block.named_children:
+        if _simple(child, grammar, language):
+            runs[-1].append(child)
+        elif runs[-1]:
+            runs.append([])
+    for run in runs:
+        texts = [data[n.start_byte:n.end_byte] for n in run]
+        if len(set(texts)) < 2:
+            continue
+        order = texts[1:] + texts[:1]
+        if rng is not None:
+            order = texts[:]
+            while order == texts:
+                rng.shuffle(order)
+        yield _Bug("ctrl_shuffle", tuple(_Edit(n.start_byte, n.end_byte, text) for n, text in zip(run, order)))
+
+
 def _is_else_if(node: Node, grammar: _Grammar) -> bool:
     parent = node.parent
     if parent is None:
@@ -326,6 +360,8 @@ def _sites(language: str, root: Node, data: bytes, rng: random.Random | None) ->
     grammar = GRAMMARS[language]
     for node in _walk(root):
         kind = node.type
+        if kind in grammar.blocks:
+            yield from _shuffle_bugs(node, data, grammar, language, rng)
         if kind == "binary_expression":
             yield from _binary_bugs(node, data, language, grammar, rng)
         elif kind in grammar.integers:
