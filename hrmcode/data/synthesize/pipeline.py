@@ -29,16 +29,21 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import json
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
+from hrmcode import executor
 from hrmcode.artifacts import Artifact, ArtifactWriter, output_location
-from hrmcode.atomic import atomic_open
+from hrmcode.atomic import atomic_open, write_text
 from hrmcode.data.bugs import REPOSITORY
 from hrmcode.data.examples import LEVELS
 from hrmcode.data.synthesize.context import build_context
@@ -128,42 +133,72 @@ def _init_worker(profiles: dict[str, dict], settings: Settings) -> None:
 
 
 def _run_chunk(tasks_path: str, start: int, end: int, first_line: int, part_path: str) -> dict:
-    assert _SETTINGS is not None
     with open(tasks_path, "rb") as fh:
         fh.seek(start)
         raw = fh.read(end - start)
+    with atomic_open(part_path) as out:
+        return _chunk(raw, first_line, tasks_path, out)
+
+
+def _chunk_text(profiles: dict[str, dict], settings: Settings, tasks_path: str, chunk: tuple[bytes, int],
+                worker: int) -> tuple[str, dict]:
+    """One chunk away from the run's files (``--executor ray``): its part file's text and progress record."""
+    _init_worker(profiles, settings)
+    out = io.StringIO()
+    record = _chunk(chunk[0], chunk[1], tasks_path, out)
+    return out.getvalue(), record
+
+
+class _ChunkBytes(Sequence):
+    """(bytes, first line) of each chunk, read when asked for (the executor sends a few at a time)."""
+
+    def __init__(self, path: Path, chunks: list[tuple[int, int, int]]) -> None:
+        self.path, self.chunks = path, chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        start, end, first_line = self.chunks[index]
+        with open(self.path, "rb") as fh:
+            fh.seek(start)
+            return fh.read(end - start), first_line
+
+
+def _chunk(raw: bytes, first_line: int, tasks_path: str, out: IO[str]) -> dict:
+    """A chunk's examples written to ``out``; returns its progress record."""
+    assert _SETTINGS is not None
     ids: list[str] = []
     counts: dict[str, Counter] = {"level": Counter(), "split": Counter(), "language": Counter(), "stage": Counter()}
     task_splits: Counter = Counter()
     empty: dict[str, str] = {}
     coord: list[list] = []  # [line in the part, coord key, task id, split, language, stage, the task's only example]
     count = 0
-    with atomic_open(part_path) as out:
-        for lineno, task in iter_chunk_lines(raw, first_line, tasks_path, "fix the line or refetch"):
-            if not isinstance(task, dict) or not isinstance(task.get("id"), str):
-                raise InputError(f"{tasks_path}:{lineno}: not a task record (no id)", "refetch the tasks")
-            ids.append(task["id"])
-            profile = _PROFILES.get(task["id"])
-            if profile is None:
-                raise InputError(f"the analysis has no row for task {task['id']}", "rerun `hrmcode analyze` on these tasks")
-            try:
-                examples = task_examples(task, profile, _SETTINGS)
-            except (InputError, MalformedEdit, ValueError) as exc:
-                empty[task["id"]] = f"skipped: {' '.join(str(exc).split())[:200]}"
-                continue
-            if not examples:
-                empty[task["id"]] = "no fix, reference or trajectory to learn from"
-            else:
-                task_splits[examples[0]["split"]] += 1
-            for example in examples:
-                if example["level"] == "coord":
-                    coord.append([count, example["input"]["context"].get("coord_key"), task["id"], example["split"],
-                                  example["language"], str(example["stage"]), len(examples) == 1])
-                out.write(dumps(example))
-                out.write("\n")
-                for key in counts:
-                    counts[key][str(example[key])] += 1
-                count += 1
+    for lineno, task in iter_chunk_lines(raw, first_line, tasks_path, "fix the line or refetch"):
+        if not isinstance(task, dict) or not isinstance(task.get("id"), str):
+            raise InputError(f"{tasks_path}:{lineno}: not a task record (no id)", "refetch the tasks")
+        ids.append(task["id"])
+        profile = _PROFILES.get(task["id"])
+        if profile is None:
+            raise InputError(f"the analysis has no row for task {task['id']}", "rerun `hrmcode analyze` on these tasks")
+        try:
+            examples = task_examples(task, profile, _SETTINGS)
+        except (InputError, MalformedEdit, ValueError) as exc:
+            empty[task["id"]] = f"skipped: {' '.join(str(exc).split())[:200]}"
+            continue
+        if not examples:
+            empty[task["id"]] = "no fix, reference or trajectory to learn from"
+        else:
+            task_splits[examples[0]["split"]] += 1
+        for example in examples:
+            if example["level"] == "coord":
+                coord.append([count, example["input"]["context"].get("coord_key"), task["id"], example["split"],
+                              example["language"], str(example["stage"]), len(examples) == 1])
+            out.write(dumps(example))
+            out.write("\n")
+            for key in counts:
+                counts[key][str(example[key])] += 1
+            count += 1
     return {"ids": ids, "examples": count, "counts": {k: dict(v) for k, v in counts.items()},
             "task_splits": dict(task_splits), "empty": empty, "coord": coord}
 
@@ -255,7 +290,17 @@ def run_synthesis(
         with reporter().task("synthesize", total=len(chunks)) as bar:
             bar.advance(resumed)
             args = [(str(tasks_path), c[0], c[1], c[2], str(out_dir / PARTS / f"{n}.jsonl")) for n, c in todo]
-            if jobs > 1 and len(todo) > 1:
+            cluster = executor.chosen()
+            if cluster is not None and todo:  # --executor ray: chunks come back as text, written here
+
+                def written(index: int, result: tuple[str, dict]) -> None:
+                    write_text(args[index][4], result[0])
+                    log.append({"chunk": todo[index][0], **result[1]})
+                    bar.advance()
+
+                cluster.map(functools.partial(_chunk_text, profiles, settings, str(tasks_path)),
+                            _ChunkBytes(tasks_path, [c for _, c in todo]), written)
+            elif jobs > 1 and len(todo) > 1:
                 with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(profiles, settings)) as pool:
                     futures = {pool.submit(_run_chunk, *a): n for n, a in zip([n for n, _ in todo], args)}
                     for future in as_completed(futures):
