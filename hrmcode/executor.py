@@ -275,9 +275,14 @@ class RayExecutor:
 _ACTIVE: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("hrmcode_executor", default=None)
 
 
+def chosen() -> Executor | None:
+    """The executor a ``using`` (or ``active``) block chose; None outside one (a step's own local default)."""
+    return _ACTIVE.get()
+
+
 def current(slots: int) -> Executor:
     """The executor a ``using`` block chose, else ``slots`` local threads."""
-    return _ACTIVE.get() or LocalExecutor(slots)
+    return chosen() or LocalExecutor(slots)
 
 
 @contextlib.contextmanager
