@@ -13,8 +13,10 @@ Guarantees:
   (a crash loses at most the chunks in flight). ``--redo`` starts over. A rerun with different
   options into the same directory is refused.
 - Parallel: chunks run in a process pool (``jobs``); workers read their byte range of
-  ``tasks.jsonl`` themselves, so no task is pickled between processes. ``examples.jsonl`` is
-  assembled in input order, so the bytes are the same for any ``jobs``.
+  ``tasks.jsonl`` themselves, so no task is pickled between processes. Under ``--executor ray``
+  each chunk is a Ray task instead: its bytes go out, its part's text and progress record come
+  back and are written here. ``examples.jsonl`` is assembled in input order, so the bytes are the
+  same for any ``jobs`` and either executor.
 - A task that yields no example (no fix, no reference, no trajectory) is counted with its
   reason in the manifest stats, not an error. A malformed line of ``tasks.jsonl`` is an error
   naming file and line.
