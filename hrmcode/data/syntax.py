@@ -21,7 +21,8 @@ Guarantees:
 
 Not guaranteed:
 - Code that tree-sitter cannot parse: a function that contains a syntax error is left out (the
-  others in the file are still found), and a region swallowed by an ERROR node yields nothing.
+  others in the file are still found), and text that error recovery did not turn into a
+  definition node yields nothing.
   C/C++ macros that expand to declarations or open braces are seen as written, not as expanded,
   so a function defined through a macro may be missed or named after the macro.
 - Anonymous functions (lambdas, closures, callbacks passed inline) are not functions here; their
@@ -202,8 +203,8 @@ def _name(language: str, node: Node) -> str | None:
         if kind == "function_definition":
             return _cpp_declarator_name(node.child_by_field_name("declarator")) or None
         if node.child_by_field_name("body") is None:
-            return None  # a forward declaration, or an anonymous namespace's name-less body handled by the walk
-        return _text(node.child_by_field_name("name")) or None
+            return None  # a forward declaration
+        return _text(node.child_by_field_name("name")) or None  # an anonymous namespace names nothing
     if language == "java" and kind in ("method_declaration", "constructor_declaration") and node.child_by_field_name("body") is None:
         return None
     return _text(node.child_by_field_name("name")) or None
