@@ -123,6 +123,8 @@ class BatchDecoder:
         if moved is not None:
             self._rows[index] = self._rows[moved]
         self._rows.pop()
+        if not self._rows:  # an idle server holds no batch buffers (they grow to the longest row's context)
+            self._cache = BatchKVCache(self.max_batch, getattr(self.model, "kv_dtype", None))
 
     def _admit_one(self) -> None:
         """Prefill the oldest waiting request alone and make it a row (one per step, so running
