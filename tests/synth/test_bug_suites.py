@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from hrmcode.data.bugs import judge_candidate, suites
+from hrmcode.data.bugs import judge_candidate, repo_tasks, suites
 from hrmcode.errors import UsageError
+from hrmcode.jsonl import read_jsonl
 from hrmcode.sandbox.base import ExecResult, Limits
 from hrmcode.sandbox.toolchains import missing_toolchain
 from tests._sandboxes import real_sandbox
@@ -203,6 +204,18 @@ def test_hostile_bugged_sources_never_pass_the_broken_test(name, sandbox, refere
     assert verdict["verdict"] == "rejected" or broken in verdict["FAIL_TO_PASS"]
     if "endless" in name:
         assert verdict == {"verdict": "rejected", "reason": "timed_out"}
+
+
+def test_rust_and_jest_repositories_give_tasks(tmp_path, sandbox):
+    for language, name in (("rust", "rustcalc"), ("javascript", "jscalc")):
+        toolchain(language)
+        repo = tmp_path / name
+        shutil.copytree(FIXTURES / name, repo)
+        commit_tree(repo, "fixture")
+        result = repo_tasks(str(repo), test_cmd=None, max_bugs=3, sandbox=sandbox, out=tmp_path / f"{name}-tasks")
+        assert result.stats["kept"] >= 1 and "changed_tests" not in result.stats["rejected"], result.stats
+        for instance in read_jsonl(result.artifact.path / "instances.jsonl"):
+            assert set(instance["FAIL_TO_PASS"]) | set(instance["PASS_TO_PASS"]) == PASSING[language]
 
 
 def test_a_debian_go_library_becomes_a_repository_whose_tests_pass(sandbox, tmp_path):

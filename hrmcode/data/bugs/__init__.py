@@ -206,7 +206,8 @@ def candidates(info: RepoInfo, seed: int) -> list[Candidate]:
         elif language in tsmodifiers.GRAMMARS:  # javascript, go, rust, java, cpp: tree-sitter modifiers
             rng = random.Random(f"{seed}\0{path}")
             for function, kind, bugged in tsmodifiers.candidate_bugs(language, info.files[path], rng):
-                found.append(Candidate(path, function, kind, bugged, language))
+                if suites.tests_untouched(language, info.files[path], bugged):  # not in Rust's #[cfg(test)] code
+                    found.append(Candidate(path, function, kind, bugged, language))
     unique = {(c.path, c.bugged): c for c in found}  # two modifiers giving the same text are one bug
     rng = random.Random(seed)
     ordered: list[Candidate] = []
@@ -314,7 +315,7 @@ def _validate(sandbox, info: RepoInfo, candidate: Candidate, command: str, limit
         return {"verdict": "rejected", "reason": "changed_tests"}  # Rust unit tests live in the bugged file
     files = {**info.files, candidate.path: candidate.bugged}
     run = suites.run_tests(sandbox, language, files, command, limits, changed=[candidate.path], worker=worker)
-    if any(test.split("::", 1)[0] == candidate.path for test in run.outcomes):
+    if suites.holds_tests_of(language, candidate.path, run):
         return {"verdict": "rejected", "reason": "changed_tests"}  # the bugged file holds tests the run ran
     verdict = judge_candidate(run, passing)
     if verdict["verdict"] == "kept":  # kept for the issue text: the first failing test's failure, bounded

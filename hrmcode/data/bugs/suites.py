@@ -47,6 +47,7 @@ files a candidate changes: ``tests_untouched`` says whether a candidate left the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -112,29 +113,63 @@ def tests_untouched(language: str, before: str, after: str) -> bool:
     """Whether a candidate's version of a source file keeps the unit tests that live inside it
     (Rust's ``#[cfg(test)]`` items) exactly as they were; other languages keep tests in files of
     their own, which candidates never change."""
-    if language != "rust":
+    if language != "rust" or before == after:
         return True
-    return _rust_test_items(before) == _rust_test_items(after)
+    spans = _rust_test_spans(before)
+    if not spans:
+        return not _rust_test_spans(after)
+    prefix = _common_prefix(before, after)
+    suffix = _common_prefix(before[prefix:][::-1], after[prefix:][::-1])
+    first, last = prefix, len(before) - suffix  # the region of ``before`` the edit replaced
+    # touching a test item, or an edit that could merge into one: compare the items themselves
+    if any(start <= last and first <= end for start, end in spans):
+        return [before[a:b] for a, b in spans] == [after[a:b] for a, b in _rust_test_spans(after)]
+    return True
 
 
-def _rust_test_items(source: str) -> list[str]:
-    """The text of each item marked ``#[cfg(test)]`` (the attribute through its closing brace or
+def holds_tests_of(language: str, path: str, run: SuiteRun) -> bool:
+    """Whether ``path`` is a file the run's tests are named after (a pytest or jest test file, a Rust
+    integration-test target): a candidate that changed it changed the tests that judge it. Go's
+    names carry packages, never files; Rust's unit tests are named after the crate root, not the file
+    holding them (``tests_untouched`` checks those)."""
+    if language == "go" or (language == "rust" and not re.fullmatch(r"tests/[^/]+\.rs", path)):
+        return False
+    return any(test.split("::", 1)[0] == path for test in run.outcomes)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """The length of the longest common prefix (binary search over C-speed slice comparisons)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+@functools.lru_cache(maxsize=64)
+def _rust_test_spans(source: str) -> tuple[tuple[int, int], ...]:
+    """The span of each item marked ``#[cfg(test)]`` (the attribute through its closing brace or
     semicolon), brace-matched outside strings, chars and comments."""
-    items = []
+    spans = []
+    string = re.compile(r'"(?:\\.|[^"\\])*"', re.DOTALL)
     for match in re.finditer(r"#\[cfg\(test\)\]", source):
         depth, index, end = 0, match.end(), len(source)
         while index < end:
             char = source[index]
             if source.startswith("//", index):
-                index = source.find("\n", index) if "\n" in source[index:] else end
+                newline = source.find("\n", index)
+                index = end if newline < 0 else newline
                 continue
             if source.startswith("/*", index):
                 close = source.find("*/", index + 2)
                 index = end if close < 0 else close + 2
                 continue
             if char == '"':
-                string = re.compile(r'"(?:\\.|[^"\\])*"', re.DOTALL).match(source, index)
-                index = string.end() if string else end
+                quoted = string.match(source, index)
+                index = quoted.end() if quoted else end
                 continue
             if char == "{":
                 depth += 1
@@ -147,8 +182,8 @@ def _rust_test_items(source: str) -> list[str]:
                 index += 1
                 break
             index += 1
-        items.append(source[match.start():index])
-    return items
+        spans.append((match.start(), index))
+    return tuple(spans)
 
 
 def failure_excerpt(language: str, run: SuiteRun, test: str) -> str:
