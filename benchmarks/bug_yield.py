@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import hrmcode.data.bugs as bugs  # noqa: E402
+from hrmcode.data.bugs import suites  # noqa: E402
 from hrmcode.data.bugs.procedural import MODIFIERS_PYTHON  # noqa: E402
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
@@ -90,6 +91,12 @@ def pypi_sdist(name: str, version: str) -> Callable[[Path, Path], Path]:
     return build
 
 
+def offline(spec: str) -> Callable[[Path, Path], Path]:
+    """Builds the repository from an offline source: Debian's Go library sources and Rust crates, an npm
+    tarball (``suites.source_repository``; nothing to cache)."""
+    return lambda work, cache: suites.source_repository(spec, work)
+
+
 SOURCES: list[Source] = [
     Source("inflection", "python", pypi_sdist("inflection", "0.5.1"), "python -m pytest -q test_inflection.py", 60),
     Source("toolz", "python", pypi_sdist("toolz", "1.0.0"), "python -m pytest -q toolz/tests", 60),
@@ -100,6 +107,12 @@ SOURCES: list[Source] = [
            "python -m pytest -q tests/test_easter.py tests/test_relativedelta.py tests/test_utils.py "
            "tests/test_isoparser.py tests/property/test_isoparse_prop.py", 20,
            note="src layout; tests need six, freezegun and hypothesis (--env auto; the reference fails without)"),
+    Source("go-difflib", "go", offline("debian-go:github.com/pmezard/go-difflib"), None, 40,
+           note="Debian's golang-github-pmezard-go-difflib-dev; go test ./... (per-package test binaries)"),
+    Source("heck", "rust", offline("debian-rust:heck-0.4.0"), None, 30,
+           note="Debian's librust-heck-dev; cargo test against Debian's crate registry, offline"),
+    Source("number-to-words", "javascript", offline("npm:number-to-words@1.2.4"), "jest --testMatch '**/spec/*Spec.js'",
+           40, note="npm tarball with jasmine specs, run by jest (3 use jasmine.any, which jest lacks: failing at HEAD)"),
 ]
 
 
