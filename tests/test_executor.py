@@ -167,10 +167,14 @@ def _untimed(path: Path) -> list[dict]:
 
 
 @pytest.mark.integration
-def test_validate_and_eval_on_ray_write_what_the_local_run_writes(ray_cluster, cli, tmp_path):
+def test_synthesize_validate_and_eval_on_ray_write_what_the_local_run_writes(ray_cluster, cli, tmp_path):
     _local_sandbox_or_skip()
     assert cli("fetch", "humaneval", "--limit", "2").exit_code == 0
     assert cli("synthesize", "--source", "humaneval", "--levels", "edit,solve", "-o", tmp_path / "ex").exit_code == 0
+    on_ray = cli("synthesize", "--source", "humaneval", "--levels", "edit,solve", "-o", tmp_path / "ex-ray",
+                 "--executor", "ray")
+    assert on_ray.exit_code == 0, on_ray.stderr
+    assert (tmp_path / "ex-ray" / "examples.jsonl").read_bytes() == (tmp_path / "ex" / "examples.jsonl").read_bytes()
     runs = {}
     for name, extra in (("local", ()), ("ray", ("--executor", "ray"))):
         result = cli("validate", tmp_path / "ex", "--allow-contaminated", "-j", "2", "-o", tmp_path / f"v-{name}", *extra)
