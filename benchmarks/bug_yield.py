@@ -62,7 +62,8 @@ class Source:
 
 def commit_tree(repo: Path) -> Path:
     env = {**os.environ, **GIT_ENV}
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "sdist"]):
+    # -f: everything the sdist ships is the project, even files its .gitignore names (a generated _version.py)
+    for args in (["init", "-q"], ["add", "-A", "-f"], ["commit", "-q", "-m", "sdist"]):
         subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
     return repo
 
@@ -213,7 +214,14 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true", help="test every candidate again (ignore the verdict logs)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "hrmcode-bug-yield")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hrmcode-bug-yield-cache")
+    parser.add_argument("--rows", type=Path, nargs="+",
+                        help="print the table of earlier runs' rows.json files (a later row of a source replaces an "
+                             "earlier one) instead of running")
     args = parser.parse_args()
+    if args.rows:
+        merged = {row["name"]: row for path in args.rows for row in json.loads(path.read_text())}
+        print_tables(list(merged.values()))
+        return
     wanted = set(args.only.split(",")) if args.only else None
     chosen = [s for s in SOURCES if wanted is None or s.name in wanted]
     if wanted and len(chosen) != len(wanted):
