@@ -304,3 +304,27 @@ def test_ctrl_shuffle_moves_only_simple_statements(language):
         shuffled = [t for _, k, t in candidate_bugs(language, source, random.Random(seed)) if k == "ctrl_shuffle"]
         assert len(shuffled) == 1 and shuffled[0] != source and syntax.parses(language, shuffled[0])
         assert sorted(shuffled[0].splitlines()) == sorted(source.splitlines())  # the same lines, reordered
+
+
+def test_rust_tests_beside_the_code_are_not_bugged():
+    source = """pub fn add(a: u32, b: u32) -> u32 {
+    a + b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds() {
+        assert_eq!(add(1, 2), 3);
+    }
+}
+
+#[tokio::test]
+async fn later() {
+    let x = 1 + 2;
+}
+"""
+    found = {(name, kind) for name, kind, _ in candidate_bugs("rust", source)}
+    assert found == {("add", "op_change")}

@@ -27,7 +27,7 @@ at a time on its tree-sitter tree; this module does the same with SWE-smith's st
 A removed statement takes its whole line(s) when nothing else is on them.
 
 Guarantees: every bug is one edit inside one named function (``syntax.functions``; code outside
-every function is never touched), its whole-file text parses without ERROR or MISSING nodes, and
+every function is never touched, nor Rust's ``#[test]`` functions and ``#[cfg(test)]`` modules), its whole-file text parses without ERROR or MISSING nodes, and
 it differs from the source in its tokens (an edit that would change only whitespace or comments,
 such as swapping two equal branches, is not made). The order is deterministic: functions in source
 order, then strategies in the order above, then sites in source order. ``rng``, when given, picks
@@ -404,6 +404,24 @@ def _apply(language: str, tree: Tree, data: bytes, edits: tuple[_Edit, ...]) -> 
     return data, not parse_tree(language, data, edited).root_node.has_error
 
 
+_RUST_TEST_ATTRIBUTES = re.compile(rb"#\[\s*(?:cfg\s*\(\s*test\s*\)|(?:\w+::)*test\b)")
+
+
+def _rust_test_spans(root: Node) -> list[tuple[int, int]]:
+    """Byte spans of Rust items marked ``#[cfg(test)]`` or ``#[test]``: the crate's tests, not its code."""
+    spans = []
+    for node in _walk(root):
+        if node.type not in ("mod_item", "function_item"):
+            continue
+        sibling = node.prev_named_sibling
+        while sibling is not None and sibling.type in ("attribute_item", "line_comment", "block_comment"):
+            if sibling.type == "attribute_item" and _RUST_TEST_ATTRIBUTES.match(sibling.text or b""):
+                spans.append((node.start_byte, node.end_byte))
+                break
+            sibling = sibling.prev_named_sibling
+    return spans
+
+
 def _owner(found: list[Function], bug: _Bug) -> int | None:
     """Index of the innermost function holding every byte the bug touches."""
     best = None
@@ -423,6 +441,9 @@ def candidate_bugs(language: str, source: str, rng: random.Random | None = None)
     if tree.root_node.has_error:
         return  # a bug must parse; a file that does not cannot be checked
     found = functions(language, source)
+    if language == "rust":  # tests live beside the code; a bug there breaks a test, not the code
+        tests = _rust_test_spans(tree.root_node)
+        found = [f for f in found if not any(start <= f.start_byte and f.end_byte <= end for start, end in tests)]
     if not found:
         return
     order = {kind: i for i, kind in enumerate(KINDS)}
