@@ -89,8 +89,9 @@ def _bug_tables(bugs: dict) -> None:
         out.table(title, ["rejected because", "candidates"], [[k, v] for k, v in bugs["rejected"].items()])
     else:
         out.data(f"{title}, none rejected")
-    out.table("by strategy", ["strategy", "tried", "kept", "rejected"],
-              [[k, tried, bugs["by_type_kept"].get(k, 0), bugs["by_type_rejected"].get(k, 0)]
+    candidates = bugs.get("by_type_candidates", {})
+    out.table("by strategy", ["strategy", "candidates", "tried", "kept", "rejected"],
+              [[k, candidates.get(k, tried), tried, bugs["by_type_kept"].get(k, 0), bugs["by_type_rejected"].get(k, 0)]
                for k, tried in bugs["by_type_tried"].items()])
 
 
