@@ -32,13 +32,15 @@ class TrainOptions(BaseModel):
     preset: str = Field("tiny", description="model size preset: tiny | 27m")
     arch: Literal["hrm", "transformer", "trm", "ut"] = Field(
         "hrm", description="hrm, transformer (the baseline), trm (Tiny Recursive Model: one shared stack) or ut "
-                           "(looped transformer: one stack applied --model loops times).")
+                           "(looped transformer: one stack applied as often as the HRM applies blocks; a config "
+                           "file's model.loops sets it).")
     depth_match: Literal["params", "flops"] = Field(
         "params", description="Transformer depth: params (the HRM's parameters) or flops (as many layers as the HRM "
                               "applies blocks per token).")
     mode: Literal["fixed", "act"] = Field(
-        "fixed", description="HRM/TRM training mode: fixed (fixed cycles, gradient through the last bp_steps module calls) "
-                             "or act (paper: deep supervision, Q-learned halting).")
+        "fixed", description="HRM/TRM training mode: fixed (a fixed number of segments; HRM: gradient through the "
+                             "last bp_steps module calls, TRM: through the last recursion) or act (paper: deep "
+                             "supervision, Q-learned halting).")
     stage: Literal["sft", "pretrain"] = Field(
         "sft", description="sft (examples, loss on targets) or pretrain (corpus, loss on all tokens).")
     pretrain_steps: int = Field(0, ge=0, description="Steps of pretraining before SFT (with --pretrain).")
@@ -56,6 +58,13 @@ class TrainOptions(BaseModel):
     clip_grad: float = Field(1.0, gt=0, description="Gradient-norm clip.")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="Keep an exponential moving average of the weights with "
                                                          "this decay (0: off); evaluation and the model artifact use it.")
+    qat: Literal["none", "int8", "int4"] = Field(
+        "none", description="Quantization-aware training: from --qat-start on, the forward pass sees the weights "
+                            "(and, for int8, the activations and embeddings) as `hrmcode quantize --weights` will "
+                            "make them, gradients pass straight through; the model artifact stays float.")
+    qat_start: int = Field(0, ge=0, description="The step --qat starts at (a float phase first, then QAT fine-tuning).")
+    qat_group_size: int = Field(128, ge=32, multiple_of=32, description="With --qat int4: the --group-size "
+                                                                         "`hrmcode quantize` will use.")
     curriculum: bool = Field(False, description="Order each epoch by the examples' stage (1..4).")
     reward_weighting: Literal["mask", "weight", "none"] = Field(
         "mask", description="Examples with an episode reward (agent trajectories): mask leaves out failed ones "
@@ -141,8 +150,19 @@ def resolve_options(config: str = "tiny", overrides: dict[str, Any] | None = Non
         if value is not None:
             values[key] = value
     options = _validate(values, where)
+    _check_qat(options)
     model_config(options, vocab_size=options.vocab_size)  # fail now, not after loading data
     return options
+
+
+def _check_qat(options: TrainOptions) -> None:
+    if options.qat == "none" and (options.qat_start or options.qat_group_size != 128):
+        raise UsageError("--qat-start and --qat-group-size apply only with --qat int8 or int4", "add --qat or drop them")
+    if options.qat != "none" and options.qat_start >= options.max_steps:
+        raise UsageError(f"--qat-start {options.qat_start} leaves no QAT steps of --max-steps {options.max_steps}",
+                         "lower --qat-start or raise --max-steps")
+    if options.qat_group_size != 128 and options.qat != "int4":
+        raise UsageError("--qat-group-size applies only with --qat int4", "drop --qat-group-size")
 
 
 def model_config(options: TrainOptions, vocab_size: int) -> ModelConfig:
