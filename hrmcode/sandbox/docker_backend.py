@@ -203,10 +203,12 @@ def build_images(rebuild: bool = False) -> dict[str, str]:
 
 
 # A repository's test dependencies on top of the sandbox image (``build_python_env_image``): pip may not
-# replace what the image already has (its pytest), so the image's own packages are the constraints.
+# replace the image's pytest, so what pip installed beside it (its dependencies) are the constraints
+# (Debian's own python3-* packages are not: the environment comes before them on PYTHONPATH).
 ENV_DOCKERFILE = """FROM {base}
 COPY . /tmp/hrmcode-env
-RUN python3 -m pip freeze --all | grep -E '^[A-Za-z0-9._-]+==' > /tmp/hrmcode-env/sandbox-constraints.txt \\
+RUN python3 -m pip freeze --all --path "$(python3 -c 'import os, pytest; print(os.path.dirname(os.path.dirname(pytest.__file__)))')" \\
+      | grep -E '^[A-Za-z0-9._-]+==' > /tmp/hrmcode-env/sandbox-constraints.txt \\
  && python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check --no-input \\
       --only-binary :all: --target {mount} -r /tmp/hrmcode-env/requirements.txt -c /tmp/hrmcode-env/sandbox-constraints.txt \\
  && rm -rf /tmp/hrmcode-env
@@ -243,7 +245,10 @@ def build_python_env_image(env_id: str, context: Path) -> str:
             if line:
                 reporter().log(line)
     except Exception as exc:  # noqa: BLE001 - BuildError and APIError carry the reason
-        raise SandboxError(f"docker build of {tag} failed: {' '.join(str(exc).split())[-300:]}",
+        log = [(chunk.get("stream") or chunk.get("error") or "") for chunk in getattr(exc, "build_log", None) or []]
+        errors = [line.strip() for text in log for line in text.splitlines() if "ERROR:" in line]
+        why = errors[0] if errors else " ".join(str(exc).split())[-300:]  # pip's first ERROR line says what
+        raise SandboxError(f"docker build of {tag} failed: {why[:300]}",
                            "check the requirements and network access to the package index from docker builds") from None
     return tag
 

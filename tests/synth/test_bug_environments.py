@@ -304,14 +304,20 @@ def test_env_option_is_refused_for_other_sources(tmp_path):
 def test_docker_image_holds_the_environment_read_only(dep_repo, tmp_path):
     base = real_sandbox("docker")
     info = read_repo(dep_repo)
-    env = prepare_environment(info, "python", "docker", workspace=tmp_path)
+    # also a newer "six" than the image's Debian python3-six: the environment's wins, and the image's
+    # own packages (Debian's) are no constraint on it, only the sandbox's pytest and its dependencies
+    build_wheel({"six.py": "__version__ = '99.0'\n"}, "six", "99.0", tmp_path / "links")
+    build_wheel(DEP, "tinydep", "1.0", tmp_path / "links")
+    requirements = Requirements(("six==99.0", "tinydep==1.0"), ("--no-index", "--find-links", str(tmp_path / "links")))
+    env = environments._for_backend(environments._local_environment(requirements, "python", tmp_path), "docker")
     assert env.image_name.startswith(f"hrmcode-env-{env.id}:")
     box = env.sandbox(base)
     run = run_suite(box, info.files, TEST_CMD, Limits(timeout_s=120), strict=True)
     assert run.problem is None and len(run.passing()) == 4
-    probe = box.run(f"echo x > {ENV_MOUNT}/tinydep/__init__.py && echo WROTE; true")
-    assert "WROTE" not in probe.stdout
-    again = prepare_environment(info, "python", "docker", workspace=tmp_path)
+    probe = box.run(f"python -c 'import six; print(six.__version__)'; "
+                    f"echo x > {ENV_MOUNT}/tinydep/__init__.py && echo WROTE; true")
+    assert probe.stdout.split() == ["99.0"]  # and nothing written
+    again = environments._for_backend(environments._local_environment(requirements, "python", tmp_path), "docker")
     assert again.image_name == env.image_name  # reused
 
 

@@ -581,6 +581,9 @@ def _for_backend(env: Environment, backend: str) -> Environment:
     return env
 
 
+_SUBSTITUTED: set[tuple[str | None, str]] = set()
+
+
 def environment_sandbox(record: dict | None, sandbox: Sandbox, workspace: Path | str | None = None) -> Sandbox:
     """``sandbox`` as a task's recorded environment (``Environment.record``) needs it: its packages
     mounted read-only, prepared again from the recorded requirements when this machine lacks them
@@ -596,9 +599,10 @@ def environment_sandbox(record: dict | None, sandbox: Sandbox, workspace: Path |
     # beside the recorded one when it lies on this machine (its workspace), unless a workspace is given
     root = known.parent if workspace is None and known is not None and known.parent.is_dir() else envs_root(workspace)
     env = _local_environment(requirements, record.get("language", "python"), root, known)
-    if env.id != record.get("id"):
-        reporter().log(f"environment {record.get('id')} was made for {record.get('python')} on "
-                       f"{record.get('platform')}: using {env.id} for {env.python} on {env.platform}")
+    if env.id != record.get("id") and (record.get("id"), env.id) not in _SUBSTITUTED:
+        _SUBSTITUTED.add((record.get("id"), env.id))  # said once per run, not per task
+        reporter().log(f"environment {record.get('id')} ({record.get('python')}, {record.get('platform')}) is not "
+                       f"what its requirements make here (another install recipe, Python or platform): using {env.id}")
     return _for_backend(env, sandbox.name).sandbox(sandbox)
 
 
