@@ -5,7 +5,7 @@ reachable, else a ``debootstrap --variant=minbase bookworm`` tree imported with 
 (needs root and debootstrap); ``hrmcode-sandbox:<hash of the Dockerfile dir>`` is built on top from
 ``hrmcode/sandbox/docker/Dockerfile`` with every toolchain (apt, PyPI and npm only). ``build_images``
 does both; ``DockerSandbox`` builds them on first use. A repository's test dependencies get an image of
-their own on top, ``hrmcode-env-<id>:<sandbox tag>`` (``build_python_env_image``: pip runs at build
+their own on top, ``hrmcode-env-<id>:<sandbox tag>-<recipe>`` (``build_python_env_image``: pip runs at build
 time, never in a run), which ``with_python_env`` runs instead, its packages in the read-only root.
 
 Each run: ``network_mode="none"`` (a private namespace with only loopback; ``bridge`` for
@@ -221,8 +221,10 @@ def image_present(tag: str) -> bool:
 
 
 def python_env_image_tag(env_id: str) -> str:
-    """``hrmcode-env-<id>:<the sandbox image's tag>``: a rebuilt sandbox image gets its own env images."""
-    return f"hrmcode-env-{env_id}:{image_tag().split(':', 1)[1]}"
+    """``hrmcode-env-<id>:<the sandbox image's tag>-<recipe>``: a rebuilt sandbox image, or another
+    ``ENV_DOCKERFILE``, gets env images of its own."""
+    recipe = hashlib.sha256(ENV_DOCKERFILE.encode()).hexdigest()[:6]
+    return f"hrmcode-env-{env_id}:{image_tag().split(':', 1)[1]}-{recipe}"
 
 
 def build_python_env_image(env_id: str, context: Path) -> str:

@@ -22,7 +22,7 @@ run build scripts the repository chose on this machine, outside any sandbox), in
 list, the pip options (and the files of local ``--find-links`` directories), the constraints, the
 Python version and the platform. The directory is written through ``atomic.staged`` (a complete
 environment or none; concurrent preparers each stage their own and the first rename wins) and reused
-when present. For the docker backend an image ``hrmcode-env-<id>:<sandbox tag>`` is built FROM the
+when present. For the docker backend an image ``hrmcode-env-<id>:<sandbox tag>-<recipe>`` is built FROM the
 sandbox image with the versions the local install resolved (``docker_backend.build_python_env_image``)
 and reused when present. ``Environment.sandbox(base)`` is ``base`` with the packages mounted read-only
 (``Sandbox.with_python_env``); a repository with no dependencies and a flat layout leaves ``base``
@@ -136,7 +136,7 @@ class Environment:
     platform: str = ""
     installed: tuple[str, ...] = ()  # name==version of every package installed (what pip resolved)
     directory: Path | None = None  # local: <workspace>/envs/<id>/site
-    image_name: str | None = None  # docker: hrmcode-env-<id>:<sandbox tag>
+    image_name: str | None = None  # docker: hrmcode-env-<id>:<sandbox tag>-<recipe>
 
     @property
     def mounts(self) -> bool:
