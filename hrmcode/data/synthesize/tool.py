@@ -229,7 +229,7 @@ def tool_examples(ctx: TaskContext) -> list[Draft]:
 
 # -- executed reference runs --------------------------------------------------------------------
 RUN_LOG = "tool-runs.jsonl"  # under the synthesis output's parts/: one record per executed task
-RUN_RULES = "executed-reference/1"  # bump when the scripted steps or the normalisation change
+RUN_RULES = "executed-reference/2"  # bump when the scripted steps or the normalisation change
 RUN_OBSERVATION_CHARS = 10_000  # eval swe's default --observation-chars (AgentLimits.observation_chars)
 RUN_TIMEOUT_S = 120.0  # seconds per command of a run, and for the verdict's test run
 RUN_MEMORY_MB = 4096
@@ -238,6 +238,7 @@ _NORMALISE = (
     (re.compile(r"\b(in|took) \d+(?:\.\d+)?s\b"), r"\1 0.00s"),  # pytest's "9 passed in 0.03s"
     (re.compile(r"\(\d+(?:\.\d+)?s\)"), "(0.00s)"),  # go test's "--- PASS: TestX (0.00s)"
     (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "0x0"),  # object addresses in reprs
+    (re.compile(r"\.\.\.[0-9a-f]+>"), "...0>"),  # the tail of an address pytest's saferepr cut ("...7febbdafefe0>")
     (re.compile(r"/tmp/[A-Za-z0-9_.-]*\d[A-Za-z0-9_.-]*"), "/tmp/tmp"),  # per-run temporary names
 )
 
