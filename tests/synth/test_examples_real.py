@@ -205,3 +205,11 @@ def test_repo_source_tool_examples_are_executed_runs(minirepo, tmp_path):
     resumed = synthesize(made.artifact.name, levels=("tool",), out=tmp_path / "b")
     assert resumed.stats["tool_runs"]["executed"] == 0
     assert json.loads(json.dumps(resumed.stats["tool_runs"]))["kept"] == runs["kept"]
+
+
+def test_normalise_puts_what_varies_between_runs_into_one_spelling():
+    printed = ("E  assert '<toolz.funct...7febbdafefe0>' == 'Compose(<fun...febbea6ffd0>)'\n"
+               "E  + <object object at 0x7fc2aa67efe0>\n9 passed in 1.23s\n--- PASS: TestX (0.01s)\n/tmp/tmpa1b2c3/x.py")
+    assert normalise(printed) == ("E  assert '<toolz.funct...0>' == 'Compose(<fun...0>)'\nE  + <object object at 0x0>\n"
+                                  "9 passed in 0.00s\n--- PASS: TestX (0.00s)\n/tmp/tmp/x.py")
+    assert normalise("cd /tmp/hrm-run-1/work && ls", "/tmp/hrm-run-1/work") == "cd /work && ls"
