@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from hrmcode.data.schema import Task
 from hrmcode.errors import CheckpointError, InputError, SourceUnavailable, UsageError
+from hrmcode.executor import rebuilt_on_worker
 from hrmcode.openai_client import PromptTooLong, post_chat
 
 BACKEND_SPECS = ("oracle", "stub", "openai:BASE_URL", "samples:FILE", "checkpoint:PATH")
@@ -257,6 +258,7 @@ class OpenAIBackend:
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.generation = generation
+        self.api_key = api_key  # for a Ray worker's own client
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(timeout=httpx.Timeout(generation.timeout_s, connect=min(30.0, generation.timeout_s)),
                                    headers=headers)
@@ -370,3 +372,10 @@ def make_backend(spec: str, *, model_name: str | None = None, generation: Genera
     if kind == "checkpoint" and rest:
         return CheckpointBackend(rest, generation)
     raise UsageError(f"unknown --model '{spec}'", f"use one of: {', '.join(BACKEND_SPECS)}")
+
+
+# --executor ray: a worker gets a backend's arguments and builds its own (an HTTP client, a loaded model and
+# their locks cannot be sent); a checkpoint's path must exist on the worker's node
+rebuilt_on_worker(OpenAIBackend, lambda b: (b.base_url, b.model_name, b.generation, b.api_key),
+                  lambda state: OpenAIBackend(*state))
+rebuilt_on_worker(CheckpointBackend, lambda b: (b.path, b.generation), lambda state: CheckpointBackend(*state))
