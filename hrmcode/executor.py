@@ -211,8 +211,6 @@ class RayExecutor:
                                  "needs RAY_AUTH_MODE=token and its token here (~/.ray/auth_token or RAY_AUTH_TOKEN)"
                                  ) from None
             self.started = True
-        for cls, state, rebuild in _REBUILT_ON_WORKER:
-            self.ray.util.register_serializer(cls, serializer=state, deserializer=rebuild)
         self.slots = int(self.ray.cluster_resources().get(SLOT_RESOURCE, 0))
         if self.slots < 1:
             raise UsageError(f"the Ray cluster has no {SLOT_RESOURCE} resources, so no sandbox can run on it",
@@ -229,6 +227,8 @@ class RayExecutor:
             on_done: Callable[[int, T], None] | None = None) -> list[T]:
         if not items:
             return []
+        for cls, state, rebuild in _REBUILT_ON_WORKER:  # registered by modules imported since __init__ too
+            self.ray.util.register_serializer(cls, serializer=state, deserializer=rebuild)
         try:
             fn_ref = self.ray.put(fn)
         except Exception as exc:  # noqa: BLE001 - any pickling failure, said in one line
