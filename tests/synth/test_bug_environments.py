@@ -178,6 +178,31 @@ def test_local_package_is_importable_in_the_sandbox_and_read_only(dep_repo, work
     assert not bare.passing()
 
 
+HOSTILE_ENV_WRITES = (  # an agent's session trying to change what the grader's fresh run will import
+    f"echo 'FACTOR = 1' > {ENV_MOUNT}/tinydep/__init__.py",
+    f"mv {ENV_MOUNT}/tinydep {ENV_MOUNT}/moved",
+    f"chmod 777 {ENV_MOUNT}/tinydep",
+    f"ln -s /work/evil.py {ENV_MOUNT}/evil.py",
+    f"python -c 'import tinydep, pathlib; pathlib.Path(tinydep.__file__).write_text(\"FACTOR = 1\")'",
+    f"mkdir -p /tmp/m && mount --bind /tmp/m {ENV_MOUNT}/tinydep",
+)
+
+
+def _poison_then_grade(box) -> tuple[list[str], str]:
+    with box.session({"calc.py": CALC}) as session:
+        succeeded = [attack for attack in HOSTILE_ENV_WRITES if session.exec(attack).exit_code == 0]
+    fresh = box.run("python -c 'import tinydep; print(tinydep.triple(2))'")
+    return succeeded, fresh.stdout.strip()
+
+
+@pytest.mark.integration
+def test_a_session_cannot_change_the_environment_a_later_run_imports(dep_repo, tmp_path):
+    env = prepare_environment(read_repo(dep_repo), "python", "local", workspace=tmp_path)
+    for path in [env.directory, *env.directory.rglob("*")]:  # only the read-only mount stands in the way now
+        path.chmod(0o777 if path.is_dir() else 0o666)
+    assert _poison_then_grade(env.sandbox(real_sandbox("local"))) == ([], "6")
+
+
 @pytest.mark.integration
 def test_repo_tasks_keeps_bugs_in_its_environment_records_it_and_reuses_it(dep_repo, workspace, tmp_path,
                                                                            monkeypatch):
@@ -317,6 +342,7 @@ def test_docker_image_holds_the_environment_read_only(dep_repo, tmp_path):
     probe = box.run(f"python -c 'import six; print(six.__version__)'; "
                     f"echo x > {ENV_MOUNT}/tinydep/__init__.py && echo WROTE; true")
     assert probe.stdout.split() == ["99.0"]  # and nothing written
+    assert _poison_then_grade(box) == ([], "6")
     again = environments._for_backend(environments._local_environment(requirements, "python", tmp_path), "docker")
     assert again.image_name == env.image_name  # reused
 
