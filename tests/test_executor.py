@@ -262,3 +262,34 @@ def test_bug_validation_and_eval_swe_on_ray_write_what_the_local_run_writes(ray_
     assert all(r["resolved"] for r in _untimed(tmp_path / "swe-ray" / "results.jsonl"))
     for file in ("predictions.jsonl", "report.json"):
         assert (tmp_path / "swe-ray" / file).read_bytes() == (tmp_path / "swe-local" / file).read_bytes(), file
+
+
+@pytest.mark.integration
+def test_a_checkpoint_model_is_loaded_on_the_worker(on_ray, tmp_path):
+    """A loaded model cannot be pickled: the worker gets the checkpoint's path and loads it itself."""
+    _local_sandbox_or_skip()
+    from hrmcode.data.sources import fetch
+    from hrmcode.eval.api import EvalConfig, HumanEvalOptions, eval_humaneval
+    from tests.quantize.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path)
+    fetch("humaneval", limit=2)
+    config = {"model": f"checkpoint:{model}", "jobs": 2, "max_tokens": 16}
+    with executor.active(executor.LocalExecutor(2)):
+        eval_humaneval(EvalConfig(**config, out=tmp_path / "local"), HumanEvalOptions())
+    eval_humaneval(EvalConfig(**config, out=tmp_path / "ray"), HumanEvalOptions())
+    assert _untimed(tmp_path / "ray" / "results.jsonl") == _untimed(tmp_path / "local" / "results.jsonl")
+
+
+@pytest.mark.docker
+def test_docker_sandboxes_are_rebuilt_on_the_worker(ray_cluster, cli, tmp_path):
+    from tests._sandboxes import real_sandbox
+
+    real_sandbox("docker")  # skips (or fails under HRMCODE_REQUIRE_DOCKER=1) without a Docker engine
+    assert cli("fetch", "humaneval", "--limit", "2").exit_code == 0
+    for name, extra in (("local", ()), ("ray", ("--executor", "ray"))):
+        result = cli("eval", "humaneval", "--model", "oracle", "--backend", "docker", "-j", "2",
+                     "-o", tmp_path / name, *extra)
+        assert result.exit_code == 0, result.stderr
+    assert _untimed(tmp_path / "ray" / "results.jsonl") == _untimed(tmp_path / "local" / "results.jsonl")
+    assert all(r["correct"] == 1 for r in _untimed(tmp_path / "ray" / "results.jsonl"))
