@@ -104,7 +104,8 @@ def main() -> None:
     print(f"{'work':<24}{'items':>6}{'local s':>9}{'ray s':>8}{'ray/local':>10}{'same output':>13}")
     for name, (_run, items) in work.items():
         local, ray_s = seconds[name, "local"], seconds[name, "ray"]
-        print(f"{name:<24}{items:>6}{local:>9.1f}{ray_s:>8.1f}{ray_s / local:>9.2f}x{'yes' if same[name] else 'NO':>13}")
+        verdict = "yes" if same[name] else "NO"
+        print(f"{name:<24}{items:>6}{local:>9.1f}{ray_s:>8.1f}{ray_s / local:>9.2f}x{verdict:>13}")
     nodes = (1, 2, 4, 8)
     print(f"\nestimated seconds on N nodes like this one ({args.slots} slots each): driver + (ray - driver) / N")
     print(f"{'work':<24}{'driver s':>9}" + "".join(f"{f'N={n}':>8}" for n in nodes))

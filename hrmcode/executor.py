@@ -1,8 +1,9 @@
 """Where per-item work runs: this machine's threads (the default) or a Ray cluster's sandbox slots.
 
 One seam, ``Executor.map(fn, items, on_done)``, used by every per-item fan-out that runs code in a
-sandbox (``sandbox.run_many``: repository bug validation, validate's execution checks; the eval
-runner: every ``eval`` benchmark including ``eval swe``). ``fn(item, worker)`` runs once per item;
+sandbox (``sandbox.run_many``: repository bug validation and reference runs, validate's execution
+checks; the eval runner: every ``eval`` benchmark including ``eval swe``) and, under Ray, by
+synthesize's chunks (locally those stay on its process pool). ``fn(item, worker)`` runs once per item;
 ``worker`` is an id no other item running on the same machine holds at that moment, so sandboxes
 started with ``worker=`` use separate uids and caches.
 
@@ -27,10 +28,13 @@ stops with one line, and a rerun redoes only the items whose results were not ap
 Without ``--address`` it starts a one-machine cluster with ``slots`` sandbox slots for this run; a
 process that has already called ``ray.init`` (tests, notebooks) is used as it is.
 
+Objects that cannot be pickled as they are (a docker client, a loaded model, an HTTP client) are
+sent as what rebuilds them on the worker (``rebuilt_on_worker``, registered by their modules).
+
 Not guaranteed: that a worker sees the driver's files or environment variables (each node needs
-hrmcode installed and, for sandboxes, its toolchains or docker images; jobs carry their inputs, not
-paths), or that objects a job closes over can be sent at all (an unpicklable one is a one-line
-error before anything runs).
+hrmcode installed and, for sandboxes, its toolchains or docker images; jobs carry their inputs, but a
+path one reads, such as a ``checkpoint:`` model's, must exist on the node), or that every object a
+job closes over can be sent at all (one that cannot is a one-line error before anything runs).
 """
 
 from __future__ import annotations

@@ -177,7 +177,8 @@ def test_synthesize_validate_and_eval_on_ray_write_what_the_local_run_writes(ray
     assert (tmp_path / "ex-ray" / "examples.jsonl").read_bytes() == (tmp_path / "ex" / "examples.jsonl").read_bytes()
     runs = {}
     for name, extra in (("local", ()), ("ray", ("--executor", "ray"))):
-        result = cli("validate", tmp_path / "ex", "--allow-contaminated", "-j", "2", "-o", tmp_path / f"v-{name}", *extra)
+        result = cli("validate", tmp_path / "ex", "--allow-contaminated", "-j", "2", "-o", tmp_path / f"v-{name}",
+                     *extra)
         assert result.exit_code == 0, result.stderr
         result = cli("eval", "humaneval", "--model", "oracle", "-j", "2", "-o", tmp_path / f"e-{name}", *extra)
         assert result.exit_code == 0, result.stderr
