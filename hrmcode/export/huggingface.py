@@ -21,7 +21,8 @@ Guarantees: the export is staged and renamed into place with its manifest last (
 contract of ``hrmcode.artifacts``); the same checkpoint and options give the same
 ``model.safetensors`` bytes. Refused with a one-line error: a quantized model (transformers
 cannot run hrmcode's int8/int4 layers: export the float model it came from), anything that is not
-a model artifact or checkpoint directory, a corrupt checkpoint, an unknown prompt format.
+a model artifact or checkpoint directory, a corrupt checkpoint, an unknown prompt format, an arch
+the exported modeling code does not implement (trm, ut).
 Not guaranteed: that greedy tokens match hrmcode's where two logits are nearly tied (float
 rounding differs between hrmcode's fused CPU kernels and plain torch).
 """
@@ -166,6 +167,9 @@ def export_model(ref: Path | str, *, out: Path | str | None = None, workspace: P
     source, artifact = _source(ref, workspace)
     loaded = load_checkpoint(source)
     config = loaded.config
+    if config.arch not in ("hrm", "transformer"):
+        raise UsageError(f"the Hugging Face export implements arch hrm and transformer, not {config.arch}",
+                         "serve or evaluate this model with hrmcode itself (hrmcode serve, hrmcode eval)")
     tok_config = tokenizer_config(config)  # refuses an unknown prompt format before anything is written
     name = name or f"{artifact.name if artifact else source.name}-hf"
     params = {"source": str(source), "dtype": dtype}

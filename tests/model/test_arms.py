@@ -160,12 +160,13 @@ def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("arms")
     examples = write_examples(base / "examples", toy_examples())
     config = base / "small.json"
-    config.write_text(json.dumps({"preset": "tiny", "model": {"h_cycles": 1, "l_cycles": 1, "loops": 2}}))
+    config.write_text(json.dumps({"preset": "tiny", "train": {"eval_rows": 1},
+                                  "model": {"h_cycles": 1, "l_cycles": 1, "loops": 2}}))
     runs = {}
     for arch in ("trm", "ut"):
         result = CliRunner().invoke(app, [
             "--json", "train", str(examples.path), "--config", str(config), "--arch", arch, "--seq-len", "640",
-            "--batch-size", "1", "--max-steps", "2", "--warmup-steps", "1", "--eval-every", "0",
+            "--batch-size", "1", "--max-steps", "1", "--warmup-steps", "0", "--eval-every", "0",
             "--eval-generate", "0", "--vocab-size", "300", "--ema-decay", "0.5", "--logger", "none",
             "-o", str(base / arch)])
         assert result.exit_code == 0, result.output
@@ -200,3 +201,9 @@ def test_new_arms_quantize_and_generate(trained, tmp_path):
         uncached = generate(loaded.model, loaded.tokenizer, "def f():", GenerationConfig(max_new_tokens=4,
                                                                                            use_cache=False))
         assert cached.completion_tokens == 4 and len(cached.token_ids) == len(uncached.token_ids) == 4
+
+
+def test_the_hf_export_refuses_the_new_arms(cli, trained, tmp_path):
+    result = cli("export", "model", str(trained["trm"]), "-o", str(tmp_path / "hf"))
+    assert result.exit_code == 2 and "implements arch hrm and transformer, not trm" in result.stderr
+    assert not (tmp_path / "hf").exists()
