@@ -35,6 +35,10 @@ Training modes (``config.mode``):
 
 At evaluation and inference every sequence runs ``config.segments`` segments (the paper's
 evaluation runs all of them too), so per-token compute is known in advance.
+
+``hrmcode.model.trm.TRM`` reuses this recurrence and ACT loop with its own stacks
+(``build_stacks``, ``l_stack``/``h_stack``: one shared stack), gradient span (``grad_calls``)
+and halting rule (``learns_continue = False``: halt on q_halt alone, no q_continue loss).
 """
 
 from __future__ import annotations
