@@ -208,7 +208,7 @@ def _decide(run: RunContext, scored: Callable[[str], None], jobs: int = 1) -> di
                 entries, prefixes = _load_part(run, name)
                 examples_fh.seek(start)
                 lines = [line for line in examples_fh.read(end - start).split(b"\n") if line.strip()]
-                if checker is not None and executor.current(jobs).slots > 1:
+                if checker is not None and (jobs > 1 or executor.chosen() is not None):
                     _check_ahead(checker, entries, lines, jobs)
                 for i, (entry, line, prefix) in enumerate(zip(entries, lines, prefixes)):
                     decided = _judge(run, tally, checker, entry, line, i)
