@@ -20,13 +20,13 @@ the SWE-smith trajectories.
   observation is what the session printed (``normalise`` puts timings, hex addresses and the host's
   temporary paths into one spelling, so reruns give the same bytes). The example is kept only when
   the first test run failed and the fixed tree passes every FAIL_TO_PASS and PASS_TO_PASS test under
-  hrmcode's strict verdict (``pytest_report.run_suite``, a fresh run on the pristine tests, as
+  hrmcode's strict verdict (``bugs.suites.run_tests``, a fresh run on the pristine tests, as
   ``eval swe`` grades): a fix that does not really pass gives no tool example, and the reason is
   counted. ``messages`` hold the conversation (loss on the replies), ``reward`` 1.0, provenance not
   model-written (hrmcode scripted the replies). Runs happen before the examples are written
   (``execute_reference_runs``: in parallel on sandbox worker slots, each appended to
-  ``parts/tool-runs.jsonl`` as it finishes, so a rerun resumes). Python (pytest) suites only: the
-  strict verdict reads hrmcode's pytest reporter.
+  ``parts/tool-runs.jsonl`` as it finishes, so a rerun resumes). Python (pytest), Go, Rust and jest
+  suites: the strict verdict reads hrmcode's pytest reporter or the framework's own per-test report.
 - ``tool/canonical-from-task``: exercises, functions, and repository tasks whose repository is
   not at hand (SWE-smith's own records: nothing to run them in); never a task that had a reference
   run, kept or not. One example per task with a fix, whose target is the whole
@@ -61,6 +61,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from hrmcode.data.bugs import suites
 from hrmcode.data.bugs.environments import environment_sandbox
 from hrmcode.data.synthesize.context import TaskContext, build_context
 from hrmcode.data.synthesize.draft import Draft, header
@@ -72,7 +73,7 @@ from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.reporting import reporter
 from hrmcode.sandbox import get_sandbox, run_many
 from hrmcode.sandbox.base import ExecResult, Limits, Sandbox
-from hrmcode.sandbox.reports.pytest_report import STRICT_RULES, run_suite
+from hrmcode.sandbox.reports.pytest_report import STRICT_RULES
 
 HISTORY = 2
 OBSERVATION_CHARS = 2000
@@ -229,7 +230,7 @@ def tool_examples(ctx: TaskContext) -> list[Draft]:
 
 # -- executed reference runs --------------------------------------------------------------------
 RUN_LOG = "tool-runs.jsonl"  # under the synthesis output's parts/: one record per executed task
-RUN_RULES = "executed-reference/2"  # bump when the scripted steps or the normalisation change
+RUN_RULES = "executed-reference/3"  # bump when the scripted steps, the normalisation or the verdict change
 RUN_OBSERVATION_CHARS = 10_000  # eval swe's default --observation-chars (AgentLimits.observation_chars)
 RUN_TIMEOUT_S = 120.0  # seconds per command of a run, and for the verdict's test run
 RUN_MEMORY_MB = 4096
@@ -302,9 +303,6 @@ def execute_reference(task: dict, repository: dict[str, str], sandbox: Sandbox, 
     failed and the fixed tree passes the strict verdict."""
     ctx = build_context(task, {})
     record: dict = {"task": task["id"], "kept": False, "reason": "", "messages": [], "steps": []}
-    if ctx.language != "python":
-        record["reason"] = f"no strict verdict for {ctx.language} suites"
-        return record
     replies = reference_replies(ctx)
     if not replies:
         record["reason"] = "no test command or no whole file to fix"
@@ -343,8 +341,9 @@ def execute_reference(task: dict, repository: dict[str, str], sandbox: Sandbox, 
         record["reason"] = "the test command passed before the fix"
         return record
     fixed_tree = {**tree, **{p: final[p].decode("utf-8") for p in ctx.after}}
-    run = run_suite(sandbox, fixed_tree, ctx.tests["command"], limits, changed=sorted(ctx.after), strict=True,
-                    worker=worker)
+    # the runner and report of the repository's language (``bugs.suites``), as its bug was validated
+    run = suites.run_tests(sandbox, suites.detect_language(fixed_tree), fixed_tree, ctx.tests["command"], limits,
+                           changed=sorted(ctx.after), worker=worker)
     expected = list(ctx.tests.get("fail_to_pass", [])) + list(ctx.tests.get("pass_to_pass", []))
     resolved, detail = run.verdict(expected) if expected else (False, "no FAIL_TO_PASS / PASS_TO_PASS tests")
     record["kept"], record["reason"] = resolved, "" if resolved else f"the fixed tree fails the verdict: {detail}"
