@@ -33,9 +33,10 @@ from torch import nn
 
 from hrmcode.errors import CheckpointError, UsageError
 from hrmcode.model import kernels
+from hrmcode.model.quantization import (int4_dequantize, int4_group_size, int4_layer_group,  # noqa: F401 (re-exported)
+                                        int4_per_group, int8_per_channel, int8_rows)
 from hrmcode.quantize.backend import QuantSpec
 
-INT4_GROUP_SIZES = (256, 128, 64, 32)  # what TinyGemm accepts
 _INT4_INNER_K_TILES = 2
 
 
@@ -54,18 +55,6 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(owner) if owner else model, attr, module)
 
 
-def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per output channel: (int8 [N, K], float32 scale [N]) with w ~ q * scale."""
-    weight = weight.detach().float()
-    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-    return torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
-
-
-def int4_group_size(in_features: int, requested: int) -> int | None:
-    """The largest TinyGemm group size <= ``requested`` that divides ``in_features``, if any."""
-    return next((g for g in INT4_GROUP_SIZES if g <= requested and in_features % g == 0), None)
-
-
 def dynamic_int8_reference(x: torch.Tensor, weight_int8: torch.Tensor, scale: torch.Tensor,
                            row_sums: torch.Tensor) -> torch.Tensor:
     """What ``hrm_qlinear`` (``hrmcode/model/kernels.c``) computes, in PyTorch ops (the path without a C compiler).
@@ -73,13 +62,7 @@ def dynamic_int8_reference(x: torch.Tensor, weight_int8: torch.Tensor, scale: to
     Each input row is quantized to uint8 over [min(x, 0), max(x, 0)]; the integer products are summed exactly
     (float64 holds them), then scaled back: y = (xscale * wscale) * (sum q_x q_w - zero * rowsum).
     """
-    flat = x.reshape(-1, x.shape[-1]).float()
-    low = flat.amin(-1, keepdim=True).clamp(max=0)
-    high = flat.amax(-1, keepdim=True).clamp(min=0)
-    xscale = (high - low) / 255.0
-    xscale = torch.where(xscale == 0, torch.ones_like(xscale), xscale)
-    zero = torch.round(-low / xscale).clamp(0, 255)
-    codes = (torch.round(flat * (1.0 / xscale)) + zero).clamp(0, 255)
+    codes, xscale, zero = int8_rows(x)  # the grid's one home: hrmcode.model.quantization
     products = codes.double() @ weight_int8.double().T - zero.double() * row_sums.double()[None, :]
     y = (xscale * scale[None, :]) * products.float()
     return y.view(*x.shape[:-1], weight_int8.shape[0])
@@ -211,13 +194,7 @@ class Int4Linear(nn.Module):
 
     @classmethod
     def quantize(cls, weight: torch.Tensor, group_size: int, dtype: torch.dtype) -> "Int4Linear":
-        n, k = weight.shape
-        groups = weight.detach().float().view(n, k // group_size, group_size)
-        low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
-        scale = ((high - low) / 15.0).clamp(min=1e-12)
-        codes = torch.round((groups - low) / scale).clamp(0, 15).to(torch.uint8).view(n, k)
-        zero = low + 8.0 * scale  # TinyGemm's zero point: w = (q - 8) * scale + zero = q * scale + low
-        scales_and_zeros = torch.cat((scale, zero), -1).view(n, k // group_size, 2).transpose(0, 1).to(dtype)
+        codes, scales_and_zeros = int4_per_group(weight, group_size, dtype)
         return cls((codes[:, 0::2] << 4) | codes[:, 1::2], scales_and_zeros, group_size)
 
     def codes(self) -> torch.Tensor:
@@ -225,9 +202,7 @@ class Int4Linear(nn.Module):
         return torch.stack((self.nibbles >> 4, self.nibbles & 15), -1).view(self.out_features, -1).to(torch.int32)
 
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
-        scale, zero = self.scales_and_zeros.float().transpose(0, 1).unbind(-1)  # [N, K/g] each
-        groups = self.codes().float().view(self.out_features, -1, self.group_size)
-        return ((groups - 8.0) * scale[..., None] + zero[..., None]).view(self.out_features, -1).to(dtype)
+        return int4_dequantize(self.codes(), self.scales_and_zeros, self.group_size, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and x.dtype == torch.bfloat16:
@@ -302,8 +277,8 @@ class TorchBackend:
 
     def _quantized(self, weight: torch.Tensor, spec: QuantSpec) -> nn.Module | None:
         if spec.weights == "int4":
-            group = int4_group_size(weight.shape[1], spec.group_size)
-            if group is None or weight.shape[0] % 16:
+            group = int4_layer_group(weight.shape[0], weight.shape[1], spec.group_size)
+            if group is None:
                 return None  # stays in float: TinyGemm cannot take this shape
             return Int4Linear.quantize(weight, group, spec.torch_dtype)
         codes, scale = int8_per_channel(weight)

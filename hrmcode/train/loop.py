@@ -44,6 +44,7 @@ from hrmcode.errors import CheckpointError, InputError, UsageError
 from hrmcode.jsonl import dumps, read_jsonl
 from hrmcode.model import build_model, count_parameters
 from hrmcode.model.prompt import PromptFormat
+from hrmcode.model.quantization import QuantAware
 from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.model.checkpoint import (
     HYPERPARAMETERS, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint,
@@ -256,6 +257,8 @@ class Trainer:
                                             options.curriculum) for i, p in enumerate(phases)}
         self.step = 0
         self.ema = WeightEMA(model, options.ema_decay) if options.ema_decay else None
+        # --qat: fake quantization on the layers (before compiling, which traces their forward); on from --qat-start
+        self.qat = QuantAware(model, options.qat, options.qat_group_size) if options.qat != "none" else None
         if options.compile:
             # The block stacks hold nearly all the compute; compiling them in place keeps the
             # Python-level recurrence, ACT control flow and metrics out of the traced graphs.
@@ -315,6 +318,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         opts, dist = self.options, self.dist
         self.model.train()
+        self.use_qat_from(self.step)
         stream = self.streams[self.phase_at(self.step).name]
         micro = [stream.next_batch(opts.batch_size).shard(dist.rank, dist.world).to(self.device)
                  for _ in range(opts.grad_accum)]
@@ -353,8 +357,14 @@ class Trainer:
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
         # Eager: evaluation shapes (and the growing KV cache) would only trigger recompiles.
+        self.use_qat_from(max(self.step - 1, 0))  # as the last step trained
         with torch.no_grad(), torch.compiler.set_stance("force_eager"), self.weights_for_use():
             return self._evaluate()
+
+    def use_qat_from(self, step: int) -> None:
+        """Fake quantization on for step ``step`` when --qat is on and ``step`` >= --qat-start."""
+        if self.qat is not None:
+            self.qat.enabled = step >= self.options.qat_start
 
     def _evaluate(self) -> dict[str, float]:
         phase = self.phase_at(max(self.step - 1, 0))
