@@ -144,7 +144,12 @@ def _drain(futures: dict[Future, int], finished: Callable[[int, Any], None]) -> 
                     for other in pending:
                         other.cancel()
                 continue
-            finished(futures[future], future.result())
+            try:
+                finished(futures[future], future.result())
+            except BaseException:  # the caller's own step failed (a full disk): start nothing more
+                for other in pending:
+                    other.cancel()
+                raise
     if failure is not None:
         raise failure
 

@@ -91,6 +91,22 @@ def test_local_error_stops_the_rest_and_keeps_the_finished():
     assert done == [0, 1]
 
 
+def test_a_failing_on_done_starts_nothing_more():
+    started: list[int] = []
+
+    def job(item: int, worker: int) -> int:
+        started.append(item)
+        time.sleep(0.05)
+        return item
+
+    def full_disk(index: int, result: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        LocalExecutor(2).map(job, list(range(20)), full_disk)
+    assert len(started) < 20
+
+
 def test_options_refuse_unknown_executor_and_stray_address():
     with pytest.raises(UsageError, match="unknown --executor 'spark'"):
         ExecutorOptions("spark").check()
