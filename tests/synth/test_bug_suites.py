@@ -245,6 +245,8 @@ def test_synthesize_cli_makes_go_tasks_without_a_test_command(cli, tmp_path):
     report = json.loads(done.stdout)
     assert report["bugs"]["reference_passing"] == 5 and report["bugs"]["kept"] >= 1, report["bugs"]
     assert report["by_language"] == {"go": report["examples"]}
+    # the tool level's executed reference runs are judged by the same Go route
+    assert report["tool_runs"]["kept"] == report["bugs"]["kept"] and report["by_level"]["tool"] >= 1, report["tool_runs"]
     instances = [json.loads(line) for line in (Path(report["source_tasks"]) / "instances.jsonl").read_text().splitlines()]
     assert len(instances) == report["bugs"]["kept"]
     for instance in instances:
