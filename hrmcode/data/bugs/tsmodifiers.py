@@ -40,6 +40,8 @@ templates are the compiler's business) or is observable; the test run decides bo
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import random
 import re
 from collections.abc import Iterator
@@ -422,14 +424,15 @@ def _rust_test_spans(root: Node) -> list[tuple[int, int]]:
     return spans
 
 
-def _owner(found: list[Function], bug: _Bug) -> int | None:
-    """Index of the innermost function holding every byte the bug touches."""
-    best = None
-    for index, function in enumerate(found):
-        if function.start_byte <= bug.start and bug.end <= function.end_byte:
-            if best is None or function.start_byte >= found[best].start_byte:
-                best = index
-    return best
+def _owner(found: list[Function], starts: list[int], start: int, end: int) -> int | None:
+    """Index of the innermost function holding every byte in ``start..end`` (``found`` in source order,
+    nested functions after their parents: the first holder going back from ``start`` is the innermost)."""
+    index = bisect.bisect_right(starts, start) - 1
+    while index >= 0:
+        if found[index].end_byte >= end:
+            return index
+        index -= 1
+    return None
 
 
 def candidate_bugs(language: str, source: str, rng: random.Random | None = None) -> Iterator[tuple[str, str, str]]:
@@ -447,16 +450,20 @@ def candidate_bugs(language: str, source: str, rng: random.Random | None = None)
     if not found:
         return
     order = {kind: i for i, kind in enumerate(KINDS)}
+    found.sort(key=lambda f: f.start_byte)  # stable: a parent stays before a child that starts with it
+    starts = [f.start_byte for f in found]
     placed: list[tuple[int, int, int, _Bug]] = []
     for bug in _sites(language, tree.root_node, data, rng):
-        owner = _owner(found, bug)
+        start, end = bug.start, bug.end
+        owner = _owner(found, starts, start, end)
         if owner is not None:
-            placed.append((owner, order[bug.kind], bug.start, bug))
+            placed.append((owner, order[bug.kind], start, bug))
     placed.sort(key=lambda item: item[:3])
-    seen: set[bytes] = set()
+    seen: set[bytes] = set()  # digests: a large file's bugged copies are not all kept in memory
     for owner, _, _, bug in placed:
         bugged, ok = _apply(language, tree, data, bug.edits)
-        if not ok or bugged == data or bugged in seen:
+        digest = hashlib.blake2b(bugged, digest_size=16).digest()
+        if not ok or bugged == data or digest in seen:
             continue
-        seen.add(bugged)
+        seen.add(digest)
         yield found[owner].name, bug.kind, bugged.decode()
