@@ -127,7 +127,7 @@ def grade(task: RepoTask, patch: str, sandbox: Sandbox, *, timeout_s: float = 30
                         applied=True, discarded=discarded)
     if not task.fail_to_pass:
         return _not_run(task, "the task has no FAIL_TO_PASS tests", applied=True, discarded=discarded)
-    run = suites.run_tests(sandbox, suites.detect_language(tree), tree, task.test_command,
+    run = suites.run_tests(sandbox, suites.suite_language(task.test_command, tree), tree, task.test_command,
                            Limits(timeout_s=timeout_s, memory_mb=memory_mb), changed=changed, worker=worker)
     resolved, detail = run.verdict(task.fail_to_pass + task.pass_to_pass)
 

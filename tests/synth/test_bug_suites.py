@@ -86,6 +86,11 @@ def test_language_and_default_command_come_from_the_repository():
     assert suites.default_test_command("python", {"setup.py": ""}) is None
     assert suites.default_test_command("javascript", {"package.json": '{"scripts": {"test": "mocha"}}'}) is None
     assert suites.default_test_command("javascript", {"package.json": '{"scripts": {"test": "jest; rm -rf /"}}'}) is None
+    # a Python project whose docs ship a big JavaScript bundle is tested with pytest when its command says so
+    bundled = {"pkg/a.py": "x = 1\n", "docs/_static/jquery.js": "x" * 100_000}
+    assert suites.detect_language(bundled) == "javascript"
+    assert suites.suite_language("python -m pytest -q tests", bundled) == "python"
+    assert suites.suite_language("go test ./...", {}) == "go" and suites.suite_language(None, bundled) == "javascript"
     # tests do not count: a Go module whose only JavaScript is its test helpers is Go
     assert suites.detect_language({"a.go": "package a\n", "web/x.test.js": "x" * 1000}) == "go"
 

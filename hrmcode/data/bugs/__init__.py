@@ -292,7 +292,7 @@ def _reference_run(log: AppendLog, sandbox, info: RepoInfo, tree: str, command: 
     if log.done(key):
         return log.records[key]
     # strict, as validate runs these tests later: both see the same reporter checks
-    language = suites.detect_language(info.files)
+    language = suites.suite_language(command, info.files)
     reference = suites.run_tests(sandbox, language, info.files, command, limits)
     passing = reference.passing()
     if not passing:
@@ -310,7 +310,7 @@ def _validate(sandbox, info: RepoInfo, candidate: Candidate, command: str, limit
               worker: int) -> dict:
     """One candidate's verdict: kept with its FAIL_TO_PASS / PASS_TO_PASS, or rejected with the reason."""
     # only the bugged file is the candidate's: tests, conftest and config stay as at HEAD
-    language = suites.detect_language(info.files)
+    language = suites.suite_language(command, info.files)
     if not suites.tests_untouched(language, info.files[candidate.path], candidate.bugged):
         return {"verdict": "rejected", "reason": "changed_tests"}  # Rust unit tests live in the bugged file
     files = {**info.files, candidate.path: candidate.bugged}
@@ -370,7 +370,7 @@ def repo_tasks(
     in pairs (``procedural.combine.file_combos``) and validated like any candidate."""
     info = read_repo(path)
     # the suite's language decides how tests run and are read (``suites``); go, rust and jest have a default command
-    language = suites.detect_language(info.files)
+    language = suites.suite_language(test_cmd, info.files)
     test_cmd = test_cmd or suites.default_test_command(language, info.files)
     if not test_cmd:
         example = "python -m pytest tests" if language == "python" else "jest" if language == "javascript" else ""

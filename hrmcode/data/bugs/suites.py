@@ -1,7 +1,8 @@
 """A repository's test suite in any language, run in the sandbox with per-test verdicts the tested
 code does not write by printing: what repository bug validation judges candidates by.
 
-``detect_language(files)`` is the language of most of a repository's non-test code;
+``detect_language(files)`` is the language of most of a repository's non-test code and
+``suite_language(command, files)`` the route a test command takes (its runner, else that language);
 ``default_test_command(language, files)`` the command its tests run with when ``--test-cmd`` is
 not given (None where there is no sound default: Python, whose runners and layouts vary);
 ``run_tests(sandbox, language, files, command, limits, changed, worker) -> SuiteRun`` runs one
@@ -88,6 +89,22 @@ def detect_language(files: dict[str, str]) -> str:
     if not sizes:
         return "python"
     return max(LANGUAGES, key=lambda language: (sizes[language], -LANGUAGES.index(language)))
+
+
+def suite_language(command: str | None, files: dict[str, str]) -> str:
+    """The language whose route runs ``command``: named by the command's runner (``go test``, ``cargo
+    test``, ``jest``, pytest), else the repository's (``detect_language``). A Python project whose docs
+    ship a large JavaScript bundle is still tested with pytest when its command says so."""
+    words = command.split() if command else []
+    if words[:2] == ["go", "test"]:
+        return "go"
+    if words[:2] == ["cargo", "test"]:
+        return "rust"
+    if words[:1] == ["jest"]:
+        return "javascript"
+    if "pytest" in (command or ""):
+        return "python"
+    return detect_language(files)
 
 
 def default_test_command(language: str, files: dict[str, str]) -> str | None:

@@ -342,8 +342,8 @@ def execute_reference(task: dict, repository: dict[str, str], sandbox: Sandbox, 
         return record
     fixed_tree = {**tree, **{p: final[p].decode("utf-8") for p in ctx.after}}
     # the runner and report of the repository's language (``bugs.suites``), as its bug was validated
-    run = suites.run_tests(sandbox, suites.detect_language(fixed_tree), fixed_tree, ctx.tests["command"], limits,
-                           changed=sorted(ctx.after), worker=worker)
+    run = suites.run_tests(sandbox, suites.suite_language(ctx.tests["command"], fixed_tree), fixed_tree,
+                           ctx.tests["command"], limits, changed=sorted(ctx.after), worker=worker)
     expected = list(ctx.tests.get("fail_to_pass", [])) + list(ctx.tests.get("pass_to_pass", []))
     resolved, detail = run.verdict(expected) if expected else (False, "no FAIL_TO_PASS / PASS_TO_PASS tests")
     record["kept"], record["reason"] = resolved, "" if resolved else f"the fixed tree fails the verdict: {detail}"

@@ -129,7 +129,7 @@ class ExecChecker:
             except HrmcodeError as exc:
                 return None, f"its test environment cannot be prepared here: {exc.message}"
             # the repository's language decides the runner and its report, as when the bug was validated
-            run = suites.run_tests(box, suites.detect_language(tree), tree, tests["command"],
+            run = suites.run_tests(box, suites.suite_language(tests["command"], tree), tree, tests["command"],
                                    Limits(timeout_s=self.timeout_s * 4, memory_mb=4096), changed=files)
             expected = tests["fail_to_pass"] if stub else tests["fail_to_pass"] + tests["pass_to_pass"]
             # a suite of only expected tests must also exit 0; one with tests that failed at HEAD cannot
