@@ -210,7 +210,7 @@ def failure_excerpt(language: str, run: SuiteRun, test: str) -> str:
         return pytest_failure_excerpt(run.result.stdout, test)
     name = test.split("::", 1)[-1]  # without the package, target or test file
     lines: list[str] = []
-    if language == "go":  # what the test printed (t.Error streams before its FAIL line), its FAIL line, an example's got/want
+    if language == "go":  # what the test printed (t.Error streams before its FAIL line), its FAIL line, got/want
         raw = [line.removeprefix("\x16") for line in output.splitlines()]
         fail = next((i for i, line in enumerate(raw) if re.match(rf"\s*--- FAIL: {re.escape(name)} ", line)), None)
         if fail is not None:
@@ -264,14 +264,16 @@ def run_tests(sandbox: Sandbox, language: str, files: dict[str, str], command: s
         ensure_go_seed(sandbox, worker)
         script, packages = _go_script(command, files, nonce)
         result = sandbox.run(["/bin/sh", "-c", f"{{ {script} ; }} 2>&1"], files, limits, worker=worker)
-        return _foreign_tests_fail(_go_run(result, nonce, packages), {str(PurePosixPath(p).parent) for p in changed if p.endswith("_test.go")})
+        changed_packages = {str(PurePosixPath(p).parent) for p in changed if p.endswith("_test.go")}
+        return _foreign_tests_fail(_go_run(result, nonce, packages), changed_packages)
     if language == "rust":
         result = sandbox.run(["/bin/sh", "-c", f"{{ {_rust_script(command)} ; }} 2>&1"], files, limits, worker=worker)
         # unit tests inside a changed src file: the caller's ``tests_untouched``
         return _foreign_tests_fail(_rust_run(result), {p for p in changed if re.fullmatch(r"tests/[^/]+\.rs", p)})
     hidden, collected = private_dir(nonce), f".hrmcode-report-{nonce}"
     tree = {**files, frameworks.JEST_GUARD: frameworks.JEST_GUARD_SOURCE}
-    script = (f'{make_private_dir(hidden)} && {{ {_jest_script(command, hidden)} ; }} 2>&1; s=$?; rm -rf "$PWD/{collected}"; '
+    script = (f'{make_private_dir(hidden)} && {{ {_jest_script(command, hidden)} ; }} 2>&1; s=$?; '
+              f'rm -rf "$PWD/{collected}"; '
               f'cp {hidden}/jest.json "$PWD/{collected}" 2>/dev/null; exit $s')
     result = sandbox.run(["/bin/sh", "-c", script], tree, limits, worker=worker, collect=[collected])
     return _foreign_tests_fail(_jest_run(result, result.files.get(collected)), set(changed))
@@ -370,7 +372,8 @@ def _go_script(command: str, files: dict[str, str], nonce: str) -> tuple[str, li
     binary = private_dir(nonce)
     steps = [make_private_dir(binary)]
     for i, package in enumerate(packages):
-        steps.append(f"go test -c -vet=off -o {binary}/{i}.test {' '.join(shlex.quote(b) for b in build)} ./{shlex.quote(package)}")
+        flags = " ".join(shlex.quote(b) for b in build)
+        steps.append(f"go test -c -vet=off -o {binary}/{i}.test {flags} ./{shlex.quote(package)}")
     # built: the expected answers leave the tree, and the binaries can no longer be replaced by name
     steps += ["find . -name '*_test.go' -type f -delete", f"chmod 500 {binary}"]
     runs = []
@@ -487,7 +490,10 @@ def _jest_script(command: str, hidden: str) -> str:
 
 def _jest_run(result: ExecResult, report_text: str | None) -> SuiteRun:
     run = SuiteRun(result)
-    report = frameworks.Report(problem="timed out") if result.timed_out else frameworks.parse_jest(report_text, qualified=True)
+    if result.timed_out:
+        report = frameworks.Report(problem="timed out")
+    else:
+        report = frameworks.parse_jest(report_text, qualified=True)
     if report.problem is not None:
         run.problem = f"{report.problem} (exit {result.exit_code})"
         return run
@@ -497,7 +503,8 @@ def _jest_run(result: ExecResult, report_text: str | None) -> SuiteRun:
         return run
     for name, outcome in report.tests:
         name = name.removeprefix(f"{WORK_DIR}/")
-        run.outcomes[name] = "failed" if run.outcomes.get(name) == "failed" else outcome  # one title twice: either failing fails
+        # one name twice (two tests with one title): either failing fails
+        run.outcomes[name] = "failed" if run.outcomes.get(name) == "failed" else outcome
     return run
 
 
@@ -521,7 +528,8 @@ def source_repository(spec: str, dest: Path | str) -> Path:
     """
     kind, _, name = spec.partition(":")
     if kind not in SOURCE_KINDS or not name:
-        raise UsageError(f"unknown offline source {spec!r}", f"use one of {', '.join(k + ':NAME' for k in SOURCE_KINDS)}")
+        kinds = ", ".join(k + ":NAME" for k in SOURCE_KINDS)
+        raise UsageError(f"unknown offline source {spec!r}", f"use one of {kinds}")
     target = Path(dest) / re.sub(r"[^A-Za-z0-9_.-]", "_", name.rsplit("/", 1)[-1].replace("@", "-"))
     if target.exists():
         raise UsageError(f"{target} already exists", "give an empty destination")
