@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 
 import pytest
@@ -23,9 +24,14 @@ SOURCE = '''def f(xs, lo, hi):
 '''
 
 
+@functools.cache
+def _seeded_bugs() -> tuple:
+    """SOURCE's bugs over 40 seeds (each seed makes one per modifier, each site changed with its likelihood)."""
+    return tuple(b for seed in range(40) for b in candidate_bugs(SOURCE, seed))
+
+
 def _bugs(kind: str) -> list[str]:
-    """The bugs of ``kind`` over 40 seeds (each seed makes one, changing each site with the modifier's likelihood)."""
-    return sorted({b.bugged for seed in range(40) for b in candidate_bugs(SOURCE, seed) if b.kind == kind})
+    return sorted({b.bugged for b in _seeded_bugs() if b.kind == kind})
 
 
 def _changed_lines(bugged: str) -> list[tuple[str, str]]:
