@@ -415,3 +415,36 @@ def test_touched_in_hunks_reads_headers_and_signatures_with_tree_sitter():
 """
     (diff,) = parse_patch(java)
     assert touched_in_hunks(diff, "java") == ["Stack.of"]
+
+
+def test_touched_in_hunks_reads_a_signature_over_several_lines():
+    patch = """diff --git a/s.go b/s.go
+--- a/s.go
++++ b/s.go
+@@ -3,8 +3,8 @@ import "net"
+ 
+ // Serve accepts connections.
+ func (s *Server) Serve(
+ 	l net.Listener,
+ 	opts Options,
+ ) error {
+-	return nil
++	return s.loop(l)
+ }
+"""
+    (diff,) = parse_patch(patch)
+    assert touched_in_hunks(diff, "go") == ["Server.Serve"]
+    rust = """diff --git a/src/lib.rs b/src/lib.rs
+--- a/src/lib.rs
++++ b/src/lib.rs
+@@ -10,6 +10,6 @@ impl Parser {
+     pub fn parse<'a>(
+         &self,
+         input: &'a str,
+     ) -> Result<Tree<'a>, Error> {
+-        self.inner(input)
++        self.inner(input.trim())
+     }
+"""
+    (diff,) = parse_patch(rust)
+    assert touched_in_hunks(diff, "rust") == ["Parser.parse"]

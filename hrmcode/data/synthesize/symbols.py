@@ -12,7 +12,7 @@ Guarantees:
   context above each change, nested by indentation (Python) or braces (others). A line is a
   signature when tree-sitter reads it, closed with a brace, as a definition; braces are counted
   on tree-sitter's tokens, so those in strings and comments do not count. A signature spread
-  over several lines of a hunk is not recognised there.
+  over up to six lines of a hunk is read as one.
 Names are returned in order of first appearance, without duplicates.
 """
 
@@ -86,6 +86,7 @@ def _indent_symbols(lines: list[str]) -> list[Symbol]:
 
 
 # -- other languages ---------------------------------------------------------------------------
+_SIGNATURE_LINES = 6  # the longest signature looked for across the lines of a hunk
 _CLOSERS = ("\n}", "\n};")  # what makes a signature line a whole definition (C++ classes need the ";")
 _CLASS_MEMBERS = {"java", "javascript", "typescript", "tsx"}  # a method line reads as one only inside a class
 
@@ -192,6 +193,7 @@ def touched_in_hunks(diff: FileDiff, language: str) -> list[str]:
         header_is_type = section is not None and section.kind == "type"
         enclosing: list[tuple[int, str]] = []  # (indent or brace depth marker, name)
         depth = 0
+        pending: list[str] = []  # lines since the last that ended a statement or opened/closed a block
         for tag, text in hunk.lines:
             if tag == "+":
                 if enclosing:
@@ -211,6 +213,12 @@ def touched_in_hunks(diff: FileDiff, language: str) -> list[str]:
                         enclosing.append((indent, parent + match.group(2)))
             else:
                 signature = _signature(line, language)
+                for k in range(1, len(pending) + 1):  # a signature spread over the lines before this one
+                    if signature is not None:
+                        break
+                    signature = _signature("\n".join(pending[-k:] + [line]), language)
+                stripped = line.strip()
+                pending = [] if not stripped or stripped[-1] in "{};" else (pending + [line])[-_SIGNATURE_LINES:]
                 if signature is not None:
                     # inside a type seen in the hunk, or the header's type while its body is still open
                     parent = enclosing[-1][1] if enclosing else (header if header_is_type and depth >= 0 else None)
