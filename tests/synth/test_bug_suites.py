@@ -91,6 +91,7 @@ def test_language_and_default_command_come_from_the_repository():
     assert suites.detect_language(bundled) == "javascript"
     assert suites.suite_language("python -m pytest -q tests", bundled) == "python"
     assert suites.suite_language("go test ./...", {}) == "go" and suites.suite_language(None, bundled) == "javascript"
+    assert suites.detect_language({"src/main/java/A.java": "class A {}", "b.py": ""}) == "java"  # no route: said so
     # tests do not count: a Go module whose only JavaScript is its test helpers is Go
     assert suites.detect_language({"a.go": "package a\n", "web/x.test.js": "x" * 1000}) == "go"
 
@@ -222,6 +223,15 @@ def test_a_rust_repository_gives_tasks(tmp_path, sandbox):
     assert result.stats["kept"] >= 1 and "changed_tests" not in result.stats["rejected"], result.stats
     for instance in read_jsonl(result.artifact.path / "instances.jsonl"):
         assert set(instance["FAIL_TO_PASS"]) | set(instance["PASS_TO_PASS"]) == PASSING["rust"]
+
+
+def test_a_repository_in_a_language_without_a_route_is_refused(tmp_path):
+    repo = tmp_path / "javalib"
+    (repo / "src/main/java").mkdir(parents=True)
+    (repo / "src/main/java/A.java").write_text("class A { int f() { return 1 + 2; } }\n")
+    commit_tree(repo, "fixture")
+    with pytest.raises(UsageError, match="is a java repository"):
+        repo_tasks(str(repo), test_cmd=None)
 
 
 def test_a_debian_go_library_becomes_a_repository_whose_tests_pass(sandbox, tmp_path):

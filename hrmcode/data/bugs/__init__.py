@@ -371,6 +371,10 @@ def repo_tasks(
     info = read_repo(path)
     # the suite's language decides how tests run and are read (``suites``); go, rust and jest have a default command
     language = suites.suite_language(test_cmd, info.files)
+    if language not in suites.LANGUAGES:
+        raise UsageError(f"repo:{path} is a {language} repository: hrmcode validates bugs in "
+                         f"{', '.join(suites.LANGUAGES)} (jest) repositories",
+                         "a Python project with other code in it: give --test-cmd running pytest")
     test_cmd = test_cmd or suites.default_test_command(language, info.files)
     if not test_cmd:
         example = "python -m pytest tests" if language == "python" else "jest" if language == "javascript" else ""

@@ -79,16 +79,18 @@ _GO_DIRS_LEFT_OUT = {"testdata", "vendor"}
 
 
 def detect_language(files: dict[str, str]) -> str:
-    """The language of most of the repository's non-test source files (by bytes; ties go to the
-    first of ``LANGUAGES``), "python" when it has none hrmcode can run."""
+    """The language of most of the repository's non-test source files (by bytes, any language
+    ``syntax.language_of`` knows: one without a route here, such as java, is returned too so the
+    caller can say so; ties go to the first of ``LANGUAGES``), "python" when it has no source file."""
     sizes: Counter = Counter()
     for path, text in files.items():
         language = language_of(path)
-        if language in LANGUAGES and not is_test_path(path, language):
+        if language is not None and not is_test_path(path, language):
             sizes[language] += len(text)
     if not sizes:
         return "python"
-    return max(LANGUAGES, key=lambda language: (sizes[language], -LANGUAGES.index(language)))
+    order = [*LANGUAGES, *sorted(set(sizes) - set(LANGUAGES))]
+    return max(order, key=lambda language: (sizes[language], -order.index(language)))
 
 
 def suite_language(command: str | None, files: dict[str, str]) -> str:
