@@ -328,3 +328,9 @@ async fn later() {
 """
     found = {(name, kind) for name, kind, _ in candidate_bugs("rust", source)}
     assert found == {("add", "op_change")}
+
+
+def test_go_blank_assignments_stay():
+    source = "package p\nfunc f(x int) int {\n\t_ = x\n\t_, _ = x, x\n\ty := 0\n\ty = x\n\treturn y\n}\n"
+    removed = [changes(source, t) for _, k, t in candidate_bugs("go", source) if k == "remove_assign"]
+    assert removed == [["-\ty = x"]]

@@ -175,6 +175,10 @@ class _Bug:
         return max(e.end for e in self.edits)
 
 
+def _text_of(node: Node, data: bytes) -> str:
+    return data[node.start_byte:node.end_byte].decode("utf-8", "replace")
+
+
 def _walk(node: Node) -> Iterator[Node]:
     stack = [node]
     while stack:
@@ -372,6 +376,9 @@ def _sites(language: str, root: Node, data: bytes, rng: random.Random | None) ->
                 yield bug
         elif kind in grammar.assignments or kind in grammar.loops:
             statement = _statement(node, grammar, language)
+            left = node.child_by_field_name("left")
+            if left is not None and set(_text_of(left, data).replace(",", " ").split()) == {"_"}:
+                continue  # Go's "_ = x" only keeps x used: dropping it is a compile error, not a bug
             if statement is not None:
                 kind_name = "remove_assign" if kind in grammar.assignments else "remove_loop"
                 yield _Bug(kind_name, (_removal(data, statement),))
