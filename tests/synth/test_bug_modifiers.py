@@ -112,6 +112,13 @@ def test_each_function_modifier_changes_every_node_it_may(kind, expected):
     assert bugged == want
 
 
+def test_op_change_leaves_string_operations_alone():
+    source = ("def label(prefix, value, n):\n    if n > 1 and value:\n        n = n - 1\n"
+              "    return prefix + str(value) + ' '.join([prefix] * n) + f'{n}' % n\n")
+    [bugged] = forced("op_change", source)
+    assert bugged == source.replace("n > 1 and value", "n > 1 or value").replace("n = n - 1", "n = n + 1")
+
+
 def test_remove_assign_leaves_pass_where_a_block_would_be_empty():
     [bugged] = forced("remove_assign", FUNCTION)
     assert "total = 0" not in bugged and "total -= 1" not in bugged and "total = total //" not in bugged

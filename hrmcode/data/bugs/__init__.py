@@ -439,6 +439,7 @@ def repo_tasks(
             stats["resumed"] += resumed
             stats["tried"] = len(tried)
             stats["by_type_tried"] = dict(sorted(Counter(c.kind for c in tried).items()))
+            stats["by_type_candidates"] = dict(sorted({**stats["by_type_candidates"], COMBINE_FILE: len(combos)}.items()))
     instances: list[dict] = []
     statements: dict[str, Statement] = {}
     rejected: Counter = Counter()

@@ -120,5 +120,20 @@ def code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
+STRING_CALLS = {"str", "repr", "format"}  # calls that return a string
+STRING_METHODS = {"format", "join"}
+
+
 def stringy(node: cst.CSTNode) -> bool:
-    return isinstance(node, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString))
+    """A string or sequence operand: a string, list or tuple literal, an f-string, an obviously
+    string-valued call (``str(x)``, ``"".join(...)``), or an operation on one (``"a" + b``)."""
+    if isinstance(node, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString, cst.List, cst.Tuple,
+                         cst.ListComp)):
+        return True
+    if isinstance(node, cst.BinaryOperation):
+        return stringy(node.left) or stringy(node.right)
+    if isinstance(node, cst.Call):
+        func = node.func
+        return (isinstance(func, cst.Name) and func.value in STRING_CALLS) or \
+            (isinstance(func, cst.Attribute) and func.attr.value in STRING_METHODS)
+    return False

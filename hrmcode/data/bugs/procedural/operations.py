@@ -2,8 +2,9 @@
 
 - ``op_change``: a binary operator replaced by another of its group: ``+ -``; ``* / // %``;
   ``& | ^``; ``<< >>``; ``** *`` (SWE-smith's table). Unlike SWE-smith, the new operator always
-  differs from the old one (SWE-smith may draw the same), an operand that is a string literal or
-  f-string leaves the node alone (``"a" - b`` is an instant TypeError, not a bug anyone writes), and
+  differs from the old one (SWE-smith may draw the same), an operand that is a string, list or tuple literal,
+  an f-string, a string-valued call (``str(x)``, ``"".join(...)``, ``.format(...)``) or an operation on
+  one leaves the node alone (``"a" - b`` is an instant TypeError, not a bug anyone writes), and
   ``and``/``or`` are exchanged too (hrmcode's op_change always did).
 - ``op_swap``: the two operands of a binary or boolean operation exchanged (``a - b`` -> ``b - a``).
 - ``op_break_chains``: a chained operation loses a link: ``a + b + c`` -> ``a + c`` (the left
