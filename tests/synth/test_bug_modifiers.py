@@ -5,12 +5,14 @@ strategies and combine_file, plus one end-to-end CLI run with --combine on the m
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from hrmcode.data.bugs import Candidate, candidates, read_repo
+from hrmcode.data.bugs import Candidate, RepoInfo, candidates, read_repo
 from hrmcode.data.bugs.procedural import MODIFIERS, MODIFIERS_PYTHON, candidate_bugs, modifier_named
 from hrmcode.data.bugs.procedural.base import complexity
 from hrmcode.data.bugs.procedural.combine import file_combos, merge_edits
@@ -59,7 +61,6 @@ def forced(kind: str, source: str, seed: int = 0) -> list[str]:
 
 
 def changed(before: str, after: str) -> list[tuple[str, str]]:
-    import difflib
     matcher = difflib.SequenceMatcher(None, before.splitlines(), after.splitlines())
     return [("\n".join(before.splitlines()[i1:i2]), "\n".join(after.splitlines()[j1:j2]))
             for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
@@ -144,7 +145,7 @@ def test_class_modifiers():
     assert only_check and "        None\n" in only_check[0] and "self.check()" not in only_check[0]
     [shuffled] = forced("class_shuffle_funcs", CLASS)
     order = [line.split("(")[0] for line in shuffled.splitlines() if line.startswith("    def ")]
-    assert sorted(order) == ["    def check", "    def pop", "    def push"] and order != sorted(order, reverse=True)
+    assert sorted(order) == ["    def check", "    def pop", "    def push"] and order != ["    def push", "    def pop", "    def check"]
     assert shuffled.startswith('class Stack(Base, Sized):\n    """A stack."""\n    limit = 3\n')
 
 
@@ -270,9 +271,6 @@ def test_candidate_defaults_keep_old_constructors_working():
 
 
 def test_candidates_dispatch_by_language_and_skip_tests():
-    from pathlib import Path
-
-    from hrmcode.data.bugs import RepoInfo
     files = {"lib/add.js": "function add(a, b) {\n  if (a > b) { return a - b; }\n  return a + b;\n}\n",
              "test/add.test.js": "test('add', () => { expect(add(1, 2)).toBe(3); });\n",
              "calc.go": "package calc\n\nfunc F(a int) int {\n\tif a > 1 {\n\t\treturn a + 1\n\t}\n\treturn a\n}\n",
