@@ -3,10 +3,14 @@
 Procedure (SWE-smith's procedural ``func_pm_*`` generation plus its ``valid``/``gather`` steps):
 
 1. Read the repository's tracked files at HEAD (``git ls-files``; text files only). Candidate
-   functions are those of tracked ``*.py`` files that are not tests (``test_*.py``,
-   ``*_test.py``, ``tests/``, ``conftest.py``).
-2. Candidate bugs: every site of every transform in ``transforms`` over every candidate function,
-   shuffled with ``seed``; the first ``max_bugs`` are tried.
+   code is that of tracked source files that are not tests (``testfiles.is_test_path`` for the
+   file's language: ``test_*.py``, ``tests/``, ``conftest.py``, ``*_test.go``, ...).
+2. Candidate bugs: one per function or class and modifier of ``procedural`` (Python: SWE-smith's
+   13 modifiers and three of hrmcode's, each node changed with the modifier's likelihood) or
+   ``tsmodifiers`` (JavaScript, Go, Rust, Java, C++), seeded per file; those within their
+   modifier's complexity bounds first, each group drawn round-robin across strategies with
+   ``seed``; the first ``max_bugs`` are tried. With ``combine``, kept bugs of one file are then
+   merged in pairs (SWE-smith's ``combine_file``) and tried too.
 3. Run the test command on the clean tree once (the reference run), then on each bugged tree, in
    the sandbox (``hrmcode.sandbox``, no network), with strict verdicts
    (``hrmcode.sandbox.reports.pytest_report.run_suite``, its strict checks on, as ``validate``
