@@ -189,6 +189,7 @@ def test_arg_swap_only_swaps_what_plausibly_type_checks():
             k(self, other)
             m("x", "y")
             n(first, second.name)
+            cycle(map(iter, first), partial(first, second), sorted(len, first))
             return f(*first, second)
         ''')
     [bugged] = forced("arg_swap", source)

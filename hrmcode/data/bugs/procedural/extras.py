@@ -7,12 +7,15 @@
   each with likelihood 0.4.
 - ``arg_swap``: the first two positional arguments of a call exchanged, with likelihood 0.25, only
   where the swap plausibly type-checks: both are plain names or attributes (not ``self``/``cls``,
-  not CapWords names, which are usually classes), or both are literals of the same type; never in
-  ``isinstance``/``issubclass``/``getattr``/``setattr``/``hasattr``/``super`` calls, where a swap is an
-  instant TypeError nobody writes.
+  not CapWords names, which are usually classes, not builtins such as ``iter``), or both are literals
+  of the same type; never in ``isinstance``/``issubclass``/``getattr``-like calls or in
+  ``map``/``filter``/``partial``, whose first argument is a callable: there a swap is an instant
+  TypeError nobody writes.
 """
 
 from __future__ import annotations
+
+import builtins
 
 import libcst as cst
 
@@ -22,7 +25,10 @@ FLIP: dict[type, type] = {cst.LessThan: cst.GreaterThanEqual, cst.GreaterThanEqu
                           cst.GreaterThan: cst.LessThanEqual, cst.LessThanEqual: cst.GreaterThan,
                           cst.Equal: cst.NotEqual, cst.NotEqual: cst.Equal, cst.In: cst.NotIn, cst.NotIn: cst.In,
                           cst.Is: cst.IsNot, cst.IsNot: cst.Is}
-TYPE_CALLS = {"isinstance", "issubclass", "getattr", "setattr", "hasattr", "delattr", "super", "cast"}
+# calls whose arguments differ in kind (a type, a callable, an attribute name): a swap is an instant TypeError
+TYPE_CALLS = {"isinstance", "issubclass", "getattr", "setattr", "hasattr", "delattr", "super", "cast", "map", "filter",
+              "reduce", "partial", "starmap"}
+BUILTIN_NAMES = set(dir(builtins))  # iter, len, str, ...: functions and types, never plain values
 LOOSE = (cst.BooleanOperation, cst.IfExp, cst.Lambda, cst.NamedExpr, cst.Comparison, cst.UnaryOperation)
 
 
@@ -91,7 +97,8 @@ def _swappable(a: cst.BaseExpression, b: cst.BaseExpression) -> bool:
     """Whether exchanging ``a`` and ``b`` plausibly still type-checks."""
     if isinstance(a, (cst.Name, cst.Attribute)) and isinstance(b, (cst.Name, cst.Attribute)):
         names = [n.value if isinstance(n, cst.Name) else n.attr.value for n in (a, b)]
-        return all(name not in ("self", "cls") and not name[:1].isupper() for name in names)
+        return all(name not in ("self", "cls") and not name[:1].isupper() for name in names) \
+            and not any(isinstance(n, cst.Name) and n.value in BUILTIN_NAMES for n in (a, b))
     literal = (cst.Integer, cst.Float, cst.SimpleString)
     return isinstance(a, literal) and type(a) is type(b) and code(a) != code(b)
 
