@@ -33,7 +33,7 @@ if [ "$with_apt" = 1 ]; then
   packages=(bubblewrap util-linux g++:g++ make:make cmake:cmake libboost-date-time-dev
             openjdk-17-jdk-headless:javac junit5 libassertj-core-java
             librust-time-dev librust-rand-dev librust-anyhow-dev librust-thiserror-dev
-            golang-github-pmezard-go-difflib-dev librust-heck-dev
+            golang-github-pmezard-go-difflib-dev golang-github-mattn-go-runewidth-dev librust-heck-dev
             nodejs:node npm:npm rustc-web:rustc cargo-web:cargo)
   if [ "$with_docker" = 1 ]; then packages+=(docker.io:dockerd debootstrap); fi
   missing=()

@@ -249,6 +249,19 @@ def test_a_debian_go_library_becomes_a_repository_whose_tests_pass(sandbox, tmp_
     assert run.problem is None and len(run.passing()) >= 10 and "difflib::TestSplitLines" in run.passing()
 
 
+def test_a_debian_go_library_with_a_dependency_builds_from_debians_sources(sandbox, tmp_path):
+    """go-runewidth's go.mod requires github.com/rivo/uniseg and vendors nothing: GOPATH mode over
+    Debian's Go library sources builds it offline."""
+    toolchain("go")
+    if not Path(suites.DEBIAN_GOCODE, "github.com/mattn/go-runewidth").is_dir():
+        pytest.skip("Debian's Go source is not installed (apt-get install golang-github-mattn-go-runewidth-dev)")
+    from hrmcode.data.bugs import read_repo
+
+    info = read_repo(suites.source_repository("debian-go:github.com/mattn/go-runewidth", tmp_path))
+    run = suites.run_tests(sandbox, "go", info.files, "go test ./...", LIMITS)
+    assert run.problem is None and ".::TestRuneWidth" in run.passing() and len(run.passing()) >= 20
+
+
 def test_synthesize_cli_makes_go_tasks_without_a_test_command(cli, tmp_path):
     toolchain("go")
     real_sandbox("local")

@@ -17,7 +17,8 @@ command over one tree and returns ``pytest_report.SuiteRun``'s interface (``prob
   ``-test.v=test2json`` (``frameworks.parse_go``: only ^V-framed lines count, as the polyglot route
   reads them). The trusted shell brackets each binary's output with lines carrying the run's nonce
   and the binary's exit status. Names are ``<package dir>::<TestName>`` (``.`` for the root).
-  A package whose binary panicked (a framed ``--- FAIL`` line, a non-zero exit, no final
+  A module that requires others and vendors none is built in GOPATH mode over Debian's Go library
+  sources (``/usr/share/gocode``), offline. A package whose binary panicked (a framed ``--- FAIL`` line, a non-zero exit, no final
   ``PASS``/``FAIL``) is evidence for the tests it reported; its other tests did not run, so did not
   pass. A package that fails to build makes the whole run no evidence.
 - rust (``cargo test [ARGS] [-- TESTARGS]``): against Debian's crate registry offline (the polyglot
@@ -372,7 +373,7 @@ def _go_script(command: str, files: dict[str, str], nonce: str) -> tuple[str, li
     if not packages:
         raise UsageError(f"`{command}` names no Go package with test files", "check the packages of --test-cmd")
     binary = private_dir(nonce)
-    steps = [make_private_dir(binary)]
+    steps = [make_private_dir(binary), *_go_debian_gopath(files)]
     for i, package in enumerate(packages):
         flags = " ".join(shlex.quote(b) for b in build)
         steps.append(f"go test -c -vet=off -o {binary}/{i}.test {flags} ./{shlex.quote(package)}")
@@ -387,6 +388,21 @@ def _go_script(command: str, files: dict[str, str], nonce: str) -> tuple[str, li
                     f"printf '\\n{_GO_END} {nonce} {i} %s\\n' \"$s\"; case $s in 0|none) ;; *) rc=1 ;; esac")
     # exit 1 when any binary failed, as go test does
     return " && ".join(steps) + " && { rc=0; " + "; ".join(runs) + "; exit $rc; }", packages
+
+
+def _go_debian_gopath(files: dict[str, str]) -> list[str]:
+    """For a module that requires others and vendors none: build in GOPATH mode with Debian's Go
+    library sources (``/usr/share/gocode``, offline) after the repository, which is linked in at its
+    module path. Otherwise nothing (module mode; ``GOPROXY=off``, a ``vendor/`` directory is used)."""
+    module = re.search(r"^module\s+(\S+)", files.get("go.mod", ""), re.MULTILINE)
+    requires = re.search(r"^require\b", files.get("go.mod", ""), re.MULTILINE)
+    if module is None or requires is None or "vendor/modules.txt" in files:
+        return []
+    path = module.group(1).strip('"')
+    gopath = "/tmp/.hrmcode-gopath"
+    link = shlex.quote(f"{gopath}/src/{path}")
+    return [f"mkdir -p {shlex.quote(str(PurePosixPath(gopath, 'src', path).parent))}", f'ln -s "$PWD" {link}',
+            f"cd {link}", f"export GO111MODULE=off GOPATH={gopath}:{PurePosixPath(DEBIAN_GOCODE).parent}"]
 
 
 def _go_run(result: ExecResult, nonce: str, packages: list[str]) -> SuiteRun:
