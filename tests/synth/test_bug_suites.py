@@ -177,6 +177,20 @@ def test_reference_passes_and_the_planted_bug_fails_exactly_its_test(language, s
     assert {"go": "Sign(0) = 1, want 0", "rust": "left: 1", "javascript": "Received: 1"}[language] in excerpt
 
 
+@pytest.mark.docker
+@pytest.mark.parametrize("language", sorted(ROUTES))
+def test_the_docker_backend_gives_the_same_verdicts(language):
+    sandbox = real_sandbox("docker")
+    name, broken, path, old, new = ROUTES[language]
+    files = fixture_files(name)
+    command = suites.default_test_command(language, files)
+    ref = suites.run_tests(sandbox, language, files, command, LIMITS)
+    assert ref.problem is None and ref.passing() == PASSING[language]
+    files[path] = files[path].replace(old, new, 1)
+    run = suites.run_tests(sandbox, language, files, command, LIMITS, changed=[path])
+    assert judge_candidate(run, ref.passing())["FAIL_TO_PASS"] == [broken]
+
+
 def test_a_bug_that_does_not_compile_is_rejected_as_such(sandbox, references):
     ref = reference("go", sandbox, references)
     files = fixture_files("gocalc")
