@@ -22,7 +22,10 @@ of the summation order (``tests/train/test_qat.py``), for ``--weights int8`` wit
 activations and ``--weights int4`` with its default bfloat16 scales. Not guaranteed: the bfloat16
 activations the int4 serving path runs in are not simulated (training stays in float32); layers
 with a bias (the ACT Q-head) are left alone, as ``hrmcode quantize`` leaves them to ``--exclude``;
-static int8 activations and float8 (the quanto backend's) have no fake-quantized twin.
+static int8 activations and float8 (the quanto backend's) have no fake-quantized twin. Under
+``train --compile`` the fake quantization itself runs eagerly (same numbers), but the compiled layers
+around it differ from eager ones in the last float bit, which can move a dynamic int8 activation
+across a rounding boundary (as the C kernels and PyTorch ops may differ when serving).
 """
 
 from __future__ import annotations
@@ -90,22 +93,27 @@ def int8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 
 # -- fake quantization (straight-through) --------------------------------------------------
+# Eager even inside a compiled stack (``train --compile``): inductor computes the same formulas with fused
+# reciprocals and flips codes that sit on a rounding boundary, so the model would no longer see quantize's numbers.
 def _straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
     return x + (quantized.to(x.dtype) - x).detach()
 
 
+@torch.compiler.disable
 def fake_int8_weight(weight: torch.Tensor) -> torch.Tensor:
     """``weight`` on its int8 per-channel grid; gradients pass to ``weight`` unchanged."""
     codes, scale = int8_per_channel(weight)
     return _straight_through(weight, codes.float() * scale[:, None])
 
 
+@torch.compiler.disable
 def fake_int4_weight(weight: torch.Tensor, group_size: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """``weight`` on its int4 per-group grid (scales and zeros in ``dtype``); gradients pass unchanged."""
     codes, scales_and_zeros = int4_per_group(weight, group_size, dtype)
     return _straight_through(weight, int4_dequantize(codes, scales_and_zeros, group_size, torch.float32))
 
 
+@torch.compiler.disable
 def fake_int8_activation(x: torch.Tensor) -> torch.Tensor:
     """``x`` quantized per row to uint8 as ``DynamicInt8Linear`` does on every call; gradients pass unchanged."""
     codes, xscale, zero = int8_rows(x)
