@@ -75,7 +75,8 @@ def _generated(path: str, final: dict) -> bool:
         ignore = final.get("/".join(parts[:depth]) + "/.gitignore")
         if isinstance(ignore, bytes):
             ignore = ignore.decode("utf-8", "replace")
-        if ignore is not None and ignore.strip() == "*":
+        rules = [line.strip() for line in (ignore or "").splitlines() if line.strip() and not line.startswith("#")]
+        if rules == ["*"]:  # e.g. pytest's .pytest_cache/.gitignore, "# Created by pytest automatically.\n*"
             return True
     return False
 

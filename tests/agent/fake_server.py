@@ -151,7 +151,8 @@ def _edit_command(task: RepoTask, diff: FileDiff) -> str:
     if len(diff.hunks) == 1 and [tag for tag, _ in changed] == ["-", "+"]:
         hunk = diff.hunks[0]
         offset = next(i for i, (tag, _) in enumerate(hunk.lines) if tag == "-")
-        sed = _sed_command(path, hunk.old_start + offset, changed[1][1])
+        # one line replaced in place (not a line moved elsewhere, as ctrl_shuffle's fix does)
+        sed = _sed_command(path, hunk.old_start + offset, changed[1][1]) if hunk.lines[offset + 1][0] == "+" else None
         if sed is not None:
             return sed
     pairs = []

@@ -165,7 +165,8 @@ def test_model_patch_is_the_diff_of_text_files_and_names_what_it_left_out():
     base = {"pkg/a.py": "x = 1\n", "pkg/gone.py": "y = 2\n", "tests/test_a.py": "def test(): pass\n",
             "logo.txt": "text\n"}
     final = {"pkg/a.py": b"x = 2\n", "pkg/new.py": b"z = 3\n", "tests/test_a.py": b"def test(): assert 1\n",
-             "logo.txt": b"\x89PNG\xff\xfe", "blob.bin": b"\x00\xff\xfe", ".pytest_cache/.gitignore": b"*\n",
+             "logo.txt": b"\x89PNG\xff\xfe", "blob.bin": b"\x00\xff\xfe",
+             ".pytest_cache/.gitignore": b"# Created by pytest automatically.\n*\n",  # what pytest writes
              ".pytest_cache/v/cache/lastfailed": b"{}\n", "pkg/__pycache__/a.cpython-311.pyc": b"\x00\x01",
              "pkg/__pycache__/note.txt": b"cache\n"}
     patch, left_out = model_patch(base, final)

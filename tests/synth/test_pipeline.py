@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from collections import defaultdict
 
 from hrmcode.data.synthesize import synthesize
@@ -76,10 +77,15 @@ def test_cli_errors_are_one_line(cli, humaneval_tasks, tmp_path):
     assert len(missing.stderr.strip().splitlines()) == 1
     bad_level = cli("synthesize", "--source", "humaneval", "--levels", "plan,dream")
     assert bad_level.exit_code == 2 and "unknown level(s) dream" in bad_level.stderr
-    no_cmd = cli("synthesize", "--source", f"repo:{tmp_path}")
-    assert no_cmd.exit_code == 2 and "--test-cmd" in no_cmd.stderr
     not_git = cli("synthesize", "--source", f"repo:{tmp_path}", "--test-cmd", "pytest")
     assert not_git.exit_code == 1 and "not a git repository" in not_git.stderr
+    python_repo = tmp_path / "pyrepo"  # Python has no default test command (Go, Rust and jest do)
+    (python_repo / "pkg").mkdir(parents=True)
+    (python_repo / "pkg" / "core.py").write_text("def f(x):\n    return x + 1\n")
+    for command in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        subprocess.run(["git", *command], cwd=python_repo, check=True)
+    no_cmd = cli("synthesize", "--source", f"repo:{python_repo}")
+    assert no_cmd.exit_code == 2 and "--test-cmd" in no_cmd.stderr
 
 
 def test_malformed_tasks_line_names_file_and_line(humaneval_tasks, tmp_path, cli):
