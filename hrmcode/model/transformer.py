@@ -12,7 +12,7 @@ import torch
 from hrmcode.model.base import CausalLM, ModelOutput
 from hrmcode.model.config import ModelConfig
 from hrmcode.model.kvcache import KVCache
-from hrmcode.model.layers import Stack, init_linear
+from hrmcode.model.layers import AttnMask, Stack, init_linear
 
 
 class Transformer(CausalLM):
@@ -34,7 +34,12 @@ class Transformer(CausalLM):
         cache: KVCache | None = None,
     ) -> ModelOutput:
         rope, mask = self.attention_context(input_ids, prefix_lens, prefix_mask, doc_ids, cache)
-        h = self.blocks(self.embed_tokens(input_ids), None, rope, mask, cache, ("blocks",))
+        h = self.run_blocks(self.embed_tokens(input_ids), rope, mask, cache)
         if cache is not None:
             cache.advance(input_ids.shape[1])
         return self.lm_output(self.lm_head(h), labels)
+
+    def run_blocks(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: AttnMask,
+                   cache: KVCache | None) -> torch.Tensor:
+        """One pass through the blocks (the looped transformer overrides this)."""
+        return self.blocks(h, None, rope, mask, cache, ("blocks",))
