@@ -5,6 +5,8 @@ instance id, a bug strategy name or a line of its fix."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 import re
 import shutil
@@ -174,13 +176,18 @@ def test_an_lm_statement_is_used_unless_it_leaks():
             self.asked.append(messages)
             return self.text
 
-    clean = Said("clamp(-1, 0, 3) gives 3; I expected 0.")
+    clean = Said("Calling clamp(-1, 0, 3) gives 3, but I expected the lower bound 0.")
     statement = problem_statement(EVIDENCE, secret, "k", clean)
     assert (statement.text, statement.source, statement.leak) == (clean.text, "lm", None)
     assert "E       assert 5 == 3" in clean.asked[0][1]["content"]  # the LM is given the failure
     for text, why in (("Fix: change it back to `if value < low:`", "LM: a line of the fix"),
                       ("This looks like an op_flip mutation", "LM: the strategy name"),
-                      ("   ", "LM: the LM wrote nothing")):
+                      ("   ", "LM: the LM wrote nothing"),
+                      ("clamp is broken.", "LM: the LM wrote 3 words"),
+                      ("unkslp msgunkslp msg>>>>lp 85lpalp 0x1f 3.5e2 ___ ### msgunks()", "LM: the LM's text is mostly"),
+                      # a random model's fluent-looking noise names nothing of this bug
+                      ("The result of the computation is different from what the documentation says.",
+                       "LM: the LM's text names none")):
         statement = problem_statement(EVIDENCE, secret, "k", Said(text))
         assert statement.source.startswith("template:") and statement.leak.startswith(why), statement.leak
         assert statement.text == template_statement(EVIDENCE, "k")[1]
@@ -207,7 +214,9 @@ def test_a_prompt_too_long_for_the_model_falls_back_and_the_run_goes_on():
         client = ChatClient(f"openai:{server.url}", "tiny", retries=0)
         statement = problem_statement(EVIDENCE, Secrets("x.y.func_pm_op_flip__1"), "k", client)
         assert statement.source.startswith("template:") and said in statement.leak
-        assert lm_modify_bugs({"a.py": "import os\n\n\n" + FUNCTION}, ["a.py"], client, 1, 0) == []
+        refused = Counter()
+        assert lm_modify_bugs({"a.py": "import os\n\n\n" + FUNCTION}, ["a.py"], client, 1, 0, refused) == []
+        assert refused == {"prompt_too_long": 1}  # counted, not silent
         assert len(server.requests) == 2  # one each, no retry: a longer wait does not make it fit
 
 

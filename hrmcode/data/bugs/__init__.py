@@ -384,12 +384,15 @@ def repo_tasks(
         example = "python -m pytest tests" if language == "python" else "jest" if language == "javascript" else ""
         raise UsageError(f"--source repo:PATH ({language}) needs --test-cmd", f"e.g. --test-cmd '{example}'")
     pool = candidates(info, seed)
+    lm_stats: dict = {}
     if lm_bugs and llm is not None and not dry_run:  # asked for, so tried first (within max_bugs)
         code = [p for p in info.files if p.endswith(".py") and not is_test_path(p, "python")]
-        written = lm_modify_bugs(info.files, code, llm, lm_bugs, seed)
+        lm_refused: Counter = Counter()
+        written = lm_modify_bugs(info.files, code, llm, lm_bugs, seed, lm_refused)
         pool = [Candidate(p, function, "lm_modify", bugged) for p, function, bugged in written] + pool
+        lm_stats = {"lm_bugs": {"asked": lm_bugs, "written": len(written), "refused": dict(sorted(lm_refused.items()))}}
     tried = pool[:max_bugs]
-    stats: dict = {"repo": str(info.path), "commit": info.commit, "candidates": len(pool), "tried": len(tried),
+    stats: dict = {"repo": str(info.path), "commit": info.commit, **lm_stats, "candidates": len(pool), "tried": len(tried),
                    "outside_complexity": sum(not c.in_bounds for c in pool),
                    "by_type_candidates": dict(sorted(Counter(c.kind for c in pool).items())),
                    "by_type_tried": dict(sorted(Counter(c.kind for c in tried).items()))}

@@ -33,6 +33,7 @@ import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Protocol
 
 from hrmcode.data.bugs.lm import PromptTooLong
@@ -317,6 +318,26 @@ def lm_messages(ev: Evidence) -> list[dict[str, str]]:
                                                            test_source=ev.test_source or "")}]
 
 
+MIN_WORDS = 8  # an issue says what goes wrong in at least a sentence
+
+
+def unusable(text: str, ev: Evidence) -> str | None:
+    """Why an LM's text is no issue about this bug (None: it may be one): fewer than ``MIN_WORDS``
+    words, mostly not words, or naming none of the changed files, changed functions or failing
+    tests (what a reader needs to find the problem; a model's noise names none of them)."""
+    tokens = text.split()
+    if len(tokens) < MIN_WORDS:
+        return f"the LM wrote {len(tokens)} words, not an issue"
+    wordy = sum(1 for t in tokens if re.fullmatch(r"[A-Za-z][A-Za-z'-]*[.,:;!?)]*", t.strip("(`\"'")))
+    if wordy < len(tokens) / 2:
+        return "the LM's text is mostly not words"
+    names = {PurePosixPath(f).name for f in ev.files} | set(ev.functions)
+    names |= {t.split("::")[-1].split("[")[0] for t in ev.fail_to_pass}
+    if not any(len(name) >= 3 and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) for name in names):
+        return "the LM's text names none of the changed files, functions or failing tests"
+    return None
+
+
 def problem_statement(ev: Evidence, secret: Secrets, key: str, lm: ChatModel | None = None) -> Statement:
     """The statement of one bug: the LM's when ``lm`` is given and its text does not leak, else a
     template's (see the module docstring for the order)."""
@@ -327,7 +348,7 @@ def problem_statement(ev: Evidence, secret: Secrets, key: str, lm: ChatModel | N
         except PromptTooLong as exc:
             text, refused = "", exc.message
         else:
-            refused = "the LM wrote nothing" if not text else find_leak(text, secret)
+            refused = "the LM wrote nothing" if not text else find_leak(text, secret) or unusable(text, ev)
         if refused is None:
             return Statement(text, "lm")
         refused = f"LM: {refused}"

@@ -25,6 +25,7 @@ import random
 import re
 import textwrap
 import tokenize
+from collections import Counter
 
 from hrmcode.errors import SourceUnavailable, UsageError
 from hrmcode.openai_client import PromptTooLong, post_chat
@@ -163,17 +164,24 @@ def apply_rewrite(text: str, node: ast.AST, reply: str) -> str | None:
     return bugged if bugged != text else None
 
 
-def lm_modify_bugs(files: dict[str, str], paths: list[str], client, n: int, seed: int) -> list[tuple[str, str, str]]:
-    """``(path, function, bugged file)`` for each of ``n`` functions the LM rewrote acceptably."""
+def lm_modify_bugs(files: dict[str, str], paths: list[str], client, n: int, seed: int,
+                   refused: Counter | None = None) -> list[tuple[str, str, str]]:
+    """``(path, function, bugged file)`` for each of ``n`` functions the LM rewrote acceptably; the
+    others are counted in ``refused`` by reason (``prompt_too_long``: the function does not fit the
+    model; ``no_usable_rewrite``: no code block, not Python, or the function unchanged)."""
     bugs = []
+    refused = Counter() if refused is None else refused
     for path, node in functions_to_modify(files, paths, n, seed):
         source = ast.get_source_segment(files[path], node, padded=True) or ""
         try:
             reply = client.chat([{"role": "system", "content": LM_MODIFY_SYSTEM},
                                  {"role": "user", "content": LM_MODIFY_INSTANCE.format(source=source)}])
         except PromptTooLong:
+            refused["prompt_too_long"] += 1
             continue  # this function does not fit the model: the others may
         bugged = apply_rewrite(files[path], node, reply)
-        if bugged is not None:
+        if bugged is None:
+            refused["no_usable_rewrite"] += 1
+        else:
             bugs.append((path, node.name, bugged))
     return bugs
