@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_speed import peak_rss_mb, random_model, stdlib_examples, stdlib_sources  # noqa: E402
+from serve_speed import peak_rss_mb, random_model, stdlib_examples, stdlib_sources, stream_once  # noqa: E402
 
 
 def server(path: str, max_concurrency: int, max_tokens: int) -> None:
@@ -55,25 +55,6 @@ def server(path: str, max_concurrency: int, max_tokens: int) -> None:
         sys.stdin.read()
 
 
-def stream_once(client, url: str, prompt: str, new_tokens: int) -> tuple[float, int]:
-    """(seconds to the first text, completion tokens) of one streamed greedy completion."""
-    body = {"model": "bench", "prompt": prompt, "max_tokens": new_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
-    sent = time.perf_counter()
-    first, tokens = None, 0
-    with client.stream("POST", f"{url}/v1/completions", json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            if first is None and any(c.get("text") for c in chunk["choices"]):
-                first = time.perf_counter() - sent
-    return (first if first is not None else time.perf_counter() - sent), tokens
-
-
 def load(url: str, prompts: list[str], clients: int, requests: int, new_tokens: int) -> dict:
     import httpx
 
@@ -84,9 +65,10 @@ def load(url: str, prompts: list[str], clients: int, requests: int, new_tokens: 
     def client_loop(index: int) -> None:
         with httpx.Client(timeout=600) as client:
             for i in range(requests):
-                first, count = stream_once(client, url, prompts[(index + i) % len(prompts)], new_tokens)
+                started = time.perf_counter()
+                first, _, count, _ = stream_once(client, url, prompts[(index + i) % len(prompts)], new_tokens)
                 with lock:
-                    firsts.append(first)
+                    firsts.append(first if first is not None else time.perf_counter() - started)
                     tokens[0] += count
 
     with httpx.Client(timeout=600) as client:

@@ -156,34 +156,39 @@ def server(variant: str, path: str, max_tokens: int) -> None:
         sys.stdin.read()
 
 
+def stream_once(client, url: str, prompt: str, new_tokens: int) -> tuple[float | None, float | None, int, int]:
+    """One streamed greedy completion: seconds from sending to its first and to its last text (None
+    when none came), completion tokens, prompt tokens."""
+    body = {"model": "bench", "prompt": prompt, "max_tokens": new_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    sent = time.perf_counter()
+    first = last = None
+    tokens = prompt_tokens = 0
+    with client.stream("POST", f"{url}/v1/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+                prompt_tokens = chunk["usage"]["prompt_tokens"]
+            if any(c.get("text") for c in chunk["choices"]):
+                last = time.perf_counter() - sent
+                first = first if first is not None else last
+    return first, last, tokens, prompt_tokens
+
+
 def time_requests(url: str, prompts: list[str], new_tokens: int, requests: int) -> dict:
     import httpx
 
     first_token, speeds, prompt_lengths = [], [], []
     with httpx.Client(timeout=600) as client:
         for i in range(requests + 1):  # the first request warms up and is not counted
-            body = {"model": "bench", "prompt": prompts[i % len(prompts)], "max_tokens": new_tokens,
-                    "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
-            sent = time.perf_counter()
-            first = last = None
-            tokens = 0
-            prompt_tokens = 0
-            with client.stream("POST", f"{url}/v1/completions", json=body) as response:
-                response.raise_for_status()
-                for line in response.iter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    chunk = json.loads(line[6:])
-                    if chunk.get("usage"):
-                        tokens = chunk["usage"]["completion_tokens"]
-                        prompt_tokens = chunk["usage"]["prompt_tokens"]
-                    if any(c.get("text") for c in chunk["choices"]):
-                        now = time.perf_counter()
-                        first = first or now
-                        last = now
+            first, last, tokens, prompt_tokens = stream_once(client, url, prompts[i % len(prompts)], new_tokens)
             if i == 0 or first is None:
                 continue
-            first_token.append(first - sent)
+            first_token.append(first)
             prompt_lengths.append(prompt_tokens)
             if tokens > 1 and last > first:
                 speeds.append((tokens - 1) / (last - first))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hrmcode.artifacts import load_artifact
+from hrmcode.artifacts import Artifact, load_artifact
 from hrmcode.errors import UsageError
 from hrmcode.jsonl import read_jsonl
 
@@ -25,12 +25,19 @@ def case_score(record: dict) -> float:
     return record.get("correct", 0) / n if n else 0.0
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, workspace: Path | str | None = None) -> dict[str, Any]:
+def load_runs(run_a: str | Path, run_b: str | Path, workspace: Path | str | None = None) -> tuple[Artifact, Artifact]:
+    """Two eval runs of one benchmark (``UsageError`` for runs of two)."""
     a = load_artifact(run_a, "eval-run", workspace)
     b = load_artifact(run_b, "eval-run", workspace)
     bench_a, bench_b = a.params.get("bench"), b.params.get("bench")
     if bench_a != bench_b:
         raise UsageError(f"{a.path} is a {bench_a} run and {b.path} a {bench_b} run", "compare runs of one benchmark")
+    return a, b
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, workspace: Path | str | None = None) -> dict[str, Any]:
+    a, b = load_runs(run_a, run_b, workspace)
+    bench_a = a.params.get("bench")
     scores_a = {r["id"]: case_score(r) for r in read_jsonl(a.file("results.jsonl"))}
     scores_b = {r["id"]: case_score(r) for r in read_jsonl(b.file("results.jsonl"))}
     common = sorted(set(scores_a) & set(scores_b))

@@ -23,10 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrmcode.artifacts import load_artifact
 from hrmcode.atomic import write_text
-from hrmcode.errors import UsageError
-from hrmcode.eval.compare import case_score
+from hrmcode.eval.compare import case_score, load_runs
 from hrmcode.jsonl import read_jsonl
 
 REPORT = "report.html"
@@ -230,13 +228,8 @@ def render_trajectories(trajectories: Sequence[dict], results: Sequence[dict]) -
 def write_compare_page(run_a: str | Path, run_b: str | Path, path: Path,
                        workspace: Path | str | None = None) -> Path:
     """Write ``render_compare`` of two eval runs to ``path`` (temp then rename)."""
-    a = load_artifact(run_a, "eval-run", workspace)
-    b = load_artifact(run_b, "eval-run", workspace)
-    bench = a.params.get("bench")
-    if bench != b.params.get("bench"):
-        raise UsageError(f"{a.path} is a {bench} run and {b.path} a {b.params.get('bench')} run",
-                         "compare runs of one benchmark")
-    page = render_compare(bench, str(a.path), str(b.path), list(read_jsonl(a.file("results.jsonl"))),
+    a, b = load_runs(run_a, run_b, workspace)
+    page = render_compare(a.params.get("bench"), str(a.path), str(b.path), list(read_jsonl(a.file("results.jsonl"))),
                           list(read_jsonl(b.file("results.jsonl"))), a.stats, b.stats)
     write_text(path, page)
     return path

@@ -51,9 +51,11 @@ class _Q8Plan:
 
 @dataclass
 class DecodeState:
-    """What one generation's fast path keeps between calls (``KVCache.decode_state``)."""
+    """What one generation's (or one batch's) fast path keeps between calls (``KVCache.decode_state``,
+    ``BatchKVCache.decode_state``)."""
 
     q8_plans: dict[tuple, _Q8Plan | None] = field(default_factory=dict)  # per stack call; None: not all int8
+    row_blocks: dict[tuple, ctypes.Array | None] = field(default_factory=dict)  # a batch's int8 blocks per stack call
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def scratch(self, name: str, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -103,11 +105,14 @@ def _rows_runner(layers: nn.ModuleList, h: torch.Tensor, cache: BatchKVCache, ke
             and first.head_dim <= kernels.MAX_HEAD_DIM and not torch.is_grad_enabled()):
         return None
     fused = kernels.load()
-    blocks = cache.q8_blocks.get(key, False)
+    if cache.decode_state is None:
+        cache.decode_state = DecodeState()
+    known = cache.decode_state.row_blocks
+    blocks = known.get(key, False)
     if blocks is False:
         parts = [q8_block(layer) for layer in layers]
         usable = None not in parts and cache.storage_dtype((*key, 0), torch.float16) == torch.float16
-        blocks = cache.q8_blocks[key] = (kernels.Q8Block * len(parts))(*parts) if usable else None
+        blocks = known[key] = (kernels.Q8Block * len(parts))(*parts) if usable else None
     if fused is None or blocks is None:
         return None
     return partial(_run_q8_rows, fused, blocks, layers, cache, key)
@@ -130,8 +135,9 @@ def _run_q8_rows(fused: kernels.Kernels, blocks: ctypes.Array, layers: nn.Module
     cos, sin = (t.reshape(rows, -1).contiguous() for t in rope)
     pointers = ctypes.c_void_p * len(kvs)
     keys, values = pointers(*(kv.k_buffer.data_ptr() for kv in kvs)), pointers(*(kv.v_buffer.data_ptr() for kv in kvs))
-    scratch = torch.empty(rows * (4 * hidden + 3 * inner) + capacity, dtype=torch.float32)
-    codes = torch.empty(min(rows, 64) * max(hidden, inner), dtype=torch.uint8)
+    state = cache.decode_state
+    scratch = state.scratch("block", rows * (4 * hidden + 3 * inner) + capacity)
+    codes = state.scratch("codes", min(rows, 64) * max(hidden, inner), torch.uint8)
     fused.stack_q8_rows(blocks, len(kvs), h.data_ptr(), rows, first.heads, first.head_dim, layers[0].eps, keys, values,
                         capacity, positions.data_ptr(), cos.data_ptr(), sin.data_ptr(),
                         scratch.data_ptr(), codes.data_ptr())

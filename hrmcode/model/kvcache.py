@@ -177,12 +177,10 @@ class BatchKVCache:
     """The rows of several generations decoded together (module docstring); the model uses it as
     it uses a ``KVCache``: ``slot(key)``, ``advance``, and ``row_lengths`` for the attention seam."""
 
-    decode_state = None  # the fused single-sequence path never applies to a batch
-
     def __init__(self, capacity_rows: int, dtype: torch.dtype | None = None) -> None:
         self.capacity_rows = capacity_rows
         self.dtype = dtype
-        self.q8_blocks: dict[tuple, object] = {}  # hrmcode.model.fastpath's int8 blocks per stack call (None: float)
+        self.decode_state: object | None = None  # hrmcode.model.fastpath's, as for a KVCache
         self.slots: dict[tuple, RaggedKV] = {}
         self.lengths = torch.zeros(capacity_rows, dtype=torch.long)
         self.rows = 0
