@@ -31,9 +31,10 @@ from hrmcode.train.options import resolve_options  # noqa: E402
 WORDS = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "owl", "yak"]
 
 
-def make_task(rng: random.Random) -> tuple[str, str, int]:
-    """(prompt, target, stage): the program, what it prints, a difficulty stage 1-4."""
-    kind = rng.randrange(4)
+def make_task(rng: random.Random, kinds: int = 4) -> tuple[str, str, int]:
+    """(prompt, target, stage): the program, what it prints, a difficulty stage 1-4; the first
+    ``kinds`` kinds of program (sorting, reversing, adding, slicing an upper-cased word)."""
+    kind = rng.randrange(kinds)
     if kind == 0:
         xs = [rng.randint(0, 9) for _ in range(rng.randint(3, 6))]
         return f"xs = {xs}\nprint(sorted(xs))", str(sorted(xs)), 2
@@ -47,21 +48,25 @@ def make_task(rng: random.Random) -> tuple[str, str, int]:
     return f"s = {word!r}\nprint(s.upper()[1:])", word.upper()[1:], 4
 
 
-def write_dataset(path: Path, n_train: int, n_heldout: int, seed: int) -> Path:
+def write_dataset(path: Path, n_train: int, n_heldout: int, seed: int, *, kinds: int = 4, staged: bool = True,
+                  name: str = "bench", rule: str = "benchmarks/program-output") -> Path:
+    """A validated-examples artifact of program-output tasks (``make_task``); ``staged`` False puts
+    every example in stage 1 (no curriculum)."""
     rng = random.Random(seed)
     seen, records = set(), []
+    prefix = name.split("-")[0]
     while len(records) < n_train + n_heldout:
-        prompt, target, stage = make_task(rng)
+        prompt, target, stage = make_task(rng, kinds)
         if prompt in seen:  # held-out programs never appear in training
             continue
         seen.add(prompt)
         records.append({
-            "id": f"bench/{len(records)}", "task_id": f"bench/{len(records)}", "source": "bench-synthetic",
+            "id": f"{prefix}/{len(records)}", "task_id": f"{prefix}/{len(records)}", "source": "bench-synthetic",
             "level": "solve", "input": {"text": prompt, "context": {}}, "target": target, "language": "python",
-            "stage": stage, "split": "train" if len(records) < n_train else "heldout",
-            "provenance": {"inputs": [], "rule": "benchmarks/program-output", "model_written": False},
+            "stage": stage if staged else 1, "split": "train" if len(records) < n_train else "heldout",
+            "provenance": {"inputs": [], "rule": rule, "model_written": False},
         })
-    with ArtifactWriter(path, "validated-examples", name="bench", update_latest=False) as writer:
+    with ArtifactWriter(path, "validated-examples", name=name, update_latest=False) as writer:
         writer.write_jsonl("accepted.jsonl", records)
         writer.finish({"count": len(records)})
     return path

@@ -21,7 +21,6 @@ The data is generated here (small program-output tasks, nothing downloaded).
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import tempfile
 from pathlib import Path
@@ -29,46 +28,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hrmcode.artifacts import ArtifactWriter  # noqa: E402
 from hrmcode.quantize import QuantSpec, quantize_checkpoint  # noqa: E402
 from hrmcode.train.loop import train  # noqa: E402
 from hrmcode.train.options import resolve_options  # noqa: E402
-
-WORDS = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "owl", "yak"]
-
-
-def make_task(rng: random.Random) -> tuple[str, str]:
-    """(program, what it prints)."""
-    kind = rng.randrange(3)
-    if kind == 0:
-        xs = [rng.randint(0, 9) for _ in range(rng.randint(3, 6))]
-        return f"xs = {xs}\nprint(sorted(xs))", str(sorted(xs))
-    if kind == 1:
-        xs = rng.sample(WORDS, rng.randint(2, 4))
-        return f"xs = {xs}\nprint(xs[::-1])", str(xs[::-1])
-    a, b = rng.randint(0, 99), rng.randint(0, 99)
-    return f"a = {a}\nb = {b}\nprint(a + b)", str(a + b)
-
+from hrm_vs_transformer import write_dataset as program_dataset  # noqa: E402
 
 def write_dataset(path: Path, n_train: int, n_heldout: int, seed: int) -> Path:
-    rng = random.Random(seed)
-    seen, records = set(), []
-    while len(records) < n_train + n_heldout:
-        prompt, target = make_task(rng)
-        if prompt in seen:  # held-out programs never appear in training
-            continue
-        seen.add(prompt)
-        records.append({
-            "id": f"qat/{len(records)}", "task_id": f"qat/{len(records)}", "source": "bench-synthetic",
-            "level": "solve", "input": {"text": prompt, "context": {}}, "target": target, "language": "python",
-            "stage": 1, "split": "train" if len(records) < n_train else "heldout",
-            "provenance": {"inputs": [], "rule": "benchmarks/qat", "model_written": False},
-        })
-    with ArtifactWriter(path, "validated-examples", name="qat-bench", update_latest=False) as writer:
-        writer.write_jsonl("accepted.jsonl", records)
-        writer.finish({"count": len(records)})
-    return path
+    """hrm_vs_transformer's program-output tasks, its first three kinds, all in one stage."""
+    return program_dataset(path, n_train, n_heldout, seed, kinds=3, staged=False, name="qat-bench",
+                           rule="benchmarks/qat")
 
 
 def main() -> None:
