@@ -30,6 +30,7 @@ class ModelOutput:
     loss_count: int = 0  # tokens (LM loss) or sequences (ACT training loss)
     metrics: dict[str, float] = field(default_factory=dict)
     trace: list[dict] | None = None  # ACT training: per-segment halting/Q values, when asked for
+    segments: torch.Tensor | None = None  # hrm/trm at evaluation: segments each unit ran (hrmcode.model.halting)
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -33,8 +33,10 @@ Training modes (``config.mode``):
   Unlike the paper, the carry does not persist across optimizer steps: a batch is finished
   (all its sequences halted) within one forward, which keeps resuming and DDP exact.
 
-At evaluation and inference every sequence runs ``config.segments`` segments (the paper's
-evaluation runs all of them too), so per-token compute is known in advance.
+At evaluation and inference (``hrmcode.model.halting``) a ``fixed`` model runs ``config.segments``
+segments; an ``act`` model runs each unit (document, or generation request) until its Q head halts
+it, at most ``config.segments`` (or the call's ``HaltPolicy``) — the paper's evaluation runs all of
+them — and reports the segments used (``out.segments``). ``segments=k`` runs exactly k.
 
 ``hrmcode.model.trm.TRM`` reuses this recurrence and ACT loop with its own stacks
 (``build_stacks``, ``l_stack``/``h_stack``: one shared stack), gradient span (``grad_calls``)
@@ -49,8 +51,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrmcode.errors import UsageError
 from hrmcode.model.base import IGNORE, CausalLM, ModelOutput, shifted_token_loss
 from hrmcode.model.config import ModelConfig
+from hrmcode.model.halting import HaltPolicy, Units, units, wants_halt
 from hrmcode.model.kvcache import KVCache
 from hrmcode.model.layers import AttnMask, Stack, init_linear, trunc_normal_
 
@@ -135,9 +139,9 @@ class HRM(CausalLM):
     def initial_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.H_init.to(x.dtype).expand_as(x), self.L_init.to(x.dtype).expand_as(x)
 
-    def q_logits(self, z_h: torch.Tensor) -> torch.Tensor:
-        """[B, 2] (halt, continue) from the mean of z_H over positions, in fp32."""
-        return self.q_head(z_h.mean(dim=1)).float()
+    def q_logits(self, z_h: torch.Tensor, unit: Units) -> torch.Tensor:
+        """[U, 2] (halt, continue) from the mean of z_H over each unit's pooled positions, in fp32."""
+        return self.q_head(unit.mean(z_h)).float()
 
     def loss_units(self, labels: torch.Tensor) -> int:
         if self.training and self.config.mode == "act":
@@ -155,7 +159,12 @@ class HRM(CausalLM):
         doc_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         trace: bool = False,
+        segments: int | None = None,
+        halt: HaltPolicy | None = None,
     ) -> ModelOutput:
+        """``segments``: run exactly this many at evaluation (no halting). ``halt``: the compute budget
+        of an evaluation or generation (``hrmcode.model.halting``); ``out.segments`` says what each
+        unit (document, or row) used."""
         rope, mask = self.attention_context(input_ids, prefix_lens, prefix_mask, doc_ids, cache)
         x = self.embed_tokens(input_ids)
         z_h, z_l = self.initial_state(x)
@@ -163,13 +172,68 @@ class HRM(CausalLM):
             if cache is not None:
                 raise ValueError("ACT training does not use a KV cache")
             return self._act_train(z_h, z_l, x, rope, mask, labels, trace)
-        segments = self.config.training_segments if self.training else self.config.segments
-        for index in range(segments):
-            grad_calls = self.grad_calls if index == segments - 1 else 0
-            z_h, z_l = self.segment(z_h, z_l, x, rope, mask, cache, index, grad_calls)
+        if self.training:
+            count = self.config.training_segments
+            for index in range(count):
+                grad_calls = self.grad_calls if index == count - 1 else 0
+                z_h, z_l = self.segment(z_h, z_l, x, rope, mask, cache, index, grad_calls)
+            used = None
+        else:
+            unit = units(x.shape[0], x.shape[1], x.device, doc_ids=None if cache is not None else doc_ids,
+                         labels=labels, prefix_mask=prefix_mask, prefix_lens=prefix_lens)
+            z_h, used = self._infer(z_h, z_l, x, rope, mask, cache, unit, segments, halt)
         if cache is not None:
             cache.advance(input_ids.shape[1])
-        return self.lm_output(self.lm_head(z_h), labels)
+        out = self.lm_output(self.lm_head(z_h), labels)
+        out.segments = used
+        if used is not None and labels is not None and used.numel():
+            out.metrics["segments"] = float(used.float().mean())
+        return out
+
+    def _infer(self, z_h: torch.Tensor, z_l: torch.Tensor, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+               mask: AttnMask, cache: KVCache | None, unit: Units, segments: int | None,
+               halt: HaltPolicy | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation and inference: z_H after each unit's segments, and how many each unit ran.
+
+        A unit runs ``segments`` if given; else the count its cache row holds (a generation's later
+        tokens run what its prompt ran: no holes in the cache); else, in ``act`` mode, until the Q
+        head halts it or the budget ends; else the fixed count. A halted unit's state is frozen while
+        the others run on."""
+        cfg = self.config
+        if halt is not None and halt.threshold is not None and cfg.mode != "act":
+            raise UsageError(f"a halt threshold needs a model trained with mode=act; this {cfg.arch} is mode=fixed",
+                             "drop the threshold, or give max segments only")
+        decided = getattr(cache, "row_segments", None) if segments is None else None
+        if segments is not None:
+            limit = segments
+        elif decided is not None:
+            decided = decided.to(x.device)
+            limit = int(decided.max())
+        else:
+            limit = halt.max_segments if halt is not None and halt.max_segments else cfg.segments
+        adaptive = segments is None and decided is None and cfg.mode == "act"
+        used = torch.full((unit.count,), limit, dtype=torch.long, device=x.device) if not adaptive else \
+            torch.zeros(unit.count, dtype=torch.long, device=x.device)
+        running = torch.ones(unit.count, dtype=torch.bool, device=x.device)
+        threshold = halt.threshold if halt is not None else None
+        for index in range(limit):
+            if decided is not None:
+                running = decided > index
+            new_h, new_l = self.segment(z_h, z_l, x, rope, mask, cache, index, 0)
+            if bool(running.all()):
+                z_h, z_l = new_h, new_l
+            else:
+                keep = unit.spread(running)[..., None]
+                z_h, z_l = torch.where(keep, new_h, z_h), torch.where(keep, new_l, z_l)
+            if adaptive:
+                used += running.long()
+                halt_now = wants_halt(self.q_logits(z_h, unit), self.learns_continue, threshold)
+                running = running & ~halt_now
+                if not bool(running.any()):
+                    break
+        if cache is not None and decided is None:
+            cache.row_segments = used
+        return z_h, used
 
     def _act_train(
         self,
@@ -199,6 +263,7 @@ class HRM(CausalLM):
         records: list[dict] = []
         pending: tuple[torch.Tensor, torch.Tensor, bool] | None = None  # (q_continue, was_active, is_last)
         n_valid = (labels[:, 1:] != IGNORE).sum(-1)
+        rows = units(batch, x.shape[1], device)
 
         def settle(next_q: torch.Tensor) -> torch.Tensor:
             """q_continue loss of the previous segment, now that the next segment's Q is known."""
@@ -213,7 +278,7 @@ class HRM(CausalLM):
         for step in range(1, max_steps + 1):
             z_h, z_l = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step - 1, self.grad_calls)
             logits = self.lm_head(z_h)
-            q = self.q_logits(z_h)
+            q = self.q_logits(z_h, rows)
             if pending is not None:
                 loss_c = settle(q)
                 continue_loss_sum = continue_loss_sum + loss_c.detach()
@@ -244,7 +309,7 @@ class HRM(CausalLM):
                 if self.learns_continue:
                     with torch.no_grad():
                         next_h, _ = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step, 0)
-                        next_q = self.q_logits(next_h)
+                        next_q = self.q_logits(next_h, rows)
                     loss_c = settle(next_q)
                     continue_loss_sum = continue_loss_sum + loss_c.detach()
                     total = total + cfg.q_loss_weight * loss_c

@@ -92,6 +92,7 @@ class KVCache:
         self.expected_length = expected_length
         self.dtype = dtype
         self.decode_state: object | None = None
+        self.row_segments: torch.Tensor | None = None  # [B] segments each row ran for its prompt (halting models)
 
     def slot(self, key: tuple) -> LayerKV:
         if key not in self.slots:
@@ -183,11 +184,18 @@ class BatchKVCache:
         self.decode_state: object | None = None  # hrmcode.model.fastpath's, as for a KVCache
         self.slots: dict[tuple, RaggedKV] = {}
         self.lengths = torch.zeros(capacity_rows, dtype=torch.long)
+        self.segments = torch.zeros(capacity_rows, dtype=torch.long)  # each row's (halting models; 0: unset)
         self.rows = 0
 
     @property
     def row_lengths(self) -> torch.Tensor:
         return self.lengths[: self.rows]
+
+    @property
+    def row_segments(self) -> torch.Tensor | None:
+        """Segments each row runs (what its prompt ran alone), or None when the model does not halt."""
+        segments = self.segments[: self.rows]
+        return segments if self.rows and bool((segments > 0).all()) else None
 
     @property
     def length(self) -> int:
@@ -214,6 +222,7 @@ class BatchKVCache:
         for key, layer in single.slots.items():
             self.slot(key).put_row(row, layer)
         self.lengths[row] = single.length
+        self.segments[row] = int(single.row_segments[0]) if single.row_segments is not None else 0
         self.rows += 1
         return row
 
@@ -229,7 +238,9 @@ class BatchKVCache:
             for layer in self.slots.values():
                 layer.move_row(last, row, length)
             self.lengths[row] = length
+            self.segments[row] = self.segments[last]
             moved = last
         self.lengths[last] = 0
+        self.segments[last] = 0
         self.rows -= 1
         return moved
