@@ -176,19 +176,25 @@ def register(app: typer.Typer) -> None:
                    "new sandbox run does this too; this command does it now.",
                    epilog=examples_epilog("hrmcode sandbox clean"))
     @handle_errors
-    def clean() -> None:
+    def clean(
+        env_images: Annotated[bool, typer.Option(
+            "--env-images", help="Also remove every Python environment image (hrmcode-env-*); runs that need "
+                                 "one build it again. Without it only env images no current sandbox can use go.")] = False,
+    ) -> None:
         from hrmcode.errors import ToolchainMissing
         from hrmcode.sandbox import docker_backend, runs
 
-        removed = {"runs": runs.clean_stale_runs(), "containers": []}
+        removed = {"runs": runs.clean_stale_runs(), "containers": [], "env_images": []}
         try:
             removed["containers"] = docker_backend.clean()
+            removed["env_images"] = docker_backend.clean_env_images(every=env_images)
         except ToolchainMissing as exc:
-            out.log(f"docker: {exc.message}; no containers to check")
+            out.log(f"docker: {exc.message}; no containers or images to check")
 
         def render() -> None:
-            out.log(f"removed {len(removed['runs'])} run dirs and cgroups, {len(removed['containers'])} containers")
-            for name in removed["runs"] + removed["containers"]:
+            out.log(f"removed {len(removed['runs'])} run dirs and cgroups, {len(removed['containers'])} containers, "
+                    f"{len(removed['env_images'])} environment images")
+            for name in removed["runs"] + removed["containers"] + removed["env_images"]:
                 out.data(name)
 
         out.result(removed, render)

@@ -281,6 +281,26 @@ def clean(client=None) -> list[str]:
     return removed
 
 
+def clean_env_images(client=None, every: bool = False) -> list[str]:
+    """Remove Python environment images (``hrmcode-env-*``) that no current sandbox can use: built on
+    another sandbox image or from another ``ENV_DOCKERFILE`` (``python_env_image_tag`` names both);
+    with ``every``, all of them (the next run that needs one builds it again). An image a container
+    still uses is kept (docker refuses to remove it). Returns the removed tags."""
+    import docker
+
+    client = client or _client()
+    current = python_env_image_tag("x").split(":", 1)[1]
+    removed = []
+    for image in client.images.list(name="hrmcode-env-*"):
+        for tag in image.tags:
+            if not tag.startswith("hrmcode-env-") or (not every and tag.split(":", 1)[1] == current):
+                continue
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):  # gone, or in use: kept
+                client.images.remove(tag)
+                removed.append(tag)
+    return removed
+
+
 class DockerSandbox(Sandbox):
     name = "docker"
 

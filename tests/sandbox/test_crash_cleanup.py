@@ -255,3 +255,36 @@ def test_container_sweep_judges_owners_by_pid_and_start_time_without_an_engine()
 
     assert sorted(docker_backend.clean(Client())) == ["dead", "dead-old-label", "reused-pid"]
     assert [c.name for c in containers if c.removed] == ["reused-pid", "dead", "dead-old-label"]
+
+
+def test_env_image_sweep_removes_only_images_no_current_sandbox_can_use():
+    """``docker_backend.clean_env_images`` on a stand-in client: stale env images go, current ones stay
+    unless every one is asked for, and an image docker refuses to remove (in use) is kept."""
+    docker = pytest.importorskip("docker")
+    current = docker_backend.python_env_image_tag("abc")
+    stale_sandbox = "hrmcode-env-abc:0123456789ab-" + current.rsplit("-", 1)[1]
+    stale_recipe = current.rsplit("-", 1)[0] + "-ffffff"
+    in_use = "hrmcode-env-def:000000000000-000000"
+
+    class Image:
+        def __init__(self, *tags: str) -> None:
+            self.tags = list(tags)
+
+    class Client:
+        def __init__(self) -> None:
+            self.removed: list[str] = []
+            self.images = self
+
+        def list(self, name: str) -> list[Image]:
+            assert name == "hrmcode-env-*"
+            return [Image(current), Image(stale_sandbox, stale_recipe), Image(in_use), Image("other:latest")]
+
+        def remove(self, tag: str) -> None:
+            if tag == in_use:
+                raise docker.errors.APIError("conflict: image is being used by a running container")
+            self.removed.append(tag)
+
+    client = Client()
+    assert docker_backend.clean_env_images(client) == [stale_sandbox, stale_recipe]
+    client = Client()
+    assert docker_backend.clean_env_images(client, every=True) == [current, stale_sandbox, stale_recipe]
