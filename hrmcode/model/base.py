@@ -56,6 +56,8 @@ class CausalLM(nn.Module):
     # How generation stores keys and values (None: in the activations' dtype). Models whose projections are
     # int8 layers set float16: half the memory of the HRM's many caches, for a rounding far below int8's.
     kv_dtype: torch.dtype | None = None
+    # The form packed rows' masks take (hrmcode.model.attention: dense or flex); the trainer sets it.
+    attention_kernel: str = "dense"
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -90,7 +92,8 @@ class CausalLM(nn.Module):
         if isinstance(prefix_lens, (list, tuple)):
             prefix_lens = torch.tensor(prefix_lens, dtype=torch.long)
         mask = build_attention_mask(batch, length, past, input_ids.device, prefix_lens=prefix_lens,
-                                    prefix_mask=prefix_mask, doc_ids=doc_ids)
+                                    prefix_mask=prefix_mask, doc_ids=doc_ids,
+                                    kernel=self.attention_kernel if cache is None else "dense")
         return self.rotary(past, length, input_ids.device), mask
 
     def _batch_context(self, lengths: torch.Tensor, length: int,

@@ -5,22 +5,29 @@ parameterless RMSNorm of the residual sum (post-norm, computed in fp32). Attenti
 ``torch.nn.functional.scaled_dot_product_attention`` with rotary embeddings; every projection
 is a plain ``nn.Linear`` without bias, so quantization can swap them.
 
-Attention masks: causal, optionally restricted to one document of a packed row
-(``doc_ids``) and optionally bidirectional over a prompt prefix (PrefixLM). Generation
-passes a ``hrmcode.model.kvcache.KVCache``; a ``Stack`` then asks ``hrmcode.model.fastpath``
-whether its fused kernels take the call.
+Attention masks (``hrmcode.model.attention``, the seam that picks SDPA with a dense mask or
+FlexAttention): causal, optionally restricted to one document of a packed row (``doc_ids``) and
+optionally bidirectional over a prompt prefix (PrefixLM). Generation passes a
+``hrmcode.model.kvcache.KVCache``; a ``Stack`` then asks ``hrmcode.model.fastpath`` whether its
+fused kernels take the call.
+
+Gradient checkpointing (``Stack.grad_checkpointing``, set by ``set_grad_checkpointing``): a block
+applied with gradient keeps only its input and recomputes its activations in backward
+(``torch.utils.checkpoint``, non-reentrant); the same loss and gradients, less memory. Calls
+without gradient (most of the HRM's) are unaffected.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from hrmcode.model import fastpath
+from hrmcode.model.attention import AttnMask, attend, build_attention_mask  # noqa: F401 - the models import them here
 from hrmcode.model.kvcache import KVCache, LayerKV
 
 
@@ -88,51 +95,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return (x * cos + rotated * sin).to(dtype)
 
 
-@dataclass
-class AttnMask:
-    """What SDPA gets: a boolean mask [B, 1, Tq, Tk] (True = may attend), or the causal flag."""
-
-    mask: torch.Tensor | None
-    is_causal: bool
-
-
-def build_attention_mask(
-    batch: int,
-    length: int,
-    past: int,
-    device: torch.device,
-    *,
-    prefix_lens: torch.Tensor | None = None,
-    prefix_mask: torch.Tensor | None = None,
-    doc_ids: torch.Tensor | None = None,
-) -> AttnMask:
-    """The mask for ``length`` new positions after ``past`` cached ones.
-
-    ``prefix_lens`` [B]: the first n positions of each row attend to each other both ways.
-    ``prefix_mask`` [B, T] with ``doc_ids`` [B, T] (packed training rows, ``past == 0``): the
-    marked positions of one document attend to each other both ways.
-    ``doc_ids`` [B, T]: attention stays inside a document.
-    """
-    if prefix_lens is None and prefix_mask is None and doc_ids is None:
-        if past == 0:
-            return AttnMask(None, True)
-        if length == 1:
-            return AttnMask(None, False)  # one new token sees everything cached, and itself
-    if (prefix_mask is not None or doc_ids is not None) and past:
-        raise ValueError("prefix_mask/doc_ids describe packed training rows and cannot be used with a KV cache")
-    q_pos = torch.arange(past, past + length, device=device)
-    k_pos = torch.arange(past + length, device=device)
-    allowed = (k_pos[None, :] <= q_pos[:, None]).unsqueeze(0).expand(batch, -1, -1)
-    if prefix_lens is not None:
-        limit = prefix_lens.to(device).view(batch, 1, 1)
-        allowed = allowed | ((q_pos.view(1, -1, 1) < limit) & (k_pos.view(1, 1, -1) < limit))
-    if prefix_mask is not None:
-        allowed = allowed | (prefix_mask[:, :, None] & prefix_mask[:, None, :])
-    if doc_ids is not None:
-        allowed = allowed & (doc_ids[:, :, None] == doc_ids[:, None, :])
-    return AttnMask(allowed.unsqueeze(1), False)
-
-
 class Attention(nn.Module):
     def __init__(self, hidden: int, heads: int):
         super().__init__()
@@ -153,7 +115,7 @@ class Attention(nn.Module):
             k, v = kv.update(k, v)
             if k.dtype != q.dtype:  # a float16 cache (int8 models)
                 k, v = k.to(q.dtype), v.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.mask, is_causal=mask.is_causal)
+        out = attend(q, k, v, mask)
         return self.o(out.transpose(1, 2).reshape(batch, length, hidden))
 
 
@@ -191,6 +153,8 @@ class Stack(nn.Module):
     kernels available), the stack runs through it instead of block by block; same math.
     """
 
+    grad_checkpointing = False  # recompute each block in backward (training without a KV cache only)
+
     def __init__(self, layers: int, hidden: int, heads: int, inner: int, eps: float):
         super().__init__()
         self.layers = nn.ModuleList(Block(hidden, heads, inner, eps) for _ in range(layers))
@@ -208,6 +172,17 @@ class Stack(nn.Module):
         fast = fastpath.runner(self.layers, h, mask, cache, key)
         if fast is not None:
             return fast(h.clone() if injection is None else h, rope)  # it writes into h: never into the caller's z
+        recompute = self.grad_checkpointing and cache is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            h = layer(h, rope, mask, None if cache is None else cache.slot((*key, i)))
+            if recompute:
+                h = checkpoint(layer, h, rope, mask, None, use_reentrant=False)
+            else:
+                h = layer(h, rope, mask, None if cache is None else cache.slot((*key, i)))
         return h
+
+
+def set_grad_checkpointing(model: nn.Module, enabled: bool) -> None:
+    """Turn gradient checkpointing on or off for every ``Stack`` of ``model``."""
+    for module in model.modules():
+        if isinstance(module, Stack):
+            module.grad_checkpointing = enabled
