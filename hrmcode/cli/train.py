@@ -83,7 +83,8 @@ def register(app: typer.Typer) -> None:
             rows = [["out", str(result.out_dir)], ["completed", str(result.completed)], ["step", result.step],
                     ["params", f"{result.params['total']:,}"]]
             rows += [[f"train {k}", v] for k, v in result.last_train.items() if k in ("loss", "token_acc")]
-            rows += [[f"heldout {k}", v] for k, v in result.last_eval.items() if k in ("loss", "token_acc", "exact_match")]
+            held_out = ("loss", "token_acc", "exact_match", "segments")  # segments: mean per held-out document
+            rows += [[f"heldout {k}", v] for k, v in result.last_eval.items() if k in held_out]
             rows.append(["elapsed s", round(result.elapsed_s, 1)])
             out.table("train", ["item", "value"], rows)
 

@@ -27,7 +27,7 @@ class ModelOutput:
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     loss_sum: torch.Tensor | None = None  # what loss averages, before dividing
-    loss_count: int = 0  # tokens (LM loss) or sequences (ACT training loss)
+    loss_count: int = 0  # tokens (LM loss) or halting units: documents, else rows (ACT training loss)
     metrics: dict[str, float] = field(default_factory=dict)
     trace: list[dict] | None = None  # ACT training: per-segment halting/Q values, when asked for
     segments: torch.Tensor | None = None  # hrm/trm at evaluation: segments each unit ran (hrmcode.model.halting)
@@ -111,8 +111,9 @@ class CausalLM(nn.Module):
         mask = (keys[None, :] <= lengths[:, None]).view(len(lengths), 1, 1, -1)
         return rope, AttnMask(mask, False)
 
-    def loss_units(self, labels: torch.Tensor) -> int:
-        """What ``loss_count`` will be for ``labels`` in the current mode (tokens, here)."""
+    def loss_units(self, labels: torch.Tensor, doc_ids: torch.Tensor | None = None) -> int:
+        """What ``loss_count`` will be for ``labels`` (and the batch's ``doc_ids``) in the current mode:
+        target tokens here; halting units (documents, or rows without ``doc_ids``) for ACT training."""
         return int((labels[:, 1:] != IGNORE).sum())
 
     def lm_output(self, logits: torch.Tensor, labels: torch.Tensor | None) -> ModelOutput:

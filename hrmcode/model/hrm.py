@@ -19,24 +19,34 @@ Training modes (``config.mode``):
   Running more segments than trained iterates past what the model learned: constructing such a
   model warns (``ModelConfig.segment_mismatch``).
 - ``act`` (HRM paper): deep supervision inside one forward. Each segment starts from the
-  previous segment's detached state and is supervised (LM loss per sequence, averaged over
-  its target tokens). A Q head on the mean of ``z_H`` predicts (halt, continue) per sequence;
-  a sequence halts after ``halt_max_steps`` segments, or when ``q_halt > q_continue`` once it
-  has run its exploration minimum (with probability ``halt_exploration_prob`` a random
-  minimum in [2, halt_max_steps]). Q targets are the paper's: q_halt vs "every target token
-  of the sequence is predicted exactly", q_continue vs ``sigmoid`` of the next segment's
-  q_halt (at the last step) or max(q_halt, q_continue), taken without gradient. The paper
-  gets "next segment" from an extra forward; here it is the following loop iteration (the
-  same computation on the same detached state), plus one extra no-grad segment at the end.
-  Loss = sum over segments and still-running sequences of
-  ``lm + q_loss_weight * (bce_halt + bce_continue)``, divided by the number of sequences.
-  Unlike the paper, the carry does not persist across optimizer steps: a batch is finished
-  (all its sequences halted) within one forward, which keeps resuming and DDP exact.
+  previous segment's detached state and is supervised. The halting unit is a *document*
+  (``doc_ids`` of a packed row; ``hrmcode.model.halting.units``; a batch without ``doc_ids`` has
+  one unit per row): each document's LM loss is averaged over its own target tokens, and a Q head
+  on the mean of ``z_H`` over the document's prompt positions (all of them if it has no prompt)
+  predicts (halt, continue) for it. A document halts after ``halt_max_steps`` segments, or when
+  ``q_halt > q_continue`` once it has run its exploration minimum (with probability
+  ``halt_exploration_prob`` a random minimum in [2, halt_max_steps], drawn per document). Q targets
+  are the paper's, per document: q_halt vs "every target token of this document is predicted
+  exactly", q_continue vs ``sigmoid`` of the document's next-segment q_halt (at the last step) or
+  max(q_halt, q_continue), taken without gradient. The paper gets "next segment" from an extra
+  forward; here it is the following loop iteration (the same computation on the same detached
+  state), plus one extra no-grad segment at the end. Loss = sum over segments and still-running
+  documents of ``lm + q_loss_weight * (bce_halt + bce_continue)``, divided by the number of
+  documents with a target token (``loss_units``); padding and prompt-only documents are no unit.
+  Documents of one row never see each other (the ``doc_ids`` attention mask), so a document's
+  losses and halting do not depend on what is packed beside it. Metrics (``act_steps``, ``exact``,
+  ``q_halt_acc``, ...) are means over documents. Why per document: a packed row of several
+  documents is almost never exact as a whole, so a per-row q_halt target was nearly always 0 and
+  said nothing about any one document, and the Q head read padding and unrelated documents. Unlike the paper, the carry does not persist
+  across optimizer steps: a batch is finished (all its documents halted) within one forward, which
+  keeps resuming and DDP exact.
 
 At evaluation and inference (``hrmcode.model.halting``) a ``fixed`` model runs ``config.segments``
-segments; an ``act`` model runs each unit (document, or generation request) until its Q head halts
-it, at most ``config.segments`` (or the call's ``HaltPolicy``) — the paper's evaluation runs all of
-them — and reports the segments used (``out.segments``). ``segments=k`` runs exactly k.
+segments; an ``act`` model runs each unit until its Q head halts it, at most ``config.segments`` (or
+the call's ``HaltPolicy``) — the paper's evaluation runs all of them — and reports the segments used
+(``out.segments``; the trainer's held-out ``segments``). ``segments=k`` runs exactly k. Granularity:
+per document for teacher-forced evaluation (as in training); per request when generating (a KV cache
+holds every segment for every position, so a request keeps its prompt's segment count: no holes).
 
 ``hrmcode.model.trm.TRM`` reuses this recurrence and ACT loop with its own stacks
 (``build_stacks``, ``l_stack``/``h_stack``: one shared stack), gradient span (``grad_calls``)
@@ -143,10 +153,19 @@ class HRM(CausalLM):
         """[U, 2] (halt, continue) from the mean of z_H over each unit's pooled positions, in fp32."""
         return self.q_head(unit.mean(z_h)).float()
 
-    def loss_units(self, labels: torch.Tensor) -> int:
+    def act_units(self, labels: torch.Tensor, doc_ids: torch.Tensor | None,
+                  prefix_mask: torch.Tensor | None = None) -> Units:
+        """ACT training's halting units: the documents that have a target token (padding and
+        prompt-only documents are none), or every row when there are no ``doc_ids``."""
+        batch, length = labels.shape
+        if doc_ids is None:
+            return units(batch, length, labels.device, prefix_mask=prefix_mask)
+        return units(batch, length, labels.device, doc_ids=doc_ids, labels=labels, prefix_mask=prefix_mask)
+
+    def loss_units(self, labels: torch.Tensor, doc_ids: torch.Tensor | None = None) -> int:
         if self.training and self.config.mode == "act":
-            return int(labels.shape[0])
-        return super().loss_units(labels)
+            return self.act_units(labels, doc_ids).count
+        return super().loss_units(labels, doc_ids)
 
     # -- forward -----------------------------------------------------------------------
     def forward(
@@ -171,7 +190,7 @@ class HRM(CausalLM):
         if self.training and self.config.mode == "act" and labels is not None:
             if cache is not None:
                 raise ValueError("ACT training does not use a KV cache")
-            return self._act_train(z_h, z_l, x, rope, mask, labels, trace)
+            return self._act_train(z_h, z_l, x, rope, mask, labels, trace, doc_ids, prefix_mask)
         if self.training:
             count = self.config.training_segments
             for index in range(count):
@@ -244,26 +263,33 @@ class HRM(CausalLM):
         mask: AttnMask,
         labels: torch.Tensor,
         trace: bool,
+        doc_ids: torch.Tensor | None,
+        prefix_mask: torch.Tensor | None,
     ) -> ModelOutput:
+        """Deep supervision with per-unit halting (module docstring): a unit is a document with a
+        target token when ``doc_ids`` are given, else a row (``hrmcode.model.halting.units``)."""
         cfg = self.config
-        batch = x.shape[0]
         device = x.device
+        unit = self.act_units(labels, doc_ids, prefix_mask)
+        n = unit.count
+        if n == 0:  # nothing to predict anywhere in the batch: a zero loss that still reaches the graph
+            z_h, _ = self.segment(z_h, z_l, x, rope, mask, None, 0, self.grad_calls)
+            return self.lm_output(self.lm_head(z_h), labels)
         max_steps = cfg.halt_max_steps
-        explore = torch.rand(batch, device=device) < cfg.halt_exploration_prob
-        min_steps = torch.where(explore, torch.randint(2, max_steps + 1, (batch,), device=device), 0)
-        halted = torch.zeros(batch, dtype=torch.bool, device=device)
-        steps = torch.zeros(batch, dtype=torch.long, device=device)
-        final_ce = torch.zeros(batch, device=device)
-        final_correct = torch.zeros(batch, device=device)
-        final_q_right = torch.zeros(batch, device=device)
+        explore = torch.rand(n, device=device) < cfg.halt_exploration_prob
+        min_steps = torch.where(explore, torch.randint(2, max_steps + 1, (n,), device=device), 0)
+        halted = torch.zeros(n, dtype=torch.bool, device=device)
+        steps = torch.zeros(n, dtype=torch.long, device=device)
+        final_ce = torch.zeros(n, device=device)
+        final_correct = torch.zeros(n, device=device)
+        final_q_right = torch.zeros(n, device=device)
         tokens_right = torch.zeros((), device=device)
         total = torch.zeros((), device=device)
         halt_loss_sum = torch.zeros((), device=device)
         continue_loss_sum = torch.zeros((), device=device)
         records: list[dict] = []
         pending: tuple[torch.Tensor, torch.Tensor, bool] | None = None  # (q_continue, was_active, is_last)
-        n_valid = (labels[:, 1:] != IGNORE).sum(-1)
-        rows = units(batch, x.shape[1], device)
+        n_valid = unit.per_unit((labels[:, 1:] != IGNORE).float())
 
         def settle(next_q: torch.Tensor) -> torch.Tensor:
             """q_continue loss of the previous segment, now that the next segment's Q is known."""
@@ -278,38 +304,40 @@ class HRM(CausalLM):
         for step in range(1, max_steps + 1):
             z_h, z_l = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step - 1, self.grad_calls)
             logits = self.lm_head(z_h)
-            q = self.q_logits(z_h, rows)
+            q = self.q_logits(z_h, unit)
             if pending is not None:
                 loss_c = settle(q)
                 continue_loss_sum = continue_loss_sum + loss_c.detach()
                 total = total + cfg.q_loss_weight * loss_c
             active = (~halted).float()
             ce, valid, correct = shifted_token_loss(logits, labels)
-            ce_row = ce.sum(-1) / n_valid.clamp(min=1)
-            exact = (correct.sum(-1) == valid.sum(-1)).float()
+            ce_unit = unit.per_unit(ce) / n_valid.clamp(min=1)
+            right = unit.per_unit(correct.float())
+            exact = (right == n_valid).float()  # q_halt's target: every target token of the unit is exact
             loss_h = (F.binary_cross_entropy_with_logits(q[:, 0], exact, reduction="none") * active).sum()
-            total = total + (ce_row * active).sum() + cfg.q_loss_weight * loss_h
+            total = total + (ce_unit * active).sum() + cfg.q_loss_weight * loss_h
             halt_loss_sum = halt_loss_sum + loss_h.detach()
 
             is_last = step >= max_steps
-            wants_halt = q[:, 0] > (q[:, 1] if self.learns_continue else 0.0)
-            halt_now = (~halted) & (torch.full_like(halted, is_last) | (wants_halt & (step >= min_steps)))
+            halt_now = (~halted) & (torch.full_like(halted, is_last)
+                                    | (wants_halt(q, self.learns_continue, None) & (step >= min_steps)))
             newly = halt_now.float()
-            final_ce = final_ce + ce_row.detach() * newly
+            final_ce = final_ce + ce_unit.detach() * newly
             final_correct = final_correct + exact * newly
             final_q_right = final_q_right + ((q[:, 0] > 0).float() == exact).float() * newly
-            tokens_right = tokens_right + (correct.sum(-1).float() * newly).sum()
+            tokens_right = tokens_right + (right * newly).sum()
             steps = steps + (~halted).long()
             if trace:
                 records.append({"step": step, "active": ~halted, "q_halt": q[:, 0].detach(), "q_continue": q[:, 1].detach(),
-                                "target_halt": exact, "halted": halt_now | halted, "min_steps": min_steps})
+                                "target_halt": exact, "lm_loss": ce_unit.detach(), "halted": halt_now | halted,
+                                "min_steps": min_steps})
             halted = halted | halt_now
             pending = (q[:, 1], active, is_last) if self.learns_continue else None
             if bool(halted.all()):
                 if self.learns_continue:
                     with torch.no_grad():
                         next_h, _ = self.segment(z_h.detach(), z_l.detach(), x, rope, mask, None, step, 0)
-                        next_q = self.q_logits(next_h, rows)
+                        next_q = self.q_logits(next_h, unit)
                     loss_c = settle(next_q)
                     continue_loss_sum = continue_loss_sum + loss_c.detach()
                     total = total + cfg.q_loss_weight * loss_c
@@ -322,8 +350,8 @@ class HRM(CausalLM):
             "exact": float(final_correct.mean()),
             "act_steps": float(steps.float().mean()),
             "q_halt_acc": float(final_q_right.mean()),
-            "q_halt_loss": float(halt_loss_sum) / batch,
-            "q_continue_loss": float(continue_loss_sum) / batch,
+            "q_halt_loss": float(halt_loss_sum) / n,
+            "q_continue_loss": float(continue_loss_sum) / n,
         }
-        return ModelOutput(logits=logits, loss=total / batch, loss_sum=total, loss_count=batch, metrics=metrics,
+        return ModelOutput(logits=logits, loss=total / n, loss_sum=total, loss_count=n, metrics=metrics,
                            trace=records if trace else None)

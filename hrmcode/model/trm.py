@@ -9,9 +9,10 @@ segment, ``l_cycles + 1`` calls of the network, runs with gradient; the ``h_cycl
 recursions before it run under ``torch.no_grad()``.
 
 Modes are the HRM's (``hrmcode.model.hrm``): ``fixed`` or ``act`` (deep supervision over
-segments from the detached previous state). TRM halts on q_halt alone: a sequence stops when
-``q_halt > 0`` (after its exploration minimum) and there is no q_continue target, loss, or extra
-target segment (the official code's ``no_ACT_continue``). EMA of weights, part of TRM's recipe,
+segments from the detached previous state, halting per document of a packed row in training and
+teacher-forced evaluation, per request when generating). TRM halts on q_halt alone: a document
+stops when ``q_halt > 0`` (after its exploration minimum) and there is no q_continue target, loss,
+or extra target segment (the official code's ``no_ACT_continue``). EMA of weights, part of TRM's recipe,
 is the trainer's ``--ema-decay`` (``hrmcode.train.loop``), open to every arch.
 
 Differences from the official code: causal attention over a token sequence (so the KV cache

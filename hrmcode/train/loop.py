@@ -322,7 +322,8 @@ class Trainer:
         stream = self.streams[self.phase_at(self.step).name]
         micro = [stream.next_batch(opts.batch_size).shard(dist.rank, dist.world).to(self.device)
                  for _ in range(opts.grad_accum)]
-        units = dist.all_sum(torch.tensor(float(sum(self.raw.loss_units(b.labels) for b in micro)), device=self.device))
+        units = dist.all_sum(torch.tensor(float(sum(self.raw.loss_units(b.labels, b.doc_ids) for b in micro)),
+                                            device=self.device))
         scale = dist.world / max(float(units), 1.0)  # DDP averages gradients over processes
         loss_sum = torch.zeros((), device=self.device)
         metric_sums: dict[str, float] = {}
@@ -374,6 +375,7 @@ class Trainer:
         was_training = model.training
         model.eval()
         loss_sum, count, right = 0.0, 0, 0.0
+        segments, docs = 0, 0  # hrm/trm: segments each held-out document ran (its halting decision)
         for batch in D.eval_batches(phase.heldout.docs, opts.seq_len, self.tok.pad_id, opts.eval_rows, opts.batch_size):
             batch = batch.to(self.device)
             with self.autocast:
@@ -381,8 +383,13 @@ class Trainer:
             loss_sum += float(out.loss_sum)
             count += out.loss_count
             right += out.metrics["token_acc"] * out.loss_count
+            if out.segments is not None:
+                segments += int(out.segments.sum())
+                docs += out.segments.numel()
         record = {"step": self.step, "split": "heldout", "phase": phase.name,
                   "loss": loss_sum / max(count, 1), "token_acc": right / max(count, 1)}
+        if docs:
+            record["segments"] = segments / docs
         if phase.generate_examples:
             exact = 0
             for ex in phase.generate_examples:
