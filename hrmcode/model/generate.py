@@ -9,6 +9,14 @@ nearly tied. The prompt is the PrefixLM prefix when the model was built with
 ``prefix_bidirectional``. Runs under ``torch.no_grad()`` (not ``inference_mode``, which
 breaks quantized int4 weights) and in eval mode, restoring the model's mode afterwards.
 
+Compute budget (hrm/trm only): ``max_segments`` and ``halt_threshold`` become the prompt's
+``HaltPolicy`` (``hrmcode.model.halting``). The model decides on the prompt how many segments the
+request runs, and every later token runs that many (a KV cache holds every segment for every
+position); the uncached path passes the prompt length each step, so it decides on the same
+positions and runs the same count. ``GenerationResult.segments`` reports it. A budget for a model
+without segments (transformer, ut), or a threshold for a ``fixed``-mode model, is a ``UsageError``
+before anything runs.
+
 For timing, ``GenerationConfig(ignore_eos=True)`` generates exactly ``max_new_tokens`` tokens (fewer
 only at a stop sequence or the end of the context), as llama.cpp's ``--ignore-eos`` does; the
 token-level ``next_tokens`` never stops by itself.
@@ -26,8 +34,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hrmcode.errors import InputError
+from hrmcode.errors import InputError, UsageError
 from hrmcode.model.base import model_device
+from hrmcode.model.config import RECURRENT, ModelConfig
+from hrmcode.model.halting import HaltPolicy
 from hrmcode.model.kvcache import KVCache
 
 
@@ -40,6 +50,8 @@ class GenerationConfig:
     seed: int = 0
     use_cache: bool = True
     ignore_eos: bool = False  # generate past EOS (fixed-length runs for timing); EOS then appears in token_ids
+    max_segments: int | None = None  # hrm/trm: most segments the request runs (None: the model's own count)
+    halt_threshold: float | None = None  # act models: halt once sigmoid(q_halt) >= this (None: the trained rule)
 
 
 @dataclass
@@ -49,6 +61,37 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" (stop sequence, EOS or should_stop) or "length"
+    segments: int | None = None  # segments the request ran (hrm/trm); None for models without segments
+
+
+def halt_policy(config: ModelConfig, max_segments: int | None, threshold: float | None) -> HaltPolicy | None:
+    """The compute budget for a model of ``config`` (None when neither bound is given); a ``UsageError``
+    for a budget that model cannot honour."""
+    if max_segments is None and threshold is None:
+        return None
+    if config.arch not in RECURRENT:
+        raise UsageError(f"max segments and a halt threshold need a looped hrm or trm model; this model is a "
+                         f"{config.arch}", "drop max_segments and halt_threshold for this model")
+    if threshold is not None and config.mode != "act":
+        raise UsageError(f"a halt threshold needs a model trained with mode=act; this {config.arch} is "
+                         f"mode={config.mode}", "drop halt_threshold, or give max_segments only")
+    return HaltPolicy(max_segments=max_segments, threshold=threshold)
+
+
+def prefill(model: torch.nn.Module, ids: Sequence[int], cfg: GenerationConfig, cache: KVCache | None,
+            prompt_length: int | None = None) -> tuple[torch.Tensor, int | None]:
+    """The forward of ``ids`` (the prompt, then any tokens generated: ``prompt_length``, default all, are
+    the prompt) under the request's budget: the last position's logits, and the segments the request
+    runs (None for a model without segments). With ``cache``, later tokens run that count."""
+    device = model_device(model)
+    budget = {"halt": halt_policy(model.config, cfg.max_segments, cfg.halt_threshold)} \
+        if model.config.arch in RECURRENT else {}
+    prefix = torch.tensor([len(ids) if prompt_length is None else prompt_length], device=device)
+    out = model(torch.tensor([list(ids)], device=device), prefix_lens=prefix, cache=cache, **budget)
+    return out.logits[0, -1], None if out.segments is None else int(out.segments[0])
+
+
+SegmentsSeen = Callable[[int | None], None]  # told the segments a request runs, once, before its first token
 
 
 def pick_token(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generator) -> int:
@@ -63,33 +106,38 @@ def pick_token(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Gen
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def next_tokens(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: GenerationConfig) -> Iterator[int]:
+def next_tokens(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: GenerationConfig,
+                segments_seen: SegmentsSeen | None = None) -> Iterator[int]:
     """Token ids one at a time; each forward pass runs only when the next token is asked for.
 
     Ignores EOS, stop sequences and ``max_new_tokens`` (which only sizes the cache): it stops only at the
     model's context. Call under ``torch.no_grad()`` with the model in eval mode (``generate`` does both).
+    ``segments_seen`` is told the segments the prompt chose, before the first token.
     """
     device = model_device(model)
     max_len = model.config.max_seq_len
     generator = torch.Generator().manual_seed(cfg.seed)
     ids = list(prompt_ids)
-    prefix = torch.tensor([len(ids)], device=device)
     cache = KVCache(min(len(ids) + cfg.max_new_tokens, max_len), getattr(model, "kv_dtype", None)) if cfg.use_cache \
         else None
-    logits = model(torch.tensor([ids], device=device), prefix_lens=prefix, cache=cache).logits[0, -1]
+    logits, segments = prefill(model, ids, cfg, cache)
+    if segments_seen is not None:
+        segments_seen(segments)
+    prompt_length = len(ids)
     while True:
         token = pick_token(logits, cfg, generator)
         yield token
         ids.append(token)
         if len(ids) >= max_len:
             return
-        if cache is not None:
+        if cache is not None:  # runs the segments the prompt chose (cache.row_segments)
             logits = model(torch.tensor([[token]], device=device), cache=cache).logits[0, -1]
-        else:
-            logits = model(torch.tensor([ids], device=device), prefix_lens=prefix).logits[0, -1]
+        else:  # decides again on the same prompt positions: the same count
+            logits, _ = prefill(model, ids, cfg, None, prompt_length)
 
 
-TokenSource = Callable[[torch.nn.Module, Sequence[int], GenerationConfig], Iterator[int]]
+# (model, prompt ids, config, segments_seen) -> token ids
+TokenSource = Callable[[torch.nn.Module, Sequence[int], GenerationConfig, SegmentsSeen | None], Iterator[int]]
 
 
 class GenerationRun:
@@ -107,6 +155,8 @@ class GenerationRun:
         self.prompt_ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
         self.should_stop = should_stop or (lambda: False)
         self.result: GenerationResult | None = None
+        self.segments: int | None = None  # what the token source reports the prompt chose
+        halt_policy(model.config, cfg.max_segments, cfg.halt_threshold)  # a budget it cannot honour: refused now
         if not self.prompt_ids:
             raise InputError("the prompt is empty", "give at least one token of prompt")
         limit = model.config.max_seq_len
@@ -123,7 +173,7 @@ class GenerationRun:
         finish = "length"
         was_training = self.model.training
         self.model.eval()
-        stream = self.tokens(self.model, self.prompt_ids, cfg) if cfg.max_new_tokens > 0 else iter(())
+        stream = self.tokens(self.model, self.prompt_ids, cfg, self._seen) if cfg.max_new_tokens > 0 else iter(())
         try:
             with torch.no_grad():
                 for token in stream:
@@ -153,7 +203,11 @@ class GenerationRun:
         if len(text) > emitted:
             yield text[emitted:]
         self.result = GenerationResult(text=text, token_ids=generated, prompt_tokens=len(self.prompt_ids),
-                                       completion_tokens=len(generated), finish_reason=finish)
+                                       completion_tokens=len(generated), finish_reason=finish,
+                                       segments=self.segments)
+
+    def _seen(self, segments: int | None) -> None:
+        self.segments = segments
 
 
 def generate(model, tokenizer, prompt: str | Sequence[int], cfg: GenerationConfig | None = None) -> GenerationResult:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -44,7 +45,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hrmcode.errors import InputError
+from hrmcode.errors import HrmcodeError, InputError
 from hrmcode.serve.engine import Admission, Busy, Completion, Engine, SamplingParams, Ticket
 from hrmcode.serve.protocol import (
     APIError,
@@ -53,6 +54,7 @@ from hrmcode.serve.protocol import (
     error_body,
     new_id,
     now,
+    total_segments,
     usage,
 )
 from hrmcode.serve.settings import ServeSettings
@@ -72,6 +74,8 @@ _log = logging.getLogger("uvicorn.error")  # the server's log, formatted and lev
 
 # Renders one streamed chunk: (job, None) opens the job's choice, then a text delta or the final Completion.
 Render = Callable[[_Job, str | Completion | None], dict]
+# The final chunk that carries usage: (prompt tokens, completion tokens, segments or None) -> chunk.
+UsageChunk = Callable[[int, int, int | None], dict]
 
 
 class BodyReader:
@@ -263,8 +267,16 @@ class Server:
         if max_tokens > cap:
             raise APIError(400, f"max_tokens is {max_tokens}, over this server's cap of {cap}",
                            param="max_tokens", code="max_tokens_exceeded")
+        if req.max_segments is not None or req.halt_threshold is not None:
+            try:
+                self.engine.check_budget(req.max_segments, req.halt_threshold)
+            except HrmcodeError as exc:
+                given = [name for name in ("max_segments", "halt_threshold") if getattr(req, name) is not None]
+                raise APIError(400, exc.message, param=given[0] if len(given) == 1 else None,
+                               code="invalid_budget") from None
         return SamplingParams(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p,
-                              stop=tuple(req.stop_list), seed=req.seed or 0)
+                              stop=tuple(req.stop_list), seed=req.seed or 0, max_segments=req.max_segments,
+                              halt_threshold=req.halt_threshold)
 
     def jobs_for(self, prompts: list[str], n: int, params: SamplingParams, echo: bool, param: str) -> list[_Job]:
         work, limit = len(prompts) * n * params.max_tokens, self.settings.max_request_tokens
@@ -280,8 +292,7 @@ class Server:
             except InputError as exc:
                 raise APIError(400, exc.message, param=param, code="invalid_prompt") from None
             for j in range(n):
-                choice_params = SamplingParams(params.max_tokens, params.temperature, params.top_p, params.stop,
-                                               params.seed + j)
+                choice_params = dataclasses.replace(params, seed=params.seed + j)
                 jobs.append(_Job(p * n + j, p, prompt, choice_params, prompt if echo else ""))
         return jobs
 
@@ -335,7 +346,7 @@ class Server:
             watcher.cancel()
 
     async def run_streaming(self, request: Request, jobs: list[_Job], render: Render,
-                            usage_chunk: Callable[[int, int], dict] | None) -> StreamingResponse:
+                            usage_chunk: UsageChunk | None) -> StreamingResponse:
         ticket = await self.acquire(request)
         loop = asyncio.get_running_loop()
         stop = threading.Event()
@@ -390,14 +401,15 @@ class Server:
                 return envelope([{"index": job.index, "text": event, "logprobs": None, "finish_reason": None}])
 
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            usage_chunk = (lambda p, c: {**envelope([]), "usage": usage(p, c)}) if include_usage else None
+            usage_chunk = (lambda p, c, s: {**envelope([]), "usage": usage(p, c, s)}) if include_usage else None
             return await self.run_streaming(request, jobs, render, usage_chunk)
 
         results = await self.run_blocking(request, jobs)
         prompt_tokens = {job.prompt_index: r.prompt_tokens for job, r in zip(jobs, results)}
         payload = envelope([{"index": job.index, "text": job.echo + r.text, "logprobs": None,
                              "finish_reason": r.finish_reason} for job, r in zip(jobs, results)])
-        payload["usage"] = usage(sum(prompt_tokens.values()), sum(r.completion_tokens for r in results))
+        payload["usage"] = usage(sum(prompt_tokens.values()), sum(r.completion_tokens for r in results),
+                                 total_segments(results))
         return payload
 
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
@@ -425,7 +437,7 @@ class Server:
                                 [{"index": job.index, "delta": delta, "logprobs": None, "finish_reason": finish}])
 
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            usage_chunk = ((lambda p, c: {**envelope("chat.completion.chunk", []), "usage": usage(p, c)})
+            usage_chunk = ((lambda p, c, s: {**envelope("chat.completion.chunk", []), "usage": usage(p, c, s)})
                            if include_usage else None)
             return await self.run_streaming(request, jobs, render, usage_chunk)
 
@@ -433,7 +445,8 @@ class Server:
         payload = envelope("chat.completion", [
             {"index": job.index, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
              "finish_reason": r.finish_reason} for job, r in zip(jobs, results)])
-        payload["usage"] = usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results))
+        payload["usage"] = usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results),
+                                 total_segments(results))
         return payload
 
 
@@ -452,11 +465,12 @@ async def _stop_when_gone(request: Request, stop: threading.Event) -> None:
     stop.set()
 
 
-async def _events(queue: asyncio.Queue, render: Render, usage_chunk: Callable[[int, int], dict] | None,
+async def _events(queue: asyncio.Queue, render: Render, usage_chunk: UsageChunk | None,
                   stop: threading.Event, watcher: asyncio.Task) -> AsyncIterator[str]:
     """The server-sent events of a streamed generation, from what the generating thread queues."""
     prompt_tokens: dict[int, int] = {}
     completion_tokens = 0
+    finished: list[Completion] = []
     started: set[int] = set()
     try:
         while True:
@@ -474,11 +488,13 @@ async def _events(queue: asyncio.Queue, render: Render, usage_chunk: Callable[[i
             if isinstance(event, Completion):
                 prompt_tokens[job.prompt_index] = event.prompt_tokens
                 completion_tokens += event.completion_tokens
+                finished.append(event)
             elif not event:
                 continue
             yield f"data: {json.dumps(render(job, event))}\n\n"
         if usage_chunk is not None:
-            yield f"data: {json.dumps(usage_chunk(sum(prompt_tokens.values()), completion_tokens))}\n\n"
+            chunk = usage_chunk(sum(prompt_tokens.values()), completion_tokens, total_segments(finished))
+            yield f"data: {json.dumps(chunk)}\n\n"
         yield "data: [DONE]\n\n"
     finally:
         stop.set()

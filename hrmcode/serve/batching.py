@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hrmcode.model.base import model_device
-from hrmcode.model.generate import GenerationConfig, pick_token
+from hrmcode.model.generate import GenerationConfig, SegmentsSeen, pick_token, prefill
 from hrmcode.model.kvcache import BatchKVCache, KVCache
 
 _END = object()  # the request has left the batch (its consumer reads no further)
@@ -47,6 +47,7 @@ class _Request:
     last: int = 0  # the token fed at the next step
     produced: int = 0
     length: int = 0  # tokens in the context (prompt + produced)
+    segments_seen: SegmentsSeen | None = None  # told the segments its prompt chose (its row runs that many)
 
 
 class BatchDecoder:
@@ -67,9 +68,10 @@ class BatchDecoder:
         self._thread.start()
 
     # -- the consumer side (any thread) --------------------------------------------------------
-    def tokens(self, model: torch.nn.Module, prompt_ids: Sequence[int], cfg: GenerationConfig) -> Iterator[int]:
+    def tokens(self, model: torch.nn.Module, prompt_ids: Sequence[int], cfg: GenerationConfig,
+               segments_seen: SegmentsSeen | None = None) -> Iterator[int]:
         """A ``GenerationRun`` token source: the request's tokens as the batch produces them."""
-        request = _Request(list(prompt_ids), cfg)
+        request = _Request(list(prompt_ids), cfg, segments_seen=segments_seen)
         self._waiting.put(request)
         self._wake.set()
         try:
@@ -138,8 +140,9 @@ class BatchDecoder:
         request.generator = torch.Generator().manual_seed(cfg.seed)
         ids = request.prompt_ids
         single = KVCache(min(len(ids) + cfg.max_new_tokens, self.max_len), getattr(self.model, "kv_dtype", None))
-        prefix = torch.tensor([len(ids)], device=self.device)
-        logits = self.model(torch.tensor([ids], device=self.device), prefix_lens=prefix, cache=single).logits[0, -1]
+        logits, segments = prefill(self.model, ids, cfg, single)  # under the request's compute budget
+        if request.segments_seen is not None:
+            request.segments_seen(segments)
         request.length = len(ids)
         if self._emit(request, pick_token(logits, cfg, request.generator)):
             if not self._rows:

@@ -24,17 +24,21 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int = 0
+    max_segments: int | None = None  # the request's compute budget (hrm/trm); None: the server's default
+    halt_threshold: float | None = None
 
 
 @dataclass(frozen=True)
 class Completion:
     """One finished generation. ``finish_reason`` is ``stop`` (stop sequence, EOS, or the client
-    went away) or ``length`` (``max_tokens`` reached)."""
+    went away) or ``length`` (``max_tokens`` reached). ``segments``: what the generation ran (hrm/trm
+    models; None for models without segments)."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    segments: int | None = None
 
 
 class Engine(Protocol):
@@ -46,6 +50,10 @@ class Engine(Protocol):
 
     def check_prompt(self, prompt: str) -> int:
         """The prompt's token count; raise ``hrmcode.errors.InputError`` when it cannot be served."""
+
+    def check_budget(self, max_segments: int | None, halt_threshold: float | None) -> None:
+        """Raise an ``hrmcode.errors.HrmcodeError`` when a request's compute budget cannot be honoured
+        (asked only of requests that give one)."""
 
     def complete(self, prompt: str, params: SamplingParams, should_stop: Callable[[], bool]) -> Completion:
         """Generate to the end; stop early (finish_reason ``stop``) once ``should_stop()`` is true."""

@@ -7,6 +7,11 @@ not a failure inside the generation), every text the model reads valid Unicode (
 lone surrogate, which no tokenizer can encode). Request fields OpenAI defines but this server cannot honour (logprobs, logit_bias,
 penalties, tools, token-id prompts) are refused with a 400 naming the field, never silently
 ignored; fields it does not know at all are ignored, as OpenAI does.
+
+Extensions (hrmcode's, for looped hrm/trm models): ``max_segments`` (an integer >= 1) and
+``halt_threshold`` (a probability strictly between 0 and 1) set a request's compute budget, and
+``usage.segments`` reports the segments its generations ran (summed over choices, as token counts
+are; absent for models without segments).
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ class _Sampling(BaseModel):
     logit_bias: dict[str, float] | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
+    max_segments: int | None = Field(None, ge=1)  # hrmcode extension: the request's compute budget (hrm/trm)
+    halt_threshold: float | None = Field(None, gt=0.0, lt=1.0, allow_inf_nan=False)  # hrmcode extension (act)
 
     @field_validator("temperature", "top_p", mode="before")
     @classmethod
@@ -190,6 +197,16 @@ def now() -> int:
     return int(time.time())
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+def usage(prompt_tokens: int, completion_tokens: int, segments: int | None = None) -> dict:
+    """OpenAI's usage object, plus ``segments`` (hrmcode's extension) when the model has segments."""
+    body = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
+    if segments is not None:
+        body["segments"] = segments
+    return body
+
+
+def total_segments(completions: list) -> int | None:
+    """The segments ``completions`` ran in all (None when the model has none)."""
+    spent = [c.segments for c in completions if c.segments is not None]
+    return sum(spent) if spent else None

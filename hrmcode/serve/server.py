@@ -82,7 +82,8 @@ def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, workspace
     manifest = Path(loaded.path) / MANIFEST
     default_id = json.loads(manifest.read_text(encoding="utf-8")).get("name") if manifest.is_file() else None
     engine = ModelEngine(loaded, model_name or default_id or Path(loaded.path).name, chat_level=chat_level,
-                         max_batch=settings.max_concurrency)
+                         max_batch=settings.max_concurrency, max_segments=settings.max_segments,
+                         halt_threshold=settings.halt_threshold)
     split = kernels.use_threads(loaded.model, threads or os.cpu_count() or 1) if device == "cpu" else device
     reporter().log(f"serving '{engine.model_id}' ({loaded.config.arch}, {Path(loaded.path)}) on {split}")
     return create_app(engine, settings)

@@ -37,3 +37,11 @@ class ServeSettings:
         5.0, "Seconds a connection may send nothing, before its first request or between requests, before it "
              "is closed.",
         flags=("--idle-timeout",), min=0.1)
+    max_segments: int | None = option(
+        None, "Looped models (hrm, trm): most segments a request runs, when it gives no max_segments of its own "
+              "(default: the model's own count). A request may ask for up to the larger of this and the model's "
+              "count; responses report what ran in usage.segments.", min=1)
+    halt_threshold: float | None = option(
+        None, "ACT models: halt a request once its Q head's halt probability reaches this (0 to 1, exclusive; lower "
+              "halts sooner), when it gives no halt_threshold of its own (default: the trained rule).",
+        min=0.0, max=1.0)
