@@ -34,10 +34,14 @@ def make_act_model(root: Path, seed: int = 2, max_seq_len: int = 128) -> Path:
     with ArtifactWriter(root / "examples", "examples", update_latest=False) as writer:
         writer.write_jsonl("examples.jsonl", records)
         examples = writer.finish()
-    tokenizer = CodeTokenizer.train([p + t for p, t in SNIPPETS] * 4, vocab_size=300)
+    tokenizer = make_tokenizer()
     model = act_model(tokenizer.vocab_size, seed, max_seq_len=max_seq_len)
     with ArtifactWriter(root / "model", "model", inputs=[examples], update_latest=False) as writer:
         for name in save_checkpoint(writer.stage, model, tokenizer):
             writer.add(name)
         writer.finish()
     return root / "model"
+
+
+def make_tokenizer() -> CodeTokenizer:
+    return CodeTokenizer.train([p + t for p, t in SNIPPETS] * 4, vocab_size=300)

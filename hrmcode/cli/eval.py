@@ -51,6 +51,11 @@ def _config(ctx: typer.Context, options: dict[str, Any], record: type) -> tuple[
     return EvalConfig(**shared, api_key=os.environ.get("OPENAI_API_KEY"), workspace=workspace(ctx)), own
 
 
+def _segments_row(summary: dict) -> list[list]:
+    """The mean segments per case row, when the model's generations reported segments."""
+    return [["segments / case", summary["segments_per_case"]]] if "segments_per_case" in summary else []
+
+
 def _render_pass_at_k(result) -> None:
     summary = result.summary
     rows = [["run", str(result.artifact.path)], ["model", summary["model"].get("model")],
@@ -58,7 +63,7 @@ def _render_pass_at_k(result) -> None:
             *[[f"pass@{k}", summary[f"pass@{k}"]] for k in summary["ks"] if f"pass@{k}" in summary],
             ["score (%)", summary["score"]], ["solved", summary["solved"]],
             ["model s", summary["seconds"]["model"]], ["test s", summary["seconds"]["test"]],
-            ["ran / resumed", f"{result.ran} / {result.skipped}"]]
+            *_segments_row(summary), ["ran / resumed", f"{result.ran} / {result.skipped}"]]
     for key in ("comparator", "release", "since", "until"):
         if key in summary:
             rows.append([key, summary[key] if summary[key] is not None else "-"])
@@ -80,7 +85,7 @@ def _render_polyglot(result) -> None:
             ["syntax errors", s["syntax_errors"]], ["test timeouts", s["test_timeouts"]],
             ["model s / case", s["seconds_per_case"]], ["test s / case", s["test_seconds_per_case"]],
             ["prompt tokens", s["prompt_tokens"]], ["completion tokens", s["completion_tokens"]],
-            ["ran / resumed", f"{result.ran} / {result.skipped}"]]
+            *_segments_row(s), ["ran / resumed", f"{result.ran} / {result.skipped}"]]
     out.table("polyglot", ["metric", "value"], rows)
     out.table("by language", ["language", "cases", "passed", "pass rate (%)", "stub-passing"],
               [[lang, v["cases"], v["passed"], v["pass_rate"], v["stub_passing"]] for lang, v in s["languages"].items()])
@@ -135,7 +140,7 @@ def _render_swe(result) -> None:
             ["grading errors", s["grading_errors"]],
             ["prompt tokens", s["tokens"]["prompt"]], ["completion tokens", s["tokens"]["completion"]],
             ["agent s", s["seconds"]["agent"]], ["grade s", s["seconds"]["grade"]],
-            ["ran / resumed", f"{result.ran} / {result.skipped}"]]
+            *_segments_row(s), ["ran / resumed", f"{result.ran} / {result.skipped}"]]
     out.table("swe", ["metric", "value"], rows)
     out.table("exit status", ["status", "trajectories"], [[k, v] for k, v in s["exit_status"].items()])
     if len(s["by_model"]) > 1:

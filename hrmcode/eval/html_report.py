@@ -143,7 +143,7 @@ def _languages(views: Sequence[CaseView]) -> str:
 def _summary_rows(summary: dict) -> list[list[str]]:
     model = summary.get("model")
     rows = [["model", _text(model.get("model") if isinstance(model, dict) else model)]] if model else []
-    for key in ("score", "cases", "completed", "verdict_rules"):
+    for key in ("score", "cases", "completed", "segments_per_case", "verdict_rules"):
         if key in summary:
             rows.append([key, _text(summary[key])])
     return rows

@@ -35,7 +35,7 @@ import time
 from collections.abc import Sequence
 
 from hrmcode.data.schema import Task
-from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, SamplesBackend
+from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, SamplesBackend, segments_field
 from hrmcode.eval.extract import humaneval_completion
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.eval.sandboxing import run_driver
@@ -106,6 +106,7 @@ class HumanEval:
             "model_s": round(time.monotonic() - started, 4),
             "prompt_tokens": sum(r.prompt_tokens for r in replies),
             "completion_tokens": sum(r.completion_tokens for r in replies),
+            **segments_field(replies),
         }
         completions = [
             r.text if r.raw else humaneval_completion(r.text, task.prompt, task.tests.entry_point or "") for r in replies

@@ -40,7 +40,7 @@ from typing import Any
 
 from hrmcode.data.schema import Task
 from hrmcode.errors import InputError
-from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, SamplesBackend
+from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, SamplesBackend, segments_field
 from hrmcode.eval.extract import last_code_block
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.eval.sandboxing import run_driver
@@ -198,6 +198,7 @@ class LiveCodeBench:
                 "model_s": round(model_s, 4), "test_s": round(test_s, 4),
                 "prompt_tokens": sum(r.prompt_tokens for r in replies),
                 "completion_tokens": sum(r.completion_tokens for r in replies),
+                **segments_field(replies),
             })
         return records
 

@@ -55,7 +55,7 @@ from hrmcode.atomic import write_text
 from hrmcode.data.schema import Task
 from hrmcode.edits import MalformedEdit, apply_edits_partial, parse_edits, reflection, render_edits, resolve_path
 from hrmcode.errors import UsageError
-from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request
+from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, segments_field
 from hrmcode.eval.metrics import percent
 from hrmcode.eval.runner import VERDICT_RULES
 from hrmcode.paths import cache_home
@@ -240,6 +240,7 @@ class CaseState:
     test_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    replies: list[Reply] = field(default_factory=list)  # every model turn's reply (their segments)
     lazy_comments: int = 0
     test_timeouts: int = 0
     syntax_errors: int = 0
@@ -320,6 +321,7 @@ class Polyglot:
             state.model_s += time.monotonic() - started
             state.prompt_tokens += reply.prompt_tokens
             state.completion_tokens += reply.completion_tokens
+            state.replies.append(reply)
             state.history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply.text}]
             state.lazy_comments += count_lazy_comments(reply.text)
             problem = self._apply(task, state, reply)
@@ -407,7 +409,7 @@ class Polyglot:
             "lazy_comments": state.lazy_comments, "test_timeouts": state.test_timeouts,
             "model_s": round(state.model_s, 4), "test_s": round(state.test_s, 4),
             "prompt_tokens": state.prompt_tokens, "completion_tokens": state.completion_tokens,
-            "model_turns": state.turns, "ignored_edits": sorted(set(state.ignored_edits)),
+            "model_turns": state.turns, **segments_field(state.replies), "ignored_edits": sorted(set(state.ignored_edits)),
             "mode": self.mode, "verdicts": state.verdicts,
             "stub_passes": self.stub_passes(task, worker, outcomes), "known_unavailable": unavailable_reason(name),
             "last_test_output": last_output[-2000:], "chat": state.history, "error": error,

@@ -6,7 +6,9 @@ Layout of a run directory::
                     the run starts (a resume must match them)
     results.jsonl   one record per case (``id`` = task id), appended (flushed and fsynced) as each
                     batch of cases finishes; rewritten sorted by id when the run completes
-    summary.json    the benchmark's metrics, written when every selected case is done
+    summary.json    the benchmark's metrics, written when every selected case is done (with
+                    ``segments_per_case`` when the model's generations reported segments: a
+                    looped model's compute, ``--max-segments``/``--halt-threshold``)
     report.html     the run for people (``html_report.render_run``): pass rate per language, each
                     case's outcome, time, reply and test output
     manifest.json   written last (``kind: eval-run``)
@@ -104,6 +106,13 @@ def case_passed(record: dict) -> bool:
     if "passed" in record:
         return bool(record["passed"])
     return int(record.get("correct", 0)) > 0
+
+
+def segments_summary(records: Sequence[dict]) -> dict[str, float]:
+    """``{"segments_per_case": mean}`` over the cases that recorded ``segments`` (each the mean over its
+    generations); ``{}`` when none did (a model without segments, oracle, samples)."""
+    spent = [float(r["segments"]) for r in records if r.get("segments") is not None]
+    return {"segments_per_case": round(sum(spent) / len(spent), 3)} if spent else {}
 
 
 def load_tasks(source: str, tasks_ref: str | Path | None, workspace: Path | str | None,
@@ -218,7 +227,7 @@ def run_benchmark(bench: Bench, tasks: Sequence[Task], options: RunOptions) -> R
     finish_run = getattr(bench, "finish_run", None)
     if finish_run is not None:
         finish_run(writer, records, selected)
-    summary = {**bench.summarize(selected, tasks), "verdict_rules": VERDICT_RULES}
+    summary = {**bench.summarize(selected, tasks), **segments_summary(selected), "verdict_rules": VERDICT_RULES}
     writer.write_json("summary.json", summary)
     writer.write_text(REPORT, render_run(bench.name, selected, summary))
     artifact = writer.finish({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})

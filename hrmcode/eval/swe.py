@@ -75,7 +75,7 @@ from hrmcode.data.synthesize.draft import header
 from hrmcode.data.synthesize.plan import render_plan
 from hrmcode.diffs import apply_file_diff, content_diffs
 from hrmcode.errors import HrmcodeError, UsageError
-from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request
+from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, segments_field
 from hrmcode.eval.html_report import TRAJECTORIES, render_trajectories
 from hrmcode.eval.metrics import mean_pass_at_k, percent
 from hrmcode.jsonl import AppendLog
@@ -262,6 +262,7 @@ class BackendPolicy:
         self.task = task
         self.answers = answers
         self.failure: HrmcodeError | None = None
+        self.replies: list[Reply] = []  # every turn's reply (their segments)
 
     def act(self, messages: list[dict[str, str]]) -> PolicyReply:
         request = Request(bench="swe", task=self.task, messages=list(messages), answer_key=self.answers)  # type: ignore[arg-type]
@@ -275,6 +276,7 @@ class BackendPolicy:
         if not replies:
             return PolicyReply(text="")
         reply = replies[0]
+        self.replies.append(reply)
         return PolicyReply(text=reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
 
 
@@ -470,6 +472,7 @@ class SweBench:
             "exit_status": trajectory.exit_status, "agent_error": trajectory.error, "steps": len(trajectory.steps),
             "format_errors": trajectory.format_errors,
             "prompt_tokens": trajectory.prompt_tokens, "completion_tokens": trajectory.completion_tokens,
+            **segments_field(policy.replies),
             "seconds": {"agent": round(agent_seconds, 3), "grade": round(grade_seconds, 3)},
             "model_patch": patch, "empty_patch": not patch.strip(), "discarded": sorted(set(discarded)),
             "f2p_fixed": graded.f2p_fixed if graded is not None else 0.0,

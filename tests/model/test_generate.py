@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hrmcode.errors import InputError
+from hrmcode.errors import InputError, UsageError
 from hrmcode.model import build_model, preset
 from hrmcode.model.generate import GenerationConfig, generate, stream_generate
 from hrmcode.model.kvcache import KVCache
@@ -101,3 +101,62 @@ def test_generation_leaves_the_model_mode_and_grad_state_alone(tok):
     model = _model(tok, "hrm").train()
     result = generate(model, tok, "for", GenerationConfig(max_new_tokens=3))
     assert model.training and torch.is_grad_enabled() and result.completion_tokens == 3
+
+
+# -- a compute budget for looped models (hrmcode.model.halting) ----------------------------------------
+
+BUDGETS = [{}, {"max_segments": 1}, {"max_segments": 2}, {"halt_threshold": 0.3}, {"halt_threshold": 0.9}]
+
+
+def test_a_budget_gives_the_same_tokens_and_segments_cached_and_uncached():
+    from tests._act_model import PROMPTS, act_model, make_tokenizer
+
+    tokenizer = make_tokenizer()
+    model = act_model(tokenizer.vocab_size)
+    seen = set()
+    for prompt in PROMPTS[:4]:
+        for budget in BUDGETS:
+            cached = generate(model, tokenizer, prompt, GenerationConfig(max_new_tokens=5, **budget))
+            uncached = generate(model, tokenizer, prompt, GenerationConfig(max_new_tokens=5, use_cache=False, **budget))
+            assert (cached.token_ids, cached.segments) == (uncached.token_ids, uncached.segments), (prompt, budget)
+            assert 1 <= cached.segments <= budget.get("max_segments", 4)
+            seen.add(cached.segments)
+    assert {1, 2, 4} <= seen  # the prompts halt apart; budgets and thresholds move them
+
+
+def test_budgets_a_model_cannot_honour_are_refused(tok):
+    transformer = _model(tok, "transformer")
+    assert generate(transformer, tok, "for", GenerationConfig(max_new_tokens=2)).segments is None
+    with pytest.raises(UsageError, match="need a looped hrm or trm model; this model is a transformer"):
+        generate(transformer, tok, "for", GenerationConfig(max_new_tokens=2, max_segments=2))
+    fixed = _model(tok, "hrm")
+    with pytest.raises(UsageError, match="halt threshold needs a model trained with mode=act"):
+        generate(fixed, tok, "for", GenerationConfig(max_new_tokens=2, halt_threshold=0.5))
+    assert generate(fixed, tok, "for", GenerationConfig(max_new_tokens=2)).segments == fixed.config.segments
+    assert generate(fixed, tok, "for", GenerationConfig(max_new_tokens=2, max_segments=1)).segments == 1
+
+
+def test_a_quantized_act_model_honours_the_budget_on_the_fast_path(tmp_path, monkeypatch):
+    from hrmcode.model import fastpath
+    from hrmcode.quantize import QuantSpec, load_any, quantize_checkpoint
+    from tests._act_model import PROMPTS, make_act_model
+
+    # the torch backend quantizes no layer with a bias, and the Q head has one: it stays in float
+    result = quantize_checkpoint(make_act_model(tmp_path), QuantSpec(weights="int8", exclude=("q_head",)),
+                                 out=tmp_path / "int8", limit=2, exact_match_limit=1, latency_tokens=2)
+    loaded = load_any(result.artifact.path)
+    fused = []
+    run_q8 = fastpath._run_q8
+    monkeypatch.setattr(fastpath, "_run_q8", lambda *a: fused.append(1) or run_q8(*a))
+    prompt = next(p for p in PROMPTS if generate(loaded.model, loaded.tokenizer, p,
+                                                   GenerationConfig(max_new_tokens=1)).segments == 4)
+    calls = {}
+    for budget in ({}, {"max_segments": 1}):
+        fused.clear()
+        cached = generate(loaded.model, loaded.tokenizer, prompt, GenerationConfig(max_new_tokens=6, **budget))
+        calls[cached.segments] = len(fused)
+        uncached = generate(loaded.model, loaded.tokenizer, prompt,
+                            GenerationConfig(max_new_tokens=6, use_cache=False, **budget))
+        assert cached.segments == uncached.segments == budget.get("max_segments", 4)
+        assert cached.token_ids == uncached.token_ids or loaded.model.kv_dtype == torch.float16
+    assert calls[1] > 0 and calls[4] == 4 * calls[1]  # the int8 kernels ran, each token's stacks once per segment

@@ -1,0 +1,65 @@
+"""``eval --max-segments / --halt-threshold``: the budget reaches a checkpoint's generation and an
+``hrmcode serve`` behind ``--model openai:``, each case records the segments used, the summary and
+the table show the mean per case; backends that generate nothing, models without segments and
+bad values are one-line usage errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hrmcode.jsonl import read_jsonl
+from hrmcode.serve.app import ServeSettings
+from hrmcode.serve.server import background_server, checkpoint_app
+from tests._act_model import make_act_model
+from tests.quantize.tiny import make_tiny_model
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def act(tmp_path_factory):
+    return make_act_model(tmp_path_factory.mktemp("act"), max_seq_len=4096)  # HumanEval prompts are long
+
+
+def _eval(cli, model, out, *extra, limit=2):
+    return cli("--json", "eval", "humaneval", "--model", model, "--limit", str(limit), "--max-tokens", "4",
+               "-o", str(out), *extra)
+
+
+def test_checkpoint_cases_record_segments_within_the_budget(cli, act, tmp_path):
+    run = cli("eval", "humaneval", "--model", f"checkpoint:{act}", "--limit", "2", "--max-tokens", "4",
+              "--max-segments", "2", "-o", str(tmp_path / "run"))
+    assert run.exit_code == 0, run.stderr
+    assert "segments / case" in run.stdout
+    records = list(read_jsonl(tmp_path / "run" / "results.jsonl"))
+    assert len(records) == 2 and all(1 <= r["segments"] <= 2 for r in records)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["segments_per_case"] == pytest.approx(sum(r["segments"] for r in records) / 2, abs=1e-3)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["params"]["generation"]["max_segments"] == 2
+
+
+def test_an_hrmcode_server_gets_the_budget_in_the_body(cli, act, tmp_path):
+    app = checkpoint_app(act, ServeSettings(max_tokens_cap=64, max_concurrency=1, max_queue=8))
+    with background_server(app) as url:
+        result = _eval(cli, f"openai:{url}/v1", tmp_path / "run", "--model-name", "model", "--halt-threshold", "0.01",
+                       limit=1)
+    assert result.exit_code == 0, result.stderr
+    assert [r["segments"] for r in read_jsonl(tmp_path / "run" / "results.jsonl")] == [1.0]
+    assert json.loads(result.stdout)["segments_per_case"] == 1.0
+
+
+@pytest.mark.parametrize("model,extra,words", [
+    ("oracle", ["--max-segments", "2"], "--model oracle generates nothing"),
+    ("checkpoint:TRANSFORMER", ["--max-segments", "2"], "need a looped hrm or trm model"),
+    ("checkpoint:ACT", ["--halt-threshold", "1"], "--halt-threshold 1 is not strictly between 0 and 1"),
+    ("checkpoint:ACT", ["--max-segments", "0"], "Invalid value for '--max-segments'"),
+])
+def test_bad_budgets_are_usage_errors(cli, act, tmp_path, model, extra, words):
+    if model == "checkpoint:TRANSFORMER":
+        model = f"checkpoint:{make_tiny_model(tmp_path / 't', arch='transformer', max_seq_len=64)}"
+    model = model.replace("ACT", str(act))
+    result = _eval(cli, model, tmp_path / "run", *extra)
+    assert result.exit_code == 2 and words in result.stderr, result.stderr
+    assert not (tmp_path / "run" / "results.jsonl").exists()
