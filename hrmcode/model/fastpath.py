@@ -136,7 +136,7 @@ def _run_q8_rows(fused: kernels.Kernels, blocks: ctypes.Array, layers: nn.Module
     pointers = ctypes.c_void_p * len(kvs)
     keys, values = pointers(*(kv.k_buffer.data_ptr() for kv in kvs)), pointers(*(kv.v_buffer.data_ptr() for kv in kvs))
     state = cache.decode_state
-    scratch = state.scratch("block", rows * (4 * hidden + 3 * inner) + capacity)
+    scratch = state.scratch("block", rows * (4 * hidden + 3 * inner + capacity))  # a scores row per batch row
     codes = state.scratch("codes", min(rows, 64) * max(hidden, inner), torch.uint8)
     fused.stack_q8_rows(blocks, len(kvs), h.data_ptr(), rows, first.heads, first.head_dim, layers[0].eps, keys, values,
                         capacity, positions.data_ptr(), cos.data_ptr(), sin.data_ptr(),

@@ -185,88 +185,91 @@ static void store16(const qgemm_task *t, int j, int b, const int32_t *acc) {
         out[c] = (t->xscale[j] * t->wscale[r0 + c]) * (float)(acc[c] - t->xzero[j] * t->rowsum[r0 + c]);
 }
 
+#define TILE 8 /* activation rows per pass over a row block */
+/* Row blocks per tile for R rows: as many as the 32 vector registers allow (R x NB accumulators + NB weights + 1). */
+#define WIDE(R) ((R) <= 4 ? 4 : 3)
+
 #ifdef HRM_VNNI
 static int32_t load4(const uint8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
     return v;
 }
-#endif
 
-#define TILE 8 /* activation rows per pass over a row block */
-
-#ifdef HRM_VNNI
-/* Row blocks b, b + 1 for activation rows j0 .. j0 + 7: 16 accumulators, so each weight register feeds 8
- * products and each broadcast activation 2 (the plain loop below feeds 1 and 8). */
-static void tile_2x8(const qgemm_task *t, int b, int j0) {
+/* Activation rows j0 .. j0 + R - 1 times row blocks b .. b + NB - 1 (R <= 8, NB <= 4): R x NB accumulators in
+ * registers, so each weight register loaded feeds R products and each broadcast activation NB. R and NB are
+ * constants at every call site: the accumulators are named variables (an array of them is spilled to the stack)
+ * and the unused ones vanish. The sums are exact int32, so the tile shape never changes a result. */
+#define DP(j, c) a##j##c = _mm512_dpbusd_epi32(a##j##c, xv, w##c)
+#define TILE_ROW(j)                                                                                          \
+    if (R > j) {                                                                                             \
+        const __m512i xv = _mm512_set1_epi32(load4(x + (int64_t)j * t->k + 4 * i));                          \
+        DP(j, 0);                                                                                            \
+        if (NB > 1) DP(j, 1);                                                                                \
+        if (NB > 2) DP(j, 2);                                                                                \
+        if (NB > 3) DP(j, 3);                                                                                \
+    }
+#define TILE_ACC(j) __m512i a##j##0 = zero, a##j##1 = zero, a##j##2 = zero, a##j##3 = zero;
+#define TILE_OUT(j)                                                                                          \
+    if (R > j) {                                                                                             \
+        const __m512i row[4] = {a##j##0, a##j##1, a##j##2, a##j##3};                                         \
+        for (int c = 0; c < NB; c++) {                                                                       \
+            _mm512_storeu_si512(sums, row[c]);                                                               \
+            store16(t, j0 + j, b + c, sums);                                                                 \
+        }                                                                                                    \
+    }
+static inline __attribute__((always_inline)) void tile(const qgemm_task *t, int b, int j0, const int R, const int NB) {
     const int k4 = t->k / 4;
-    const int8_t *w0 = t->w + (int64_t)b * k4 * 64, *w1 = w0 + (int64_t)k4 * 64;
+    const int8_t *w = t->w + (int64_t)b * k4 * 64;
     const uint8_t *x = t->qx + (int64_t)j0 * t->k;
-    __m512i a[2][TILE];
-    for (int j = 0; j < TILE; j++) a[0][j] = a[1][j] = _mm512_setzero_si512();
+    const __m512i zero = _mm512_setzero_si512();
+    TILE_ACC(0) TILE_ACC(1) TILE_ACC(2) TILE_ACC(3) TILE_ACC(4) TILE_ACC(5) TILE_ACC(6) TILE_ACC(7)
     for (int i = 0; i < k4; i++) {
-        const __m512i v0 = _mm512_loadu_si512(w0 + (int64_t)i * 64), v1 = _mm512_loadu_si512(w1 + (int64_t)i * 64);
-        for (int j = 0; j < TILE; j++) {
-            const __m512i xv = _mm512_set1_epi32(load4(x + (int64_t)j * t->k + 4 * i));
-            a[0][j] = _mm512_dpbusd_epi32(a[0][j], xv, v0);
-            a[1][j] = _mm512_dpbusd_epi32(a[1][j], xv, v1);
+        const __m512i w0 = _mm512_loadu_si512(w + (int64_t)i * 64);
+        const __m512i w1 = NB > 1 ? _mm512_loadu_si512(w + ((int64_t)k4 + i) * 64) : zero;
+        const __m512i w2 = NB > 2 ? _mm512_loadu_si512(w + ((int64_t)2 * k4 + i) * 64) : zero;
+        const __m512i w3 = NB > 3 ? _mm512_loadu_si512(w + ((int64_t)3 * k4 + i) * 64) : zero;
+        TILE_ROW(0) TILE_ROW(1) TILE_ROW(2) TILE_ROW(3) TILE_ROW(4) TILE_ROW(5) TILE_ROW(6) TILE_ROW(7)
+    }
+    int32_t sums[16];
+    TILE_OUT(0) TILE_OUT(1) TILE_OUT(2) TILE_OUT(3) TILE_OUT(4) TILE_OUT(5) TILE_OUT(6) TILE_OUT(7)
+}
+
+#define TILES(R)                                                                                             \
+    static void tile_##R##_wide(const qgemm_task *t, int b, int j0) { tile(t, b, j0, R, WIDE(R)); }          \
+    static void tile_##R##_one(const qgemm_task *t, int b, int j0) { tile(t, b, j0, R, 1); }
+TILES(1) TILES(2) TILES(3) TILES(4) TILES(5) TILES(6) TILES(7) TILES(8)
+typedef void (*tile_fn)(const qgemm_task *, int, int);
+static const tile_fn wide_tiles[TILE + 1] = {0, tile_1_wide, tile_2_wide, tile_3_wide, tile_4_wide,
+                                              tile_5_wide, tile_6_wide, tile_7_wide, tile_8_wide};
+static const tile_fn one_tiles[TILE + 1] = {0, tile_1_one, tile_2_one, tile_3_one, tile_4_one,
+                                             tile_5_one, tile_6_one, tile_7_one, tile_8_one};
+
+/* Each group of row blocks is applied to every activation row (8 at a time) while it is in cache. */
+static void qgemm(const qgemm_task *t) {
+    const int tail = t->rows % TILE ? t->rows % TILE : TILE;
+    const int nb = WIDE(t->rows < TILE ? t->rows : TILE);
+    int b = t->b0;
+    for (; b < t->b1; b += nb) {
+        const int wide = b + nb <= t->b1;
+        for (int j0 = 0; j0 < t->rows; j0 += TILE) {
+            const int r = t->rows - j0 < TILE ? tail : TILE;
+            if (wide && WIDE(r) == nb)
+                wide_tiles[r](t, b, j0);
+            else
+                for (int c = b; c < b + nb && c < t->b1; c++) one_tiles[r](t, c, j0);
         }
     }
-    int32_t acc[16];
-    for (int j = 0; j < TILE; j++) {
-        _mm512_storeu_si512(acc, a[0][j]);
-        store16(t, j0 + j, b, acc);
-        _mm512_storeu_si512(acc, a[1][j]);
-        store16(t, j0 + j, b + 1, acc);
-    }
 }
-#endif
-
+#else
+/* Portable C: the same sums, TILE activation rows per pass over a row block. */
 static void qgemm(const qgemm_task *t) {
     const int k4 = t->k / 4;
-    int b_start = t->b0;
-#ifdef HRM_VNNI
-    const int full = t->rows / TILE * TILE;
-    for (; b_start + 2 <= t->b1; b_start += 2)
-        for (int j0 = 0; j0 < full; j0 += TILE) tile_2x8(t, b_start, j0);
-    if (full > 0) { /* the leftover rows of those blocks, then every row of the last odd block */
-        qgemm_task rest = *t;
-        rest.b1 = b_start;
-        rest.qx = t->qx + (int64_t)full * t->k;
-        rest.xscale = t->xscale + full;
-        rest.xzero = t->xzero + full;
-        rest.rows = t->rows - full;
-        rest.y = t->y + (int64_t)full * t->n;
-        if (rest.rows > 0 && rest.b1 > rest.b0) qgemm(&rest);
-    } else {
-        b_start = t->b0;
-    }
-#endif
-    for (int b = b_start; b < t->b1; b++) {
+    for (int b = t->b0; b < t->b1; b++) {
         const int8_t *wb = t->w + (int64_t)b * k4 * 64;
         for (int j0 = 0; j0 < t->rows; j0 += TILE) {
             const int jn = t->rows - j0 < TILE ? t->rows - j0 : TILE;
             int32_t acc[TILE][16];
-#ifdef HRM_VNNI
-            __m512i a[TILE];
-            for (int j = 0; j < TILE; j++) a[j] = _mm512_setzero_si512();
-            if (jn == TILE) {
-                for (int i = 0; i < k4; i++) {
-                    const __m512i wv = _mm512_loadu_si512(wb + (int64_t)i * 64);
-                    for (int j = 0; j < TILE; j++)
-                        a[j] = _mm512_dpbusd_epi32(
-                            a[j], _mm512_set1_epi32(load4(t->qx + (int64_t)(j0 + j) * t->k + 4 * i)), wv);
-                }
-            } else {
-                for (int i = 0; i < k4; i++) {
-                    const __m512i wv = _mm512_loadu_si512(wb + (int64_t)i * 64);
-                    for (int j = 0; j < jn; j++)
-                        a[j] = _mm512_dpbusd_epi32(
-                            a[j], _mm512_set1_epi32(load4(t->qx + (int64_t)(j0 + j) * t->k + 4 * i)), wv);
-                }
-            }
-            for (int j = 0; j < jn; j++) _mm512_storeu_si512(acc[j], a[j]);
-#else
             memset(acc, 0, sizeof(acc));
             for (int i = 0; i < k4; i++) {
                 const int8_t *wv = wb + (int64_t)i * 64;
@@ -277,56 +280,33 @@ static void qgemm(const qgemm_task *t) {
                                      x[3] * wv[4 * r + 3];
                 }
             }
-#endif
             for (int j = 0; j < jn; j++) store16(t, j0 + j, b, acc[j]);
         }
     }
 }
-
-/* One activation row (a decode step): 4 row blocks at a time, so 4 independent sums are in flight. */
-static void qgemv(const qgemm_task *t) {
-    int b = t->b0;
-#ifdef HRM_VNNI
-    const int k4 = t->k / 4;
-    for (; b + 4 <= t->b1; b += 4) {
-        const int8_t *w0 = t->w + (int64_t)b * k4 * 64, *w1 = w0 + k4 * 64, *w2 = w1 + k4 * 64, *w3 = w2 + k4 * 64;
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-        for (int i = 0; i < k4; i++) {
-            const __m512i xv = _mm512_set1_epi32(load4(t->qx + 4 * i));
-            a0 = _mm512_dpbusd_epi32(a0, xv, _mm512_loadu_si512(w0 + (int64_t)i * 64));
-            a1 = _mm512_dpbusd_epi32(a1, xv, _mm512_loadu_si512(w1 + (int64_t)i * 64));
-            a2 = _mm512_dpbusd_epi32(a2, xv, _mm512_loadu_si512(w2 + (int64_t)i * 64));
-            a3 = _mm512_dpbusd_epi32(a3, xv, _mm512_loadu_si512(w3 + (int64_t)i * 64));
-        }
-        int32_t acc[4][16];
-        _mm512_storeu_si512(acc[0], a0);
-        _mm512_storeu_si512(acc[1], a1);
-        _mm512_storeu_si512(acc[2], a2);
-        _mm512_storeu_si512(acc[3], a3);
-        for (int c = 0; c < 4; c++) store16(t, 0, b + c, acc[c]);
-    }
 #endif
-    qgemm_task rest = *t;
-    rest.b0 = b;
-    qgemm(&rest);
-}
 
-/* ---- a second thread for the matmuls --------------------------------------------------------------
+/* ---- a second thread -------------------------------------------------------------------------------
  *
- * One persistent worker takes half of every int8 matmul's row blocks. It spins briefly between jobs (a decode
- * step's matmuls come microseconds apart) and then sleeps on a condition variable. Callers that find the worker
- * busy (another generation is using it) run single-threaded, so results never depend on the thread count: each
- * output is computed whole by one thread, in the same order. */
+ * A job is split into chunks (a matmul's row blocks in groups, a batch's rows for attention) that the caller and
+ * one persistent worker claim one at a time from a shared ticket, so neither waits for the other to start: on a
+ * loaded machine where the worker is not scheduled, the caller claims every chunk itself and the job costs what it
+ * costs single-threaded (the caller only ever waits for a chunk the worker has claimed and is computing). The worker
+ * spins briefly between jobs (a decode step's jobs come microseconds apart) and then sleeps on a condition variable.
+ * Callers that find the worker busy (another generation is using it) run alone. Each chunk is computed whole by one
+ * thread with the same code whoever claims it, so results never depend on the thread count or the schedule. */
 
 #define SPIN_LIMIT 20000
 
-typedef void (*part_fn)(void *arg, int part, int parts);
+typedef void (*chunk_fn)(void *arg, int chunk);
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;    /* held by the caller using the worker */
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;   /* guards the worker's sleep */
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static atomic_int job_seq, job_done, worker_sleeping;
-static part_fn job_fn;
+static _Atomic uint64_t ticket; /* job number << 32 | chunks << 16 | next unclaimed chunk */
+static atomic_int chunks_done, worker_sleeping;
+static uint32_t last_job; /* under pool_lock */
+static chunk_fn job_fn;
 static void *job_arg;
 static int pool_threads = 1; /* 1 or 2 */
 static int worker_started;
@@ -337,30 +317,43 @@ static void cpu_relax(void) {
 #endif
 }
 
+/* Claim and compute chunks of job `job` until none is left. A claim succeeds only while the ticket still names
+ * this job, and the caller publishes the next job only after every chunk of this one is done, so job_fn and
+ * job_arg read after a claim are this job's. */
+static void work(uint32_t job) {
+    uint64_t t = atomic_load(&ticket);
+    for (;;) {
+        if ((uint32_t)(t >> 32) != job || (t & 0xffff) >= ((t >> 16) & 0xffff)) return;
+        if (!atomic_compare_exchange_weak(&ticket, &t, t + 1)) continue; /* t reloaded */
+        job_fn(job_arg, (int)(t & 0xffff));
+        atomic_fetch_add(&chunks_done, 1);
+        t = atomic_load(&ticket);
+    }
+}
+
 static void *worker_main(void *unused) {
     (void)unused;
-    int seen = 0;
+    uint32_t seen = 0;
     for (;;) {
         int spins = 0;
-        while (atomic_load(&job_seq) == seen) {
+        while ((uint32_t)(atomic_load(&ticket) >> 32) == seen) {
             if (++spins < SPIN_LIMIT) {
                 cpu_relax();
                 continue;
             }
             pthread_mutex_lock(&sleep_lock);
             atomic_store(&worker_sleeping, 1);
-            while (atomic_load(&job_seq) == seen) pthread_cond_wait(&wake, &sleep_lock);
+            while ((uint32_t)(atomic_load(&ticket) >> 32) == seen) pthread_cond_wait(&wake, &sleep_lock);
             atomic_store(&worker_sleeping, 0);
             pthread_mutex_unlock(&sleep_lock);
         }
-        seen = atomic_load(&job_seq);
-        job_fn(job_arg, 1, 2);
-        atomic_store(&job_done, seen);
+        seen = (uint32_t)(atomic_load(&ticket) >> 32);
+        work(seen);
     }
     return NULL;
 }
 
-/* Use 1 or 2 threads for the int8 matmuls; returns the number now in use. */
+/* Use 1 or 2 threads for the int8 matmuls and a batch's attention; returns the number now in use. */
 int hrm_set_threads(int threads) {
     pthread_mutex_lock(&pool_lock);
     if (threads > 1 && !worker_started) {
@@ -375,33 +368,39 @@ int hrm_set_threads(int threads) {
     return pool_threads;
 }
 
-static void run_parts(part_fn fn, void *arg) {
-    if (pool_threads < 2 || pthread_mutex_trylock(&pool_lock) != 0) {
-        fn(arg, 0, 1);
+/* fn(arg, c) for every chunk c < chunks (at most 65535), with the worker's help when it is free. */
+static void run_chunks(chunk_fn fn, void *arg, int chunks) {
+    if (pool_threads < 2 || chunks < 2 || pthread_mutex_trylock(&pool_lock) != 0) {
+        for (int c = 0; c < chunks; c++) fn(arg, c);
         return;
     }
     job_fn = fn;
     job_arg = arg;
-    const int seq = atomic_fetch_add(&job_seq, 1) + 1;
+    atomic_store(&chunks_done, 0);
+    const uint32_t job = ++last_job ? last_job : ++last_job; /* 0 is the worker's "none seen yet" */
+    atomic_store(&ticket, (uint64_t)job << 32 | (uint64_t)chunks << 16);
     if (atomic_load(&worker_sleeping)) {
         pthread_mutex_lock(&sleep_lock);
         pthread_cond_signal(&wake);
         pthread_mutex_unlock(&sleep_lock);
     }
-    fn(arg, 0, 2);
-    while (atomic_load(&job_done) != seq) cpu_relax();
+    work(job);
+    while (atomic_load(&chunks_done) != chunks) cpu_relax();
     pthread_mutex_unlock(&pool_lock);
 }
 
-static void qlinear_part(void *arg, int part, int parts) {
-    qgemm_task t = *(const qgemm_task *)arg;
-    const int blocks = t.b1 - t.b0, b0 = t.b0;
-    t.b0 = b0 + blocks * part / parts;
-    t.b1 = b0 + blocks * (part + 1) / parts;
-    if (t.rows == 1)
-        qgemv(&t);
-    else
-        qgemm(&t);
+/* A matmul's chunk: `per` row blocks (a multiple of the tile width the rows use). */
+typedef struct {
+    const qgemm_task *task;
+    int per;
+} qlinear_job;
+
+static void qlinear_chunk(void *arg, int chunk) {
+    const qlinear_job *job = arg;
+    qgemm_task t = *job->task;
+    t.b0 = t.b0 + chunk * job->per;
+    t.b1 = t.b0 + job->per < job->task->b1 ? t.b0 + job->per : job->task->b1;
+    qgemm(&t);
 }
 
 /* y [m, n] = x [m, k] @ dequantized(w).T, as described above; w packed. qx: scratch of min(m, 64) * k bytes. */
@@ -414,10 +413,11 @@ void hrm_qlinear(const float *x, int64_t m, int k, const int8_t *w, const float 
         const int rows = (int)(m - m0 < 64 ? m - m0 : 64);
         for (int j = 0; j < rows; j++) quantize_row(x + (m0 + j) * k, k, qx + (int64_t)j * k, &xscale[j], &xzero[j]);
         qgemm_task task = {qx, xscale, xzero, rows, k, w, wscale, rowsum, n, 0, blocks, y + m0 * n};
+        const qlinear_job job = {&task, 2 * WIDE(rows < TILE ? rows : TILE)};
         if (blocks >= 8)
-            run_parts(qlinear_part, &task);
+            run_chunks(qlinear_chunk, (void *)&job, (blocks + job.per - 1) / job.per);
         else
-            qlinear_part(&task, 0, 1);
+            qgemm(&task);
     }
 }
 
@@ -450,11 +450,31 @@ typedef struct {
     hrm_q8_linear qkv, o, gate_up, down;
 } hrm_q8_block;
 
+/* Row t of a batch through hrm_rope_attend_h: its own sequence's cache and position, its own scores. */
+typedef struct {
+    const float *qkv;
+    _Float16 *kcache, *vcache;
+    int64_t capacity, row_stride;
+    const int64_t *positions;
+    const float *cos, *sin;
+    int heads, head_dim;
+    float *attended, *scores;
+} attend_job;
+
+static void attend_row(void *arg, int t) {
+    const attend_job *j = arg;
+    const int hidden = j->heads * j->head_dim;
+    hrm_rope_attend_h(j->qkv + (int64_t)t * 3 * hidden, j->kcache + t * j->row_stride, j->vcache + t * j->row_stride,
+                      j->capacity, j->positions[t], j->cos + t * j->head_dim, j->sin + t * j->head_dim, j->heads,
+                      j->head_dim, j->attended + (int64_t)t * hidden, j->scores + t * j->capacity);
+}
+
 /* h [rows, hidden] = block(h) in place. Row t is at position positions[t] of its own sequence, whose keys and
  * values start at kcache/vcache + t * row_stride (positions NULL: one sequence, row t at pos + t, row_stride 0);
  * each row attends to its sequence's cached positions and, causally, the rows before it of the same sequence. What
  * hrm_qlinear, hrm_rope_attend, hrm_add_rms_norm and hrm_silu_mul do one after the other. cos, sin:
- * [rows, head_dim]. scratch: rows * (4 * hidden + 3 * inner) + capacity floats; qscratch: min(rows, 64) *
+ * [rows, head_dim]. scratch: rows * (4 * hidden + 3 * inner) + capacity floats (rows of different sequences, whose
+ * attention runs in parallel: rows * (4 * hidden + 3 * inner + capacity)); qscratch: min(rows, 64) *
  * max(hidden, inner) bytes. */
 static void block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int head_dim, float eps,
                      _Float16 *kcache, _Float16 *vcache, int64_t capacity, int64_t row_stride, int64_t pos,
@@ -463,10 +483,14 @@ static void block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int h
     float *qkv = scratch, *attended = qkv + (int64_t)rows * 3 * hidden, *projected = attended + (int64_t)rows * hidden;
     float *gated = projected + (int64_t)rows * 2 * inner, *scores = gated + (int64_t)rows * inner;
     hrm_qlinear(h, rows, hidden, b->qkv.weight, b->qkv.scale, b->qkv.rowsum, b->qkv.out_features, qkv, qscratch);
-    for (int t = 0; t < rows; t++)
-        hrm_rope_attend_h(qkv + (int64_t)t * 3 * hidden, kcache + t * row_stride, vcache + t * row_stride, capacity,
-                          positions ? positions[t] : pos + t, cos + t * head_dim, sin + t * head_dim, heads, head_dim,
-                          attended + (int64_t)t * hidden, scores);
+    attend_job job = {qkv, kcache, vcache, capacity, row_stride, positions, cos, sin, heads, head_dim, attended, scores};
+    if (positions) /* rows of different sequences: independent, one chunk each */
+        run_chunks(attend_row, &job, rows);
+    else /* one sequence: row t attends to the key row t - 1 wrote */
+        for (int t = 0; t < rows; t++) {
+            hrm_rope_attend_h(qkv + (int64_t)t * 3 * hidden, kcache, vcache, capacity, pos + t, cos + t * head_dim,
+                              sin + t * head_dim, heads, head_dim, attended + (int64_t)t * hidden, scores);
+        }
     hrm_qlinear(attended, rows, hidden, b->o.weight, b->o.scale, b->o.rowsum, hidden, projected, qscratch);
     for (int t = 0; t < rows; t++)
         hrm_add_rms_norm(h + (int64_t)t * hidden, projected + (int64_t)t * hidden, hidden, eps);
@@ -502,4 +526,4 @@ void hrm_stack_q8_rows(const hrm_q8_block *blocks, int n, float *h, int rows, in
 }
 
 /* The ABI version this file implements; kernels.py refuses a library that reports another. */
-int hrm_kernels_version(void) { return 13; }
+int hrm_kernels_version(void) { return 14; }

@@ -45,7 +45,7 @@ from hrmcode.atomic import staged
 from hrmcode.paths import cache_home
 
 SOURCE = Path(__file__).with_name("kernels.c")
-ABI_VERSION = 13
+ABI_VERSION = 14
 MAX_HEAD_DIM = 512  # the C kernels' per-head scratch size
 
 _lock = threading.Lock()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import platform
+import subprocess
 import weakref
 
 import pytest
@@ -108,7 +110,7 @@ def test_int8_greedy_tokens_are_the_same_with_and_without_kernels(tok):
 
 
 @pytest.mark.parametrize("n,k,m", [(96, 64, 1), (1536, 512, 1), (512, 1536, 33), (100, 68, 5), (20, 64, 9),
-                                   (300, 128, 130)])
+                                   (300, 128, 130), *((200, 128, m) for m in range(2, 9)), (520, 64, 8)])
 def test_qlinear_is_bit_identical_to_the_reference(n, k, m):
     torch.manual_seed(n + k + m)
     codes, scale = int8_per_channel(torch.randn(n, k))
@@ -120,6 +122,59 @@ def test_qlinear_is_bit_identical_to_the_reference(n, k, m):
     assert torch.equal(layer(x), dynamic_int8_reference(x, codes, scale, codes.int().sum(1)))
     exact = x @ (codes.float() * scale[:, None]).T
     assert ((layer(x) - exact).norm() / exact.norm()).item() < 0.02  # activation rounding only
+
+
+def _qlinear(lib: kernels.Kernels, x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``hrm_qlinear`` of library ``lib`` called directly: x [m, k] times the int8 weights ``codes`` [n, k]."""
+    (n, k), m = codes.shape, x.shape[0]
+    packed, row_sums = torch.empty((n + 15) // 16 * k * 16, dtype=torch.int8), torch.empty(n, dtype=torch.int32)
+    lib.pack_q8(codes.contiguous().data_ptr(), n, k, packed.data_ptr(), row_sums.data_ptr())
+    y, codes_x = torch.empty(m, n), torch.empty(min(m, 64) * k, dtype=torch.uint8)
+    lib.qlinear(x.data_ptr(), m, k, packed.data_ptr(), scale.data_ptr(), row_sums.data_ptr(), n, y.data_ptr(),
+                codes_x.data_ptr())
+    return y
+
+
+def test_qlinear_gives_the_same_numbers_on_one_and_two_threads():
+    """The second thread claims chunks of row blocks as it comes free: whoever computes a chunk, same numbers."""
+    fused = kernels.load()
+    torch.manual_seed(1)
+    codes, scale = int8_per_channel(torch.randn(1000, 256))
+    before = fused.threads
+    try:
+        for rows in (1, 3, 8, 20):
+            x = torch.randn(rows, 256)
+            expected = dynamic_int8_reference(x, codes, scale, codes.int().sum(1))
+            for threads in (1, 2):
+                fused.set_threads(threads)
+                assert all(torch.equal(_qlinear(fused, x, codes, scale), expected) for _ in range(20))
+    finally:
+        fused.set_threads(before)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="builds an x86-64 baseline variant")
+def test_the_portable_build_gives_the_same_numbers(tmp_path, monkeypatch):
+    """A CPU without AVX-512 or VNNI compiles the portable C paths (the build is -march=native): built here for
+    the x86-64 baseline, they give the reference's int8 matmuls exactly and the native kernels' decode."""
+    target = tmp_path / "portable.so"
+    done = subprocess.run([kernels._compiler(), "-O2", "-march=x86-64", "-fPIC", "-shared", "-pthread", "-o",
+                           str(target), str(kernels.SOURCE), "-lm"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    portable = kernels.Kernels(target)
+    portable.set_threads(2)
+    torch.manual_seed(2)
+    for n, k, rows in ((200, 128, 1), (200, 128, 7), (520, 64, 9)):
+        codes, scale = int8_per_channel(torch.randn(n, k))
+        x = torch.randn(rows, k)
+        assert torch.equal(_qlinear(portable, x, codes, scale), dynamic_int8_reference(x, codes, scale,
+                                                                                       codes.int().sum(1)))
+    model = _int8(_model("hrm", 320))
+    ids = torch.randint(0, 320, (1, 30))
+    native = _decode_logits(model, ids, prompt=5)
+    monkeypatch.setattr(kernels, "load", lambda: portable)
+    plain = _decode_logits(model, ids, prompt=5)
+    assert torch.allclose(native[:, :12], plain[:, :12], atol=1e-4, rtol=1e-4)  # float16 dot products: sum order
+    assert (native.argmax(-1) == plain.argmax(-1)).float().mean() >= 0.9
 
 
 def test_packed_layout_round_trips_and_state_dict_is_plain():

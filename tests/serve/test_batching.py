@@ -74,6 +74,15 @@ def test_each_request_gets_its_own_tokens(arch, int8, overrides, tokens, monkeyp
     assert bool(fused_calls) == int8  # int8 stacks ran through the batch kernel, float ones through PyTorch
 
 
+def test_eight_int8_rows_get_their_own_tokens():
+    """8 rows: the wide 5-8-row matmul tiles, and every row's attention claimed by either kernel thread."""
+    model = _model("hrm", True)
+    prompts = [[i + 1] * (3 + 2 * i) for i in range(8)]
+    cfg = GenerationConfig(max_new_tokens=10)
+    expected = [_alone(model, p, cfg, 10) for p in prompts]
+    assert _together(BatchDecoder(model, eos_id=None, max_batch=8), model, prompts, [cfg] * 8) == expected
+
+
 def test_sampling_is_per_request_and_seeded():
     model = _model("hrm", True)
     cfgs = [GenerationConfig(max_new_tokens=20, temperature=0.9, top_p=0.9, seed=s) for s in (1, 2, 3)]
