@@ -22,6 +22,9 @@ Guarantees:
   its slot until its worker thread has really finished.
 - A client that takes no part of the answer for ``client_timeout_s`` is disconnected.
 - ``/health`` answers without the API key; everything under ``/v1`` needs it when one is set.
+- A looped model's compute budget (``max_segments``, ``halt_threshold``: ``protocol``'s extensions) is
+  checked by the engine before the request is admitted (400 ``invalid_budget``), and ``usage.segments``
+  reports the segments the request's generations ran.
 It does not guarantee fairness beyond first-come-first-served on one event loop, nor batching
 of concurrent requests into one forward pass. The other connection timeouts (idle, request
 headers) are the server's (``hrmcode.serve.server``).
