@@ -171,6 +171,26 @@ def lr_factor(step: int, options: TrainOptions) -> float:
     return options.min_lr_ratio + (1 - options.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def bp_steps_at(step: int, warmup_steps: int, final: int) -> int:
+    """HRM-Text's back-prop warm-up: the HRM's gradient span (module calls) at step ``step``, rising
+    linearly from 2 at step 0 to ``final`` at ``warmup_steps`` and staying there (0: always ``final``)."""
+    if not warmup_steps or step >= warmup_steps:
+        return final
+    return 2 + (final - 2) * step // warmup_steps
+
+
+@contextlib.contextmanager
+def gradient_span(model: torch.nn.Module, bp_steps: int):
+    """The HRM runs with gradient through its last ``bp_steps`` module calls inside the block, and
+    with its configured span again after it (so checkpoints and the artifact keep the final value)."""
+    config = model.config
+    saved, config.bp_steps = config.bp_steps, bp_steps
+    try:
+        yield
+    finally:
+        config.bp_steps = saved
+
+
 def make_optimizer(model: torch.nn.Module, options: TrainOptions, device: torch.device) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -315,6 +335,12 @@ class Trainer:
                 self.ema.weights[name].copy_(value)
 
     # -- one step --------------------------------------------------------------------------
+    def warmup_span(self) -> contextlib.AbstractContextManager:
+        """--bp-warmup-steps: the HRM's gradient span of this step; otherwise the configured one."""
+        if not self.options.bp_warmup_steps:
+            return contextlib.nullcontext()
+        return gradient_span(self.raw, bp_steps_at(self.step, self.options.bp_warmup_steps, self.raw.config.bp_steps))
+
     def train_step(self) -> dict[str, float]:
         opts, dist = self.options, self.dist
         self.model.train()
@@ -329,7 +355,7 @@ class Trainer:
         metric_sums: dict[str, float] = {}
         for i, batch in enumerate(micro):
             sync = (i == len(micro) - 1) or not dist.enabled
-            with (contextlib.nullcontext() if sync else self.model.no_sync()), self.autocast:
+            with (contextlib.nullcontext() if sync else self.model.no_sync()), self.autocast, self.warmup_span():
                 out = self.model(batch.input_ids, labels=batch.labels, prefix_mask=batch.prefix_mask,
                                  doc_ids=batch.doc_ids)
             step_loss = D.step_loss_sum(out, batch)
