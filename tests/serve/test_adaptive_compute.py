@@ -149,3 +149,15 @@ def test_batched_requests_of_different_budgets_get_what_each_gets_alone(act, loa
         replies = list(pool.map(lambda b: _post(url, {**b, "max_tokens": 24}).json(), bodies))
     assert [r["choices"][0]["text"] for r in replies] == [a.text for a in alone]
     assert [r["usage"]["segments"] for r in replies] == [a.segments for a in alone]
+
+
+@pytest.mark.parametrize("options,words", [(["--halt-threshold", "1"], "halt threshold must be in (0, 1), got 1.0"),
+                                           (["--max-segments", "0"], "Invalid value for '--max-segments'"),
+                                           (["--max-segments", "2"], "need a looped hrm or trm model")])
+def test_bad_serve_defaults_are_usage_errors(cli, act, tmp_path, options, words):
+    model = act if options[0] == "--halt-threshold" or options[1] == "0" else \
+        make_tiny_model(tmp_path / "t", arch="transformer", max_seq_len=64)
+    result = cli("serve", str(model), "--port", "0", *options)
+    assert result.exit_code == 2 and words in result.stderr, result.stderr
+    if options[1] != "0":  # hrmcode's own error (typer's range check draws its usage box)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
