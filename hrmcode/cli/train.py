@@ -12,6 +12,7 @@ from hrmcode.cli._common import DryRunOpt, OutOpt, RedoOpt, examples_epilog, wor
 from hrmcode.cli._errors import handle_errors
 from hrmcode.cli._options import library_options, with_options
 from hrmcode.cli._output import out
+from hrmcode.errors import UsageError
 from hrmcode.train.options import PRESET_OPTIONS, TrainOptions, resolve_options
 
 EPILOG = examples_epilog(
@@ -21,13 +22,15 @@ EPILOG = examples_epilog(
     "hrmcode train my-corpus --stage pretrain --config 27m --device cuda",
     "hrmcode train toy-examples --pretrain my-corpus --pretrain-steps 500 --max-steps 1000",
     "hrmcode train toy-examples -o runs/a --resume auto",
+    "hrmcode train function-tasks --stage rl --from runs/a --rl-rounds 4 -o runs/a-rl",
     "torchrun --nproc-per-node 2 -m hrmcode train toy-examples -o runs/ddp --batch-size 16",
 )
 
 
 # Where each option appears in --help. TrainOptions fields named here are generated from the library
 # (help, range, default); the others are this command's own parameters.
-HELP_ORDER = ("config arch depth_match mode stage pretrain pretrain_steps tokenizer vocab_size seq_len batch_size "
+HELP_ORDER = ("config arch depth_match mode stage init_from rl_rounds rl_samples rl_temperature rl_steps "
+              "rl_max_new_tokens pretrain pretrain_steps tokenizer vocab_size seq_len batch_size "
               "grad_accum max_steps stop_after lr warmup_steps min_lr_ratio weight_decay clip_grad ema_decay curriculum "
               "qat qat_start qat_group_size "
               "reward_weighting "
@@ -46,9 +49,12 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         examples: Annotated[str, typer.Argument(
             help="A validated-examples (or examples) artifact: a directory or a workspace name. "
-                 "With --stage pretrain: a corpus artifact.")],
+                 "With --stage pretrain: a corpus artifact. With --stage rl: a tasks artifact of function tasks.")],
         config: Annotated[str, typer.Option(
             "--config", help="Size preset (tiny, 27m) or a JSON config file (see examples/configs/).")] = "tiny",
+        init_from: Annotated[Optional[str], typer.Option(
+            "--from", help="With --stage rl: the model artifact to start from; a rerun with the same -o continues "
+                           "after the last finished round.")] = None,
         pretrain: Annotated[Optional[str], typer.Option(
             "--pretrain", help="A corpus artifact to pretrain on first (the first --pretrain-steps steps).")] = None,
         tokenizer: Annotated[Optional[Path], typer.Option(
@@ -66,9 +72,13 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRunOpt = False,
         **overrides: Any,
     ) -> None:
+        options = resolve_options(config, overrides)
+        if options.stage == "rl" or init_from is not None:
+            _train_rl(ctx, options, examples, init_from, pretrain=pretrain, tokenizer=tokenizer, resume=resume,
+                      stop_after=stop_after, name=name, out_dir=out_dir, redo=redo, dry_run=dry_run)
+            return
         from hrmcode.train.loop import train
 
-        options = resolve_options(config, overrides)
         result = train(options, examples, pretrain_ref=pretrain, tokenizer_path=tokenizer, out=out_dir, name=name,
                        resume=resume, redo=redo, stop_after=stop_after, dry_run=dry_run, workspace=workspace(ctx))
         if int(os.environ.get("RANK", "0")) != 0:
@@ -89,3 +99,29 @@ def register(app: typer.Typer) -> None:
             out.table("train", ["item", "value"], rows)
 
         out.result(result.payload(), render)
+
+
+def _train_rl(ctx: typer.Context, options: TrainOptions, tasks: str, init_from: Optional[str], *,
+              pretrain: Optional[str], tokenizer: Optional[Path], resume: Optional[str], stop_after: Optional[int],
+              name: Optional[str], out_dir: Optional[Path], redo: bool, dry_run: bool) -> None:
+    from hrmcode.eval.rewards import FunctionTaskReward
+    from hrmcode.sandbox import get_sandbox
+    from hrmcode.train.rl import train_rl
+
+    if options.stage != "rl":
+        raise UsageError("--from MODEL is for --stage rl", "add --stage rl, or drop --from")
+    given = {"--pretrain": pretrain, "--tokenizer": tokenizer, "--resume": resume, "--dry-run": dry_run or None}
+    for flag, value in given.items():
+        if value is not None:
+            raise UsageError(f"{flag} does not apply to --stage rl (a rerun with the same -o continues by itself)",
+                             f"drop {flag}")
+    result = train_rl(options, tasks, init_from=init_from, reward=FunctionTaskReward(get_sandbox()), out=out_dir,
+                      name=name, redo=redo, stop_after=stop_after, workspace=workspace(ctx))
+
+    def render() -> None:
+        rows = [[r["round"], r["samples"], r["rewarded"], f"{r['heldout_passed']}/{r['heldout_tasks']}",
+                 f"{r['seconds']:.1f}"] for r in result.rounds]
+        out.table(f"train --stage rl ({result.train_tasks} training tasks) -> {result.out_dir}",
+                  ["round", "samples", "rewarded", "held-out passed", "seconds"], rows)
+
+    out.result(result.payload(), render)

@@ -41,8 +41,16 @@ class TrainOptions(BaseModel):
         "fixed", description="HRM/TRM training mode: fixed (a fixed number of segments; HRM: gradient through the "
                              "last bp_steps module calls, TRM: through the last recursion) or act (paper: deep "
                              "supervision, Q-learned halting).")
-    stage: Literal["sft", "pretrain"] = Field(
-        "sft", description="sft (examples, loss on targets) or pretrain (corpus, loss on all tokens).")
+    stage: Literal["sft", "pretrain", "rl"] = Field(
+        "sft", description="sft (examples, loss on targets), pretrain (corpus, loss on all tokens) or rl (expert "
+                           "iteration from --from MODEL on a tasks artifact of function tasks: the sandbox verdict "
+                           "is the reward).")
+    rl_rounds: int = Field(3, ge=1, description="With --stage rl: rounds of sample, judge, fine-tune.")
+    rl_samples: int = Field(8, ge=1, description="With --stage rl: answers sampled per training task each round.")
+    rl_temperature: float = Field(0.8, gt=0, description="With --stage rl: sampling temperature.")
+    rl_steps: int = Field(20, ge=1, description="With --stage rl: optimizer steps of fine-tuning per round, on "
+                                                "every rewarded answer so far.")
+    rl_max_new_tokens: int = Field(128, ge=1, description="With --stage rl: most tokens of one answer.")
     pretrain_steps: int = Field(0, ge=0, description="Steps of pretraining before SFT (with --pretrain).")
     vocab_size: int = Field(512, ge=266, description="BPE vocabulary size when training a tokenizer (tokens).")
     seq_len: int = Field(256, ge=8, description="Tokens per packed row and the model's context (tokens).")
@@ -93,7 +101,7 @@ class TrainOptions(BaseModel):
 
 # Options that may change between a run and its resumption (they do not change what is computed).
 RESUMABLE_CHANGES = frozenset({"eval_every", "eval_rows", "eval_generate", "save_every", "keep_checkpoints",
-                               "log_every", "logger", "device", "compile"})
+                               "log_every", "logger", "device", "compile", "rl_rounds"})
 
 # Training schedules per size; the vocabulary and sequence length come from the model presets.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {

@@ -1,0 +1,258 @@
+"""``hrmcode train --stage rl``: improve a model with the sandbox verdict as the reward, by expert
+iteration (rejection-sampling fine-tuning).
+
+Each round samples ``--rl-samples`` answers per training task at ``--rl-temperature`` (seeded per
+round, task and sample), scores every distinct answer with the reward the caller gives (the CLI
+gives ``hrmcode.eval.rewards.FunctionTaskReward``: ``eval humaneval``'s strict grader, the task's
+``check`` in a trusted process calling the candidate across a process boundary; train may not
+import eval, so the reward is passed in), keeps the answers that earn 1.0 (one per distinct text
+and task), and fine-tunes the model on every answer kept so far with the training loop's ``Trainer``
+(``--rl-steps`` optimizer steps, a fresh AdamW and schedule per round). Then it scores the held-out
+tasks (the tasks' ``metadata.split``, else synthesize's seeded split) by one greedy answer each,
+through the same reward. Round 0 is the starting model's held-out score. The prompt is
+synthesize's ``solve`` input for the task, so a model fine-tuned on ``solve`` examples answers in
+the format the reward reads.
+
+Resumable: each finished round writes its weights to ``rounds/round-NNN/`` and then its record
+(samples, rewarded, held-out pass rate, seconds, the answers kept) to ``rounds.jsonl``; a rerun
+with the same ``-o`` continues after the last finished round (``--redo`` starts over; a changed
+option other than ``--rl-rounds`` is refused). The artifact root ends as a normal ``model``
+artifact (weights, config, tokenizer, hyperparameters) that eval, quantize and serve load.
+
+Not guaranteed: that the rounds improve the model (the benchmark ``benchmarks/rl.py`` measures it);
+the same numbers on another machine or torch version; a policy-gradient objective (GRPO is not
+implemented: expert iteration only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hrmcode.artifacts import MANIFEST, Artifact, ArtifactWriter, load_artifact, output_location
+from hrmcode.data.examples import Example
+from hrmcode.data.schema import parse_task
+from hrmcode.data.synthesize.draft import problem_and_files
+from hrmcode.data.synthesize.pipeline import split_key, split_of
+from hrmcode.errors import InputError, UsageError
+from hrmcode.jsonl import AppendLog, read_jsonl
+from hrmcode.model.checkpoint import HYPERPARAMETERS, WEIGHTS, load_checkpoint, load_weights, save_checkpoint
+from hrmcode.model.generate import GenerationConfig, generate
+from hrmcode.reporting import reporter
+from hrmcode.train import data as D
+from hrmcode.train.distributed import setup, teardown
+from hrmcode.train.loop import Phase, Trainer, check_compatible
+from hrmcode.train.options import TrainOptions
+
+ROUNDS = "rounds.jsonl"
+ROUND_DIRS = "rounds"
+HELDOUT_FRACTION = 0.1  # synthesize's default, for tasks that carry no split of their own
+EDITABLE = "solution.py"
+
+# 1.0 or 0.0 for each (task record, reply), in order
+Reward = Callable[[Sequence[tuple[dict, str]]], list[float]]
+
+
+@dataclass
+class RLResult:
+    out_dir: Path
+    rounds: list[dict]
+    completed: bool
+    artifact: Artifact | None = None
+    heldout_tasks: int = 0
+    train_tasks: int = 0
+    elapsed_s: float = 0.0
+
+    def payload(self) -> dict[str, Any]:
+        return {"out": str(self.out_dir), "completed": self.completed, "train_tasks": self.train_tasks,
+                "heldout_tasks": self.heldout_tasks, "elapsed_s": round(self.elapsed_s, 2),
+                "rounds": [{k: v for k, v in r.items() if k != "kept"} for r in self.rounds]}
+
+
+# -- tasks and the reward ---------------------------------------------------------------------
+def solve_prompt(task: dict) -> str:
+    """What the model is shown: synthesize's ``solve`` input for the task (its SFT examples' format)."""
+    files = task.get("files") or {}
+    return problem_and_files(task, "solve", {p: files[p] for p in task.get("editable") or [] if files.get(p)})
+
+
+def read_tasks(artifact: Artifact) -> tuple[list[dict], list[dict]]:
+    """(training tasks, held-out tasks): the function tasks with tests of a tasks artifact."""
+    path = artifact.file("tasks.jsonl")
+    tasks = [parse_task(record, f"{path}:{i}").model_dump() for i, record in enumerate(read_jsonl(path), 1)]
+    usable = [t for t in tasks if t["kind"] == "function" and t["tests"]["entry_point"] and t["tests"]["files"]
+              and t["editable"] == [EDITABLE]]
+    if not usable:
+        raise InputError(f"{path}: no function tasks with tests ({len(tasks)} tasks of other kinds)",
+                         "generate some with hrmcode.data.function_tasks and `hrmcode fetch tasks --from FILE`")
+
+    def split(task: dict) -> str:
+        return task["metadata"].get("split") or split_of(split_key(task), 0, HELDOUT_FRACTION)
+
+    train = [t for t in usable if split(t) == "train"]
+    heldout = [t for t in usable if split(t) == "heldout"]
+    if not train or not heldout:
+        raise InputError(f"{path}: {len(train)} training and {len(heldout)} held-out function tasks",
+                         "RL needs both: give the tasks metadata.split train/heldout")
+    return train, heldout
+
+
+# -- one round ------------------------------------------------------------------------------
+def _seed(*parts: Any) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
+
+
+@dataclass
+class Policy:
+    model: torch.nn.Module
+    tokenizer: Any
+    max_new_tokens: int
+
+    def answer(self, task: dict, temperature: float, seed: int) -> str:
+        prompt_ids = self.model.config.prompt.encode(self.tokenizer, solve_prompt(task), "solve")
+        budget = min(self.max_new_tokens, self.model.config.max_seq_len - len(prompt_ids) - 1)
+        if budget < 1:
+            return ""  # the prompt fills the context: no answer, no reward
+        cfg = GenerationConfig(max_new_tokens=budget, temperature=temperature, seed=seed)
+        return generate(self.model, self.tokenizer, prompt_ids, cfg).text
+
+
+def pass_rate(policy: Policy, reward: Reward, tasks: list[dict]) -> int:
+    """Held-out tasks passed by one greedy answer each."""
+    return int(sum(reward([(task, policy.answer(task, 0.0, 0)) for task in tasks])))
+
+
+def sample_and_reward(policy: Policy, reward: Reward, tasks: list[dict], options: TrainOptions,
+                      round_no: int) -> tuple[int, list[dict]]:
+    """(answers sampled, the distinct ones that earned 1.0, as {task_id, target})."""
+    distinct: dict[tuple[str, str], dict] = {}
+    with reporter().task(f"round {round_no}: sample", len(tasks)) as bar:
+        for task in tasks:
+            for j in range(options.rl_samples):
+                reply = policy.answer(task, options.rl_temperature, _seed(options.seed, round_no, task["id"], j))
+                distinct.setdefault((task["id"], reply), task)
+            bar.advance()
+    pairs = [(task, reply) for (_, reply), task in distinct.items()]
+    rewards = reward(pairs)
+    kept = [{"task_id": task["id"], "target": reply} for (task, reply), r in zip(pairs, rewards) if r == 1.0]
+    return len(tasks) * options.rl_samples, kept
+
+
+def _examples(kept: list[dict], tasks: dict[str, dict]) -> list[Example]:
+    return [Example(id=f"rl/{i}", task_id=k["task_id"], source=tasks[k["task_id"]]["source"], level="solve",
+                    input={"text": solve_prompt(tasks[k["task_id"]])}, target=k["target"], language="python",
+                    stage=1, split="train", provenance={"rule": "rl/rewarded-sample", "model_written": True})
+            for i, k in enumerate(kept)]
+
+
+def fine_tune(model: torch.nn.Module, tokenizer: Any, examples: list[Example], options: TrainOptions,
+              round_no: int, hyper: dict) -> float | None:
+    """``--rl-steps`` steps of the training loop's ``Trainer`` on ``examples``; the last loss."""
+    seq_len = model.config.max_seq_len
+    docs = D.encode_examples(examples, tokenizer, seq_len, model.config.prompt)
+    if not docs.docs:
+        return None
+    steps = options.rl_steps
+    round_options = options.model_copy(update={
+        "max_steps": steps, "warmup_steps": min(options.warmup_steps, steps // 5), "seq_len": seq_len,
+        "seed": _seed(options.seed, round_no, "fine-tune"), "ema_decay": 0.0, "eval_every": 0})
+    dist, device = setup(options.device)
+    try:
+        trainer = Trainer(round_options, dist, device, model, tokenizer, [Phase("sft", docs, D.EncodedSet())], hyper)
+        record: dict = {}
+        while trainer.step < steps:
+            record = trainer.train_step()
+    finally:
+        teardown(dist)
+    return record.get("loss")
+
+
+# -- the run --------------------------------------------------------------------------------
+def _check_options(options: TrainOptions, init_from: str | None) -> None:
+    if init_from is None:
+        raise UsageError("--stage rl starts from a model: --from MODEL is missing", "pass --from <model artifact>")
+    for name in ("qat", "ema_decay", "grad_accum", "curriculum", "compile"):
+        if getattr(options, name) != TrainOptions.model_fields[name].default:
+            raise UsageError(f"--{name.replace('_', '-')} does not apply to --stage rl", "drop it")
+
+
+def train_rl(options: TrainOptions, tasks_ref: str, *, init_from: str | None, reward: Reward,
+             out: Path | None = None, name: str | None = None, redo: bool = False, stop_after: int | None = None,
+             workspace: Path | None = None) -> RLResult:
+    """Run ``options.rl_rounds`` rounds of expert iteration from the model ``init_from`` on the
+    function tasks of ``tasks_ref``, scored by ``reward`` (see the module docstring); ``stop_after``
+    ends this invocation after that many rounds (a rerun continues)."""
+    started = time.perf_counter()
+    _check_options(options, init_from)
+    tasks_art = load_artifact(tasks_ref, "tasks", workspace)
+    model_art = load_artifact(init_from, "model", workspace)
+    train_tasks, heldout_tasks = read_tasks(tasks_art)
+    by_id = {t["id"]: t for t in train_tasks + heldout_tasks}
+    loaded = load_checkpoint(model_art.path, device=options.device)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    params = options.model_dump(mode="json")
+    run_dir, update_latest = output_location("train", name or f"{model_art.name}-rl", out, workspace, params)
+    if redo:
+        shutil.rmtree(run_dir / ROUND_DIRS, ignore_errors=True)
+        for stale in (ROUNDS, WEIGHTS, MANIFEST):
+            (run_dir / stale).unlink(missing_ok=True)
+    hyper = {"train": params, "model": loaded.config.to_dict(), "data": [tasks_art.ref(), model_art.ref()],
+             "world_size": 1}
+    writer = ArtifactWriter(run_dir, "model", name=name or f"{model_art.name}-rl", params=params, seed=options.seed,
+                            inputs=[tasks_art, model_art], resumable=True, update_latest=update_latest)
+    policy = Policy(model, tokenizer, options.rl_max_new_tokens)
+    with AppendLog(run_dir / ROUNDS, key="round") as rounds:
+        done = sorted(int(k) for k in rounds.records)
+        if done and done[-1] > 0:
+            resume_dir = run_dir / ROUND_DIRS / f"round-{done[-1]:03d}"
+            check_compatible(json.loads((resume_dir / HYPERPARAMETERS).read_text(encoding="utf-8")), options, run_dir)
+            load_weights(model, resume_dir / WEIGHTS)
+            reporter().log(f"resuming after round {done[-1]} of {options.rl_rounds}")
+        if not done:
+            t0 = time.perf_counter()
+            passed = pass_rate(policy, reward, heldout_tasks)
+            rounds.append({"round": 0, "samples": 0, "rewarded": 0, "heldout_passed": passed,
+                           "heldout_tasks": len(heldout_tasks), "loss": None, "seconds": round(time.perf_counter() - t0, 2),
+                           "kept": []})
+        kept = [k for r in sorted(rounds.records.values(), key=lambda r: r["round"]) for k in r["kept"]]
+        first = max(int(k) for k in rounds.records) + 1
+        last = options.rl_rounds if stop_after is None else min(options.rl_rounds, first - 1 + stop_after)
+        for round_no in range(first, last + 1):
+            t0 = time.perf_counter()
+            torch.manual_seed(_seed(options.seed, round_no))
+            sampled, new = sample_and_reward(policy, reward, train_tasks, options, round_no)
+            known = {(k["task_id"], k["target"]) for k in kept}
+            kept += [k for k in new if (k["task_id"], k["target"]) not in known]
+            loss = fine_tune(model, tokenizer, _examples(kept, by_id), options, round_no, hyper)
+            passed = pass_rate(policy, reward, heldout_tasks)
+            save_checkpoint(run_dir / ROUND_DIRS / f"round-{round_no:03d}", model, tokenizer, hyper)
+            record = {"round": round_no, "samples": sampled, "rewarded": len(new), "heldout_passed": passed,
+                      "heldout_tasks": len(heldout_tasks), "loss": loss,
+                      "seconds": round(time.perf_counter() - t0, 2), "kept": new}
+            rounds.append(record)
+            reporter().log(f"round {round_no}/{options.rl_rounds}: {len(new)} of {sampled} samples rewarded, "
+                           f"held-out {passed}/{len(heldout_tasks)} passed ({record['seconds']:.0f} s)")
+        records = sorted(rounds.records.values(), key=lambda r: r["round"])
+    result = RLResult(out_dir=run_dir, rounds=records, completed=records[-1]["round"] >= options.rl_rounds,
+                      heldout_tasks=len(heldout_tasks), train_tasks=len(train_tasks))
+    if result.completed:
+        for file_name in save_checkpoint(run_dir, model, tokenizer, hyper):
+            writer.add(file_name)
+        writer.add(ROUNDS)
+        final = records[-1]
+        result.artifact = writer.finish({
+            "stage": "rl", "rounds": final["round"], "train_tasks": len(train_tasks),
+            "heldout_tasks": len(heldout_tasks), "heldout_passed": [r["heldout_passed"] for r in records],
+            "rewarded": [r["rewarded"] for r in records], "elapsed_s": round(time.perf_counter() - started, 2)})
+    else:
+        reporter().log(f"stopped after round {records[-1]['round']} of {options.rl_rounds}; rerun to continue")
+    result.elapsed_s = time.perf_counter() - started
+    return result

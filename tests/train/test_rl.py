@@ -1,0 +1,191 @@
+"""`hrmcode train --stage rl`: expert iteration with the sandbox verdict as the reward.
+
+The reward (``hrmcode.eval.rewards.FunctionTaskReward``) runs in the real bubblewrap sandbox; the
+hostile corpora of the verdict issue (``tests/eval/hostile/he_*``, ``tests/synth/fixtures/hostile/he_*``)
+are fed through it and must earn nothing, while honest answers earn 1.0. The model is a very small
+HRM trained for two steps here, so the run mechanics (rounds, records, resume, the artifact) are
+what is tested; benchmarks/rl.py measures whether the rounds help.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hrmcode.artifacts import ArtifactWriter, load_artifact
+from hrmcode.data.function_tasks import function_tasks
+from hrmcode.data.sources import fetch
+from hrmcode.data.sources._common import iter_jsonl_lines
+from hrmcode.data.sources.humaneval import package_data_file, to_task
+from hrmcode.data.synthesize import synthesize
+from hrmcode.eval.rewards import FunctionTaskReward, completion_of
+from hrmcode.jsonl import read_jsonl
+from hrmcode.model.checkpoint import load_checkpoint
+from hrmcode.train.loop import train
+from hrmcode.train.options import resolve_options
+from hrmcode.train.rl import ROUNDS, _examples, fine_tune, read_tasks, solve_prompt
+from tests._sandboxes import read_attack, real_sandbox
+
+TESTS = Path(__file__).resolve().parents[1]
+EVAL_CORPUS = sorted((TESTS / "eval/hostile").glob("he_*.py"))
+VALIDATE_CORPUS = sorted((TESTS / "synth/fixtures/hostile").glob("he_*.reply"))
+SMALL = {"hidden_size": 32, "num_heads": 2, "h_layers": 1, "l_layers": 1, "h_cycles": 1, "l_cycles": 1}
+RL = ["--stage", "rl", "--rl-samples", "2", "--rl-steps", "2", "--rl-max-new-tokens", "24", "--rl-rounds", "2"]
+
+
+def _whole(code: str) -> str:
+    return f"solution.py\n```python\n{code}```\n"
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    return real_sandbox("local")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, sandbox):
+    """(tasks artifact of 3 training + 2 held-out function tasks, a small model trained 2 steps on them)."""
+    root = tmp_path_factory.mktemp("rl")
+    tasks = function_tasks(seed=0, families=2)
+    picked = [t for t in tasks if t.metadata["split"] == "train"][:3] + \
+             [t for t in tasks if t.metadata["split"] == "heldout"][:2]
+    (root / "tasks.jsonl").write_text("".join(t.model_dump_json() + "\n" for t in picked), encoding="utf-8")
+    tasks_art = fetch("tasks", from_path=root / "tasks.jsonl", out=root / "tasks").artifact
+    examples = synthesize(str(tasks_art.path), out=root / "examples", levels=("solve",), heldout_fraction=0.0,
+                          workspace=root / "ws")
+    config = root / "small.json"
+    config.write_text(json.dumps({"preset": "tiny", "model": SMALL}), encoding="utf-8")
+    options = resolve_options(str(config), {"max_steps": 2, "seq_len": 192, "vocab_size": 300, "batch_size": 2,
+                                            "eval_every": 0, "logger": "none"})
+    model = train(options, str(examples.artifact.path), out=root / "model", workspace=root / "ws")
+    return root, tasks_art, model.out_dir, config
+
+
+def test_generated_tasks_are_seeded_split_and_in_humaneval_shape():
+    tasks = function_tasks(seed=3)
+    assert [t.model_dump() for t in tasks] == [t.model_dump() for t in function_tasks(seed=3)]
+    assert [t.id for t in tasks] != [t.id for t in function_tasks(seed=4)]
+    held = {t.id for t in tasks if t.metadata["split"] == "heldout"}
+    assert 10 <= len(held) < len(tasks) // 2 and len({t.id for t in tasks}) == len(tasks) == 80
+    task = tasks[0]
+    assert task.kind == "function" and task.files["solution.py"] == task.prompt and task.editable == ["solution.py"]
+    assert task.tests.files["test.py"].count("assert candidate(") == 3
+
+
+def test_hostile_corpus_earns_no_reward_and_honest_answers_do(sandbox):
+    humaneval = {r["task_id"]: to_task(r, "HumanEval").model_dump() for _, r in iter_jsonl_lines(package_data_file())}
+    pairs, names = [], []
+    for path in EVAL_CORPUS:  # completions after the prompt, as eval's corpus holds them
+        header, lines = read_attack(path)
+        task = humaneval[header["task"]]
+        pairs.append((task, _whole(task["prompt"] + "".join(lines))))
+        names.append(path.name)
+    for path in VALIDATE_CORPUS:  # whole-file replies to HumanEval/0, conftest.py and all
+        pairs.append((humaneval["HumanEval/0"], path.read_text(encoding="utf-8")))
+        names.append(path.name)
+    generated = function_tasks(seed=0)[0].model_dump()
+    hostile_generated = {
+        "loop forever": _whole(generated["prompt"] + "    while True:\n        pass\n"),
+        "exit 0 and print a pass": _whole("import os\nprint('passed')\nos._exit(0)\n" + generated["prompt"]),
+        "test file beside it": _whole(generated["prompt"] + "    return x\n") + "\ntest.py\n```python\n"
+                                                                               "def check(candidate):\n    pass\n```\n",
+        "the stub": _whole(generated["prompt"]),
+    }
+    pairs += [(generated, reply) for reply in hostile_generated.values()]
+    names += list(hostile_generated)
+    honest = [(humaneval["HumanEval/0"], _whole(humaneval["HumanEval/0"]["solution"]["files"]["solution.py"])),
+              (generated, _whole(generated["solution"]["files"]["solution.py"]))]
+    rewards = FunctionTaskReward(sandbox, timeout_s=2.0)(pairs + honest)
+    assert len(EVAL_CORPUS) >= 20 and len(VALIDATE_CORPUS) >= 8
+    earned = [name for name, r in zip(names, rewards) if r != 0.0]
+    assert not earned, f"hostile replies earned reward: {earned}"
+    assert rewards[len(pairs):] == [1.0, 1.0]
+
+
+def test_only_the_solution_file_of_a_reply_is_taken():
+    task = function_tasks(seed=0)[0]
+    assert completion_of(task, "no fenced file here") is None
+    reply = _whole(task.solution.files["solution.py"]) + "\nconftest.py\n```python\nimport os\n```\n"
+    assert completion_of(task, reply) == task.solution.files["solution.py"][len(task.prompt):]
+
+
+def test_one_round_from_the_cli_then_resume_after_it(cli, runs):
+    root, tasks_art, model_dir, config = runs
+    out = root / "rl"
+    args = ["train", str(tasks_art.path), "--config", str(config), *RL, "--from", str(model_dir), "-o", str(out)]
+    first = cli(*args, "--stop-after", "1")
+    assert first.exit_code == 0, first.stderr
+    assert "held-out passed" in first.stdout and "rerun to continue" in first.stderr
+    records = list(read_jsonl(out / ROUNDS))
+    assert [r["round"] for r in records] == [0, 1] and not (out / "manifest.json").exists()
+    assert records[1]["samples"] == 3 * 2 and records[0]["heldout_tasks"] == 2
+    before = (out / ROUNDS).read_text(encoding="utf-8")
+
+    second = cli(*args)
+    assert second.exit_code == 0, second.stderr
+    assert "resuming after round 1 of 2" in second.stderr and "round 2/2" in second.stderr
+    records = list(read_jsonl(out / ROUNDS))
+    assert [r["round"] for r in records] == [0, 1, 2]
+    assert (out / ROUNDS).read_text(encoding="utf-8").startswith(before)  # finished rounds kept as they were
+    artifact = load_artifact(out, "model")
+    assert artifact.manifest["stats"]["stage"] == "rl" and artifact.manifest["stats"]["rounds"] == 2
+    loaded = load_checkpoint(out)  # a normal model artifact: eval, quantize and serve load it like this
+    assert loaded.config.to_dict() == load_checkpoint(model_dir).config.to_dict()
+
+    finished = (out / ROUNDS).read_text(encoding="utf-8")
+    again = cli("--json", *args)  # rerunning a finished run trains nothing more
+    assert again.exit_code == 0, again.stderr
+    payload = json.loads(again.stdout)
+    assert payload["completed"] and payload["train_tasks"] == 3 and payload["heldout_tasks"] == 2
+    assert [r["round"] for r in payload["rounds"]] == [0, 1, 2]
+    assert (out / ROUNDS).read_text(encoding="utf-8") == finished
+
+
+def test_fine_tuning_on_rewarded_answers_moves_the_model(runs):
+    root, tasks_art, model_dir, config = runs
+    train_tasks, heldout = read_tasks(tasks_art)
+    assert {t["metadata"]["split"] for t in heldout} == {"heldout"}
+    loaded = load_checkpoint(model_dir)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    kept = [{"task_id": t["id"], "target": _whole(t["solution"]["files"]["solution.py"])} for t in train_tasks]
+    examples = _examples(kept, {t["id"]: t for t in train_tasks})
+    assert examples[0].input.text == solve_prompt(train_tasks[0])
+    options = resolve_options(str(config), {"stage": "rl", "rl_steps": 2, "batch_size": 2})
+    loss = fine_tune(loaded.model, loaded.tokenizer, examples, options, 1, {})
+    assert loss is not None and loss > 0
+    assert any(not torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
+
+
+def _one_line_error(result, code: int, *words: str) -> None:
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    line = result.stderr.strip().splitlines()[-1]
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for word in words:
+        assert word in line, line
+
+
+def test_bad_input_is_one_line(cli, runs, tmp_path):
+    root, tasks_art, model_dir, config = runs
+    base = ["train", "--config", str(config), *RL, "-o", str(tmp_path / "run")]
+    _one_line_error(cli(*base[:1], str(tmp_path / "nothing"), *base[1:], "--from", str(model_dir)), 1, "no artifact")
+    _one_line_error(cli(*base[:1], str(tasks_art.path), *base[1:], "--from", str(tasks_art.path)), 1,
+                    "'tasks' artifact, expected 'model'")
+    _one_line_error(cli(*base[:1], str(tasks_art.path), *base[1:]), 2, "--from MODEL is missing")
+    _one_line_error(cli("train", str(tasks_art.path), "--from", str(model_dir)), 2, "--stage rl")
+    _one_line_error(cli(*base[:1], str(tasks_art.path), *base[1:], "--from", str(model_dir), "--resume", "auto"), 2,
+                    "--resume does not apply")
+    with ArtifactWriter(tmp_path / "bad", "tasks", name="bad", update_latest=False) as writer:
+        writer.write_jsonl("tasks.jsonl", [{"id": "x/1", "source": "x"}])
+        writer.finish({})
+    _one_line_error(cli(*base[:1], str(tmp_path / "bad"), *base[1:], "--from", str(model_dir)), 1,
+                    "not a valid hrmcode task")
+    exercise = {"id": "x/2", "source": "x", "language": "python", "kind": "exercise", "prompt": "p"}
+    with ArtifactWriter(tmp_path / "exercises", "tasks", name="ex", update_latest=False) as writer:
+        writer.write_jsonl("tasks.jsonl", [exercise])
+        writer.finish({})
+    _one_line_error(cli(*base[:1], str(tmp_path / "exercises"), *base[1:], "--from", str(model_dir)), 1,
+                    "no function tasks with tests")
+    assert not (tmp_path / "run" / ROUNDS).exists()
