@@ -416,7 +416,9 @@ def run_experiment(scale: Scale, out: Path, device: str, jobs: int, threads: int
         finals = [Job("final", arm, chosen_lr(arm, scale, runs), seed, 1.0) for seed in scale.seeds for arm in ARMS]
         code = [Job("code", arm, chosen_lr(arm, scale, runs), scale.seeds[0], 1.0) for arm in ARMS] \
             if scale.code_steps else []
-        run_jobs(finals + code, path, runs, pool, log)
+        # the last seed after the code runs: a run cut short still has two seeds of every arm and the code losses
+        last = len(ARMS) * (len(scale.seeds) - 1) if len(scale.seeds) > 1 else len(finals)
+        run_jobs(finals[:last] + code + finals[last:], path, runs, pool, log)
     return runs
 
 
