@@ -87,8 +87,8 @@ CONFIGS = {
     "smoke": Scale(width=32, heads=2, batch=8, budget_steps=3, lr_grid=(1e-3, 3e-3), seeds=(0,), test_per_depth=6,
                    valid_per_depth=3, segment_curve_per_depth=3, code_steps=2, code_batch=2, code_seq=32,
                    ema_decay=0.9),
-    "cpu": Scale(width=64, heads=2, batch=32, budget_steps=300, lr_grid=(1e-3, 2e-3, 4e-3), seeds=(0, 1, 2),
-                 code_steps=150, code_batch=8, code_seq=128),
+    "cpu": Scale(width=64, heads=2, batch=32, budget_steps=200, lr_grid=(1e-3, 2e-3, 4e-3), seeds=(0, 1, 2),
+                 segment_curve_per_depth=50, code_steps=150, code_batch=8, code_seq=128),
     "cuda": Scale(width=256, heads=4, batch=128, budget_steps=1500, lr_grid=(5e-4, 1e-3, 2e-3), seeds=(0, 1, 2),
                   code_steps=200, code_batch=32, code_seq=256),
 }
