@@ -55,7 +55,7 @@ class DecodeState:
     ``BatchKVCache.decode_state``)."""
 
     q8_plans: dict[tuple, _Q8Plan | None] = field(default_factory=dict)  # per stack call; None: not all int8
-    row_blocks: dict[tuple, ctypes.Array | None] = field(default_factory=dict)  # a batch's int8 blocks per stack call
+    row_plans: dict[tuple, "_RowsPlan | None"] = field(default_factory=dict)  # a batch's, per stack call
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def scratch(self, name: str, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -97,6 +97,20 @@ def runner(layers: nn.ModuleList, h: torch.Tensor, mask, cache: KVCache | None, 
     return None
 
 
+@dataclass
+class _RowsPlan:
+    """One stack call's int8 blocks for ``hrm_stack_q8_rows`` and its blocks' batch buffers by address (rebuilt when a
+    buffer grows). Holds no reference to the cache or its buffers: a grown-out buffer is freed at once."""
+
+    blocks: ctypes.Array
+    keys: ctypes.Array | None = None
+    values: ctypes.Array | None = None
+    buffers: tuple = ()  # (address, capacity) of each block's k buffer when the pointer arrays were made
+    capacity: int = 0
+    hidden: int = 0
+    inner: int = 0
+
+
 def _rows_runner(layers: nn.ModuleList, h: torch.Tensor, cache: BatchKVCache, key: tuple
                  ) -> Callable[[torch.Tensor, Rope], torch.Tensor] | None:
     """A batch of sequences, one new position each, through ``hrm_stack_q8_rows`` when every block is int8."""
@@ -107,39 +121,45 @@ def _rows_runner(layers: nn.ModuleList, h: torch.Tensor, cache: BatchKVCache, ke
     fused = kernels.load()
     if cache.decode_state is None:
         cache.decode_state = DecodeState()
-    known = cache.decode_state.row_blocks
-    blocks = known.get(key, False)
-    if blocks is False:
+    known = cache.decode_state.row_plans
+    plan = known.get(key, False)
+    if plan is False:
         parts = [q8_block(layer) for layer in layers]
         usable = None not in parts and cache.storage_dtype((*key, 0), torch.float16) == torch.float16
-        blocks = known[key] = (kernels.Q8Block * len(parts))(*parts) if usable else None
-    if fused is None or blocks is None:
+        plan = known[key] = _RowsPlan((kernels.Q8Block * len(parts))(*parts), hidden=first.heads * first.head_dim,
+                                      inner=parts[0].down.in_features) if usable else None
+    if fused is None or plan is None:
         return None
-    return partial(_run_q8_rows, fused, blocks, layers, cache, key)
+    return partial(_run_q8_rows, fused, plan, layers, cache, key)
 
 
-def _run_q8_rows(fused: kernels.Kernels, blocks: ctypes.Array, layers: nn.ModuleList, cache: BatchKVCache, key: tuple,
+def _run_q8_rows(fused: kernels.Kernels, plan: _RowsPlan, layers: nn.ModuleList, cache: BatchKVCache, key: tuple,
                  h: torch.Tensor, rope: Rope) -> torch.Tensor:
     """``[rows, 1, hidden]`` float32, row t at position ``cache.row_lengths[t]`` of its own sequence, updated in place."""
     rows = h.shape[0]
     first = layers[0].attn
-    hidden, inner = first.heads * first.head_dim, blocks[0].down.in_features
-    positions = cache.row_lengths.contiguous()
+    positions = cache.row_lengths
+    longest = int(positions.max()) + 1
     kvs = [cache.slot((*key, i)) for i in range(len(layers))]
-    like = h.new_empty(1, first.heads, 0, first.head_dim, dtype=torch.float16)  # see hrm_rope_attend_h
-    longest, current = int(positions.max()) + 1, max(kv.capacity for kv in kvs)
-    step = LayerKV.GROWTH_STEP
-    capacity = current if current >= longest else -(-max(longest, 2 * current) // step) * step
-    for kv in kvs:
-        kv.reserve_rows(like, capacity)  # one capacity for every block: the kernel takes one
+    buffers = tuple((kv.k_buffer.data_ptr(), kv.capacity) if kv.k_buffer is not None else None for kv in kvs)
+    if longest > plan.capacity or buffers != plan.buffers:
+        like = h.new_empty(1, first.heads, 0, first.head_dim, dtype=torch.float16)  # see hrm_rope_attend_h
+        current = max(kv.capacity for kv in kvs)
+        step = LayerKV.GROWTH_STEP
+        capacity = current if current >= longest else -(-max(longest, 2 * current) // step) * step
+        for kv in kvs:
+            kv.reserve_rows(like, capacity)  # one capacity for every block: the kernel takes one
+        pointers = ctypes.c_void_p * len(kvs)
+        plan.keys = pointers(*(kv.k_buffer.data_ptr() for kv in kvs))
+        plan.values = pointers(*(kv.v_buffer.data_ptr() for kv in kvs))
+        plan.buffers = tuple((kv.k_buffer.data_ptr(), kv.capacity) for kv in kvs)
+        plan.capacity = capacity
     cos, sin = (t.reshape(rows, -1).contiguous() for t in rope)
-    pointers = ctypes.c_void_p * len(kvs)
-    keys, values = pointers(*(kv.k_buffer.data_ptr() for kv in kvs)), pointers(*(kv.v_buffer.data_ptr() for kv in kvs))
     state = cache.decode_state
-    scratch = state.scratch("block", rows * (4 * hidden + 3 * inner + capacity))  # a scores row per batch row
-    codes = state.scratch("codes", min(rows, 64) * max(hidden, inner), torch.uint8)
-    fused.stack_q8_rows(blocks, len(kvs), h.data_ptr(), rows, first.heads, first.head_dim, layers[0].eps, keys, values,
-                        capacity, positions.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+    scratch = state.scratch("block", rows * (4 * plan.hidden + 3 * plan.inner + plan.capacity))  # scores per row
+    codes = state.scratch("codes", min(rows, 64) * max(plan.hidden, plan.inner), torch.uint8)
+    fused.stack_q8_rows(plan.blocks, len(kvs), h.data_ptr(), rows, first.heads, first.head_dim, layers[0].eps,
+                        plan.keys, plan.values, plan.capacity, positions.data_ptr(), cos.data_ptr(), sin.data_ptr(),
                         scratch.data_ptr(), codes.data_ptr())
     return h
 

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -69,18 +70,78 @@ static float dot_f16(const float *q, const _Float16 *k, int n) {
     return sum;
 }
 
-static void axpy_f16(float *acc, float w, const _Float16 *v, int n) {
-    int i = 0;
-#ifdef __AVX512F__
-    const __m512 wv = _mm512_set1_ps(w);
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(acc + i, _mm512_fmadd_ps(wv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + i))),
-                                                  _mm512_loadu_ps(acc + i)));
-#endif
-    for (; i < n; i++) acc[i] += w * (float)v[i];
+/* scores[t] = q . keys[t] for count consecutive cached positions of n values each. The float16 version takes 4
+ * positions per pass and reduces their 4 sums together (one horizontal sum per position is what dominates a
+ * 64-value dot product). */
+static void dots_f32(const float *q, const float *keys, int64_t count, int n, float *scores) {
+    for (int64_t t = 0; t < count; t++) scores[t] = dot_f32(q, keys + t * n, n);
 }
 
-#define ROPE_ATTEND(NAME, CACHE_T, DOT, AXPY)                                                                  \
+static void dots_f16(const float *q, const _Float16 *keys, int64_t count, int n, float *scores) {
+    int64_t t = 0;
+#ifdef __AVX512F__
+    if (n % 16 == 0)
+        for (; t + 4 <= count; t += 4) {
+            const _Float16 *k = keys + t * n;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < n; i += 16) {
+                const __m512 qv = _mm512_loadu_ps(q + i);
+#define KEY(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + (p) * n + i)))
+                a0 = _mm512_fmadd_ps(qv, KEY(0), a0);
+                a1 = _mm512_fmadd_ps(qv, KEY(1), a1);
+                a2 = _mm512_fmadd_ps(qv, KEY(2), a2);
+                a3 = _mm512_fmadd_ps(qv, KEY(3), a3);
+#undef KEY
+            }
+#define HALVES(a) _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)))
+            const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(HALVES(a0), HALVES(a1)), _mm256_hadd_ps(HALVES(a2), HALVES(a3)));
+#undef HALVES
+            _mm_storeu_ps(scores + t, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        }
+#endif
+    for (; t < count; t++) scores[t] = dot_f16(q, keys + t * n, n);
+}
+
+/* out[i] = sum_t weights[t] * values[t][i], each sum in position order. The float16 version keeps 64 outputs in
+ * registers across all positions instead of loading and storing them once per position. */
+static void weighted_sum_f32(const float *weights, const float *values, int64_t count, int n, float *out) {
+    for (int i = 0; i < n; i++) out[i] = 0.0f;
+    for (int64_t t = 0; t < count; t++) axpy_f32(out, weights[t], values + t * n, n);
+}
+
+static void weighted_sum_f16(const float *weights, const _Float16 *values, int64_t count, int n, float *out) {
+    int i = 0;
+#ifdef __AVX512F__
+#define VALUE(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(values + t * n + (p))))
+    for (; i + 64 <= n; i += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t t = 0; t < count; t++) {
+            const __m512 w = _mm512_set1_ps(weights[t]);
+            a0 = _mm512_fmadd_ps(w, VALUE(i), a0);
+            a1 = _mm512_fmadd_ps(w, VALUE(i + 16), a1);
+            a2 = _mm512_fmadd_ps(w, VALUE(i + 32), a2);
+            a3 = _mm512_fmadd_ps(w, VALUE(i + 48), a3);
+        }
+        _mm512_storeu_ps(out + i, a0);
+        _mm512_storeu_ps(out + i + 16, a1);
+        _mm512_storeu_ps(out + i + 32, a2);
+        _mm512_storeu_ps(out + i + 48, a3);
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 a = _mm512_setzero_ps();
+        for (int64_t t = 0; t < count; t++) a = _mm512_fmadd_ps(_mm512_set1_ps(weights[t]), VALUE(i), a);
+        _mm512_storeu_ps(out + i, a);
+    }
+#undef VALUE
+#endif
+    for (; i < n; i++) {
+        float sum = 0.0f;
+        for (int64_t t = 0; t < count; t++) sum += weights[t] * (float)values[t * n + i];
+        out[i] = sum;
+    }
+}
+
+#define ROPE_ATTEND(NAME, CACHE_T, DOTS, WEIGHTED_SUM)                                                      \
     void NAME(const float *qkv, CACHE_T *kcache, CACHE_T *vcache, int64_t capacity, int64_t pos,              \
               const float *cos, const float *sin, int heads, int head_dim, float *out, float *scores) {       \
         const int hidden = heads * head_dim;                                                                 \
@@ -96,9 +157,10 @@ static void axpy_f16(float *acc, float w, const _Float16 *v, int n) {
                 keys[pos * head_dim + i] = (CACHE_T)key[i];                                                  \
                 values[pos * head_dim + i] = (CACHE_T)v_new[i];                                              \
             }                                                                                                \
+            DOTS(q, keys, pos + 1, head_dim, scores);                                                        \
             float max = -INFINITY;                                                                           \
             for (int64_t t = 0; t <= pos; t++) {                                                             \
-                scores[t] = DOT(q, keys + t * head_dim, head_dim) * scale;                                   \
+                scores[t] *= scale;                                                                          \
                 if (scores[t] > max) max = scores[t];                                                        \
             }                                                                                                \
             float total = 0.0f;                                                                              \
@@ -106,15 +168,14 @@ static void axpy_f16(float *acc, float w, const _Float16 *v, int n) {
                 scores[t] = expf(scores[t] - max);                                                           \
                 total += scores[t];                                                                          \
             }                                                                                                \
-            float acc[512] = {0};                                                                            \
-            for (int64_t t = 0; t <= pos; t++) AXPY(acc, scores[t], values + t * head_dim, head_dim);        \
             float *o = out + h * head_dim;                                                                   \
-            for (int i = 0; i < head_dim; i++) o[i] = acc[i] / total;                                        \
+            WEIGHTED_SUM(scores, values, pos + 1, head_dim, o);                                              \
+            for (int i = 0; i < head_dim; i++) o[i] /= total;                                                \
         }                                                                                                    \
     }
 
-ROPE_ATTEND(hrm_rope_attend, float, dot_f32, axpy_f32)
-ROPE_ATTEND(hrm_rope_attend_h, _Float16, dot_f16, axpy_f16)
+ROPE_ATTEND(hrm_rope_attend, float, dots_f32, weighted_sum_f32)
+ROPE_ATTEND(hrm_rope_attend_h, _Float16, dots_f16, weighted_sum_f16)
 
 /* h = rms_norm(h + delta) in place: (h + delta) * rsqrt(mean((h + delta)^2) + eps). */
 void hrm_add_rms_norm(float *h, const float *delta, int n, float eps) {
@@ -127,9 +188,39 @@ void hrm_add_rms_norm(float *h, const float *delta, int n, float eps) {
     for (int i = 0; i < n; i++) h[i] *= scale;
 }
 
+#ifdef __AVX512F__
+/* e^x for 16 lanes: x = n ln2 + r (|r| <= ln2 / 2, ln2 in two parts), e^r by Cephes' expf polynomial, times 2^n by
+ * scalef (which gives 0 and inf past the float range). Within 2 ulp of expf. */
+static __m512 exp16(__m512 x) {
+    /* past [-104, 89] e^x is 0 or inf in float; clamped so that r stays small (a NaN stays NaN) */
+    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
+
 /* out = silu(gate) * up, where gate_up = [gate (inner), up (inner)]. */
 void hrm_silu_mul(const float *gate_up, float *out, int inner) {
-    for (int i = 0; i < inner; i++) {
+    int i = 0;
+#ifdef __AVX512F__
+    for (; i + 16 <= inner; i += 16) {
+        const __m512 g = _mm512_loadu_ps(gate_up + i);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
+                                                _mm512_loadu_ps(gate_up + inner + i)));
+    }
+#endif
+    for (; i < inner; i++) {
         const float g = gate_up[i];
         out[i] = g / (1.0f + expf(-g)) * gate_up[inner + i];
     }
@@ -148,7 +239,18 @@ void hrm_silu_mul(const float *gate_up, float *out, int inner) {
 
 static void quantize_row(const float *x, int k, uint8_t *q, float *scale_out, int32_t *zero_out) {
     float lo = 0.0f, hi = 0.0f;
-    for (int i = 0; i < k; i++) {
+    int i = 0;
+#ifdef __AVX512F__
+    __m512 los = _mm512_setzero_ps(), his = los;
+    for (; i + 16 <= k; i += 16) { /* min/max are exact in any order */
+        const __m512 v = _mm512_loadu_ps(x + i);
+        los = _mm512_min_ps(v, los); /* a NaN lane keeps the running value, as below */
+        his = _mm512_max_ps(v, his);
+    }
+    lo = _mm512_reduce_min_ps(los);
+    hi = _mm512_reduce_max_ps(his);
+#endif
+    for (; i < k; i++) {
         lo = x[i] < lo ? x[i] : lo;
         hi = x[i] > hi ? x[i] : hi;
     }
@@ -157,7 +259,7 @@ static void quantize_row(const float *x, int k, uint8_t *q, float *scale_out, in
     int32_t zero = (int32_t)nearbyintf(-lo / scale);
     zero = zero < 0 ? 0 : (zero > 255 ? 255 : zero);
     const float inverse = 1.0f / scale;
-    for (int i = 0; i < k; i++) {
+    for (i = 0; i < k; i++) {
         int32_t v = (int32_t)nearbyintf(x[i] * inverse) + zero;
         q[i] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
     }
@@ -292,11 +394,12 @@ static void qgemm(const qgemm_task *t) {
  * one persistent worker claim one at a time from a shared ticket, so neither waits for the other to start: on a
  * loaded machine where the worker is not scheduled, the caller claims every chunk itself and the job costs what it
  * costs single-threaded (the caller only ever waits for a chunk the worker has claimed and is computing). The worker
- * spins briefly between jobs (a decode step's jobs come microseconds apart) and then sleeps on a condition variable.
+ * spins for 100 us between jobs (a decode step's jobs come microseconds apart) and then sleeps on a condition
+ * variable, so it does not take a core from the Python work between decode steps (an HTTP server's, say).
  * Callers that find the worker busy (another generation is using it) run alone. Each chunk is computed whole by one
  * thread with the same code whoever claims it, so results never depend on the thread count or the schedule. */
 
-#define SPIN_LIMIT 20000
+#define SPIN_NS 100000 /* how long the worker spins for the next job before it sleeps */
 
 typedef void (*chunk_fn)(void *arg, int chunk);
 
@@ -331,13 +434,20 @@ static void work(uint32_t job) {
     }
 }
 
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 static void *worker_main(void *unused) {
     (void)unused;
     uint32_t seen = 0;
     for (;;) {
+        const int64_t until = now_ns() + SPIN_NS; /* by time, not count: a pause costs 10 to 150 cycles by CPU */
         int spins = 0;
         while ((uint32_t)(atomic_load(&ticket) >> 32) == seen) {
-            if (++spins < SPIN_LIMIT) {
+            if (++spins % 64 || now_ns() < until) {
                 cpu_relax();
                 continue;
             }
