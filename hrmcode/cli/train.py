@@ -32,7 +32,7 @@ EPILOG = examples_epilog(
 HELP_ORDER = ("config arch depth_match mode stage init_from rl_rounds rl_samples rl_temperature rl_steps "
               "rl_max_new_tokens pretrain pretrain_steps tokenizer vocab_size seq_len batch_size "
               "grad_accum max_steps stop_after lr warmup_steps min_lr_ratio weight_decay clip_grad ema_decay curriculum "
-              "qat qat_start qat_group_size "
+              "bp_warmup_steps qat qat_start qat_group_size "
               "reward_weighting "
               "failed_weight eval_every "
               "eval_generate save_every log_every logger device compile resume name seed").split()
