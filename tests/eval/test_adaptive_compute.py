@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from hrmcode.jsonl import read_jsonl
 from hrmcode.serve.app import ServeSettings
@@ -16,6 +17,15 @@ from tests._act_model import make_act_model
 from tests.quantize.tiny import make_tiny_model
 
 pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_module():
+    """One intra-op thread for the module's tiny models, module fixtures included (tests.one_thread's reason)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +51,7 @@ def test_checkpoint_cases_record_segments_within_the_budget(cli, act, tmp_path):
 
 
 def test_an_hrmcode_server_gets_the_budget_in_the_body(cli, act, tmp_path):
-    app = checkpoint_app(act, ServeSettings(max_tokens_cap=64, max_concurrency=1, max_queue=8))
+    app = checkpoint_app(act, ServeSettings(max_tokens_cap=64, max_concurrency=1, max_queue=8), threads=1)
     with background_server(app) as url:
         result = _eval(cli, f"openai:{url}/v1", tmp_path / "run", "--model-name", "model", "--halt-threshold", "0.01",
                        limit=1)

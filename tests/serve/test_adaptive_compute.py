@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import torch
 
 from hrmcode.model.generate import GenerationConfig, generate, next_tokens
 from hrmcode.model.kvcache import BatchKVCache
@@ -22,6 +23,15 @@ from tests._act_model import PROMPTS, make_act_model
 from tests.quantize.tiny import make_tiny_model
 
 pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_module():
+    """One intra-op thread for the module's tiny models, module fixtures included (tests.one_thread's reason)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +66,7 @@ def _post(url, body, path="/v1/completions"):
 
 def test_the_body_budget_reaches_the_model_and_usage_reports_segments(act, loaded, mixed):
     (prompt, used), _ = mixed
-    app = checkpoint_app(act, ServeSettings(max_concurrency=1))
+    app = checkpoint_app(act, ServeSettings(max_concurrency=1), threads=1)
     with background_server(app) as url:
         free = _post(url, {"prompt": prompt}).json()
         assert free["usage"]["segments"] == used
@@ -79,7 +89,7 @@ def test_the_body_budget_reaches_the_model_and_usage_reports_segments(act, loade
 def test_server_defaults_apply_to_requests_without_a_budget(act, loaded, mixed):
     _, (prompt, used) = mixed
     assert used > 1
-    app = checkpoint_app(act, ServeSettings(max_concurrency=1, max_segments=used - 1))
+    app = checkpoint_app(act, ServeSettings(max_concurrency=1, max_segments=used - 1), threads=1)
     with background_server(app) as url:
         capped = _post(url, {"prompt": prompt}).json()
         assert capped["usage"]["segments"] == used - 1
@@ -89,8 +99,8 @@ def test_server_defaults_apply_to_requests_without_a_budget(act, loaded, mixed):
 
 def test_bad_budgets_are_one_line_400s(act, tmp_path):
     transformer = make_tiny_model(tmp_path / "t", arch="transformer", max_seq_len=64)
-    with background_server(checkpoint_app(act, ServeSettings())) as url, \
-            background_server(checkpoint_app(transformer, ServeSettings())) as plain:
+    with background_server(checkpoint_app(act, ServeSettings(), threads=1)) as url, \
+            background_server(checkpoint_app(transformer, ServeSettings(), threads=1)) as plain:
         for body, param, words in (({"max_segments": 0}, "max_segments", "greater than or equal to 1"),
                                    ({"halt_threshold": 1.0}, "halt_threshold", "less than 1"),
                                    ({"halt_threshold": "often"}, "halt_threshold", "number"),
@@ -141,7 +151,7 @@ def test_batched_requests_of_different_budgets_get_what_each_gets_alone(act, loa
     assert got == expected
     assert any(len(set(rows)) >= 2 for rows in rows_seen)  # rows of different segment counts shared the batch
 
-    app = checkpoint_app(act, ServeSettings(max_concurrency=4, max_queue=4))
+    app = checkpoint_app(act, ServeSettings(max_concurrency=4, max_queue=4), threads=1)
     bodies = [{"prompt": long}, {"prompt": short, "max_segments": 1}, {"prompt": long, "max_segments": 2},
               {"prompt": short}]
     alone = [_library(loaded, b["prompt"], 24, max_segments=b.get("max_segments")) for b in bodies]
