@@ -1,6 +1,6 @@
 """``eval --max-segments / --halt-threshold``: the budget reaches a checkpoint's generation and an
-``hrmcode serve`` behind ``--model openai:``, each case records the segments used, the summary and
-the table show the mean per case; backends that generate nothing, models without segments and
+``hrmcode serve`` behind ``--model openai:``, each case records the segments used (the mean over its
+generations: samples, tries, turns), the summary and the table show the mean per case; backends that generate nothing, models without segments and
 bad values are one-line usage errors (exit 2)."""
 
 from __future__ import annotations
@@ -10,10 +10,14 @@ import json
 import pytest
 import torch
 
+from hrmcode.eval.backends import Reply, Request
+from hrmcode.eval.polyglot import Polyglot
+from hrmcode.eval.runner import segments_summary
 from hrmcode.jsonl import read_jsonl
 from hrmcode.serve.app import ServeSettings
 from hrmcode.serve.server import background_server, checkpoint_app
 from tests._act_model import make_act_model
+from tests.eval.test_polyglot import RIGHT, TASK, WRONG
 from tests.quantize.tiny import make_tiny_model
 
 pytestmark = pytest.mark.timeout(300)
@@ -73,3 +77,28 @@ def test_bad_budgets_are_usage_errors(cli, act, tmp_path, model, extra, words):
     result = _eval(cli, model, tmp_path / "run", *extra)
     assert result.exit_code == 2 and words in result.stderr, result.stderr
     assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
+class Budgeted:
+    """A backend whose replies report the segments their generation ran (as a looped model's do)."""
+
+    name = "budgeted"
+
+    def __init__(self, replies: list[tuple[str, int | None]]):
+        self.replies = list(replies)
+
+    def describe(self) -> dict:
+        return {"model": "budgeted"}
+
+    def complete(self, request: Request) -> list[Reply]:
+        text, segments = self.replies.pop(0)
+        return [Reply(text=text, raw=True, segments=segments)]
+
+
+def test_a_polyglot_case_records_the_mean_over_its_tries(sandbox):
+    record = Polyglot(Budgeted([(WRONG, 1), (RIGHT, 4)]), sandbox).evaluate_one(TASK, worker=0)
+    assert record["tests_outcomes"] == [False, True] and record["segments"] == 2.5
+    unbudgeted = Polyglot(Budgeted([(RIGHT, None)]), sandbox).evaluate_one(TASK, worker=0)
+    assert "segments" not in unbudgeted  # a model without segments records none
+    assert segments_summary([record, unbudgeted, {"segments": 1.5}]) == {"segments_per_case": 2.0}
+    assert segments_summary([unbudgeted]) == {}
