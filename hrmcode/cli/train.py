@@ -35,7 +35,8 @@ HELP_ORDER = ("config arch depth_match mode stage init_from rl_rounds rl_samples
               "bp_warmup_steps qat qat_start qat_group_size "
               "reward_weighting "
               "failed_weight eval_every "
-              "eval_generate save_every log_every logger device compile resume name seed").split()
+              "eval_generate save_every log_every logger device compile attention grad_checkpointing parallel "
+              "resume name seed").split()
 
 
 def register(app: typer.Typer) -> None:

@@ -51,10 +51,13 @@ from hrmcode.model.checkpoint import (
 )
 from hrmcode.model.config import RECURRENT, ModelConfig
 from hrmcode.model.generate import GenerationConfig, generate
-from hrmcode.model.layers import Stack
+from hrmcode.model.attention import resolve_kernel
+from hrmcode.model.layers import Stack, set_grad_checkpointing
 from hrmcode.reporting import reporter
 from hrmcode.train import data as D
-from hrmcode.train.distributed import Dist, setup, teardown
+from hrmcode.train.distributed import (
+    Dist, accumulating, full_optimizer_state, full_weights, load_full_state, plain_value, setup, teardown, wrap,
+)
 from hrmcode.train.loggers import CURVES, TENSORBOARD_DIR, NoLogger, open_logger, plot_curves
 from hrmcode.train.options import RESUMABLE_CHANGES, TrainOptions, model_config
 
@@ -271,26 +274,39 @@ class Trainer:
                  tok: CodeTokenizer, phases: list[Phase], hyper: dict):
         self.options, self.dist, self.device, self.tok, self.phases, self.hyper = options, dist, device, tok, phases, hyper
         self.raw = model
-        self.optimizer = make_optimizer(model, options, device)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, options))
         self.streams = {p.name: D.RowStream(p.train.docs, options.seq_len, tok.pad_id, options.seed + i,
                                             options.curriculum) for i, p in enumerate(phases)}
         self.step = 0
         self.ema = WeightEMA(model, options.ema_decay) if options.ema_decay else None
         # --qat: fake quantization on the layers (before compiling, which traces their forward); on from --qat-start
         self.qat = QuantAware(model, options.qat, options.qat_group_size) if options.qat != "none" else None
+        model.attention_kernel = resolve_kernel(options.attention, device)
+        set_grad_checkpointing(model, options.grad_checkpointing)
+        # DDP or FSDP; FSDP replaces the parameters, so the optimizer comes after
+        self.model, self.replica = wrap(model, dist, device, options.parallel)
+        self.sharded = dist.enabled and options.parallel == "fsdp"
+        self.optimizer = make_optimizer(model, options, device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, options))
         if options.compile:
             # The block stacks hold nearly all the compute; compiling them in place keeps the
             # Python-level recurrence, ACT control flow and metrics out of the traced graphs.
             for module in model.modules():
                 if isinstance(module, Stack):
                     module.compile()
-        self.model = model
-        if dist.enabled:
-            self.model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                          else contextlib.nullcontext())
+
+    @property
+    def plain(self) -> torch.nn.Module:
+        """The unsharded model evaluation and saving use (under FSDP rank 0's replica, after ``sync_replica``)."""
+        return self.replica if self.replica is not None else self.raw
+
+    def sync_replica(self) -> None:
+        """FSDP: gather the full weights into rank 0's replica. A collective: every rank calls it."""
+        if self.sharded:
+            weights = full_weights(self.raw)
+            if self.replica is not None:
+                self.replica.load_state_dict(weights)
 
     def weights_for_use(self) -> contextlib.AbstractContextManager:
         """The weights evaluation and the model artifact see: the EMA when on, else the raw ones."""
@@ -302,24 +318,48 @@ class Trainer:
         return self.phases[0]
 
     # -- state -----------------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self, optimizer: dict | None = None) -> dict:
+        """The training state; ``optimizer``: the optimizer's (under FSDP the full one), else read here."""
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        optimizer = self.optimizer.state_dict() if optimizer is None else optimizer
+        state = {"step": self.step, "optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
                  "rng": rng, "data": {k: s.state() for k, s in self.streams.items()}, "world_size": self.dist.world}
         if self.ema is not None:
             state["ema"] = self.ema.weights
+        if self.sharded:  # keyed by parameter name (FSDP's full optimizer state), not by position
+            state["optimizer_by_name"] = True
         return state
 
+    def checkpoint_payload(self) -> tuple[torch.nn.Module, dict] | None:
+        """(the model to save, the training state) on rank 0, None elsewhere; under FSDP a collective."""
+        if not self.sharded:
+            return (self.raw, self.state()) if self.dist.main else None
+        self.sync_replica()
+        optimizer = full_optimizer_state(self.raw, self.optimizer)
+        return (self.replica, self.state(optimizer)) if self.dist.main else None
+
     def restore(self, checkpoint: Path) -> None:
-        load_weights(self.raw, checkpoint / WEIGHTS)
+        if not self.sharded:
+            load_weights(self.raw, checkpoint / WEIGHTS)
+        elif self.replica is not None:
+            load_weights(self.replica, checkpoint / WEIGHTS)
         try:
             state = torch.load(checkpoint / TRAINING_STATE, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a bad file
             raise CheckpointError(f"{checkpoint / TRAINING_STATE} is unreadable ({type(exc).__name__})",
                                   "resume from an earlier checkpoint or start over with --redo") from None
-        self.optimizer.load_state_dict(state["optimizer"])
+        if bool(state.get("optimizer_by_name")) != self.sharded:
+            written = f"--parallel fsdp over {state['world_size']} processes" if state.get("optimizer_by_name") \
+                else "without FSDP"
+            raise CheckpointError(f"{checkpoint} was written {written}; this run differs",
+                                  "resume with the --parallel and torchrun --nproc-per-node of the run that wrote it")
+        if self.sharded:  # rank 0's full weights and optimizer state, sharded onto every rank
+            weights = self.replica.state_dict() if self.replica is not None else {}
+            load_full_state(self.raw, self.optimizer, weights, state["optimizer"] if self.dist.main else {})
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -355,7 +395,7 @@ class Trainer:
         metric_sums: dict[str, float] = {}
         for i, batch in enumerate(micro):
             sync = (i == len(micro) - 1) or not dist.enabled
-            with (contextlib.nullcontext() if sync else self.model.no_sync()), self.autocast, self.warmup_span():
+            with accumulating(self.model, sync), self.autocast, self.warmup_span():
                 out = self.model(batch.input_ids, labels=batch.labels, prefix_mask=batch.prefix_mask,
                                  doc_ids=batch.doc_ids)
             step_loss = D.step_loss_sum(out, batch)
@@ -376,7 +416,7 @@ class Trainer:
                                             dtype=torch.float64, device=self.device))
         n = len(micro) * dist.world
         record = {"step": self.step, "split": "train", "phase": self.phase_at(self.step - 1).name,
-                  "loss": float(reduced[0]) / max(float(units), 1.0), "lr": lr, "grad_norm": float(grad_norm),
+                  "loss": float(reduced[0]) / max(float(units), 1.0), "lr": lr, "grad_norm": float(plain_value(grad_norm)),
                   "tokens": opts.batch_size * opts.grad_accum * opts.seq_len}
         record.update({k: float(reduced[i + 1]) / n for i, k in enumerate(keys)})
         return record
@@ -395,7 +435,7 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, float]:
         phase = self.phase_at(max(self.step - 1, 0))
-        model, opts = self.raw, self.options
+        model, opts = self.plain, self.options
         if not phase.heldout.docs:
             return {}
         was_training = model.training
@@ -444,9 +484,14 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic.write_text(path, "".join(dumps(r) + "\n" for r in kept))
 
 
-def _save(trainer: Trainer, run_dir: Path) -> Path:
+def _save(trainer: Trainer, run_dir: Path) -> Path | None:
+    """Rank 0 writes a checkpoint (every rank calls this: under FSDP it gathers the shards)."""
+    payload = trainer.checkpoint_payload()
+    if payload is None:
+        return None
     directory = run_dir / CHECKPOINTS / f"step-{trainer.step:08d}"
-    save_checkpoint(directory, trainer.raw, trainer.tok, trainer.hyper, trainer.state())
+    model, state = payload
+    save_checkpoint(directory, model, trainer.tok, trainer.hyper, state)
     for old in checkpoint_dirs(run_dir)[:-trainer.options.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
     return directory
@@ -525,6 +570,8 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
         logger.close()
     result = TrainResult(out_dir=run_dir, completed=trainer.step >= options.max_steps, step=trainer.step,
                          params=counts, last_train=last_train, last_eval=last_eval, plan=plan)
+    if result.completed:
+        trainer.sync_replica()
     if dist.main and result.completed:
         result.artifact = _write_model(trainer, writer, run_dir, result, started)
     elif dist.main:
@@ -601,6 +648,7 @@ def _run_steps(trainer: Trainer, run_dir: Path, end: int, tokens_per_step: int, 
                         f"lr {last_train['lr']:.2e} {tokens_per_step * window_steps / max(elapsed, 1e-9):,.0f} tok/s")
                 window_start, window_steps = time.perf_counter(), 0
             if (options.eval_every and trainer.step % options.eval_every == 0) or trainer.step == options.max_steps:
+                trainer.sync_replica()
                 if dist.main:
                     last_eval = trainer.evaluate()
                     if last_eval:
@@ -609,7 +657,7 @@ def _run_steps(trainer: Trainer, run_dir: Path, end: int, tokens_per_step: int, 
                         log.log("eval " + " ".join(f"{k} {v:.4g}" for k, v in last_eval.items()
                                                    if isinstance(v, float)))
                 dist.barrier()
-            if dist.main and (trainer.step % options.save_every == 0 or at_end):
+            if trainer.step % options.save_every == 0 or at_end:
                 _save(trainer, run_dir)
             dist.barrier()
     return last_train, last_eval
@@ -619,7 +667,7 @@ def _write_model(trainer: Trainer, writer: ArtifactWriter, run_dir: Path, result
                  started: float) -> Artifact:
     """The finished run: final weights, config and tokenizer at the artifact root, then the manifest."""
     with trainer.weights_for_use():
-        for file_name in save_checkpoint(run_dir, trainer.raw, trainer.tok, trainer.hyper):
+        for file_name in save_checkpoint(run_dir, trainer.plain, trainer.tok, trainer.hyper):
             writer.add(file_name)
     writer.add(METRICS)
     config = trainer.raw.config

@@ -95,13 +95,24 @@ class TrainOptions(BaseModel):
                                    "installed, WANDB_* settings) or nowhere; metrics.jsonl is always written.")
     device: Literal["cpu", "cuda"] = Field("cpu", description="cpu or cuda.")
     compile: bool = Field(False, description="Run the model through torch.compile.")
+    attention: Literal["dense", "flex", "auto"] = Field(
+        "auto", description="Attention over packed rows: dense (a [B, T, T] mask and SDPA), flex (FlexAttention with "
+                            "a block mask built once per forward; on the CPU only for calls without gradient) or auto "
+                            "(flex on CUDA, dense on the CPU).")
+    grad_checkpointing: bool = Field(False, description="Recompute the blocks' activations in backward instead of "
+                                                        "keeping them: less memory, more compute, the same loss and "
+                                                        "gradients.")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="Under torchrun: ddp (a model replica per process) or fsdp (weights, gradients and "
+                           "optimizer state sharded across processes; not with --ema-decay or --qat).")
     seed: int = Field(0, description="Seed for weights, data order and ACT exploration.")
     model: dict[str, Any] = Field(default_factory=dict, description="model-config overrides")
 
 
 # Options that may change between a run and its resumption (they do not change what is computed).
 RESUMABLE_CHANGES = frozenset({"eval_every", "eval_rows", "eval_generate", "save_every", "keep_checkpoints",
-                               "log_every", "logger", "device", "compile", "rl_rounds"})
+                               "log_every", "logger", "device", "compile", "attention", "grad_checkpointing",
+                               "rl_rounds"})
 
 # Training schedules per size; the vocabulary and sequence length come from the model presets.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -162,6 +173,7 @@ def resolve_options(config: str = "tiny", overrides: dict[str, Any] | None = Non
             values[key] = value
     options = _validate(values, where)
     _check_qat(options)
+    _check_parallel(options)
     config = model_config(options, vocab_size=options.vocab_size)  # fail now, not after loading data
     _check_bp_warmup(options, config)
     return options
@@ -172,6 +184,12 @@ def _check_bp_warmup(options: TrainOptions, config: ModelConfig) -> None:
         raise UsageError(f"--bp-warmup-steps needs --arch hrm with model bp_steps > 2 (here arch {config.arch}, "
                          f"bp_steps {config.bp_steps}): the warm-up raises the gradient span from 2 to bp_steps",
                          'drop --bp-warmup-steps, or set "bp_steps" (3 or more) in the config file\'s "model"')
+
+
+def _check_parallel(options: TrainOptions) -> None:
+    if options.parallel == "fsdp" and (options.ema_decay or options.qat != "none"):
+        raise UsageError("--parallel fsdp shards the weights; --ema-decay and --qat need whole ones",
+                         "use --parallel ddp, or drop --ema-decay/--qat")
 
 
 def _check_qat(options: TrainOptions) -> None:
