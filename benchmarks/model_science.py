@@ -84,8 +84,8 @@ class Scale:
 
 
 CONFIGS = {
-    "smoke": Scale(width=32, heads=2, batch=8, budget_steps=3, lr_grid=(1e-3, 3e-3), seeds=(0,), test_per_depth=6,
-                   valid_per_depth=3, segment_curve_per_depth=3, code_steps=2, code_batch=2, code_seq=32,
+    "smoke": Scale(width=16, heads=2, batch=4, budget_steps=1, lr_grid=(1e-3, 3e-3), seeds=(0,), test_per_depth=3,
+                   valid_per_depth=2, segment_curve_per_depth=1, code_steps=1, code_batch=2, code_seq=16,
                    ema_decay=0.9),
     "cpu": Scale(width=64, heads=2, batch=32, budget_steps=200, lr_grid=(1e-3, 2e-3, 4e-3), seeds=(0, 1, 2),
                  segment_curve_per_depth=50, code_steps=150, code_batch=8, code_seq=128),
@@ -237,7 +237,8 @@ def train_run(job: Job, scale: Scale, budget: float, device: torch.device, sets:
     curve = []  # (train FLOPs, train seconds, accuracy per depth on the curve subset)
     while counter.total < limit:
         if checkpoints and counter.total >= checkpoints[0]:
-            checkpoints.pop(0)
+            while checkpoints and counter.total >= checkpoints[0]:
+                checkpoints.pop(0)
             counter.active = False
             with (ema.applied(model) if ema is not None else contextlib.nullcontext()):
                 curve.append({"train_flops": counter.total, "train_s": time.perf_counter() - started - eval_s,
@@ -264,6 +265,7 @@ def train_run(job: Job, scale: Scale, budget: float, device: torch.device, sets:
                 warmup_steps = max(1, round(steps_estimate(model, ids, labels, limit) / 3))
                 counter.active = True
             span = gradient_span(model, bp_steps_at(step, warmup_steps, config.bp_steps))
+        before = counter.total
         with span:
             out = model(ids, labels=labels)
         out.loss.backward()
@@ -274,12 +276,13 @@ def train_run(job: Job, scale: Scale, budget: float, device: torch.device, sets:
             ema.decay = min(scale.ema_decay, (1 + step) / (10 + step))
             ema.update(model)
         losses.append(float(out.loss.detach()))
+        last_step_flops = counter.total - before
         step += 1
     seconds = time.perf_counter() - started - eval_s
     counter.active = False
     counter.close()
     record = {"key": job.key, **asdict(job), "steps": step, "train_flops": counter.total,
-              "flops_per_step": counter.total / max(step, 1), "train_s": seconds,
+              "flops_per_step": counter.total / max(step, 1), "last_step_flops": last_step_flops, "train_s": seconds,
               "final_train_loss": sum(losses[-20:]) / max(len(losses[-20:]), 1),
               "params": sum(p.numel() for p in model.parameters()),
               "block_applications_per_token": config.layer_applications_per_token(),
@@ -409,8 +412,13 @@ def run_experiment(scale: Scale, out: Path, device: str, jobs: int, threads: int
         config = arm_config(arm, scale, len(DT.VOCAB), SEQ_LEN)
         log(f"  {arm:<15} {config.arch:<11} block applications per token at inference "
             f"{config.layer_applications_per_token():>3}")
-    context = multiprocessing.get_context("fork")
-    with context.Pool(jobs, initializer=_init_worker, initargs=(scale, device, threads)) as pool:
+    if jobs == 1:  # in this process (the smoke test; a debugger)
+        _init_worker(scale, device, threads)
+        pool = contextlib.nullcontext(type("Serial", (), {"imap_unordered": staticmethod(map)}))
+    else:  # forked after the imports: every worker runs the code this process loaded
+        pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_init_worker,
+                                                         initargs=(scale, device, threads))
+    with pool as pool:
         grid = [Job("lr", arm, lr, scale.seeds[0], 1 / 3) for arm in ARMS for lr in scale.lr_grid]
         run_jobs(grid, path, runs, pool, log)
         finals = [Job("final", arm, chosen_lr(arm, scale, runs), seed, 1.0) for seed in scale.seeds for arm in ARMS]
