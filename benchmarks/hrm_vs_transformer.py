@@ -1,10 +1,18 @@
-"""HRM-act, HRM-fixed and the equal-parameter transformer on the same data, tokens and seed.
+"""Smoke / learning-speed check (HRM-act, HRM-fixed, transformer); NOT an answer to "does HRM help?".
 
-The data is generated here (nothing is downloaded, no benchmark is trained on): small
-program-output tasks — print a sorted list, a reversed list, a sum, a string method — with
-the answer as the target. Every variant trains with ``hrmcode.train.loop.train`` on the same
-packed rows for the same number of steps, then is scored on the same held-out examples:
-loss and token accuracy on the targets, and exact match of greedy generations.
+The three variants (the transformer with the HRM's parameters) see the same data, tokens and seed.
+It measures how fast each variant's loss falls per step on small program-output tasks (print a
+sorted list, a reversed list, a sum, a string method) that a 4-layer transformer already saturates
+(a 12-layer one scores the same), with one seed and one learning rate, at unequal compute. It
+therefore says nothing about depth, extrapolation or equal-FLOPs quality: that question is
+answered by ``benchmarks/model_science.py`` (pre-registered in docs/model-science.md: tasks of
+controlled depth, equal training FLOPs, a learning-rate grid, 3 seeds, and a decision rule).
+
+The data is generated here (nothing is downloaded, no benchmark is trained on), with the answer
+as the target. Every variant trains with ``hrmcode.train.loop.train`` on the same packed rows for
+the same number of steps, then is scored on the same held-out examples: loss and token accuracy on
+the targets, and exact match of greedy generations. ``write_dataset`` is also the data of
+benchmarks/qat.py.
 
     python benchmarks/hrm_vs_transformer.py                 # tiny preset, CPU, a few minutes
     python benchmarks/hrm_vs_transformer.py --steps 600 --train 4000
@@ -106,6 +114,8 @@ def main() -> None:
         rows.append((name, result.params["total"], config.layer_applications_per_token(),
                      time.perf_counter() - start, result.last_train["lm_loss"], result.last_eval["loss"],
                      result.last_eval["token_acc"], result.last_eval["exact_match"]))
+    print("hrm_vs_transformer: a smoke / per-step learning-speed check on tasks a 4-layer transformer saturates; "
+          "it answers nothing about depth (see benchmarks/model_science.py)")
     print(f"preset={args.preset} steps={args.steps} batch={args.batch} seq_len={args.seq_len} "
           f"train={args.train} heldout={args.heldout} seed={args.seed} threads={args.threads} device={args.device}")
     print(f"{'variant':<12} {'params':>9} {'blocks/tok':>10} {'train s':>8} {'train lm':>10} "
