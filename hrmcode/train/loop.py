@@ -4,7 +4,9 @@ What it guarantees:
 
 - Packed rows, loss on targets only, AdamW with linear warmup then cosine decay to
   ``min_lr_ratio``, gradient clipping and accumulation; bf16 autocast on CUDA; optional
-  ``torch.compile``; DDP under ``torchrun`` (see ``distributed.py``).
+  ``torch.compile``; DDP or FSDP (``--parallel``) under ``torchrun`` (see ``distributed.py``);
+  ``--attention`` (packed rows through FlexAttention or a dense mask, ``hrmcode.model.attention``)
+  and ``--grad-checkpointing`` (``hrmcode.model.layers``) change how, not what, is computed.
 - The loss of a step is normalised over the whole global batch (all micro-batches, all
   processes): by target tokens, or by sequences for ACT (the HRM paper's per-sequence loss).
 - Checkpoints ``checkpoints/step-XXXXXXXX/`` hold the weights, config, tokenizer, resolved
