@@ -14,9 +14,18 @@ at once after one warm-up request. Reported per row:
 - tokens/s: all clients' completion tokens / wall time from the first request sent to the last done
 - first token p50 / p95: time from sending a request to its first streamed text, over all requests
 - peak RSS: the server subprocess's maximum resident set
+- server / client CPU ms per token: CPU time (all threads) the server subprocess and this load
+  generator spent per completion token: on 2 cores, what the HTTP side costs beside the model
 
 Target (issue 16): with batching, 8 clients' aggregate tokens/s >= 3x one client's, on 2 cores, for
 both models, with first-token latency bounded while others decode.
+
+Before the servers, the same int8 models run one batched decode step in this process at 1, 2, 4 and
+8 rows (``--step-reps`` rounds, the row counts interleaved within each round so that load from
+other processes falls on all of them alike), plus a lone request's step (its own ``KVCache``, what
+a single client runs): median wall ms per step, the part inside the fused stack kernel, and thread
+CPU ms (less sensitive to a busy machine than wall time). The load average is printed at the
+start and the end: on a shared machine, compare the ratios, not the absolute numbers.
 """
 
 from __future__ import annotations
@@ -55,7 +64,13 @@ def server(path: str, max_concurrency: int, max_tokens: int) -> None:
         sys.stdin.read()
 
 
-def load(url: str, prompts: list[str], clients: int, requests: int, new_tokens: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(url: str, prompts: list[str], clients: int, requests: int, new_tokens: int, server_pid: int) -> dict:
     import httpx
 
     firsts: list[float] = []
@@ -74,15 +89,85 @@ def load(url: str, prompts: list[str], clients: int, requests: int, new_tokens: 
     with httpx.Client(timeout=600) as client:
         stream_once(client, url, prompts[0], new_tokens)  # warm-up
     threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
+    started, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    server_cpu, client_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - client_cpu
     firsts.sort()
     return {"tokens_per_s": tokens[0] / wall, "first_p50_ms": statistics.median(firsts) * 1000,
-            "first_p95_ms": firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))] * 1000, "tokens": tokens[0]}
+            "first_p95_ms": firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))] * 1000, "tokens": tokens[0],
+            "server_cpu_ms": server_cpu / tokens[0] * 1000, "client_cpu_ms": client_cpu / tokens[0] * 1000}
+
+
+def decode_steps(path: Path, reps: int, prompt_tokens: int, row_counts: list[int]) -> list[dict]:
+    """One decode step of ``path``'s model at each row count (and a lone request's), timed ``reps`` times."""
+    import torch
+
+    from hrmcode.model import fastpath, kernels
+    from hrmcode.model.kvcache import BatchKVCache, KVCache
+    from hrmcode.quantize import load_quantized
+
+    model = load_quantized(path).model
+    vocab = model.config.vocab_size
+    generator = torch.Generator().manual_seed(0)
+    threads = kernels.load().set_threads  # both thread counts within each round, as hrmcode serve splits them
+    kernels.use_threads(model, os.cpu_count())
+
+    def prefilled(length: int) -> KVCache:
+        single = KVCache(length + reps + 8, getattr(model, "kv_dtype", None))
+        model(torch.randint(0, vocab, (1, length), generator=generator), prefix_lens=torch.tensor([length]),
+              cache=single)
+        return single
+
+    inside = [0.0]
+    run_rows, run_one = fastpath._run_q8_rows, fastpath._run_q8
+
+    def timed(run):
+        def call(*a):
+            started = time.perf_counter()
+            out = run(*a)
+            inside[0] += time.perf_counter() - started
+            return out
+        return call
+
+    with torch.no_grad():
+        caches: dict = {"alone": prefilled(prompt_tokens)}
+        for rows in row_counts:
+            batch = BatchKVCache(max(row_counts), getattr(model, "kv_dtype", None))
+            for row in range(rows):
+                batch.add_row(prefilled(prompt_tokens + row))  # rows of different lengths, as in serving
+            caches[rows] = batch
+        times: dict = {rows: [] for rows in caches}
+        fastpath._run_q8_rows, fastpath._run_q8 = timed(run_rows), timed(run_one)
+        try:
+            for _ in range(reps + 2):  # the first 2 rounds warm up
+                for rows, cache in caches.items():
+                    sample = []
+                    for count in (1, os.cpu_count()):  # 1 thread: its CPU time is all the work done
+                        threads(count)
+                        tokens = torch.randint(0, vocab, (1 if rows == "alone" else rows, 1), generator=generator)
+                        inside[0] = 0.0
+                        wall, cpu = time.perf_counter(), time.thread_time()
+                        model(tokens, cache=cache)
+                        sample += [time.perf_counter() - wall, inside[0], time.thread_time() - cpu]
+                    times[rows].append(sample)
+        finally:
+            fastpath._run_q8_rows, fastpath._run_q8 = run_rows, run_one
+            threads(os.cpu_count())
+    out = []
+    for rows, samples in times.items():
+        _, _, cpu, wall, kernel, _ = (statistics.median(s[i] for s in samples[2:]) * 1000 for i in range(6))
+        out.append({"rows": rows, "wall_ms": wall, "kernel_ms": kernel, "cpu_ms": cpu,
+                    "tokens_per_s": (1 if rows == "alone" else rows) / wall * 1000,
+                    "cpu_tokens_per_s": (1 if rows == "alone" else rows) / cpu * 1000})
+    return out
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def measure_server(path: Path, max_concurrency: int, client_counts: list[int], args, prompts: list[str]) -> list[dict]:
@@ -98,7 +183,8 @@ def measure_server(path: Path, max_concurrency: int, client_counts: list[int], a
         try:
             for clients in client_counts:
                 print(f"  {clients} client(s) ...", file=sys.stderr)
-                rows.append({"clients": clients, **load(url, prompts, clients, args.requests, args.new_tokens)})
+                rows.append({"clients": clients,
+                             **load(url, prompts, clients, args.requests, args.new_tokens, proc.pid)})
             rss = peak_rss_mb(proc.pid)
         finally:
             proc.stdin.close()
@@ -116,6 +202,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3, help="requests per client, back to back")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--step-reps", type=int, default=30, help="rounds of the in-process decode-step timing")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-concurrency", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -130,7 +217,8 @@ def main() -> None:
     from hrmcode.quantize import QuantSpec, quantize_checkpoint
 
     client_counts = [int(c) for c in args.clients.split(",")]
-    results = {}
+    results, steps = {}, {}
+    loads = [load_average()]
     with tempfile.TemporaryDirectory(prefix="hrmcode-batching-bench-") as tmp:
         examples = stdlib_examples(stdlib_sources(), 16)
         for arch in args.archs.split(","):
@@ -142,15 +230,34 @@ def main() -> None:
             prompt = read_config(model_path).prompt
             prompts = [tokenizer.decode(prompt.encode(tokenizer, e["input"]["text"], "solve")[: args.prompt_tokens],
                                         skip_special_tokens=False) for e in examples[:8]]
+            print(f"{arch} int8, one decode step at 1..{max(client_counts)} rows", file=sys.stderr)
+            steps[arch] = decode_steps(int8, args.step_reps, args.prompt_tokens, client_counts)
             for concurrency in (8, 1):
                 print(f"{arch} int8, --max-concurrency {concurrency}", file=sys.stderr)
                 results[(arch, concurrency)] = measure_server(int8, concurrency, client_counts, args, prompts)
+
+    loads.append(load_average())
+    print(f"\nload average (1, 5, 15 min) at the start: {loads[0]}; at the end: {loads[1]}")
+    print(f"\none decode step in-process, median of {args.step_reps} interleaved rounds; 'alone': a lone "
+          f"request's step (its own cache). Wall ms with {os.cpu_count()} kernel threads (as served), the part "
+          f"inside the fused int8 stack calls, and CPU ms of the same step on 1 thread (all the work, less "
+          f"sensitive to other load)\n")
+    header = ["arch", "rows", "step ms", "in kernel ms", "tokens/s", "vs alone", "1-thread CPU ms",
+              "vs alone (CPU)"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for arch, rows in steps.items():
+        one = rows[0]  # alone: what one client's request runs
+        for row in rows:
+            print(f"| {arch} | {row['rows']} | {row['wall_ms']:.2f} | {row['kernel_ms']:.2f} | "
+                  f"{row['tokens_per_s']:.0f} | {row['tokens_per_s'] / one['tokens_per_s']:.2f}x | "
+                  f"{row['cpu_ms']:.2f} | {row['cpu_tokens_per_s'] / one['cpu_tokens_per_s']:.2f}x |")
 
     print(f"\nrandom-init {args.config} models, int8 (hrmcode quantize's default); each client streams "
           f"{args.requests} x {args.new_tokens} greedy tokens after ~{args.prompt_tokens} prompt tokens; "
           f"torch {torch.__version__}, {os.cpu_count()} CPUs\n")
     header = ["arch", "server", "clients", "tokens/s", "vs 1 client", "first token p50 ms", "first token p95 ms",
-              "peak RSS MB"]
+              "peak RSS MB", "server CPU ms/token", "client CPU ms/token"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     checks = []
@@ -160,7 +267,7 @@ def main() -> None:
         for row in rows:
             print(f"| {arch} | {mode} | {row['clients']} | {row['tokens_per_s']:.1f} | "
                   f"{row['tokens_per_s'] / one:.2f}x | {row['first_p50_ms']:.0f} | {row['first_p95_ms']:.0f} | "
-                  f"{row['peak_rss_mb']:.0f} |")
+                  f"{row['peak_rss_mb']:.0f} | {row['server_cpu_ms']:.2f} | {row['client_cpu_ms']:.2f} |")
         if concurrency > 1 and rows[-1]["clients"] == 8:
             checks.append((f"{arch}: 8 clients >= 3x one client's tokens/s", rows[-1]["tokens_per_s"] >= 3 * one))
     print()
