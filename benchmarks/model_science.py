@@ -22,7 +22,8 @@ names the missing ones.
 
     python benchmarks/model_science.py --smoke                  # every arm a few steps (seconds)
     python benchmarks/model_science.py --config cpu --jobs 2    # docs/model-science.md's CPU run
-    PYTHONPATH=. python benchmarks/model_science.py --config cuda --device cuda   # a lent GPU, <= 5 min
+    PYTHONPATH=. python benchmarks/model_science.py --config cuda --device cuda --jobs 4 --deadline-min 4
+                                                               # a lent GPU: at most ~5 minutes
     python benchmarks/model_science.py --config cpu --report-only   # the report from runs.jsonl
 """
 
@@ -89,8 +90,9 @@ CONFIGS = {
                    ema_decay=0.9),
     "cpu": Scale(width=64, heads=2, batch=32, budget_steps=200, lr_grid=(1e-3, 2e-3, 4e-3), seeds=(0, 1, 2),
                  segment_curve_per_depth=50, code_steps=150, code_batch=8, code_seq=128),
-    "cuda": Scale(width=256, heads=4, batch=128, budget_steps=1500, lr_grid=(5e-4, 1e-3, 2e-3), seeds=(0, 1, 2),
-                  code_steps=200, code_batch=32, code_seq=256),
+    # One GPU, about 5 minutes with --jobs 4 --deadline-min 4 (launch-bound at this width: 4 processes share it)
+    "cuda": Scale(width=256, heads=4, batch=128, budget_steps=600, lr_grid=(5e-4, 1e-3, 2e-3), seeds=(0, 1, 2),
+                  code_steps=100, code_batch=32, code_seq=256),
 }
 
 
@@ -353,12 +355,18 @@ def datasets(scale: Scale) -> dict:
 _WORKER: dict = {}
 
 
-def _init_worker(scale: Scale, device: str, threads: int) -> None:
+def _init_worker(scale: Scale, device: str, threads: int, deadline: float | None) -> None:
     torch.set_num_threads(threads)
-    _WORKER.update(scale=scale, device=torch.device(device), sets=datasets(scale))
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    _WORKER.update(scale=scale, device=torch.device(device), sets=datasets(scale), deadline=deadline)
 
 
-def _run_job(job: Job) -> dict:
+def _run_job(job: Job) -> dict | None:
+    """The run's record; None when the deadline has passed (the run is left for a rerun)."""
+    if _WORKER["deadline"] is not None and time.time() > _WORKER["deadline"]:
+        return None
     scale = _WORKER["scale"]
     budget = code_budget_flops(scale) if job.kind == "code" else budget_flops(scale)
     return train_run(job, scale, budget, _WORKER["device"], _WORKER["sets"])
@@ -394,6 +402,8 @@ def run_jobs(jobs: list[Job], path: Path, runs: dict, pool, log) -> None:
     if not todo:
         return
     for record in pool.imap_unordered(_run_job, todo):
+        if record is None:
+            continue
         runs[record["key"]] = record
         with path.open("a", encoding="utf-8") as fh:  # one line per finished run: a killed rerun skips it
             fh.write(json.dumps(record) + "\n")
@@ -401,7 +411,10 @@ def run_jobs(jobs: list[Job], path: Path, runs: dict, pool, log) -> None:
             f"{record['wall_s']:.0f} s")
 
 
-def run_experiment(scale: Scale, out: Path, device: str, jobs: int, threads: int, log=print) -> dict:
+def run_experiment(scale: Scale, out: Path, device: str, jobs: int, threads: int, log=print,
+                   deadline: float | None = None) -> dict:
+    """Every run not yet in ``out/runs.jsonl``; runs not started by ``deadline`` (a time.time()) are
+    left out, for the report to name and a rerun to do."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "runs.jsonl"
     runs = read_runs(path)
@@ -413,19 +426,20 @@ def run_experiment(scale: Scale, out: Path, device: str, jobs: int, threads: int
         log(f"  {arm:<15} {config.arch:<11} block applications per token at inference "
             f"{config.layer_applications_per_token():>3}")
     if jobs == 1:  # in this process (the smoke test; a debugger)
-        _init_worker(scale, device, threads)
+        _init_worker(scale, device, threads, deadline)
         pool = contextlib.nullcontext(type("Serial", (), {"imap_unordered": staticmethod(map)}))
     else:  # forked after the imports: every worker runs the code this process loaded
         pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_init_worker,
-                                                         initargs=(scale, device, threads))
+                                                         initargs=(scale, device, threads, deadline))
     with pool as pool:
         grid = [Job("lr", arm, lr, scale.seeds[0], 1 / 3) for arm in ARMS for lr in scale.lr_grid]
         run_jobs(grid, path, runs, pool, log)
-        finals = [Job("final", arm, chosen_lr(arm, scale, runs), seed, 1.0) for seed in scale.seeds for arm in ARMS]
-        code = [Job("code", arm, chosen_lr(arm, scale, runs), scale.seeds[0], 1.0) for arm in ARMS] \
+        ready = [arm for arm in ARMS if chosen_lr(arm, scale, runs) is not None]  # its whole grid ran
+        finals = [Job("final", arm, chosen_lr(arm, scale, runs), seed, 1.0) for seed in scale.seeds for arm in ready]
+        code = [Job("code", arm, chosen_lr(arm, scale, runs), scale.seeds[0], 1.0) for arm in ready] \
             if scale.code_steps else []
         # the last seed after the code runs: a run cut short still has two seeds of every arm and the code losses
-        last = len(ARMS) * (len(scale.seeds) - 1) if len(scale.seeds) > 1 else len(finals)
+        last = len(ready) * (len(scale.seeds) - 1) if len(scale.seeds) > 1 else len(finals)
         run_jobs(finals[:last] + code + finals[last:], path, runs, pool, log)
     return runs
 
@@ -656,6 +670,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--out", type=Path, default=None, help="runs.jsonl, report.md, verdict.json, plots "
                                                                  "(default docs/model-science/<config>)")
     parser.add_argument("--report-only", action="store_true", help="no training: the report from runs.jsonl")
+    parser.add_argument("--deadline-min", type=float, default=None,
+                        help="start no run after this many minutes (the report names what is missing)")
     args = parser.parse_args(argv)
     name = "smoke" if args.smoke else args.config
     scale = CONFIGS[name]
@@ -664,8 +680,9 @@ def main(argv: list[str] | None = None) -> str:
     if args.report_only:
         runs = read_runs(out / "runs.jsonl")
     else:
+        deadline = time.time() + 60 * args.deadline_min if args.deadline_min else None
         runs = run_experiment(scale, out, args.device, args.jobs, args.threads,
-                              log=lambda m: print(m, flush=True))
+                              log=lambda m: print(m, flush=True), deadline=deadline)
     text = report(runs, scale, out, name)
     print(text)
     print(f"wall time {time.perf_counter() - started:.0f} s; written to {out}")

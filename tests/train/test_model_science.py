@@ -120,3 +120,21 @@ def test_two_seeds_make_the_verdict_provisional_and_the_error_never_zero(ms):
     assert not result["complete"] and "provisional" in result["text"]
     mean, se = ms.mean_se([0.2, 0.2, 0.2], 2000)
     assert mean == pytest.approx(0.2) and se == pytest.approx((0.2 * 0.8 / 6000) ** 0.5)
+
+
+def test_past_the_deadline_no_run_starts_and_the_report_says_what_is_missing(ms, tmp_path):
+    text = ms.main(["--smoke", "--out", str(tmp_path), "--deadline-min", "1e-9"])
+    assert not (tmp_path / "runs.jsonl").exists()
+    assert "Missing runs: lr/transformer-4/lr=0.001/seed=0" in text and "final/trm/seed=0" in text
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "cuda"])
+def test_every_configuration_builds_every_arm_from_the_same_block(ms, name):
+    scale = ms.CONFIGS[name]
+    configs = [ms.arm_config(arm, scale, len(ms.DT.VOCAB), ms.SEQ_LEN) for arm in ms.ARMS]
+    for config in configs:
+        config.validate()
+        assert (config.hidden_size, config.num_heads, config.mlp_hidden) == \
+            (scale.width, scale.heads, configs[0].mlp_hidden)
+    applications = {arm: c.layer_applications_per_token() for arm, c in zip(ms.ARMS, configs)}
+    assert applications["transformer-12"] == applications["looped"] == applications["hrm-fixed"] == 12
