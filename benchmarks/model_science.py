@@ -34,12 +34,11 @@ import contextlib
 import json
 import math
 import multiprocessing
-import os
 import random
 import sys
 import sysconfig
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -49,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hrmcode.data import depth_tasks as DT  # noqa: E402
 from hrmcode.model import build_model  # noqa: E402
 from hrmcode.model.base import IGNORE  # noqa: E402
-from hrmcode.model.config import RECURRENT, ModelConfig  # noqa: E402
+from hrmcode.model.config import ModelConfig  # noqa: E402
 from hrmcode.model.layers import Block  # noqa: E402
 from hrmcode.train.loop import WeightEMA, bp_steps_at, gradient_span, lr_factor, make_optimizer  # noqa: E402
 from hrmcode.train.options import TrainOptions  # noqa: E402
@@ -156,15 +155,6 @@ def task_batch(tasks: list[DT.DepthTask], device: torch.device) -> tuple[torch.T
     return ids.to(device), labels.to(device)
 
 
-def fixed_batch(tasks: list[DT.DepthTask], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training rows padded to SEQ_LEN (the same shape every step, so FLOPs per step do not depend
-    on which kinds were drawn)."""
-    ids, labels = task_batch(tasks, device)
-    pad = SEQ_LEN - ids.shape[1]
-    return (torch.nn.functional.pad(ids, (0, pad), value=DT.PAD),
-            torch.nn.functional.pad(labels, (0, pad), value=IGNORE))
-
-
 def source_corpus() -> tuple[bytes, bytes]:
     """Real Python code: the standard library's own sources, sorted by path; the held-out part is
     a fixed set of whole files (every 10th), never trained on."""
@@ -213,7 +203,8 @@ def evaluate(model, tasks: list[DT.DepthTask], device, segments: int | None = No
             if getattr(out, "segments", None) is not None:
                 used += out.segments.float().tolist()
     model.train()
-    result = {"acc": {str(d): right[d] / count[d] for d in sorted(count)}, "n": {str(d): count[d] for d in sorted(count)}}
+    depths = sorted(count)
+    result = {"acc": {str(d): right[d] / count[d] for d in depths}, "n": {str(d): count[d] for d in depths}}
     if used:
         result["segments_used"] = sum(used) / len(used)
     return result
@@ -346,7 +337,8 @@ def code_budget_flops(scale: Scale) -> float:
 def datasets(scale: Scale) -> dict:
     test = [t for d in range(1, 9) for t in DT.test_set(d, scale.test_per_depth, seed=0)]
     valid = [t for d in range(1, TRAIN_MAX_DEPTH + 1) for t in DT.test_set(d, scale.valid_per_depth, seed=1)]
-    curve = [t for d in range(1, 9) for t in DT.test_set(d, scale.test_per_depth, seed=0)[:scale.segment_curve_per_depth]]
+    curve = [t for d in range(1, 9)
+             for t in DT.test_set(d, scale.test_per_depth, seed=0)[:scale.segment_curve_per_depth]]
     code_train, code_held = source_corpus() if scale.code_steps else (b"", b"")
     return {"test": test, "valid": valid, "curve": curve, "code_train": code_train, "code_held": code_held,
             "exclude": frozenset(t.program for t in test + valid)}
@@ -518,7 +510,8 @@ def depth_table(runs: dict) -> list[str]:
             cells.append(f"{mean:.3f} ± {se:.3f}")
         values = [rule_accuracy(r) for r in finals]
         mean, se = mean_se([v for v, _ in values], values[0][1])
-        lines.append(f"| {arm} | {len(finals)} | {finals[0]['lr']:g} | " + " | ".join(cells) + f" | {mean:.3f} ± {se:.3f} |")
+        lines.append(f"| {arm} | {len(finals)} | {finals[0]['lr']:g} | " + " | ".join(cells)
+                     + f" | {mean:.3f} ± {se:.3f} |")
     return lines
 
 
@@ -640,8 +633,9 @@ def report(runs: dict, scale: Scale, out: Path, config_name: str) -> str:
     lines = [f"# model_science.py --config {config_name}: {len(runs)} runs", "",
              f"Budget per arm: {budget_flops(scale):.3g} training FLOPs (block FLOPs, forward + backward).", "",
              "## Test accuracy by depth (mean ± SE over seeds; trained on depth <= 5)", "", *depth_table(runs), "",
-             "## Cost", "", *cost_table(runs), "", "## Learning-rate grid (validation accuracy, depths 1-5, 1/3 budget)",
-             "", *lr_table(runs, scale), "", "## Act arms: accuracy vs inference segments (first seed, curve subset)", "",
+             "## Cost", "", *cost_table(runs), "",
+             "## Learning-rate grid (validation accuracy, depths 1-5, 1/3 budget)", "", *lr_table(runs, scale), "",
+             "## Act arms: accuracy vs inference segments (first seed, curve subset)", "",
              *segments_table(runs), "", "## Verdict (the pre-registered rule, computed)", ""]
     for c in result["comparisons"]:
         if "difference" in c:
