@@ -17,6 +17,9 @@ What it guarantees:
   starting from the initial weights (``WeightEMA``); held-out evaluation and the final model
   artifact use the EMA weights, checkpoints hold the raw weights and (in ``training_state.pt``)
   the EMA, so resuming stays exact.
+- ``--bp-warmup-steps n`` (HRM): the gradient span of step s is ``bp_steps_at(s, n, bp_steps)``, from
+  2 module calls up to the config's ``bp_steps`` (HRM-Text's back-prop warm-up); a function of the
+  step, so resuming stays exact; the config written keeps the final ``bp_steps``.
 - ``metrics.jsonl`` has one record per logged training step and per evaluation, without wall
   times, so it is byte-stable; speed goes to the progress line and the manifest stats.
 - The artifact root gets the final ``model.safetensors``/``config.json``/``tokenizer.json``/
