@@ -93,8 +93,10 @@ static void dots_f16(const float *q, const _Float16 *keys, int64_t count, int n,
                 a3 = _mm512_fmadd_ps(qv, KEY(3), a3);
 #undef KEY
             }
-#define HALVES(a) _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)))
-            const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(HALVES(a0), HALVES(a1)), _mm256_hadd_ps(HALVES(a2), HALVES(a3)));
+#define HALVES(a) \
+    _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)))
+            const __m256 h =
+                _mm256_hadd_ps(_mm256_hadd_ps(HALVES(a0), HALVES(a1)), _mm256_hadd_ps(HALVES(a2), HALVES(a3)));
 #undef HALVES
             _mm_storeu_ps(scores + t, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
         }
@@ -593,7 +595,8 @@ static void block_q8(const hrm_q8_block *b, float *h, int rows, int heads, int h
     float *qkv = scratch, *attended = qkv + (int64_t)rows * 3 * hidden, *projected = attended + (int64_t)rows * hidden;
     float *gated = projected + (int64_t)rows * 2 * inner, *scores = gated + (int64_t)rows * inner;
     hrm_qlinear(h, rows, hidden, b->qkv.weight, b->qkv.scale, b->qkv.rowsum, b->qkv.out_features, qkv, qscratch);
-    attend_job job = {qkv, kcache, vcache, capacity, row_stride, positions, cos, sin, heads, head_dim, attended, scores};
+    attend_job job = {qkv, kcache, vcache, capacity, row_stride, positions,
+                      cos, sin, heads, head_dim, attended, scores};
     if (positions) /* rows of different sequences: independent, one chunk each */
         run_chunks(attend_row, &job, rows);
     else /* one sequence: row t attends to the key row t - 1 wrote */
