@@ -569,13 +569,14 @@ def plots(runs: dict, out: Path) -> list[Path]:
 
     written = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for arm in ARMS:
+    for index, arm in enumerate(ARMS):
         finals = finals_of(arm, runs)
         if not finals:
             continue
         points = [mean_se([r["test"]["acc"][str(d)] for r in finals], finals[0]["test"]["n"][str(d)])
                   for d in range(1, 9)]
-        ax.errorbar(range(1, 9), [m for m, _ in points], yerr=[2 * s for _, s in points], label=arm, capsize=3,
+        shift = (index - (len(ARMS) - 1) / 2) * 0.05  # side by side, so equal results stay visible
+        ax.errorbar([d + shift for d in range(1, 9)], [m for m, _ in points], yerr=[2 * s for _, s in points], label=arm, capsize=3,
                     marker="o", markersize=3)
     ax.axvline(TRAIN_MAX_DEPTH + 0.5, color="grey", linestyle=":")
     ax.axhline(0.1, color="grey", linestyle="--", linewidth=0.8)
