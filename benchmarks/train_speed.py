@@ -96,7 +96,7 @@ def _rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_variant(name: str, config, args, device: torch.device) -> dict:
+def run_variant(name: str, config, args, device: torch.device, kernel: str = "dense") -> dict:
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, args.vocab, (args.batch, args.seq_len), generator=generator).to(device)
@@ -104,7 +104,7 @@ def run_variant(name: str, config, args, device: torch.device) -> dict:
     doc_ids = (torch.arange(args.seq_len) * args.docs // args.seq_len).expand(args.batch, -1).to(device)
     model = build_model(config).to(device)
     model.train()
-    model.attention_kernel = resolve_kernel(args.attention, device)
+    model.attention_kernel = kernel
     set_grad_checkpointing(model, name.endswith("+ckpt"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     if args.compile:  # as `hrmcode train --compile` does: the block stacks, in place
@@ -144,16 +144,16 @@ def run_variant(name: str, config, args, device: torch.device) -> dict:
             "tokens/s": tokens / step_s, "tflops": flops / 1e12, "peak_mib": peak / 2 ** 20}
 
 
-def _in_fresh_process(name: str, config, args) -> dict:
+def _in_fresh_process(name: str, config, args, kernel: str) -> dict:
     """``run_variant`` on the CPU in a spawned process (its own peak resident set)."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_child, (name, config, args))
+        return pool.apply(_child, (name, config, args, kernel))
 
 
-def _child(name: str, config, args) -> dict:
+def _child(name: str, config, args, kernel: str) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
-    return run_variant(name, config, args, torch.device("cpu"))
+    return run_variant(name, config, args, torch.device("cpu"), kernel)
 
 
 def main() -> None:
@@ -166,8 +166,9 @@ def main() -> None:
     parser.add_argument("--variants", default="transformer,hrm-fixed,hrm-act",
                         help=f"comma-separated, of {', '.join(VARIANTS)}; the first is the x-base row")
     parser.add_argument("--docs", type=int, default=1, help="packed documents per row (>1: doc_ids masks, as in training)")
-    parser.add_argument("--attention", default="auto", choices=["dense", "flex", "auto"],
-                        help="packed-row attention, as `train --attention` (matters with --docs > 1)")
+    parser.add_argument("--attention", default="auto",
+                        help="packed-row attention, as `train --attention` (matters with --docs > 1); "
+                             "dense,flex: each variant with each (+dense/+flex)")
     parser.add_argument("--grad-checkpointing", default="off", choices=["off", "on", "both"],
                         help="as `train --grad-checkpointing`; both: each variant without and with (+ckpt)")
     parser.add_argument("--memory", action="store_true", help="report peak memory (CPU: one process per variant)")
@@ -182,13 +183,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if cuda and not torch.cuda.is_available():
         sys.exit("--device cuda but no CUDA device is available")
+    device = torch.device("cuda" if cuda else "cpu")
+    kernels = [resolve_kernel(k, device) for k in args.attention.split(",")]
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}: use {', '.join(VARIANTS)}")
     args.preset = args.preset or ("27m" if cuda else "tiny")
     args.batch = args.batch or (32 if cuda else 8)
     args.seq_len = args.seq_len or (1024 if cuda else 256)
-    device = torch.device("cuda" if cuda else "cpu")
     gpu = torch.cuda.get_device_name(0) if cuda else None
     peak, peak_basis = args.peak_tflops, "--peak-tflops"
     if peak is None and gpu:
@@ -201,20 +203,22 @@ def main() -> None:
     for name in args.variants.split(","):
         arch, mode = VARIANTS[name]
         config = preset(args.preset, arch, vocab_size=args.vocab, max_seq_len=args.seq_len, mode=mode)
-        for ckpt in {"off": [False], "on": [True], "both": [False, True]}[args.grad_checkpointing]:
-            label = name + ("+ckpt" if ckpt else "")
-            fresh = args.memory and not cuda
-            rows.append(_in_fresh_process(label, config, args) if fresh else run_variant(label, config, args, device))
+        for kernel in kernels:
+            for ckpt in {"off": [False], "on": [True], "both": [False, True]}[args.grad_checkpointing]:
+                label = name + (f"+{kernel}" if len(kernels) > 1 else "") + ("+ckpt" if ckpt else "")
+                fresh = args.memory and not cuda
+                rows.append(_in_fresh_process(label, config, args, kernel) if fresh
+                            else run_variant(label, config, args, device, kernel))
     base = rows[0]
     print(f"device={gpu or 'cpu'} threads={torch.get_num_threads()} preset={args.preset} batch={args.batch} "
-          f"seq_len={args.seq_len} docs/row={args.docs} attention={resolve_kernel(args.attention, device)} "
+          f"seq_len={args.seq_len} docs/row={args.docs} attention={','.join(kernels)} "
           f"vocab={args.vocab} dtype={'bf16 autocast' if cuda else 'fp32'} compile={args.compile} steps={args.steps}")
-    header = f"{'variant':<17} {'params':>11} {'blocks/tok':>10} {'step ms':>9} {'tokens/s':>10} {'x base':>7} {'TFLOP/s':>8}"
+    header = f"{'variant':<23} {'params':>11} {'blocks/tok':>10} {'step ms':>9} {'tokens/s':>10} {'x base':>7} {'TFLOP/s':>8}"
     header += f" {'MFU':>6}" if peak else ""
     header += f" {'peak MiB':>9}" if args.memory else ""
     print(header)
     for row in rows:
-        line = (f"{row['variant']:<17} {row['params']:>11,} {row['blocks/token']:>10} {row['step_ms']:>9.1f} "
+        line = (f"{row['variant']:<23} {row['params']:>11,} {row['blocks/token']:>10} {row['step_ms']:>9.1f} "
                 f"{row['tokens/s']:>10,.0f} {row['tokens/s'] / base['tokens/s']:>7.2f} {row['tflops']:>8.3f}")
         if peak:
             line += f" {100 * row['tflops'] / peak:>5.1f}%"

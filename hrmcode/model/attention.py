@@ -19,6 +19,7 @@ generation with a KV cache keep the dense path. The two kernels agree to float r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 import torch
@@ -36,6 +37,17 @@ def resolve_kernel(kind: str, device: torch.device) -> str:
     if kind == "auto":
         return "flex" if torch.device(device).type == "cuda" else "dense"
     return kind
+
+
+@contextlib.contextmanager
+def kernel_used(model: torch.nn.Module, kernel: str):
+    """``model`` builds its packed rows' masks for ``kernel`` inside the block, as before after it."""
+    saved = model.attention_kernel
+    model.attention_kernel = kernel
+    try:
+        yield
+    finally:
+        model.attention_kernel = saved
 
 
 @dataclass

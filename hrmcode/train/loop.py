@@ -56,7 +56,7 @@ from hrmcode.model.checkpoint import (
 )
 from hrmcode.model.config import RECURRENT, ModelConfig
 from hrmcode.model.generate import GenerationConfig, generate
-from hrmcode.model.attention import resolve_kernel
+from hrmcode.model.attention import kernel_used, resolve_kernel
 from hrmcode.model.layers import Stack, set_grad_checkpointing
 from hrmcode.reporting import reporter
 from hrmcode.train import data as D
@@ -428,9 +428,11 @@ class Trainer:
 
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        # Eager: evaluation shapes (and the growing KV cache) would only trigger recompiles.
+        # Eager: evaluation shapes (and the growing KV cache) would only trigger recompiles. So the dense
+        # mask: eager flex_attention is the unfused path that materializes the scores.
         self.use_qat_from(max(self.step - 1, 0))  # as the last step trained
-        with torch.no_grad(), torch.compiler.set_stance("force_eager"), self.weights_for_use():
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"), self.weights_for_use(), \
+                kernel_used(self.plain, "dense"):
             return self._evaluate()
 
     def use_qat_from(self, step: int) -> None:

@@ -71,7 +71,8 @@ def test_checkpointing_and_flex_runs_train_the_same_model(tmp_path, toy_artifact
     monkeypatch.setattr(attention, "_compiled_flex", lambda: flex_attention)
     runs = {"plain": {}, "ckpt": {"grad_checkpointing": True}, "flex": {"attention": "flex"}}
     for name, extra in runs.items():
-        train(resolve_options("tiny", {**FAST, "max_steps": 2, "save_every": 2, "eval_generate": 0, **extra}),
+        train(resolve_options("tiny", {**FAST, "max_steps": 2, "save_every": 2, "eval_generate": 0, "eval_rows": 4,
+                                         **extra}),
               str(toy_artifact.path), out=tmp_path / name)
     plain = (tmp_path / "plain/model.safetensors").read_bytes()
     assert _losses(tmp_path / "ckpt") == _losses(tmp_path / "plain")
