@@ -496,13 +496,26 @@ def verdict(runs: dict) -> dict:
     return {"stats": stats, "comparisons": comparisons, "helps": helps, "complete": complete, "text": text}
 
 
+def constant_digit(record: dict) -> str | None:
+    """A diagnostic outside the rule: the digit a run answers with at every depth, when its accuracy
+    at each depth 1-8 is exactly that digit's share of the test answers (a constant predictor); else
+    None. Answer digits are not exactly uniform (at depths 5-8 from 8.7 % to 11.5 %), so a constant
+    predictor can differ from another by more than its binomial error."""
+    acc, n = record["test"]["acc"], record["test"]["n"]
+    shares = {str(d): [t.answer for t in DT.test_set(d, n[str(d)], seed=0)] for d in range(1, 9)}
+    for digit in "0123456789":
+        if all(abs(acc[str(d)] - shares[str(d)].count(digit) / n[str(d)]) < 1e-9 for d in range(1, 9)):
+            return digit
+    return None
+
+
 def depth_table(runs: dict) -> list[str]:
-    lines = ["| arm | seeds | LR | " + " | ".join(f"depth {d}" for d in range(1, 9)) + " | depth 5-8 |",
-             "|---|---|---|" + "---|" * 9]
+    lines = ["| arm | seeds | LR | " + " | ".join(f"depth {d}" for d in range(1, 9))
+             + " | depth 5-8 | one digit? |", "|---|---|---|" + "---|" * 10]
     for arm in ARMS:
         finals = finals_of(arm, runs)
         if not finals:
-            lines.append(f"| {arm} | 0 | – |" + " missing |" * 9)
+            lines.append(f"| {arm} | 0 | – |" + " missing |" * 10)
             continue
         cells = []
         for d in range(1, 9):
@@ -510,8 +523,9 @@ def depth_table(runs: dict) -> list[str]:
             cells.append(f"{mean:.3f} ± {se:.3f}")
         values = [rule_accuracy(r) for r in finals]
         mean, se = mean_se([v for v, _ in values], values[0][1])
+        constant = ",".join(constant_digit(r) or "no" for r in finals)
         lines.append(f"| {arm} | {len(finals)} | {finals[0]['lr']:g} | " + " | ".join(cells)
-                     + f" | {mean:.3f} ± {se:.3f} |")
+                     + f" | {mean:.3f} ± {se:.3f} | {constant} |")
     return lines
 
 

@@ -138,3 +138,12 @@ def test_every_configuration_builds_every_arm_from_the_same_block(ms, name):
             (scale.width, scale.heads, configs[0].mlp_hidden)
     applications = {arm: c.layer_applications_per_token() for arm, c in zip(ms.ARMS, configs)}
     assert applications["transformer-12"] == applications["looped"] == applications["hrm-fixed"] == 12
+
+
+def test_a_constant_predictor_is_recognised_from_its_accuracy_per_depth(ms):
+    n = 500
+    shares = {str(d): [t.answer for t in ms.DT.test_set(d, n, seed=0)].count("5") / n for d in range(1, 9)}
+    record = {"test": {"acc": dict(shares), "n": {str(d): n for d in range(1, 9)}}}
+    assert ms.constant_digit(record) == "5"
+    record["test"]["acc"]["3"] += 1 / n  # one more right answer than the digit's share: not constant
+    assert ms.constant_digit(record) is None
