@@ -102,3 +102,12 @@ def test_a_polyglot_case_records_the_mean_over_its_tries(sandbox):
     assert "segments" not in unbudgeted  # a model without segments records none
     assert segments_summary([record, unbudgeted, {"segments": 1.5}]) == {"segments_per_case": 2.0}
     assert segments_summary([unbudgeted]) == {}
+
+
+def test_an_agent_attempt_keeps_every_turns_reply_for_its_segments():
+    from hrmcode.eval.backends import segments_field
+    from hrmcode.eval.swe import BackendPolicy
+
+    policy = BackendPolicy(Budgeted([("ls", 1), ("submit", 3)]), "budgeted", TASK, None)
+    assert [policy.act([{"role": "user", "content": "go"}]).text for _ in range(2)] == ["ls", "submit"]
+    assert segments_field(policy.replies) == {"segments": 2.0}  # what SweBench.attempt records
