@@ -95,8 +95,10 @@ class Generation:
     halt_threshold: float | None = None
 
     @property
-    def budgeted(self) -> bool:
-        return self.max_segments is not None or self.halt_threshold is not None
+    def budget(self) -> dict[str, Any]:
+        """The compute budget's fields that are set (what a run's model description and body carry)."""
+        return {name: getattr(self, name) for name in ("max_segments", "halt_threshold")
+                if getattr(self, name) is not None}
 
 
 def segments_field(replies: Sequence[Reply]) -> dict[str, float]:
@@ -289,7 +291,7 @@ class OpenAIBackend:
     def describe(self) -> dict[str, Any]:
         g = self.generation
         return {"model": f"openai:{self.base_url}", "model_name": self.model_name, "temperature": g.temperature,
-                "max_tokens": g.max_tokens, "top_p": g.top_p}
+                "max_tokens": g.max_tokens, "top_p": g.top_p, **g.budget}
 
     def _post(self, body: dict) -> dict:
         return post_chat(self.client, f"{self.base_url}/chat/completions", body, retries=self.generation.retries,
@@ -307,9 +309,7 @@ class OpenAIBackend:
             }
             if g.stop:
                 body["stop"] = g.stop
-            for name in ("max_segments", "halt_threshold"):  # hrmcode serve's extension of the body
-                if getattr(g, name) is not None:
-                    body[name] = getattr(g, name)
+            body.update(g.budget)  # hrmcode serve's extension of the body
             if request.task is not None:
                 # OpenAI's end-user field: lets a server (a replay or scripted server, a gateway's logs) tell
                 # tasks apart without the id in the prompt, where it would tell the model what the task is
@@ -362,7 +362,8 @@ class CheckpointBackend:
 
     def describe(self) -> dict[str, Any]:
         g = self.generation
-        return {"model": f"checkpoint:{self.path}", "temperature": g.temperature, "max_tokens": g.max_tokens}
+        return {"model": f"checkpoint:{self.path}", "temperature": g.temperature, "max_tokens": g.max_tokens,
+                **g.budget}
 
     def complete(self, request: Request) -> list[Reply]:
         g = self.generation
@@ -391,7 +392,7 @@ def make_backend(spec: str, *, model_name: str | None = None, generation: Genera
     """Parse ``--model``: ``oracle``, ``stub``, ``openai:URL``, ``samples:FILE`` or ``checkpoint:PATH``."""
     generation = generation or Generation()
     kind, _, rest = spec.partition(":")
-    if generation.budgeted and kind not in ("openai", "checkpoint"):
+    if generation.budget and kind not in ("openai", "checkpoint"):
         raise UsageError(f"--max-segments and --halt-threshold budget a model's generation, and --model {spec} "
                          "generates nothing", "drop them, or use --model checkpoint:PATH or openai:URL")
     if spec == "oracle":

@@ -51,6 +51,7 @@ def test_checkpoint_cases_record_segments_within_the_budget(cli, act, tmp_path):
     assert len(records) == 2 and all(1 <= r["segments"] <= 2 for r in records)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["segments_per_case"] == pytest.approx(sum(r["segments"] for r in records) / 2, abs=1e-3)
+    assert summary["model"]["max_segments"] == 2 and "halt_threshold" not in summary["model"]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["params"]["generation"]["max_segments"] == 2
 
 
