@@ -58,8 +58,9 @@ def test_kernel_choice():
 
 
 @pytest.fixture(autouse=True)
-def eager_flex(monkeypatch):
-    monkeypatch.setattr(attention, "_compiled_flex", lambda: flex_attention)
+def eager_flex(monkeypatch, request):
+    if request.node.get_closest_marker("gpu") is None:
+        monkeypatch.setattr(attention, "_compiled_flex", lambda: flex_attention)
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
@@ -133,3 +134,19 @@ def test_gradient_checkpointing_recomputes_blocks_with_the_same_loss_and_gradien
     assert recomputed_on < forward_calls or arch == "transformer"  # the HRM's no-grad calls are not recomputed
     assert torch.equal(loss, loss_ckpt)
     assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads, grads_ckpt))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
+def test_compiled_flex_trains_like_dense_on_cuda(packed_batch):
+    """On CUDA every call, with gradient too, runs the compiled flex kernel."""
+    ids, doc_ids, prefix = (t.cuda() for t in packed_batch)
+    results = []
+    for kernel in ("dense", "flex"):
+        model = _model("hrm", kernel).cuda().train()
+        out = model(ids, labels=ids, doc_ids=doc_ids, prefix_mask=prefix)
+        out.loss.backward()
+        results.append((float(out.loss), [p.grad for p in model.parameters() if p.grad is not None]))
+    (dense_loss, dense_grads), (flex_loss, flex_grads) = results
+    assert abs(flex_loss - dense_loss) < 1e-4 and len(flex_grads) == len(dense_grads)
+    assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(flex_grads, dense_grads))
