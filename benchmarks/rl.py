@@ -1,13 +1,13 @@
 """RL from execution at tiny scale on the CPU: does the held-out pass rate rise over rounds?
 
-Generates the function tasks (``hrmcode.data.function_tasks``: 10 families x 8 constants, a
-quarter of each family held out), fetches them as a tasks artifact, fine-tunes a tiny HRM briefly
+Fetches the function tasks hrmcode generates (``hrmcode fetch function-tasks``: 10 families x 8
+constants, a quarter of each family held out), fine-tunes a tiny HRM briefly
 (SFT) on the reference solutions of every ``--sft-every``-th training task (synthesize's ``solve``
 examples), then runs ``train --stage rl`` (expert iteration, the sandbox verdict as the reward)
 from that model and prints one row per round: answers sampled, answers rewarded, held-out tasks
 passed by one greedy answer each, and wall time. Round 0 is the SFT model.
 
-    python benchmarks/rl.py                      # about 15-25 minutes on 2 busy cores
+    python benchmarks/rl.py                      # about 40 minutes on 2 cores shared with other work
     python benchmarks/rl.py --rounds 2 --sft-steps 60
 """
 
@@ -32,28 +32,28 @@ from hrmcode.train.rl import train_rl  # noqa: E402
 
 
 def _tasks_artifact(tasks, path: Path, out: Path):
+    """``tasks`` as a tasks artifact, through `hrmcode fetch tasks --from FILE`."""
     path.write_text("".join(t.model_dump_json() + "\n" for t in tasks), encoding="utf-8")
     return fetch("tasks", from_path=path, out=out, force=True).artifact
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sft-every", type=int, default=4, help="SFT on every N-th training task's reference")
-    parser.add_argument("--sft-steps", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="seed of SFT and RL (the tasks are fetch's, seed 0)")
+    parser.add_argument("--sft-every", type=int, default=2, help="SFT on every N-th training task's reference")
+    parser.add_argument("--sft-steps", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--rl-steps", type=int, default=30)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--rl-steps", type=int, default=20)
     parser.add_argument("--keep", type=Path, default=None, help="write the artifacts here (default: a temporary dir)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="hrmcode-rl-") as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        tasks = function_tasks(seed=args.seed)
-        train_tasks = [t for t in tasks if t.metadata["split"] == "train"]
-        tasks_art = _tasks_artifact(tasks, root / "tasks.jsonl", root / "tasks")
+        tasks_art = fetch("function-tasks", out=root / "tasks", force=True).artifact
+        train_tasks = [t for t in function_tasks(seed=0) if t.metadata["split"] == "train"]
         sft_art = _tasks_artifact(train_tasks[::args.sft_every], root / "sft-tasks.jsonl", root / "sft-tasks")
         examples = synthesize(str(sft_art.path), out=root / "sft-examples", levels=("solve",), heldout_fraction=0.0,
                               workspace=root / "workspace", redo=True)

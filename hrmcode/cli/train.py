@@ -62,7 +62,8 @@ def register(app: typer.Typer) -> None:
             "--tokenizer", help="Reuse this tokenizer.json (or a checkpoint directory) instead of training one.")] = None,
         stop_after: Annotated[Optional[int], typer.Option(
             "--stop-after", min=1, help="Stop after this many steps of this invocation, with a checkpoint; "
-                                        "continue later with --resume auto.")] = None,
+                                        "continue later with --resume auto. With --stage rl: rounds (a rerun "
+                                        "continues).")] = None,
         resume: Annotated[Optional[str], typer.Option(
             "--resume", help="auto (the newest checkpoint of --out, or of this name in the workspace) or a "
                              "run/checkpoint directory.")] = None,

@@ -4,11 +4,13 @@
 Each task is a one-line function of a family (``add_3``: return x plus 3; ``is_div_4``: whether
 x is divisible by 4; ``repeat_2``: s repeated 2 times ...) with one constant 2..9, in
 HumanEval's shape so every consumer of function tasks takes it as is: kind ``function``, the stub
-(signature and docstring) as ``prompt`` and ``solution.py``, ``tests.files["test.py"]`` a
+(the signature: its name is the specification, a docstring would only lengthen what a tiny model
+must copy) as ``prompt`` and ``solution.py``, ``tests.files["test.py"]`` a
 ``check(candidate)`` of three asserts on seeded inputs, ``tests.entry_point`` the function, the
 reference in ``solution.files``. ``metadata`` holds the family, the constant and the ``split``
-(``train`` or ``heldout``, seeded, by task): a held-out task never shares its (family,
-constant) with a training one.
+(``train`` or ``heldout``): synthesize's seeded split of the task id, so ``hrmcode synthesize
+--seed S --heldout-fraction F`` of these tasks holds out exactly the tasks ``function_tasks(S, F)``
+marks held out, and a model fine-tuned on its training examples never saw a held-out task.
 
 Guarantees: the same ``seed`` gives the same tasks in the same order; every reference passes its
 asserts (checked here, in this process, on the generator's own code) and the stub fails them.
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hrmcode.data.schema import Solution, Task, Tests
+from hrmcode.data.synthesize.pipeline import split_of
 from hrmcode.errors import UsageError
 
 SOURCE = "function-tasks"
@@ -31,11 +34,10 @@ CONSTANTS = range(2, 10)
 
 @dataclass(frozen=True)
 class Family:
-    """One kind of function: its name and docstring (with ``{k}``), argument, body and inputs."""
+    """One kind of function: its name (with ``{k}``), argument, the returned expression and its inputs."""
 
     name: str
     arg: str
-    doc: str
     body: str  # the returned expression, with {k}
     inputs: Callable[[random.Random, int], Any]
 
@@ -58,22 +60,22 @@ def _ints(rng: random.Random, k: int) -> list[int]:
 
 
 FAMILIES = (
-    Family("add_{k}", "x", "Return x plus {k}.", "x + {k}", _int),
-    Family("sub_{k}", "x", "Return x minus {k}.", "x - {k}", _int),
-    Family("mul_{k}", "x", "Return x times {k}.", "x * {k}", _int),
-    Family("mod_{k}", "x", "Return x modulo {k}.", "x % {k}", _int),
-    Family("is_div_{k}", "x", "Return whether x is divisible by {k}.", "x % {k} == 0", _int),
-    Family("above_{k}", "x", "Return whether x is greater than {k}.", "x > {k}", _int),
-    Family("min_{k}", "x", "Return the smaller of x and {k}.", "min(x, {k})", _int),
-    Family("max_{k}", "x", "Return the larger of x and {k}.", "max(x, {k})", _int),
-    Family("repeat_{k}", "s", "Return s repeated {k} times.", "s * {k}", _word),
-    Family("item_{k}", "xs", "Return item {k} of the list xs.", "xs[{k}]", _ints),
+    Family("add_{k}", "x", "x + {k}", _int),
+    Family("sub_{k}", "x", "x - {k}", _int),
+    Family("mul_{k}", "x", "x * {k}", _int),
+    Family("mod_{k}", "x", "x % {k}", _int),
+    Family("is_div_{k}", "x", "x % {k} == 0", _int),
+    Family("above_{k}", "x", "x > {k}", _int),
+    Family("min_{k}", "x", "min(x, {k})", _int),
+    Family("max_{k}", "x", "max(x, {k})", _int),
+    Family("repeat_{k}", "s", "s * {k}", _word),
+    Family("item_{k}", "xs", "xs[{k}]", _ints),
 )
 
 
 def _task(family: Family, k: int, split: str, rng: random.Random) -> Task:
     name = family.name.format(k=k)
-    stub = f'def {name}({family.arg}):\n    """{family.doc.format(k=k)}"""\n'
+    stub = f"def {name}({family.arg}):\n"
     reference = family.reference(k)
     cases, seen = [], set()
     while len(cases) < 3:
@@ -93,20 +95,17 @@ def _task(family: Family, k: int, split: str, rng: random.Random) -> Task:
 
 
 def function_tasks(seed: int = 0, heldout_fraction: float = 0.25, families: int = len(FAMILIES)) -> list[Task]:
-    """Every (family, constant) of the first ``families`` families as a task, the held-out ones chosen
-    by ``seed`` (``heldout_fraction`` of each family, at least one); training tasks first."""
+    """Every (family, constant) of the first ``families`` families as a task, family by family (so the
+    first 8 * N tasks are N whole families), held out as ``synthesize --seed seed --heldout-fraction
+    heldout_fraction`` would hold them out."""
     if not 1 <= families <= len(FAMILIES):
         raise UsageError(f"families must be 1..{len(FAMILIES)}, got {families}", "pick fewer families")
     if not 0 < heldout_fraction < 1:
         raise UsageError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}", "use e.g. 0.25")
     rng = random.Random(seed)
-    train: list[Task] = []
-    heldout: list[Task] = []
+    tasks: list[Task] = []
     for family in FAMILIES[:families]:
-        constants = list(CONSTANTS)
-        rng.shuffle(constants)
-        held = set(constants[:max(1, round(len(constants) * heldout_fraction))])
-        for k in sorted(constants):
-            split = "heldout" if k in held else "train"
-            (heldout if split == "heldout" else train).append(_task(family, k, split, rng))
-    return train + heldout
+        for k in CONSTANTS:
+            task_id = f"{SOURCE}/{family.name.format(k=k)}"
+            tasks.append(_task(family, k, split_of(task_id, seed, heldout_fraction), rng))
+    return tasks

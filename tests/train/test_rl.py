@@ -21,6 +21,7 @@ from hrmcode.data.sources import fetch
 from hrmcode.data.sources._common import iter_jsonl_lines
 from hrmcode.data.sources.humaneval import package_data_file, to_task
 from hrmcode.data.synthesize import synthesize
+from hrmcode.data.synthesize.pipeline import split_key, split_of
 from hrmcode.eval.rewards import FunctionTaskReward, completion_of
 from hrmcode.jsonl import read_jsonl
 from hrmcode.model.checkpoint import load_checkpoint
@@ -67,9 +68,12 @@ def runs(tmp_path_factory, sandbox):
 def test_generated_tasks_are_seeded_split_and_in_humaneval_shape():
     tasks = function_tasks(seed=3)
     assert [t.model_dump() for t in tasks] == [t.model_dump() for t in function_tasks(seed=3)]
-    assert [t.id for t in tasks] != [t.id for t in function_tasks(seed=4)]
+    other = function_tasks(seed=4)
+    assert [t.id for t in tasks] == [t.id for t in other] and [t.tests for t in tasks] != [t.tests for t in other]
     held = {t.id for t in tasks if t.metadata["split"] == "heldout"}
     assert 10 <= len(held) < len(tasks) // 2 and len({t.id for t in tasks}) == len(tasks) == 80
+    # synthesize's split: its held-out examples are exactly these tasks'
+    assert held == {t.id for t in tasks if split_of(split_key(t.model_dump()), 3, 0.25) == "heldout"}
     task = tasks[0]
     assert task.kind == "function" and task.files["solution.py"] == task.prompt and task.editable == ["solution.py"]
     assert task.tests.files["test.py"].count("assert candidate(") == 3

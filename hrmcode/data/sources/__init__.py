@@ -1,7 +1,7 @@
 """The registry of task sources and ``fetch``: turn one source into a ``tasks`` (or ``corpus``) artifact.
 
 Sources (one module each): ``humaneval``, ``polyglot``, ``swe-smith``, ``swe-smith-trajectories``,
-``eval-swe`` (trajectories recorded by ``hrmcode eval swe``), ``livecodebench``, ``tasks`` (a JSONL already in hrmcode's schema) and ``code`` (a pretraining
+``eval-swe`` (trajectories recorded by ``hrmcode eval swe``), ``livecodebench``, ``tasks`` (a JSONL already in hrmcode's schema), ``function-tasks`` (generated, for ``train --stage rl``) and ``code`` (a pretraining
 corpus of source files). Each keeps its real remote location in code and reads a local copy
 given with ``--from``.
 
@@ -42,6 +42,7 @@ _MODULES = {
     "eval-swe": "eval_swe",
     "livecodebench": "livecodebench",
     "tasks": "tasks_file",
+    "function-tasks": "function_tasks",
     "code": "code",
 }
 
