@@ -10,6 +10,9 @@ per token forward, attention scores 4*T*d per block forward (the PaLM convention
 discount), backward 2x forward. Every module call costs a forward, with or without gradient; only
 the calls with gradient cost a backward: the last ``bp_steps`` HRM calls (TRM: the last recursion,
 ``l_cycles + 1`` calls) of each supervised segment; ACT adds one no-grad target segment (HRM).
+The matmul part equals what ``torch.utils.flop_counter.FlopCounterMode`` counts over a training
+forward and backward (transformer, hrm-fixed, trm, ut; checked on the tiny preset at T=64, where
+the counter does not see the CPU's SDPA).
 Recomputation under ``--grad-checkpointing`` is not model FLOPs (the MFU convention), so MFU drops
 with it. MFU = model FLOP/s / peak: the device's dense bf16 peak from a table of known GPUs, or
 ``--peak-tflops``; on the CPU an estimate (threads x clock x fp32 FLOPs per cycle of the vector
