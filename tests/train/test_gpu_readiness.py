@@ -100,3 +100,26 @@ def test_bf16_autocast_runs_forward_and_generation_on_the_cpu(arch, tok):
     assert half.logits.dtype == torch.bfloat16 and torch.isfinite(half.loss)
     assert abs(float(half.loss) - float(full.loss)) < 0.05 * float(full.loss)
     assert len(result.token_ids) >= 1
+
+
+@pytest.mark.parametrize("arch", ["transformer", "hrm", "trm", "ut"])
+def test_train_speed_counts_the_matmul_flops_torch_counts(arch):
+    """benchmarks/train_speed.py's analytic FLOPs per token (attention term off: seq_len 0) against
+    FlopCounterMode over one training forward and backward, no-grad recurrent calls included."""
+    import importlib.util
+    from pathlib import Path
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "train_speed.py"
+    spec = importlib.util.spec_from_file_location("train_speed", path)
+    train_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_speed)
+    config = preset("tiny", arch, vocab_size=512, max_seq_len=32)
+    torch.manual_seed(0)
+    model = build_model(config).train()
+    ids = torch.randint(0, 512, (2, 32))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(ids, labels=ids).loss.backward()
+    assert counter.get_total_flops() / ids.numel() == train_speed.flops_per_token(config, 0, 0.0)
