@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
                  help="Serve a model or quantized-model artifact over the OpenAI API (/v1/completions, "
                       "/v1/chat/completions, /v1/models, /health) until interrupted.")
     @handle_errors
-    @with_options(LIMITS, order=("checkpoint", "host", "port", "api_key", "model_name", "device", "chat_level",
+    @with_options(LIMITS, order=("checkpoint", "host", "port", "api_key", "model_name", "device", "dtype", "chat_level",
                                  *(limit.name for limit in LIMITS)))
     def serve_command(
         ctx: typer.Context,
@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         model_name: Annotated[Optional[str], typer.Option(
             "--model-name", help="The model id clients send (default: the artifact's name).")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, or cuda.")] = "cpu",
+        dtype: Annotated[str, typer.Option(
+            "--dtype", help="A float model's weights: float32, or bfloat16 (half the memory; the GPU's fast "
+                            "path). Quantized models keep their own.")] = "float32",
         chat_level: Annotated[str, typer.Option(
             "--chat-level", help="Level token chat prompts start with: solve, plan, edit, tool, coord, or none.")
         ] = "solve",
@@ -57,7 +60,7 @@ def register(app: typer.Typer) -> None:
         settings = ServeSettings(api_key=api_key or None, **limits)
         sockets = listen(host, port)  # before the model loads: a busy port is reported at once
         try:
-            app_ = checkpoint_app(checkpoint, settings, workspace=workspace(ctx), device=device,
+            app_ = checkpoint_app(checkpoint, settings, workspace=workspace(ctx), device=device, dtype=dtype,
                                   model_name=model_name, chat_level=None if chat_level == "none" else chat_level,
                                   threads=threads)
         except BaseException:

@@ -57,13 +57,13 @@ def _artifact_dir(ref: Path | str, workspace: Path | str | None) -> Path:
 
 def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, workspace: Path | str | None = None,
                    device: str = "cpu", model_name: str | None = None, chat_level: str | None = "solve",
-                   threads: int | None = None) -> FastAPI:
+                   threads: int | None = None, dtype: str = "float32") -> FastAPI:
     """Load a model, quantized-model or bare checkpoint (``load_any``) and wrap it in the app.
 
     ``checkpoint`` is a directory, or an artifact name looked up in ``workspace``.
 
     ``threads``: CPU threads for generation (default: the machine's cores), split between PyTorch and
-    hrmcode's kernels by ``kernels.use_threads``.
+    hrmcode's kernels by ``kernels.use_threads``. ``dtype``: a float model's weights, float32 or bfloat16.
     """
     import os
 
@@ -76,8 +76,11 @@ def checkpoint_app(checkpoint: Path | str, settings: ServeSettings, *, workspace
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for, but torch sees no CUDA device", "use --device cpu")
+    dtypes = {"float32": None, "bfloat16": torch.bfloat16}
+    if dtype not in dtypes:
+        raise UsageError(f"--dtype {dtype!r} is not a serving dtype", "use float32 or bfloat16")
     serve_policy()
-    loaded = load_any(_artifact_dir(checkpoint, workspace), device=device)
+    loaded = load_any(_artifact_dir(checkpoint, workspace), device=device, dtype=dtypes[dtype])
     loaded.model.to(device)  # load_any may build a quantized model on the CPU
     manifest = Path(loaded.path) / MANIFEST
     default_id = json.loads(manifest.read_text(encoding="utf-8")).get("name") if manifest.is_file() else None

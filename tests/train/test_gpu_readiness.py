@@ -123,3 +123,24 @@ def test_train_speed_counts_the_matmul_flops_torch_counts(arch):
     with counter:
         model(ids, labels=ids).loss.backward()
     assert counter.get_total_flops() / ids.numel() == train_speed.flops_per_token(config, 0, 0.0)
+
+
+def test_serve_dtype_bfloat16_loads_bf16_weights_and_answers(tmp_path, monkeypatch):
+    import httpx
+
+    import hrmcode.quantize as quantize
+    from hrmcode.serve.app import ServeSettings
+    from hrmcode.serve.server import background_server, checkpoint_app
+    from tests.quantize.tiny import make_tiny_model
+
+    path = make_tiny_model(tmp_path)
+    with pytest.raises(UsageError, match="--dtype 'float16'"):
+        checkpoint_app(path, ServeSettings(), dtype="float16", threads=1)
+    loads, load_any = [], quantize.load_any  # checkpoint_app imports load_any when called: see what it loads
+    monkeypatch.setattr(quantize, "load_any", lambda *a, **k: loads.append(load_any(*a, **k)) or loads[-1])
+    app = checkpoint_app(path, ServeSettings(), dtype="bfloat16", threads=1)
+    assert {p.dtype for p in loads[0].model.parameters()} == {torch.bfloat16}
+    with background_server(app) as url:
+        reply = httpx.post(f"{url}/v1/completions", json={"model": "model", "prompt": "def add(a, b):",
+                                                         "max_tokens": 4, "temperature": 0}, timeout=120)
+    assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] >= 1
