@@ -8,8 +8,8 @@ and calibrated int8 activations); ``hrmcode.quantize.get_backend`` picks one by 
 ``torch`` whenever it can do the spec). This module imports neither: backends build on it.
 
 A backend guarantees:
-- ``quantize`` replaces the model's ``nn.Linear`` layers (minus ``spec.exclude``) in place and
-  freezes them; ``calibrate`` (when activations are quantized) is called once inside the
+- ``quantize`` replaces the model's ``nn.Linear`` layers (``quantizable_linears``: minus
+  ``spec.exclude`` and the ACT Q head, which stays float) in place and freezes them; ``calibrate`` (when activations are quantized) is called once inside the
   backend's calibration context to run representative forward passes.
 - ``serialize`` returns a flat ``{name: tensor}`` state dict that ``safetensors`` can store and a
   JSON-able map; ``restore`` rebuilds the quantized model from exactly those two on a model built
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
 from typing import Protocol
 
 import torch
@@ -28,6 +29,17 @@ import torch
 from hrmcode.errors import UsageError
 
 WEIGHT_TYPES = ("int8", "int4", "float8")
+# Layers every backend keeps in float: the ACT Q head (two outputs per unit that decide halting; rounding
+# them would change the segments a request runs, for no measurable size or speed).
+ALWAYS_FLOAT = ("q_head",)
+
+
+def quantizable_linears(model: torch.nn.Module, exclude: tuple[str, ...]) -> list[str]:
+    """Names of the ``nn.Linear`` layers a backend quantizes: all but ``exclude`` (fnmatch patterns)
+    and ``ALWAYS_FLOAT``."""
+    skip = (*exclude, *ALWAYS_FLOAT)
+    return [name for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and not any(fnmatch(name, pattern) for pattern in skip)]
 # none: weight-only; dynamic: int8, quantized per call (no calibration); int8: static scales from calibration
 ACTIVATION_TYPES = ("none", "dynamic", "int8")
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}

@@ -23,25 +23,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from fnmatch import fnmatch
 
 import torch
 
 from hrmcode.errors import CheckpointError, ToolchainMissing, UsageError
-from hrmcode.quantize.backend import QuantSpec
+from hrmcode.quantize.backend import QuantSpec, quantizable_linears
 from hrmcode.reporting import reporter
 
 # Non-persistent buffers are stored under this prefix (no module name starts with it).
 BUFFER_PREFIX = "__buffer__."
 _QTYPES = {"int8": "qint8", "int4": "qint4", "float8": "qfloat8", "none": None}
-
-
-def _linear_names(model: torch.nn.Module, exclude: tuple[str, ...]) -> list[str]:
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and not any(fnmatch(name, pattern) for pattern in exclude)
-    ]
 
 
 def _group_size(in_features: int, requested: int) -> int | None:
@@ -116,7 +107,7 @@ class QuantoBackend:
     ) -> torch.nn.Module:
         from optimum.quanto import Calibration, freeze, quantize
 
-        names = _linear_names(model, spec.exclude)
+        names = quantizable_linears(model, spec.exclude)
         if not names:
             raise CheckpointError("the model has no nn.Linear layer left to quantize", "check --exclude")
         quantize(model, weights=_QTYPES[spec.weights], activations=_QTYPES[spec.activations], include=names)

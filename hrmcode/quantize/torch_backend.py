@@ -35,14 +35,9 @@ from hrmcode.errors import CheckpointError, UsageError
 from hrmcode.model import kernels
 from hrmcode.model.quantization import (int4_dequantize, int4_group_size, int4_layer_group,  # noqa: F401 (re-exported)
                                         int4_per_group, int8_per_channel, int8_rows)
-from hrmcode.quantize.backend import QuantSpec
+from hrmcode.quantize.backend import QuantSpec, quantizable_linears
 
 _INT4_INNER_K_TILES = 2
-
-
-def _linear_names(model: nn.Module, exclude: tuple[str, ...]) -> list[str]:
-    return [name for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and not any(fnmatch(name, pattern) for pattern in exclude)]
 
 
 def _embedding_names(model: nn.Module, exclude: tuple[str, ...]) -> list[str]:
@@ -258,7 +253,7 @@ class TorchBackend:
     def quantize(
         self, model: nn.Module, spec: QuantSpec, calibrate: Callable[[nn.Module], None] | None
     ) -> nn.Module:
-        names = _linear_names(model, spec.exclude)
+        names = quantizable_linears(model, spec.exclude)
         if not names:
             raise CheckpointError("the model has no nn.Linear layer left to quantize", "check --exclude")
         for name in names:

@@ -141,10 +141,10 @@ def test_a_quantized_act_model_honours_the_budget_on_the_fast_path(tmp_path, mon
     from hrmcode.quantize import QuantSpec, load_any, quantize_checkpoint
     from tests._act_model import PROMPTS, make_act_model
 
-    # the torch backend quantizes no layer with a bias, and the Q head has one: it stays in float
-    result = quantize_checkpoint(make_act_model(tmp_path), QuantSpec(weights="int8", exclude=("q_head",)),
+    result = quantize_checkpoint(make_act_model(tmp_path), QuantSpec(weights="int8"),  # the Q head stays float
                                  out=tmp_path / "int8", limit=1, exact_match_limit=0, latency_tokens=1)
     loaded = load_any(result.artifact.path)
+    assert isinstance(loaded.model.q_head, torch.nn.Linear) and loaded.model.q_head.weight.dtype == torch.float32
     fused = []
     run_q8 = fastpath._run_q8
     monkeypatch.setattr(fastpath, "_run_q8", lambda *a: fused.append(1) or run_q8(*a))
