@@ -37,9 +37,9 @@ Training modes (``config.mode``):
   losses and halting do not depend on what is packed beside it. Metrics (``act_steps``, ``exact``,
   ``q_halt_acc``, ...) are means over documents. Why per document: a packed row of several
   documents is almost never exact as a whole, so a per-row q_halt target was nearly always 0 and
-  said nothing about any one document, and the Q head read padding and unrelated documents. Unlike the paper, the carry does not persist
-  across optimizer steps: a batch is finished (all its documents halted) within one forward, which
-  keeps resuming and DDP exact.
+  said nothing about any one document, and the Q head read padding and unrelated documents.
+  Unlike the paper, the carry does not persist across optimizer steps: a batch is finished (all
+  its documents halted) within one forward, which keeps resuming and DDP exact.
 
 At evaluation and inference (``hrmcode.model.halting``) a ``fixed`` model runs ``config.segments``
 segments; an ``act`` model runs each unit until its Q head halts it, at most ``config.segments`` (or
@@ -328,9 +328,9 @@ class HRM(CausalLM):
             tokens_right = tokens_right + (right * newly).sum()
             steps = steps + (~halted).long()
             if trace:
-                records.append({"step": step, "active": ~halted, "q_halt": q[:, 0].detach(), "q_continue": q[:, 1].detach(),
-                                "target_halt": exact, "lm_loss": ce_unit.detach(), "halted": halt_now | halted,
-                                "min_steps": min_steps})
+                records.append({"step": step, "active": ~halted, "q_halt": q[:, 0].detach(),
+                                "q_continue": q[:, 1].detach(), "target_halt": exact, "lm_loss": ce_unit.detach(),
+                                "halted": halt_now | halted, "min_steps": min_steps})
             halted = halted | halt_now
             pending = (q[:, 1], active, is_last) if self.learns_continue else None
             if bool(halted.all()):
