@@ -7,6 +7,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -480,9 +481,9 @@ int hrm_set_threads(int threads) {
     return pool_threads;
 }
 
-/* fn(arg, c) for every chunk c < chunks (at most 65535), with the worker's help when it is free. */
+/* fn(arg, c) for every chunk c < chunks, with the worker's help when it is free (and chunks fit the ticket). */
 static void run_chunks(chunk_fn fn, void *arg, int chunks) {
-    if (pool_threads < 2 || chunks < 2 || pthread_mutex_trylock(&pool_lock) != 0) {
+    if (pool_threads < 2 || chunks < 2 || chunks > 0xffff || pthread_mutex_trylock(&pool_lock) != 0) {
         for (int c = 0; c < chunks; c++) fn(arg, c);
         return;
     }
@@ -497,7 +498,12 @@ static void run_chunks(chunk_fn fn, void *arg, int chunks) {
         pthread_mutex_unlock(&sleep_lock);
     }
     work(job);
-    while (atomic_load(&chunks_done) != chunks) cpu_relax();
+    /* a chunk takes microseconds; a longer wait means the worker was preempted mid-chunk: let it have the core */
+    for (int spins = 0; atomic_load(&chunks_done) != chunks; spins++)
+        if (spins < 4096)
+            cpu_relax();
+        else
+            sched_yield();
     pthread_mutex_unlock(&pool_lock);
 }
 
