@@ -15,11 +15,15 @@ Guarantees:
 - Built with the system C compiler (``$CC``, else ``cc``; ``-O3 -march=native``) into
   ``<hrmcode cache>/kernels`` (``hrmcode.paths``: ``$HRMCODE_CACHE``, else ``~/.cache/hrmcode``), keyed by the source, the
   compiler and this CPU's flags, written under a temporary name and renamed, so concurrent
-  first uses are safe. Later uses only load the library.
+  first uses are safe. Later uses only load the library. On a CPU without AVX-512 (VNNI), the
+  same source compiles portable C paths that give the same int8 numbers.
+- Results do not depend on the thread count (``set_threads``): the second thread and the caller
+  claim chunks of each matmul (and of a batch's attention) as they come free, each chunk computed
+  whole by one of them with the same code, and the int8 sums are exact.
 - With no compiler, a failed build, or ``HRMCODE_KERNELS=0``, ``load()`` returns None and the
   models use their generic PyTorch path: slower, never different in kind. A failed build is
   reported once on stderr.
-Not guaranteed: bit-identical outputs with the generic path, or any speed-up on batches or
+Not guaranteed: bit-identical outputs with the generic path, or any speed-up on float batches or
 bfloat16 models (those always take the generic path). A prompt (several new positions at once)
 goes through the kernels only when every projection is an int8 layer; float32 models prefill with
 PyTorch and decode with the kernels.
