@@ -144,6 +144,48 @@ static void weighted_sum_f16(const float *weights, const _Float16 *values, int64
     }
 }
 
+#ifdef __AVX512F__
+/* e^x for 16 lanes: x = n ln2 + r (|r| <= ln2 / 2, ln2 in two parts), e^r by Cephes' expf polynomial, times 2^n by
+ * scalef (which gives 0 and inf past the float range). Within 2 ulp of expf. */
+static __m512 exp16(__m512 x) {
+    /* past [-104, 89] e^x is 0 or inf in float; clamped so that r stays small (a NaN stays NaN) */
+    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
+
+/* scores[t] = e^(scores[t] - max) for t < count; returns their sum (16 lanes at a time with AVX-512). */
+static float softmax_weights(float *scores, int64_t count, float max) {
+    int64_t t = 0;
+    float total = 0.0f;
+#ifdef __AVX512F__
+    __m512 sums = _mm512_setzero_ps();
+    const __m512 top = _mm512_set1_ps(max);
+    for (; t + 16 <= count; t += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(scores + t), top));
+        _mm512_storeu_ps(scores + t, e);
+        sums = _mm512_add_ps(sums, e);
+    }
+    total = _mm512_reduce_add_ps(sums);
+#endif
+    for (; t < count; t++) {
+        scores[t] = expf(scores[t] - max);
+        total += scores[t];
+    }
+    return total;
+}
+
 #define ROPE_ATTEND(NAME, CACHE_T, DOTS, WEIGHTED_SUM)                                                      \
     void NAME(const float *qkv, CACHE_T *kcache, CACHE_T *vcache, int64_t capacity, int64_t pos,              \
               const float *cos, const float *sin, int heads, int head_dim, float *out, float *scores) {       \
@@ -166,11 +208,7 @@ static void weighted_sum_f16(const float *weights, const _Float16 *values, int64
                 scores[t] *= scale;                                                                          \
                 if (scores[t] > max) max = scores[t];                                                        \
             }                                                                                                \
-            float total = 0.0f;                                                                              \
-            for (int64_t t = 0; t <= pos; t++) {                                                             \
-                scores[t] = expf(scores[t] - max);                                                           \
-                total += scores[t];                                                                          \
-            }                                                                                                \
+            const float total = softmax_weights(scores, pos + 1, max);                                       \
             float *o = out + h * head_dim;                                                                   \
             WEIGHTED_SUM(scores, values, pos + 1, head_dim, o);                                              \
             for (int i = 0; i < head_dim; i++) o[i] /= total;                                                \
@@ -191,26 +229,6 @@ void hrm_add_rms_norm(float *h, const float *delta, int n, float eps) {
     for (int i = 0; i < n; i++) h[i] *= scale;
 }
 
-#ifdef __AVX512F__
-/* e^x for 16 lanes: x = n ln2 + r (|r| <= ln2 / 2, ln2 in two parts), e^r by Cephes' expf polynomial, times 2^n by
- * scalef (which gives 0 and inf past the float range). Within 2 ulp of expf. */
-static __m512 exp16(__m512 x) {
-    /* past [-104, 89] e^x is 0 or inf in float; clamped so that r stays small (a NaN stays NaN) */
-    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
-#endif
 
 /* out = silu(gate) * up, where gate_up = [gate (inner), up (inner)]. */
 void hrm_silu_mul(const float *gate_up, float *out, int inner) {
