@@ -54,7 +54,7 @@ from hrmcode.train.options import TrainOptions
 
 ROUNDS = "rounds.jsonl"
 ROUND_DIRS = "rounds"
-HELDOUT_FRACTION = 0.1  # synthesize's default, for tasks that carry no split of their own
+HELDOUT_FRACTION = 0.1  # synthesize's default (seed 0), for tasks that carry no split of their own
 EDITABLE = "solution.py"
 
 # 1.0 or 0.0 for each (task record, reply), in order
@@ -92,7 +92,7 @@ def read_tasks(artifact: Artifact) -> tuple[list[dict], list[dict]]:
               and t["editable"] == [EDITABLE]]
     if not usable:
         raise InputError(f"{path}: no function tasks with tests ({len(tasks)} tasks of other kinds)",
-                         "generate some with hrmcode.data.function_tasks and `hrmcode fetch tasks --from FILE`")
+                         "fetch generated ones with `hrmcode fetch function-tasks`")
 
     def split(task: dict) -> str:
         return task["metadata"].get("split") or split_of(split_key(task), 0, HELDOUT_FRACTION)
