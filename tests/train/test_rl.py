@@ -79,6 +79,14 @@ def test_generated_tasks_are_seeded_split_and_in_humaneval_shape():
     assert task.tests.files["test.py"].count("assert candidate(") == 3
 
 
+def test_fetch_function_tasks(cli, tmp_path):
+    result = cli("fetch", "function-tasks", "--limit", "16", "-o", str(tmp_path / "tasks"))
+    assert result.exit_code == 0, result.stderr
+    records = list(read_jsonl(tmp_path / "tasks/tasks.jsonl"))
+    assert [r["id"] for r in records] == [t.id for t in function_tasks(seed=0)[:16]]  # two whole families
+    _one_line_error(cli("fetch", "function-tasks", "--from", str(tmp_path), "-o", str(tmp_path / "x")), 2, "no --from")
+
+
 def test_hostile_corpus_earns_no_reward_and_honest_answers_do(sandbox):
     humaneval = {r["task_id"]: to_task(r, "HumanEval").model_dump() for _, r in iter_jsonl_lines(package_data_file())}
     pairs, names = [], []
