@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from hrmcode.eval.backends import Reply, Request
 from hrmcode.eval.polyglot import Polyglot
@@ -16,20 +15,12 @@ from hrmcode.eval.runner import segments_summary
 from hrmcode.jsonl import read_jsonl
 from hrmcode.serve.app import ServeSettings
 from hrmcode.serve.server import background_server, checkpoint_app
+from tests.one_thread import _one_thread_module  # noqa: F401 (an autouse fixture)
 from tests._act_model import make_act_model
 from tests.eval.test_polyglot import RIGHT, TASK, WRONG
 from tests.quantize.tiny import make_tiny_model
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_module():
-    """One intra-op thread for the module's tiny models, module fixtures included (tests.one_thread's reason)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

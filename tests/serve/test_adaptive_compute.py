@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import torch
 
 from hrmcode.model.generate import GenerationConfig, generate, next_tokens
 from hrmcode.model.kvcache import BatchKVCache
@@ -19,19 +18,11 @@ from hrmcode.quantize import load_any
 from hrmcode.serve.app import ServeSettings
 from hrmcode.serve.batching import BatchDecoder
 from hrmcode.serve.server import background_server, checkpoint_app
+from tests.one_thread import _one_thread_module  # noqa: F401 (an autouse fixture)
 from tests._act_model import PROMPTS, make_act_model
 from tests.quantize.tiny import make_tiny_model
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_module():
-    """One intra-op thread for the module's tiny models, module fixtures included (tests.one_thread's reason)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
