@@ -33,6 +33,7 @@ headers) are the server's (``hrmcode.serve.server``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hmac
@@ -353,19 +354,19 @@ class Server:
         ticket = await self.acquire(request)
         loop = asyncio.get_running_loop()
         stop = threading.Event()
-        queue: asyncio.Queue = asyncio.Queue()
+        queue = _Handoff(loop)
 
         def produce() -> None:
             for job in jobs:
                 if stop.is_set():
                     break
                 for event in self.engine.stream(job.prompt, job.params, stop.is_set):
-                    loop.call_soon_threadsafe(queue.put_nowait, (job, event))
-            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+                    queue.put((job, event))
+            queue.put(_DONE)
 
         def report_failure(f: asyncio.Future) -> None:
             if not f.cancelled() and f.exception() is not None:
-                queue.put_nowait(f.exception())
+                queue.put(f.exception())
 
         future = self.start(produce, ticket)
         future.add_done_callback(report_failure)
@@ -468,33 +469,67 @@ async def _stop_when_gone(request: Request, stop: threading.Event) -> None:
     stop.set()
 
 
-async def _events(queue: asyncio.Queue, render: Render, usage_chunk: UsageChunk | None,
+class _Handoff:
+    """Items from a generating thread to the event loop, in order. The loop is woken (a self-pipe
+    write and a loop pass) once for whatever has arrived since it last looked, not once per item:
+    under load one wake carries several tokens' pieces."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._items: collections.deque = collections.deque()
+        self._ready = asyncio.Event()
+        self._wake_asked = False
+
+    def put(self, item: object) -> None:
+        """Any thread. Appends before reading the flag, and ``take`` clears the flag before reading
+        the items, so an item is either seen by a ``take`` already running or wakes the next one."""
+        self._items.append(item)
+        if not self._wake_asked:
+            self._wake_asked = True
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def take(self) -> list:
+        """The event loop: every item that has arrived, waiting for at least one."""
+        while True:
+            self._wake_asked = False
+            if self._items:
+                return [self._items.popleft() for _ in range(len(self._items))]
+            await self._ready.wait()
+            self._ready.clear()
+
+
+async def _events(queue: _Handoff, render: Render, usage_chunk: UsageChunk | None,
                   stop: threading.Event, watcher: asyncio.Task) -> AsyncIterator[str]:
     """The server-sent events of a streamed generation, from what the generating thread queues."""
     prompt_tokens: dict[int, int] = {}
     completion_tokens = 0
     finished: list[Completion] = []
     started: set[int] = set()
+    done = False
     try:
-        while True:
-            item = await queue.get()
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                body = error_body(f"generation failed ({type(item).__name__})", "server_error")
-                yield f"data: {json.dumps(body)}\n\n"
-                return
-            job, event = item
-            if job.index not in started:
-                started.add(job.index)
-                yield f"data: {json.dumps(render(job, None))}\n\n"
-            if isinstance(event, Completion):
-                prompt_tokens[job.prompt_index] = event.prompt_tokens
-                completion_tokens += event.completion_tokens
-                finished.append(event)
-            elif not event:
-                continue
-            yield f"data: {json.dumps(render(job, event))}\n\n"
+        while not done:
+            lines = []  # the events of one take, sent in one write
+            for item in await queue.take():
+                if item is _DONE:
+                    done = True
+                    break
+                if isinstance(item, BaseException):
+                    body = error_body(f"generation failed ({type(item).__name__})", "server_error")
+                    yield "".join(lines) + f"data: {json.dumps(body)}\n\n"
+                    return
+                job, event = item
+                if job.index not in started:
+                    started.add(job.index)
+                    lines.append(f"data: {json.dumps(render(job, None))}\n\n")
+                if isinstance(event, Completion):
+                    prompt_tokens[job.prompt_index] = event.prompt_tokens
+                    completion_tokens += event.completion_tokens
+                    finished.append(event)
+                elif not event:
+                    continue
+                lines.append(f"data: {json.dumps(render(job, event))}\n\n")
+            if lines:
+                yield "".join(lines)
         if usage_chunk is not None:
             chunk = usage_chunk(sum(prompt_tokens.values()), completion_tokens, total_segments(finished))
             yield f"data: {json.dumps(chunk)}\n\n"

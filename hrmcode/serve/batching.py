@@ -170,7 +170,9 @@ class BatchDecoder:
         """One position for every row, in one forward."""
         tokens = torch.tensor([[r.last] for r in self._rows], device=self.device)
         logits = self.model(tokens, cache=self._solo if self._solo is not None else self._cache).logits[:, -1]
+        greedy = logits.argmax(dim=-1).tolist()  # every greedy row's pick in one call: pick_token's argmax, row-wise
         finished = [index for index, request in enumerate(self._rows)
-                    if not self._emit(request, pick_token(logits[index], request.cfg, request.generator))]
+                    if not self._emit(request, greedy[index] if request.cfg.temperature <= 0
+                                      else pick_token(logits[index], request.cfg, request.generator))]
         for index in reversed(finished):
             self._leave(index)

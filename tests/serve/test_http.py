@@ -199,3 +199,34 @@ def test_client_disconnect_stops_plain_generation(serve):
         assert time.monotonic() < deadline, "generation did not stop after the client went away"
         time.sleep(0.02)
     assert engine.finished[0].completion_tokens < 300
+
+
+def test_handoff_delivers_every_item_in_order_across_threads():
+    """The generating thread's items reach the event loop all and in order, whatever the
+    interleaving of ``put`` (another thread) with ``take`` clearing its wake flag."""
+    import asyncio
+
+    from hrmcode.serve.app import _Handoff
+
+    async def main() -> tuple[list, int]:
+        handoff = _Handoff(asyncio.get_running_loop())
+
+        def produce() -> None:
+            for i in range(20000):
+                handoff.put(i)
+                if i % 997 == 0:
+                    time.sleep(0.001)  # the loop catches up and waits: the next put must wake it
+            handoff.put(None)
+
+        thread = threading.Thread(target=produce)
+        thread.start()
+        got, takes = [], 0
+        while not got or got[-1] is not None:
+            got += await handoff.take()
+            takes += 1
+        thread.join()
+        return got, takes
+
+    got, takes = asyncio.run(asyncio.wait_for(main(), 30))
+    assert got == [*range(20000), None]
+    assert takes < 20001  # several items per wake: the point of coalescing
