@@ -25,7 +25,7 @@ from hrmcode.data.schema import Task
 from hrmcode.errors import UsageError
 from hrmcode.eval.backends import Generation, SamplesBackend, make_backend
 from hrmcode.eval.runner import RunOptions, RunResult, load_tasks, run_benchmark
-from hrmcode.eval.sandboxing import get_eval_sandbox
+from hrmcode.sandbox.driving import get_eval_sandbox
 from hrmcode.options import option
 from hrmcode.reporting import reporter
 
@@ -378,7 +378,7 @@ def eval_humaneval(config: EvalConfig, options: HumanEvalOptions | None = None, 
 
 def eval_livecodebench(config: EvalConfig, options: LiveCodeBenchOptions | None = None, **fields: Any) -> RunResult:
     """LiveCodeBench with ``options`` (or ``LiveCodeBenchOptions(**fields)``)."""
-    from hrmcode.eval.drivers.lcb_compare import COMPARATORS
+    from hrmcode.sandbox.drivers.lcb_compare import COMPARATORS
     from hrmcode.eval.livecodebench import LiveCodeBench, in_window, window_of
 
     o = options or LiveCodeBenchOptions(**fields)

@@ -38,7 +38,7 @@ from hrmcode.data.schema import Task
 from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, SamplesBackend, segments_field
 from hrmcode.eval.extract import humaneval_completion
 from hrmcode.eval.metrics import mean_pass_at_k, percent
-from hrmcode.eval.sandboxing import run_driver
+from hrmcode.sandbox.driving import pycheck_sample, run_driver
 from hrmcode.sandbox.base import Limits, Sandbox
 
 MODES = ("parity", "strict")
@@ -58,9 +58,9 @@ def builtin_tasks() -> list[Task]:
 
 
 def driver_sample(task: Task, completion: str, timeout_s: float) -> dict:
-    """One sample as ``drivers/pycheck.py`` takes it: the candidate's part and the trusted part apart."""
-    return {"prompt": task.prompt, "completion": completion, "test": task.tests.files.get("test.py", ""),
-            "entry_point": task.tests.entry_point or "", "timeout": timeout_s}
+    """One sample as ``drivers/pycheck.py`` takes it (``hrmcode.sandbox.driving.pycheck_sample``)."""
+    return pycheck_sample(task.prompt, completion, task.tests.files.get("test.py", ""),
+                          task.tests.entry_point or "", timeout_s)
 
 
 class HumanEval:

@@ -43,7 +43,7 @@ from hrmcode.errors import InputError
 from hrmcode.eval.backends import Backend, PromptTooLong, Reply, Request, SamplesBackend, segments_field
 from hrmcode.eval.extract import last_code_block
 from hrmcode.eval.metrics import mean_pass_at_k, percent
-from hrmcode.eval.sandboxing import run_driver
+from hrmcode.sandbox.driving import run_driver
 from hrmcode.sandbox.base import Limits, Sandbox
 
 SYSTEM_PROMPT = (

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hrmcode.eval.backends import OracleBackend, SamplesBackend
-from hrmcode.eval.drivers.lcb_compare import compare_stdout, compare_value
+from hrmcode.sandbox.drivers.lcb_compare import compare_stdout, compare_value
 from hrmcode.eval.livecodebench import LiveCodeBench
 from tests.eval.conftest import load_fixture_tasks, write_tasks_artifact
 

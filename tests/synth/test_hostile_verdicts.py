@@ -16,16 +16,18 @@ import pytest
 
 from hrmcode.artifacts import ArtifactWriter, load_artifact
 from hrmcode.data.bugs import REPOSITORY, parse_pytest_log, repo_tasks
+from hrmcode.data.sources import fetch
 from hrmcode.data.synthesize import synthesize
 from hrmcode.data.validate import validate
 from hrmcode.data.validate.execution import ExecChecker, TaskBook
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox.base import ExecResult, Limits
 from hrmcode.sandbox.reports.pytest_report import REPORT, judge, read_report, run_suite
-from tests._sandboxes import BACKENDS, real_sandbox
+from tests._sandboxes import BACKENDS, read_attack, real_sandbox
 from tests.synth.conftest import commit_tree
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
+EVAL_HOSTILE = Path(__file__).parents[1] / "eval" / "hostile"  # eval humaneval's corpus: completions after the prompt
 CALC = {
     # at exit, after pytest's capture has ended: a result line for a test that does not exist
     "calc/__init__.py": ('import atexit\nimport os\n\n'
@@ -272,3 +274,39 @@ def test_hostile_exercise_reply_is_rejected(exercise_book, verdict_sandbox, tmp_
     assert detail.startswith("tests fail with the target applied"), detail
     if "conftest" in name:
         assert detail.endswith("; ignored (not editable): conftest.py, doubler_test.py"), detail
+
+
+@pytest.fixture(scope="module")
+def humaneval_all(tmp_path_factory) -> TaskBook:
+    """The first 14 HumanEval tasks (those eval humaneval's hostile corpus answers), as ``validate`` reads them."""
+    tasks = fetch("humaneval", limit=14, workspace=tmp_path_factory.mktemp("ws")).artifact
+    return TaskBook({t["id"]: t for t in read_jsonl(tasks.path / "tasks.jsonl")})
+
+
+def _solve(task: dict, solution: str) -> dict:
+    return {"task_id": task["id"], "level": "solve", "target": f"```python\n{solution}```\n",
+            "input": {"context": {"paths": ["solution.py"]}}}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(p.name for p in EVAL_HOSTILE.glob("he_*.py")))
+def test_eval_humaneval_attacks_fail_validate(humaneval_all, verdict_sandbox, tmp_path, name):
+    """Every attack of ``eval humaneval``'s corpus, as the solution file of a solve example (the
+    task's prompt, then the completion): validate's check is the same trusted driver, so each fails."""
+    header, lines = read_attack(EVAL_HOSTILE / name)
+    task = humaneval_all.tasks[f"humaneval/{header['task']}"]
+    example = _solve(task, task["prompt"] + "".join(lines))
+    checker = ExecChecker(humaneval_all, AppendLog(tmp_path / "exec.jsonl", key="id"), timeout_s=2.0, sandbox=verdict_sandbox)
+    verdict, detail = checker.check(example)
+    assert verdict == "failed", detail
+    assert detail.startswith("tests fail with the target applied ("), detail
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/4", "HumanEval/13"])
+def test_an_honest_humaneval_solution_passes_and_its_stub_fails(humaneval_all, verdict_sandbox, tmp_path, task_id):
+    task = humaneval_all.tasks[f"humaneval/{task_id}"]
+    verdict, detail = _checker(tmp_path, humaneval_all, verdict_sandbox).check(
+        _solve(task, task["solution"]["files"]["solution.py"]))
+    assert verdict == "passed", detail
+    assert detail.startswith("target passes, stub fails (driver: failed"), detail

@@ -4,11 +4,17 @@ pass in the sandbox, and the starting files alone must fail them. Verdicts are s
 - Only the files the task lets a model edit (``editable``; HumanEval: the solution) are taken from
   the applied target. Anything else it writes (a ``conftest.py``, a test file, ``pytest.ini``) is
   ignored and named in the verdict's detail; tests, framework config and reporter are the task's.
-- A pass needs a per-test report counted against the task's own tests, plus a clean exit:
-  HumanEval functions run as ``check(entry_point)`` in a pytest test of hrmcode's own beside the
-  solution module, and repository tasks (``repo-patch`` with the repository's files, as
-  ``synthesize --source repo:`` writes them) run their command; both through
-  ``hrmcode.sandbox.reports.pytest_report`` with the reporter's strict checks (nonce-tagged report,
+- HumanEval functions are judged by ``eval humaneval``'s trusted driver in strict mode
+  (``hrmcode.sandbox.driving``, ``drivers/pycheck.py``): the solution file runs in a process of its
+  own (after the task's prompt, which its definitions replace) and the task's ``check`` runs in the
+  driver, out of its reach, calling it across the process boundary with plain data; a pass is the
+  driver's ``passed`` verdict, carried by the run's nonce. So reading the tests or the job, tracing,
+  patching builtins, exiting early, printing verdicts or returning objects with lying ``__eq__``
+  fail (tests/synth/test_hostile_verdicts.py runs tests/eval/hostile/he_*.py through this check).
+- For the other kinds a pass needs a per-test report counted against the task's own tests, plus a
+  clean exit: repository tasks (``repo-patch`` with the repository's files, as
+  ``synthesize --source repo:`` writes them) run their command
+  through ``hrmcode.sandbox.reports.pytest_report`` with the reporter's strict checks (nonce-tagged report,
   exit status checked against it, a test defined in the candidate's file fails, a plain value
   compared with an object of the candidate's own ``__eq__`` fails). A repository task passes when
   every FAIL_TO_PASS and PASS_TO_PASS test passed (and pytest exited 0, when those are all the tests
@@ -25,9 +31,10 @@ started. Verdicts are cached in
 ``exec.jsonl`` by a hash of (verdict rules, task id, files), so a resumed run does not run them
 again and never reuses a verdict given under other rules.
 Not guaranteed: that a pass proves the target right (the task's tests are all the evidence); what
-code under test could still forge inside pytest's process is stated in ``sandbox.reports.pytest_report``
-and ``pytest_plugin`` (HumanEval's ``check`` runs in the solution's process here, unlike ``eval
-humaneval``'s trusted driver: an answer whose values lie about arithmetic can still pass it).
+code under test could still forge inside pytest's process (repository tasks) is stated in
+``sandbox.reports.pytest_report`` and ``pytest_plugin``; what HumanEval's driver does not guarantee
+is stated in ``eval.humaneval`` (a candidate shares the driver's uid; signals to it are refused on
+x86_64 only, and stopping it costs a failure, never a pass).
 """
 
 from __future__ import annotations
@@ -42,24 +49,32 @@ from hrmcode.artifacts import Artifact, load_artifact
 from hrmcode.data.bugs import REPOSITORY, suites
 from hrmcode.data.bugs.environments import environment_sandbox
 from hrmcode.edits import MalformedEdit, apply_edits, parse_edits
-from hrmcode.errors import HrmcodeError
+from hrmcode.errors import HrmcodeError, SandboxError
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox import get_sandbox
 from hrmcode.sandbox.base import Limits, Sandbox
-from hrmcode.sandbox.reports.pytest_report import STRICT_RULES, run_suite
+from hrmcode.sandbox.driving import pycheck_sample, run_driver
+from hrmcode.sandbox.reports.pytest_report import STRICT_RULES
 from hrmcode.sandbox.toolchains import run_tests
 
-HUMANEVAL_TEST = "test_solution.py"
-HUMANEVAL_TEST_ID = f"{HUMANEVAL_TEST}::test_check"
+# the rules the verdicts are given under, part of each cached verdict's key: HumanEval by the
+# trusted driver (before: ``check`` inside the solution's pytest process, which it could forge)
+VERDICT_RULES = [STRICT_RULES, "humaneval-trusted-driver-strict-1"]
 
 
-def _humaneval_tree(task: dict, solution: str) -> dict[str, str]:
-    """The solution module and hrmcode's test of it: the task's ``check`` called on the entry point."""
+def _humaneval_verdict(box: Sandbox, task: dict, solution: str, timeout_s: float) -> tuple[bool, str]:
+    """(passed, detail) from ``eval humaneval``'s trusted driver in strict mode: the task's prompt
+    (its helpers, for ``check``) then the solution file, which replaces its definitions."""
     tests = task["tests"]
-    test_code = next(iter(tests["files"].values()))
-    test = (f"import solution as _candidate\nfrom solution import *  # noqa: F401,F403 (the prompt's helpers)\n\n"
-            f"{test_code}\n\n\ndef test_check():\n    check(_candidate.{tests['entry_point']})\n")
-    return {"solution.py": solution, HUMANEVAL_TEST: test}
+    sample = pycheck_sample(task.get("prompt") or "", "\n" + solution, next(iter(tests["files"].values())),
+                            tests["entry_point"], timeout_s)
+    payload, result = run_driver(box, "pycheck.py", {"strict": True, "samples": [sample]},
+                                 Limits(timeout_s=timeout_s + 11.5, memory_mb=2048), worker=0)
+    verdicts = payload.get("verdicts") if isinstance(payload, dict) else None
+    if not (isinstance(verdicts, list) and len(verdicts) == 1 and isinstance(verdicts[0], str)):
+        return False, ("timed out" if result.timed_out
+                       else f"failed: the program stopped the test driver (exit {result.exit_code})")
+    return verdicts[0] == "passed", f"driver: {verdicts[0]}"
 
 
 @dataclass
@@ -92,7 +107,7 @@ class ExecChecker:
     def _run(self, task: dict, files: dict[str, str], stub: bool) -> tuple[bool | None, str]:
         """(passed, detail) for ``files`` (only editable paths) on ``task``; None when it cannot run.
         For the stub (``stub=True``) of a repository task, passed = every FAIL_TO_PASS test passes."""
-        key = hashlib.sha256(json.dumps([STRICT_RULES, task["id"], files, stub], sort_keys=True).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps([VERDICT_RULES, task["id"], files, stub], sort_keys=True).encode()).hexdigest()
         if self.log.done(key):
             entry = self.log.records[key]
             return entry["passed"], entry["detail"]
@@ -110,10 +125,10 @@ class ExecChecker:
         if box is None:
             return None, self._unavailable or "sandbox unavailable"
         if kind == "function":
-            solution = next(iter(files.values()), "")
-            run = run_suite(box, _humaneval_tree(task, solution), f"python3 -m pytest -q {HUMANEVAL_TEST}",
-                            Limits(timeout_s=self.timeout_s), changed=["solution.py"], strict=True)
-            passed, detail = run.verdict([HUMANEVAL_TEST_ID], clean_exit=True)
+            try:
+                passed, detail = _humaneval_verdict(box, task, next(iter(files.values()), ""), self.timeout_s)
+            except SandboxError as exc:  # the sandbox cannot run the driver at all: no verdict either way
+                return None, f"sandbox cannot run the test driver: {exc.message}"
         elif kind == "exercise":
             # counted against the task's own (pristine) test files; a test defined in the candidate's files fails
             result = run_tests(task["language"], {**(task.get("files") or {}), **files}, mode="strict", sandbox=box,

@@ -1,6 +1,7 @@
-"""How the benchmarks reach the sandbox: choosing a backend, shipping a driver, reading its verdicts.
+"""How trusted graders reach the sandbox: choosing a backend, shipping a driver, reading its verdicts.
+Used by ``eval humaneval``/``livecodebench``, RL rewards and ``validate``'s HumanEval check alike.
 
-The drivers in ``hrmcode/eval/drivers/`` run inside the sandbox as the trusted side of a process
+The drivers in ``hrmcode/sandbox/drivers/`` run inside the sandbox as the trusted side of a process
 boundary (``drivers/isolate.py``): the tests run there, each candidate program in a process of its
 own. ``run_driver`` writes the job (tests, samples and a fresh random nonce) as a file the driver
 reads and deletes before any candidate starts, and accepts only a verdict line carrying that nonce
@@ -64,6 +65,12 @@ def _bytecode(name: str) -> dict[str, bytes]:
         py_compile.compile(str(DRIVERS / name), cfile=str(target), doraise=True,
                            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
         return {f"__pycache__/{Path(name).stem}.{sys.implementation.cache_tag}.pyc": target.read_bytes()}
+
+
+def pycheck_sample(prompt: str, completion: str, test: str, entry_point: str, timeout_s: float) -> dict:
+    """One HumanEval sample as ``drivers/pycheck.py`` takes it: the candidate's part (``prompt +
+    completion``) and the trusted part (``test``, called as ``check(entry_point)``) apart."""
+    return {"prompt": prompt, "completion": completion, "test": test, "entry_point": entry_point, "timeout": timeout_s}
 
 
 def pid_isolated(sandbox: Sandbox) -> bool:
