@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hrmcode.errors import InputError, UsageError
+from hrmcode.errors import InputError
 from hrmcode.model.base import model_device
 from hrmcode.model.config import RECURRENT, ModelConfig
-from hrmcode.model.halting import HaltPolicy
+from hrmcode.model.halting import HaltPolicy, check_budget
 from hrmcode.model.kvcache import KVCache
 
 
@@ -69,12 +69,7 @@ def halt_policy(config: ModelConfig, max_segments: int | None, threshold: float 
     for a budget that model cannot honour."""
     if max_segments is None and threshold is None:
         return None
-    if config.arch not in RECURRENT:
-        raise UsageError(f"max segments and a halt threshold need a looped hrm or trm model; this model is a "
-                         f"{config.arch}", "drop max_segments and halt_threshold for this model")
-    if threshold is not None and config.mode != "act":
-        raise UsageError(f"a halt threshold needs a model trained with mode=act; this {config.arch} is "
-                         f"mode={config.mode}", "drop halt_threshold, or give max_segments only")
+    check_budget(config, threshold)
     return HaltPolicy(max_segments=max_segments, threshold=threshold)
 
 

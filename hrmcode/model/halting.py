@@ -30,6 +30,7 @@ import torch
 
 from hrmcode.errors import UsageError
 from hrmcode.model.base import IGNORE
+from hrmcode.model.config import RECURRENT, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,17 @@ class HaltPolicy:
             raise UsageError(f"halt threshold must be in (0, 1), got {self.threshold}",
                              "give a probability such as 0.5 (lower halts sooner)")
 
+
+
+def check_budget(config: ModelConfig, threshold: float | None) -> None:
+    """A ``UsageError`` when a model of ``config`` cannot honour a budget: segments need a looped model
+    (hrm, trm), a ``threshold`` one trained with ``mode=act``."""
+    if config.arch not in RECURRENT:
+        raise UsageError(f"max segments and a halt threshold need a looped hrm or trm model; this model is a "
+                         f"{config.arch}", "drop max_segments and halt_threshold for this model")
+    if threshold is not None and config.mode != "act":
+        raise UsageError(f"a halt threshold needs a model trained with mode=act; this {config.arch} is "
+                         f"mode={config.mode}", "drop halt_threshold, or give max_segments only")
 
 @dataclass
 class Units:

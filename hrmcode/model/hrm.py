@@ -61,10 +61,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrmcode.errors import UsageError
 from hrmcode.model.base import IGNORE, CausalLM, ModelOutput, shifted_token_loss
 from hrmcode.model.config import ModelConfig
-from hrmcode.model.halting import HaltPolicy, Units, units, wants_halt
+from hrmcode.model.halting import HaltPolicy, Units, check_budget, units, wants_halt
 from hrmcode.model.kvcache import KVCache
 from hrmcode.model.layers import AttnMask, Stack, init_linear, trunc_normal_
 
@@ -219,9 +218,8 @@ class HRM(CausalLM):
         head halts it or the budget ends; else the fixed count. A halted unit's state is frozen while
         the others run on."""
         cfg = self.config
-        if halt is not None and halt.threshold is not None and cfg.mode != "act":
-            raise UsageError(f"a halt threshold needs a model trained with mode=act; this {cfg.arch} is mode=fixed",
-                             "drop the threshold, or give max segments only")
+        if halt is not None:
+            check_budget(cfg, halt.threshold)
         decided = getattr(cache, "row_segments", None) if segments is None else None
         if segments is not None:
             limit = segments
