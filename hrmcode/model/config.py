@@ -9,6 +9,11 @@ gives the transformer instead ``n_layers`` = the HRM's block applications per to
 more parameters). A ``ut`` preset loops its stack as often as that takes to spend the HRM's compute
 (rounded, at least once), so it matches the HRM in both parameters and compute.
 
+``norm``: ``post`` (every arch; the HRM paper's block, a parameterless RMSNorm of each residual sum)
+or ``pre`` (the transformer only: Llama's block, a learned-weight RMSNorm before each sublayer and
+before the LM head, so ``hrmcode export model`` writes a standard ``LlamaForCausalLM``). Configs
+written before the key load as ``post``.
+
 Guarantees: ``validate()`` rejects inconsistent settings with a one-line ``UsageError``;
 ``from_dict(to_dict(c)) == c``; unknown keys in a ``config.json`` are refused, not ignored, and
 so is an unknown ``prompt_format`` (the checkpoint's prompt renderer, ``config.prompt``).
@@ -29,6 +34,7 @@ ARCHS = ("hrm", "transformer", "trm", "ut")
 RECURRENT = ("hrm", "trm")  # archs with segments, modes and ACT halting
 MODES = ("fixed", "act")
 DEPTH_MATCHES = ("params", "flops")
+NORMS = ("post", "pre")
 
 
 @dataclass
@@ -56,6 +62,7 @@ class ModelConfig:
     rms_eps: float = 1e-5
     q_loss_weight: float = 0.5  # act: weight of the Q-halt/Q-continue losses
     mlp_multiple: int = 256  # SwiGLU inner size is rounded up to this (HRM: 256)
+    norm: str = "post"  # post (the HRM's blocks) | pre (Llama's: learned-weight RMSNorms, transformer only)
     prompt_format: str = DEFAULT_FORMAT  # hrmcode.model.prompt's name; configs written before it get the default
 
     # -- derived -----------------------------------------------------------------------
@@ -146,6 +153,10 @@ class ModelConfig:
             bad(f"unknown arch {self.arch!r}", f"use one of {', '.join(ARCHS)}")
         if self.mode not in MODES:
             bad(f"unknown mode {self.mode!r}", f"use one of {', '.join(MODES)}")
+        if self.norm not in NORMS:
+            bad(f"unknown norm {self.norm!r}", f"use one of {', '.join(NORMS)}")
+        if self.norm == "pre" and self.arch != "transformer":
+            bad(f"norm pre is for arch transformer, not {self.arch}", "drop --norm pre or use --arch transformer")
         for name in ("vocab_size", "hidden_size", "num_heads", "h_layers", "l_layers", "n_layers", "h_cycles",
                      "l_cycles", "max_seq_len", "halt_max_steps", "bp_steps", "mlp_multiple", "loops"):
             if int(getattr(self, name)) < 1:
@@ -183,7 +194,7 @@ def preset(name: str, arch: str = "hrm", depth_match: str = "params", **override
     values = dict(PRESETS[name], arch=arch)
     values["n_layers"] = values["h_layers"] + values["l_layers"]
     if arch in ("transformer", "ut"):
-        reference = {k: v for k, v in overrides.items() if k not in ("n_layers", "loops")}
+        reference = {k: v for k, v in overrides.items() if k not in ("n_layers", "loops", "norm")}
         applications = ModelConfig.from_dict({**values, **reference, "arch": "hrm"}).layer_applications_per_token()
         if depth_match == "flops":
             values["n_layers"] = applications

@@ -79,7 +79,10 @@ def runner(layers: nn.ModuleList, h: torch.Tensor, mask, cache: KVCache | None, 
 
     The runner takes ``(h, rope)`` and returns ``h`` updated in place: pass a tensor the caller owns.
     ``mask`` is the call's ``AttnMask``; ``key`` the stack call's cache key (the blocks' slots are ``(*key, i)``).
+    The kernels compute post-norm blocks only: a pre-norm stack (``layers.PreNormBlock``) always gets None.
     """
+    if layers[0].pre_norm:
+        return None
     if cache is not None and cache.row_lengths is not None:
         return _rows_runner(layers, h, cache, key)
     if cache is None or mask.mask is not None or (mask.is_causal and cache.length != 0):

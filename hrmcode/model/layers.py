@@ -1,7 +1,10 @@
 """Building blocks shared by the HRM and the transformer baseline.
 
 A block is the HRM paper's: self-attention then a SwiGLU MLP, each followed by a
-parameterless RMSNorm of the residual sum (post-norm, computed in fp32). Attention is
+parameterless RMSNorm of the residual sum (post-norm, computed in fp32). ``PreNormBlock`` is
+Llama's instead (the transformer's ``norm="pre"``): each sublayer reads a learned-weight
+``RMSNorm`` of the residual stream and adds to it, computed as transformers' ``LlamaRMSNorm``
+(normalised in fp32, cast back, then scaled by the weight). Attention is
 ``torch.nn.functional.scaled_dot_product_attention`` with rotary embeddings; every projection
 is a plain ``nn.Linear`` without bias, so quantization can swap them.
 
@@ -36,6 +39,18 @@ def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     x = x.float()
     x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
     return x.to(dtype)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with a learned per-channel weight (initialised to ones): ``weight * rms_norm(x)``."""
+
+    def __init__(self, hidden: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * rms_norm(x, self.eps)
 
 
 def trunc_normal_(tensor: torch.Tensor, std: float, bound: float = 2.0) -> torch.Tensor:
@@ -133,6 +148,8 @@ class SwiGLU(nn.Module):
 class Block(nn.Module):
     """Post-norm: ``h = norm(h + attn(h)); h = norm(h + mlp(h))`` (the HRM paper's block)."""
 
+    pre_norm = False  # the fused kernels of hrmcode.model.fastpath compute this block only
+
     def __init__(self, hidden: int, heads: int, inner: int, eps: float):
         super().__init__()
         self.attn = Attention(hidden, heads)
@@ -146,8 +163,26 @@ class Block(nn.Module):
         return rms_norm(h + self.mlp(h), self.eps)
 
 
+class PreNormBlock(Block):
+    """Pre-norm (Llama's): ``h = h + attn(norm1(h)); h = h + mlp(norm2(h))``, learned-weight norms."""
+
+    pre_norm = True
+
+    def __init__(self, hidden: int, heads: int, inner: int, eps: float):
+        super().__init__(hidden, heads, inner, eps)
+        self.attn_norm = RMSNorm(hidden, eps)
+        self.mlp_norm = RMSNorm(hidden, eps)
+
+    def forward(
+        self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: AttnMask, kv: LayerKV | None
+    ) -> torch.Tensor:
+        h = h + self.attn(self.attn_norm(h), rope, mask, kv)
+        return h + self.mlp(self.mlp_norm(h))
+
+
 class Stack(nn.Module):
     """Blocks applied in order; ``forward(z, injection)`` adds the injection first (HRM input injection).
+    ``pre_norm``: ``PreNormBlock`` instead of ``Block`` (the final norm before the LM head is the model's).
 
     When ``hrmcode.model.fastpath`` says it applies (generation with a KV cache on the CPU, fused
     kernels available), the stack runs through it instead of block by block; same math.
@@ -155,9 +190,10 @@ class Stack(nn.Module):
 
     grad_checkpointing = False  # recompute each block in backward (training without a KV cache only)
 
-    def __init__(self, layers: int, hidden: int, heads: int, inner: int, eps: float):
+    def __init__(self, layers: int, hidden: int, heads: int, inner: int, eps: float, pre_norm: bool = False):
         super().__init__()
-        self.layers = nn.ModuleList(Block(hidden, heads, inner, eps) for _ in range(layers))
+        block = PreNormBlock if pre_norm else Block
+        self.layers = nn.ModuleList(block(hidden, heads, inner, eps) for _ in range(layers))
 
     def forward(
         self,

@@ -2,7 +2,9 @@
 
 With ``n_layers = h_layers + l_layers`` it has the HRM's parameters (minus the ACT Q head)
 and spends one pass through its blocks per token, where the HRM spends
-``segments x h_cycles x (l_cycles + 1)`` module calls.
+``segments x h_cycles x (l_cycles + 1)`` module calls. With ``norm="pre"`` its blocks are Llama's
+(``layers.PreNormBlock``) and a learned-weight RMSNorm precedes the LM head; the embedding keeps
+hrmcode's sqrt(hidden) scale (an export folds it into the embedding matrix).
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import torch
 from hrmcode.model.base import CausalLM, ModelOutput
 from hrmcode.model.config import ModelConfig
 from hrmcode.model.kvcache import KVCache
-from hrmcode.model.layers import AttnMask, Stack, init_linear
+from hrmcode.model.layers import AttnMask, RMSNorm, Stack, init_linear
 
 
 class Transformer(CausalLM):
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        self.blocks = Stack(config.n_layers, config.hidden_size, config.num_heads, config.mlp_hidden, config.rms_eps)
+        pre_norm = config.norm == "pre"
+        self.blocks = Stack(config.n_layers, config.hidden_size, config.num_heads, config.mlp_hidden, config.rms_eps,
+                            pre_norm=pre_norm)
+        self.norm = RMSNorm(config.hidden_size, config.rms_eps) if pre_norm else None
         for module in self.blocks.modules():
             if isinstance(module, torch.nn.Linear):
                 init_linear(module)
@@ -35,6 +40,8 @@ class Transformer(CausalLM):
     ) -> ModelOutput:
         rope, mask = self.attention_context(input_ids, prefix_lens, prefix_mask, doc_ids, cache)
         h = self.run_blocks(self.embed_tokens(input_ids), rope, mask, cache)
+        if self.norm is not None:
+            h = self.norm(h)
         if cache is not None:
             cache.advance(input_ids.shape[1])
         return self.lm_output(self.lm_head(h), labels)
