@@ -37,6 +37,10 @@ class TrainOptions(BaseModel):
     depth_match: Literal["params", "flops"] = Field(
         "params", description="Transformer depth: params (the HRM's parameters) or flops (as many layers as the HRM "
                               "applies blocks per token).")
+    norm: Literal["post", "pre"] = Field(
+        "post", description="Transformer blocks: post (the HRM's) or pre (Llama's: learned RMSNorms before each "
+                            "sublayer and the LM head; `hrmcode export model` writes a standard LlamaForCausalLM). "
+                            "pre needs --arch transformer.")
     mode: Literal["fixed", "act"] = Field(
         "fixed", description="HRM/TRM training mode: fixed (a fixed number of segments; HRM: gradient through the "
                              "last bp_steps module calls, TRM: through the last recursion) or act (paper: deep "
@@ -207,9 +211,9 @@ def model_config(options: TrainOptions, vocab_size: int) -> ModelConfig:
     from hrmcode.model.config import preset
 
     overrides = dict(options.model)
-    for key in ("arch", "mode", "vocab_size", "max_seq_len", "depth_match"):
+    for key in ("arch", "mode", "vocab_size", "max_seq_len", "depth_match", "norm"):
         if key in overrides:
             raise UsageError(f"model override {key!r} is set by the training options",
-                             "use --arch, --mode, --depth-match, --vocab-size/--tokenizer or --seq-len")
-    return preset(options.preset, options.arch, options.depth_match, mode=options.mode, vocab_size=vocab_size,
-                  max_seq_len=options.seq_len, **overrides)
+                             "use --arch, --mode, --depth-match, --norm, --vocab-size/--tokenizer or --seq-len")
+    return preset(options.preset, options.arch, options.depth_match, mode=options.mode, norm=options.norm,
+                  vocab_size=vocab_size, max_seq_len=options.seq_len, **overrides)
