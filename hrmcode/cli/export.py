@@ -47,11 +47,12 @@ def register(app: typer.Typer) -> None:
         from hrmcode.export.huggingface import export_model
 
         result = export_model(source, out=out_dir, workspace=workspace(ctx), force=force, **options)
-        payload = {"artifact": str(result.artifact.path), "arch": result.arch, "parameters": result.parameters,
-                   "dtype": result.dtype}
+        payload = {"artifact": str(result.artifact.path), "arch": result.arch, "architecture": result.architecture,
+                   "parameters": result.parameters, "dtype": result.dtype}
+        loads_as = "LlamaForCausalLM" if result.architecture == "llama" else "trust_remote_code"
 
         def render() -> None:
-            out.log(f"{result.arch} model, {result.parameters:,} parameters, {result.dtype} weights")
+            out.log(f"{result.arch} model ({loads_as}), {result.parameters:,} parameters, {result.dtype} weights")
             out.data(f"artifact: {result.artifact.path}")
 
         out.result(payload, render)

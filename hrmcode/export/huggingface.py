@@ -1,30 +1,39 @@
 """``hrmcode export model``: a trained model as a directory Hugging Face ``transformers`` loads.
 
-The export (an ``hf-model`` artifact) holds ``model.safetensors`` (the float weights under
-hrmcode's own names; the ACT Q head, unused at inference, is left out), ``config.json`` with an
-``auto_map`` to ``configuration_hrmcode.py`` and ``modeling_hrmcode.py`` (copied from
-``templates/``; they import torch and transformers only), ``tokenizer.json`` (hrmcode's, as is)
-with a ``tokenizer_config.json`` whose chat template renders the checkpoint's prompt format,
-``generation_config.json`` (EOS, pad, greedy) and a ``README.md``. So
-``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` and
-``AutoTokenizer.from_pretrained(dir)`` work without hrmcode, and
-``apply_chat_template(messages, add_generation_prompt=True)`` gives the ids hrmcode's renderer
-gives (``level=None`` or another level name as a template argument; the default is a chat's).
+The export (an ``hf-model`` artifact) holds ``model.safetensors``, ``config.json``, ``tokenizer.json``
+(hrmcode's, as is) with a ``tokenizer_config.json`` whose chat template renders the checkpoint's
+prompt format, ``generation_config.json`` (EOS, pad, greedy) and a ``README.md``. So
+``AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretrained(dir)`` work without
+hrmcode, and ``apply_chat_template(messages, add_generation_prompt=True)`` gives the ids hrmcode's
+renderer gives (``level=None`` or another level name as a template argument; the default is a chat's).
 
-Both arms load through ``trust_remote_code``, the transformer baseline too: its blocks are
-post-norm (a parameterless RMSNorm of each residual sum) over embeddings scaled by sqrt(hidden),
-with no final norm, and no architecture in ``transformers`` computes that (Llama, Qwen2, Mistral
-and GPT-NeoX are pre-norm; OLMo2, Gemma2 and HyperCLOVAX normalise the sublayer's output, not
-the sum), so a conversion to one of them would change the model's outputs.
+Which architecture the directory declares depends on the model:
+
+- the transformer baseline trained with ``norm="pre"`` (``hrmcode train --norm pre``) is a standard
+  ``LlamaForCausalLM`` (``model_type`` ``llama``, no ``auto_map``, no code files): its blocks are
+  Llama's, its rotary embeddings Llama's default (rotate-half, ``inv_freq = 1/theta^(2i/d)``), its
+  fused projections are split into Llama's (``qkv`` rows -> ``q_proj``, ``k_proj``, ``v_proj``;
+  ``gate_up`` rows -> ``gate_proj``, ``up_proj``), and hrmcode's sqrt(hidden) embedding scale is
+  folded into ``model.embed_tokens`` (the LM head is a separate matrix, so it is unaffected);
+- the HRM and the post-norm transformer (the default) load through ``trust_remote_code``:
+  ``config.json`` has an ``auto_map`` to ``configuration_hrmcode.py`` and ``modeling_hrmcode.py``
+  (copied from ``templates/``; they import torch and transformers only) and the weights keep
+  hrmcode's names (the ACT Q head, unused at inference, is left out). Post-norm blocks (a
+  parameterless RMSNorm of each residual sum) over embeddings scaled by sqrt(hidden), with no final
+  norm, are computed by no architecture in ``transformers`` (Llama, Qwen2, Mistral and GPT-NeoX are
+  pre-norm; OLMo2, Gemma2 and HyperCLOVAX normalise the sublayer's output, not the sum), so a
+  conversion to one of them would change the model's outputs.
 
 Guarantees: the export is staged and renamed into place with its manifest last (the artifact
 contract of ``hrmcode.artifacts``); the same checkpoint and options give the same
 ``model.safetensors`` bytes. Refused with a one-line error: a quantized model (transformers
 cannot run hrmcode's int8/int4 layers: export the float model it came from), anything that is not
 a model artifact or checkpoint directory, a corrupt checkpoint, an unknown prompt format, an arch
-the exported modeling code does not implement (trm, ut).
+the exported modeling code does not implement (trm, ut), a pre-norm PrefixLM (Llama attends causally
+only).
 Not guaranteed: that greedy tokens match hrmcode's where two logits are nearly tied (float
-rounding differs between hrmcode's fused CPU kernels and plain torch).
+rounding differs between hrmcode's fused CPU kernels and plain torch, and Llama computes its rotary
+table in float32 where hrmcode rounds a float64 one).
 """
 
 from __future__ import annotations
@@ -77,6 +86,7 @@ class HFExportResult:
     arch: str
     parameters: int
     dtype: str
+    architecture: str = "hrmcode"  # llama: a standard LlamaForCausalLM; hrmcode: trust_remote_code
 
 
 def _source(ref: Path | str, workspace: Path | str | None) -> tuple[Path, Artifact | None]:
@@ -126,6 +136,57 @@ def hf_config(config: ModelConfig, dtype: str) -> dict:
     }
 
 
+def llama_config(config: ModelConfig, dtype: str) -> dict:
+    """``config.json`` for transformers' ``LlamaConfig`` (a pre-norm transformer), hrmcode's own config kept under
+    ``hrmcode``."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.mlp_hidden,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.num_heads,
+        "num_key_value_heads": config.num_heads,
+        "head_dim": config.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": config.max_seq_len,
+        "rms_norm_eps": config.rms_eps,
+        "rope_theta": config.rope_theta,
+        "rope_scaling": None,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "use_cache": True,
+        "tie_word_embeddings": False,
+        "bos_token_id": None,
+        "eos_token_id": 1,
+        "pad_token_id": 0,
+        "torch_dtype": dtype,
+        "hrmcode": config.to_dict(),
+    }
+
+
+def llama_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A pre-norm ``Transformer``'s weights under transformers' ``LlamaForCausalLM`` names."""
+    state = model.state_dict()  # embed and lm_head are separate matrices (CausalLM): scaling one leaves the other
+    out = {"model.embed_tokens.weight": state["embed.weight"] * model.embed_scale,
+           "model.norm.weight": state["norm.weight"], "lm_head.weight": state["lm_head.weight"]}
+    for i in range(model.config.n_layers):
+        ours, theirs = f"blocks.layers.{i}.", f"model.layers.{i}."
+        q, k, v = state[ours + "attn.qkv.weight"].chunk(3, dim=0)
+        gate, up = state[ours + "mlp.gate_up.weight"].chunk(2, dim=0)
+        out.update({
+            theirs + "self_attn.q_proj.weight": q, theirs + "self_attn.k_proj.weight": k,
+            theirs + "self_attn.v_proj.weight": v, theirs + "self_attn.o_proj.weight": state[ours + "attn.o.weight"],
+            theirs + "mlp.gate_proj.weight": gate, theirs + "mlp.up_proj.weight": up,
+            theirs + "mlp.down_proj.weight": state[ours + "mlp.down.weight"],
+            theirs + "input_layernorm.weight": state[ours + "attn_norm.weight"],
+            theirs + "post_attention_layernorm.weight": state[ours + "mlp_norm.weight"],
+        })
+    return out
+
+
 def tokenizer_config(config: ModelConfig) -> dict:
     if config.prompt_format not in CHAT_TEMPLATES:
         raise UsageError(f"no chat template for prompt format {config.prompt_format!r}",
@@ -140,15 +201,18 @@ def tokenizer_config(config: ModelConfig) -> dict:
     }
 
 
-def _readme(name: str, config: ModelConfig) -> str:
+def _readme(name: str, config: ModelConfig, llama: bool) -> str:
+    how = ("It is a standard `LlamaForCausalLM` (a pre-norm transformer), so transformers loads it as it is:"
+           if llama else "Its code is in `modeling_hrmcode.py` (torch and transformers only), so load it with "
+                         "`trust_remote_code`:")
     return (
         f"# {name}\n\n"
         f"An hrmcode `{config.arch}` model exported for Hugging Face transformers by `hrmcode export model`.\n"
-        "Its code is in `modeling_hrmcode.py` (torch and transformers only), so load it with `trust_remote_code`:\n\n"
+        f"{how}\n\n"
         "```python\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
         "tok = AutoTokenizer.from_pretrained(path)\n"
-        "model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)\n"
+        f"model = AutoModelForCausalLM.from_pretrained(path{'' if llama else ', trust_remote_code=True'})\n"
         "ids = tok.apply_chat_template([{\"role\": \"user\", \"content\": \"Write add(a, b).\"}],\n"
         "                              add_generation_prompt=True, return_tensors=\"pt\", return_dict=True)\n"
         "out = model.generate(**ids, max_new_tokens=64, do_sample=False)\n"
@@ -170,25 +234,32 @@ def export_model(ref: Path | str, *, out: Path | str | None = None, workspace: P
     if config.arch not in ("hrm", "transformer"):
         raise UsageError(f"the Hugging Face export implements arch hrm and transformer, not {config.arch}",
                          "serve or evaluate this model with hrmcode itself (hrmcode serve, hrmcode eval)")
+    llama = config.norm == "pre"
+    if llama and config.prefix_bidirectional:
+        raise UsageError("a pre-norm PrefixLM (prefix_bidirectional) has no standard architecture: Llama attends "
+                         "causally only", "train the pre-norm transformer without prefix_bidirectional")
     tok_config = tokenizer_config(config)  # refuses an unknown prompt format before anything is written
     name = name or f"{artifact.name if artifact else source.name}-hf"
     params = {"source": str(source), "dtype": dtype}
     out_dir, update_latest = output_location("export", name, out, workspace, params, replace=force)
+    weights = llama_state(loaded.model) if llama else loaded.model.state_dict()
     state = {key: value.detach().to(getattr(torch, dtype)).contiguous()
-             for key, value in loaded.model.state_dict().items() if not key.startswith(LEFT_OUT)}
+             for key, value in weights.items() if not key.startswith(LEFT_OUT)}
     parameters = sum(value.numel() for key, value in state.items() if not key.endswith("_init"))
     with ArtifactWriter(out_dir, "hf-model", name=name, params=params, inputs=[artifact] if artifact else [],
                         update_latest=update_latest, replace=force) as writer:
         save_file(state, str(writer.path("model.safetensors")), metadata={"format": "pt"})
         writer.add("model.safetensors")
-        writer.write_json("config.json", hf_config(config, dtype))
+        writer.write_json("config.json", llama_config(config, dtype) if llama else hf_config(config, dtype))
         writer.write_json("generation_config.json", {"bos_token_id": None, "eos_token_id": 1, "pad_token_id": 0,
                                                      "do_sample": False})
         writer.write_text("tokenizer.json", loaded.tokenizer.to_json())
         writer.write_json("tokenizer_config.json", tok_config)
-        for filename in REMOTE_CODE:
+        for filename in () if llama else REMOTE_CODE:
             writer.write_text(filename, (TEMPLATES / f"{filename}.tmpl").read_text(encoding="utf-8"))
-        writer.write_text("README.md", _readme(name, config))
-        exported = writer.finish({"arch": config.arch, "parameters": parameters, "dtype": dtype,
+        writer.write_text("README.md", _readme(name, config, llama))
+        exported = writer.finish({"arch": config.arch, "architecture": "llama" if llama else "hrmcode",
+                                  "parameters": parameters, "dtype": dtype,
                                   "prompt_format": config.prompt_format, "source": str(source)})
-    return HFExportResult(artifact=exported, arch=config.arch, parameters=parameters, dtype=dtype)
+    return HFExportResult(artifact=exported, arch=config.arch, parameters=parameters, dtype=dtype,
+                          architecture="llama" if llama else "hrmcode")

@@ -2,7 +2,8 @@
 
 The exports are loaded in a subprocess whose imports of ``hrmcode`` fail (a meta-path blocker, from a
 directory outside the repository), so the modeling file, the config and the tokenizer are proven
-self-contained. There, greedy ``generate`` (with and without the cache, and two prompts batched with
+self-contained; the pre-norm transformer is loaded without ``trust_remote_code``, as a standard
+``LlamaForCausalLM``. There, greedy ``generate`` (with and without the cache, and two prompts batched with
 left padding) and ``apply_chat_template`` run; here, hrmcode's ``generate`` and prompt renderer give the
 expected tokens and ids.
 """
@@ -37,12 +38,14 @@ LEVELS = ["solve", None, "plan"]  # the chat default, no level token, another le
 NEW_TOKENS = 12
 
 # name -> (model config overrides, training steps): the HRM in both modes (act: segments > 1 and a Q head
-# that is not exported), the transformer baseline, and a PrefixLM whose prompt attends both ways.
+# that is not exported), the transformer baseline, a PrefixLM whose prompt attends both ways, and the
+# pre-norm transformer (exported as Llama).
 MODELS = {
     "hrm": (dict(arch="hrm"), 10),
     "hrm-act": (dict(arch="hrm", mode="act", halt_max_steps=2, inference_segments=2), 0),
     "transformer": (dict(arch="transformer"), 10),
     "prefixlm": (dict(arch="transformer", prefix_bidirectional=True), 0),
+    "llama": (dict(arch="transformer", norm="pre"), 10),
 }
 
 LOADER = r'''
@@ -60,9 +63,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 jobs = json.loads(sys.argv[1])
 report = {}
 for name, job in jobs.items():
-    tok = AutoTokenizer.from_pretrained(job["dir"], trust_remote_code=True)
-    model = AutoModelForCausalLM.from_pretrained(job["dir"], trust_remote_code=True).eval()
-    entry = report[name] = {"class": type(model).__name__, "tokenizer": type(tok).__name__, "template_ids": [],
+    tok = AutoTokenizer.from_pretrained(job["dir"], trust_remote_code=job["remote"])
+    model = AutoModelForCausalLM.from_pretrained(job["dir"], trust_remote_code=job["remote"]).eval()
+    entry = report[name] = {"class": type(model).__name__, "config": type(model.config).__name__,
+                            "tokenizer": type(tok).__name__, "template_ids": [],
                             "cached": [], "uncached": [], "batched": [], "logits": []}
     for chat, level in zip(job["chats"], job["levels"]):
         messages = [{"role": role, "content": text} for role, text in chat]
@@ -142,7 +146,8 @@ def loaded(exports, tok, tmp_path_factory):
     for name, (_, config, result) in made.items():
         prompts = [config.prompt.encode_chat(tok, chat, level) for chat, level in zip(CHATS, LEVELS)]
         jobs[name] = {"dir": str(result.artifact.path), "chats": CHATS, "levels": LEVELS, "prompts": prompts,
-                      "new_tokens": NEW_TOKENS, "batch": not config.prefix_bidirectional}
+                      "new_tokens": NEW_TOKENS, "batch": not config.prefix_bidirectional,
+                      "remote": config.norm != "pre"}
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     env = {**os.environ, "HF_HOME": str(elsewhere / "hf-home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": "",
            "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
@@ -155,7 +160,9 @@ def loaded(exports, tok, tmp_path_factory):
 def test_the_export_loads_without_hrmcode(loaded):
     assert loaded.pop("hrmcode_imported") is False
     for name, entry in loaded.items():
-        assert entry["class"] == "HrmcodeForCausalLM", name
+        llama = name == "llama"
+        assert entry["class"] == ("LlamaForCausalLM" if llama else "HrmcodeForCausalLM"), name
+        assert entry["config"] == ("LlamaConfig" if llama else "HrmcodeConfig"), name
         assert entry["tokenizer"] in ("PreTrainedTokenizerFast", "TokenizersBackend"), name
 
 
@@ -206,6 +213,40 @@ def test_export_is_an_artifact_with_remote_code_and_no_q_head(exports):
         imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and not node.level}
         assert imported <= {"math", "torch", "transformers"}, (filename, imported)
+
+
+def test_prenorm_transformer_is_a_standard_llama_directory(exports):
+    model, config, result = exports[1]["llama"]
+    assert result.architecture == "llama" and result.parameters == sum(p.numel() for p in model.parameters())
+    path = result.artifact.path
+    assert not list(path.glob("*.py"))
+    hf = json.loads((path / "config.json").read_text())
+    assert hf["model_type"] == "llama" and hf["architectures"] == ["LlamaForCausalLM"] and "auto_map" not in hf
+    assert (hf["num_key_value_heads"], hf["tie_word_embeddings"], hf["bos_token_id"]) == (2, False, None)
+    assert "trust_remote_code" not in (path / "README.md").read_text()
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path / "model.safetensors"))
+    assert model.lm_head.weight is not model.embed.weight  # untied: folding the scale leaves the head alone
+    assert torch.equal(weights["model.embed_tokens.weight"], model.embed.weight * model.config.hidden_size ** 0.5)
+    assert torch.equal(weights["lm_head.weight"], model.lm_head.weight)
+    q, k, v = (weights[f"model.layers.1.self_attn.{n}_proj.weight"] for n in "qkv")
+    assert torch.equal(torch.cat([q, k, v]), model.blocks.layers[1].attn.qkv.weight)
+    gate, up = weights["model.layers.0.mlp.gate_proj.weight"], weights["model.layers.0.mlp.up_proj.weight"]
+    assert torch.equal(torch.cat([gate, up]), model.blocks.layers[0].mlp.gate_up.weight)
+    assert torch.equal(weights["model.layers.0.post_attention_layernorm.weight"],
+                       model.blocks.layers[0].mlp_norm.weight)
+    assert torch.equal(weights["model.norm.weight"], model.norm.weight)
+    assert len(weights) == 3 + 9 * config.n_layers
+
+
+def test_prenorm_prefixlm_is_refused(tmp_path, tok):
+    config = ModelConfig(arch="transformer", norm="pre", prefix_bidirectional=True, vocab_size=tok.vocab_size,
+                         hidden_size=32, num_heads=2, n_layers=1, max_seq_len=32, mlp_multiple=32)
+    save_checkpoint(tmp_path / "ckpt", build_model(config), tok)
+    with pytest.raises(UsageError, match="pre-norm PrefixLM"):
+        export_model(tmp_path / "ckpt", out=tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
 
 
 def test_same_checkpoint_same_weight_bytes_and_bfloat16(exports, tmp_path):

@@ -24,6 +24,7 @@ def test_export_model_artifact_from_the_cli(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["arch"] == "transformer" and payload["parameters"] > 0 and payload["dtype"] == "float32"
+    assert payload["architecture"] == "hrmcode"  # post-norm: trust_remote_code (norm pre would be llama)
     artifact = load_artifact(payload["artifact"], "hf-model")
     artifact.verify()
     assert [i["kind"] for i in artifact.manifest["inputs"]] == ["model"]
