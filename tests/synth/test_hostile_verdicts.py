@@ -310,3 +310,19 @@ def test_an_honest_humaneval_solution_passes_and_its_stub_fails(humaneval_all, v
         _solve(task, task["solution"]["files"]["solution.py"]))
     assert verdict == "passed", detail
     assert detail.startswith("target passes, stub fails (driver: failed"), detail
+
+
+@pytest.mark.integration
+def test_a_solution_that_starts_with_a_future_import_is_judged_on_its_code(humaneval_book, tmp_path):
+    """The driver runs prompt + solution as one program; the solution's ``from __future__`` goes first."""
+    book, task = humaneval_book
+    body = ('    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n')
+    good = f'"""Close elements."""\nfrom __future__ import annotations\n\nfrom typing import List\n\n\n' \
+           f'def has_close_elements(numbers: List[float], threshold: float) -> bool:\n{body}'
+    wrong = good.replace("< threshold", "> threshold")
+    checker = _checker(tmp_path, book, real_sandbox("local"))
+    for target, expected in ((good, "passed"), (wrong, "failed")):
+        example = {"task_id": task["id"], "level": "solve", "target": f"solution.py\n```python\n{target}```\n",
+                   "input": {"context": {"paths": ["solution.py"]}}}
+        verdict, detail = checker.check(example)
+        assert verdict == expected, detail

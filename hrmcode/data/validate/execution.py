@@ -39,6 +39,7 @@ x86_64 only, and stopping it costs a failure, never a pass).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import tempfile
@@ -62,11 +63,41 @@ from hrmcode.sandbox.toolchains import run_tests
 VERDICT_RULES = [STRICT_RULES, "humaneval-trusted-driver-strict-1"]
 
 
+def _split_future_imports(solution: str) -> tuple[str, str]:
+    """(the solution file's leading ``from __future__`` statements, the file with those lines blanked).
+
+    The driver runs the prompt then the solution as one program, where a ``from __future__`` line
+    is only legal at the very top: it moves there, and blank lines keep the rest's line numbers.
+    A file that does not parse is returned as is (the driver reports its syntax error)."""
+    try:
+        body = ast.parse(solution).body
+    except (SyntaxError, ValueError):
+        return "", solution
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]  # a module docstring may precede them
+    spans = []
+    for node in body:
+        if not (isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+            break
+        spans.append((node.lineno, node.end_lineno))
+    if not spans:
+        return "", solution
+    lines = solution.splitlines(keepends=True)
+    moved = []
+    for first, last in spans:
+        moved.extend(lines[first - 1:last])
+        lines[first - 1:last] = ["\n"] * (last - first + 1)
+    future = "".join(line if line.endswith("\n") else line + "\n" for line in moved)
+    return future, "".join(lines)
+
+
 def _humaneval_verdict(box: Sandbox, task: dict, solution: str, timeout_s: float) -> tuple[bool, str]:
     """(passed, detail) from ``eval humaneval``'s trusted driver in strict mode: the task's prompt
     (its helpers, for ``check``) then the solution file, which replaces its definitions."""
     tests = task["tests"]
-    sample = pycheck_sample(task.get("prompt") or "", "\n" + solution, next(iter(tests["files"].values())),
+    future, solution = _split_future_imports(solution)
+    sample = pycheck_sample(future + (task.get("prompt") or ""), "\n" + solution, next(iter(tests["files"].values())),
                             tests["entry_point"], timeout_s)
     payload, result = run_driver(box, "pycheck.py", {"strict": True, "samples": [sample]},
                                  Limits(timeout_s=timeout_s + 11.5, memory_mb=2048), worker=0)
