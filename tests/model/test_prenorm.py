@@ -80,13 +80,18 @@ def test_cached_and_batched_decoding_equal_the_full_forward():
             assert (rows[i, -1] - model(seq).logits[0, -1]).abs().max() < 1e-4
 
 
-def test_the_fused_kernels_decline_prenorm_stacks(monkeypatch, tok):
-    from hrmcode.model import fastpath
+def test_the_fused_kernels_decline_prenorm_stacks(tok):
+    from hrmcode.model import fastpath, kernels
 
     model = _model(vocab_size=tok.vocab_size)
-    ids = torch.randint(0, tok.vocab_size, (1, 4))
-    assert fastpath.runner(model.blocks.layers, model.embed_tokens(ids), model.attention_context(
-        ids, None, None, None, KVCache())[1], KVCache(), ("blocks",)) is None
+    post = build_model(model.config.replace(norm="post")).eval()
+    ids = torch.randint(0, tok.vocab_size, (1, 1))  # one position into an empty cache: a float decode step
+    with torch.no_grad():
+        for stack, expected in ((post.blocks, kernels.load() is not None), (model.blocks, False)):
+            cache = KVCache()
+            _, mask = model.attention_context(ids, None, None, None, cache)
+            found = fastpath.runner(stack.layers, model.embed_tokens(ids), mask, cache, ("blocks",))
+            assert (found is not None) == expected
     cached = generate(model, tok, "def add(a, b):", GenerationConfig(max_new_tokens=8, ignore_eos=True))
     uncached = generate(model, tok, "def add(a, b):", GenerationConfig(max_new_tokens=8, ignore_eos=True,
                                                                        use_cache=False))
