@@ -100,7 +100,12 @@ def units(batch: int, length: int, device: torch.device, *, doc_ids: torch.Tenso
         has_target[index[:, 1:][labels[:, 1:] != IGNORE]] = True
         renumber = torch.cumsum(has_target.long(), 0) - 1
         index = torch.where(has_target[index], renumber[index], torch.full_like(index, -1))
-    count = int(index.max()) + 1 if index.numel() else 0
+    if not index.numel():
+        count = 0
+    elif doc_ids is None and labels is None:
+        count = batch  # one unit per row (a decode step's case: no sync on the index)
+    else:
+        count = int(index.max()) + 1
     if prefix_mask is None and prefix_lens is not None:
         lens = torch.as_tensor(prefix_lens, device=device).view(-1, 1)
         prefix_mask = torch.arange(length, device=device)[None, :] < lens

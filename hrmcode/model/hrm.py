@@ -68,12 +68,6 @@ from hrmcode.model.kvcache import KVCache
 from hrmcode.model.layers import AttnMask, Stack, init_linear, trunc_normal_
 
 
-def q_halt_target(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """1.0 for a sequence whose every target token is the argmax prediction, else 0.0 ([B])."""
-    _, valid, correct = shifted_token_loss(logits, labels)
-    return (correct.sum(-1) == valid.sum(-1)).float()
-
-
 def q_continue_target(next_q_halt: torch.Tensor, next_q_continue: torch.Tensor, is_last: bool) -> torch.Tensor:
     """The paper's bootstrapped target for q_continue (logits of the next segment, no gradient)."""
     next_value = next_q_halt if is_last else torch.maximum(next_q_halt, next_q_continue)
