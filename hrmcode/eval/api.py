@@ -81,11 +81,9 @@ class EvalConfig:
         if not 0 < self.top_p <= 1:
             raise UsageError(f"--top-p {self.top_p:g} is not in (0, 1]", "use a probability mass, e.g. 0.95 or 1")
         positive_seconds("--request-timeout", self.request_timeout)
-        if self.max_segments is not None and self.max_segments < 1:
-            raise UsageError(f"--max-segments {self.max_segments} is below 1", "give 1 or more segments")
-        if self.halt_threshold is not None and not 0 < self.halt_threshold < 1:
-            raise UsageError(f"--halt-threshold {self.halt_threshold:g} is not strictly between 0 and 1",
-                             "give a probability such as 0.5 (lower halts sooner)")
+        from hrmcode.model.halting import check_range  # torch: only once eval runs, not at start-up
+
+        check_range(self.max_segments, self.halt_threshold, ("--max-segments", "--halt-threshold"))
 
     @property
     def generation(self) -> Generation:

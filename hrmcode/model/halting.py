@@ -39,12 +39,17 @@ class HaltPolicy:
     threshold: float | None = None  # halt once sigmoid(q_halt) >= threshold; None: the trained rule
 
     def __post_init__(self) -> None:
-        if self.max_segments is not None and self.max_segments < 1:
-            raise UsageError(f"max_segments must be >= 1, got {self.max_segments}", "give 1 or more segments")
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise UsageError(f"halt threshold must be in (0, 1), got {self.threshold}",
-                             "give a probability such as 0.5 (lower halts sooner)")
+        check_range(self.max_segments, self.threshold)
 
+
+def check_range(max_segments: int | None, threshold: float | None,
+                names: tuple[str, str] = ("max_segments", "halt threshold")) -> None:
+    """A ``UsageError`` for a budget no model can honour, naming the values as ``names`` (a CLI's flags)."""
+    if max_segments is not None and max_segments < 1:
+        raise UsageError(f"{names[0]} must be >= 1, got {max_segments}", "give 1 or more segments")
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise UsageError(f"{names[1]} must be in (0, 1), got {threshold}",
+                         "give a probability such as 0.5 (lower halts sooner)")
 
 
 def check_budget(config: ModelConfig, threshold: float | None) -> None:

@@ -59,7 +59,7 @@ def test_an_hrmcode_server_gets_the_budget_in_the_body(cli, act, tmp_path):
 @pytest.mark.parametrize("model,extra,words", [
     ("oracle", ["--max-segments", "2"], "--model oracle generates nothing"),
     ("checkpoint:TRANSFORMER", ["--max-segments", "2"], "need a looped hrm or trm model"),
-    ("checkpoint:ACT", ["--halt-threshold", "1"], "--halt-threshold 1 is not strictly between 0 and 1"),
+    ("checkpoint:ACT", ["--halt-threshold", "1"], "--halt-threshold must be in (0, 1), got 1.0"),
     ("checkpoint:ACT", ["--max-segments", "0"], "Invalid value for '--max-segments'"),
 ])
 def test_bad_budgets_are_usage_errors(cli, act, tmp_path, model, extra, words):
