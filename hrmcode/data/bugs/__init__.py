@@ -65,8 +65,6 @@ from hrmcode.data.bugs import suites
 from hrmcode.data.bugs.issues import ChatModel, Statement, evidence, problem_statement, secrets, statement_stats
 from hrmcode.data.bugs.lm import lm_modify_bugs
 from hrmcode.data.bugs import tsmodifiers
-from hrmcode.data.bugs.procedural import candidate_bugs
-from hrmcode.data.bugs.procedural.combine import COMBINE_FILE, file_combos
 from hrmcode.data import syntax
 from hrmcode.data.gitread import git_output
 from hrmcode.data.testfiles import is_test_path
@@ -83,7 +81,6 @@ STATUS = re.compile(r"^(?:(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)
 MAX_FILE_BYTES = 1 << 20
 REPOSITORY = "repository.jsonl"  # the repository's files at HEAD, beside tasks.jsonl
 BUG_PREFIX = {"lm_modify": ""}  # instance-id prefix of LM-written bug kinds (SWE-smith's "<repo>.lm_modify__<hash>")
-COMBINED = (COMBINE_FILE,)  # multi-bug kinds, named as SWE-smith names them ("<repo>.combine_file__<hash>")
 MAX_BUGS = 50  # candidates tried by default
 BUG_TIMEOUT_S = 120.0  # seconds per test run of one candidate, by default
 VERDICTS = "bug-verdicts.jsonl"  # each tested candidate's verdict, beside the output: a rerun skips it
@@ -199,6 +196,8 @@ def candidates(info: RepoInfo, seed: int) -> list[Candidate]:
     their modifier's complexity bounds first, then the others; within each, round-robin across
     strategies (each strategy's bugs and the order of the strategies shuffled with ``seed``), so no
     strategy crowds the others out of the first ``max_bugs``."""
+    from hrmcode.data.bugs.procedural import candidate_bugs  # libcst: loaded when bugs are made, not at start-up
+
     found: list[Candidate] = []
     for path in sorted(info.files):
         language = "python" if path.endswith(".py") else syntax.language_of(path)
@@ -230,6 +229,8 @@ def candidates(info: RepoInfo, seed: int) -> list[Candidate]:
 
 def combined_candidates(info: RepoInfo, kept: list[Candidate]) -> list[Candidate]:
     """SWE-smith's ``combine_file`` candidates: kept bugs of each file merged in pairs (``file_combos``)."""
+    from hrmcode.data.bugs.procedural.combine import COMBINE_FILE, file_combos  # libcst, as in candidates()
+
     by_path: dict[str, list[Candidate]] = {}
     for candidate in kept:
         by_path.setdefault(candidate.path, []).append(candidate)
@@ -372,6 +373,8 @@ def repo_tasks(
     with ``lm_bugs``, that many functions with a bug of its own (``lm.lm_modify_bugs``), tried first;
     ``combine`` also tries SWE-smith's ``combine_file`` tasks: kept procedural bugs of one file merged
     in pairs (``procedural.combine.file_combos``) and validated like any candidate."""
+    from hrmcode.data.bugs.procedural.combine import COMBINE_FILE  # libcst, as in candidates()
+
     info = read_repo(path)
     # the suite's language decides how tests run and are read (``suites``); go, rust and jest have a default command
     language = suites.suite_language(test_cmd, info.files)
@@ -458,7 +461,7 @@ def repo_tasks(
             continue
         fail_to_pass, pass_to_pass = verdict["FAIL_TO_PASS"], verdict["PASS_TO_PASS"]
         patch = bug_patch(candidate.path, info.files[candidate.path], candidate.bugged)
-        prefix = BUG_PREFIX.get(candidate.kind, "" if candidate.kind in COMBINED else "func_pm_")
+        prefix = BUG_PREFIX.get(candidate.kind, "" if candidate.kind == COMBINE_FILE else "func_pm_")
         instances.append({
             "instance_id": f"{info.repo_name}.{prefix}{candidate.kind}__{short_hash(patch)}",
             "repo": info.repo_name,
