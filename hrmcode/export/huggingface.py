@@ -104,6 +104,13 @@ def _source(ref: Path | str, workspace: Path | str | None) -> tuple[Path, Artifa
     return artifact.path, artifact
 
 
+def _shared_fields(config: ModelConfig, dtype: str) -> dict:
+    """What every exported ``config.json`` says the same way: cache, untied head, special ids, dtype, and
+    hrmcode's own config under ``hrmcode``."""
+    return {"use_cache": True, "tie_word_embeddings": False, "bos_token_id": None, "eos_token_id": 1,
+            "pad_token_id": 0, "torch_dtype": dtype, "hrmcode": config.to_dict()}
+
+
 def hf_config(config: ModelConfig, dtype: str) -> dict:
     """``config.json`` for ``configuration_hrmcode.HrmcodeConfig``, with hrmcode's own config kept under ``hrmcode``."""
     return {
@@ -126,13 +133,7 @@ def hf_config(config: ModelConfig, dtype: str) -> dict:
         "prefix_bidirectional": config.prefix_bidirectional,
         "rope_theta": config.rope_theta,
         "rms_norm_eps": config.rms_eps,
-        "use_cache": True,
-        "tie_word_embeddings": False,
-        "bos_token_id": None,
-        "eos_token_id": 1,
-        "pad_token_id": 0,
-        "torch_dtype": dtype,
-        "hrmcode": config.to_dict(),
+        **_shared_fields(config, dtype),
     }
 
 
@@ -157,13 +158,7 @@ def llama_config(config: ModelConfig, dtype: str) -> dict:
         "attention_bias": False,
         "attention_dropout": 0.0,
         "mlp_bias": False,
-        "use_cache": True,
-        "tie_word_embeddings": False,
-        "bos_token_id": None,
-        "eos_token_id": 1,
-        "pad_token_id": 0,
-        "torch_dtype": dtype,
-        "hrmcode": config.to_dict(),
+        **_shared_fields(config, dtype),
     }
 
 
