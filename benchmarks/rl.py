@@ -4,11 +4,14 @@ Fetches the function tasks hrmcode generates (``hrmcode fetch function-tasks``: 
 constants, a quarter of each family held out), fine-tunes a tiny HRM briefly
 (SFT) on the reference solutions of every ``--sft-every``-th training task (synthesize's ``solve``
 examples), then runs ``train --stage rl`` (expert iteration, the sandbox verdict as the reward)
-from that model and prints one row per round: answers sampled, answers rewarded, held-out tasks
+from that model (``--method expert``: expert iteration, or ``grpo``: group relative policy optimization;
+the sandbox verdict as the reward) and prints one row per round: answers sampled, answers rewarded,
+training tasks whose group of samples had signal (rewards not all equal), mean reward, held-out tasks
 passed by one greedy answer each, and wall time. Round 0 is the SFT model. "rewarded" counts distinct
 answers that earned reward 1, "training tasks rewarded" the training tasks with at least one.
 
-    python benchmarks/rl.py                      # about 40 minutes on 2 cores shared with other work
+    python benchmarks/rl.py                      # about 20-40 minutes on 2 cores shared with other work
+    python benchmarks/rl.py --method grpo --seed 1
     python benchmarks/rl.py --rounds 2 --sft-steps 60
 """
 
@@ -47,6 +50,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--rl-steps", type=int, default=20)
+    parser.add_argument("--method", choices=("expert", "grpo"), default="expert")
+    parser.add_argument("--lr", type=float, default=1e-3, help="the RL stage's peak learning rate")
+    parser.add_argument("--kl", type=float, default=0.02, help="GRPO's KL penalty weight (--rl-kl)")
     parser.add_argument("--keep", type=Path, default=None, help="write the artifacts here (default: a temporary dir)")
     args = parser.parse_args()
 
@@ -67,21 +73,26 @@ def main() -> None:
         sft_s = time.perf_counter() - started
         rl_options = resolve_options("tiny", {"stage": "rl", "rl_rounds": args.rounds, "rl_samples": args.samples,
                                               "rl_temperature": args.temperature, "rl_steps": args.rl_steps,
-                                              "rl_max_new_tokens": 64, "lr": 1e-3, "seed": args.seed})
+                                              "rl_max_new_tokens": 64, "lr": args.lr, "seed": args.seed,
+                                              "rl_method": args.method,
+                                              **({"rl_kl": args.kl} if args.method == "grpo" else {})})
         result = train_rl(rl_options, str(tasks_art.path), init_from=str(sft.out_dir),
                           reward=FunctionTaskReward(get_sandbox()), out=root / "rl-model",
                           redo=True, workspace=root / "workspace")
         print(f"\nfunction tasks: {result.train_tasks} training, {result.heldout_tasks} held-out; "
               f"SFT on {len(train_tasks[::args.sft_every])} references, {args.sft_steps} steps ({sft_s:.0f} s); "
-              f"RL: {args.samples} samples per task at temperature {args.temperature}, {args.rl_steps} steps "
-              f"per round\n")
-        print("| round | samples | rewarded | training tasks rewarded | held-out passed | held-out pass rate | wall s |")
-        print("|---|---|---|---|---|---|---|")
+              f"RL ({args.method}{f', KL {args.kl}' if args.method == 'grpo' else ''}, lr {args.lr}): "
+              f"{args.samples} samples per task at temperature {args.temperature}, {args.rl_steps} steps per round\n")
+        print("| round | samples | rewarded | training tasks rewarded | groups with signal | mean reward "
+              "| held-out passed | held-out pass rate | wall s |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in result.rounds:
             rate = r["heldout_passed"] / r["heldout_tasks"]
             tasks_rewarded = len({k["task_id"] for k in r["kept"]})
+            mean = "—" if r["mean_reward"] is None else f"{r['mean_reward']:.3f}"
             print(f"| {r['round']} | {r['samples']} | {r['rewarded']} | {tasks_rewarded}/{result.train_tasks} "
-                  f"| {r['heldout_passed']}/{r['heldout_tasks']} | {rate:.2f} | {r['seconds']:.0f} |")
+                  f"| {r['groups_with_signal']} | {mean} | {r['heldout_passed']}/{r['heldout_tasks']} | {rate:.2f} "
+                  f"| {r['seconds']:.0f} |")
 
 
 if __name__ == "__main__":

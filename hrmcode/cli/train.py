@@ -29,8 +29,8 @@ EPILOG = examples_epilog(
 
 # Where each option appears in --help. TrainOptions fields named here are generated from the library
 # (help, range, default); the others are this command's own parameters.
-HELP_ORDER = ("config arch depth_match norm mode stage init_from rl_rounds rl_samples rl_temperature rl_steps "
-              "rl_max_new_tokens pretrain pretrain_steps tokenizer vocab_size seq_len batch_size "
+HELP_ORDER = ("config arch depth_match norm mode stage init_from rl_method rl_rounds rl_samples rl_temperature "
+              "rl_steps rl_kl rl_max_new_tokens pretrain pretrain_steps tokenizer vocab_size seq_len batch_size "
               "grad_accum max_steps stop_after lr warmup_steps min_lr_ratio weight_decay clip_grad ema_decay curriculum "
               "bp_warmup_steps qat qat_start qat_group_size "
               "reward_weighting "

@@ -46,14 +46,21 @@ class TrainOptions(BaseModel):
                              "last bp_steps module calls, TRM: through the last recursion) or act (paper: deep "
                              "supervision, Q-learned halting).")
     stage: Literal["sft", "pretrain", "rl"] = Field(
-        "sft", description="sft (examples, loss on targets), pretrain (corpus, loss on all tokens) or rl (expert "
-                           "iteration from --from MODEL on a tasks artifact of function tasks: the sandbox verdict "
-                           "is the reward).")
+        "sft", description="sft (examples, loss on targets), pretrain (corpus, loss on all tokens) or rl (from "
+                           "--from MODEL on a tasks artifact of function tasks: the sandbox verdict is the reward; "
+                           "see --rl-method).")
+    rl_method: Literal["expert", "grpo"] = Field(
+        "expert", description="With --stage rl: expert (expert iteration: fine-tune on every rewarded answer so "
+                              "far) or grpo (group relative policy optimization: a clipped policy gradient on each "
+                              "round's answers, advantage = reward normalized within the task's group).")
     rl_rounds: int = Field(3, ge=1, description="With --stage rl: rounds of sample, judge, fine-tune.")
     rl_samples: int = Field(8, ge=1, description="With --stage rl: answers sampled per training task each round.")
     rl_temperature: float = Field(0.8, gt=0, description="With --stage rl: sampling temperature.")
-    rl_steps: int = Field(20, ge=1, description="With --stage rl: optimizer steps of fine-tuning per round, on "
-                                                "every rewarded answer so far.")
+    rl_steps: int = Field(20, ge=1, description="With --stage rl: optimizer steps per round (expert: on every "
+                                                "rewarded answer so far; grpo: on the round's answers, "
+                                                "--batch-size answers a step).")
+    rl_kl: float = Field(0.02, ge=0, description="With --rl-method grpo: weight of the KL penalty to the starting "
+                                                 "model (k3 estimator per answer token; 0: off).")
     rl_max_new_tokens: int = Field(128, ge=1, description="With --stage rl: most tokens of one answer.")
     pretrain_steps: int = Field(0, ge=0, description="Steps of pretraining before SFT (with --pretrain).")
     vocab_size: int = Field(512, ge=266, description="BPE vocabulary size when training a tokenizer (tokens).")

@@ -1,4 +1,4 @@
-"""`hrmcode train --stage rl`: expert iteration with the sandbox verdict as the reward.
+"""`hrmcode train --stage rl`: expert iteration and GRPO with the sandbox verdict as the reward.
 
 The reward (``hrmcode.eval.rewards.FunctionTaskReward``) runs in the real bubblewrap sandbox; the
 hostile corpora of the verdict issue (``tests/eval/hostile/he_*``, ``tests/synth/fixtures/hostile/he_*``)
@@ -10,6 +10,7 @@ what is tested; benchmarks/rl.py measures whether the rounds help.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,13 @@ from hrmcode.data.synthesize import synthesize
 from hrmcode.data.synthesize.pipeline import split_key, split_of
 from hrmcode.eval.rewards import FunctionTaskReward, completion_of
 from hrmcode.jsonl import read_jsonl
+from hrmcode.model.base import IGNORE, ModelOutput
 from hrmcode.model.checkpoint import load_checkpoint
+from hrmcode.train import data as D
 from hrmcode.train.loop import train
 from hrmcode.train.options import resolve_options
-from hrmcode.train.rl import ROUNDS, _examples, fine_tune, read_tasks, solve_prompt
+from hrmcode.train.rl import (ROUNDS, Group, _examples, answer_batch, fine_tune, group_advantages, grpo_loss,
+                              grpo_update, read_tasks, sample_and_reward, solve_prompt, token_logprobs)
 from tests._sandboxes import read_attack, real_sandbox
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -201,3 +205,110 @@ def test_bad_input_is_one_line(cli, runs, tmp_path):
     _one_line_error(cli(*base[:1], str(tmp_path / "exercises"), *base[1:], "--from", str(model_dir)), 1,
                     "no function tasks with tests")
     assert not (tmp_path / "run" / ROUNDS).exists()
+
+
+# -- GRPO -------------------------------------------------------------------------------------
+def test_group_advantages():
+    third = math.sqrt(3)
+    assert group_advantages([1.0, 0.0, 0.0, 0.0]) == pytest.approx([third, -1 / third, -1 / third, -1 / third], 1e-5)
+    assert group_advantages([1.0, 1.0, 0.0, 0.0]) == pytest.approx([1.0, 1.0, -1.0, -1.0], 1e-5)
+    assert group_advantages([0.0, 0.0, 0.0]) == [0.0, 0.0, 0.0] and group_advantages([1.0, 1.0]) == [0.0, 0.0]
+
+
+class _TableLM(torch.nn.Module):
+    """Logits that are a learned table per position: a gradient on a row is a gradient on that position."""
+
+    def __init__(self, length: int, vocab: int):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(length, vocab, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, input_ids, **_):
+        return ModelOutput(logits=self.table[None].expand(input_ids.shape[0], -1, -1))
+
+
+def test_grpo_loss_touches_the_answer_tokens_only_and_an_equal_group_nothing():
+    doc = D.Doc(ids=[5, 6, 7, 8, 9, 10], prompt_len=3)  # prompt 5 6 7, answer 8 9 10
+    batch = answer_batch([doc, doc], 8, 0)
+    assert batch.labels[0].tolist() == [IGNORE] * 3 + [8, 9, 10] + [IGNORE] * 2
+    lm = _TableLM(8, 12)
+    with torch.no_grad():
+        old, mask = token_logprobs(lm, batch)
+    logp, mask = token_logprobs(lm, batch)
+    grpo_loss(logp, old, None, mask, torch.tensor([1.0, -0.5]), 0.0).backward()
+    touched = [bool(row.abs().sum() > 0) for row in lm.table.grad]
+    assert touched == [False, False, True, True, True, False, False, False]  # positions 2-4 predict 8 9 10
+    lm.table.grad = None
+    logp, mask = token_logprobs(lm, batch)
+    grpo_loss(logp, old, old, mask, torch.tensor([0.0, 0.0]), 0.5).backward()  # no advantage, KL at its minimum
+    assert not lm.table.grad.abs().sum()
+
+
+def _answer_logprob(model, tokenizer, task: dict, answer: str) -> float:
+    [example] = _examples([{"task_id": task["id"], "target": answer}], {task["id"]: task})
+    doc = D.encode_example(example, tokenizer, model.config.prompt)
+    with torch.no_grad():
+        logp, mask = token_logprobs(model.train(), answer_batch([doc], len(doc.ids), tokenizer.pad_id))
+    return float((logp * mask).sum() / mask.sum())
+
+
+def test_a_grpo_round_raises_the_rewarded_answer(runs):
+    root, tasks_art, model_dir, config = runs
+    train_tasks, _ = read_tasks(tasks_art)
+    loaded = load_checkpoint(model_dir)
+    task = train_tasks[0]
+    good, bad = _whole("def f(x):\n    return x\n"), _whole("def f(x):\n    pass\n")
+    # a fake reward that rewards one fixed string
+    groups = [Group(task, [good, bad, bad, good], [1.0, 0.0, 0.0, 1.0]), Group(train_tasks[1], [bad, bad], [0.0, 0.0])]
+    before = [_answer_logprob(loaded.model, loaded.tokenizer, task, a) for a in (good, bad)]
+    reference = load_checkpoint(model_dir).model.requires_grad_(False)
+    options = resolve_options(str(config), {"stage": "rl", "rl_method": "grpo", "rl_steps": 3, "batch_size": 4,
+                                            "lr": 3e-3})
+    loss = grpo_update(loaded.model, loaded.tokenizer, groups, options, 1, reference)
+    after = [_answer_logprob(loaded.model, loaded.tokenizer, task, a) for a in (good, bad)]
+    assert loss is not None and after[0] > before[0] and after[0] - after[1] > before[0] - before[1]
+    assert grpo_update(loaded.model, loaded.tokenizer, groups[1:], options, 2, reference) is None  # no signal
+
+
+def test_grpo_hostile_answers_earn_no_advantage(sandbox):
+    task = function_tasks(seed=0)[0].model_dump()
+    replies = [_whole("import os\nprint('passed')\nos._exit(0)\n" + task["prompt"]), _whole(task["prompt"]),
+               _whole(task["prompt"] + "    return x\n") + "\ntest.py\n```python\ndef check(c):\n    pass\n```\n",
+               _whole(task["solution"]["files"]["solution.py"])]  # three hostile replies, then the honest one
+
+    class Replies:
+        def answer(self, task, temperature, seed):
+            return replies.pop(0)
+
+    options = resolve_options("tiny", {"stage": "rl", "rl_method": "grpo", "rl_samples": 4})
+    [group] = sample_and_reward(Replies(), FunctionTaskReward(sandbox, timeout_s=2.0), [task], options, 1)
+    assert group.rewards == [0.0, 0.0, 0.0, 1.0]
+    assert group_advantages(group.rewards) == pytest.approx([-1 / math.sqrt(3)] * 3 + [math.sqrt(3)], 1e-5)
+
+
+def test_grpo_from_the_cli_resumes_and_keeps_its_method(cli, runs):
+    root, tasks_art, model_dir, config = runs
+    out = root / "grpo"
+    args = ["train", str(tasks_art.path), "--config", str(config), *RL, "--rl-method", "grpo", "--from",
+            str(model_dir), "-o", str(out)]
+    first = cli(*args, "--stop-after", "1")
+    assert first.exit_code == 0, first.stderr
+    [zero, one] = list(read_jsonl(out / ROUNDS))
+    assert one["samples"] == 6 and 0 <= one["groups_with_signal"] <= 3 and 0.0 <= one["mean_reward"] <= 1.0
+    _one_line_error(cli(*args[:-6], "--from", str(model_dir), "-o", str(out)), 2, "option rl_method was 'grpo'")
+    second = cli(*args)
+    assert second.exit_code == 0, second.stderr
+    assert "resuming after round 1 of 2" in second.stderr
+    assert [r["round"] for r in read_jsonl(out / ROUNDS)] == [0, 1, 2]
+    assert load_artifact(out, "model").manifest["stats"]["method"] == "grpo"
+    _one_line_error(cli(*args[:-6], "--rl-kl", "0.1", "--from", str(model_dir), "-o", str(root / "x")), 2,
+                    "--rl-kl applies only to --rl-method grpo")
+
+
+def test_grpo_refuses_an_act_model(cli, runs):
+    root, tasks_art, model_dir, config = runs
+    examples = load_artifact(root / "examples", "examples")
+    options = resolve_options(str(config), {"mode": "act", "max_steps": 1, "seq_len": 192, "batch_size": 2,
+                                            "eval_every": 0, "logger": "none"})
+    act = train(options, str(examples.path), tokenizer_path=model_dir, out=root / "act", workspace=root / "ws")
+    _one_line_error(cli("train", str(tasks_art.path), "--config", str(config), *RL, "--rl-method", "grpo",
+                        "--from", str(act.out_dir), "-o", str(root / "act-rl")), 2, "does not train an act model")
