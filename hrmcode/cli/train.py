@@ -121,9 +121,11 @@ def _train_rl(ctx: typer.Context, options: TrainOptions, tasks: str, init_from: 
                       name=name, redo=redo, stop_after=stop_after, workspace=workspace(ctx))
 
     def render() -> None:
-        rows = [[r["round"], r["samples"], r["rewarded"], f"{r['heldout_passed']}/{r['heldout_tasks']}",
-                 f"{r['seconds']:.1f}"] for r in result.rounds]
-        out.table(f"train --stage rl ({result.train_tasks} training tasks) -> {result.out_dir}",
-                  ["round", "samples", "rewarded", "held-out passed", "seconds"], rows)
+        rows = [[r["round"], r["samples"], r["rewarded"], r.get("groups_with_signal", "-"),
+                 "-" if r.get("mean_reward") is None else f"{r['mean_reward']:.3f}",
+                 f"{r['heldout_passed']}/{r['heldout_tasks']}", f"{r['seconds']:.1f}"] for r in result.rounds]
+        out.table(f"train --stage rl {options.rl_method} ({result.train_tasks} training tasks) -> {result.out_dir}",
+                  ["round", "samples", "rewarded", "signal groups", "mean reward", "held-out passed", "seconds"],
+                  rows)
 
     out.result(result.payload(), render)
