@@ -125,7 +125,7 @@ def _train_rl(ctx: typer.Context, options: TrainOptions, tasks: str, init_from: 
                  "-" if r.get("mean_reward") is None else f"{r['mean_reward']:.3f}",
                  f"{r['heldout_passed']}/{r['heldout_tasks']}", f"{r['seconds']:.1f}"] for r in result.rounds]
         out.table(f"train --stage rl {options.rl_method} ({result.train_tasks} training tasks) -> {result.out_dir}",
-                  ["round", "samples", "rewarded", "signal groups", "mean reward", "held-out passed", "seconds"],
+                  ["round", "samples", "rewarded", "signal", "reward", "held-out passed", "seconds"],
                   rows)
 
     out.result(result.payload(), render)
