@@ -198,9 +198,9 @@ def test_synthesize_options_are_the_library_fields():
 
 
 def test_the_command_line_starts_without_the_heavy_libraries():
-    """``hrmcode --help`` and every command's parsing import no torch, libcst, transformers, datasets or
-    ray: commands load them when they run (start-up stays well under a second)."""
-    code = ("import sys, hrmcode.cli.app; "
+    """``hrmcode --help``, every command's parsing and an eval's options without a compute budget import no
+    torch, libcst, transformers, datasets or ray: commands load them when they run (start-up stays fast)."""
+    code = ("import sys, hrmcode.cli.app; from hrmcode.eval.api import EvalConfig; EvalConfig(model='oracle'); "
             "print(' '.join(m for m in ('torch', 'libcst', 'transformers', 'datasets', 'ray') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []

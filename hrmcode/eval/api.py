@@ -81,9 +81,10 @@ class EvalConfig:
         if not 0 < self.top_p <= 1:
             raise UsageError(f"--top-p {self.top_p:g} is not in (0, 1]", "use a probability mass, e.g. 0.95 or 1")
         positive_seconds("--request-timeout", self.request_timeout)
-        from hrmcode.model.halting import check_range  # torch: only once eval runs, not at start-up
+        if self.max_segments is not None or self.halt_threshold is not None:
+            from hrmcode.model.halting import check_range  # imports torch: only when a budget is given
 
-        check_range(self.max_segments, self.halt_threshold, ("--max-segments", "--halt-threshold"))
+            check_range(self.max_segments, self.halt_threshold, ("--max-segments", "--halt-threshold"))
 
     @property
     def generation(self) -> Generation:
