@@ -144,7 +144,8 @@ class HRM(CausalLM):
 
     def q_logits(self, z_h: torch.Tensor, unit: Units) -> torch.Tensor:
         """[U, 2] (halt, continue) from the mean of z_H over each unit's pooled positions, in fp32."""
-        return self.q_head(unit.mean(z_h)).float()
+        pooled = unit.mean(z_h)  # fp32: the mean of many positions
+        return self.q_head(pooled.to(self.q_head.weight.dtype)).float()  # a bf16 model's head reads bf16
 
     def act_units(self, labels: torch.Tensor, doc_ids: torch.Tensor | None,
                   prefix_mask: torch.Tensor | None = None) -> Units:

@@ -138,3 +138,20 @@ def test_batched_rows_of_different_segment_counts_decode_as_alone():
             for row in range(2):
                 tokens[row].append(int(out.logits[row, -1].argmax()))
         assert tokens == alone
+
+
+@pytest.mark.parametrize("arch", ["hrm", "trm"])
+def test_a_bfloat16_act_model_halts_and_generates(arch):
+    """``serve --dtype bfloat16`` and ``load_any(dtype=bfloat16)``: the pooled fp32 state meets a bf16 Q head."""
+    from hrmcode.model.generate import GenerationConfig, next_tokens
+
+    model = _act(arch).to(torch.bfloat16)
+    with torch.no_grad():
+        out = model(_ids(0, 9), prefix_lens=torch.tensor([9]), halt=HaltPolicy(max_segments=3))
+    assert out.logits.dtype == torch.bfloat16 and 1 <= int(out.segments[0]) <= 3
+    seen = []
+    with torch.no_grad():
+        source = next_tokens(model, _ids(1, 6)[0].tolist(), GenerationConfig(max_new_tokens=3, max_segments=2),
+                             seen.append)
+        tokens = [next(source) for _ in range(3)]
+    assert len(tokens) == 3 and len(seen) == 1 and 1 <= seen[0] <= 2
