@@ -15,7 +15,8 @@ exactly the library's tokens; a request that shares the batch gets them up to fl
 models: the batch kernel computes each row as the single-sequence one does; float models run
 PyTorch ops where a lone request runs the fused kernels, so greedy tokens can differ where two
 logits nearly tie); sampling stays per request and
-seeded; at most one prompt is prefilled between two decode steps, so a new request delays the
+seeded; a prompt whose prefill fails fails its own request only; at most one prompt is prefilled between two
+decode steps, so a new request delays the
 running ones by one prefill at most, and waits for at most one step before its prefill. Not
 guaranteed: fairness beyond first come, first served; a prompt longer than the context is refused
 before it gets here (``ModelEngine.check_prompt``).
@@ -137,14 +138,19 @@ class BatchDecoder:
         if request.cancelled.is_set():
             return
         cfg = request.cfg
-        request.generator = torch.Generator().manual_seed(cfg.seed)
-        ids = request.prompt_ids
-        single = KVCache(min(len(ids) + cfg.max_new_tokens, self.max_len), getattr(self.model, "kv_dtype", None))
-        logits, segments = prefill(self.model, ids, cfg, single)  # under the request's compute budget
-        if request.segments_seen is not None:
-            request.segments_seen(segments)
+        try:  # this request's own failure (out of memory, a budget its model cannot run) is its alone
+            request.generator = torch.Generator().manual_seed(cfg.seed)
+            ids = request.prompt_ids
+            single = KVCache(min(len(ids) + cfg.max_new_tokens, self.max_len), getattr(self.model, "kv_dtype", None))
+            logits, segments = prefill(self.model, ids, cfg, single)  # under the request's compute budget
+            if request.segments_seen is not None:
+                request.segments_seen(segments)
+            first = pick_token(logits, cfg, request.generator)
+        except Exception as exc:  # noqa: BLE001 - handed to the request's consumer, which raises it
+            request.out.put(exc)
+            return
         request.length = len(ids)
-        if self._emit(request, pick_token(logits, cfg, request.generator)):
+        if self._emit(request, first):
             if not self._rows:
                 self._solo = single
             else:

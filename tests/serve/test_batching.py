@@ -143,3 +143,30 @@ def test_a_request_alone_runs_exactly_the_library_path(monkeypatch):
     decoder = BatchDecoder(model, eos_id=None, max_batch=8)
     assert list(decoder.tokens(model, PROMPTS[1], cfg)) == expected
     assert len(single_calls) == 2 * alone_calls > 0  # the same fused single-sequence calls, none batched
+
+
+def test_a_failed_prefill_fails_its_own_request_only(monkeypatch):
+    """A prompt whose prefill raises (out of memory, a bug) reaches its consumer as that error; the rows already
+    decoding go on and get their tokens, and the next request is served."""
+    import hrmcode.serve.batching as batching
+
+    model = _model("transformer", False)
+    cfg = GenerationConfig(max_new_tokens=12)
+    expected = [_alone(model, p, cfg, 12) for p in PROMPTS[:2]]
+    real_prefill = batching.prefill
+
+    def prefill(model_, ids, cfg_, cache):
+        if list(ids) == [6, 6, 6]:
+            raise RuntimeError("out of memory (planted)")
+        return real_prefill(model_, ids, cfg_, cache)
+
+    monkeypatch.setattr(batching, "prefill", prefill)
+    decoder = BatchDecoder(model, eos_id=None, max_batch=4)
+    with ThreadPoolExecutor(3) as pool:
+        good = [pool.submit(lambda p=p: list(decoder.tokens(model, p, cfg))) for p in PROMPTS[:2]]
+        bad = pool.submit(lambda: list(decoder.tokens(model, [6, 6, 6], cfg)))
+        with pytest.raises(RuntimeError, match="planted"):
+            bad.result(timeout=60)
+        assert [f.result(timeout=60) for f in good] == expected
+    assert list(decoder.tokens(model, PROMPTS[0], cfg)) == expected[0]
+    assert decoder.running == 0
