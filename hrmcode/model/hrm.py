@@ -145,7 +145,7 @@ class HRM(CausalLM):
     def q_logits(self, z_h: torch.Tensor, unit: Units) -> torch.Tensor:
         """[U, 2] (halt, continue) from the mean of z_H over each unit's pooled positions, in fp32."""
         pooled = unit.mean(z_h)  # fp32: the mean of many positions
-        return self.q_head(pooled.to(self.q_head.weight.dtype)).float()  # a bf16 model's head reads bf16
+        return self.q_head(pooled.to(z_h.dtype)).float()  # in the activations' dtype: a bf16 model's head is bf16
 
     def act_units(self, labels: torch.Tensor, doc_ids: torch.Tensor | None,
                   prefix_mask: torch.Tensor | None = None) -> Units:
