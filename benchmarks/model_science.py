@@ -46,6 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hrmcode.data import depth_tasks as DT  # noqa: E402
+from hrmcode.jsonl import AppendLog  # noqa: E402
 from hrmcode.model import build_model  # noqa: E402
 from hrmcode.model.base import IGNORE  # noqa: E402
 from hrmcode.model.config import ModelConfig  # noqa: E402
@@ -155,6 +156,14 @@ def task_batch(tasks: list[DT.DepthTask], device: torch.device) -> tuple[torch.T
     return ids.to(device), labels.to(device)
 
 
+def prompt_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Each row's prompt, the positions before its answer: all an act arm's Q head may read when it decides to
+    halt (``hrmcode.model.halting``). Without it the Q head pooled the whole row, answer and padding included
+    (fixed after the 2026-12-01 CPU run: docs/model-science.md says what that changes)."""
+    answer_at = (labels != IGNORE).float().argmax(1)
+    return torch.arange(labels.shape[1], device=labels.device)[None, :] < answer_at[:, None]
+
+
 def source_corpus() -> tuple[bytes, bytes]:
     """Real Python code: the standard library's own sources, sorted by path; the held-out part is
     a fixed set of whole files (every 10th), never trained on."""
@@ -192,7 +201,7 @@ def evaluate(model, tasks: list[DT.DepthTask], device, segments: int | None = No
         for start in range(0, len(by_kind), chunk):
             part = by_kind[start:start + chunk]
             ids, labels = task_batch(part, device)
-            out = model(ids, labels=labels, **extra)
+            out = model(ids, labels=labels, prefix_mask=prompt_mask(labels), **extra)
             answer_at = (labels != IGNORE).float().argmax(1)
             rows = torch.arange(len(part), device=device)
             predicted = out.logits[rows, answer_at - 1].argmax(-1)
@@ -260,7 +269,7 @@ def train_run(job: Job, scale: Scale, budget: float, device: torch.device, sets:
             span = gradient_span(model, bp_steps_at(step, warmup_steps, config.bp_steps))
         before = counter.total
         with span:
-            out = model(ids, labels=labels)
+            out = model(ids, labels=labels, prefix_mask=None if code else prompt_mask(labels))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -365,14 +374,11 @@ def _run_job(job: Job) -> dict | None:
 
 
 def read_runs(path: Path) -> dict[str, dict]:
+    """The finished runs by key (a line torn by a kill is dropped: ``hrmcode.jsonl.AppendLog``)."""
     if not path.exists():
         return {}
-    runs = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            runs[record["key"]] = record
-    return runs
+    with AppendLog(path, key="key") as log:
+        return dict(log.records)
 
 
 def valid_score(record: dict) -> float:
@@ -393,23 +399,33 @@ def run_jobs(jobs: list[Job], path: Path, runs: dict, pool, log) -> None:
     todo = [j for j in jobs if j.key not in runs]
     if not todo:
         return
-    for record in pool.imap_unordered(_run_job, todo):
-        if record is None:
-            continue
-        runs[record["key"]] = record
-        with path.open("a", encoding="utf-8") as fh:  # one line per finished run: a killed rerun skips it
-            fh.write(json.dumps(record) + "\n")
-        log(f"done {record['key']}: {record['steps']} steps, {record['train_flops']:.3g} FLOPs, "
-            f"{record['wall_s']:.0f} s")
+    finished = None  # one line per finished run, fsynced: a killed rerun skips it (opened at the first one)
+    try:
+        for record in pool.imap_unordered(_run_job, todo):
+            if record is None:
+                continue
+            runs[record["key"]] = record
+            finished = finished or AppendLog(path, key="key")
+            finished.append(record)
+            log(f"done {record['key']}: {record['steps']} steps, {record['train_flops']:.3g} FLOPs, "
+                f"{record['wall_s']:.0f} s")
+    finally:
+        if finished is not None:
+            finished.close()
 
 
 def run_experiment(scale: Scale, out: Path, device: str, jobs: int, threads: int, log=print,
-                   deadline: float | None = None) -> dict:
+                   deadline: float | None = None, name: str = "cpu") -> dict:
     """Every run not yet in ``out/runs.jsonl``; runs not started by ``deadline`` (a time.time()) are
     left out, for the report to name and a rerun to do."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "runs.jsonl"
     runs = read_runs(path)
+    marker = out / "config.txt"  # runs of two configurations never mix in one runs.jsonl
+    if marker.exists() and marker.read_text(encoding="utf-8").strip() != name:
+        raise SystemExit(f"{out} holds runs of --config {marker.read_text(encoding='utf-8').strip()}, not "
+                         f"{name}: give another --out")
+    marker.write_text(name + "\n", encoding="utf-8")
     budget = budget_flops(scale)
     log(f"budget per arm {budget:.3g} training FLOPs ({scale.budget_steps:g} transformer-12 steps of "
         f"{scale.batch} x {SEQ_LEN} tokens); LR grid {scale.lr_grid} at 1/3 of it; seeds {scale.seeds}")
@@ -691,7 +707,7 @@ def main(argv: list[str] | None = None) -> str:
     else:
         deadline = time.time() + 60 * args.deadline_min if args.deadline_min else None
         runs = run_experiment(scale, out, args.device, args.jobs, args.threads,
-                              log=lambda m: print(m, flush=True), deadline=deadline)
+                              log=lambda m: print(m, flush=True), deadline=deadline, name=name)
     text = report(runs, scale, out, name)
     print(text)
     print(f"wall time {time.perf_counter() - started:.0f} s; written to {out}")

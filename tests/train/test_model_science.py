@@ -147,3 +147,13 @@ def test_a_constant_predictor_is_recognised_from_its_accuracy_per_depth(ms):
     assert ms.constant_digit(record) == "5"
     record["test"]["acc"]["3"] += 1 / n  # one more right answer than the digit's share: not constant
     assert ms.constant_digit(record) is None
+
+
+def test_a_run_torn_by_a_kill_is_dropped_and_configs_never_mix(ms, smoke, tmp_path):
+    out, _ = smoke
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    (tmp_path / "runs.jsonl").write_text("\n".join(lines) + "\n" + lines[-1][:40])  # killed mid-append
+    assert "Missing runs: none" in ms.main(["--smoke", "--out", str(tmp_path), "--report-only"])
+    (tmp_path / "config.txt").write_text("cpu\n")
+    with pytest.raises(SystemExit, match="holds runs of --config cpu, not smoke"):
+        ms.main(["--smoke", "--out", str(tmp_path)])
