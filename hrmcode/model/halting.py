@@ -8,9 +8,11 @@ no unit at all when labels are given.
 
 The Q head reads the mean of ``z_H`` over a unit's *prompt* positions (the PrefixLM prefix:
 ``prefix_mask`` in packed rows, ``prefix_lens`` when generating; a unit with no prompt, such as
-a corpus piece, is read whole). Under causal attention those positions never see the answer, so
-the decision made while training is the one generation can make before its first token, and a
-cached generation halts where an uncached one does.
+a corpus piece, is read whole). Under causal attention prompt positions never see the answer, so
+for prompted units the decision made while training is the one generation can make before its
+first token, and a cached generation halts where an uncached one does. A unit read whole (corpus
+pretraining with ``mode=act``) decides on text that includes its own targets: its training and
+held-out segments are not what a generation, which reads only its prompt, would run.
 
 ``HaltPolicy`` is a per-call compute budget for evaluation and inference: at most
 ``max_segments`` segments, and optionally a confidence ``threshold`` (halt once
