@@ -38,6 +38,10 @@ PYTHON = "python3"
 PID_ISOLATED = ("local", "docker")
 # what each driver imports from beside it
 DRIVER_LIBRARIES = {"pycheck.py": ("isolate.py",), "lcb.py": ("isolate.py", "lcb_compare.py")}
+# The version of the rules by which drivers/pycheck.py turns a HumanEval-style candidate into a verdict: part of
+# the cache key of every verdict cached outside a run (validate's execution check), so verdicts given under other
+# rules are not reused. Bump it with pycheck's or isolate's checks (and eval's VERDICT_RULES with it).
+PYCHECK_RULES = "pycheck-strict-1"
 
 
 def get_eval_sandbox(backend: str = "local", unsafe_no_sandbox: bool = False) -> Sandbox:

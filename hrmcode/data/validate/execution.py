@@ -54,13 +54,13 @@ from hrmcode.errors import HrmcodeError, SandboxError
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.sandbox import get_sandbox
 from hrmcode.sandbox.base import Limits, Sandbox
-from hrmcode.sandbox.driving import pycheck_sample, run_driver
+from hrmcode.sandbox.driving import PYCHECK_RULES, pycheck_sample, run_driver
 from hrmcode.sandbox.reports.pytest_report import STRICT_RULES
 from hrmcode.sandbox.toolchains import run_tests
 
 # the rules the verdicts are given under, part of each cached verdict's key: HumanEval by the
 # trusted driver (before: ``check`` inside the solution's pytest process, which it could forge)
-VERDICT_RULES = [STRICT_RULES, "humaneval-trusted-driver-strict-1"]
+VERDICT_RULES = [STRICT_RULES, PYCHECK_RULES]
 
 
 def _split_future_imports(solution: str) -> tuple[str, str]:
