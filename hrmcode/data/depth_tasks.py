@@ -32,7 +32,7 @@ and ``<bos>``; ``encode`` gives the token ids of one example, the answer last. G
 seeded and pure Python (``random.Random``): ``test_set(depth, n, seed)`` is the same list on every
 machine. What it does not guarantee: that a test program never appears in a training stream, unless
 the stream is given the test programs to skip (``train_stream(..., exclude=...)``); low depths
-have few distinct programs (a depth-1 ``arith`` program is one of 140).
+have few distinct programs (a depth-1 ``arith`` program is one of 120: 10 digits x 12 operations).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ What it guarantees:
   ``--attention`` (packed rows through FlexAttention or a dense mask, ``hrmcode.model.attention``)
   and ``--grad-checkpointing`` (``hrmcode.model.layers``) change how, not what, is computed.
 - The loss of a step is normalised over the whole global batch (all micro-batches, all
-  processes): by target tokens, or by sequences for ACT (the HRM paper's per-sequence loss).
+  processes): by target tokens, or for ACT by halting units (documents with a target token, or
+  rows without ``doc_ids``: the model's ``loss_units``).
 - Checkpoints ``checkpoints/step-XXXXXXXX/`` hold the weights, config, tokenizer, resolved
   hyperparameters and ``training_state.pt`` (optimizer, scheduler, RNG states, data position,
   step); ``--resume`` continues so that the following steps compute exactly what an

@@ -1,6 +1,7 @@
 """``function-tasks``: the small Python function tasks hrmcode writes itself with a seeded generator
-(``hrmcode.data.function_tasks``: 10 families x 8 constants, family by family, a quarter of each
-family held out in ``metadata.split``), for ``hrmcode train --stage rl``. No remote and no
+(``hrmcode.data.function_tasks``: 10 families x 8 constants, family by family; ``metadata.split``
+holds out tasks by synthesize's seeded split of the task id at a 0.25 fraction, 20 of the 80, so a
+family may have none or half of its tasks held out), for ``hrmcode train --stage rl``. No remote and no
 ``--from``: the records are generated (seed 0); ``--limit 8N`` keeps N whole families.
 """
 
