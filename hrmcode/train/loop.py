@@ -349,8 +349,16 @@ class Trainer:
     def restore(self, checkpoint: Path) -> None:
         if not self.sharded:
             load_weights(self.raw, checkpoint / WEIGHTS)
-        elif self.replica is not None:
-            load_weights(self.replica, checkpoint / WEIGHTS)
+        else:  # only rank 0 reads the weights: every rank hears how that went before the collectives below
+            problem = None
+            if self.replica is not None:
+                try:
+                    load_weights(self.replica, checkpoint / WEIGHTS)
+                except CheckpointError as exc:
+                    problem = (exc.message, exc.hint)
+            problem = self.dist.broadcast(problem)
+            if problem is not None:
+                raise CheckpointError(*problem)
         try:
             state = torch.load(checkpoint / TRAINING_STATE, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a bad file

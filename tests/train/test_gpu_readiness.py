@@ -52,6 +52,13 @@ def test_fsdp_two_processes_match_one_process_save_full_weights_and_resume(tmp_p
     with pytest.raises(CheckpointError, match="--parallel fsdp over 2 processes"):
         train(resolve_options("tiny", {**FAST, "parallel": "fsdp"}), str(toy_artifact.path),
               resume=str(tmp_path / "two/checkpoints/step-00000002"))
+    # weights only rank 0 reads are corrupt: every rank stops with its one-line error, none waits in a collective
+    weights = tmp_path / "two/checkpoints/step-00000002/model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    run = subprocess.run(command[:-1] + [str(tmp_path / "three"), "--resume", str(weights.parent)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    ours = [line for line in run.stderr.splitlines() if "model.safetensors" in line and "error" in line.lower()]
+    assert run.returncode == 1 and len(ours) == 2, run.stderr[-3000:]  # each rank's own line (then torchrun's report)
 
 
 def test_fsdp_refuses_options_that_need_whole_weights():
