@@ -76,6 +76,10 @@ class Batch:
     def to(self, device: torch.device | str) -> "Batch":
         return self._map(lambda t: t.to(device))
 
+    def rows(self, index: slice | torch.Tensor) -> "Batch":
+        """The rows ``index`` picks (a slice or a tensor of row numbers), every field alike."""
+        return self._map(lambda t: t[index])
+
     def shard(self, rank: int, world: int) -> "Batch":
         """Rows ``rank::world`` (one DDP process's share of a global batch)."""
         return self._map(lambda t: t[rank::world])

@@ -266,13 +266,12 @@ def grpo_update(model: torch.nn.Module, tokenizer: Any, groups: list[Group], opt
     device = model_device(model)
     seq_len = max(len(doc.ids) for doc in docs)
     size = options.batch_size
-    batches = [answer_batch(docs[i:i + size], seq_len, tokenizer.pad_id).to(device) for i in range(0, len(docs), size)]
+    answers = answer_batch(docs, seq_len, tokenizer.pad_id).to(device)
+    batches = [answers.rows(slice(i, i + size)) for i in range(0, len(docs), size)]
     model.train()
     with torch.no_grad():  # the policy before this round's steps, and the starting model
         old = torch.cat([token_logprobs(model, b)[0] for b in batches])
         ref = torch.cat([token_logprobs(reference, b)[0] for b in batches]) if reference is not None else None
-    rows = [torch.cat([getattr(b, name) for b in batches])
-            for name in ("input_ids", "labels", "doc_ids", "prefix_mask")]
     adv = torch.tensor(advantages, dtype=torch.float32, device=device)
     round_options = _round_options(options, round_no, seq_len)
     optimizer = make_optimizer(model, round_options, device)
@@ -282,7 +281,7 @@ def grpo_update(model: torch.nn.Module, tokenizer: Any, groups: list[Group], opt
     for step in range(options.rl_steps):
         pick = torch.tensor([order[(step * size + i) % len(order)] for i in range(min(size, len(order)))],
                             device=device)
-        logp, mask = token_logprobs(model, D.Batch(*(t[pick] for t in rows)))
+        logp, mask = token_logprobs(model, answers.rows(pick))
         loss = grpo_loss(logp, old[pick], None if ref is None else ref[pick], mask, adv[pick], options.rl_kl)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad)
