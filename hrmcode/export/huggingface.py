@@ -230,6 +230,7 @@ def export_model(ref: Path | str, *, out: Path | str | None = None, workspace: P
         raise UsageError(f"the Hugging Face export implements arch hrm and transformer, not {config.arch}",
                          "serve or evaluate this model with hrmcode itself (hrmcode serve, hrmcode eval)")
     llama = config.norm == "pre"
+    architecture = "llama" if llama else "hrmcode"
     if llama and config.prefix_bidirectional:
         raise UsageError("a pre-norm PrefixLM (prefix_bidirectional) has no standard architecture: Llama attends "
                          "causally only", "train the pre-norm transformer without prefix_bidirectional")
@@ -253,8 +254,8 @@ def export_model(ref: Path | str, *, out: Path | str | None = None, workspace: P
         for filename in () if llama else REMOTE_CODE:
             writer.write_text(filename, (TEMPLATES / f"{filename}.tmpl").read_text(encoding="utf-8"))
         writer.write_text("README.md", _readme(name, config, llama))
-        exported = writer.finish({"arch": config.arch, "architecture": "llama" if llama else "hrmcode",
+        exported = writer.finish({"arch": config.arch, "architecture": architecture,
                                   "parameters": parameters, "dtype": dtype,
                                   "prompt_format": config.prompt_format, "source": str(source)})
     return HFExportResult(artifact=exported, arch=config.arch, parameters=parameters, dtype=dtype,
-                          architecture="llama" if llama else "hrmcode")
+                          architecture=architecture)

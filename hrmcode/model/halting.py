@@ -64,6 +64,7 @@ def check_budget(config: ModelConfig, threshold: float | None) -> None:
         raise UsageError(f"a halt threshold needs a model trained with mode=act; this {config.arch} is "
                          f"mode={config.mode}", "drop halt_threshold, or give max_segments only")
 
+
 @dataclass
 class Units:
     """Each position's unit (``index`` [B, T], -1 for positions of no unit), how many units there

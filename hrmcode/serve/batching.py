@@ -14,10 +14,9 @@ computation (its own ``KVCache``, the fused single-sequence kernels), so sequent
 exactly the library's tokens; a request that shares the batch gets them up to float rounding (int8
 models: the batch kernel computes each row as the single-sequence one does; float models run
 PyTorch ops where a lone request runs the fused kernels, so greedy tokens can differ where two
-logits nearly tie); sampling stays per request and
-seeded; a prompt whose prefill fails fails its own request only; at most one prompt is prefilled between two
-decode steps, so a new request delays the
-running ones by one prefill at most, and waits for at most one step before its prefill. Not
+logits nearly tie); sampling stays per request and seeded; a prompt whose prefill fails fails its
+own request only; at most one prompt is prefilled between two decode steps, so a new request delays
+the running ones by one prefill at most, and waits for at most one step before its prefill. Not
 guaranteed: fairness beyond first come, first served; a prompt longer than the context is refused
 before it gets here (``ModelEngine.check_prompt``).
 """
