@@ -94,14 +94,17 @@ async def _stream_raw(reader, writer, host: str, prompt: str, new_tokens: int) -
     first, tail = None, b""
     while size := int((await reader.readline()).strip(), 16):
         data = await reader.readexactly(size + 2)
-        if first is None and any(json.loads(event[6:])["choices"][0].get("text")
-                                 for event in data.split(b"\n") if event.startswith(b"data: {") and b'"choices": [{' in event):
+        if first is None and any(json.loads(e)["choices"][0].get("text") for e in _events(data, b'"choices": [{')):
             first = time.perf_counter() - sent
         tail = (tail + data)[-8192:]
     await reader.readline()  # the empty trailer after the last chunk
-    usage = next(json.loads(event[6:])["usage"] for event in reversed(tail.split(b"\n"))
-                 if event.startswith(b"data: {") and b'"usage": {' in event)
+    usage = json.loads(_events(tail, b'"usage": {')[-1])["usage"]
     return first, usage["completion_tokens"]
+
+
+def _events(chunk: bytes, marker: bytes) -> list[bytes]:
+    """The JSON of each ``data:`` event in ``chunk`` that contains ``marker``, in order."""
+    return [line[6:] for line in chunk.split(b"\n") if line.startswith(b"data: {") and marker in line]
 
 
 def load(url: str, prompts: list[str], clients: int, requests: int, new_tokens: int, server_pid: int) -> dict:

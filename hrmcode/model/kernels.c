@@ -229,7 +229,6 @@ void hrm_add_rms_norm(float *h, const float *delta, int n, float eps) {
     for (int i = 0; i < n; i++) h[i] *= scale;
 }
 
-
 /* out = silu(gate) * up, where gate_up = [gate (inner), up (inner)]. */
 void hrm_silu_mul(const float *gate_up, float *out, int inner) {
     int i = 0;
