@@ -12,11 +12,16 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
 #define HRM_VNNI 1
+#endif
+/* Without AVX-512: AVX2 with FMA and F16C (x86-64-v3: Haswell, Zen and later) runs the same loops 8 lanes wide.
+ * The int8 matmul needs only AVX2, and takes it whenever VNNI is missing (see qgemm). */
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define HRM_AVX2 1
 #endif
 
 #define LANES 16
@@ -57,6 +62,14 @@ static void axpy_f32(float *acc, float w, const float *v, int n) {
     for (int i = 0; i < n; i++) acc[i] += w * v[i];
 }
 
+#ifdef HRM_AVX2
+static float sum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#endif
+
 static float dot_f16(const float *q, const _Float16 *k, int n) {
     int i = 0;
     float sum = 0.0f;
@@ -66,6 +79,11 @@ static float dot_f16(const float *q, const _Float16 *k, int n) {
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + i))),
                               acc);
     sum = _mm512_reduce_add_ps(acc);
+#elif defined(HRM_AVX2)
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), acc);
+    sum = sum8(acc);
 #endif
     for (; i < n; i++) sum += q[i] * (float)k[i];
     return sum;
@@ -99,6 +117,23 @@ static void dots_f16(const float *q, const _Float16 *keys, int64_t count, int n,
             const __m256 h =
                 _mm256_hadd_ps(_mm256_hadd_ps(HALVES(a0), HALVES(a1)), _mm256_hadd_ps(HALVES(a2), HALVES(a3)));
 #undef HALVES
+            _mm_storeu_ps(scores + t, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        }
+#elif defined(HRM_AVX2)
+    if (n % 8 == 0)
+        for (; t + 4 <= count; t += 4) {
+            const _Float16 *k = keys + t * n;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < n; i += 8) {
+                const __m256 qv = _mm256_loadu_ps(q + i);
+#define KEY(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + (p) * n + i)))
+                a0 = _mm256_fmadd_ps(qv, KEY(0), a0);
+                a1 = _mm256_fmadd_ps(qv, KEY(1), a1);
+                a2 = _mm256_fmadd_ps(qv, KEY(2), a2);
+                a3 = _mm256_fmadd_ps(qv, KEY(3), a3);
+#undef KEY
+            }
+            const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
             _mm_storeu_ps(scores + t, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
         }
 #endif
@@ -136,6 +171,28 @@ static void weighted_sum_f16(const float *weights, const _Float16 *values, int64
         _mm512_storeu_ps(out + i, a);
     }
 #undef VALUE
+#elif defined(HRM_AVX2)
+#define VALUE(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(values + t * n + (p))))
+    for (; i + 32 <= n; i += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t t = 0; t < count; t++) {
+            const __m256 w = _mm256_set1_ps(weights[t]);
+            a0 = _mm256_fmadd_ps(w, VALUE(i), a0);
+            a1 = _mm256_fmadd_ps(w, VALUE(i + 8), a1);
+            a2 = _mm256_fmadd_ps(w, VALUE(i + 16), a2);
+            a3 = _mm256_fmadd_ps(w, VALUE(i + 24), a3);
+        }
+        _mm256_storeu_ps(out + i, a0);
+        _mm256_storeu_ps(out + i + 8, a1);
+        _mm256_storeu_ps(out + i + 16, a2);
+        _mm256_storeu_ps(out + i + 24, a3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t t = 0; t < count; t++) a = _mm256_fmadd_ps(_mm256_set1_ps(weights[t]), VALUE(i), a);
+        _mm256_storeu_ps(out + i, a);
+    }
+#undef VALUE
 #endif
     for (; i < n; i++) {
         float sum = 0.0f;
@@ -163,9 +220,28 @@ static __m512 exp16(__m512 x) {
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(p, n);
 }
+#elif defined(HRM_AVX2)
+/* e^x for 8 lanes: exp16's reduction and polynomial, times 2^n written into the exponent bits, so x is clamped to
+ * [-87, 88] (n stays a normal float's exponent): below, e^x is under 1.7e-38 (exp16 goes on into denormals). */
+static __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x)); /* a NaN stays NaN */
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i two_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(two_n));
+}
 #endif
 
-/* scores[t] = e^(scores[t] - max) for t < count; returns their sum (16 lanes at a time with AVX-512). */
+/* scores[t] = e^(scores[t] - max) for t < count; returns their sum (16 lanes at a time with AVX-512, 8 with AVX2). */
 static float softmax_weights(float *scores, int64_t count, float max) {
     int64_t t = 0;
     float total = 0.0f;
@@ -178,6 +254,15 @@ static float softmax_weights(float *scores, int64_t count, float max) {
         sums = _mm512_add_ps(sums, e);
     }
     total = _mm512_reduce_add_ps(sums);
+#elif defined(HRM_AVX2)
+    __m256 sums = _mm256_setzero_ps();
+    const __m256 top = _mm256_set1_ps(max);
+    for (; t + 8 <= count; t += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + t), top));
+        _mm256_storeu_ps(scores + t, e);
+        sums = _mm256_add_ps(sums, e);
+    }
+    total = sum8(sums);
 #endif
     for (; t < count; t++) {
         scores[t] = expf(scores[t] - max);
@@ -239,6 +324,13 @@ void hrm_silu_mul(const float *gate_up, float *out, int inner) {
         _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
                                                 _mm512_loadu_ps(gate_up + inner + i)));
     }
+#elif defined(HRM_AVX2)
+    for (; i + 8 <= inner; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate_up + i);
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)),
+                                                _mm256_loadu_ps(gate_up + inner + i)));
+    }
 #endif
     for (; i < inner; i++) {
         const float g = gate_up[i];
@@ -269,6 +361,20 @@ static void quantize_row(const float *x, int k, uint8_t *q, float *scale_out, in
     }
     lo = _mm512_reduce_min_ps(los);
     hi = _mm512_reduce_max_ps(his);
+#elif defined(HRM_AVX2)
+    __m256 los = _mm256_setzero_ps(), his = los;
+    for (; i + 8 <= k; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        los = _mm256_min_ps(v, los);
+        his = _mm256_max_ps(v, his);
+    }
+    float lanes_lo[8], lanes_hi[8];
+    _mm256_storeu_ps(lanes_lo, los);
+    _mm256_storeu_ps(lanes_hi, his);
+    for (int j = 0; j < 8; j++) {
+        lo = lanes_lo[j] < lo ? lanes_lo[j] : lo;
+        hi = lanes_hi[j] > hi ? lanes_hi[j] : hi;
+    }
 #endif
     for (; i < k; i++) {
         lo = x[i] < lo ? x[i] : lo;
@@ -311,12 +417,13 @@ static void store16(const qgemm_task *t, int j, int b, const int32_t *acc) {
 /* Row blocks per tile for R rows: as many as the 32 vector registers allow (R x NB accumulators + NB weights + 1). */
 #define WIDE(R) ((R) <= 4 ? 4 : 3)
 
-#ifdef HRM_VNNI
-static int32_t load4(const uint8_t *p) {
+static inline int32_t load4(const uint8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
     return v;
 }
+
+#ifdef HRM_VNNI
 
 /* Activation rows j0 .. j0 + R - 1 times row blocks b .. b + NB - 1 (R <= 8, NB <= 4): R x NB accumulators in
  * registers, so each weight register loaded feeds R products and each broadcast activation NB. R and NB are
@@ -382,6 +489,58 @@ static void qgemm(const qgemm_task *t) {
                 for (int c = b; c < b + nb && c < t->b1; c++) one_tiles[r](t, c, j0);
         }
     }
+}
+#elif defined(__AVX2__) /* AVX-512 without VNNI (Skylake) included */
+/* Activation rows j0 .. j0 + R - 1 (R <= 3) times row block b, without VNNI: each quarter of a packed step (4 outputs
+ * x 4 inputs, 16 bytes) is widened to int16 and multiplied with the row's 4 codes, repeated and widened alike
+ * (vpmaddwd: exact, a pair of products is at most 2 x 255 x 128 in magnitude), into one accumulator per quarter that
+ * holds each of its outputs' two pair sums, added at the end. 4R accumulators + R activations + 1 weight register fit
+ * AVX2's 16 for R = 3; a row block (16 k bytes) stays in L1 for the next rows. Same exact int32 sums as VNNI. */
+#define ROWS3 3
+#define Q_ACC(j) __m256i a##j##0 = zero, a##j##1 = zero, a##j##2 = zero, a##j##3 = zero;
+#define Q_X(j) \
+    const __m256i x##j = R > j ? _mm256_cvtepu8_epi16(_mm_set1_epi32(load4(x + (int64_t)j * t->k + 4 * i))) : zero;
+#define Q_MUL(q)                                                                                             \
+    {                                                                                                        \
+        const __m256i wq = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wi + 16 * (q))));         \
+        a0##q = _mm256_add_epi32(a0##q, _mm256_madd_epi16(wq, x0));                                          \
+        if (R > 1) a1##q = _mm256_add_epi32(a1##q, _mm256_madd_epi16(wq, x1));                               \
+        if (R > 2) a2##q = _mm256_add_epi32(a2##q, _mm256_madd_epi16(wq, x2));                               \
+    }
+#define Q_OUT(j)                                                                                             \
+    if (R > j) {                                                                                             \
+        const __m256i quarters[4] = {a##j##0, a##j##1, a##j##2, a##j##3};                                    \
+        for (int q = 0; q < 4; q++) {                                                                        \
+            _mm256_storeu_si256((__m256i *)pairs, quarters[q]);                                              \
+            for (int o = 0; o < 4; o++) sums[4 * q + o] = pairs[2 * o] + pairs[2 * o + 1];                   \
+        }                                                                                                    \
+        store16(t, j0 + j, b, sums);                                                                         \
+    }
+static inline __attribute__((always_inline)) void tile(const qgemm_task *t, int b, int j0, const int R) {
+    const int k4 = t->k / 4;
+    const int8_t *w = t->w + (int64_t)b * k4 * 64;
+    const uint8_t *x = t->qx + (int64_t)j0 * t->k;
+    const __m256i zero = _mm256_setzero_si256();
+    Q_ACC(0) Q_ACC(1) Q_ACC(2)
+    for (int i = 0; i < k4; i++) {
+        const int8_t *wi = w + (int64_t)i * 64;
+        Q_X(0) Q_X(1) Q_X(2)
+        Q_MUL(0) Q_MUL(1) Q_MUL(2) Q_MUL(3)
+    }
+    int32_t pairs[8], sums[16];
+    Q_OUT(0) Q_OUT(1) Q_OUT(2)
+}
+
+static void tile_1(const qgemm_task *t, int b, int j0) { tile(t, b, j0, 1); }
+static void tile_2(const qgemm_task *t, int b, int j0) { tile(t, b, j0, 2); }
+static void tile_3(const qgemm_task *t, int b, int j0) { tile(t, b, j0, 3); }
+
+static void qgemm(const qgemm_task *t) {
+    for (int b = t->b0; b < t->b1; b++)
+        for (int j0 = 0; j0 < t->rows; j0 += ROWS3) {
+            const int r = t->rows - j0;
+            (r >= 3 ? tile_3 : r == 2 ? tile_2 : tile_1)(t, b, j0);
+        }
 }
 #else
 /* Portable C: the same sums, TILE activation rows per pass over a row block. */

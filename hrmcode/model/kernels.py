@@ -15,8 +15,10 @@ Guarantees:
 - Built with the system C compiler (``$CC``, else ``cc``; ``-O3 -march=native``) into
   ``<hrmcode cache>/kernels`` (``hrmcode.paths``: ``$HRMCODE_CACHE``, else ``~/.cache/hrmcode``), keyed by the source, the
   compiler and this CPU's flags, written under a temporary name and renamed, so concurrent
-  first uses are safe. Later uses only load the library. On a CPU without AVX-512 (VNNI), the
-  same source compiles portable C paths that give the same int8 numbers.
+  first uses are safe. Later uses only load the library. Which paths compile follows the CPU
+  (``isa()``): the int8 matmul uses AVX512-VNNI, else AVX2 (int16 products, ~3x the portable C on
+  a Zen core), else portable C, all with the same exact int32 sums; attention and the exp-based
+  loops use AVX-512, else AVX2 + FMA + F16C, else portable C.
 - Results do not depend on the thread count (``set_threads``): the second thread and the caller
   claim chunks of each matmul (and of a batch's attention) as they come free, each chunk computed
   whole by one of them with the same code, and the int8 sums are exact.
@@ -189,8 +191,17 @@ def status() -> str:
     fused = load()
     if fused is None:
         return f"unavailable, {_why_not}: generation uses the PyTorch path"
-    flags = _cpu_flags()
-    return f"ok ({'AVX512-VNNI' if 'avx512_vnni' in flags else 'portable C'}), {fused.path}"
+    return f"ok ({isa()}), {fused.path}"
+
+
+def isa() -> str:
+    """Which paths this CPU's -march=native build compiles, as kernels.c chooses them: the int8 matmul's, then the
+    float loops' (attention, exp)."""
+    flags = set(_cpu_flags().split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if {"avx2", "fma", "f16c"} <= flags else "portable C"
+    if {"avx512f", "avx512_vnni"} <= flags:
+        return f"int8 matmul AVX512-VNNI, {vector}"
+    return f"int8 matmul {'AVX2' if 'avx2' in flags else 'portable C'}, {vector}"
 
 
 def use_threads(model: torch.nn.Module, threads: int) -> str:

@@ -152,26 +152,39 @@ def test_qlinear_gives_the_same_numbers_on_one_and_two_threads():
         fused.set_threads(before)
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="builds an x86-64 baseline variant")
-def test_the_portable_build_gives_the_same_numbers(tmp_path, monkeypatch):
-    """A CPU without AVX-512 or VNNI compiles the portable C paths (the build is -march=native): built here for
-    the x86-64 baseline, they give the reference's int8 matmuls exactly and the native kernels' decode."""
-    target = tmp_path / "portable.so"
-    done = subprocess.run([kernels._compiler(), "-O2", "-march=x86-64", "-fPIC", "-shared", "-pthread", "-o",
+def _cpu_has(*flags: str) -> bool:
+    return set(flags) <= set(kernels._cpu_flags().split())
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="builds x86-64 variants")
+@pytest.mark.parametrize("march", ["x86-64", "haswell"])
+def test_every_cpu_variant_gives_the_same_numbers(march, tmp_path, monkeypatch):
+    """The build is -march=native, so which paths compile depends on the CPU: AVX-512 VNNI, AVX2 + FMA + F16C
+    (haswell), or portable C (the x86-64 baseline). Each variant built here gives the reference's int8 matmuls
+    exactly, at every tile shape, and the native kernels' decode."""
+    if march == "haswell" and not _cpu_has("avx2", "fma", "f16c"):
+        pytest.skip("this CPU cannot run the AVX2 variant")
+    target = tmp_path / f"{march}.so"
+    done = subprocess.run([kernels._compiler(), "-O2", f"-march={march}", "-fPIC", "-shared", "-pthread", "-o",
                            str(target), str(kernels.SOURCE), "-lm"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    portable = kernels.Kernels(target)
-    portable.set_threads(2)
+    variant = kernels.Kernels(target)
+    variant.set_threads(2)
     torch.manual_seed(2)
-    for n, k, rows in ((200, 128, 1), (200, 128, 7), (520, 64, 9)):
+    for n, k, rows in ((200, 128, 1), (200, 128, 2), (200, 128, 7), (520, 64, 9), (48, 1536, 5)):
         codes, scale = int8_per_channel(torch.randn(n, k))
         x = torch.randn(rows, k)
-        assert torch.equal(_qlinear(portable, x, codes, scale), dynamic_int8_reference(x, codes, scale,
+        assert torch.equal(_qlinear(variant, x, codes, scale), dynamic_int8_reference(x, codes, scale,
                                                                                        codes.int().sum(1)))
+    gate_up = torch.cat([torch.linspace(-120, 120, 203), torch.randn(203)])  # e^x past the float range, both ways
+    gated = torch.empty(203)
+    variant.silu_mul(gate_up.data_ptr(), gated.data_ptr(), 203)
+    expected = torch.nn.functional.silu(gate_up[:203]) * gate_up[203:]
+    assert torch.allclose(gated, expected, rtol=1e-5, atol=1e-30)
     model = _int8(_model("hrm", 320))
     ids = torch.randint(0, 320, (1, 30))
     native = _decode_logits(model, ids, prompt=5)
-    monkeypatch.setattr(kernels, "load", lambda: portable)
+    monkeypatch.setattr(kernels, "load", lambda: variant)
     plain = _decode_logits(model, ids, prompt=5)
     assert torch.allclose(native[:, :12], plain[:, :12], atol=1e-4, rtol=1e-4)  # float16 dot products: sum order
     assert (native.argmax(-1) == plain.argmax(-1)).float().mean() >= 0.9
