@@ -5,8 +5,8 @@ Three layer types replace ``nn.Linear``:
 - ``DynamicInt8Linear`` (``--weights int8 --activations dynamic``, the default): int8 weights,
   symmetric per output channel; each call quantizes every float32 input row to uint8
   (asymmetric, per row) and multiplies in int8 with ``hrm_qlinear`` from the decode kernels
-  (AVX512-VNNI where the CPU has it). The fastest path on CPU for both prefill and decode, and
-  the one ``hrmcode serve`` is tuned for; without a C compiler it falls back to the same
+  (AVX512-VNNI, else AVX2, else portable C: ``kernels.isa()``). The fastest path on CPU for both
+  prefill and decode, and the one ``hrmcode serve`` is tuned for; without a C compiler it falls back to the same
   arithmetic in PyTorch ops (identical numbers, several times slower than float32).
 - ``Int8Linear`` (``--activations none``): int8 weights, per output channel, bfloat16
   activations, ``torch._weight_int8pack_mm`` (the kernel optimum-quanto uses for the same spec).
@@ -82,9 +82,9 @@ class DynamicInt8Linear(nn.Module):
     """int8 weights x int8 activations quantized per row on every call; float32 in and out.
 
     With the decode kernels (``hrmcode.model.kernels``) the weights are held only in their packed
-    layout and ``hrm_qlinear`` runs the layer (AVX512-VNNI where the CPU has it); without them,
-    ``dynamic_int8_reference`` (the same numbers, much slower). ``state_dict`` holds the plain
-    ``weight_int8`` either way.
+    layout and ``hrm_qlinear`` runs the layer (AVX512-VNNI, else AVX2, else portable C:
+    ``kernels.isa()``); without them, ``dynamic_int8_reference`` (the same numbers, much slower).
+    ``state_dict`` holds the plain ``weight_int8`` either way.
     """
 
     def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor):
