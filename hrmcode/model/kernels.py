@@ -199,9 +199,8 @@ def isa() -> str:
     float loops' (attention, exp)."""
     flags = set(_cpu_flags().split())
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if {"avx2", "fma", "f16c"} <= flags else "portable C"
-    if {"avx512f", "avx512_vnni"} <= flags:
-        return f"int8 matmul AVX512-VNNI, {vector}"
-    return f"int8 matmul {'AVX2' if 'avx2' in flags else 'portable C'}, {vector}"
+    matmul = "AVX512-VNNI" if {"avx512f", "avx512_vnni"} <= flags else "AVX2" if "avx2" in flags else "portable C"
+    return f"int8 matmul {matmul}, float loops {vector}"
 
 
 def use_threads(model: torch.nn.Module, threads: int) -> str:
