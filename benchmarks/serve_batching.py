@@ -14,6 +14,9 @@ at once after one warm-up request. Reported per row:
 - tokens/s: all clients' completion tokens / wall time from the first request sent to the last done
 - first token p50 / p95: time from sending a request to its first streamed text, over all requests
 - peak RSS: the server subprocess's maximum resident set
+- a joining request's first token (second table): while the busiest client count's clients but one decode
+  long completions, one more client sends ``--joins`` short requests one after another; the time to each
+  one's first text is what a new request waits while others decode
 - server / client CPU ms per token: CPU time (all threads) the server subprocess and this load
   generator spent per completion token: on 2 cores, what the HTTP side costs beside the model
 
@@ -142,6 +145,46 @@ def load(url: str, prompts: list[str], clients: int, requests: int, new_tokens: 
             "server_cpu_ms": server_cpu / tokens[0] * 1000, "client_cpu_ms": client_cpu / tokens[0] * 1000}
 
 
+def join_latency(url: str, prompts: list[str], background: int, joins: int, new_tokens: int) -> dict:
+    """First-token latency of a request that arrives while ``background`` clients decode: those stream
+    ``new_tokens``-token completions back to back until ``joins`` short requests (8 tokens), sent one after
+    another by one more client 0.25 s apart, are done."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    address = urlsplit(url)
+    firsts: list[float] = []
+
+    async def run() -> None:
+        done = asyncio.Event()
+
+        async def busy(index: int) -> None:
+            reader, writer = await asyncio.open_connection(address.hostname, address.port)
+            try:
+                while not done.is_set():
+                    await _stream_raw(reader, writer, address.netloc, prompts[index % len(prompts)], new_tokens)
+            finally:
+                writer.close()
+
+        async def joiner() -> None:
+            reader, writer = await asyncio.open_connection(address.hostname, address.port)
+            try:
+                await asyncio.sleep(1.0)  # the others are decoding by now
+                for i in range(joins):
+                    first, _ = await _stream_raw(reader, writer, address.netloc, prompts[i % len(prompts)], 8)
+                    firsts.append(first)
+                    await asyncio.sleep(0.25)
+            finally:
+                writer.close()
+                done.set()
+
+        await asyncio.gather(joiner(), *(busy(i) for i in range(background)))
+
+    asyncio.run(run())
+    firsts.sort()
+    return {"join_p50_ms": statistics.median(firsts) * 1000, "join_max_ms": firsts[-1] * 1000}
+
+
 def decode_steps(path: Path, reps: int, prompt_tokens: int, row_counts: list[int]) -> list[dict]:
     """One decode step of ``path``'s model at each row count (and a lone request's), timed ``reps`` times."""
     import torch
@@ -225,6 +268,9 @@ def measure_server(path: Path, max_concurrency: int, client_counts: list[int], a
                 print(f"  {clients} client(s) ...", file=sys.stderr)
                 rows.append({"clients": clients,
                              **load(url, prompts, clients, args.requests, args.new_tokens, proc.pid)})
+            if max(client_counts) > 1:
+                print(f"  a request joining {max(client_counts) - 1} decoding clients ...", file=sys.stderr)
+                rows[-1].update(join_latency(url, prompts, max(client_counts) - 1, args.joins, args.new_tokens))
             rss = peak_rss_mb(proc.pid)
         finally:
             proc.stdin.close()
@@ -242,6 +288,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3, help="requests per client, back to back")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--joins", type=int, default=6,
+                        help="requests that join the busiest client count's decoding clients, one at a time")
     parser.add_argument("--step-reps", type=int, default=30, help="rounds of the in-process decode-step timing")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-concurrency", type=int, help=argparse.SUPPRESS)
@@ -314,10 +362,19 @@ def main() -> None:
         if concurrency > 1 and rows[-1]["clients"] == 8:
             step = next((r for r in steps[arch] if r["rows"] == 8), None)
             ceiling = "" if step is None else (
-                f" (this CPU's 8-row decode step gives {step['tokens_per_s'] / steps[arch][0]['tokens_per_s']:.2f}x "
-                f"a lone request's: the most batching can give here, before prefill and HTTP)")
+                f" (in-process on this CPU, an 8-row decode step gives "
+                f"{step['tokens_per_s'] / steps[arch][0]['tokens_per_s']:.2f}x a lone request's tokens/s)")
             checks.append((f"{arch}: 8 clients >= 3x one client's tokens/s: "
                            f"{rows[-1]['tokens_per_s'] / one:.2f}x{ceiling}", rows[-1]["tokens_per_s"] >= 3 * one))
+    joined = [(key, rows[-1]) for key, rows in results.items() if "join_p50_ms" in rows[-1]]
+    if joined:
+        print(f"\na request arriving while {joined[0][1]['clients'] - 1} clients decode ({args.joins} requests of 8 "
+              f"tokens, one at a time): first token ms\n")
+        print("| arch | server | first token p50 ms | first token max ms |")
+        print("|---|---|---|---|")
+        for (arch, concurrency), row in joined:
+            mode = "batched (8)" if concurrency > 1 else "one at a time"
+            print(f"| {arch} | {mode} | {row['join_p50_ms']:.0f} | {row['join_max_ms']:.0f} |")
     print()
     for label, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}")
