@@ -191,6 +191,45 @@ def test_greedy_tokens_equal_hrmcode_generate(loaded, exports, tok, name):
         assert torch.allclose(torch.tensor(entry["logits"][i]), logits, atol=1e-5), (name, i)
 
 
+CACHE_NAMES = r"""
+import json, sys
+import torch
+from transformers import AutoModelForCausalLM
+from transformers.cache_utils import DynamicCache
+
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+ids = torch.tensor([json.loads(sys.argv[2])])
+report = {}
+with torch.no_grad():
+    full = model(ids, use_cache=False).logits[0, -1]
+    for name in ("cache", "past_key_values"):  # transformers >= 5.24 passes cache=, earlier past_key_values=
+        kv = DynamicCache()
+        model(ids[:, :-1], **{name: kv})
+        step = model(ids[:, -1:], **{name: kv})
+        report[name] = {"diff": (step.logits[0, -1] - full).abs().max().item(), "length": kv.get_seq_length(),
+                        "returned": step.get("cache", step.get("past_key_values")) is kv}
+print(json.dumps(report))
+"""
+
+
+def test_the_cache_is_taken_under_both_names(exports, tok, tmp_path):
+    """transformers 5.24's generate hands the cache over as ``cache=``: a model that took only ``past_key_values``
+    restarted from an empty cache at every step and generated garbage (the cached step must equal the full pass)."""
+    root, made = exports
+    _, config, result = made["hrm"]
+    ids = config.prompt.encode_chat(tok, CHATS[0])
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": "",
+           "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", CACHE_NAMES, str(result.artifact.path), json.dumps(ids)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("cache", "past_key_values"):
+        assert report[name]["length"] == len(ids), name
+        assert report[name]["diff"] < 1e-4, name
+        assert report[name]["returned"], name
+
+
 def test_export_is_an_artifact_with_remote_code_and_no_q_head(exports):
     root, made = exports
     artifact = load_artifact(made["hrm-act"][2].artifact.path, "hf-model")
