@@ -11,7 +11,9 @@ Guarantees: ``metrics.jsonl`` stays the record (byte-stable, truncated on resume
 only mirror it, on rank 0 only, so a logger failing to write never changes training. After a
 resume TensorBoard shows the steps between the checkpoint and the kill twice (its event files are
 append-only); ``metrics.jsonl`` and ``curves.png`` show them once. ``plot_curves`` draws from
-``metrics.jsonl`` alone, so the PNG of a resumed run equals that of an uninterrupted one.
+``metrics.jsonl`` alone, so the PNG of a resumed run equals that of an uninterrupted one: train and
+held-out loss, train and held-out token accuracy and held-out exact match on one shared step axis, each
+phase's held-out lines apart when the run pretrained first.
 """
 
 from __future__ import annotations
@@ -101,12 +103,42 @@ def open_logger(kind: str, run_dir: Path, config: dict[str, Any]) -> Logger:
     raise UsageError(f"unknown --logger {kind!r}", f"use one of {', '.join(LOGGERS)}")
 
 
-def plot_curves(records: Sequence[dict], path: Path, title: str) -> Path | None:
-    """Loss (train and held-out) and held-out token accuracy against step, as a PNG; None when
-    there is nothing to draw."""
+def curve_lines(records: Sequence[dict]) -> dict[str, list[tuple[str, list[int], list[float]]]]:
+    """What ``plot_curves`` draws: per panel (``loss``, ``accuracy``) its lines as (label, steps, values). A run
+    with a pretraining phase has each phase's held-out lines apart (their held-out sets differ: corpus text,
+    then examples), labelled with the phase."""
     train = [r for r in records if r.get("split") == "train" and "loss" in r]
     heldout = [r for r in records if r.get("split") == "heldout" and "loss" in r]
-    if not train and not heldout:
+    phases = list(dict.fromkeys(r.get("phase") for r in (*train, *heldout)))
+    groups = [("", heldout)] if len(phases) < 2 else [
+        (f" ({phase})", [r for r in heldout if r.get("phase") == phase]) for phase in phases]
+
+    def line(label: str, rows: list[dict], key: str) -> list[tuple[str, list[int], list[float]]]:
+        rows = [r for r in rows if key in r]
+        return [(label, [r["step"] for r in rows], [r[key] for r in rows])] if rows else []
+
+    lines: dict[str, list[tuple[str, list[int], list[float]]]] = {
+        "loss": line("train", train, "loss"), "accuracy": line("train token accuracy", train, "token_acc")}
+    for suffix, rows in groups:
+        lines["loss"] += line(f"held-out{suffix}", rows, "loss")
+        lines["accuracy"] += line(f"held-out token accuracy{suffix}", rows, "token_acc")
+        lines["accuracy"] += line(f"held-out exact match{suffix}", rows, "exact_match")
+    return lines
+
+
+def _phase_start(records: Sequence[dict]) -> int | None:
+    """The first step logged in the second phase (steps are counted across phases), or None for one phase."""
+    phases = list(dict.fromkeys(r.get("phase") for r in records if r.get("split") in ("train", "heldout")))
+    if len(phases) < 2:
+        return None
+    return min(r["step"] for r in records if r.get("phase") == phases[1])
+
+
+def plot_curves(records: Sequence[dict], path: Path, title: str) -> Path | None:
+    """``curve_lines`` as a PNG: loss, and token accuracy with held-out exact match, against one shared step
+    axis, a dotted line where fine-tuning follows pretraining; None when there is nothing to draw."""
+    lines = curve_lines(records)
+    if not lines["loss"]:
         return None
     import matplotlib
 
@@ -114,22 +146,21 @@ def plot_curves(records: Sequence[dict], path: Path, title: str) -> Path | None:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(9, 3.6), dpi=100)
-    loss_axes, acc_axes = figure.subplots(1, 2)
-    for rows, label, style in ((train, "train", "-"), (heldout, "held-out", "o-")):
-        if rows:
-            loss_axes.plot([r["step"] for r in rows], [r["loss"] for r in rows], style, label=label, markersize=3)
+    loss_axes, acc_axes = figure.subplots(1, 2, sharex=True)
+    for axes, panel in ((loss_axes, "loss"), (acc_axes, "accuracy")):
+        for label, steps, values in lines[panel]:
+            if label.startswith("train"):
+                axes.plot(steps, values, "-", label=label, alpha=1.0 if panel == "loss" else 0.6)
+            else:
+                axes.plot(steps, values, "s--" if "exact" in label else "o-", markersize=3, label=label)
+        if axes.lines:
+            axes.legend(fontsize="small")
+    start = _phase_start(records)
+    if start is not None:
+        for axes in (loss_axes, acc_axes):
+            axes.axvline(start, color="grey", linestyle=":", linewidth=1)
     loss_axes.set(xlabel="step", ylabel="loss", title="loss")
-    loss_axes.legend()
-    accuracy = [r for r in heldout if "token_acc" in r]
-    if accuracy:
-        acc_axes.plot([r["step"] for r in accuracy], [r["token_acc"] for r in accuracy], "o-", markersize=3,
-                      label="held-out token accuracy")
-        exact = [r for r in heldout if "exact_match" in r]
-        if exact:
-            acc_axes.plot([r["step"] for r in exact], [r["exact_match"] for r in exact], "s--", markersize=3,
-                          label="held-out exact match")
-        acc_axes.legend()
-    acc_axes.set(xlabel="step", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    acc_axes.set(xlabel="step", ylabel="accuracy", title="accuracy", ylim=(-0.03, 1.03))  # 0 and 1 stay visible
     figure.suptitle(title)
     figure.tight_layout()
     with atomic.atomic_open(path, "wb") as fh:

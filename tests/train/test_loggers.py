@@ -6,7 +6,7 @@ import pytest
 
 from hrmcode.errors import UsageError
 from hrmcode.jsonl import read_jsonl
-from hrmcode.train.loggers import open_logger, plot_curves
+from hrmcode.train.loggers import curve_lines, open_logger, plot_curves
 from hrmcode.train.loop import train
 from hrmcode.train.options import resolve_options
 
@@ -53,3 +53,19 @@ def test_curves_need_records_and_are_a_png(tmp_path):
     records.append({"step": 5, "split": "heldout", "loss": 1.2, "token_acc": 0.4, "exact_match": 0.0})
     path = plot_curves(records, tmp_path / "c.png", "tiny")
     assert image.open(path).size == (900, 360)
+
+
+def test_curves_keep_phases_apart_and_draw_train_accuracy(tmp_path):
+    records = [{"step": s, "split": "train", "phase": "pretrain" if s <= 4 else "sft", "loss": 5.0 / s,
+                "token_acc": s / 10} for s in range(1, 9)]
+    records += [{"step": 4, "split": "heldout", "phase": "pretrain", "loss": 2.0, "token_acc": 0.3},
+                {"step": 8, "split": "heldout", "phase": "sft", "loss": 1.0, "token_acc": 0.6, "exact_match": 0.0}]
+    lines = {panel: {label: (steps, values) for label, steps, values in got}
+             for panel, got in curve_lines(records).items()}
+    assert lines["loss"] == {"train": (list(range(1, 9)), [5.0 / s for s in range(1, 9)]),
+                             "held-out (pretrain)": ([4], [2.0]), "held-out (sft)": ([8], [1.0])}
+    assert set(lines["accuracy"]) == {"train token accuracy", "held-out token accuracy (pretrain)",
+                                      "held-out token accuracy (sft)", "held-out exact match (sft)"}
+    one_phase = [r for r in records if r["phase"] == "sft"]
+    assert [label for label, _, _ in curve_lines(one_phase)["loss"]] == ["train", "held-out"]
+    assert plot_curves(records, tmp_path / "c.png", "two phases").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
