@@ -9,16 +9,21 @@ try's), each in a collapsed section.
 Guarantees: a page is one self-contained file (inline CSS, no script, no external request, no
 image) that opens from disk in any browser; every value taken from the run (replies, commands,
 test output, ids) is HTML-escaped, so a reply holding markup or a ``<script>`` shows as text and
-never runs in the reader's browser; a text longer than ``TEXT_LIMIT`` characters is cut at its
-start and the cut is said. Not guaranteed: that a page is a verdict (``summary.json`` and
-``results.jsonl`` are; a page only presents them), or that records written by another hrmcode
-version show every field (an unknown record shape shows its id, score and raw JSON).
+never runs in the reader's browser; terminal escape sequences (colours, cursor moves, titles) are
+dropped, and every other character that would hide or reorder text (C0/C1 controls, bidirectional
+overrides and isolates, zero-width characters, lone surrogates) shows as a marked ``U+XXXX``, so the
+page shows the characters the run holds, in their order; a line too long for the page wraps inside
+its box; a text longer than ``TEXT_LIMIT`` characters is cut at its start and the cut is said. Not
+guaranteed: that a page is a verdict (``summary.json`` and ``results.jsonl`` are; a page only
+presents them), or that records written by another hrmcode version show every field (an unknown
+record shape shows its id, score and raw JSON).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +46,11 @@ vertical-align:top}th{background:#f2f2f2}
 .bar>span{display:block;height:14px;background:#2e7d32}
 .passed{background:#2e7d32;color:#fff}.failed{background:#c62828;color:#fff}.partial{background:#f9a825}
 .outcome{padding:2px 8px;border-radius:3px;font-weight:600;white-space:nowrap}
-pre{background:#f7f7f7;border:1px solid #e0e0e0;padding:8px;overflow-x:auto;max-width:1100px;white-space:pre-wrap}
+pre{background:#f7f7f7;border:1px solid #e0e0e0;padding:8px;overflow-x:auto;max-width:1100px;white-space:pre-wrap;
+overflow-wrap:anywhere}
+.ctl{color:#b00020;background:#fde7e9;font-size:11px;padding:0 2px;border-radius:2px}
+table.sides{table-layout:fixed;width:100%}table.sides pre{max-width:none}
+h3,h4{font-size:14px;margin:8px 0 4px}
 details{margin:2px 0}summary{cursor:pointer;color:#0b57d0}.note{color:#666}
 .step{border-left:3px solid #0b57d0;padding-left:10px;margin:10px 0}
 """
@@ -96,8 +105,27 @@ def case_view(record: dict, bench: str) -> CaseView:
     return CaseView(record["id"], language, case_score(record), _seconds(record), reply, output)
 
 
+# Terminal escape sequences: CSI (colours, cursor moves), OSC (titles, links; ended by BEL or ST), and the
+# two-character escapes.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+# What a browser would draw as nothing, or use to reorder or hide the text around it: C0 controls but tab,
+# newline and carriage return, DEL and C1, bidirectional embeddings/overrides/isolates and marks, zero-width
+# characters, the BOM, and lone surrogates (which would also stop the page from being written as UTF-8).
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]")
+
+
 def _text(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """``value`` as HTML text: escaped, terminal escape sequences dropped, invisible characters marked."""
+    text = _ANSI.sub("", str(value))
+    parts = []
+    last = 0
+    for match in _INVISIBLE.finditer(text):
+        parts.append(html.escape(text[last:match.start()], quote=True))
+        parts.append(f'<span class="ctl">U+{ord(match.group()):04X}</span>')
+        last = match.end()
+    parts.append(html.escape(text[last:], quote=True))
+    return "".join(parts)
 
 
 def _pre(text: str) -> str:
@@ -117,10 +145,15 @@ def _outcome(view: CaseView) -> str:
     return f'<span class="outcome {view.outcome}">{_text(label)}</span>'
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    head = "".join(f"<th>{_text(h)}</th>" for h in header)
+def _table(header: Sequence[str] | None, rows: Iterable[Sequence[str]], widths: Sequence[int] = ()) -> str:
+    """A table (no header row when ``header`` is None); ``widths``: fixed column widths in percent."""
+    cols = ""
+    if widths:
+        cols = "<colgroup>" + "".join(f'<col style="width:{w}%">' for w in widths) + "</colgroup>"
+    head = "<tr>" + "".join(f"<th>{_text(h)}</th>" for h in header) + "</tr>" if header else ""
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    css = ' class="sides"' if widths else ""
+    return f"<table{css}>{cols}{head}{body}</table>"
 
 
 def _page(title: str, body: str) -> str:
@@ -157,7 +190,7 @@ def render_run(bench: str, records: Sequence[dict], summary: dict) -> str:
         details = (f"<details><summary>reply and test output</summary><h3>reply</h3>{_pre(view.reply)}"
                    f"<h3>test output</h3>{_pre(view.output)}</details>")
         cases.append([_text(view.id), _text(view.language), _outcome(view), f"{view.seconds:.2f}", details])
-    body = (f"<h1>eval {_text(bench)}</h1>{_table(['', ''], _summary_rows(summary))}"
+    body = (f"<h1>eval {_text(bench)}</h1>{_table(None, _summary_rows(summary))}"
             f"<h2>per language</h2>{_languages(views)}"
             f"<h2>cases ({len(views)})</h2>{_table(['case', 'language', 'outcome', 'seconds', ''], cases)}")
     return _page(f"eval {bench}", body)
@@ -184,24 +217,31 @@ def render_compare(bench: str, run_a: str, run_b: str, records_a: Sequence[dict]
                 cells.append("-")
                 continue
             cells.append(f"{_outcome(view)} {view.seconds:.2f}s<details><summary>reply and output</summary>"
-                         f"{_pre(view.reply)}{_pre(view.output)}</details>")
+                         f"<h4>reply</h4>{_pre(view.reply)}<h4>output</h4>{_pre(view.output)}</details>")
         rows.append(cells)
     head = _table(["", "A", "B"], [["run", _text(run_a), _text(run_b)],
                                    ["score", _text(summary_a.get("score")), _text(summary_b.get("score"))]])
     body = (f"<h1>eval compare: {_text(bench)}</h1>{head}"
             f"<h2>per language</h2><h3>A</h3>{_languages(list(views_a.values()))}"
             f"<h3>B</h3>{_languages(list(views_b.values()))}"
-            f"<h2>cases</h2>{_table(['case', 'change', 'A', 'B'], rows)}")
+            f"<h2>cases</h2>{_table(['case', 'change', 'A', 'B'], rows, widths=(16, 8, 38, 38))}")
     return _page(f"eval compare {bench}", body)
 
 
 def _step(step: dict) -> str:
-    action = step.get("action", {})
-    what = action.get("command") or json.dumps(action.get("edits", ""), indent=1) or action.get("raw", "")
+    action = step.get("action") or {}
+    if action.get("command"):
+        label, what = "command", str(action["command"])
+    elif action.get("edits"):
+        label, what = "edits", json.dumps(action["edits"], indent=1, ensure_ascii=False)
+    else:  # a format error (or a record of another shape): what the model replied
+        label, what = "reply", str(action.get("raw", ""))
     thought = f"<p>{_text(action['thought'])}</p>" if action.get("thought") else ""
+    seconds = step.get("seconds")
     return (f'<div class="step"><b>step {_text(step.get("index"))}</b> ({_text(action.get("kind", ""))}, '
-            f"exit {_text(step.get('exit_code'))}, {float(step.get('seconds', 0.0)):.2f}s){thought}"
-            f"<h4>command</h4>{_pre(str(what))}<h4>output</h4>{_pre(step.get('observation', ''))}</div>")
+            f"exit {_text(step.get('exit_code'))}, "
+            f"{float(seconds) if isinstance(seconds, (int, float)) else 0.0:.2f}s){thought}"
+            f"<h4>{label}</h4>{_pre(what)}<h4>output</h4>{_pre(str(step.get('observation') or ''))}</div>")
 
 
 def render_trajectories(trajectories: Sequence[dict], results: Sequence[dict]) -> str:

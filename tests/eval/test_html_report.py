@@ -144,3 +144,38 @@ def test_chromium_runs_no_script_from_a_hostile_reply(tmp_path):
                          check=True, capture_output=True, text=True, timeout=120).stdout
     assert "<title>eval polyglot</title>" in dom and "owned" not in dom.split("</title>")[0]
     assert "<script" not in dom and "<img" not in dom  # the reply is text in the DOM, not elements
+
+
+def test_terminal_escapes_are_dropped_and_invisible_characters_marked():
+    reply = "\x1b[1;31mRED\x1b[0m \x1b]0;OSC-TITLE\x07x = 1  # \u202eevil\u202c nul\x00 lone\ud83d zw\u200b"
+    page = render_run("polyglot", [_polyglot("case\u202e", "go", False, reply=reply, output="\x1b[32mok\x1b[0m")],
+                      {"score": 0.0})
+    page.encode("utf-8")  # a lone surrogate no longer stops the page from being written
+    assert not any(c in page for c in "\x1b\x00\u202e\u202c\u200b\ud83d")
+    assert "RED x = 1  # " in page and "OSC-TITLE" not in page and ">ok</pre>" in page
+    for code in ("202E", "202C", "0000", "D83D", "200B"):
+        assert f'<span class="ctl">U+{code}</span>' in page
+    assert 'case<span class="ctl">U+202E</span>' in page  # ids too
+
+
+def test_a_format_error_step_shows_what_the_model_replied():
+    steps = [{"index": 1, "action": {"kind": "format_error", "thought": "", "raw": "I would run <ls>"},
+              "observation": "no command", "exit_code": None, "seconds": None},
+             {"index": 2, "action": {"kind": "edit", "thought": "t", "edits": [{"path": "a.py"}]},
+              "observation": None, "exit_code": 0, "seconds": 0.5}]
+    page = render_trajectories([{"id": "t@1", "steps": steps}], [])
+    assert "<h4>reply</h4><pre>I would run &lt;ls&gt;</pre>" in page
+    assert "<h4>edits</h4>" in page and "a.py" in page and "0.50s" in page
+
+
+def test_chromium_wraps_a_long_line_inside_the_page(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    page = tmp_path / "report.html"
+    page.write_text(render_run("polyglot", [_polyglot("case", "go", False, reply="x" * 5000)], {"score": 0.0})
+                    .replace("<details>", "<details open>"))
+    png = tmp_path / "shot.png"
+    _screenshot(page, png)
+    shot = image.open(png).convert("RGB")
+    width, height = shot.size
+    # the body's right margin (24 px) stays white: the reply's box did not push the table past the window
+    assert all(shot.getpixel((width - 8, y)) == (255, 255, 255) for y in range(height))
