@@ -26,7 +26,10 @@ lock file (``$TMPDIR/hrmcode-worker-slots/N.lock``, released by the kernel when 
 Ray retries a task whose worker process died (``max_retries``); when the retries are spent the run
 stops with one line, and a rerun redoes only the items whose results were not appended.
 Without ``--address`` it starts a one-machine cluster with ``slots`` sandbox slots for this run; a
-process that has already called ``ray.init`` (tests, notebooks) is used as it is.
+process that has already called ``ray.init`` (tests, notebooks) is used as it is. A bad ``--address``
+is one line (exit 2): a host that does not resolve or a port nothing accepts connections at within 5 s
+before ``ray.init`` is tried (which would retry it for minutes); a port that answers but is no Ray head
+there after Ray's own retries (about 20 s), whose log lines are dropped.
 
 Objects that cannot be pickled as they are (a docker client, a loaded model, an HTTP client) are
 sent as what rebuilds them on the worker (``rebuilt_on_worker``, registered by their modules).
@@ -45,7 +48,10 @@ import dataclasses
 import fcntl
 import os
 import queue
+import socket
+import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -60,6 +66,9 @@ EXECUTORS = ("local", "ray")
 SLOT_RESOURCE = "sandbox_slot"
 TASK_NAME = "hrmcode-item"  # a Ray worker running an item is titled ray::hrmcode-item
 WORKER_SLOTS = 1024  # per-node worker ids a Ray run hands out (far above any node's slot count)
+ADDRESS_PROBE_S = 5.0  # how long --address's host may take to accept a connection before the run is refused
+ADDRESS_HINT = ("check --address: HOST:PORT of the head's GCS (ray start --head prints it; 6379 by default), or "
+                "ray://HOST:10001 for Ray Client")
 
 
 @dataclass(frozen=True)
@@ -191,6 +200,51 @@ def _run_item(fn: Callable[[Any, int], T], item: Any) -> T:
         return fn(item, worker)
 
 
+@contextlib.contextmanager
+def _stderr_held(replay: bool = False) -> Iterator[None]:
+    """Hold what is written to file descriptor 2 while the block runs (Ray's core logs each retry of an
+    address that answers but is no Ray head there, twenty lines before its error): written out after a
+    block that succeeds, or when ``replay``; dropped when it raises (its error says it in one line)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if ok or replay:
+                held.seek(0)
+                text = held.read()
+                if text:
+                    os.write(2, text)
+
+
+def probe_address(address: str, timeout_s: float = ADDRESS_PROBE_S) -> None:
+    """Refuse at once an ``--address`` whose host does not resolve or whose port accepts no connection
+    (``ray.init`` would retry it for minutes, printing its retries). ``auto``/``local`` and what does
+    not parse as ``[ray://]HOST:PORT`` are left to Ray, which refuses the latter at once."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot join the Ray cluster at {address}: host {host} does not resolve ({exc.strerror})",
+                         ADDRESS_HINT) from None
+    except OSError as exc:
+        reason = "no answer in %.0f s" % timeout_s if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise UsageError(f"cannot join the Ray cluster at {address}: nothing accepts connections at {host}:{port} "
+                         f"({reason})", ADDRESS_HINT) from None
+
+
 def _import_ray() -> Any:
     try:
         import ray  # the optional extra; only --executor ray needs it
@@ -209,11 +263,15 @@ class RayExecutor:
         self.started = False
         if not self.ray.is_initialized():
             init = dict(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+            if address is not None:
+                probe_address(address)
             try:
-                if address is None:
-                    self.ray.init(num_cpus=max(1, slots), resources={SLOT_RESOURCE: max(1, slots)}, **init)
-                else:
-                    self.ray.init(address=address, **init)
+                with warnings.catch_warnings(), _stderr_held(replay=address is None):
+                    warnings.simplefilter("ignore")  # Ray Client's timeout also warns: the error below says it once
+                    if address is None:
+                        self.ray.init(num_cpus=max(1, slots), resources={SLOT_RESOURCE: max(1, slots)}, **init)
+                    else:
+                        self.ray.init(address=address, **init)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise UsageError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}",
                                  "check --address; a cluster with token authentication (ray start's default) also "

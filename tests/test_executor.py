@@ -116,6 +116,35 @@ def test_options_refuse_unknown_executor_and_stray_address():
     assert ExecutorOptions.take(options) == ExecutorOptions("ray") and options == {"model": "oracle"}
 
 
+def test_an_address_nothing_answers_at_is_refused_at_once_in_one_line():
+    import socket
+
+    with socket.socket() as listener:  # a port that was free a moment ago: nothing listens there now
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        started = time.monotonic()
+        with pytest.raises(UsageError, match=f"nothing accepts connections at 127.0.0.1:{port}") as caught:
+            executor.probe_address(address)
+        assert time.monotonic() - started < 3 and "\n" not in str(caught.value)
+    with socket.socket() as listener:  # something listens: the address is Ray's to judge
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        executor.probe_address(f"127.0.0.1:{listener.getsockname()[1]}")
+    executor.probe_address("auto")
+    executor.probe_address("no-port-here")  # malformed: Ray refuses it at once with its own line
+
+
+def test_what_a_failing_join_prints_on_fd_2_is_dropped_and_a_good_one_is_kept(capfd):
+    with pytest.raises(ValueError):
+        with executor._stderr_held():
+            os.write(2, b"[W gcs_client.cc] retry 1\n")
+            raise ValueError("cannot join")
+    with executor._stderr_held():
+        os.write(2, b"joined\n")
+    assert capfd.readouterr().err == "joined\n"
+
+
 def test_worker_slots_are_distinct_and_freed_when_the_holder_dies(tmp_path: Path):
     with worker_slot(tmp_path) as first, worker_slot(tmp_path) as second:
         assert (first, second) == (0, 1)
