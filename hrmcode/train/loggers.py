@@ -8,12 +8,14 @@ the usual ``WANDB_*`` variables); ``none`` writes nothing. Each record of ``metr
 as ``<split>/<metric>`` at its step (``train/loss``, ``heldout/loss``, ``heldout/token_acc`` ...).
 
 Guarantees: ``metrics.jsonl`` stays the record (byte-stable, truncated on resume); the loggers
-only mirror it, on rank 0 only, so a logger failing to write never changes training. After a
-resume TensorBoard shows the steps between the checkpoint and the kill twice (its event files are
-append-only); ``metrics.jsonl`` and ``curves.png`` show them once. ``plot_curves`` draws from
-``metrics.jsonl`` alone, so the PNG of a resumed run equals that of an uninterrupted one: train and
-held-out loss, train and held-out token accuracy and held-out exact match on one shared step axis, each
-phase's held-out lines apart when the run pretrained first.
+only mirror it, on rank 0 only, so a logger failing to write never changes training. A resumed
+run's TensorBoard writer starts with a purge mark at the step after the last record
+``metrics.jsonl`` kept, so TensorBoard drops what the killed run logged past the checkpoint and
+shows each step once, as ``metrics.jsonl`` and ``curves.png`` do (W&B keeps what it was sent: it
+continues the same run). ``plot_curves`` draws from ``metrics.jsonl`` alone, so the PNG of a
+resumed run equals that of an uninterrupted one: train and held-out loss, train and held-out token
+accuracy and held-out exact match on one shared step axis, each phase's held-out lines apart when
+the run pretrained first.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from typing import Any, Protocol
 
 from hrmcode import atomic
 from hrmcode.errors import UsageError
+from hrmcode.jsonl import read_jsonl
 
 LOGGERS = ("tensorboard", "wandb", "none")
 TENSORBOARD_DIR = "tensorboard"
 CURVES = "curves.png"
+METRICS = "metrics.jsonl"  # the run's record (hrmcode.train.loop.METRICS is this name)
 
 
 class Logger(Protocol):
@@ -52,11 +56,22 @@ class NoLogger:
         pass
 
 
+def _purge_step(directory: Path, metrics: Path) -> int | None:
+    """Where a resumed run's TensorBoard history must restart: the step after the last record ``metrics.jsonl``
+    kept (0 when it kept none); None for a fresh run (no event file yet)."""
+    if not any(directory.glob("events.out.tfevents.*")):
+        return None
+    steps = [int(r.get("step", 0)) for r in read_jsonl(metrics)] if metrics.is_file() else []
+    return max(steps) + 1 if steps else 0
+
+
 class TensorBoardLogger:
     def __init__(self, directory: Path, config: dict[str, Any]):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(directory))
+        # the run directory's metrics.jsonl (already truncated to the checkpoint when resuming)
+        purge = _purge_step(directory, directory.parent / METRICS)
+        self.writer = SummaryWriter(log_dir=str(directory), purge_step=purge)
         self.writer.add_text("hyperparameters", "\n".join(f"    {k}: {v}" for k, v in sorted(config.items())))
 
     def log(self, record: dict) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hrmcode.errors import UsageError
-from hrmcode.jsonl import read_jsonl
+from hrmcode.jsonl import read_jsonl, write_jsonl
 from hrmcode.train.loggers import curve_lines, open_logger, plot_curves
 from hrmcode.train.loop import train
 from hrmcode.train.options import resolve_options
@@ -69,3 +69,22 @@ def test_curves_keep_phases_apart_and_draw_train_accuracy(tmp_path):
     one_phase = [r for r in records if r["phase"] == "sft"]
     assert [label for label, _, _ in curve_lines(one_phase)["loss"]] == ["train", "held-out"]
     assert plot_curves(records, tmp_path / "c.png", "two phases").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_resumed_runs_tensorboard_shows_each_step_once(tmp_path):
+    """The killed run logged steps 1-4; the checkpoint was at step 2, so metrics.jsonl kept 1-2 and the resumed run
+    logs 3-4 again (other values): TensorBoard must show 1, 2 and the new 3, 4, not both 3s and 4s."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    first = [{"step": s, "split": "train", "loss": float(s)} for s in range(1, 5)]
+    logger = open_logger("tensorboard", tmp_path, {})
+    for record in first:
+        logger.log(record)
+    logger.close()
+    write_jsonl(tmp_path / "metrics.jsonl", first[:2])  # what the resume's truncation keeps
+    logger = open_logger("tensorboard", tmp_path, {})
+    for step in (3, 4):
+        logger.log({"step": step, "split": "train", "loss": 10.0 * step})
+    logger.close()
+    events = accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
