@@ -238,8 +238,9 @@ def _step(step: dict) -> str:
         label, what = "reply", str(action.get("raw", ""))
     thought = f"<p>{_text(action['thought'])}</p>" if action.get("thought") else ""
     seconds = step.get("seconds")
+    exit_code = "" if step.get("exit_code") is None else f"exit {_text(step['exit_code'])}, "  # none for submit
     return (f'<div class="step"><b>step {_text(step.get("index"))}</b> ({_text(action.get("kind", ""))}, '
-            f"exit {_text(step.get('exit_code'))}, "
+            f"{exit_code}"
             f"{float(seconds) if isinstance(seconds, (int, float)) else 0.0:.2f}s){thought}"
             f"<h4>{label}</h4>{_pre(what)}<h4>output</h4>{_pre(str(step.get('observation') or ''))}</div>")
 

@@ -165,7 +165,8 @@ def test_a_format_error_step_shows_what_the_model_replied():
               "observation": None, "exit_code": 0, "seconds": 0.5}]
     page = render_trajectories([{"id": "t@1", "steps": steps}], [])
     assert "<h4>reply</h4><pre>I would run &lt;ls&gt;</pre>" in page
-    assert "<h4>edits</h4>" in page and "a.py" in page and "0.50s" in page
+    assert "<h4>edits</h4>" in page and "a.py" in page and "(edit, exit 0, 0.50s)" in page
+    assert "(format_error, 0.00s)" in page  # no "exit None"
 
 
 def test_chromium_wraps_a_long_line_inside_the_page(tmp_path):
