@@ -188,6 +188,16 @@ def is_hub_snapshot(path: Path) -> bool:
         return fh.readline().strip() == "---"
 
 
+def saved_splits(path: Path) -> list[str]:
+    """The splits of a ``save_to_disk`` directory of a ``DatasetDict`` (``[]`` for a ``Dataset`` or an
+    unreadable listing, which ``load_saved`` then reports)."""
+    try:
+        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(split) for split in splits] if isinstance(splits, list) else []
+
+
 def load_saved(path: Path, split: str | None = None) -> "datasets.Dataset":
     """The ``Dataset`` of a ``save_to_disk`` directory (of a ``DatasetDict``: its ``split``, or its only
     split when ``split`` is None)."""
@@ -234,16 +244,30 @@ def snapshot_rows(path: Path, split: str) -> Iterator[tuple[str, dict]]:
     try:
         with _quiet_datasets():
             stream = datasets.load_dataset(str(path), split=split, streaming=True)
-        for row_number, row in enumerate(stream, 1):
-            yield f"{path} ({split}):row {row_number}", row
+            for row_number, row in enumerate(stream, 1):
+                yield f"{path} ({split}):row {row_number}", row
     except HrmcodeError:
         raise
     except ValueError as exc:
         if "split" in str(exc).lower():
             raise UsageError(f"{path}: no split '{split}' in that dataset ({_reason(exc)})", "check --split") from None
-        raise InputError(f"{path}: cannot read it as a hub dataset ({_reason(exc)})", "check the folder") from None
+        raise _snapshot_error(path, exc) from None
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: cannot read it as a hub dataset ({_reason(exc)})", "check the folder") from None
+        raise _snapshot_error(path, exc) from None
+
+
+def _snapshot_error(path: Path, exc: BaseException) -> InputError:
+    text = str(exc)
+    if "column names don't match" in text or "Couldn't cast" in text:
+        card = (path / "README.md").read_text(encoding="utf-8", errors="replace").split("\n---", 1)[0]
+        if "dataset_info:" not in card:
+            return InputError(f"{path}: its data files do not all have the same columns",
+                              "pass --from one of its data files")
+        return InputError(f"{path}: its data files' columns do not match the features its README.md declares "
+                          "(dataset_info)", "fix or remove dataset_info in README.md, or pass --from one of its "
+                          "data files")
+    return InputError(f"{path}: cannot read it as a hub dataset ({_reason(exc)})",
+                      "check the folder, or pass --from one of its data files")
 
 
 # -- the hub -------------------------------------------------------------------------------------
@@ -263,13 +287,13 @@ def hub_rows(repo: str, revision: str, *, split: str | None = None,
                 with _quiet_datasets():
                     stream = datasets.load_dataset("json", data_files=f"hf://datasets/{repo}@{revision}/{name}",
                                                    split="train", streaming=True)
-                for row_number, row in enumerate(stream, 1):
-                    yield f"hf:{repo}@{short}/{name}:row {row_number}", row
+                    for row_number, row in enumerate(stream, 1):
+                        yield f"hf:{repo}@{short}/{name}:row {row_number}", row
             return
         with _quiet_datasets():
             stream = datasets.load_dataset(repo, split=split, revision=revision, streaming=True)
-        for row_number, row in enumerate(stream, 1):
-            yield f"hf:{repo}@{short} ({split}):row {row_number}", row
+            for row_number, row in enumerate(stream, 1):
+                yield f"hf:{repo}@{short} ({split}):row {row_number}", row
     except HrmcodeError:
         raise
     except Exception as exc:  # noqa: BLE001 - transport, HTTP and format errors alike
@@ -413,14 +437,19 @@ def dataset_card(source: Artifact, splits: dict[str, int], features: Iterable[st
 
 @contextlib.contextmanager
 def _quiet_datasets() -> Iterator[None]:
-    """No ``datasets`` progress bars while hrmcode writes (hrmcode reports its own progress)."""
+    """No ``datasets`` progress bars while hrmcode writes (hrmcode reports its own progress), and none of
+    its log records: a file it fails to read is logged with the whole schema, twenty lines on stderr,
+    before the exception that hrmcode turns into its one line."""
     from datasets.utils import logging as datasets_logging
 
     was_enabled = datasets_logging.is_progress_bar_enabled()
+    verbosity = datasets_logging.get_verbosity()
     datasets_logging.disable_progress_bar()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL + 10)
     try:
         yield
     finally:
+        datasets_logging.set_verbosity(verbosity)
         if was_enabled:
             datasets_logging.enable_progress_bar()
 

@@ -142,6 +142,35 @@ def test_a_saved_dataset_of_the_wrong_schema_and_a_missing_folder_are_one_line(t
     assert not (workspace / "fetch").exists() or not any((workspace / "fetch").rglob("manifest.json"))
 
 
+def test_a_snapshot_whose_card_or_files_disagree_is_one_line_and_logs_nothing(tmp_path, capfd):
+    rows = _smith_rows()
+    card_says_less = _snapshot(tmp_path / "card", {"train": rows})
+    card = (card_says_less / "README.md").read_text()
+    (card_says_less / "README.md").write_text(card.replace(
+        "\n---\n", "\ndataset_info:\n  features:\n  - name: instance_id\n    dtype: string\n---\n", 1))
+    with pytest.raises(InputError, match=r"card: its data files' columns do not match the features its README.md "
+                                         r"declares \(dataset_info\)") as info:
+        fetch("swe-smith", from_path=card_says_less)
+    assert "\n" not in str(info.value) and "fix or remove dataset_info" in info.value.hint
+    mixed = _snapshot(tmp_path / "mixed", {"train": rows})
+    pq.write_table(pa.table({"other": [1]}), mixed / "data" / "train-00001-of-00002.parquet")
+    with pytest.raises(InputError, match="mixed: its data files do not all have the same columns"):
+        fetch("swe-smith", from_path=mixed)
+    assert capfd.readouterr().err == ""  # datasets logs a failed file with its whole schema: none of it shows
+
+
+def test_livecodebench_from_a_saved_dataset_dict_of_several_splits_reads_test(tmp_path, from_jsonl):
+    problems = datasets.load_dataset("json", data_files=str(FIXTURES / "livecodebench" / "test.jsonl"), split="train")
+    several = tmp_path / "several"
+    datasets.DatasetDict({"validation": problems.select([0]), "test": problems}).save_to_disk(str(several))
+    assert [t["id"] for t in _tasks(fetch("livecodebench", from_path=several))] == [
+        t["id"] for t in from_jsonl["livecodebench"]]
+    no_test = tmp_path / "no-test"
+    datasets.DatasetDict({"a": problems, "b": problems}).save_to_disk(str(no_test))
+    with pytest.raises(UsageError, match="holds the splits a, b and no 'test' split to read"):
+        fetch("livecodebench", from_path=no_test)
+
+
 def test_the_hub_is_asked_for_the_pinned_revision(monkeypatch):
     from huggingface_hub import HfApi
 

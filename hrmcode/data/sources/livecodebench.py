@@ -48,7 +48,7 @@ from hrmcode.data.sources._common import (
     iter_records,
     require_path,
 )
-from hrmcode.datasets_io import is_saved_dataset, saved_rows
+from hrmcode.datasets_io import is_saved_dataset, saved_rows, saved_splits
 from hrmcode.errors import InputError, UsageError
 from hrmcode.reporting import reporter
 
@@ -213,7 +213,12 @@ def _open(request: FetchRequest) -> Iterator[Fetched]:
         origin = request.from_paths[0]
         path = require_path(origin)
         if is_saved_dataset(path):
-            rows, stats["release"], stats["files"] = saved_rows(path), "saved dataset", [origin]
+            splits = saved_splits(path)
+            if len(splits) > 1 and "test" not in splits:
+                raise UsageError(f"{origin} holds the splits {', '.join(splits)} and no 'test' split to read",
+                                 "save the problems as one Dataset, or as the 'test' split of a DatasetDict")
+            split = "test" if len(splits) > 1 else None
+            rows, stats["release"], stats["files"] = saved_rows(path, split), "saved dataset", [origin]
         else:
             files = _local_files(origin, names)
             rows = (row for file in files for row in iter_records(file))
