@@ -308,6 +308,11 @@ def _output_sha256(artifact: Artifact, name: str) -> str | None:
     return next((o.get("sha256") for o in artifact.manifest.get("outputs", []) if o.get("name") == name), None)
 
 
+def _output_records(artifact: Artifact, name: str) -> int | None:
+    """The record count the artifact's manifest gives its output ``name`` (None: not given)."""
+    return next((o.get("records") for o in artifact.manifest.get("outputs", []) if o.get("name") == name), None)
+
+
 def _artifact_main_file(artifact: Artifact) -> str:
     listed = [str(o.get("name")) for o in artifact.manifest.get("outputs", [])]
     for name in MAIN_FILES.get(artifact.kind, ()):
@@ -318,6 +323,19 @@ def _artifact_main_file(artifact: Artifact) -> str:
         raise UsageError(f"{artifact.path}: a '{artifact.kind}' artifact has no JSONL or parquet file to open",
                          "pass one of its data files, or datasets.load_from_disk for an exported dataset")
     return data[0]
+
+
+def _step_name(given: Path, workspace: str | Path | None) -> Path:
+    """``STEP/NAME`` (``synthesize/humaneval``) as the newest such artifact in the workspace, when no
+    such path exists here; any other path unchanged."""
+    steps = {step for step, _ in KINDS.values()}
+    if given.exists() or given.is_absolute() or len(given.parts) != 2 or given.parts[0] not in steps:
+        return given
+    found = latest_in_workspace(given.parts[0], given.parts[1], workspace)
+    if found is None:
+        raise ArtifactError(f"no {given.parts[0]} artifact named '{given.parts[1]}' in the workspace",
+                            "list them with ls under the workspace, or pass a directory")
+    return found
 
 
 def open_dataset(path: str | Path, split: str | None = None, *,
@@ -333,14 +351,7 @@ def open_dataset(path: str | Path, split: str | None = None, *,
     ``split`` column has that value (``train``/``heldout`` of examples), or that split of a saved
     ``DatasetDict``.
     """
-    given = Path(path).expanduser()
-    steps = {step for step, _ in KINDS.values()}
-    if not given.exists() and not given.is_absolute() and len(given.parts) == 2 and given.parts[0] in steps:
-        found = latest_in_workspace(given.parts[0], given.parts[1], workspace)
-        if found is None:
-            raise ArtifactError(f"no {given.parts[0]} artifact named '{given.parts[1]}' in the workspace",
-                                "list them with ls under the workspace, or pass a directory")
-        given = found
+    given = _step_name(Path(path).expanduser(), workspace)
     if not given.exists() and (given.is_absolute() or len(given.parts) > 1):
         raise InputError(f"{path}: no such file or directory", "check the path")
     if is_saved_dataset(given):
@@ -466,9 +477,15 @@ def export_examples(
     module docstring): ``out``, else a new workspace version ``export/<name>/<version>``."""
     import datasets
 
-    source = load_artifact(artifact, EXAMPLE_KINDS, workspace)
+    given = _step_name(Path(artifact).expanduser(), workspace)  # also STEP/NAME, as open_dataset takes it
+    source = load_artifact(given if given.is_dir() else artifact, EXAMPLE_KINDS, workspace)
     data_name = MAIN_FILES[source.kind][0]
     data = source.file(data_name)
+    if source.kind == "validated-examples" and _output_records(source, data_name) == 0:
+        rejected = _output_records(source, "rejected.jsonl")
+        raise InputError(f"{source.path}: validate accepted none of its examples ({rejected} rejected), so there is "
+                         "nothing to export", "see why in its rejected.jsonl, or export the unvalidated ones: "
+                         f"hrmcode export dataset synthesize/{source.name}")
     with _quiet_datasets():
         rows = _dataset_of_file(data, _output_sha256(source, data_name))
         if "split" not in rows.column_names:

@@ -202,6 +202,18 @@ def test_export_refuses_other_input_and_keeps_what_is_there(cli, pipeline, tmp_p
     assert again.artifact.path == out and len(datasets.load_from_disk(str(out))["train"]) == 5
 
 
+def test_export_by_step_and_name_and_of_a_validation_that_accepted_nothing(pipeline, tmp_path):
+    exported = export_examples("synthesize/humaneval", tmp_path / "by-step", workspace=pipeline["workspace"])
+    assert exported.source.path == pipeline["examples"].path  # STEP/NAME, as open_dataset takes it
+    # HumanEval's examples are the benchmark itself: validate rejects every one as contaminated
+    none = validate(pipeline["examples"].path, out=tmp_path / "rejected-all", workspace=pipeline["workspace"],
+                    exec_checks=False).artifact
+    with pytest.raises(InputError, match=r"validate accepted none of its examples \(30 rejected\)") as info:
+        export_examples(none.path, tmp_path / "none-hf")
+    assert "hrmcode export dataset synthesize/humaneval" in info.value.hint
+    assert not (tmp_path / "none-hf").exists()
+
+
 def test_the_cli_does_not_import_datasets_at_start_up():
     code = "import sys, hrmcode.cli.app; print('datasets' in sys.modules, 'pandas' in sys.modules)"
     assert hrmcode.open_dataset is open_dataset
