@@ -15,8 +15,8 @@
 Guarantees:
 - A JSONL record's values come back unchanged (``ds[i][key] == record[key]``): a column whose
   values are objects, lists of objects or of mixed types is a ``datasets.Json`` column (decoded
-  back to the same Python value); strings, numbers, booleans and lists of strings keep their
-  type. A key some records lack reads as None in those rows.
+  back to the same Python value, floats exactly: ``exact_json_floats``); strings, numbers, booleans
+  and lists of strings keep their type. A key some records lack reads as None in those rows.
 - An artifact's file is checked against its manifest before it is read (``Artifact.file``). The
   Arrow cache ``datasets`` keeps of a JSONL file is keyed by the file's sha256, so an edited file
   is never answered from a stale cache.
@@ -125,8 +125,30 @@ def _jsonl_records(path: str, digest: str, json_columns: tuple[str, ...]) -> Ite
                for key, value in record.items()}
 
 
+def exact_json_floats() -> None:
+    """Make ``datasets.Json`` decode floats exactly, in this process. It decodes with pandas' ujson,
+    whose default float parser is not correctly rounded (``0.9953`` reads back as
+    ``0.9953000000000001``); pandas' ``precise_float=True`` gives what ``json.loads`` gives. The
+    stored JSON text is exact either way: a ``datasets.load_from_disk`` in a process that has not
+    opened a dataset through hrmcode decodes it with ``datasets``' default."""
+    from datasets.features import features as module
+
+    loads = module.ujson_loads
+    if getattr(loads, "hrmcode_exact", False):
+        return
+
+    def exact_loads(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("precise_float", True)
+        return loads(*args, **kwargs)
+
+    exact_loads.hrmcode_exact = True  # type: ignore[attr-defined]
+    module.ujson_loads = exact_loads
+
+
 def _dataset_of_file(path: Path, digest: str | None = None) -> "datasets.Dataset":
     import datasets
+
+    exact_json_floats()
 
     name = path.name
     try:
@@ -202,6 +224,8 @@ def load_saved(path: Path, split: str | None = None) -> "datasets.Dataset":
     """The ``Dataset`` of a ``save_to_disk`` directory (of a ``DatasetDict``: its ``split``, or its only
     split when ``split`` is None)."""
     import datasets
+
+    exact_json_floats()
 
     try:
         loaded = datasets.load_from_disk(str(path))

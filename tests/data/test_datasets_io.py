@@ -98,7 +98,7 @@ def test_validated_examples_open_and_export_their_accepted_rows(pipeline, tmp_pa
 
 def test_a_users_own_jsonl_and_mixed_value_types(tmp_path):
     path = tmp_path / "mine.jsonl"
-    records = [{"id": "a", "score": 1, "extra": {"k": [1, 2]}, "tags": ["x"]},
+    records = [{"id": "a", "score": 1, "extra": {"k": [1, 2], "overlap": 0.9953}, "tags": ["x"]},  # exact float
                {"id": "b", "score": 2.5, "extra": "text", "tags": []},
                {"id": "d", "score": 3, "extra": "[1, 2]", "tags": ["y"]},  # a str that parses as JSON stays a str
                {"id": "c", "score": None, "other": {"files": {"a.py": "x = 1\n"}}}]
