@@ -200,7 +200,9 @@ def _readme(name: str, config: ModelConfig, llama: bool) -> str:
     how = ("It is a standard `LlamaForCausalLM` (a pre-norm transformer), so transformers loads it as it is:"
            if llama else "Its code is in `modeling_hrmcode.py` (torch and transformers only), so load it with "
                          "`trust_remote_code`:")
-    return (
+    tags = "".join(f"- {tag}\n" for tag in ("hrmcode", "code", *(() if llama else ("custom_code",))))
+    return (  # the metadata block the Hub reads (library, task, tags; custom_code: it runs code from the repo)
+        f"---\nlibrary_name: transformers\npipeline_tag: text-generation\ntags:\n{tags}---\n\n"
         f"# {name}\n\n"
         f"An hrmcode `{config.arch}` model exported for Hugging Face transformers by `hrmcode export model`.\n"
         f"{how}\n\n"

@@ -318,3 +318,13 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(exports, tmp_path):
         export_model(root / "hrm-ckpt", out=tmp_path / "z", dtype="int3")
     assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directory left behind
+
+
+def test_the_model_card_has_the_hub_metadata(exports):
+    _, made = exports
+    for name, custom in (("hrm", True), ("llama", False)):
+        card = (made[name][2].artifact.path / "README.md").read_text()
+        head, _, rest = card.removeprefix("---\n").partition("---\n")
+        assert card.startswith("---\n") and rest.lstrip().startswith("# ")
+        assert "library_name: transformers\n" in head and "pipeline_tag: text-generation\n" in head
+        assert ("- custom_code\n" in head) is custom
