@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hrmcode.memory import release_freed
 from hrmcode.model.base import model_device
 from hrmcode.model.generate import GenerationConfig, SegmentsSeen, pick_token, prefill
 from hrmcode.model.kvcache import BatchKVCache, KVCache
@@ -106,8 +107,9 @@ class BatchDecoder:
                 for request in self._rows:
                     request.out.put(exc)
                 self._rows.clear()
-                self._cache = BatchKVCache(self.max_batch, getattr(self.model, "kv_dtype", None))
-                self._solo = None
+                self._idle()
+            if not self._rows and self._waiting.empty():  # idle: what the requests freed goes back to the
+                release_freed()  # system (not by a consumer: it cannot tell whether its row has left yet)
 
     def _drop_cancelled(self) -> None:
         for index in range(len(self._rows) - 1, -1, -1):
@@ -120,13 +122,22 @@ class BatchDecoder:
         if self._solo is not None:
             self._solo = None
             self._rows.pop()
-            return
-        moved = self._cache.remove_row(index)
-        if moved is not None:
-            self._rows[index] = self._rows[moved]
-        self._rows.pop()
-        if not self._rows:  # an idle server holds no batch buffers (they grow to the longest row's context)
-            self._cache = BatchKVCache(self.max_batch, getattr(self.model, "kv_dtype", None))
+        else:
+            moved = self._cache.remove_row(index)
+            if moved is not None:
+                self._rows[index] = self._rows[moved]
+            self._rows.pop()
+        if not self._rows:
+            self._idle()
+
+    def _idle(self) -> None:
+        """The last row has left: an idle server holds no batch buffers (they grow to the longest row's context)."""
+        # A BatchKVCache and its layers refer to each other (RaggedKV.cache), so dropped whole it is freed only by
+        # a cyclic collection, which its tensors do not hasten: hundreds of MB lingered. Emptied, it goes now.
+        self._cache.slots.clear()
+        self._cache.decode_state = None
+        self._cache = BatchKVCache(self.max_batch, getattr(self.model, "kv_dtype", None))
+        self._solo = None
 
     def _admit_one(self) -> None:
         """Prefill the oldest waiting request alone and make it a row (one per step, so running

@@ -81,7 +81,7 @@ class ModelEngine:
             run = GenerationRun(self.model, self.tokenizer, prompt, self._config(params), should_stop,
                                 tokens=self.batch.tokens)
         yield from run.pieces()
-        if self.batch is None or not self.batch.running:
+        if self.batch is None:  # (a batch hands memory back itself, once its last row has left)
             release_freed()  # the generation's KV cache, so an idle server holds only the model
         result = run.result
         yield Completion(result.text, result.prompt_tokens, result.completion_tokens, result.finish_reason,
