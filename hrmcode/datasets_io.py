@@ -151,6 +151,7 @@ def _dataset_of_file(path: Path, digest: str | None = None) -> "datasets.Dataset
     exact_json_floats()
 
     name = path.name
+    refuse_lfs_pointer(path)
     try:
         if name.endswith(JSONL_SUFFIXES):
             if next(iter(read_jsonl(path)), None) is None:
@@ -164,7 +165,12 @@ def _dataset_of_file(path: Path, digest: str | None = None) -> "datasets.Dataset
                 fingerprint=hashlib.sha256(f"{CONVERSION_VERSION}:{digest}".encode()).hexdigest()[:32],
             )
         if name.endswith(".parquet"):
-            return datasets.Dataset.from_parquet(str(path))
+            import pyarrow.parquet as pq
+
+            if pq.ParquetFile(path).metadata.num_rows == 0:
+                raise InputError(f"{path}: no records", "a dataset needs at least one record")
+            with _quiet_datasets(bars=True):
+                return datasets.Dataset.from_parquet(str(path))
         if name.endswith(".arrow"):
             return _arrow_dataset(path)
     except HrmcodeError:
@@ -172,6 +178,23 @@ def _dataset_of_file(path: Path, digest: str | None = None) -> "datasets.Dataset
     except Exception as exc:  # noqa: BLE001 - datasets and pyarrow raise many types for an unreadable file
         raise InputError(f"{path}: cannot load as a dataset ({_reason(exc)})", "check the file") from None
     raise UsageError(f"{path}: not a JSONL, parquet or arrow file", "pass a .jsonl, .jsonl.gz, .parquet or .arrow file")
+
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def refuse_lfs_pointer(path: Path) -> None:
+    """Refuse a Git LFS pointer standing where a data file should be (a clone of a hub repository made
+    without git-lfs holds only these), naming the file."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(LFS_POINTER))
+    except OSError:
+        return  # the reader says what is wrong with it
+    if head == LFS_POINTER:
+        raise InputError(f"{path}: a Git LFS pointer, not the data file (the repository was cloned without git-lfs)",
+                         "run git lfs pull in the clone, or download it with hf download REPO --repo-type dataset "
+                         "--local-dir DIR")
 
 
 def _arrow_dataset(path: Path) -> "datasets.Dataset":
@@ -252,6 +275,7 @@ def saved_rows(path: Path, split: str | None = None) -> Iterator[tuple[str, dict
 
 def arrow_rows(path: Path) -> Iterator[tuple[str, dict]]:
     """``(where, row)`` of an arrow file."""
+    refuse_lfs_pointer(path)
     try:
         dataset = _arrow_dataset(path)
     except Exception as exc:  # noqa: BLE001
@@ -281,6 +305,13 @@ def snapshot_rows(path: Path, split: str) -> Iterator[tuple[str, dict]]:
 
 
 def _snapshot_error(path: Path, exc: BaseException) -> InputError:
+    for data in sorted(path.rglob("*")):
+        if data.is_file() and data.suffix in (".parquet", ".arrow", ".jsonl", ".json", ".csv") \
+                and ".git" not in data.relative_to(path).parts[:-1]:
+            try:
+                refuse_lfs_pointer(data)
+            except InputError as pointer:
+                return pointer
     text = str(exc)
     if "column names don't match" in text or "Couldn't cast" in text:
         card = (path / "README.md").read_text(encoding="utf-8", errors="replace").split("\n---", 1)[0]
@@ -471,7 +502,7 @@ def dataset_card(source: Artifact, splits: dict[str, int], features: Iterable[st
 
 
 @contextlib.contextmanager
-def _quiet_datasets() -> Iterator[None]:
+def _quiet_datasets(bars: bool = False) -> Iterator[None]:
     """No ``datasets`` progress bars while hrmcode writes (hrmcode reports its own progress), and none of
     its log records: a file it fails to read is logged with the whole schema, twenty lines on stderr,
     before the exception that hrmcode turns into its one line."""
@@ -479,13 +510,14 @@ def _quiet_datasets() -> Iterator[None]:
 
     was_enabled = datasets_logging.is_progress_bar_enabled()
     verbosity = datasets_logging.get_verbosity()
-    datasets_logging.disable_progress_bar()
+    if not bars:  # bars=True: the logs only (open_dataset in a notebook keeps datasets' progress bars)
+        datasets_logging.disable_progress_bar()
     datasets_logging.set_verbosity(datasets_logging.CRITICAL + 10)
     try:
         yield
     finally:
         datasets_logging.set_verbosity(verbosity)
-        if was_enabled:
+        if was_enabled and not bars:
             datasets_logging.enable_progress_bar()
 
 

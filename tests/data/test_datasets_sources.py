@@ -159,6 +159,16 @@ def test_a_snapshot_whose_card_or_files_disagree_is_one_line_and_logs_nothing(tm
     assert capfd.readouterr().err == ""  # datasets logs a failed file with its whole schema: none of it shows
 
 
+def test_a_clone_without_git_lfs_names_the_pointer_file(tmp_path):
+    snapshot = _snapshot(tmp_path / "cloned", {"train": _smith_rows()})
+    shard = snapshot / "data" / "train-00000-of-00001.parquet"
+    shard.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 9041\n")
+    for given in (snapshot, shard):  # the folder, and the file itself
+        with pytest.raises(InputError, match=r"train-00000-of-00001.parquet: a Git LFS pointer, not the data") as info:
+            fetch("swe-smith", from_path=given)
+        assert "git lfs pull" in info.value.hint
+
+
 def test_livecodebench_from_a_saved_dataset_dict_of_several_splits_reads_test(tmp_path, from_jsonl):
     problems = datasets.load_dataset("json", data_files=str(FIXTURES / "livecodebench" / "test.jsonl"), split="train")
     several = tmp_path / "several"

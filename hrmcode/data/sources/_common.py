@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from hrmcode.datasets_io import arrow_rows, hub_rows, is_hub_snapshot, is_saved_dataset, saved_rows, snapshot_rows
+from hrmcode.datasets_io import (
+    arrow_rows,
+    hub_rows,
+    is_hub_snapshot,
+    is_saved_dataset,
+    refuse_lfs_pointer,
+    saved_rows,
+    snapshot_rows,
+)
 from hrmcode.errors import InputError, SourceUnavailable
 from hrmcode.jsonl import read_jsonl_numbered
 
@@ -119,6 +127,7 @@ def iter_parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[tuple[int,
     """``(row number, dict)`` for each row of a parquet file, read one batch at a time."""
     import pyarrow.parquet as pq
 
+    refuse_lfs_pointer(path)
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
@@ -198,7 +207,8 @@ def iter_json_document(path: Path) -> Iterator[tuple[int, dict]]:
 
 def iter_records(path: Path) -> Iterator[tuple[str, dict]]:
     """``(where, record)`` for a JSONL, parquet, arrow or JSON-document (``.json``/``.traj``) file;
-    ``where`` is ``file:line`` (``file:row N`` for parquet and arrow)."""
+    ``where`` is ``file:line`` (``file:row N`` for parquet and arrow). A Git LFS pointer is refused."""
+    refuse_lfs_pointer(path)
     if path.suffix == ".parquet":
         for row, record in iter_parquet_rows(path):
             yield f"{path}:row {row}", record
