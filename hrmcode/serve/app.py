@@ -21,6 +21,11 @@ Guarantees:
   running one stops at the next token and starts none of its remaining choices. A generation holds
   its slot until its worker thread has really finished.
 - A client that takes no part of the answer for ``client_timeout_s`` is disconnected.
+- Shutting down (``Server.close``: the server calls it on SIGTERM / Ctrl-C) stops every running
+  generation at its next token and answers it, and every request still queued or arriving, with a
+  503 ``server_shutting_down`` (a stream: that error as its last event, no ``[DONE]``), so the
+  process exits within a decode step or so, not after every running request's ``max_tokens``, and
+  no client mistakes a cut-short answer for a whole one.
 - ``/health`` answers without the API key; everything under ``/v1`` needs it when one is set.
 - A looped model's compute budget (``max_segments``, ``halt_threshold``: ``protocol``'s extensions) is
   checked by the engine before the request is admitted (400 ``invalid_budget``), and ``usage.segments``
@@ -224,6 +229,7 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()) -> Fas
     app = FastAPI(title="hrmcode", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(BodyReader, max_bytes=settings.max_body_bytes, timeout_s=settings.client_timeout_s)
     app.state.admission = server.admission
+    app.state.close = server.close  # for the server, on SIGTERM / Ctrl-C (hrmcode.serve.server)
     app.state.settings = settings  # the connection timeouts, for whoever runs the app (hrmcode.serve.server)
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -244,6 +250,19 @@ class Server:
         self.engine, self.settings = engine, settings
         self.admission = Admission(settings.max_concurrency, settings.max_queue)
         self.pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="hrmcode-generate")
+        self.closing = False
+        self._stops: set[threading.Event] = set()  # the running generations' stop events
+
+    def close(self) -> None:
+        """Shut down: every running generation stops at its next token, and it and every later or queued
+        request are answered 503. Any thread; idempotent."""
+        self.closing = True
+        for stop in list(self._stops):
+            stop.set()
+
+    def shutting_down(self) -> APIError:
+        return APIError(503, "the server is shutting down; this request was not completed, retry it later",
+                        type="server_error", code="server_shutting_down")
 
     # -- checks ----------------------------------------------------------------------------
     async def require_key(self, request: Request) -> None:  # async: no worker-thread hop per request
@@ -302,7 +321,10 @@ class Server:
 
     # -- running generations -----------------------------------------------------------------
     async def acquire(self, request: Request) -> Ticket:
-        """A generation slot; 429 at once when the queue is full too, 499 when the client goes while queued."""
+        """A generation slot; 429 at once when the queue is full too, 499 when the client goes while queued,
+        503 once the server is shutting down."""
+        if self.closing:
+            raise self.shutting_down()
         waiting = asyncio.ensure_future(self.admission.acquire())
         gone = asyncio.ensure_future(client_gone(request))
         try:
@@ -316,15 +338,25 @@ class Server:
             raise APIError(499, "the client closed the request while it waited for a slot",
                            code="client_closed_request")
         try:
-            return waiting.result()
+            ticket = waiting.result()
         except Busy:
             raise APIError(429, f"server busy: {self.admission.max_concurrency} generation(s) running and "
                            f"{self.admission.max_queue} waiting; retry later", type="rate_limit_exceeded",
                            code="rate_limit_exceeded") from None
+        if self.closing:
+            ticket.release()
+            raise self.shutting_down()
+        return ticket
 
-    def start(self, fn: Callable[[], object], ticket: Ticket) -> asyncio.Future:
+    def start(self, fn: Callable[[], object], ticket: Ticket, stop: threading.Event) -> asyncio.Future:
+        self._stops.add(stop)  # (close() sets it; acquire() refused this request if closing had begun)
         future = asyncio.get_running_loop().run_in_executor(self.pool, fn)
-        future.add_done_callback(lambda _f: ticket.release())  # the slot is free only when the thread is
+
+        def finished(_future: asyncio.Future) -> None:
+            self._stops.discard(stop)
+            ticket.release()  # the slot is free only when the thread is
+
+        future.add_done_callback(finished)
         return future
 
     async def run_blocking(self, request: Request, jobs: list[_Job]) -> list[Completion]:
@@ -339,15 +371,18 @@ class Server:
                 results.append(self.engine.complete(job.prompt, job.params, stop.is_set))
             return results
 
-        future = self.start(complete_all, ticket)
+        future = self.start(complete_all, ticket, stop)
         watcher = asyncio.create_task(_stop_when_gone(request, stop))
         try:
-            return await asyncio.shield(future)
+            results = await asyncio.shield(future)
         except asyncio.CancelledError:
             stop.set()
             raise
         finally:
             watcher.cancel()
+        if self.closing and stop.is_set():  # cut short by close(), not finished
+            raise self.shutting_down()
+        return results
 
     async def run_streaming(self, request: Request, jobs: list[_Job], render: Render,
                             usage_chunk: UsageChunk | None) -> StreamingResponse:
@@ -361,6 +396,9 @@ class Server:
                 if stop.is_set():
                     break
                 for event in self.engine.stream(job.prompt, job.params, stop.is_set):
+                    if isinstance(event, Completion) and self.closing and stop.is_set():
+                        queue.put(self.shutting_down())  # cut short by close(): not a finished choice
+                        return
                     queue.put((job, event))
             queue.put(_DONE)
 
@@ -368,7 +406,7 @@ class Server:
             if not f.cancelled() and f.exception() is not None:
                 queue.put(f.exception())
 
-        future = self.start(produce, ticket)
+        future = self.start(produce, ticket, stop)
         future.add_done_callback(report_failure)
         watcher = asyncio.create_task(_stop_when_gone(request, stop))
         return StreamingResponse(_events(queue, render, usage_chunk, stop, watcher), media_type="text/event-stream",
@@ -514,7 +552,8 @@ async def _events(queue: _Handoff, render: Render, usage_chunk: UsageChunk | Non
                     done = True
                     break
                 if isinstance(item, BaseException):
-                    body = error_body(f"generation failed ({type(item).__name__})", "server_error")
+                    body = (item.body() if isinstance(item, APIError)
+                            else error_body(f"generation failed ({type(item).__name__})", "server_error"))
                     yield "".join(lines) + f"data: {json.dumps(body)}\n\n"
                     return
                 job, event = item

@@ -10,6 +10,9 @@ request or between requests, is closed, and one that has started sending gets ``
 the app itself limits the time for a body (408).
 ``background_server`` returns only once the socket accepts connections and stops the server
 (bounded wait) when the block exits.
+SIGTERM or Ctrl-C stops the running generations at their next token (each answered 503, see
+``hrmcode.serve.app``) and the server then exits once their connections close: within a decode step
+or so, not after every running request's ``max_tokens``; a second Ctrl-C exits at once.
 """
 
 from __future__ import annotations
@@ -143,6 +146,21 @@ class HeaderDeadlineH11(H11Protocol):
         super().connection_lost(exc)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, which on SIGTERM / Ctrl-C also tells the app to stop its generations (uvicorn
+    alone would wait for every running request to finish)."""
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        close = getattr(self.config.app.state, "close", None)  # create_app's Server.close
+        if close is None:
+            return
+        try:  # a signal handler runs between two bytecodes of the loop's thread: let the loop call it
+            asyncio.get_running_loop().call_soon_threadsafe(close)
+        except RuntimeError:  # no loop running in this thread
+            close()
+
+
 def _config(app: FastAPI) -> uvicorn.Config:
     settings: ServeSettings = app.state.settings  # set by create_app
     protocol = functools.partial(HeaderDeadlineH11, header_timeout_s=settings.client_timeout_s)
@@ -184,7 +202,7 @@ def serve(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, settings: 
     if not is_loopback(host) and (settings is None or settings.api_key is None):
         reporter().warn(f"serving on {host} without an API key: anyone who can reach this port can use the model "
                         "(set HRMCODE_API_KEY)")
-    uvicorn.Server(_config(app)).run(sockets=sockets or listen(host, port))
+    _Server(_config(app)).run(sockets=sockets or listen(host, port))
 
 
 @contextlib.contextmanager
@@ -192,7 +210,7 @@ def background_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
                       startup_timeout_s: float = 30.0) -> Iterator[str]:
     """Run ``app`` in a daemon thread; yield its base URL (``http://127.0.0.1:PORT``)."""
     sockets = listen(host, port)
-    server = uvicorn.Server(_config(app))
+    server = _Server(_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name="hrmcode-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout_s
