@@ -169,6 +169,17 @@ def test_a_clone_without_git_lfs_names_the_pointer_file(tmp_path):
         assert "git lfs pull" in info.value.hint
 
 
+def test_a_folder_holding_the_same_rows_twice_says_so(tmp_path):
+    folder = tmp_path / "both"
+    folder.mkdir()
+    rows = _smith_rows()
+    (folder / "instances.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pq.write_table(pa.Table.from_pylist(rows), folder / "instances.parquet")
+    with pytest.raises(InputError, match="duplicate task id") as info:
+        fetch("swe-smith", from_path=folder)
+    assert f"--from {folder} may hold the same rows in two files" in info.value.hint
+
+
 def test_livecodebench_from_a_saved_dataset_dict_of_several_splits_reads_test(tmp_path, from_jsonl):
     problems = datasets.load_dataset("json", data_files=str(FIXTURES / "livecodebench" / "test.jsonl"), split="train")
     several = tmp_path / "several"

@@ -106,12 +106,16 @@ def _from_list(from_path: Any) -> list[str]:
     return [str(p) for p in from_path]
 
 
-def _unique_ids(records: Iterator[Any], key: str) -> Iterator[Any]:
+def _unique_ids(records: Iterator[Any], key: str, froms: list[str] | None = None) -> Iterator[Any]:
+    folders = [f for f in froms or [] if Path(f).is_dir()]
+    hint = "each record must have its own id"
+    if folders:  # a folder holding the same rows twice: a JSONL and its parquet, a datasets cache beside its source
+        hint += f"; --from {folders[0]} may hold the same rows in two files: point --from at one of them"
     seen: set[str] = set()
     for record in records:
         ident = getattr(record, key) if hasattr(record, key) else record[key]
         if ident in seen:
-            raise InputError(f"duplicate task id '{ident}'", "each record must have its own id")
+            raise InputError(f"duplicate task id '{ident}'", hint)
         seen.add(ident)
         yield record
 
@@ -149,7 +153,8 @@ def fetch(
     request = FetchRequest(from_paths=froms, options=options, workspace=workspace)
     id_key = "id"
     with spec.open(request) as fetched:
-        records = _unique_ids(fetched.records if limit is None else islice(fetched.records, limit), id_key)
+        records = _unique_ids(fetched.records if limit is None else islice(fetched.records, limit), id_key,
+                              [str(f) for f in froms])
         total = fetched.total if limit is None or fetched.total is None else min(limit, fetched.total)
         languages: Counter[str] = Counter()
 
