@@ -136,7 +136,8 @@ def test_bad_input_is_one_line(pipeline, tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(InputError, match="no records"):
         open_dataset(tmp_path / "empty.jsonl")
-    pq.write_table(pq.read_table(pipeline["analysis"].path / "analysis.parquet").slice(0, 0), tmp_path / "empty.parquet")
+    no_rows = pq.read_table(pipeline["analysis"].path / "analysis.parquet").slice(0, 0)
+    pq.write_table(no_rows, tmp_path / "empty.parquet")
     with pytest.raises(InputError, match="empty.parquet: no records"):  # it was datasets' "An error occurred"
         open_dataset(tmp_path / "empty.parquet")
 
