@@ -85,6 +85,19 @@ for name, job in jobs.items():
         batch = tok.pad({"input_ids": job["prompts"]}, return_tensors="pt")
         out = model.generate(**batch, max_new_tokens=job["new_tokens"], do_sample=False)
         entry["batched"] = [row[batch["input_ids"].shape[1]:].tolist() for row in out]
+    if job["remote"] and job["batch"]:  # the last token through the cache of the others, under either name
+        from transformers.cache_utils import DynamicCache
+
+        x = torch.tensor([job["prompts"][0]])
+        with torch.no_grad():
+            full = model(x, use_cache=False).logits[0, -1]
+            for arg in ("cache", "past_key_values"):
+                kv = DynamicCache()
+                model(x[:, :-1], **{arg: kv})
+                step = model(x[:, -1:], **{arg: kv})
+                entry["cache_" + arg] = {"diff": (step.logits[0, -1] - full).abs().max().item(),
+                                         "length": kv.get_seq_length(),
+                                         "returned": step.get("cache", step.get("past_key_values")) is kv}
 report["hrmcode_imported"] = any(m == "hrmcode" or m.startswith("hrmcode.") for m in sys.modules)
 print(json.dumps(report))
 '''
@@ -191,43 +204,16 @@ def test_greedy_tokens_equal_hrmcode_generate(loaded, exports, tok, name):
         assert torch.allclose(torch.tensor(entry["logits"][i]), logits, atol=1e-5), (name, i)
 
 
-CACHE_NAMES = r"""
-import json, sys
-import torch
-from transformers import AutoModelForCausalLM
-from transformers.cache_utils import DynamicCache
-
-model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
-ids = torch.tensor([json.loads(sys.argv[2])])
-report = {}
-with torch.no_grad():
-    full = model(ids, use_cache=False).logits[0, -1]
-    for name in ("cache", "past_key_values"):  # transformers >= 5.24 passes cache=, earlier past_key_values=
-        kv = DynamicCache()
-        model(ids[:, :-1], **{name: kv})
-        step = model(ids[:, -1:], **{name: kv})
-        report[name] = {"diff": (step.logits[0, -1] - full).abs().max().item(), "length": kv.get_seq_length(),
-                        "returned": step.get("cache", step.get("past_key_values")) is kv}
-print(json.dumps(report))
-"""
-
-
-def test_the_cache_is_taken_under_both_names(exports, tok, tmp_path):
-    """transformers 5.24's generate hands the cache over as ``cache=``: a model that took only ``past_key_values``
-    restarted from an empty cache at every step and generated garbage (the cached step must equal the full pass)."""
-    root, made = exports
-    _, config, result = made["hrm"]
-    ids = config.prompt.encode_chat(tok, CHATS[0])
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": "",
-           "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", CACHE_NAMES, str(result.artifact.path), json.dumps(ids)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name in ("cache", "past_key_values"):
-        assert report[name]["length"] == len(ids), name
-        assert report[name]["diff"] < 1e-4, name
-        assert report[name]["returned"], name
+@pytest.mark.parametrize("name", ["hrm", "hrm-act", "transformer"])
+def test_the_cache_is_taken_under_both_names(loaded, exports, tok, name):
+    """transformers 5.24's generate hands the cache over as ``cache=`` (5.23's as ``past_key_values=``): a model that
+    took only ``past_key_values`` restarted from an empty cache at every step and generated garbage. The last token
+    run through the cache of the others must give the full pass's logits, and the cache must come back."""
+    _, config, _ = exports[1][name]
+    prompt = config.prompt.encode_chat(tok, CHATS[0], LEVELS[0])
+    for arg in ("cache", "past_key_values"):
+        entry = loaded[name]["cache_" + arg]
+        assert entry["length"] == len(prompt) and entry["diff"] < 1e-4 and entry["returned"], (arg, entry)
 
 
 def test_export_is_an_artifact_with_remote_code_and_no_q_head(exports):
