@@ -15,6 +15,8 @@ Guarantees:
   ``max_body_bytes`` (checked while reading, so a lying Content-Length does not help), 429 when
   ``max_concurrency`` generations run and ``max_queue`` more wait, 500 for bugs (no traceback
   leaks to the client, and the connection stays usable for the next request).
+- A request that gives a ``seed`` gets the same samples each time (choice i uses ``seed + i``); one that gives
+  none gets a fresh random seed, so repeated sampled requests differ (greedy ones are the same regardless).
 - ``max_tokens`` over ``max_tokens_cap`` is refused (400), not silently clipped; so is a request
   whose whole work (prompts x n x max_tokens) is over ``max_request_tokens``.
 - A client that goes away stops its request's work: a queued request leaves the queue at once, a
@@ -44,6 +46,7 @@ import dataclasses
 import hmac
 import json
 import logging
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -298,7 +301,8 @@ class Server:
                 raise APIError(400, exc.message, param=given[0] if len(given) == 1 else None,
                                code="invalid_budget") from None
         return SamplingParams(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p,
-                              stop=tuple(req.stop_list), seed=req.seed or 0, max_segments=req.max_segments,
+                              stop=tuple(req.stop_list), seed=fresh_seed() if req.seed is None else req.seed,
+                              max_segments=req.max_segments,
                               halt_threshold=req.halt_threshold)
 
     def jobs_for(self, prompts: list[str], n: int, params: SamplingParams, echo: bool, param: str) -> list[_Job]:
@@ -490,6 +494,13 @@ class Server:
         payload["usage"] = usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results),
                                  total_segments(results))
         return payload
+
+
+def fresh_seed() -> int:
+    """A request without a ``seed`` samples afresh, as OpenAI's API does: with a fixed default every unseeded
+    sampled request (temperature defaults to 1) gave the same text, so k samples of one prompt (pass@k) were
+    k copies. Below 2**62, so a choice's ``seed + i`` stays a 64-bit seed."""
+    return secrets.randbelow(1 << 62)
 
 
 async def client_gone(request: Request) -> None:

@@ -230,3 +230,22 @@ def test_handoff_delivers_every_item_in_order_across_threads():
     got, takes = asyncio.run(asyncio.wait_for(main(), 30))
     assert got == [*range(20000), None]
     assert takes < 20001  # several items per wake: the point of coalescing
+
+
+def test_a_request_without_a_seed_samples_afresh(serve):
+    """As OpenAI's API: no seed, a fresh one per request (k sampled requests of one prompt are k samples, not
+    k copies); a given seed is used as is, choice i with seed + i."""
+    seeds = []
+
+    class Recording(FakeEngine):
+        def stream(self, prompt, params, should_stop):
+            seeds.append(params.seed)
+            return super().stream(prompt, params, should_stop)
+
+    url = serve(Recording())
+    request = {"model": "fake-model", "prompt": "x", "max_tokens": 2, "temperature": 0.8}
+    for body in (request, request, {**request, "n": 3}, {**request, "seed": 7, "n": 2}):
+        assert httpx.post(f"{url}/v1/completions", json=body).status_code == 200
+    assert seeds[0] != seeds[1]
+    assert seeds[3:5] == [seeds[2] + 1, seeds[2] + 2] and seeds[2] not in seeds[:2]
+    assert seeds[5:] == [7, 8]
