@@ -320,7 +320,7 @@ def check_replaceable(path: Path, kinds: Collection[str], replace: bool = False)
     """
     reason = None if replace else _unreplaceable_reason(path, kinds)
     if reason is not None:
-        raise UsageError(f"-o {path} {reason}; writing the {'/'.join(kinds)} artifact there would delete it",
+        raise UsageError(f"-o {path} {reason}; writing {' or '.join(kinds)} output there would delete it",
                          "choose another -o, or pass --force to replace it")
 
 

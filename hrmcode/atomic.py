@@ -41,9 +41,11 @@ def staged(path: Path | str, *, unique: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename in (str(tmp), tmp):
+            exc.filename, exc.filename2 = str(path), None  # the user knows the path they gave, not its staging twin
         raise
 
 

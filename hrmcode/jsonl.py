@@ -46,7 +46,13 @@ def dumps(record: Any) -> str:
     """One JSON line for a dict or a pydantic model (no trailing newline)."""
     if hasattr(record, "model_dump"):
         record = record.model_dump(mode="json")
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (legal in JSON text, not in UTF-8): escaped, it reads back the same
+            return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+    return line
 
 
 def loads_line(line: str | bytes, path: Path | str, lineno: int, hint: str = "fix or remove that line") -> Any:

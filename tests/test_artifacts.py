@@ -78,3 +78,25 @@ def test_append_log_survives_torn_line(tmp_path):
     log.append({"id": "b", "ok": False})
     log.close()
     assert [r["id"] for r in read_jsonl(path)] == ["a", "b"]
+
+
+def test_a_lone_surrogate_is_written_escaped_and_reads_back(tmp_path):
+    """A server's JSON may carry a lone surrogate (legal JSON, not UTF-8): the record is written with escapes
+    instead of failing the whole step."""
+    path = tmp_path / "a.jsonl"
+    records = [{"id": "a", "text": "ok \ud800 end"}, {"id": "b", "text": "é"}]
+    with AppendLog(path) as log:
+        log.extend(records)
+    assert list(read_jsonl(path)) == records
+    assert AppendLog(path).records == {"a": records[0], "b": records[1]}  # a rerun reads it back too
+    assert "é" in path.read_text(encoding="utf-8")  # only the record that needs escapes gets them
+
+
+def test_a_failed_atomic_write_names_the_users_path(tmp_path):
+    from hrmcode.atomic import atomic_open
+
+    for target in (tmp_path / "missing" / "x.html", tmp_path):  # no parent; a directory
+        with pytest.raises(OSError) as failure:
+            with atomic_open(target) as fh:
+                fh.write("x")
+        assert failure.value.filename == str(target) and ".tmp" not in str(failure.value)
