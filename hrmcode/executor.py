@@ -27,9 +27,9 @@ Ray retries a task whose worker process died (``max_retries``); when the retries
 stops with one line, and a rerun redoes only the items whose results were not appended.
 Without ``--address`` it starts a one-machine cluster with ``slots`` sandbox slots for this run; a
 process that has already called ``ray.init`` (tests, notebooks) is used as it is. A bad ``--address``
-is one line (exit 2): a host that does not resolve or a port nothing accepts connections at within 5 s
-before ``ray.init`` is tried (which would retry it for minutes); a port that answers but is no Ray head
-there after Ray's own retries (about 20 s), whose log lines are dropped.
+is one line (exit 2): a host that does not resolve, a port nothing accepts connections at, or one that does
+not speak gRPC within 5 s, before ``ray.init`` is tried (which would wait on it for minutes); a gRPC port
+that is no Ray head there after Ray's own retries (about 20 s), whose log lines are dropped.
 
 Objects that cannot be pickled as they are (a docker client, a loaded model, an HTTP client) are
 sent as what rebuilds them on the worker (``rebuilt_on_worker``, registered by their modules).
@@ -201,10 +201,10 @@ def _run_item(fn: Callable[[Any, int], T], item: Any) -> T:
 
 
 @contextlib.contextmanager
-def _stderr_held(replay: bool = False) -> Iterator[None]:
+def _stderr_held() -> Iterator[None]:
     """Hold what is written to file descriptor 2 while the block runs (Ray's core logs each retry of an
     address that answers but is no Ray head there, twenty lines before its error): written out after a
-    block that succeeds, or when ``replay``; dropped when it raises (its error says it in one line)."""
+    block that succeeds, dropped when it raises (its error says it in one line)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -217,7 +217,7 @@ def _stderr_held(replay: bool = False) -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-            if ok or replay:
+            if ok:
                 held.seek(0)
                 text = held.read()
                 if text:
@@ -243,6 +243,20 @@ def probe_address(address: str, timeout_s: float = ADDRESS_PROBE_S) -> None:
         reason = "no answer in %.0f s" % timeout_s if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise UsageError(f"cannot join the Ray cluster at {address}: nothing accepts connections at {host}:{port} "
                          f"({reason})", ADDRESS_HINT) from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() not in ("0", "false", ""):
+        return  # a TLS cluster: a plain channel cannot tell
+    try:
+        import grpc  # Ray's own dependency: both a Ray head's GCS and Ray Client's server speak gRPC
+    except ImportError:
+        return
+    channel = grpc.insecure_channel(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:  # an HTTP server, a database...: ray.init would wait on it for minutes
+        raise UsageError(f"cannot join the Ray cluster at {address}: {host}:{port} accepts connections but does not "
+                         "speak gRPC, so it is no Ray head", ADDRESS_HINT) from None
+    finally:
+        channel.close()
 
 
 def _import_ray() -> Any:
@@ -266,7 +280,9 @@ class RayExecutor:
             if address is not None:
                 probe_address(address)
             try:
-                with warnings.catch_warnings(), _stderr_held(replay=address is None):
+                # joining: hold fd 2 (no process is started that would inherit it); starting one: leave it
+                held = _stderr_held() if address is not None else contextlib.nullcontext()
+                with warnings.catch_warnings(), held:
                     warnings.simplefilter("ignore")  # Ray Client's timeout also warns: the error below says it once
                     if address is None:
                         self.ray.init(num_cpus=max(1, slots), resources={SLOT_RESOURCE: max(1, slots)}, **init)

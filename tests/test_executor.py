@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -127,10 +128,20 @@ def test_an_address_nothing_answers_at_is_refused_at_once_in_one_line():
         with pytest.raises(UsageError, match=f"nothing accepts connections at 127.0.0.1:{port}") as caught:
             executor.probe_address(address)
         assert time.monotonic() - started < 3 and "\n" not in str(caught.value)
-    with socket.socket() as listener:  # something listens: the address is Ray's to judge
+    with socket.socket() as listener:  # something that accepts but speaks no gRPC (an HTTP server, say)
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        executor.probe_address(f"127.0.0.1:{listener.getsockname()[1]}")
+        port = listener.getsockname()[1]
+        with pytest.raises(UsageError, match=f"127.0.0.1:{port} accepts connections but does not speak gRPC"):
+            executor.probe_address(f"127.0.0.1:{port}", timeout_s=1)
+    grpc = pytest.importorskip("grpc")
+    server = grpc.server(ThreadPoolExecutor(1))  # a gRPC server: whether it is a Ray head is Ray's to judge
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        executor.probe_address(f"127.0.0.1:{port}", timeout_s=5)
+    finally:
+        server.stop(None)
     executor.probe_address("auto")
     executor.probe_address("no-port-here")  # malformed: Ray refuses it at once with its own line
 
