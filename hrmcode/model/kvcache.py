@@ -19,6 +19,8 @@ any order (``remove_row``: the last row moves into the gap, so the active rows s
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 
@@ -119,9 +121,13 @@ class RaggedKV:
     the mask of ``BatchKVCache.batch_context`` cuts to each row's own."""
 
     def __init__(self, owner: "BatchKVCache") -> None:
-        self.owner = owner
+        self._owner = weakref.ref(owner)  # no cycle: a dropped batch cache frees its buffers at once, not at a GC
         self.k_buffer: torch.Tensor | None = None
         self.v_buffer: torch.Tensor | None = None
+
+    @property
+    def owner(self) -> "BatchKVCache":
+        return self._owner()
 
     @property
     def capacity(self) -> int:

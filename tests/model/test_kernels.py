@@ -13,7 +13,7 @@ from torch import nn
 
 from hrmcode.model import build_model, fastpath, kernels, preset
 from hrmcode.model.generate import GenerationConfig, generate
-from hrmcode.model.kvcache import KVCache, LayerKV
+from hrmcode.model.kvcache import BatchKVCache, KVCache, LayerKV
 from hrmcode.quantize.torch_backend import (DynamicInt8Linear, dynamic_int8_reference, int8_per_channel, pack_int8,
                                             unpack_int8)
 
@@ -228,6 +228,26 @@ def test_a_generation_frees_its_kv_cache_without_the_cycle_collector(tok, monkey
     try:
         generate(model, tok, "def add(a, b):", GenerationConfig(max_new_tokens=8))
         assert len(caches) == 1 and caches[0]() is None
+    finally:
+        gc.enable()
+
+
+def test_a_dropped_batch_cache_is_freed_without_the_cycle_collector(tok):
+    """A batch's layer slots refer to their cache weakly: a server dropping a batch cache frees its buffers at once."""
+    model = _int8(_model("hrm", tok.vocab_size))
+    batch = BatchKVCache(2, getattr(model, "kv_dtype", None))
+    for text in ("def a():", "x = 1"):
+        single = KVCache(64, getattr(model, "kv_dtype", None))
+        ids = torch.tensor([tok.encode(text)])
+        model(ids, prefix_lens=torch.tensor([ids.shape[1]]), cache=single)
+        batch.add_row(single)
+    model(torch.tensor([[1], [2]]), cache=batch)
+    assert any(slot.k_buffer is not None for slot in batch.slots.values())
+    dropped = weakref.ref(batch)
+    gc.disable()
+    try:
+        del batch
+        assert dropped() is None
     finally:
         gc.enable()
 
