@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hrmcode.cli.app import app
+from hrmcode.cli.app import app, hoist_global_options
 
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOTS = REPO / "tests" / "snapshots"
@@ -204,3 +204,13 @@ def test_the_command_line_starts_without_the_heavy_libraries():
             "print(' '.join(m for m in ('torch', 'libcst', 'transformers', 'datasets', 'ray') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []
+
+
+def test_global_options_may_follow_the_command(cli, tmp_path):
+    assert cli("version", "--json").stdout == cli("--json", "version").stdout
+    root = tmp_path / "ws"
+    result = cli("fetch", "humaneval", "--limit", "2", "--workspace", str(root), "--quiet")
+    assert result.exit_code == 0, result.stdout
+    assert list((root / "fetch" / "humaneval").iterdir())  # the workspace given after the command was used
+    assert cli("version", "--workspace").exit_code == 2  # a missing value is still a usage error
+    assert hoist_global_options(["eval", "x", "--", "--json"]) == ["eval", "x", "--", "--json"]

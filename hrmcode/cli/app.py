@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer._click.exceptions import ClickException
+from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperGroup
 
 from hrmcode import __version__
@@ -21,16 +21,43 @@ from hrmcode.cli._errors import render_usage
 from hrmcode.cli._output import out
 
 
+FLAGS = ("--json", "--quiet", "-q", "--no-progress")  # the global options without a value
+WORKSPACE = "--workspace"
+
+
+def hoist_global_options(args: Sequence[str]) -> list[str]:
+    """``args`` with the global options that follow the command moved before it, so ``hrmcode eval polyglot ...
+    --json`` means ``hrmcode --json eval polyglot ...`` (no command has an option of the same name). ``--`` ends
+    the options: what follows it stays where it is."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":
+            rest += [token, *tokens]
+        elif token in FLAGS or token.startswith(WORKSPACE + "="):
+            hoisted.append(token)
+        elif token == WORKSPACE:
+            value = next(tokens, None)
+            if value is None:
+                raise UsageError(f"Option '{WORKSPACE}' requires an argument.")
+            hoisted += [token, value]
+        else:
+            rest.append(token)
+    return hoisted + rest
+
+
 class OneLineUsageErrors(TyperGroup):
     """The root command: parses in click's non-standalone mode so a usage error reaches
-    ``render_usage`` (one line) instead of typer's boxed message."""
+    ``render_usage`` (one line) instead of typer's boxed message; global options may follow the command."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        given = sys.argv[1:] if args is None else args
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().main(hoist_global_options(given), prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(hoist_global_options(given), prog_name, complete_var, standalone_mode=False, **extra)
         except ClickException as exc:
             code = render_usage(exc)
         except typer.Abort:
@@ -43,7 +70,8 @@ app = typer.Typer(
     cls=OneLineUsageErrors,
     name="hrmcode",
     help="Build, measure and ship small code models based on the Hierarchical Reasoning Model.\n\n"
-    "Pipeline: fetch -> analyze -> synthesize -> validate -> train -> quantize -> eval -> serve.",
+    "Pipeline: fetch -> analyze -> synthesize -> validate -> train -> quantize -> eval -> serve.\n\n"
+    "The options below may also follow the command (hrmcode eval polyglot ... --json).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
