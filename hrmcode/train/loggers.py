@@ -16,6 +16,13 @@ continues the same run). ``plot_curves`` draws from ``metrics.jsonl`` alone, so 
 resumed run equals that of an uninterrupted one: train and held-out loss, train and held-out token
 accuracy and held-out exact match on one shared step axis, each phase's held-out lines apart when
 the run pretrained first.
+
+``train --stage rl`` logs the same way, one step per round, from its record ``rounds.jsonl``
+(``rl_scalar_records``): ``train/mean_reward``, ``train/rewarded``, ``train/groups_with_signal``,
+``train/samples``, ``train/loss`` (the round's last optimizer step; absent when it took none) and
+``train/seconds`` for each trained round, ``heldout/pass_rate``, ``heldout/passed`` and
+``heldout/tasks`` for every round (round 0: the starting model). Its ``curves.png`` draws the loss and
+the mean reward with the held-out pass rate against the round.
 """
 
 from __future__ import annotations
@@ -56,21 +63,24 @@ class NoLogger:
         pass
 
 
-def _purge_step(directory: Path, metrics: Path) -> int | None:
-    """Where a resumed run's TensorBoard history must restart: the step after the last record ``metrics.jsonl``
-    kept (0 when it kept none); None for a fresh run (no event file yet)."""
+def _purge_step(directory: Path, metrics: Path, next_step: int | None = None) -> int | None:
+    """Where a resumed run's TensorBoard history must restart: ``next_step`` when given, else the step after the
+    last record ``metrics.jsonl`` kept (0 when it kept none); None for a fresh run (no event file yet)."""
     if not any(directory.glob("events.out.tfevents.*")):
         return None
+    if next_step is not None:
+        return next_step
     steps = [int(r.get("step", 0)) for r in read_jsonl(metrics)] if metrics.is_file() else []
     return max(steps) + 1 if steps else 0
 
 
 class TensorBoardLogger:
-    def __init__(self, directory: Path, config: dict[str, Any]):
+    def __init__(self, directory: Path, config: dict[str, Any], next_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
-        # the run directory's metrics.jsonl (already truncated to the checkpoint when resuming)
-        purge = _purge_step(directory, directory.parent / METRICS)
+        # the run directory's metrics.jsonl (already truncated to the checkpoint when resuming), or the caller's
+        # first step to come (RL: the first round not in rounds.jsonl)
+        purge = _purge_step(directory, directory.parent / METRICS, next_step)
         self.writer = SummaryWriter(log_dir=str(directory), purge_step=purge)
         self.writer.add_text("hyperparameters", "\n".join(f"    {k}: {v}" for k, v in sorted(config.items())))
 
@@ -102,14 +112,16 @@ def _wandb_id(run_dir: Path) -> str:
     return hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
 
 
-def open_logger(kind: str, run_dir: Path, config: dict[str, Any]) -> Logger:
+def open_logger(kind: str, run_dir: Path, config: dict[str, Any], next_step: int | None = None) -> Logger:
+    """The ``--logger`` of a run. ``next_step``: the first step this invocation will log, for a record other than
+    ``metrics.jsonl`` (RL's ``rounds.jsonl``); TensorBoard drops what an earlier invocation logged from it on."""
     if kind == "none":
         return NoLogger()
     if kind == "tensorboard":
         if importlib.util.find_spec("tensorboard") is None:
             raise UsageError("--logger tensorboard needs the tensorboard package",
                              "pip install tensorboard, or pass --logger none")
-        return TensorBoardLogger(run_dir / TENSORBOARD_DIR, config)
+        return TensorBoardLogger(run_dir / TENSORBOARD_DIR, config, next_step)
     if kind == "wandb":
         if importlib.util.find_spec("wandb") is None:
             raise UsageError("--logger wandb needs the wandb package", "pip install wandb (then wandb login), "
@@ -118,10 +130,44 @@ def open_logger(kind: str, run_dir: Path, config: dict[str, Any]) -> Logger:
     raise UsageError(f"unknown --logger {kind!r}", f"use one of {', '.join(LOGGERS)}")
 
 
+RL_TRAIN = ("mean_reward", "rewarded", "groups_with_signal", "samples", "loss", "seconds")
+
+
+def rl_scalar_records(record: dict) -> list[dict]:
+    """One ``rounds.jsonl`` record as ``metrics.jsonl``-shaped records at step = its round: the held-out score
+    (every round), and what the round's sampling and training did (rounds after 0; None values left out)."""
+    step = int(record["round"])
+    tasks = record.get("heldout_tasks") or 0
+    out = [{"step": step, "split": "heldout", "pass_rate": record["heldout_passed"] / tasks if tasks else 0.0,
+            "passed": record["heldout_passed"], "tasks": tasks}]
+    if step > 0:
+        out.insert(0, {"step": step, "split": "train",
+                       **{k: record[k] for k in RL_TRAIN if record.get(k) is not None}})
+    return out
+
+
+def _rl_curve_lines(records: Sequence[dict]) -> dict[str, list[tuple[str, list[int], list[float]]]]:
+    rows = sorted(records, key=lambda r: r["round"])
+    trained = [r for r in rows if r["round"] > 0]
+
+    def line(label: str, rows: list[dict], value) -> list[tuple[str, list[int], list[float]]]:
+        rows = [r for r in rows if value(r) is not None]
+        return [(label, [r["round"] for r in rows], [float(value(r)) for r in rows])] if rows else []
+
+    return {"loss": line("train loss (last step)", trained, lambda r: r.get("loss")),
+            "reward": line("mean reward of the samples", trained, lambda r: r.get("mean_reward"))
+            + line("held-out pass rate", rows, lambda r: r["heldout_passed"] / r["heldout_tasks"]
+                   if r.get("heldout_tasks") else None)}
+
+
 def curve_lines(records: Sequence[dict]) -> dict[str, list[tuple[str, list[int], list[float]]]]:
     """What ``plot_curves`` draws: per panel (``loss``, ``accuracy``) its lines as (label, steps, values). A run
     with a pretraining phase has each phase's held-out lines apart (their held-out sets differ: corpus text,
-    then examples), labelled with the phase."""
+    then examples), labelled with the phase. RL's ``rounds.jsonl`` records (they carry ``round``) give the
+    panels ``loss`` (each trained round's last step) and ``reward`` (mean reward of the round's samples and the
+    held-out pass rate, round 0 the starting model's) against the round."""
+    if any("round" in r for r in records):
+        return _rl_curve_lines([r for r in records if "round" in r])
     train = [r for r in records if r.get("split") == "train" and "loss" in r]
     heldout = [r for r in records if r.get("split") == "heldout" and "loss" in r]
     phases = list(dict.fromkeys(r.get("phase") for r in (*train, *heldout)))
@@ -151,16 +197,16 @@ def _phase_start(records: Sequence[dict]) -> int | None:
 
 def plot_curves(records: Sequence[dict], path: Path, title: str) -> Path | None:
     """``curve_lines`` as a PNG: loss, and token accuracy with held-out exact match, against one shared step
-    axis, a dotted line where fine-tuning follows pretraining; None when there is nothing to draw."""
+    axis, a dotted line where fine-tuning follows pretraining (RL records: loss, and reward with the held-out
+    pass rate, against the round); None when there is nothing to draw."""
     lines = curve_lines(records)
+    if "reward" in lines:
+        if not lines["loss"] and not lines["reward"]:
+            return None
+        return _plot_rl(lines, path, title)
     if not lines["loss"]:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: files only
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(9, 3.6), dpi=100)
+    figure = _figure()
     loss_axes, acc_axes = figure.subplots(1, 2, sharex=True)
     for axes, panel in ((loss_axes, "loss"), (acc_axes, "accuracy")):
         for label, steps, values in lines[panel]:
@@ -176,9 +222,38 @@ def plot_curves(records: Sequence[dict], path: Path, title: str) -> Path | None:
             axes.axvline(start, color="grey", linestyle=":", linewidth=1)
     loss_axes.set(xlabel="step", ylabel="loss", title="loss")
     acc_axes.set(xlabel="step", ylabel="accuracy", title="accuracy", ylim=(-0.03, 1.03))  # 0 and 1 stay visible
+    return _save(figure, path, title)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(9, 3.6), dpi=100)
+
+
+def _save(figure, path: Path, title: str) -> Path:
     figure.suptitle(title)
     figure.tight_layout()
     with atomic.atomic_open(path, "wb") as fh:
         # fixed metadata, so the same metrics give the same bytes
         figure.savefig(fh, format="png", metadata={"Software": None})
     return path
+
+
+def _plot_rl(lines: dict[str, list[tuple[str, list[int], list[float]]]], path: Path, title: str) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
+    figure = _figure()
+    loss_axes, reward_axes = figure.subplots(1, 2, sharex=True)
+    for axes, panel in ((loss_axes, "loss"), (reward_axes, "reward")):
+        for label, steps, values in lines[panel]:
+            axes.plot(steps, values, "s--" if label.startswith("held-out") else "o-", markersize=4, label=label)
+        if axes.lines:
+            axes.legend(fontsize="small")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds
+    loss_axes.set(xlabel="round", ylabel="loss", title="loss")
+    reward_axes.set(xlabel="round", ylabel="reward / pass rate", title="reward", ylim=(-0.03, 1.03))
+    return _save(figure, path, title)

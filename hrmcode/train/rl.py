@@ -33,7 +33,13 @@ Resumable: each finished round writes its weights to ``rounds/round-NNN/`` and t
 rewarded answers) to ``rounds.jsonl``; a rerun with the same ``-o`` continues after the last
 finished round (``--redo`` starts over; a changed option other than ``--rl-rounds``, the method
 included, is refused). The artifact root ends as a normal ``model`` artifact (weights, config,
-tokenizer, hyperparameters) that eval, quantize and serve load.
+tokenizer, hyperparameters) that eval, quantize and serve load, with ``curves.png`` (loss, mean reward
+and held-out pass rate per round, drawn from ``rounds.jsonl``).
+
+``--logger`` mirrors each round to TensorBoard (``<run>/tensorboard``, the default), Weights & Biases or
+nowhere, at step = round (``loggers.rl_scalar_records``: ``train/mean_reward``, ``train/loss``, ...,
+``heldout/pass_rate``). A round is logged just before its record is appended, and a rerun's TensorBoard
+writer drops what was logged from its first round on, so each round shows once even after a kill.
 
 Not guaranteed: that the rounds improve the model (the benchmark ``benchmarks/rl.py`` measures it);
 the same numbers on another machine or torch version; that GRPO's ratio is against the sampling
@@ -63,10 +69,12 @@ from hrmcode.errors import InputError, UsageError
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.model.base import model_device, shifted_token_loss
 from hrmcode.model.checkpoint import HYPERPARAMETERS, WEIGHTS, load_checkpoint, load_weights, save_checkpoint
+from hrmcode.model.config import RECURRENT
 from hrmcode.model.generate import GenerationConfig, generate
 from hrmcode.reporting import reporter
 from hrmcode.train import data as D
 from hrmcode.train.distributed import setup, teardown
+from hrmcode.train.loggers import CURVES, TENSORBOARD_DIR, NoLogger, open_logger, plot_curves, rl_scalar_records
 from hrmcode.train.loop import Phase, Trainer, check_compatible, lr_factor, make_optimizer
 from hrmcode.train.options import TrainOptions
 
@@ -327,7 +335,8 @@ def train_rl(options: TrainOptions, tasks_ref: str, *, init_from: str | None, re
     run_dir, update_latest = output_location("train", name or f"{model_art.name}-rl", out, workspace, params)
     if redo:
         shutil.rmtree(run_dir / ROUND_DIRS, ignore_errors=True)
-        for stale in (ROUNDS, WEIGHTS, MANIFEST):
+        shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
+        for stale in (ROUNDS, WEIGHTS, CURVES, MANIFEST):
             (run_dir / stale).unlink(missing_ok=True)
     hyper = {"train": params, "model": loaded.config.to_dict(), "data": [tasks_art.ref(), model_art.ref()],
              "world_size": 1}
@@ -341,38 +350,50 @@ def train_rl(options: TrainOptions, tasks_ref: str, *, init_from: str | None, re
             check_compatible(json.loads((resume_dir / HYPERPARAMETERS).read_text(encoding="utf-8")), options, run_dir)
             load_weights(model, resume_dir / WEIGHTS)
             reporter().log(f"resuming after round {done[-1]} of {options.rl_rounds}")
-        if not done:
-            t0 = time.perf_counter()
-            passed = pass_rate(policy, reward, heldout_tasks)
-            rounds.append({"round": 0, "samples": 0, "rewarded": 0, "groups_with_signal": 0, "mean_reward": None,
-                           "heldout_passed": passed, "heldout_tasks": len(heldout_tasks), "loss": None,
-                           "seconds": round(time.perf_counter() - t0, 2), "kept": []})
-        kept = [k for r in sorted(rounds.records.values(), key=lambda r: r["round"]) for k in r["kept"]]
-        first = max(int(k) for k in rounds.records) + 1
+        upcoming = done[-1] + 1 if done else 0  # the first round this invocation records
+        first = max(upcoming, 1)
         last = options.rl_rounds if stop_after is None else min(options.rl_rounds, first - 1 + stop_after)
-        for round_no in range(first, last + 1):
-            t0 = time.perf_counter()
-            torch.manual_seed(_seed(options.seed, round_no))
-            groups = sample_and_reward(policy, reward, train_tasks, options, round_no)
-            new = rewarded(groups)
-            if grpo:
-                loss = grpo_update(model, tokenizer, groups, options, round_no, reference)
-            else:
-                known = {(k["task_id"], k["target"]) for k in kept}
-                kept += [k for k in new if (k["task_id"], k["target"]) not in known]
-                loss = fine_tune(model, tokenizer, _examples(kept, by_id), options, round_no, hyper)
-            passed = pass_rate(policy, reward, heldout_tasks)
-            save_checkpoint(run_dir / ROUND_DIRS / f"round-{round_no:03d}", model, tokenizer, hyper)
-            all_rewards = [r for g in groups for r in g.rewards]
-            record = {"round": round_no, "samples": len(all_rewards), "rewarded": len(new),
-                      "groups_with_signal": sum(len(set(g.rewards)) > 1 for g in groups),
-                      "mean_reward": round(sum(all_rewards) / len(all_rewards), 4), "heldout_passed": passed,
-                      "heldout_tasks": len(heldout_tasks), "loss": loss,
-                      "seconds": round(time.perf_counter() - t0, 2), "kept": new}
+        logger = open_logger(options.logger, run_dir, params, next_step=upcoming) if upcoming <= last else NoLogger()
+
+        def record_round(record: dict) -> None:
+            # logged first: a kill in between leaves TensorBoard a round the rerun redoes and its writer purges
+            for scalars in rl_scalar_records(record):
+                logger.log(scalars)
             rounds.append(record)
-            reporter().log(f"round {round_no}/{options.rl_rounds}: {len(new)} distinct answers of "
-                           f"{record['samples']} samples rewarded, {record['groups_with_signal']} groups with signal, "
-                           f"held-out {passed}/{len(heldout_tasks)} passed ({record['seconds']:.0f} s)")
+
+        try:
+            if not done:
+                t0 = time.perf_counter()
+                passed = pass_rate(policy, reward, heldout_tasks)
+                record_round({"round": 0, "samples": 0, "rewarded": 0, "groups_with_signal": 0, "mean_reward": None,
+                              "heldout_passed": passed, "heldout_tasks": len(heldout_tasks), "loss": None,
+                              "seconds": round(time.perf_counter() - t0, 2), "kept": []})
+            kept = [k for r in sorted(rounds.records.values(), key=lambda r: r["round"]) for k in r["kept"]]
+            for round_no in range(first, last + 1):
+                t0 = time.perf_counter()
+                torch.manual_seed(_seed(options.seed, round_no))
+                groups = sample_and_reward(policy, reward, train_tasks, options, round_no)
+                new = rewarded(groups)
+                if grpo:
+                    loss = grpo_update(model, tokenizer, groups, options, round_no, reference)
+                else:
+                    known = {(k["task_id"], k["target"]) for k in kept}
+                    kept += [k for k in new if (k["task_id"], k["target"]) not in known]
+                    loss = fine_tune(model, tokenizer, _examples(kept, by_id), options, round_no, hyper)
+                passed = pass_rate(policy, reward, heldout_tasks)
+                save_checkpoint(run_dir / ROUND_DIRS / f"round-{round_no:03d}", model, tokenizer, hyper)
+                all_rewards = [r for g in groups for r in g.rewards]
+                record = {"round": round_no, "samples": len(all_rewards), "rewarded": len(new),
+                          "groups_with_signal": sum(len(set(g.rewards)) > 1 for g in groups),
+                          "mean_reward": round(sum(all_rewards) / len(all_rewards), 4), "heldout_passed": passed,
+                          "heldout_tasks": len(heldout_tasks), "loss": loss,
+                          "seconds": round(time.perf_counter() - t0, 2), "kept": new}
+                record_round(record)
+                reporter().log(f"round {round_no}/{options.rl_rounds}: {len(new)} distinct answers of "
+                               f"{record['samples']} samples rewarded, {record['groups_with_signal']} groups with "
+                               f"signal, held-out {passed}/{len(heldout_tasks)} passed ({record['seconds']:.0f} s)")
+        finally:
+            logger.close()
         records = sorted(rounds.records.values(), key=lambda r: r["round"])
     result = RLResult(out_dir=run_dir, rounds=records, completed=records[-1]["round"] >= options.rl_rounds,
                       heldout_tasks=len(heldout_tasks), train_tasks=len(train_tasks))
@@ -381,6 +402,11 @@ def train_rl(options: TrainOptions, tasks_ref: str, *, init_from: str | None, re
             writer.add(file_name)
         writer.add(ROUNDS)
         final = records[-1]
+        config = loaded.config
+        title = (f"{config.arch} ({config.mode if config.arch in RECURRENT else 'baseline'}), "
+                 f"{options.rl_method} RL, {final['round']} rounds")
+        if plot_curves(records, run_dir / CURVES, title) is not None:
+            writer.add(CURVES)
         result.artifact = writer.finish({
             "stage": "rl", "method": options.rl_method, "rounds": final["round"], "train_tasks": len(train_tasks),
             "heldout_tasks": len(heldout_tasks), "heldout_passed": [r["heldout_passed"] for r in records],
