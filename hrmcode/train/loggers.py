@@ -254,6 +254,10 @@ def _plot_rl(lines: dict[str, list[tuple[str, list[int], list[float]]]], path: P
         if axes.lines:
             axes.legend(fontsize="small")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds
+    if not lines["loss"]:  # said, rather than an empty frame
+        loss_axes.text(0.5, 0.5, "no optimizer step in these rounds:\nno rewarded answer (expert)\n"
+                                 "or group with signal (grpo)", transform=loss_axes.transAxes, ha="center",
+                       va="center", color="grey")
     loss_axes.set(xlabel="round", ylabel="loss", title="loss")
     reward_axes.set(xlabel="round", ylabel="reward / pass rate", title="reward", ylim=(-0.03, 1.03))
     return _save(figure, path, title)

@@ -6,7 +6,7 @@ import pytest
 
 from hrmcode.errors import UsageError
 from hrmcode.jsonl import read_jsonl, write_jsonl
-from hrmcode.train.loggers import curve_lines, open_logger, plot_curves
+from hrmcode.train.loggers import curve_lines, open_logger, plot_curves, rl_scalar_records
 from hrmcode.train.loop import train
 from hrmcode.train.options import resolve_options
 
@@ -88,3 +88,55 @@ def test_a_resumed_runs_tensorboard_shows_each_step_once(tmp_path):
     events = accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
+
+
+RL_ROUNDS = [
+    {"round": 0, "samples": 0, "rewarded": 0, "groups_with_signal": 0, "mean_reward": None, "heldout_passed": 1,
+     "heldout_tasks": 4, "loss": None, "seconds": 0.5, "kept": []},
+    {"round": 1, "samples": 8, "rewarded": 2, "groups_with_signal": 1, "mean_reward": 0.25, "heldout_passed": 2,
+     "heldout_tasks": 4, "loss": 0.75, "seconds": 3.0, "kept": [{"task_id": "t", "target": "x"}]},
+    {"round": 2, "samples": 8, "rewarded": 0, "groups_with_signal": 0, "mean_reward": 0.0, "heldout_passed": 2,
+     "heldout_tasks": 4, "loss": None, "seconds": 2.0, "kept": []},
+]
+
+
+def test_rl_rounds_become_scalars_at_step_round():
+    assert rl_scalar_records(RL_ROUNDS[0]) == [
+        {"step": 0, "split": "heldout", "pass_rate": 0.25, "passed": 1, "tasks": 4}]  # round 0 trained nothing
+    train, heldout = rl_scalar_records(RL_ROUNDS[1])
+    assert train == {"step": 1, "split": "train", "mean_reward": 0.25, "rewarded": 2, "groups_with_signal": 1,
+                     "samples": 8, "loss": 0.75, "seconds": 3.0}
+    assert heldout["pass_rate"] == 0.5
+    assert "loss" not in rl_scalar_records(RL_ROUNDS[2])[0]  # no optimizer step: nothing, not a NaN or 0
+
+
+def test_rl_curves_draw_loss_reward_and_pass_rate_per_round(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    lines = {panel: {label: (steps, values) for label, steps, values in got}
+             for panel, got in curve_lines(list(reversed(RL_ROUNDS))).items()}
+    assert lines == {"loss": {"train loss (last step)": ([1], [0.75])},
+                     "reward": {"mean reward of the samples": ([1, 2], [0.25, 0.0]),
+                                "held-out pass rate": ([0, 1, 2], [0.25, 0.5, 0.5])}}
+    path = plot_curves(RL_ROUNDS, tmp_path / "rl.png", "rl")
+    assert image.open(path).size == (900, 360)
+    assert plot_curves(RL_ROUNDS[:1], tmp_path / "zero.png", "round 0 only") is not None  # the pass rate alone
+    supervised = [{"step": 1, "split": "train", "loss": 2.0}]
+    assert set(curve_lines(supervised)) == {"loss", "accuracy"}  # supervised records keep their panels
+
+
+def test_an_rl_rerun_purges_the_rounds_it_redoes(tmp_path):
+    """RL's record is rounds.jsonl, not metrics.jsonl: the caller names the first round it will log, and a round the
+    killed run logged but did not record (logged just before its append) shows once, with the rerun's value."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    logger = open_logger("tensorboard", tmp_path, {}, next_step=0)
+    for record in RL_ROUNDS:
+        for scalars in rl_scalar_records(record):
+            logger.log(scalars)
+    logger.close()
+    logger = open_logger("tensorboard", tmp_path, {}, next_step=2)  # rounds.jsonl kept rounds 0 and 1
+    logger.log({"step": 2, "split": "heldout", "pass_rate": 1.0})
+    logger.close()
+    events = accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("heldout/pass_rate")] == [(0, 0.25), (1, 0.5), (2, 1.0)]
+    assert [e.step for e in events.Scalars("train/mean_reward")] == [1]

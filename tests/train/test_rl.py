@@ -24,14 +24,15 @@ from hrmcode.data.sources.humaneval import package_data_file, to_task
 from hrmcode.data.synthesize import synthesize
 from hrmcode.data.synthesize.pipeline import split_key, split_of
 from hrmcode.eval.rewards import FunctionTaskReward, completion_of
-from hrmcode.jsonl import read_jsonl
+from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.model.base import IGNORE, ModelOutput
 from hrmcode.model.checkpoint import load_checkpoint
 from hrmcode.train import data as D
+from hrmcode.train.loggers import rl_scalar_records
 from hrmcode.train.loop import train
 from hrmcode.train.options import resolve_options
 from hrmcode.train.rl import (ROUNDS, Group, _examples, answer_batch, fine_tune, group_advantages, grpo_loss,
-                              grpo_update, read_tasks, sample_and_reward, solve_prompt, token_logprobs)
+                              grpo_update, read_tasks, sample_and_reward, solve_prompt, token_logprobs, train_rl)
 from tests._sandboxes import read_attack, real_sandbox
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -148,6 +149,8 @@ def test_one_round_from_the_cli_then_resume_after_it(cli, runs):
     assert (out / ROUNDS).read_text(encoding="utf-8").startswith(before)  # finished rounds kept as they were
     artifact = load_artifact(out, "model")
     assert artifact.manifest["stats"]["stage"] == "rl" and artifact.manifest["stats"]["rounds"] == 2
+    assert _logged(out) == _expected_scalars(records)  # both invocations' rounds, each once
+    assert "curves.png" in {o["name"] for o in artifact.manifest["outputs"]}
     loaded = load_checkpoint(out)  # a normal model artifact: eval, quantize and serve load it like this
     assert loaded.config.to_dict() == load_checkpoint(model_dir).config.to_dict()
 
@@ -158,6 +161,55 @@ def test_one_round_from_the_cli_then_resume_after_it(cli, runs):
     assert payload["completed"] and payload["train_tasks"] == 3 and payload["heldout_tasks"] == 2
     assert [r["round"] for r in payload["rounds"]] == [0, 1, 2]
     assert (out / ROUNDS).read_text(encoding="utf-8") == finished
+
+
+def _logged(run: Path) -> dict[str, list[tuple[int, float]]]:
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, pytest.approx(e.value, rel=1e-6)) for e in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]}
+
+
+def _expected_scalars(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for record in records:
+        for scalars in rl_scalar_records(record):
+            for key, value in scalars.items():
+                if key not in ("step", "split"):
+                    expected.setdefault(f"{scalars['split']}/{key}", []).append((scalars["step"], float(value)))
+    return expected
+
+
+def test_a_round_logged_but_not_recorded_is_logged_once_after_the_rerun(runs, monkeypatch):
+    """Killed between logging round 2 and appending it to rounds.jsonl: the rerun redoes round 2, and TensorBoard
+    shows the rerun's round 2 alone (the killed run's reward is all 1.0, the rerun's all 0.0)."""
+    root, tasks_art, model_dir, config = runs
+    options = resolve_options(str(config), {"stage": "rl", "rl_rounds": 2, "rl_samples": 2, "rl_steps": 1,
+                                            "rl_max_new_tokens": 8, "batch_size": 2})
+    out = root / "killed"
+    append = AppendLog.append
+
+    def killed_at_round_2(self, record):
+        if record["round"] == 2:
+            raise KeyboardInterrupt
+        append(self, record)
+
+    monkeypatch.setattr(AppendLog, "append", killed_at_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_rl(options, str(tasks_art.path), init_from=str(model_dir), reward=lambda pairs: [1.0] * len(pairs),
+                 out=out)
+    monkeypatch.setattr(AppendLog, "append", append)
+    assert _logged(out)["train/mean_reward"] == [(1, 1.0), (2, 1.0)]
+    result = train_rl(options, str(tasks_art.path), init_from=str(model_dir), reward=lambda pairs: [0.0] * len(pairs),
+                      out=out)
+    assert result.completed and [r["mean_reward"] for r in result.rounds] == [None, 1.0, 0.0]
+    logged = _logged(out)
+    assert logged == _expected_scalars(result.rounds) and logged["train/mean_reward"] == [(1, 1.0), (2, 0.0)]
+
+    train_rl(options.model_copy(update={"logger": "none"}), str(tasks_art.path), init_from=str(model_dir),
+             reward=lambda pairs: [0.0] * len(pairs), out=out, redo=True, stop_after=0)
+    assert not (out / "tensorboard").exists() and not (out / "curves.png").exists()  # --redo, then round 0 only
 
 
 def test_fine_tuning_on_rewarded_answers_moves_the_model(runs):
