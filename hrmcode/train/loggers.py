@@ -112,22 +112,27 @@ def _wandb_id(run_dir: Path) -> str:
     return hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
 
 
+def check_logger(kind: str) -> None:
+    """Refuse a ``--logger`` that cannot run here (unknown, or its package missing) before anything is written."""
+    if kind not in LOGGERS:
+        raise UsageError(f"unknown --logger {kind!r}", f"use one of {', '.join(LOGGERS)}")
+    if kind == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--logger tensorboard needs the tensorboard package",
+                         "pip install tensorboard, or pass --logger none")
+    if kind == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise UsageError("--logger wandb needs the wandb package", "pip install wandb (then wandb login), "
+                                                                   "or pass --logger tensorboard")
+
+
 def open_logger(kind: str, run_dir: Path, config: dict[str, Any], next_step: int | None = None) -> Logger:
     """The ``--logger`` of a run. ``next_step``: the first step this invocation will log, for a record other than
     ``metrics.jsonl`` (RL's ``rounds.jsonl``); TensorBoard drops what an earlier invocation logged from it on."""
+    check_logger(kind)
     if kind == "none":
         return NoLogger()
     if kind == "tensorboard":
-        if importlib.util.find_spec("tensorboard") is None:
-            raise UsageError("--logger tensorboard needs the tensorboard package",
-                             "pip install tensorboard, or pass --logger none")
         return TensorBoardLogger(run_dir / TENSORBOARD_DIR, config, next_step)
-    if kind == "wandb":
-        if importlib.util.find_spec("wandb") is None:
-            raise UsageError("--logger wandb needs the wandb package", "pip install wandb (then wandb login), "
-                                                                       "or pass --logger tensorboard")
-        return WandbLogger(run_dir, config)
-    raise UsageError(f"unknown --logger {kind!r}", f"use one of {', '.join(LOGGERS)}")
+    return WandbLogger(run_dir, config)
 
 
 RL_TRAIN = ("mean_reward", "rewarded", "groups_with_signal", "samples", "loss", "seconds")

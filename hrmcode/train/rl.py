@@ -74,7 +74,8 @@ from hrmcode.model.generate import GenerationConfig, generate
 from hrmcode.reporting import reporter
 from hrmcode.train import data as D
 from hrmcode.train.distributed import setup, teardown
-from hrmcode.train.loggers import CURVES, TENSORBOARD_DIR, NoLogger, open_logger, plot_curves, rl_scalar_records
+from hrmcode.train.loggers import (CURVES, TENSORBOARD_DIR, NoLogger, check_logger, open_logger, plot_curves,
+                                   rl_scalar_records)
 from hrmcode.train.loop import Phase, Trainer, check_compatible, lr_factor, make_optimizer
 from hrmcode.train.options import TrainOptions
 
@@ -308,6 +309,7 @@ def _check_options(options: TrainOptions, init_from: str | None) -> None:
             raise UsageError(f"--{name.replace('_', '-')} does not apply to --stage rl", "drop it")
     if options.rl_method == "expert" and options.rl_kl != TrainOptions.model_fields["rl_kl"].default:
         raise UsageError("--rl-kl applies only to --rl-method grpo", "add --rl-method grpo, or drop --rl-kl")
+    check_logger(options.logger)  # before the run directory is made
 
 
 def train_rl(options: TrainOptions, tasks_ref: str, *, init_from: str | None, reward: Reward,

@@ -9,6 +9,7 @@ what is tested; benchmarks/rl.py measures whether the rounds help.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -256,7 +257,10 @@ def test_bad_input_is_one_line(cli, runs, tmp_path):
         writer.finish({})
     _one_line_error(cli(*base[:1], str(tmp_path / "exercises"), *base[1:], "--from", str(model_dir)), 1,
                     "no function tasks with tests")
-    assert not (tmp_path / "run" / ROUNDS).exists()
+    if importlib.util.find_spec("wandb") is None:  # refused as the supervised stage refuses it, before any round
+        _one_line_error(cli(*base[:1], str(tasks_art.path), *base[1:], "--from", str(model_dir), "--logger", "wandb"),
+                        2, "needs the wandb package")
+    assert not (tmp_path / "run").exists()
 
 
 # -- GRPO -------------------------------------------------------------------------------------
