@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -74,6 +75,17 @@ def _purge_step(directory: Path, metrics: Path, next_step: int | None = None) ->
     return max(steps) + 1 if steps else 0
 
 
+def _sort_last(directory: Path) -> None:
+    """TensorBoard reads a run's event files in name order and a name starts with the second it was made in (then
+    host, pid and a per-process counter, which do not sort by time): a resumed writer's purge mark applies to what
+    was logged before only if its file sorts after theirs, so it is not made in the newest one's second."""
+    seconds = [int(p.name.split(".")[3]) for p in directory.glob("events.out.tfevents.*")
+               if p.name.split(".")[3].isdigit()]
+    wait = max(seconds, default=0) + 1 - time.time()
+    if 0 < wait <= 1:  # a rerun within the second (a later file from a skewed clock: nothing to wait for)
+        time.sleep(wait)
+
+
 class TensorBoardLogger:
     def __init__(self, directory: Path, config: dict[str, Any], next_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
@@ -81,6 +93,8 @@ class TensorBoardLogger:
         # the run directory's metrics.jsonl (already truncated to the checkpoint when resuming), or the caller's
         # first step to come (RL: the first round not in rounds.jsonl)
         purge = _purge_step(directory, directory.parent / METRICS, next_step)
+        if purge is not None:
+            _sort_last(directory)
         self.writer = SummaryWriter(log_dir=str(directory), purge_step=purge)
         self.writer.add_text("hyperparameters", "\n".join(f"    {k}: {v}" for k, v in sorted(config.items())))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hrmcode.errors import UsageError
@@ -124,15 +126,22 @@ def test_rl_curves_draw_loss_reward_and_pass_rate_per_round(tmp_path):
     assert set(curve_lines(supervised)) == {"loss", "accuracy"}  # supervised records keep their panels
 
 
-def test_an_rl_rerun_purges_the_rounds_it_redoes(tmp_path):
+def test_an_rl_rerun_purges_the_rounds_it_redoes(tmp_path, monkeypatch):
     """RL's record is rounds.jsonl, not metrics.jsonl: the caller names the first round it will log, and a round the
     killed run logged but did not record (logged just before its append) shows once, with the rerun's value."""
     accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from tensorboard.summary.writer.event_file_writer import AtomicCounter
     logger = open_logger("tensorboard", tmp_path, {}, next_step=0)
     for record in RL_ROUNDS:
         for scalars in rl_scalar_records(record):
             logger.log(scalars)
     logger.close()
+    # the rerun within the same second, its writer's file numbered 10 in the process after one numbered 9: by name it
+    # would sort before the first ("...10" < "...9") and TensorBoard would read its purge mark first
+    [first] = (tmp_path / "tensorboard").glob("events.out.tfevents.*")
+    first.rename(first.with_name(".".join([*first.name.split(".")[:3], f"{int(time.time()):010d}",
+                                           *first.name.split(".")[4:-1], "9"])))  # this host and pid
+    monkeypatch.setattr("tensorboard.summary.writer.event_file_writer._global_uid", AtomicCounter(10))
     logger = open_logger("tensorboard", tmp_path, {}, next_step=2)  # rounds.jsonl kept rounds 0 and 1
     logger.log({"step": 2, "split": "heldout", "pass_rate": 1.0})
     logger.close()
