@@ -398,6 +398,9 @@ class Server:
         def produce() -> None:
             for job in jobs:
                 if stop.is_set():
+                    if self.closing:  # close() between two choices: the answer is not whole
+                        queue.put(self.shutting_down())
+                        return
                     break
                 for event in self.engine.stream(job.prompt, job.params, stop.is_set):
                     if isinstance(event, Completion) and self.closing and stop.is_set():

@@ -132,8 +132,8 @@ class BatchDecoder:
 
     def _idle(self) -> None:
         """The last row has left: an idle server holds no batch buffers (they grow to the longest row's context)."""
-        # A BatchKVCache and its layers refer to each other (RaggedKV.cache), so dropped whole it is freed only by
-        # a cyclic collection, which its tensors do not hasten: hundreds of MB lingered. Emptied, it goes now.
+        # Emptied, its buffers go now even if something still holds the cache object (its layers hold it weakly, so
+        # dropped it goes too; before that weakref, hundreds of MB lingered until a cyclic collection).
         self._cache.slots.clear()
         self._cache.decode_state = None
         self._cache = BatchKVCache(self.max_batch, getattr(self.model, "kv_dtype", None))
@@ -161,13 +161,17 @@ class BatchDecoder:
             return
         request.length = len(ids)
         if self._emit(request, first):
-            if not self._rows:
-                self._solo = single
-            else:
-                if self._solo is not None:  # the lone request joins the batch it now shares
-                    self._cache.add_row(self._solo)
-                    self._solo = None
-                self._cache.add_row(single)
+            try:
+                if not self._rows:
+                    self._solo = single
+                else:
+                    if self._solo is not None:  # the lone request joins the batch it now shares
+                        self._cache.add_row(self._solo)
+                        self._solo = None
+                    self._cache.add_row(single)
+            except Exception as exc:  # the batch could not take the row (out of memory growing it): the loop fails
+                request.out.put(exc)  # the running rows; this request, not yet one of them, must hear it too
+                raise
             self._rows.append(request)
         else:
             request.out.put(_END)

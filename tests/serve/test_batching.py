@@ -197,3 +197,34 @@ def test_a_batch_frees_its_buffers_when_its_last_row_leaves(monkeypatch):
         assert [ref() for ref in caches if ref() is not None] == []
     finally:
         gc.enable()
+
+
+def test_a_request_the_batch_cannot_take_fails_instead_of_hanging(monkeypatch):
+    """Growing the batch for a joining row can fail (out of memory): the running rows fail, and so must the joining
+    request, which has its first token already and would otherwise wait for ever."""
+    from hrmcode.model.kvcache import BatchKVCache
+
+    def cannot_grow(self, single):
+        raise RuntimeError("out of memory growing the batch")
+
+    monkeypatch.setattr(BatchKVCache, "add_row", cannot_grow)
+    model = _model("hrm", False)
+    decoder = BatchDecoder(model, eos_id=None, max_batch=4)
+    cfg = GenerationConfig(max_new_tokens=200)
+    outcomes: dict[int, str] = {}
+
+    def consume(index: int) -> None:
+        try:
+            outcomes[index] = str(len(list(decoder.tokens(model, PROMPTS[index], cfg))))
+        except RuntimeError as exc:
+            outcomes[index] = str(exc)
+
+    first = threading.Thread(target=consume, args=(0,))
+    first.start()
+    threading.Event().wait(0.3)  # decoding alone by now
+    second = threading.Thread(target=consume, args=(1,))
+    second.start()
+    for thread in (first, second):
+        thread.join(20)
+        assert not thread.is_alive(), "a consumer hung"
+    assert outcomes == {0: "out of memory growing the batch", 1: "out of memory growing the batch"}

@@ -45,3 +45,38 @@ def test_sigterm_stops_running_and_queued_generations_with_503():
     assert "[DONE]" not in rest  # the stream ends with the error, not as if it were whole
     assert json.loads(rest[-1])["error"]["code"] == "server_shutting_down"
     assert all(done.completion_tokens < 2000 for done in engine.finished)
+
+
+class _PausesAfterFirstChoice(FakeEngine):
+    """Holds the second choice until the test has closed the server: close() lands between two choices."""
+
+    def __init__(self, resume, **kwargs):
+        super().__init__(**kwargs)
+        self.resume = resume
+        self.calls = 0
+
+    def stream(self, prompt, params, should_stop):
+        self.calls += 1
+        yield from super().stream(prompt, params, should_stop)
+        if self.calls == 1:
+            self.resume.wait(10)
+
+
+def test_a_stream_of_several_choices_cut_between_them_ends_with_503_not_done():
+    import threading
+
+    resume = threading.Event()
+    app = create_app(_PausesAfterFirstChoice(resume, reply="abc"), ServeSettings())
+    request = {"model": "fake-model", "prompt": "x", "max_tokens": 3, "n": 2, "stream": True}
+    with background_server(app) as url, httpx.Client(timeout=30) as client:
+        with client.stream("POST", f"{url}/v1/completions", json=request) as streamed:
+            events = []
+            for line in streamed.iter_lines():
+                if line.startswith("data: "):
+                    events.append(line[len("data: "):])
+                    chunk = json.loads(events[-1]) if events[-1] != "[DONE]" else {}
+                    if chunk.get("choices") and chunk["choices"][0]["finish_reason"]:
+                        app.state.close()  # choice 0 is whole, choice 1 not begun
+                        resume.set()
+    assert "[DONE]" not in events
+    assert json.loads(events[-1])["error"]["code"] == "server_shutting_down"
