@@ -276,6 +276,7 @@ def saved_rows(path: Path, split: str | None = None) -> Iterator[tuple[str, dict
 def arrow_rows(path: Path) -> Iterator[tuple[str, dict]]:
     """``(where, row)`` of an arrow file."""
     refuse_lfs_pointer(path)
+    exact_json_floats()
     try:
         dataset = _arrow_dataset(path)
     except Exception as exc:  # noqa: BLE001
@@ -505,8 +506,11 @@ def dataset_card(source: Artifact, splits: dict[str, int], features: Iterable[st
 def _quiet_datasets(bars: bool = False) -> Iterator[None]:
     """No ``datasets`` progress bars while hrmcode writes (hrmcode reports its own progress), and none of
     its log records: a file it fails to read is logged with the whole schema, twenty lines on stderr,
-    before the exception that hrmcode turns into its one line."""
+    before the exception that hrmcode turns into its one line. Json columns read inside decode floats exactly
+    (``exact_json_floats``)."""
     from datasets.utils import logging as datasets_logging
+
+    exact_json_floats()
 
     was_enabled = datasets_logging.is_progress_bar_enabled()
     verbosity = datasets_logging.get_verbosity()

@@ -249,7 +249,9 @@ def probe_address(address: str, timeout_s: float = ADDRESS_PROBE_S) -> None:
         import grpc  # Ray's own dependency: both a Ray head's GCS and Ray Client's server speak gRPC
     except ImportError:
         return
-    channel = grpc.insecure_channel(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
+    # no proxy, as Ray's own channels (grpc.enable_http_proxy=0): through $http_proxy a real head looked like no gRPC
+    channel = grpc.insecure_channel(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
+                                    options=[("grpc.enable_http_proxy", 0)])
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout_s)
     except grpc.FutureTimeoutError:  # an HTTP server, a database...: ray.init would wait on it for minutes

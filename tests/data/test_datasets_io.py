@@ -223,3 +223,18 @@ def test_the_cli_does_not_import_datasets_at_start_up():
     assert hrmcode.open_dataset is open_dataset
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_an_arrow_file_read_first_in_a_process_decodes_json_floats_exactly(tmp_path, monkeypatch):
+    """``exact_json_floats`` is installed by every reader, not only by whichever ran first in the process."""
+    from datasets.features import features as module
+    from datasets.utils.json import ujson_loads
+
+    from hrmcode.datasets_io import arrow_rows
+
+    monkeypatch.setattr(module, "ujson_loads", ujson_loads)  # as in a fresh process: datasets' own decoder
+    saved = datasets.Dataset.from_dict({"extra": [{"overlap": 0.9953}]},
+                                       features=datasets.Features({"extra": datasets.Json()}))
+    saved.save_to_disk(str(tmp_path / "saved"))
+    arrow = next((tmp_path / "saved").glob("*.arrow"))
+    assert [row["extra"] for _, row in arrow_rows(arrow)] == [{"overlap": 0.9953}]
