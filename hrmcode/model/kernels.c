@@ -385,11 +385,13 @@ static void quantize_row(const float *x, int k, uint8_t *q, float *scale_out, in
     int32_t zero = (int32_t)nearbyintf(-lo / scale);
     zero = zero < 0 ? 0 : (zero > 255 ? 255 : zero);
     const float inverse = 1.0f / scale;
+    int not_finite = 0;
     for (i = 0; i < k; i++) {
-        int32_t v = (int32_t)nearbyintf(x[i] * inverse) + zero;
-        q[i] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+        not_finite |= !(x[i] - x[i] == 0.0f); /* NaN or an infinity */
+        const float v = nearbyintf(x[i] * inverse) + (float)zero; /* clamped as a float: a NaN becomes 0, defined */
+        q[i] = (uint8_t)(v > 0.0f ? (v < 255.0f ? v : 255.0f) : 0.0f);
     }
-    *scale_out = scale;
+    *scale_out = not_finite ? NAN : scale; /* a row holding NaN or inf gives NaN outputs, as the reference */
     *zero_out = zero;
 }
 

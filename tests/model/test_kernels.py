@@ -267,3 +267,15 @@ def test_int8_model_with_a_float_layer_decodes_through_the_pytorch_path(tok):
             patch.setattr(kernels, "load", lambda: None)
             expected = generate(build(), tok, prompt, GenerationConfig(max_new_tokens=12)).token_ids
         assert got == expected
+
+
+def test_a_row_holding_nan_or_inf_gives_nan_outputs_as_the_reference():
+    torch.manual_seed(4)
+    codes, scale = int8_per_channel(torch.randn(40, 32))
+    layer = DynamicInt8Linear(codes, scale)
+    x = torch.randn(3, 32)
+    x[0, 5], x[2, 0] = float("nan"), float("inf")
+    got = layer(x)
+    assert layer.packed and got[0].isnan().all() and got[2].isnan().all()
+    assert torch.equal(got[1], dynamic_int8_reference(x[1:2], codes, scale, codes.int().sum(1))[0])
+    assert torch.equal(got[0].isnan(), dynamic_int8_reference(x, codes, scale, codes.int().sum(1))[0].isnan())
