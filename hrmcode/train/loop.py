@@ -64,7 +64,7 @@ from hrmcode.train import data as D
 from hrmcode.train.distributed import (
     Dist, accumulating, full_optimizer_state, full_weights, load_full_state, plain_value, setup, teardown, wrap,
 )
-from hrmcode.train.loggers import CURVES, TENSORBOARD_DIR, NoLogger, open_logger, plot_curves
+from hrmcode.train.loggers import CURVES, TENSORBOARD_DIR, NoLogger, check_logger, open_logger, plot_curves
 from hrmcode.train.options import RESUMABLE_CHANGES, TrainOptions, model_config
 
 METRICS = "metrics.jsonl"
@@ -545,6 +545,8 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
                          "make the global batch a multiple of the process count")
     if resume and redo:
         raise UsageError("--resume and --redo contradict each other", "pass one of them")
+    if dist.main:
+        check_logger(options.logger)  # before the run directory exists
     inputs = load_inputs(data_ref, options, pretrain_ref, workspace)
     name = name or inputs.artifacts[0].name
     params = options.model_dump(mode="json")
