@@ -122,6 +122,11 @@ class ModelConfig:
         return self.segments * per_segment
 
     @property
+    def label(self) -> str:
+        """``arch (mode)`` for a looped model, ``arch (baseline)`` otherwise: how logs and plot titles name it."""
+        return f"{self.arch} ({self.mode if self.arch in RECURRENT else 'baseline'})"
+
+    @property
     def prompt(self) -> PromptFormat:
         """The renderer every caller prompting this model uses (train, quantize, eval, serve)."""
         return prompt_format(self.prompt_format)

@@ -131,11 +131,8 @@ class BatchDecoder:
             self._idle()
 
     def _idle(self) -> None:
-        """The last row has left: an idle server holds no batch buffers (they grow to the longest row's context)."""
-        # Emptied, its buffers go now even if something still holds the cache object (its layers hold it weakly, so
-        # dropped it goes too; before that weakref, hundreds of MB lingered until a cyclic collection).
-        self._cache.slots.clear()
-        self._cache.decode_state = None
+        """The last row has left: an idle server holds no batch buffers (they grow to the longest row's context).
+        The dropped cache is freed at once: its layers refer to it weakly (``kvcache.RaggedKV``)."""
         self._cache = BatchKVCache(self.max_batch, getattr(self.model, "kv_dtype", None))
         self._solo = None
 

@@ -41,7 +41,7 @@ from hrmcode.jsonl import read_jsonl
 LOGGERS = ("tensorboard", "wandb", "none")
 TENSORBOARD_DIR = "tensorboard"
 CURVES = "curves.png"
-METRICS = "metrics.jsonl"  # the run's record (hrmcode.train.loop.METRICS is this name)
+METRICS = "metrics.jsonl"  # the run's record (hrmcode.train.loop writes it)
 
 
 class Logger(Protocol):

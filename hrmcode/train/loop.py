@@ -55,7 +55,7 @@ from hrmcode.model.tokenizer import CodeTokenizer
 from hrmcode.model.checkpoint import (
     HYPERPARAMETERS, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint,
 )
-from hrmcode.model.config import RECURRENT, ModelConfig
+from hrmcode.model.config import ModelConfig
 from hrmcode.model.generate import GenerationConfig, generate
 from hrmcode.model.attention import kernel_used, resolve_kernel
 from hrmcode.model.layers import Stack, set_grad_checkpointing
@@ -64,10 +64,9 @@ from hrmcode.train import data as D
 from hrmcode.train.distributed import (
     Dist, accumulating, full_optimizer_state, full_weights, load_full_state, plain_value, setup, teardown, wrap,
 )
-from hrmcode.train.loggers import CURVES, TENSORBOARD_DIR, NoLogger, check_logger, open_logger, plot_curves
+from hrmcode.train.loggers import CURVES, METRICS, TENSORBOARD_DIR, NoLogger, check_logger, open_logger, plot_curves
 from hrmcode.train.options import RESUMABLE_CHANGES, TrainOptions, model_config
 
-METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 
 
@@ -574,7 +573,7 @@ def _train(options, data_ref, dist: Dist, device, started, *, pretrain_ref, toke
         writer = ArtifactWriter(run_dir, "model", name=name, params=params, seed=options.seed, inputs=inputs.artifacts,
                                 resumable=True, update_latest=out is None)
         _truncate_metrics(run_dir / METRICS, trainer.step)
-        reporter().log(f"training {config.arch} ({config.mode if config.arch in RECURRENT else 'baseline'}): "
+        reporter().log(f"training {config.label}: "
                        f"{counts['total']:,} parameters ({counts['non_embedding']:,} without embeddings), "
                        f"{config.layer_applications_per_token()} block applications per token -> {run_dir}")
         if checkpoint is not None:
@@ -689,7 +688,7 @@ def _write_model(trainer: Trainer, writer: ArtifactWriter, run_dir: Path, result
             writer.add(file_name)
     writer.add(METRICS)
     config = trainer.raw.config
-    title = f"{config.arch} ({config.mode if config.arch in RECURRENT else 'baseline'}), {trainer.step} steps"
+    title = f"{config.label}, {trainer.step} steps"
     if plot_curves(list(read_jsonl(run_dir / METRICS)), run_dir / CURVES, title) is not None:
         writer.add(CURVES)
     result.elapsed_s = time.perf_counter() - started

@@ -69,7 +69,6 @@ from hrmcode.errors import InputError, UsageError
 from hrmcode.jsonl import AppendLog, read_jsonl
 from hrmcode.model.base import model_device, shifted_token_loss
 from hrmcode.model.checkpoint import HYPERPARAMETERS, WEIGHTS, load_checkpoint, load_weights, save_checkpoint
-from hrmcode.model.config import RECURRENT
 from hrmcode.model.generate import GenerationConfig, generate
 from hrmcode.reporting import reporter
 from hrmcode.train import data as D
@@ -404,9 +403,7 @@ def train_rl(options: TrainOptions, tasks_ref: str, *, init_from: str | None, re
             writer.add(file_name)
         writer.add(ROUNDS)
         final = records[-1]
-        config = loaded.config
-        title = (f"{config.arch} ({config.mode if config.arch in RECURRENT else 'baseline'}), "
-                 f"{options.rl_method} RL, {final['round']} rounds")
+        title = f"{loaded.config.label}, {options.rl_method} RL, {final['round']} rounds"
         if plot_curves(records, run_dir / CURVES, title) is not None:
             writer.add(CURVES)
         result.artifact = writer.finish({
