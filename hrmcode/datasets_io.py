@@ -145,10 +145,17 @@ def exact_json_floats() -> None:
     module.ujson_loads = exact_loads
 
 
-def _dataset_of_file(path: Path, digest: str | None = None) -> "datasets.Dataset":
+def _datasets() -> Any:
+    """``datasets``, imported on first use (it is slow), with ``exact_json_floats`` installed: every function here
+    that reads or writes through ``datasets`` takes it from this one place."""
     import datasets
 
     exact_json_floats()
+    return datasets
+
+
+def _dataset_of_file(path: Path, digest: str | None = None) -> "datasets.Dataset":
+    datasets = _datasets()
 
     name = path.name
     refuse_lfs_pointer(path)
@@ -200,7 +207,7 @@ def refuse_lfs_pointer(path: Path) -> None:
 def _arrow_dataset(path: Path) -> "datasets.Dataset":
     """An arrow file as ``datasets`` writes it (IPC stream: ``save_to_disk``'s shards, its cache files),
     or an Arrow IPC file (``pyarrow.feather``/``ipc.new_file``)."""
-    import datasets
+    datasets = _datasets()
     import pyarrow as pa
 
     try:
@@ -246,9 +253,7 @@ def saved_splits(path: Path) -> list[str]:
 def load_saved(path: Path, split: str | None = None) -> "datasets.Dataset":
     """The ``Dataset`` of a ``save_to_disk`` directory (of a ``DatasetDict``: its ``split``, or its only
     split when ``split`` is None)."""
-    import datasets
-
-    exact_json_floats()
+    datasets = _datasets()
 
     try:
         loaded = datasets.load_from_disk(str(path))
@@ -276,7 +281,6 @@ def saved_rows(path: Path, split: str | None = None) -> Iterator[tuple[str, dict
 def arrow_rows(path: Path) -> Iterator[tuple[str, dict]]:
     """``(where, row)`` of an arrow file."""
     refuse_lfs_pointer(path)
-    exact_json_floats()
     try:
         dataset = _arrow_dataset(path)
     except Exception as exc:  # noqa: BLE001
@@ -288,7 +292,7 @@ def arrow_rows(path: Path) -> Iterator[tuple[str, dict]]:
 def snapshot_rows(path: Path, split: str) -> Iterator[tuple[str, dict]]:
     """``(where, row)`` of ``split`` of a local hub snapshot, read as the hub reads it (the card's
     ``configs``, else the file names), streamed; ``where`` is ``DIR (split):row N``."""
-    import datasets
+    datasets = _datasets()
 
     try:
         with _quiet_datasets():
@@ -334,7 +338,7 @@ def hub_rows(repo: str, revision: str, *, split: str | None = None,
     repository as its card declares it, or the JSON Lines ``files`` named (for repositories whose
     card points at a loading script, which ``datasets`` no longer runs). Any failure to read is
     one ``SourceUnavailable`` line naming ``--from``."""
-    import datasets
+    datasets = _datasets()
 
     short = revision[:12]
     try:
@@ -506,11 +510,8 @@ def dataset_card(source: Artifact, splits: dict[str, int], features: Iterable[st
 def _quiet_datasets(bars: bool = False) -> Iterator[None]:
     """No ``datasets`` progress bars while hrmcode writes (hrmcode reports its own progress), and none of
     its log records: a file it fails to read is logged with the whole schema, twenty lines on stderr,
-    before the exception that hrmcode turns into its one line. Json columns read inside decode floats exactly
-    (``exact_json_floats``)."""
+    before the exception that hrmcode turns into its one line."""
     from datasets.utils import logging as datasets_logging
-
-    exact_json_floats()
 
     was_enabled = datasets_logging.is_progress_bar_enabled()
     verbosity = datasets_logging.get_verbosity()
@@ -535,7 +536,7 @@ def export_examples(
 ) -> ExportResult:
     """Write an ``examples``/``validated-examples`` artifact as an ``hf-dataset`` artifact (see the
     module docstring): ``out``, else a new workspace version ``export/<name>/<version>``."""
-    import datasets
+    datasets = _datasets()
 
     given = _step_name(Path(artifact).expanduser(), workspace)  # also STEP/NAME, as open_dataset takes it
     source = load_artifact(given if given.is_dir() else artifact, EXAMPLE_KINDS, workspace)
